@@ -1,0 +1,16 @@
+//! masq's dataplane.
+//!
+//! The NAT core — [`packet`] (typed zero-copy views), [`nat`] (sessions, ports,
+//! translation) and [`policy`] (iptables-style rules) — is sans-I/O: it takes bytes and a
+//! [`time::Instant`] and returns verdicts. It never sees an mbuf, a port id, a clock or a
+//! socket, so all of it builds and is tested without DPDK
+//! (`cargo test -p dataplane --no-default-features`). Only the `dpdk` feature's I/O glue
+//! and the `masqd` binary touch DPDK.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod nat;
+pub mod packet;
+pub mod policy;
+pub mod stats;
+pub mod time;

@@ -1,0 +1,2 @@
+//! masq's benchmark harness (`masq-bench`) and microbenchmarks.
+#![deny(unsafe_code)]

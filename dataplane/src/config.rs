@@ -1,1 +1,796 @@
-//! placeholder
+//! masqd's configuration file (TOML), parsed and validated before EAL starts.
+//!
+//! Every problem is reported as one [`ConfigError`] naming the offending field
+//! (`port[1].address: ...`) so an operator can fix it without reading code. The keys, their
+//! types and defaults are documented in `docs/configuration.md`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A configuration problem: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the field, e.g. `port[1].address`, or `line 7` for syntax errors.
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+/// Which side of the NAT a port faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Faces the subscribers (private addresses, translated on the way out).
+    Inside,
+    /// Faces the Internet (carries the external addresses).
+    Outside,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Inside => "inside",
+            Role::Outside => "outside",
+        })
+    }
+}
+
+/// Inbound filtering behaviour of a mapping (RFC 4787 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filtering {
+    /// Any remote endpoint may reach a mapping (RFC 6888 REQ-7 recommends this).
+    #[default]
+    EndpointIndependent,
+    /// Only remote addresses the inside endpoint has sent to.
+    AddressDependent,
+    /// Only remote (address, port) pairs the inside endpoint has sent to.
+    AddressPortDependent,
+}
+
+/// An IPv4 prefix: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    /// The network mask as a host-order integer.
+    pub const fn mask(&self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix_len)
+        }
+    }
+
+    /// Whether `addr` lies inside this prefix.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        (u32::from(addr) ^ u32::from(self.address)) & self.mask() == 0
+    }
+
+    /// The subnet broadcast address (`None` for /31 and /32, which have none).
+    pub fn broadcast(&self) -> Option<Ipv4Addr> {
+        (self.prefix_len <= 30).then(|| Ipv4Addr::from(u32::from(self.address) | !self.mask()))
+    }
+}
+
+impl std::str::FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("\"{s}\" has no prefix length (expected A.B.C.D/N, e.g. 100.64.0.1/10)"))?;
+        let address: Ipv4Addr = addr.parse().map_err(|_| format!("\"{addr}\" is not an IPv4 address"))?;
+        let prefix_len: u8 = len
+            .parse()
+            .ok()
+            .filter(|l| (1..=32).contains(l))
+            .ok_or_else(|| format!("prefix length \"{len}\" is not between 1 and 32"))?;
+        Ok(Ipv4Cidr { address, prefix_len })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)
+    }
+}
+
+/// One DPDK port as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    pub name: String,
+    pub role: Role,
+    /// DPDK device: a virtual device string (`net_pcap0,rx_pcap=in.pcap`) or a PCI address.
+    pub device: String,
+    /// The port's own address and on-link prefix.
+    pub address: Ipv4Cidr,
+    /// Next hop for destinations off every port's prefix (at most one port has one).
+    pub gateway: Option<Ipv4Addr>,
+    /// Largest IPv4 packet sent on this port, in bytes (default 1500).
+    pub mtu: u16,
+}
+
+impl PortConfig {
+    /// Whether the device string names a virtual device (as opposed to a PCI address).
+    pub fn is_vdev(&self) -> bool {
+        self.device.starts_with("net_")
+    }
+
+    /// The DPDK device name (the device string up to its first comma).
+    pub fn device_name(&self) -> &str {
+        self.device.split(',').next().unwrap_or(&self.device)
+    }
+}
+
+/// A static neighbour (ARP) entry; never expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborConfig {
+    /// Index into [`Config::ports`].
+    pub port: usize,
+    pub address: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// EAL and buffer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkConfig {
+    /// Extra EAL arguments, passed through after the ones masqd derives (lcores, vdevs).
+    pub args: Vec<String>,
+    /// The lcore for the main (control) thread; must not be a worker core.
+    pub main_core: usize,
+    /// Mbufs in the packet pool; 0 means a size derived from ports, queues and workers.
+    pub mbufs: u32,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+}
+
+/// Worker threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkersConfig {
+    /// One poll-mode worker per listed core, pinned.
+    pub cores: Vec<usize>,
+    /// Packets per RX burst (1..=256).
+    pub burst: usize,
+}
+
+/// NAT sizing and behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatConfig {
+    /// Sessions per worker, preallocated at start.
+    pub max_sessions: u32,
+    /// External ports one subscriber may hold at once.
+    pub ports_per_subscriber: u32,
+    pub filtering: Filtering,
+}
+
+/// Idle timeouts in seconds, as `ipchains -M -S tcp tcpfin udp` plus ICMP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutsConfig {
+    /// Established TCP (RFC 5382 REQ-5: at least 2 h 4 min).
+    pub tcp: u32,
+    /// Transitory TCP: SYN-only, closing, reset (RFC 5382: at least 4 min).
+    pub tcpfin: u32,
+    /// UDP (RFC 4787 REQ-5: at least 2 min; 5 min recommended).
+    pub udp: u32,
+    /// ICMP query (RFC 5508 REQ-1: at least 60 s).
+    pub icmp: u32,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 }
+    }
+}
+
+/// The control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    pub socket: String,
+    /// Group allowed to use the socket (mode 0660); none means root only (0600).
+    pub group: Option<String>,
+}
+
+/// masqd's whole, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub dpdk: DpdkConfig,
+    pub ports: Vec<PortConfig>,
+    pub workers: WorkersConfig,
+    pub neighbors: Vec<NeighborConfig>,
+    pub nat: NatConfig,
+    pub timeouts: TimeoutsConfig,
+    pub control: ControlConfig,
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::parse(&text)
+    }
+
+    /// Parse and validate configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        raw.validate()
+    }
+
+    /// Index of the port named `name`.
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+}
+
+/// Virtual-device drivers of DPDK 22.11 that masq can name in `device`.
+pub const KNOWN_VDEV_DRIVERS: &[&str] = &[
+    "af_packet",
+    "af_xdp",
+    "bonding",
+    "failsafe",
+    "memif",
+    "null",
+    "pcap",
+    "ring",
+    "tap",
+    "tun",
+    "vhost",
+    "virtio_user",
+];
+
+/// One line per error: TOML's own message, with its line number, without the snippet.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let field = match e.span() {
+        Some(span) => format!("line {}", text[..span.start.min(text.len())].matches('\n').count() + 1),
+        None => "config".to_string(),
+    };
+    ConfigError::new(field, e.message().trim().replace('\n', " "))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    dpdk: RawDpdk,
+    #[serde(default)]
+    port: Vec<RawPort>,
+    workers: Option<RawWorkers>,
+    #[serde(default)]
+    neighbor: Vec<RawNeighbor>,
+    #[serde(default)]
+    nat: RawNat,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDpdk {
+    #[serde(default)]
+    args: Vec<String>,
+    main_core: Option<usize>,
+    mbufs: Option<u32>,
+    rx_desc: Option<u16>,
+    tx_desc: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: Option<String>,
+    role: Option<String>,
+    device: Option<String>,
+    address: Option<String>,
+    gateway: Option<String>,
+    mtu: Option<u16>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    cores: Option<Vec<usize>>,
+    burst: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbor {
+    port: Option<String>,
+    address: Option<String>,
+    mac: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNat {
+    max_sessions: Option<u32>,
+    ports_per_subscriber: Option<u32>,
+    filtering: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp: Option<u32>,
+    tcpfin: Option<u32>,
+    udp: Option<u32>,
+    icmp: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<String>,
+    group: Option<String>,
+}
+
+fn required<T: Clone>(v: &Option<T>, field: &str, hint: &str) -> Result<T, ConfigError> {
+    v.clone().ok_or_else(|| ConfigError::new(field, format!("missing ({hint})")))
+}
+
+/// Parse `02:00:00:00:02:01` (or with `-`).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for byte in mac.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn is_pci_address(s: &str) -> bool {
+    // [domain:]bus:device.function, hex: 0000:03:00.0 or 03:00.0
+    let s = s.split(',').next().unwrap_or(s);
+    let (head, func) = match s.rsplit_once('.') {
+        Some(x) => x,
+        None => return false,
+    };
+    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
+    let parts: Vec<&str> = head.split(':').collect();
+    let ok_head = match parts.as_slice() {
+        [bus, dev] => hex(bus, 2) && hex(dev, 2),
+        [dom, bus, dev] => hex(dom, 4) && hex(bus, 2) && hex(dev, 2),
+        _ => false,
+    };
+    ok_head && func.len() == 1 && func.chars().all(|c| c.is_digit(8))
+}
+
+fn check_device(field: &str, device: &str) -> Result<(), ConfigError> {
+    if is_pci_address(device) {
+        return Ok(());
+    }
+    let name = device.split(',').next().unwrap_or(device);
+    let driver = name.strip_prefix("net_").map(|d| d.trim_end_matches(|c: char| c.is_ascii_digit()));
+    match driver {
+        Some(d) if KNOWN_VDEV_DRIVERS.contains(&d) && name.len() > 4 + d.len() => Ok(()),
+        Some(d) if KNOWN_VDEV_DRIVERS.contains(&d) => Err(ConfigError::new(
+            field,
+            format!("\"{device}\": a virtual device name needs an instance number, e.g. net_{d}0"),
+        )),
+        _ => Err(ConfigError::new(
+            field,
+            format!(
+                "unknown device \"{device}\" (expected a PCI address like 0000:03:00.0 or a virtual device \
+                 net_<driver><n>[,args] with driver one of {})",
+                KNOWN_VDEV_DRIVERS.join(", ")
+            ),
+        )),
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        if self.port.is_empty() {
+            return Err(ConfigError::new("port", "no [[port]] sections (at least one inside and one outside port)"));
+        }
+        let mut ports = Vec::with_capacity(self.port.len());
+        let mut names = HashSet::new();
+        let mut devices = HashSet::new();
+        for (i, p) in self.port.iter().enumerate() {
+            let f = |k: &str| format!("port[{i}].{k}");
+            let name = required(&p.name, &f("name"), "a short name such as \"lan\" or \"wan\"")?;
+            let valid_name = !name.is_empty()
+                && name.len() <= 15
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                return Err(ConfigError::new(
+                    f("name"),
+                    format!("\"{name}\": use 1-15 characters of a-z, 0-9, _ or -"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(ConfigError::new(f("name"), format!("\"{name}\" is used by another port")));
+            }
+            let role = match required(&p.role, &f("role"), "\"inside\" or \"outside\"")?.as_str() {
+                "inside" => Role::Inside,
+                "outside" => Role::Outside,
+                other => {
+                    return Err(ConfigError::new(
+                        f("role"),
+                        format!("unknown role \"{other}\" (expected \"inside\" or \"outside\")"),
+                    ))
+                }
+            };
+            let device = required(&p.device, &f("device"), "a DPDK device such as \"net_af_packet0,iface=eth1\"")?;
+            check_device(&f("device"), &device)?;
+            if !devices.insert(device.split(',').next().unwrap_or_default().to_string()) {
+                return Err(ConfigError::new(f("device"), format!("\"{device}\" is used by another port")));
+            }
+            let address: Ipv4Cidr =
+                required(&p.address, &f("address"), "the port's address and prefix, e.g. 100.64.0.1/10")?
+                    .parse()
+                    .map_err(|m| ConfigError::new(f("address"), m))?;
+            let gateway = match &p.gateway {
+                None => None,
+                Some(g) => {
+                    let gw: Ipv4Addr = g
+                        .parse()
+                        .map_err(|_| ConfigError::new(f("gateway"), format!("\"{g}\" is not an IPv4 address")))?;
+                    if !address.contains(gw) || gw == address.address {
+                        return Err(ConfigError::new(
+                            f("gateway"),
+                            format!("{gw} is not a host on this port's prefix {address}"),
+                        ));
+                    }
+                    Some(gw)
+                }
+            };
+            let mtu = p.mtu.unwrap_or(1500);
+            if !(576..=9000).contains(&mtu) {
+                return Err(ConfigError::new(f("mtu"), format!("{mtu} is outside 576..=9000")));
+            }
+            ports.push(PortConfig { name, role, device, address, gateway, mtu });
+        }
+        for role in [Role::Inside, Role::Outside] {
+            if !ports.iter().any(|p| p.role == role) {
+                return Err(ConfigError::new("port", format!("no port has role = \"{role}\"")));
+            }
+        }
+        let gateways: Vec<&PortConfig> = ports.iter().filter(|p| p.gateway.is_some()).collect();
+        if gateways.len() > 1 {
+            return Err(ConfigError::new(
+                format!("port[{}].gateway", ports.iter().rposition(|p| p.gateway.is_some()).unwrap_or(0)),
+                format!(
+                    "only one port may have a gateway (the default route); \"{}\" has one already",
+                    gateways[0].name
+                ),
+            ));
+        }
+        for (i, a) in ports.iter().enumerate() {
+            for b in &ports[..i] {
+                if a.address.contains(b.address.address) || b.address.contains(a.address.address) {
+                    return Err(ConfigError::new(
+                        format!("port[{i}].address"),
+                        format!("{} overlaps port \"{}\" ({})", a.address, b.name, b.address),
+                    ));
+                }
+            }
+        }
+
+        let raw_workers = required(&self.workers, "workers", "a [workers] section with cores = [..]")?;
+        let cores = required(&raw_workers.cores, "workers.cores", "one core per worker, e.g. cores = [1]")?;
+        if cores.is_empty() {
+            return Err(ConfigError::new("workers.cores", "empty (list at least one core)"));
+        }
+        let mut seen = HashSet::new();
+        for c in &cores {
+            if !seen.insert(*c) {
+                return Err(ConfigError::new("workers.cores", format!("core {c} is listed twice")));
+            }
+            if *c >= 128 {
+                return Err(ConfigError::new("workers.cores", format!("core {c} is beyond 127")));
+            }
+        }
+        let burst = raw_workers.burst.unwrap_or(32);
+        if !(1..=256).contains(&burst) {
+            return Err(ConfigError::new("workers.burst", format!("{burst} is outside 1..=256")));
+        }
+
+        let main_core = match self.dpdk.main_core {
+            Some(m) if cores.contains(&m) => {
+                return Err(ConfigError::new("dpdk.main_core", format!("core {m} is also a worker core")))
+            }
+            Some(m) => m,
+            None => (0..).find(|c| !cores.contains(c)).unwrap_or(0),
+        };
+        for (i, a) in self.dpdk.args.iter().enumerate() {
+            let a = a.as_str();
+            if matches!(a, "-l" | "-c" | "--lcores" | "--main-lcore" | "--master-lcore")
+                || a.starts_with("--lcores=")
+                || a.starts_with("--main-lcore=")
+            {
+                return Err(ConfigError::new(
+                    format!("dpdk.args[{i}]"),
+                    format!("\"{a}\": masqd derives lcores from workers.cores and dpdk.main_core"),
+                ));
+            }
+            if a == "--vdev" || a.starts_with("--vdev=") {
+                return Err(ConfigError::new(
+                    format!("dpdk.args[{i}]"),
+                    format!("\"{a}\": declare devices as [[port]] device = \"...\""),
+                ));
+            }
+        }
+        let rx_desc = self.dpdk.rx_desc.unwrap_or(1024);
+        let tx_desc = self.dpdk.tx_desc.unwrap_or(1024);
+        for (k, v) in [("dpdk.rx_desc", rx_desc), ("dpdk.tx_desc", tx_desc)] {
+            if !(32..=16384).contains(&v) || !v.is_power_of_two() {
+                return Err(ConfigError::new(k, format!("{v} is not a power of two in 32..=16384")));
+            }
+        }
+        let dpdk =
+            DpdkConfig { args: self.dpdk.args, main_core, mbufs: self.dpdk.mbufs.unwrap_or(0), rx_desc, tx_desc };
+
+        let mut neighbors = Vec::with_capacity(self.neighbor.len());
+        for (i, n) in self.neighbor.iter().enumerate() {
+            let f = |k: &str| format!("neighbor[{i}].{k}");
+            let pname = required(&n.port, &f("port"), "the name of a [[port]]")?;
+            let port = ports.iter().position(|p| p.name == pname).ok_or_else(|| {
+                let known: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+                ConfigError::new(f("port"), format!("no port named \"{pname}\" (known: {})", known.join(", ")))
+            })?;
+            let a = required(&n.address, &f("address"), "the neighbour's IPv4 address")?;
+            let address: Ipv4Addr =
+                a.parse().map_err(|_| ConfigError::new(f("address"), format!("\"{a}\" is not an IPv4 address")))?;
+            if !ports[port].address.contains(address) {
+                return Err(ConfigError::new(
+                    f("address"),
+                    format!("{address} is not on port \"{pname}\"'s prefix {}", ports[port].address),
+                ));
+            }
+            let m = required(&n.mac, &f("mac"), "a MAC address such as 02:00:00:00:02:01")?;
+            let mac = parse_mac(&m).ok_or_else(|| {
+                ConfigError::new(f("mac"), format!("\"{m}\" is not a MAC address (expected 02:00:00:00:02:01)"))
+            })?;
+            neighbors.push(NeighborConfig { port, address, mac });
+        }
+
+        let filtering = match self.nat.filtering.as_deref() {
+            None | Some("endpoint-independent") => Filtering::EndpointIndependent,
+            Some("address-dependent") => Filtering::AddressDependent,
+            Some("address-port-dependent") => Filtering::AddressPortDependent,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "nat.filtering",
+                    format!(
+                        "unknown filtering \"{other}\" (expected endpoint-independent, address-dependent or \
+                         address-port-dependent)"
+                    ),
+                ))
+            }
+        };
+        let max_sessions = self.nat.max_sessions.unwrap_or(1 << 20);
+        if !(16..=(1 << 27)).contains(&max_sessions) {
+            return Err(ConfigError::new("nat.max_sessions", format!("{max_sessions} is outside 16..=134217728")));
+        }
+        let ports_per_subscriber = self.nat.ports_per_subscriber.unwrap_or(4096);
+        if !(1..=64512).contains(&ports_per_subscriber) {
+            return Err(ConfigError::new(
+                "nat.ports_per_subscriber",
+                format!("{ports_per_subscriber} is outside 1..=64512"),
+            ));
+        }
+        let nat = NatConfig { max_sessions, ports_per_subscriber, filtering };
+
+        let d = TimeoutsConfig::default();
+        let timeouts = TimeoutsConfig {
+            tcp: self.timeouts.tcp.unwrap_or(d.tcp),
+            tcpfin: self.timeouts.tcpfin.unwrap_or(d.tcpfin),
+            udp: self.timeouts.udp.unwrap_or(d.udp),
+            icmp: self.timeouts.icmp.unwrap_or(d.icmp),
+        };
+        for (k, v) in [
+            ("timeouts.tcp", timeouts.tcp),
+            ("timeouts.tcpfin", timeouts.tcpfin),
+            ("timeouts.udp", timeouts.udp),
+            ("timeouts.icmp", timeouts.icmp),
+        ] {
+            if v == 0 || v > 7 * 24 * 3600 {
+                return Err(ConfigError::new(k, format!("{v} s is outside 1..=604800")));
+            }
+        }
+
+        let control = ControlConfig {
+            socket: self.control.socket.unwrap_or_else(|| "/run/masq/masqd.sock".to_string()),
+            group: self.control.group,
+        };
+        if control.socket.is_empty() {
+            return Err(ConfigError::new("control.socket", "empty path"));
+        }
+
+        Ok(Config { dpdk, ports, workers: WorkersConfig { cores, burst }, neighbors, nat, timeouts, control })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[dpdk]
+args = ["--no-huge", "-m", "1024", "--file-prefix", "masq"]
+
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_af_packet0,iface=veth-lan"
+address = "100.64.0.1/10"
+
+[[port]]
+name = "wan"
+role = "outside"
+device = "net_af_packet1,iface=veth-wan"
+address = "203.0.113.1/24"
+gateway = "203.0.113.254"
+
+[workers]
+cores = [1]
+
+[[neighbor]]
+port = "wan"
+address = "203.0.113.254"
+mac = "02:00:00:00:02:01"
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text).expect_err("config should be rejected")
+    }
+
+    fn replace(from: &str, to: &str) -> String {
+        assert!(EXAMPLE.contains(from), "{from}");
+        EXAMPLE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn example_parses_with_defaults() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[0].role, Role::Inside);
+        assert_eq!(c.ports[0].address, Ipv4Cidr { address: Ipv4Addr::new(100, 64, 0, 1), prefix_len: 10 });
+        assert_eq!(c.ports[1].gateway, Some(Ipv4Addr::new(203, 0, 113, 254)));
+        assert_eq!(c.ports[1].device_name(), "net_af_packet1");
+        assert_eq!(c.ports[1].mtu, 1500);
+        assert_eq!(c.workers.cores, vec![1]);
+        assert_eq!(c.workers.burst, 32);
+        assert_eq!(c.dpdk.main_core, 0);
+        assert_eq!(
+            c.neighbors,
+            vec![NeighborConfig { port: 1, address: Ipv4Addr::new(203, 0, 113, 254), mac: [2, 0, 0, 0, 2, 1] }]
+        );
+        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 });
+        assert_eq!(c.nat.filtering, Filtering::EndpointIndependent);
+        assert_eq!(c.control.socket, "/run/masq/masqd.sock");
+        assert_eq!(c.port_index("wan"), Some(1));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = err(&replace("device = \"net_af_packet0,iface=veth-lan\"\n", ""));
+        assert_eq!(e.field, "port[0].device");
+        assert!(e.message.starts_with("missing"), "{e}");
+
+        let e = err(&replace("100.64.0.1/10", "100.64.0.300/10"));
+        assert_eq!(e.field, "port[0].address");
+        assert!(e.message.contains("100.64.0.300"), "{e}");
+
+        let e = err(&replace("100.64.0.1/10", "100.64.0.1"));
+        assert_eq!(e.field, "port[0].address");
+        assert!(e.message.contains("prefix length"), "{e}");
+
+        let e = err(&replace("role = \"outside\"", "role = \"outsidee\""));
+        assert_eq!(e.to_string(), "port[1].role: unknown role \"outsidee\" (expected \"inside\" or \"outside\")");
+
+        let e = err(&replace("net_af_packet1,iface=veth-wan", "net_bogus0"));
+        assert_eq!(e.field, "port[1].device");
+        assert!(e.message.contains("unknown device \"net_bogus0\""), "{e}");
+
+        let e = err(&replace("net_af_packet1,iface=veth-wan", "net_af_packet,iface=x"));
+        assert!(e.message.contains("instance number"), "{e}");
+
+        let e = err(&replace("gateway = \"203.0.113.254\"", "gateway = \"198.51.100.1\""));
+        assert_eq!(e.field, "port[1].gateway");
+
+        let e = err(&replace("mac = \"02:00:00:00:02:01\"", "mac = \"02:00:00:00:02\""));
+        assert_eq!(e.field, "neighbor[0].mac");
+
+        let e = err(&replace("port = \"wan\"", "port = \"wan0\""));
+        assert_eq!(e.to_string(), "neighbor[0].port: no port named \"wan0\" (known: lan, wan)");
+
+        let e = err(&replace("cores = [1]", "cores = []"));
+        assert_eq!(e.field, "workers.cores");
+
+        let e = err(&replace("cores = [1]", "cores = [1, 1]"));
+        assert!(e.message.contains("twice"), "{e}");
+
+        let e = err(&replace("\"--file-prefix\", \"masq\"", "\"-l\", \"0-1\""));
+        assert_eq!(e.field, "dpdk.args[3]");
+
+        let e = err(&replace("name = \"wan\"", "name = \"lan\""));
+        assert_eq!(e.field, "port[1].name");
+        assert!(e.message.contains("another port"), "{e}");
+
+        let e = err(&replace("iface=veth-wan", "iface=veth-lan").replace("net_af_packet1", "net_af_packet0"));
+        assert_eq!(e.field, "port[1].device");
+
+        let e = err(&replace("role = \"outside\"", "role = \"inside\""));
+        assert_eq!(e.to_string(), "port: no port has role = \"outside\"");
+
+        let e = err(&replace("203.0.113.1/24", "100.64.0.9/24").replace("203.0.113.254", "100.64.0.254"));
+        assert_eq!(e.field, "port[1].address");
+        assert!(e.message.contains("overlaps"), "{e}");
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_give_one_line_with_a_line_number() {
+        let e = err(&replace("address = \"100.64.0.1/10\"", "adress = \"100.64.0.1/10\""));
+        assert!(e.field.starts_with("line "), "{e}");
+        assert!(e.message.contains("adress"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+
+        let e = err("[[port]\nname = 1");
+        assert!(e.field.starts_with("line 1"), "{e}");
+
+        let e = err(&replace("cores = [1]", "cores = \"1\""));
+        assert!(e.field.starts_with("line "), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn nat_and_timeouts_sections() {
+        let text = format!(
+            "{EXAMPLE}\n[nat]\nmax_sessions = 1000\nports_per_subscriber = 64\nfiltering = \
+             \"address-port-dependent\"\n[timeouts]\ntcp = 7200\ntcpfin = 10\nudp = 160\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(
+            c.nat,
+            NatConfig { max_sessions: 1000, ports_per_subscriber: 64, filtering: Filtering::AddressPortDependent }
+        );
+        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60 });
+        let e = err(&format!("{EXAMPLE}\n[nat]\nfiltering = \"strict\"\n"));
+        assert_eq!(e.field, "nat.filtering");
+        let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));
+        assert_eq!(e.field, "timeouts.udp");
+    }
+
+    #[test]
+    fn device_forms() {
+        for ok in ["0000:03:00.0", "03:00.1", "net_pcap0,rx_pcap=a.pcap,tx_pcap=b.pcap", "net_null12", "net_ring0"] {
+            assert!(check_device("d", ok).is_ok(), "{ok}");
+        }
+        for bad in ["eth0", "03:00", "0000:03:00.9", "net_", "net_foo0", ""] {
+            assert!(check_device("d", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidr_helpers() {
+        let c: Ipv4Cidr = "203.0.113.1/24".parse().unwrap();
+        assert!(c.contains(Ipv4Addr::new(203, 0, 113, 200)));
+        assert!(!c.contains(Ipv4Addr::new(203, 0, 114, 1)));
+        assert_eq!(c.broadcast(), Some(Ipv4Addr::new(203, 0, 113, 255)));
+        let h: Ipv4Cidr = "10.0.0.1/32".parse().unwrap();
+        assert!(h.contains(Ipv4Addr::new(10, 0, 0, 1)) && !h.contains(Ipv4Addr::new(10, 0, 0, 2)));
+        assert!("10.0.0.1/0".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.0.1/33".parse::<Ipv4Cidr>().is_err());
+        assert_eq!(parse_mac("02-00-00-00-02-0a"), Some([2, 0, 0, 0, 2, 10]));
+        assert_eq!(parse_mac("02:00:00:00:02:01:03"), None);
+    }
+}

@@ -9,8 +9,13 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod counters;
+pub mod io;
+pub mod l3;
 pub mod nat;
 pub mod packet;
 pub mod policy;
+pub mod report;
 pub mod stats;
 pub mod time;
+pub mod worker;

@@ -82,6 +82,8 @@ drop_reasons! {
     LocalUnhandled = "local_unhandled", "addressed to the router and not handled";
     /// DF set and larger than the egress MTU; ICMP fragmentation-needed sent back.
     NeedFragmentation = "need_fragmentation", "DF set and larger than egress MTU (ICMP sent)";
+    /// Larger than the egress MTU without DF; masq does not fragment.
+    TooBig = "too_big", "larger than egress MTU without DF (masq does not fragment)";
     /// Could not build an ICMP error (no buffer or packet unsuitable).
     IcmpErrorSuppressed = "icmp_error_suppressed", "ICMP error not generated (rate limit or unsuitable)";
     // --- transport ---

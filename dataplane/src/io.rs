@@ -1,0 +1,192 @@
+//! The worker's view of packet I/O: a small, burst-shaped trait.
+//!
+//! The DPDK implementation (`dpdk_io`, feature `dpdk`) moves mbufs between a port's queues
+//! and fixed-size bursts; [`mem::MemIo`] moves heap buffers between in-memory queues so the
+//! real worker loop runs in unit tests without DPDK.
+
+/// One packet buffer owned by the worker.
+pub trait Frame {
+    /// The frame's bytes.
+    fn bytes(&self) -> &[u8];
+    /// The frame's bytes plus the buffer's tailroom, writable, from the first byte of the
+    /// frame. A pipeline that builds a longer packet in place writes here, then the
+    /// worker calls [`Frame::set_len`].
+    fn room_mut(&mut self) -> &mut [u8];
+    /// Set the frame length (at most `room_mut().len()`); false if it does not fit.
+    fn set_len(&mut self, len: usize) -> bool;
+    /// Whether the frame is one contiguous segment (multi-segment frames are dropped).
+    fn is_contiguous(&self) -> bool;
+    /// Frame length in bytes.
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a flush sent and what the ports refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxReport {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets the port did not take (freed, to be counted as `tx_full`).
+    pub refused: u64,
+}
+
+impl TxReport {
+    pub fn merge(&mut self, other: TxReport) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.refused += other.refused;
+    }
+}
+
+/// A worker's packet I/O: its own RX/TX queue on every port, and a buffer pool.
+pub trait PacketIo {
+    type Frame: Frame;
+
+    /// Number of ports.
+    fn port_count(&self) -> usize;
+    /// Receive up to a burst from `port` into the RX buffer; returns how many arrived.
+    fn rx_burst(&mut self, port: u16) -> usize;
+    /// Take the next received frame, in arrival order.
+    fn next_rx(&mut self) -> Option<Self::Frame>;
+    /// Stage `frame` for transmission on `port` (sent when the stage fills or on flush).
+    fn tx(&mut self, port: u16, frame: Self::Frame);
+    /// Send everything staged; report what went and what was refused since the last flush.
+    fn flush(&mut self) -> TxReport;
+    /// Free a frame (drops are freed in bulk where the backend can).
+    fn free(&mut self, frame: Self::Frame);
+    /// A fresh empty frame for a packet the worker originates (ARP requests).
+    fn alloc(&mut self) -> Option<Self::Frame>;
+}
+
+/// In-memory I/O for tests: frames are `Vec<u8>`s with fixed room.
+pub mod mem {
+    use super::{Frame, PacketIo, TxReport};
+    use std::collections::VecDeque;
+
+    /// Room of every in-memory frame, like a 2 KiB mbuf data room.
+    pub const ROOM: usize = 2048;
+
+    /// A heap frame with mbuf-like room.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct MemFrame {
+        buf: Vec<u8>,
+        len: usize,
+    }
+
+    impl MemFrame {
+        pub fn from_bytes(bytes: &[u8]) -> MemFrame {
+            let mut buf = vec![0u8; ROOM.max(bytes.len())];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            MemFrame { buf, len: bytes.len() }
+        }
+    }
+
+    impl Frame for MemFrame {
+        fn bytes(&self) -> &[u8] {
+            &self.buf[..self.len]
+        }
+        fn room_mut(&mut self) -> &mut [u8] {
+            &mut self.buf
+        }
+        fn set_len(&mut self, len: usize) -> bool {
+            if len > self.buf.len() {
+                return false;
+            }
+            self.len = len;
+            true
+        }
+        fn is_contiguous(&self) -> bool {
+            true
+        }
+    }
+
+    /// Per-port input queues and output lists.
+    #[derive(Debug, Default)]
+    pub struct MemIo {
+        pub input: Vec<VecDeque<MemFrame>>,
+        pub output: Vec<Vec<MemFrame>>,
+        pub burst: usize,
+        /// Frames that may still be allocated (simulates pool exhaustion).
+        pub alloc_budget: usize,
+        /// Accept at most this many frames per flush per port (simulates a full TX ring).
+        pub tx_limit: usize,
+        rx: VecDeque<MemFrame>,
+        staged: Vec<Vec<MemFrame>>,
+        pub freed: usize,
+    }
+
+    impl MemIo {
+        pub fn new(ports: usize) -> MemIo {
+            MemIo {
+                input: vec![VecDeque::new(); ports],
+                output: vec![Vec::new(); ports],
+                burst: 32,
+                alloc_budget: usize::MAX,
+                tx_limit: usize::MAX,
+                rx: VecDeque::new(),
+                staged: vec![Vec::new(); ports],
+                freed: 0,
+            }
+        }
+
+        /// Queue a frame as if it arrived on `port`.
+        pub fn inject(&mut self, port: u16, bytes: &[u8]) {
+            self.input[usize::from(port)].push_back(MemFrame::from_bytes(bytes));
+        }
+
+        /// Take everything sent on `port` so far.
+        pub fn take_output(&mut self, port: u16) -> Vec<Vec<u8>> {
+            self.output[usize::from(port)].drain(..).map(|f| f.bytes().to_vec()).collect()
+        }
+    }
+
+    impl PacketIo for MemIo {
+        type Frame = MemFrame;
+
+        fn port_count(&self) -> usize {
+            self.input.len()
+        }
+        fn rx_burst(&mut self, port: u16) -> usize {
+            let q = &mut self.input[usize::from(port)];
+            let n = q.len().min(self.burst);
+            self.rx.extend(q.drain(..n));
+            n
+        }
+        fn next_rx(&mut self) -> Option<MemFrame> {
+            self.rx.pop_front()
+        }
+        fn tx(&mut self, port: u16, frame: MemFrame) {
+            self.staged[usize::from(port)].push(frame);
+        }
+        fn flush(&mut self) -> TxReport {
+            let mut r = TxReport::default();
+            for (port, staged) in self.staged.iter_mut().enumerate() {
+                for (i, f) in staged.drain(..).enumerate() {
+                    if i < self.tx_limit {
+                        r.packets += 1;
+                        r.bytes += f.len() as u64;
+                        self.output[port].push(f);
+                    } else {
+                        r.refused += 1;
+                        self.freed += 1;
+                    }
+                }
+            }
+            r
+        }
+        fn free(&mut self, _frame: MemFrame) {
+            self.freed += 1;
+        }
+        fn alloc(&mut self) -> Option<MemFrame> {
+            if self.alloc_budget == 0 {
+                return None;
+            }
+            self.alloc_budget -= 1;
+            Some(MemFrame { buf: vec![0u8; ROOM], len: 0 })
+        }
+    }
+}

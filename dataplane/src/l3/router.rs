@@ -1,0 +1,704 @@
+//! The per-worker router: classify a frame, answer ARP, check IPv4 sanity, route, and
+//! build the ICMP errors a router owes (RFC 1812).
+//!
+//! Sans-I/O: [`Router::process`] takes the frame's bytes (with the buffer's tailroom, so
+//! an ICMP error can be built in place) and returns a [`Verdict`]. It counts every drop
+//! itself, by reason, in the worker's [`WorkerCounters`].
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::counters::WorkerCounters;
+use crate::l3::neighbor::{Neighbor, NeighborTable};
+use crate::l3::route::RouteTable;
+use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
+use crate::packet::icmp::{self, Icmpv4Message, Icmpv4Packet};
+use crate::packet::ipv4::{IpProtocol, Ipv4Packet};
+use crate::packet::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame};
+use crate::stats::DropReason;
+use crate::time::Instant;
+
+/// Shortest Ethernet frame without FCS; shorter ones we originate are zero-padded.
+pub const MIN_FRAME: usize = 60;
+/// ICMP errors one worker may send per second (RFC 1812 §4.3.2.8 rate limiting).
+pub const ICMP_ERRORS_PER_SEC: u32 = 1000;
+/// Burst of ICMP errors allowed before the rate limit applies.
+pub const ICMP_ERROR_BURST: u32 = 100;
+/// TTL of packets the router originates.
+pub const DEFAULT_TTL: u8 = 64;
+
+const IPV4_LEN: usize = 20;
+const ICMP_HEADER_LEN: usize = 8;
+const REFRESH_SLOTS: usize = 8;
+
+/// What to do with a frame after [`Router::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the frame, whose MACs are written, on `port`; its length is now `len`.
+    Tx { port: u16, len: usize },
+    /// Layer 3 is done; resolve `via` on `port`, fill the MACs ([`Router::fill_l2`]), send.
+    Resolve { port: u16, via: Ipv4Addr, len: usize },
+    /// Free the frame. If it was a drop, it has been counted.
+    Drop,
+}
+
+#[derive(Clone, Copy)]
+struct Refresh {
+    port: u16,
+    via: Ipv4Addr,
+    asked: Instant,
+}
+
+/// One worker's router. Routes and neighbours are shared read-mostly tables.
+pub struct Router {
+    routes: Arc<RouteTable>,
+    neighbors: Arc<NeighborTable>,
+    macs: Vec<EthernetAddress>,
+    counters: Arc<WorkerCounters>,
+    icmp_tokens: u32,
+    icmp_refill: Instant,
+    /// Stale neighbours recently re-asked, so a busy flow asks once per second.
+    refreshed: [Option<Refresh>; REFRESH_SLOTS],
+    /// Stale neighbours to re-ask now (drained by the worker).
+    refresh_due: [Option<(u16, Ipv4Addr)>; REFRESH_SLOTS],
+}
+
+fn malformed_ipv4(ip: &[u8]) -> Option<DropReason> {
+    if ip.len() < IPV4_LEN {
+        return Some(DropReason::Ipv4Truncated);
+    }
+    if ip[0] >> 4 != 4 {
+        return Some(DropReason::Ipv4BadVersion);
+    }
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    if header_len < IPV4_LEN || header_len > ip.len() {
+        return Some(DropReason::Ipv4BadIhl);
+    }
+    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if total_len < header_len {
+        return Some(DropReason::Ipv4BadLength);
+    }
+    if total_len > ip.len() {
+        return Some(DropReason::Ipv4Truncated);
+    }
+    None
+}
+
+fn is_martian_source(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    o[0] == 0 || o[0] == 127 || a.is_multicast() || a.is_broadcast() || o[0] >= 240
+}
+
+impl Router {
+    pub fn new(
+        routes: Arc<RouteTable>,
+        neighbors: Arc<NeighborTable>,
+        macs: Vec<[u8; 6]>,
+        counters: Arc<WorkerCounters>,
+    ) -> Router {
+        assert_eq!(macs.len(), routes.port_count(), "one MAC per port");
+        Router {
+            routes,
+            neighbors,
+            macs: macs.into_iter().map(EthernetAddress).collect(),
+            counters,
+            icmp_tokens: ICMP_ERROR_BURST,
+            icmp_refill: Instant::ZERO,
+            refreshed: [None; REFRESH_SLOTS],
+            refresh_due: [None; REFRESH_SLOTS],
+        }
+    }
+
+    /// Handle one frame that arrived on `in_port`. `room` holds the frame in its first
+    /// `len` bytes followed by the buffer's tailroom.
+    pub fn process(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+        let Some(frame) = room.get(..len) else {
+            self.counters.drop(DropReason::EthTruncated);
+            return Verdict::Drop;
+        };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.counters.drop(DropReason::EthTruncated);
+            return Verdict::Drop;
+        };
+        let dst = eth.dst_addr();
+        if dst != self.macs[usize::from(in_port)] && !dst.is_broadcast() {
+            self.counters.drop(DropReason::EthNotForUs);
+            return Verdict::Drop;
+        }
+        match eth.ethertype() {
+            EtherType::Ipv4 => self.ipv4(in_port, room, len, now),
+            EtherType::Arp => self.arp(in_port, room, len, now),
+            _ => {
+                self.counters.drop(DropReason::EthUnsupportedType);
+                Verdict::Drop
+            }
+        }
+    }
+
+    fn arp(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+        let repr = match ArpPacket::new_checked(&room[ETH_LEN..len]).and_then(|p| ArpRepr::parse(&p)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.counters.drop(DropReason::ArpMalformed);
+                return Verdict::Drop;
+            }
+        };
+        let port = self.routes.port(in_port);
+        let sender_on_link = port.prefix.contains(repr.source_protocol_addr)
+            && repr.source_protocol_addr != port.address
+            && !repr.source_hw_addr.is_multicast();
+        if repr.target_protocol_addr != port.address {
+            if sender_on_link {
+                self.neighbors.refresh_if_known(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
+            }
+            self.counters.drop(DropReason::ArpIgnored);
+            return Verdict::Drop;
+        }
+        if sender_on_link {
+            if self.neighbors.learn(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now).is_ok() {
+                self.counters.arp_learned.inc();
+            }
+        }
+        match repr.operation {
+            ArpOperation::Request => {
+                let ours = self.macs[usize::from(in_port)];
+                let reply = ArpRepr {
+                    operation: ArpOperation::Reply,
+                    source_hw_addr: ours,
+                    source_protocol_addr: port.address,
+                    target_hw_addr: repr.source_hw_addr,
+                    target_protocol_addr: repr.source_protocol_addr,
+                };
+                let out_len = self.emit_arp(room, repr.source_hw_addr, ours, &reply);
+                self.counters.arp_replies_sent.inc();
+                Verdict::Tx { port: in_port, len: out_len }
+            }
+            // A reply to our request: learned above; nothing to send.
+            ArpOperation::Reply => Verdict::Drop,
+            _ => {
+                self.counters.drop(DropReason::ArpIgnored);
+                Verdict::Drop
+            }
+        }
+    }
+
+    fn emit_arp(&self, room: &mut [u8], dst: EthernetAddress, src: EthernetAddress, repr: &ArpRepr) -> usize {
+        let out_len = MIN_FRAME.max(ETH_LEN + repr.buffer_len());
+        room[..out_len].fill(0);
+        let mut eth = EthernetFrame::new_unchecked(&mut room[..out_len]);
+        eth.set_dst_addr(dst);
+        eth.set_src_addr(src);
+        eth.set_ethertype(EtherType::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(&mut room[ETH_LEN..ETH_LEN + repr.buffer_len()]));
+        out_len
+    }
+
+    /// Build a broadcast ARP request for `target` from `port` into `room`; returns its length
+    /// (0 if `room` is too small).
+    pub fn emit_arp_request(&self, port: u16, target: Ipv4Addr, room: &mut [u8]) -> usize {
+        if room.len() < MIN_FRAME {
+            return 0;
+        }
+        let ours = self.macs[usize::from(port)];
+        let req = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hw_addr: ours,
+            source_protocol_addr: self.routes.port(port).address,
+            target_hw_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        self.emit_arp(room, EthernetAddress::BROADCAST, ours, &req)
+    }
+
+    fn ipv4(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+        if let Some(reason) = malformed_ipv4(&room[ETH_LEN..len]) {
+            self.counters.drop(reason);
+            return Verdict::Drop;
+        }
+        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
+        if !ip.verify_checksum() {
+            self.counters.drop(DropReason::Ipv4BadChecksum);
+            return Verdict::Drop;
+        }
+        let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
+        let ip_len = usize::from(ip.total_len());
+        // Ethernet padding beyond the IPv4 total length is not part of the packet.
+        let len = ETH_LEN + ip_len;
+        if is_martian_source(src) || dst.octets()[0] == 0 || dst.octets()[0] == 127 {
+            self.counters.drop(DropReason::Ipv4BadAddress);
+            return Verdict::Drop;
+        }
+        if dst.is_broadcast() || dst.is_multicast() || self.routes.is_directed_broadcast(dst) {
+            self.counters.drop(DropReason::LocalUnhandled);
+            return Verdict::Drop;
+        }
+        if self.routes.local_port(dst).is_some() {
+            return self.local(room, len, now);
+        }
+        let Some(hop) = self.routes.lookup(dst) else {
+            return self.icmp_error(room, len, now, DropReason::NoRoute, Icmpv4Message::DstUnreachable, 0, 0);
+        };
+        if ttl <= 1 {
+            return self.icmp_error(room, len, now, DropReason::TtlExceeded, Icmpv4Message::TimeExceeded, 0, 0);
+        }
+        let mtu = self.routes.port(hop.port).mtu;
+        if ip_len > usize::from(mtu) {
+            if ip.dont_frag() {
+                return self.icmp_error(
+                    room,
+                    len,
+                    now,
+                    DropReason::NeedFragmentation,
+                    Icmpv4Message::DstUnreachable,
+                    4,
+                    u32::from(mtu),
+                );
+            }
+            self.counters.drop(DropReason::TooBig);
+            return Verdict::Drop;
+        }
+        Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]).decrement_ttl();
+        self.counters.forwarded.inc();
+        self.to_next_hop(room, len, hop.port, hop.via, now)
+    }
+
+    /// Packets for the router's own addresses: answer pings, drop the rest.
+    fn local(&mut self, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
+        let is_echo = ip.next_header() == IpProtocol::Icmp
+            && !ip.is_fragment()
+            && Icmpv4Packet::new_checked(ip.payload())
+                .map(|p| p.msg_type() == Icmpv4Message::EchoRequest && p.verify_checksum())
+                .unwrap_or(false);
+        if !is_echo {
+            self.counters.drop(DropReason::LocalUnhandled);
+            return Verdict::Drop;
+        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let Some(back) = self.routes.lookup(src) else {
+            self.counters.drop(DropReason::NoRoute);
+            return Verdict::Drop;
+        };
+        let mut ip = Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]);
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl(DEFAULT_TTL);
+        ip.fill_checksum();
+        let mut echo = Icmpv4Packet::new_unchecked(ip.payload_mut());
+        echo.set_msg_type(Icmpv4Message::EchoReply);
+        echo.fill_checksum();
+        self.counters.icmp_sent.inc();
+        self.to_next_hop(room, len, back.port, back.via, now)
+    }
+
+    fn take_icmp_token(&mut self, now: Instant) -> bool {
+        let elapsed = now.millis_since(self.icmp_refill);
+        let refill = elapsed.saturating_mul(u64::from(ICMP_ERRORS_PER_SEC)) / 1000;
+        if refill > 0 {
+            self.icmp_tokens = (u64::from(self.icmp_tokens) + refill).min(u64::from(ICMP_ERROR_BURST)) as u32;
+            self.icmp_refill = now;
+        }
+        if self.icmp_tokens == 0 {
+            return false;
+        }
+        self.icmp_tokens -= 1;
+        true
+    }
+
+    /// Drop the packet for `reason` and, where RFC 1812 allows, turn its buffer into an
+    /// ICMP error back to its source.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error(
+        &mut self,
+        room: &mut [u8],
+        len: usize,
+        now: Instant,
+        reason: DropReason,
+        msg: Icmpv4Message,
+        code: u8,
+        rest_of_header: u32,
+    ) -> Verdict {
+        self.counters.drop(reason);
+        let original = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
+        if !icmp::may_send_error_about(&original) || !self.take_icmp_token(now) {
+            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            return Verdict::Drop;
+        }
+        let to = original.src_addr();
+        let Some(back) = self.routes.lookup(to) else {
+            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            return Verdict::Drop;
+        };
+        let quote_len = icmp::error_quote_len(&room[ETH_LEN..len]);
+        let quote_at = ETH_LEN + IPV4_LEN + ICMP_HEADER_LEN;
+        if room.len() < (quote_at + quote_len).max(MIN_FRAME) {
+            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            return Verdict::Drop;
+        }
+        room.copy_within(ETH_LEN..ETH_LEN + quote_len, quote_at);
+        let from = self.routes.port(back.port).address;
+        let Ok(ip_len) =
+            icmp::emit_error(&mut room[ETH_LEN..], from, to, DEFAULT_TTL, msg, code, rest_of_header, quote_len)
+        else {
+            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            return Verdict::Drop;
+        };
+        let mut out_len = ETH_LEN + ip_len;
+        if out_len < MIN_FRAME {
+            room[out_len..MIN_FRAME].fill(0);
+            out_len = MIN_FRAME;
+        }
+        EthernetFrame::new_unchecked(&mut room[..out_len]).set_ethertype(EtherType::Ipv4);
+        self.counters.icmp_sent.inc();
+        self.to_next_hop(room, out_len, back.port, back.via, now)
+    }
+
+    /// Finish a routed frame: MACs if the next hop is known, else ask the worker to resolve.
+    fn to_next_hop(&mut self, room: &mut [u8], len: usize, port: u16, via: Ipv4Addr, now: Instant) -> Verdict {
+        match self.neighbors.lookup(port, via, now) {
+            Neighbor::Fresh(mac) => {
+                self.fill_l2(port, mac, room);
+                Verdict::Tx { port, len }
+            }
+            Neighbor::Stale(mac) => {
+                self.note_stale(port, via, now);
+                self.fill_l2(port, mac, room);
+                Verdict::Tx { port, len }
+            }
+            Neighbor::Missing => Verdict::Resolve { port, via, len },
+        }
+    }
+
+    fn note_stale(&mut self, port: u16, via: Ipv4Addr, now: Instant) {
+        let recent = self
+            .refreshed
+            .iter()
+            .flatten()
+            .any(|r| r.port == port && r.via == via && now.millis_since(r.asked) < 1000);
+        if recent {
+            return;
+        }
+        let slot = self.refreshed.iter().position(Option::is_none).unwrap_or_else(|| {
+            // Replace the oldest.
+            (0..REFRESH_SLOTS).min_by_key(|&i| self.refreshed[i].map(|r| r.asked)).unwrap_or(0)
+        });
+        self.refreshed[slot] = Some(Refresh { port, via, asked: now });
+        if let Some(due) = self.refresh_due.iter_mut().find(|d| d.is_none()) {
+            *due = Some((port, via));
+        }
+    }
+
+    /// A stale neighbour the worker should send an ARP request for.
+    pub fn take_refresh(&mut self) -> Option<(u16, Ipv4Addr)> {
+        self.refresh_due.iter_mut().find_map(Option::take)
+    }
+
+    /// The MAC of `via` on `port`, if known.
+    pub fn resolved(&self, port: u16, via: Ipv4Addr, now: Instant) -> Option<[u8; 6]> {
+        match self.neighbors.lookup(port, via, now) {
+            Neighbor::Fresh(mac) | Neighbor::Stale(mac) => Some(mac),
+            Neighbor::Missing => None,
+        }
+    }
+
+    /// Write the Ethernet addresses of a frame leaving on `port` toward `dst`.
+    #[inline]
+    pub fn fill_l2(&self, port: u16, dst: [u8; 6], frame: &mut [u8]) {
+        let mut eth = EthernetFrame::new_unchecked(frame);
+        eth.set_dst_addr(EthernetAddress(dst));
+        eth.set_src_addr(self.macs[usize::from(port)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::io::mem::MemIo;
+    use crate::worker::Worker;
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+    const LAN: u16 = 0;
+    const WAN: u16 = 1;
+    const MAC_LAN: [u8; 6] = [2, 0, 0, 0, 1, 1];
+    const MAC_WAN: [u8; 6] = [2, 0, 0, 0, 2, 1];
+    const HOST: [u8; 6] = [2, 0, 0, 0, 1, 2];
+    const GW: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
+    const HOST_IP: [u8; 4] = [100, 64, 0, 2];
+    const SERVER_IP: [u8; 4] = [198, 51, 100, 7];
+
+    fn setup(static_gw: bool) -> (Worker<MemIo>, Arc<WorkerCounters>, Arc<NeighborTable>) {
+        let cfg = Config::parse(
+            r#"
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_null0"
+address = "100.64.0.1/10"
+[[port]]
+name = "wan"
+role = "outside"
+device = "net_null1"
+address = "203.0.113.1/24"
+gateway = "203.0.113.254"
+mtu = 1400
+[workers]
+cores = [1]
+"#,
+        )
+        .unwrap();
+        let routes = Arc::new(RouteTable::from_config(&cfg));
+        let neighbors = Arc::new(NeighborTable::new(64));
+        if static_gw {
+            neighbors.add_static(WAN, Ipv4Addr::new(203, 0, 113, 254), GW).unwrap();
+        }
+        neighbors.add_static(LAN, Ipv4Addr::from(HOST_IP), HOST).unwrap();
+        let counters = Arc::new(WorkerCounters::default());
+        let router = Router::new(routes, neighbors.clone(), vec![MAC_LAN, MAC_WAN], counters.clone());
+        (Worker::new(MemIo::new(2), router, counters.clone()), counters, neighbors)
+    }
+
+    fn udp_from_host(ttl: u8, payload_len: usize) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, ttl).udp(40000, 53);
+        let payload = vec![0xab; payload_len];
+        let mut out = Vec::new();
+        b.write(&mut out, &payload).unwrap();
+        out
+    }
+
+    fn arp_frame(op: u16, src_mac: [u8; 6], src_ip: [u8; 4], dst_mac: [u8; 6], target_ip: [u8; 4]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst_mac);
+        f.extend_from_slice(&src_mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
+        f.extend_from_slice(&op.to_be_bytes());
+        f.extend_from_slice(&src_mac);
+        f.extend_from_slice(&src_ip);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&target_ip);
+        f
+    }
+
+    /// Parse a frame and check every checksum with etherparse as an independent oracle.
+    fn parse(frame: &[u8]) -> SlicedPacket<'_> {
+        let p = SlicedPacket::from_ethernet(frame).expect("valid frame");
+        if let Some(NetSlice::Ipv4(ip)) = &p.net {
+            let h = ip.header().to_header();
+            assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
+        }
+        p
+    }
+
+    #[test]
+    fn routes_lan_to_wan_with_ttl_minus_one_and_new_macs() {
+        let (mut w, c, _) = setup(true);
+        let input = udp_from_host(64, 20);
+        w.io_mut().inject(LAN, &input);
+        w.poll(Instant::from_secs(1));
+        let out = w.io_mut().take_output(WAN);
+        assert_eq!(out.len(), 1);
+        let f = &out[0];
+        assert_eq!(&f[0..6], &GW);
+        assert_eq!(&f[6..12], &MAC_WAN);
+        let p = parse(f);
+        let Some(NetSlice::Ipv4(ip)) = p.net else { panic!("not ipv4") };
+        assert_eq!(ip.header().ttl(), 63);
+        assert_eq!(ip.header().source(), HOST_IP);
+        assert_eq!(ip.header().destination(), SERVER_IP);
+        // Only TTL and checksum changed.
+        assert_eq!(f[14 + 9..], input[14 + 9..]);
+        assert_eq!(c.forwarded.get(), 1);
+        assert_eq!(c.tx_packets.get(), 1);
+        assert_eq!(c.drops_total(), 0);
+    }
+
+    #[test]
+    fn ttl_one_gets_time_exceeded_back_to_the_source() {
+        let (mut w, c, _) = setup(true);
+        let input = udp_from_host(1, 100);
+        w.io_mut().inject(LAN, &input);
+        w.poll(Instant::from_secs(1));
+        assert!(w.io_mut().take_output(WAN).is_empty());
+        let out = w.io_mut().take_output(LAN);
+        assert_eq!(out.len(), 1);
+        let f = &out[0];
+        assert_eq!(&f[0..6], &HOST);
+        assert_eq!(&f[6..12], &MAC_LAN);
+        let p = parse(f);
+        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        assert_eq!(ip.header().source(), [100, 64, 0, 1]);
+        assert_eq!(ip.header().destination(), HOST_IP);
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!("not icmp") };
+        assert_eq!(icmp.type_u8(), 11);
+        assert_eq!(icmp.code_u8(), 0);
+        let payload = icmp.payload();
+        assert_eq!(icmp.icmp_type().calc_checksum(payload), icmp.checksum(), "ICMP checksum");
+        // The quote is the original IPv4 header plus the first 8 bytes of its payload.
+        assert_eq!(payload, &input[14..14 + 28]);
+        assert_eq!(c.drops_for(DropReason::TtlExceeded), 1);
+        assert_eq!(c.icmp_sent.get(), 1);
+    }
+
+    #[test]
+    fn answers_arp_for_its_address_and_learns_the_asker() {
+        let (mut w, c, n) = setup(true);
+        let asker = [2, 0, 0, 0, 1, 9];
+        let asker_ip = [100, 64, 0, 9];
+        w.io_mut().inject(LAN, &arp_frame(1, asker, asker_ip, [0xff; 6], [100, 64, 0, 1]));
+        w.poll(Instant::from_secs(1));
+        let out = w.io_mut().take_output(LAN);
+        assert_eq!(out.len(), 1);
+        let f = &out[0];
+        assert_eq!(f.len(), MIN_FRAME);
+        assert_eq!(&f[0..6], &asker);
+        assert_eq!(&f[6..12], &MAC_LAN);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[20..22], &[0, 2], "reply");
+        assert_eq!(&f[22..28], &MAC_LAN);
+        assert_eq!(&f[28..32], &[100, 64, 0, 1]);
+        assert_eq!(&f[32..38], &asker);
+        assert_eq!(&f[38..42], &asker_ip);
+        assert_eq!(c.arp_replies_sent.get(), 1);
+        assert_eq!(n.lookup(LAN, Ipv4Addr::from(asker_ip), Instant::from_secs(1)), Neighbor::Fresh(asker));
+        // Not for us: ignored and counted.
+        w.io_mut().inject(LAN, &arp_frame(1, asker, asker_ip, [0xff; 6], [100, 64, 0, 77]));
+        w.poll(Instant::from_secs(1));
+        assert!(w.io_mut().take_output(LAN).is_empty());
+        assert_eq!(c.drops_for(DropReason::ArpIgnored), 1);
+    }
+
+    #[test]
+    fn holds_packets_until_the_gateway_answers_arp() {
+        let (mut w, c, _) = setup(false);
+        w.io_mut().inject(LAN, &udp_from_host(64, 10));
+        w.io_mut().inject(LAN, &udp_from_host(64, 11));
+        w.poll(Instant::from_secs(1));
+        let asks = w.io_mut().take_output(WAN);
+        assert_eq!(asks.len(), 1, "one ARP request for two held packets");
+        assert_eq!(&asks[0][0..6], &[0xff; 6]);
+        assert_eq!(&asks[0][38..42], &[203, 0, 113, 254]);
+        assert_eq!(w.held(), 2);
+        // The gateway replies.
+        w.io_mut().inject(WAN, &arp_frame(2, GW, [203, 0, 113, 254], MAC_WAN, [203, 0, 113, 1]));
+        w.poll(Instant::from_millis(1500));
+        let out = w.io_mut().take_output(WAN);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|f| f[0..6] == GW && f[6..12] == MAC_WAN));
+        assert_eq!(out[0].len() + 1, out[1].len(), "order kept");
+        assert_eq!(w.held(), 0);
+        assert_eq!(c.drops_total(), 0);
+    }
+
+    #[test]
+    fn unanswered_arp_drops_held_packets_after_the_timeout() {
+        let (mut w, c, _) = setup(false);
+        w.io_mut().inject(LAN, &udp_from_host(64, 10));
+        w.poll(Instant::from_secs(1));
+        w.poll(Instant::from_millis(2100));
+        assert_eq!(w.io_mut().take_output(WAN).len(), 2, "request plus one retry");
+        w.poll(Instant::from_millis(4001));
+        assert_eq!(w.held(), 0);
+        assert_eq!(c.drops_for(DropReason::ArpUnresolved), 1);
+        assert_eq!(w.io().freed, 1);
+    }
+
+    #[test]
+    fn malformed_frames_are_dropped_by_reason() {
+        let (mut w, c, _) = setup(true);
+        let good = udp_from_host(64, 20);
+        let mut bad_csum = good.clone();
+        bad_csum[14 + 10] ^= 0xff;
+        let mut bad_ihl = good.clone();
+        bad_ihl[14] = 0x44;
+        let mut bad_version = good.clone();
+        bad_version[14] = 0x65;
+        let mut bad_len = good.clone();
+        bad_len[14 + 2..14 + 4].copy_from_slice(&10u16.to_be_bytes());
+        let mut too_long = good.clone();
+        too_long[14 + 2..14 + 4].copy_from_slice(&1000u16.to_be_bytes());
+        let mut not_ours = good.clone();
+        not_ours[0..6].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
+        let mut ipv6 = good.clone();
+        ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        for f in [&good[..10], &good[..20], &bad_csum, &bad_ihl, &bad_version, &bad_len, &too_long, &not_ours, &ipv6]
+        {
+            w.io_mut().inject(LAN, f);
+        }
+        w.poll(Instant::from_secs(1));
+        assert!(w.io_mut().take_output(WAN).is_empty());
+        for (reason, n) in [
+            (DropReason::EthTruncated, 1),
+            (DropReason::Ipv4Truncated, 2),
+            (DropReason::Ipv4BadChecksum, 1),
+            (DropReason::Ipv4BadIhl, 1),
+            (DropReason::Ipv4BadVersion, 1),
+            (DropReason::Ipv4BadLength, 1),
+            (DropReason::EthNotForUs, 1),
+            (DropReason::EthUnsupportedType, 1),
+        ] {
+            assert_eq!(c.drops_for(reason), n, "{}", reason.name());
+        }
+        assert_eq!(c.drops_total(), 9);
+        assert_eq!(w.io().freed, 9);
+    }
+
+    #[test]
+    fn df_packets_over_the_mtu_get_fragmentation_needed() {
+        let (mut w, c, _) = setup(true);
+        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, 64).udp(1, 2);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0u8; 1450]).unwrap();
+        // etherparse sets DF by default; check that.
+        assert_ne!(f[14 + 6] & 0x40, 0);
+        w.io_mut().inject(LAN, &f);
+        w.poll(Instant::from_secs(1));
+        let out = w.io_mut().take_output(LAN);
+        assert_eq!(out.len(), 1);
+        let p = parse(&out[0]);
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
+        assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 4));
+        assert_eq!(u16::from_be_bytes([icmp.bytes5to8()[2], icmp.bytes5to8()[3]]), 1400);
+        assert_eq!(c.drops_for(DropReason::NeedFragmentation), 1);
+    }
+
+    #[test]
+    fn answers_pings_to_its_own_address() {
+        let (mut w, c, _) = setup(true);
+        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, [100, 64, 0, 1], 64).icmpv4_echo_request(7, 1);
+        let mut f = Vec::new();
+        b.write(&mut f, b"ping").unwrap();
+        w.io_mut().inject(LAN, &f);
+        w.poll(Instant::from_secs(1));
+        let out = w.io_mut().take_output(LAN);
+        assert_eq!(out.len(), 1);
+        let p = parse(&out[0]);
+        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        assert_eq!(ip.header().source(), [100, 64, 0, 1]);
+        assert_eq!(ip.header().destination(), HOST_IP);
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
+        assert_eq!(icmp.type_u8(), 0);
+        assert_eq!(icmp.icmp_type().calc_checksum(icmp.payload()), icmp.checksum());
+        assert_eq!(icmp.payload(), b"ping");
+        assert_eq!(c.icmp_sent.get(), 1);
+    }
+
+    #[test]
+    fn icmp_errors_are_rate_limited_and_never_about_icmp_errors() {
+        let (mut w, c, _) = setup(true);
+        for _ in 0..(ICMP_ERROR_BURST + 10) {
+            w.io_mut().inject(LAN, &udp_from_host(1, 8));
+        }
+        w.io_mut().burst = 1024;
+        w.poll(Instant::from_secs(1));
+        assert_eq!(w.io_mut().take_output(LAN).len(), ICMP_ERROR_BURST as usize);
+        assert_eq!(c.drops_for(DropReason::IcmpErrorSuppressed), 10);
+        // An ICMP error with TTL 1 gets no error about it.
+        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, 1).icmpv4_raw(3, 3, [0; 4]);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0u8; 28]).unwrap();
+        w.io_mut().inject(LAN, &f);
+        w.poll(Instant::from_secs(10));
+        assert!(w.io_mut().take_output(LAN).is_empty());
+        assert_eq!(c.drops_for(DropReason::IcmpErrorSuppressed), 11);
+    }
+}

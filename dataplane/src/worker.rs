@@ -1,0 +1,228 @@
+//! The poll loop: one per worker core, generic over [`PacketIo`] so tests run it in memory.
+//!
+//! Each pass receives a burst from every port, runs each frame through the [`Router`]
+//! (which counts its own drops), stages what must go out per port, parks frames whose next
+//! hop is still being resolved, and flushes. Nothing here allocates after construction:
+//! the hold queue's capacity is fixed up front.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::counters::WorkerCounters;
+use crate::io::{Frame, PacketIo};
+use crate::l3::router::{Router, Verdict};
+use crate::stats::DropReason;
+use crate::time::{Duration, Instant};
+
+/// How long a packet may wait for its next hop's ARP reply.
+pub const HOLD_TIMEOUT: Duration = Duration::from_millis(3000);
+/// Interval between ARP requests for the same unresolved next hop.
+pub const ARP_RETRY: Duration = Duration::from_millis(1000);
+/// Frames one worker holds at most while resolving next hops.
+pub const HOLD_CAPACITY: usize = 256;
+
+struct Held<F> {
+    frame: F,
+    port: u16,
+    via: Ipv4Addr,
+    deadline: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Resolving {
+    port: u16,
+    via: Ipv4Addr,
+    last_request: Instant,
+}
+
+/// Frames waiting for ARP, and the next hops being asked for. Fixed capacity.
+struct HoldQueue<F> {
+    held: Vec<Held<F>>,
+    resolving: Vec<Resolving>,
+}
+
+impl<F> HoldQueue<F> {
+    fn with_capacity(n: usize) -> Self {
+        HoldQueue { held: Vec::with_capacity(n), resolving: Vec::with_capacity(n) }
+    }
+
+    fn is_full(&self) -> bool {
+        self.held.len() == self.held.capacity()
+    }
+}
+
+/// One poll-mode worker: its I/O, its router and its counters.
+pub struct Worker<Io: PacketIo> {
+    io: Io,
+    router: Router,
+    hold: HoldQueue<Io::Frame>,
+    counters: Arc<WorkerCounters>,
+    last_hold_service: Instant,
+}
+
+impl<Io: PacketIo> Worker<Io> {
+    pub fn new(io: Io, router: Router, counters: Arc<WorkerCounters>) -> Self {
+        Worker {
+            io,
+            router,
+            hold: HoldQueue::with_capacity(HOLD_CAPACITY),
+            counters,
+            last_hold_service: Instant::ZERO,
+        }
+    }
+
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+
+    pub fn io_mut(&mut self) -> &mut Io {
+        &mut self.io
+    }
+
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+
+    /// Frames currently waiting for ARP resolution.
+    pub fn held(&self) -> usize {
+        self.hold.held.len()
+    }
+
+    /// Poll until `stop` is set, reading the time from `clock` once per pass.
+    pub fn run(&mut self, stop: &AtomicBool, mut clock: impl FnMut() -> Instant) {
+        while !stop.load(Ordering::Relaxed) {
+            self.poll(clock());
+        }
+        self.shutdown();
+    }
+
+    /// One pass over every port. Returns the number of frames received.
+    pub fn poll(&mut self, now: Instant) -> usize {
+        let mut received = 0;
+        for port in 0..self.io.port_count() as u16 {
+            if self.io.rx_burst(port) == 0 {
+                continue;
+            }
+            while let Some(frame) = self.io.next_rx() {
+                received += 1;
+                self.handle(port, frame, now);
+            }
+        }
+        self.send_refreshes(now);
+        if !self.hold.held.is_empty() && now != self.last_hold_service {
+            self.last_hold_service = now;
+            self.service_hold(now);
+        }
+        let report = self.io.flush();
+        self.counters.tx_packets.add(report.packets);
+        self.counters.tx_bytes.add(report.bytes);
+        self.counters.drops[DropReason::TxFull.index()].add(report.refused);
+        self.counters.polls.inc();
+        received
+    }
+
+    #[inline]
+    fn handle(&mut self, port: u16, mut frame: Io::Frame, now: Instant) {
+        self.counters.rx_packets.inc();
+        self.counters.rx_bytes.add(frame.len() as u64);
+        if !frame.is_contiguous() {
+            self.counters.drop(DropReason::MultiSegment);
+            self.io.free(frame);
+            return;
+        }
+        let len = frame.len();
+        match self.router.process(port, frame.room_mut(), len, now) {
+            Verdict::Tx { port, len } => {
+                if frame.set_len(len) {
+                    self.io.tx(port, frame);
+                } else {
+                    self.counters.drop(DropReason::IcmpErrorSuppressed);
+                    self.io.free(frame);
+                }
+            }
+            Verdict::Resolve { port, via, len } => {
+                if !frame.set_len(len) {
+                    self.counters.drop(DropReason::IcmpErrorSuppressed);
+                    self.io.free(frame);
+                } else {
+                    self.hold_frame(frame, port, via, now);
+                }
+            }
+            Verdict::Drop => self.io.free(frame),
+        }
+    }
+
+    fn hold_frame(&mut self, frame: Io::Frame, port: u16, via: Ipv4Addr, now: Instant) {
+        if self.hold.is_full() {
+            self.counters.drop(DropReason::ArpHoldFull);
+            self.io.free(frame);
+            return;
+        }
+        self.counters.arp_held.inc();
+        self.hold.held.push(Held { frame, port, via, deadline: now + HOLD_TIMEOUT });
+        if !self.hold.resolving.iter().any(|r| r.port == port && r.via == via) {
+            self.hold.resolving.push(Resolving { port, via, last_request: now });
+            self.send_arp_request(port, via);
+        }
+    }
+
+    fn send_arp_request(&mut self, port: u16, via: Ipv4Addr) {
+        let Some(mut frame) = self.io.alloc() else { return };
+        let len = self.router.emit_arp_request(port, via, frame.room_mut());
+        if len > 0 && frame.set_len(len) {
+            self.counters.arp_requests_sent.inc();
+            self.io.tx(port, frame);
+        } else {
+            self.io.free(frame);
+        }
+    }
+
+    /// Ask again for neighbours the router found stale while forwarding.
+    fn send_refreshes(&mut self, _now: Instant) {
+        while let Some((port, via)) = self.router.take_refresh() {
+            self.send_arp_request(port, via);
+        }
+    }
+
+    /// Release frames whose next hop is now known, expire the rest, re-ask on schedule.
+    fn service_hold(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.hold.held.len() {
+            let h = &self.hold.held[i];
+            if let Some(mac) = self.router.resolved(h.port, h.via, now) {
+                let mut h = self.hold.held.remove(i);
+                self.router.fill_l2(h.port, mac, h.frame.room_mut());
+                self.io.tx(h.port, h.frame);
+            } else if now >= h.deadline {
+                let h = self.hold.held.remove(i);
+                self.counters.drop(DropReason::ArpUnresolved);
+                self.io.free(h.frame);
+            } else {
+                i += 1;
+            }
+        }
+        let held = &self.hold.held;
+        self.hold.resolving.retain(|r| held.iter().any(|h| h.port == r.port && h.via == r.via));
+        for k in 0..self.hold.resolving.len() {
+            let r = self.hold.resolving[k];
+            if now.millis_since(r.last_request) >= ARP_RETRY.as_millis() {
+                self.hold.resolving[k].last_request = now;
+                self.send_arp_request(r.port, r.via);
+            }
+        }
+    }
+
+    /// Free everything still held and send what is staged. Called when the loop stops.
+    pub fn shutdown(&mut self) {
+        for h in self.hold.held.drain(..) {
+            self.counters.drop(DropReason::ArpUnresolved);
+            self.io.free(h.frame);
+        }
+        self.hold.resolving.clear();
+        let report = self.io.flush();
+        self.counters.tx_packets.add(report.packets);
+        self.counters.tx_bytes.add(report.bytes);
+        self.counters.drops[DropReason::TxFull.index()].add(report.refused);
+    }
+}

@@ -88,7 +88,9 @@ macro_rules! enum_with_unknown {
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
 pub mod ipv4;
+mod pretty;
 pub mod tcp;
 pub mod udp;
 
@@ -96,12 +98,17 @@ pub mod udp;
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use checksum::Delta;
 pub use ethernet::{EtherType, EthernetFrame};
+pub use icmp::{
+    dst_unreachable, emit_error, error_quote_len, may_send_error_about, time_exceeded,
+    Icmpv4Message, Icmpv4Packet,
+};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::UdpPacket;
 
 pub use arp::PACKET_LEN as ARP_PACKET_LEN;
 pub use ethernet::HEADER_LEN as ETHERNET_HEADER_LEN;
+pub use icmp::HEADER_LEN as ICMP_HEADER_LEN;
 pub use ipv4::HEADER_LEN as IPV4_HEADER_LEN;
 pub use tcp::HEADER_LEN as TCP_HEADER_LEN;
 pub use udp::HEADER_LEN as UDP_HEADER_LEN;

@@ -88,12 +88,16 @@ macro_rules! enum_with_unknown {
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+#[doc(hidden)]
+pub mod exercise;
 pub mod icmp;
 pub mod ipv4;
 mod pretty;
 pub mod tcp;
 pub mod udp;
 
+#[cfg(test)]
+mod proptests;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use checksum::Delta;

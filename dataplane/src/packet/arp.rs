@@ -296,18 +296,11 @@ impl fmt::Display for ArpRepr {
                 "arp who-has {} tell {} ({})",
                 self.target_protocol_addr, self.source_protocol_addr, self.source_hw_addr
             ),
-            ArpOperation::Reply => write!(
-                f,
-                "arp reply {} is-at {}",
-                self.source_protocol_addr, self.source_hw_addr
-            ),
+            ArpOperation::Reply => write!(f, "arp reply {} is-at {}", self.source_protocol_addr, self.source_hw_addr),
             op => write!(
                 f,
                 "arp {op} {} ({}) -> {} ({})",
-                self.source_protocol_addr,
-                self.source_hw_addr,
-                self.target_protocol_addr,
-                self.target_hw_addr
+                self.source_protocol_addr, self.source_hw_addr, self.target_protocol_addr, self.target_hw_addr
             ),
         }
     }
@@ -319,14 +312,14 @@ mod tests {
 
     // who-has 100.64.0.1 tell 100.64.0.2, from 02:00:00:00:00:02.
     static REQUEST_BYTES: [u8; 28] = [
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 100,
-        64, 0, 2, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 100, 64, 0, 1,
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 100, 64, 0, 2, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 100, 64, 0, 1,
     ];
 
     // 100.64.0.1 is-at 02:00:00:00:00:01, to 02:00:00:00:00:02.
     static REPLY_BYTES: [u8; 28] = [
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 100,
-        64, 0, 1, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 100, 64, 0, 2,
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 100, 64, 0, 1, 0x02, 0x00,
+        0x00, 0x00, 0x00, 0x02, 100, 64, 0, 2,
     ];
 
     const OURS: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
@@ -379,44 +372,28 @@ mod tests {
         padded[..28].copy_from_slice(&REQUEST_BYTES);
         let repr = ArpRepr::parse(&ArpPacket::new_checked(&padded[..]).unwrap()).unwrap();
         assert_eq!(repr, request_repr());
-        assert_eq!(
-            repr.to_string(),
-            "arp who-has 100.64.0.1 tell 100.64.0.2 (02:00:00:00:00:02)"
-        );
+        assert_eq!(repr.to_string(), "arp who-has 100.64.0.1 tell 100.64.0.2 (02:00:00:00:00:02)");
 
         let reply = repr.reply(OURS);
         let mut bytes = [0xa5u8; 28];
         assert_eq!(reply.buffer_len(), 28);
         reply.emit(&mut ArpPacket::new_unchecked(&mut bytes[..]));
         assert_eq!(bytes, REPLY_BYTES);
-        assert_eq!(
-            reply.to_string(),
-            "arp reply 100.64.0.1 is-at 02:00:00:00:00:01"
-        );
+        assert_eq!(reply.to_string(), "arp reply 100.64.0.1 is-at 02:00:00:00:00:01");
     }
 
     #[test]
     fn test_truncated_and_malformed() {
-        assert_eq!(
-            ArpPacket::new_checked(&REQUEST_BYTES[..27]),
-            Err(Error::Truncated)
-        );
+        assert_eq!(ArpPacket::new_checked(&REQUEST_BYTES[..27]), Err(Error::Truncated));
         assert_eq!(ArpPacket::new_checked(&[][..]), Err(Error::Truncated));
         for (offset, value) in [(1, 6), (2, 0x86), (4, 8), (5, 16)] {
             let mut bytes = REQUEST_BYTES;
             bytes[offset] = value;
-            assert_eq!(
-                ArpPacket::new_checked(&bytes[..]),
-                Err(Error::Malformed),
-                "{offset}"
-            );
+            assert_eq!(ArpPacket::new_checked(&bytes[..]), Err(Error::Malformed), "{offset}");
             let packet = ArpPacket::new_unchecked(&bytes[..]);
             assert_eq!(ArpRepr::parse(&packet), Err(Error::Malformed));
         }
-        assert_eq!(
-            ArpRepr::parse(&ArpPacket::new_unchecked(&REQUEST_BYTES[..20])),
-            Err(Error::Truncated)
-        );
+        assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&REQUEST_BYTES[..20])), Err(Error::Truncated));
     }
 
     #[test]

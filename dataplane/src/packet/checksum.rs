@@ -213,8 +213,7 @@ impl Delta {
     #[inline]
     #[must_use]
     pub const fn replace32(self, old: u32, new: u32) -> Delta {
-        self.replace16((old >> 16) as u16, (new >> 16) as u16)
-            .replace16(old as u16, new as u16)
+        self.replace16((old >> 16) as u16, (new >> 16) as u16).replace16(old as u16, new as u16)
     }
 
     /// Adds the replacement of IPv4 address `old` by `new`.
@@ -313,8 +312,8 @@ mod tests {
     fn ipv4_header_example() {
         // A header from the wild (Wikipedia's "IPv4 header checksum" example): b861.
         let hdr = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(data(&hdr), 0xffff);
         let mut zeroed = hdr;
@@ -337,10 +336,7 @@ mod tests {
         pseudo[10..12].copy_from_slice(&95u16.to_be_bytes());
         assert_eq!(pseudo_header(src, dst, 17, 95), data(&pseudo));
         // A length above 16 bits sums as two words.
-        assert_eq!(
-            pseudo_header(src, dst, 6, 0x0001_0002),
-            combine(&[pseudo_header(src, dst, 6, 0), 1, 2])
-        );
+        assert_eq!(pseudo_header(src, dst, 6, 0x0001_0002), combine(&[pseudo_header(src, dst, 6, 0), 1, 2]));
     }
 
     #[test]
@@ -357,14 +353,9 @@ mod tests {
 
     #[test]
     fn delta_algebra() {
-        let d = Delta::new()
-            .replace32(0x6440_0002, 0xcb00_7101)
-            .replace16(40000, 1024);
+        let d = Delta::new().replace32(0x6440_0002, 0xcb00_7101).replace16(40000, 1024);
         let csum = 0x1234;
-        assert_eq!(
-            d.apply(csum),
-            update16(update32(csum, 0x6440_0002, 0xcb00_7101), 40000, 1024)
-        );
+        assert_eq!(d.apply(csum), update16(update32(csum, 0x6440_0002, 0xcb00_7101), 40000, 1024));
         assert_eq!(d.negate().apply(d.apply(csum)), csum);
         assert!(d.merge(d.negate()).is_zero());
         assert!(Delta::default().is_zero());
@@ -393,25 +384,12 @@ mod tests {
             proptest::option::of(any::<u16>()),
             any::<bool>(),
         )
-            .prop_map(|(src, dst, sport, dport, ttl_dec)| Rewrite {
-                src,
-                dst,
-                sport,
-                dport,
-                ttl_dec,
-            })
+            .prop_map(|(src, dst, sport, dport, ttl_dec)| Rewrite { src, dst, sport, dport, ttl_dec })
     }
 
     /// Builds IPv4 + TCP (proto 6) or UDP (17) with valid checksums. `slack` is the
     /// first payload word, used to steer the checksum onto the 0x0000/0xffff corners.
-    fn build(
-        proto: u8,
-        src: [u8; 4],
-        dst: [u8; 4],
-        ttl: u8,
-        payload: &[u8],
-        slack: u16,
-    ) -> Vec<u8> {
+    fn build(proto: u8, src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8], slack: u16) -> Vec<u8> {
         let l4_hdr = if proto == 6 { 20 } else { 8 };
         let l4_len = l4_hdr + 2 + payload.len();
         let mut buf = vec![0u8; 20 + l4_len];
@@ -451,11 +429,7 @@ mod tests {
     }
 
     fn l4_csum(buf: &[u8]) -> u16 {
-        u16::from_be_bytes(if buf[9] == 6 {
-            [buf[36], buf[37]]
-        } else {
-            [buf[26], buf[27]]
-        })
+        u16::from_be_bytes(if buf[9] == 6 { [buf[36], buf[37]] } else { [buf[26], buf[27]] })
     }
 
     /// Applies `rw` by plain writes, leaving checksums stale.
@@ -531,10 +505,7 @@ mod tests {
         zeroed[c + 1] = 0;
         zeroed[slack] = 0;
         zeroed[slack + 1] = 0;
-        let s = combine(&[
-            pseudo_header(ip.src_addr(), ip.dst_addr(), proto, l4.len() as u32),
-            data(&zeroed),
-        ]);
+        let s = combine(&[pseudo_header(ip.src_addr(), ip.dst_addr(), proto, l4.len() as u32), data(&zeroed)]);
         // s + slack must be ≡ 0 (mod 0xffff); any non-zero sum folds to 0xffff.
         !s
     }

@@ -177,13 +177,7 @@ impl<T: AsRef<[u8]>> fmt::Display for EthernetFrame<T> {
         if self.check_len().is_err() {
             return write!(f, "truncated ethernet frame ({len} bytes)");
         }
-        write!(
-            f,
-            "{} -> {} {} len {len}",
-            self.src_addr(),
-            self.dst_addr(),
-            self.ethertype()
-        )
+        write!(f, "{} -> {} {} len {len}", self.src_addr(), self.dst_addr(), self.ethertype())
     }
 }
 
@@ -192,10 +186,8 @@ mod tests {
     use super::*;
 
     // dst 02:00:00:00:00:02, src 02:00:00:00:00:01, IPv4, 4 bytes of payload.
-    static FRAME_BYTES: [u8; 18] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0xaa,
-        0xbb, 0xcc, 0xdd,
-    ];
+    static FRAME_BYTES: [u8; 18] =
+        [0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0xaa, 0xbb, 0xcc, 0xdd];
     static PAYLOAD_BYTES: [u8; 4] = [0xaa, 0xbb, 0xcc, 0xdd];
 
     #[test]
@@ -205,10 +197,7 @@ mod tests {
         assert_eq!(frame.src_addr(), EthernetAddress([0x02, 0, 0, 0, 0, 0x01]));
         assert_eq!(frame.ethertype(), EtherType::Ipv4);
         assert_eq!(frame.payload(), &PAYLOAD_BYTES[..]);
-        assert_eq!(
-            frame.to_string(),
-            "02:00:00:00:00:01 -> 02:00:00:00:00:02 ipv4 len 18"
-        );
+        assert_eq!(frame.to_string(), "02:00:00:00:00:01 -> 02:00:00:00:00:02 ipv4 len 18");
     }
 
     #[test]
@@ -224,17 +213,11 @@ mod tests {
 
     #[test]
     fn test_truncated() {
-        assert_eq!(
-            EthernetFrame::new_checked(&FRAME_BYTES[..13]),
-            Err(Error::Truncated)
-        );
+        assert_eq!(EthernetFrame::new_checked(&FRAME_BYTES[..13]), Err(Error::Truncated));
         assert_eq!(EthernetFrame::new_checked(&[][..]), Err(Error::Truncated));
         let frame = EthernetFrame::new_checked(&FRAME_BYTES[..14]).unwrap();
         assert!(frame.payload().is_empty());
-        assert_eq!(
-            EthernetFrame::new_unchecked(&FRAME_BYTES[..3]).to_string(),
-            "truncated ethernet frame (3 bytes)"
-        );
+        assert_eq!(EthernetFrame::new_unchecked(&FRAME_BYTES[..3]).to_string(), "truncated ethernet frame (3 bytes)");
     }
 
     #[test]

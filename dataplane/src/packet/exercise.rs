@@ -26,16 +26,8 @@ pub fn all(data: &[u8]) {
     ethernet(data);
     arp(data);
     ipv4(data);
-    udp(
-        data,
-        Ipv4Addr::new(192, 0, 2, 1),
-        Ipv4Addr::new(198, 51, 100, 1),
-    );
-    tcp(
-        data,
-        Ipv4Addr::new(192, 0, 2, 1),
-        Ipv4Addr::new(198, 51, 100, 1),
-    );
+    udp(data, Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 1));
+    tcp(data, Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 1));
     icmpv4(data);
     black_box(icmp::error_quote_len(data));
     black_box(icmp::error_quote_len_max(data));
@@ -91,17 +83,10 @@ pub fn arp(data: &[u8]) {
     black_box(repr.to_string());
     let mut out = vec![0u8; repr.buffer_len()];
     repr.emit(&mut ArpPacket::new_unchecked(&mut out[..]));
-    assert_eq!(
-        &out[..],
-        &data[..repr.buffer_len()],
-        "ARP parse/emit round trip"
-    );
+    assert_eq!(&out[..], &data[..repr.buffer_len()], "ARP parse/emit round trip");
     let reply = repr.reply(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
     reply.emit(&mut ArpPacket::new_unchecked(&mut out[..]));
-    assert_eq!(
-        ArpRepr::parse(&ArpPacket::new_checked(&out[..]).unwrap()),
-        Ok(reply)
-    );
+    assert_eq!(ArpRepr::parse(&ArpPacket::new_checked(&out[..]).unwrap()), Ok(reply));
 }
 
 /// IPv4 view, `Ipv4Repr`, the L4 inside, the ICMP error helpers, then the rewriters
@@ -112,12 +97,7 @@ pub fn ipv4(data: &[u8]) {
         black_box(Ipv4Repr::parse(&unchecked).ok());
     }
     if let Ok(quote) = Ipv4Packet::new_checked_quote(data) {
-        black_box((
-            quote.src_addr(),
-            quote.options(),
-            quote.payload(),
-            quote.header(),
-        ));
+        black_box((quote.src_addr(), quote.options(), quote.payload(), quote.header()));
         black_box(quote.to_string());
     }
     let Ok(packet) = Ipv4Packet::new_checked(data) else {
@@ -152,11 +132,7 @@ pub fn ipv4(data: &[u8]) {
         repr.emit(&mut view);
         view.payload_mut().copy_from_slice(packet.payload());
         let back = Ipv4Packet::new_checked(&out[..]).expect("emitted header checks");
-        assert_eq!(
-            Ipv4Repr::parse(&back),
-            Ok(repr),
-            "IPv4 parse/emit round trip"
-        );
+        assert_eq!(Ipv4Repr::parse(&back), Ok(repr), "IPv4 parse/emit round trip");
     }
 
     let (src, dst) = (packet.src_addr(), packet.dst_addr());
@@ -178,18 +154,13 @@ pub fn ipv4(data: &[u8]) {
     let mut copy = data.to_vec();
     let mut ip = Ipv4Packet::new_checked(&mut copy[..]).expect("checked once already");
     let (new_src, new_dst) = (Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(100, 64, 0, 9));
-    let l4_delta = checksum::Delta::new()
-        .replace_addr(src, new_src)
-        .replace_addr(dst, new_dst);
+    let l4_delta = checksum::Delta::new().replace_addr(src, new_src).replace_addr(dst, new_dst);
     ip.set_src_addr_update_checksum(new_src);
     ip.set_dst_addr_update_checksum(new_dst);
     let ttl = ip.ttl();
     assert_eq!(ip.decrement_ttl(), ttl.saturating_sub(1));
     ip.set_total_len_update_checksum(ip.total_len());
-    assert!(
-        !ip_ok || ip.verify_checksum(),
-        "IPv4 checksum broken by a rewrite"
-    );
+    assert!(!ip_ok || ip.verify_checksum(), "IPv4 checksum broken by a rewrite");
     if l4_readable {
         match ip.next_header() {
             IpProtocol::Udp => {
@@ -197,10 +168,7 @@ pub fn ipv4(data: &[u8]) {
                     udp.apply_delta(l4_delta);
                     udp.set_src_port_update_checksum(udp.src_port().wrapping_add(1));
                     udp.set_dst_port_update_checksum(1024);
-                    assert!(
-                        !udp_ok || udp.verify_checksum(new_src, new_dst),
-                        "UDP rewrite"
-                    );
+                    assert!(!udp_ok || udp.verify_checksum(new_src, new_dst), "UDP rewrite");
                 }
             }
             IpProtocol::Tcp => {
@@ -208,10 +176,7 @@ pub fn ipv4(data: &[u8]) {
                     tcp.apply_delta(l4_delta);
                     tcp.set_src_port_update_checksum(tcp.src_port().wrapping_add(1));
                     tcp.set_dst_port_update_checksum(1024);
-                    assert!(
-                        !tcp_ok || tcp.verify_checksum(new_src, new_dst),
-                        "TCP rewrite"
-                    );
+                    assert!(!tcp_ok || tcp.verify_checksum(new_src, new_dst), "TCP rewrite");
                 }
             }
             IpProtocol::Icmp => {
@@ -238,10 +203,7 @@ pub fn ipv4(data: &[u8]) {
 fn icmp_error(packet: &Ipv4Packet<&[u8]>) {
     black_box(icmp::may_send_error_about(packet));
     let original: &[u8] = packet.as_ref();
-    for quote_len in [
-        icmp::error_quote_len(original),
-        icmp::error_quote_len_max(original),
-    ] {
+    for quote_len in [icmp::error_quote_len(original), icmp::error_quote_len_max(original)] {
         let mut buf = vec![0u8; icmp::ERROR_QUOTE_OFFSET + quote_len];
         buf[icmp::ERROR_QUOTE_OFFSET..].copy_from_slice(&original[..quote_len]);
         let len = icmp::emit_error(
@@ -260,9 +222,7 @@ fn icmp_error(packet: &Ipv4Packet<&[u8]>) {
         let msg = Icmpv4Packet::new_checked(ip.payload()).expect("emitted ICMP checks");
         assert!(msg.verify_checksum());
         assert_eq!(msg.next_hop_mtu(), 1400);
-        let quoted = msg
-            .quoted_ipv4()
-            .expect("a quote of a checked packet parses");
+        let quoted = msg.quoted_ipv4().expect("a quote of a checked packet parses");
         assert_eq!(quoted.src_addr(), packet.src_addr());
         black_box(ip.to_string());
     }
@@ -273,12 +233,7 @@ pub fn udp(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> bool {
     let Ok(packet) = UdpPacket::new_checked(data) else {
         return false;
     };
-    black_box((
-        packet.src_port(),
-        packet.dst_port(),
-        packet.len(),
-        packet.checksum(),
-    ));
+    black_box((packet.src_port(), packet.dst_port(), packet.len(), packet.checksum()));
     black_box(packet.payload());
     let ok = packet.verify_checksum(src, dst);
     let mut copy = data.to_vec();
@@ -305,11 +260,7 @@ pub fn tcp(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         packet.checksum(),
         packet.urgent_at(),
     ));
-    black_box((
-        packet.options(),
-        packet.payload(),
-        packet.flags().to_string(),
-    ));
+    black_box((packet.options(), packet.payload(), packet.flags().to_string()));
     let ok = packet.verify_checksum(src, dst);
     let mut copy = data.to_vec();
     let mut view = TcpPacket::new_checked(&mut copy[..]).expect("checked once already");

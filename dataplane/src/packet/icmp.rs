@@ -497,12 +497,7 @@ pub fn may_send_error_about(original: &Ipv4Packet<&[u8]>) -> bool {
         return false;
     }
     let src = original.src_addr();
-    if src.octets()[0] == 0
-        || src.is_loopback()
-        || src.is_multicast()
-        || src.is_broadcast()
-        || src.octets()[0] >= 240
-    {
+    if src.octets()[0] == 0 || src.is_loopback() || src.is_multicast() || src.is_broadcast() || src.octets()[0] >= 240 {
         return false;
     }
     if original.next_header() == IpProtocol::Icmp {
@@ -522,9 +517,7 @@ mod tests {
     use crate::packet::udp::UdpPacket;
 
     // Echo request, ident 0x1234, seq 0xabcd, data "ping".
-    static ECHO_BYTES: [u8; 12] = [
-        0x08, 0x00, 0x5b, 0x2d, 0x12, 0x34, 0xab, 0xcd, 0x70, 0x69, 0x6e, 0x67,
-    ];
+    static ECHO_BYTES: [u8; 12] = [0x08, 0x00, 0x5b, 0x2d, 0x12, 0x34, 0xab, 0xcd, 0x70, 0x69, 0x6e, 0x67];
 
     /// 100.64.0.2:40000 -> 203.0.113.9:53 UDP, 4 bytes of data, ttl 1.
     fn offending() -> [u8; 32] {
@@ -592,15 +585,9 @@ mod tests {
     #[test]
     fn test_truncated() {
         for len in 0..8 {
-            assert_eq!(
-                Icmpv4Packet::new_checked(&ECHO_BYTES[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(Icmpv4Packet::new_checked(&ECHO_BYTES[..len]), Err(Error::Truncated));
         }
-        assert!(Icmpv4Packet::new_checked(&ECHO_BYTES[..8])
-            .unwrap()
-            .data()
-            .is_empty());
+        assert!(Icmpv4Packet::new_checked(&ECHO_BYTES[..8]).unwrap().data().is_empty());
     }
 
     #[test]
@@ -722,16 +709,7 @@ mod tests {
         let mut small = [0u8; 40];
         let args = (Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2));
         let emit = |buf: &mut [u8], quote_len| {
-            emit_error(
-                buf,
-                args.0,
-                args.1,
-                64,
-                Icmpv4Message::DstUnreachable,
-                3,
-                0,
-                quote_len,
-            )
+            emit_error(buf, args.0, args.1, 64, Icmpv4Message::DstUnreachable, 3, 0, quote_len)
         };
         assert_eq!(emit(&mut small, 28), Err(Error::Truncated));
         assert_eq!(emit(&mut small, 12), Ok(40));
@@ -757,9 +735,7 @@ mod tests {
         assert!(allowed(&with(&|p| p.set_more_frags(true))));
         // Destinations.
         assert!(!allowed(&with(&|p| p.set_dst_addr(Ipv4Addr::BROADCAST))));
-        assert!(!allowed(&with(
-            &|p| p.set_dst_addr(Ipv4Addr::new(224, 0, 0, 1))
-        )));
+        assert!(!allowed(&with(&|p| p.set_dst_addr(Ipv4Addr::new(224, 0, 0, 1)))));
         // Sources.
         for src in [
             Ipv4Addr::UNSPECIFIED,

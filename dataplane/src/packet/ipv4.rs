@@ -159,10 +159,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
             return Err(Error::Truncated);
         }
         let header_len = usize::from(packet.header_len());
-        if packet.version() != 4
-            || header_len < HEADER_LEN
-            || header_len > usize::from(packet.total_len())
-        {
+        if packet.version() != 4 || header_len < HEADER_LEN || header_len > usize::from(packet.total_len()) {
             return Err(Error::Malformed);
         }
         if header_len > len {
@@ -367,11 +364,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn set_dont_frag(&mut self, value: bool) {
         let raw = self.read_u16(field::FLG_OFF);
-        let raw = if value {
-            raw | field::FLAG_DF
-        } else {
-            raw & !field::FLAG_DF
-        };
+        let raw = if value { raw | field::FLAG_DF } else { raw & !field::FLAG_DF };
         self.write_u16(field::FLG_OFF, raw);
     }
 
@@ -379,11 +372,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn set_more_frags(&mut self, value: bool) {
         let raw = self.read_u16(field::FLG_OFF);
-        let raw = if value {
-            raw | field::FLAG_MF
-        } else {
-            raw & !field::FLAG_MF
-        };
+        let raw = if value { raw | field::FLAG_MF } else { raw & !field::FLAG_MF };
         self.write_u16(field::FLG_OFF, raw);
     }
 
@@ -566,10 +555,7 @@ impl Ipv4Repr {
     /// The payload is the caller's. `payload_len` must fit the 16-bit total length
     /// (`payload_len <= 65515`); larger values are clamped.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>) {
-        debug_assert!(
-            self.buffer_len() <= usize::from(u16::MAX),
-            "IPv4 payload too long"
-        );
+        debug_assert!(self.buffer_len() <= usize::from(u16::MAX), "IPv4 payload too long");
         packet.set_version(4);
         packet.set_header_len(HEADER_LEN as u8);
         packet.set_dscp_ecn(0);
@@ -605,8 +591,8 @@ mod tests {
 
     // 100.64.0.2 -> 203.0.113.9, UDP, ident 0x1234, DF, ttl 64, 4 bytes of payload.
     static PACKET_BYTES: [u8; 24] = [
-        0x45, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 100, 64, 0, 2, 203,
-        0, 113, 9, 0xaa, 0xbb, 0xcc, 0xdd,
+        0x45, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 100, 64, 0, 2, 203, 0, 113, 9, 0xaa,
+        0xbb, 0xcc, 0xdd,
     ];
 
     fn packet_bytes() -> [u8; 24] {
@@ -668,9 +654,7 @@ mod tests {
         packet.set_next_header(IpProtocol::Udp);
         packet.set_src_addr(Ipv4Addr::new(100, 64, 0, 2));
         packet.set_dst_addr(Ipv4Addr::new(203, 0, 113, 9));
-        packet
-            .payload_mut()
-            .copy_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        packet.payload_mut().copy_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
         packet.fill_checksum();
         assert_eq!(bytes, packet_bytes());
     }
@@ -680,18 +664,13 @@ mod tests {
         let bytes = packet_bytes();
         let parsed = Ipv4Repr::parse(&Ipv4Packet::new_checked(&bytes[..]).unwrap()).unwrap();
         assert_eq!(parsed, repr());
-        assert_eq!(
-            parsed.to_string(),
-            "100.64.0.2 -> 203.0.113.9 udp len 24 ttl 64"
-        );
+        assert_eq!(parsed.to_string(), "100.64.0.2 -> 203.0.113.9 udp len 24 ttl 64");
 
         let mut out = [0xa5u8; 24];
         assert_eq!(repr().buffer_len(), 24);
         let mut packet = Ipv4Packet::new_unchecked(&mut out[..]);
         repr().emit(&mut packet);
-        packet
-            .payload_mut()
-            .copy_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        packet.payload_mut().copy_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
         assert_eq!(out, bytes);
     }
 
@@ -699,26 +678,17 @@ mod tests {
     fn test_parse_errors() {
         let mut bad = packet_bytes();
         bad[10] ^= 1;
-        assert_eq!(
-            Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&bad[..])),
-            Err(Error::BadChecksum)
-        );
+        assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&bad[..])), Err(Error::BadChecksum));
 
         let mut frag = packet_bytes();
         let mut p = Ipv4Packet::new_unchecked(&mut frag[..]);
         p.set_more_frags(true);
         p.fill_checksum();
-        assert_eq!(
-            Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&frag[..])),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&frag[..])), Err(Error::Malformed));
 
         let mut v6 = packet_bytes();
         v6[0] = 0x65;
-        assert_eq!(
-            Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&v6[..])),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&v6[..])), Err(Error::Malformed));
         assert_eq!(Ipv4Packet::new_checked(&v6[..]), Err(Error::Malformed));
         // check_len alone does not look at the version.
         assert_eq!(Ipv4Packet::new_unchecked(&v6[..]).check_len(), Ok(()));
@@ -729,36 +699,23 @@ mod tests {
         let bytes = packet_bytes();
         // Shorter than the fixed header.
         for len in 0..20 {
-            assert_eq!(
-                Ipv4Packet::new_checked(&bytes[..len]),
-                Err(Error::Truncated),
-                "{len}"
-            );
+            assert_eq!(Ipv4Packet::new_checked(&bytes[..len]), Err(Error::Truncated), "{len}");
         }
         // Total length beyond the buffer.
         assert_eq!(Ipv4Packet::new_checked(&bytes[..23]), Err(Error::Truncated));
         // IHL below 5.
         let mut short_ihl = bytes;
         short_ihl[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&short_ihl[..]),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&short_ihl[..]), Err(Error::Malformed));
         // IHL beyond total length.
         let mut long_ihl = bytes;
         long_ihl[0] = 0x46;
         long_ihl[3] = 20;
-        assert_eq!(
-            Ipv4Packet::new_checked(&long_ihl[..]),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&long_ihl[..]), Err(Error::Malformed));
         // Total length below the header.
         let mut short_total = bytes;
         short_total[3] = 19;
-        assert_eq!(
-            Ipv4Packet::new_checked(&short_total[..]),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&short_total[..]), Err(Error::Malformed));
         // Maximum IHL with total length 0xffff on a small buffer.
         let mut huge = bytes;
         huge[0] = 0x4f;
@@ -828,21 +785,12 @@ mod tests {
         let quoted = Ipv4Packet::new_checked_quote(&bytes[..22]).unwrap();
         assert_eq!(quoted.payload(), &[0xaa, 0xbb]);
         assert_eq!(quoted.src_addr(), Ipv4Addr::new(100, 64, 0, 2));
-        assert_eq!(
-            Ipv4Packet::new_checked_quote(&bytes[..19]),
-            Err(Error::Truncated)
-        );
+        assert_eq!(Ipv4Packet::new_checked_quote(&bytes[..19]), Err(Error::Truncated));
         let mut long_ihl = bytes;
         long_ihl[0] = 0x46;
-        assert_eq!(
-            Ipv4Packet::new_checked_quote(&long_ihl[..22]),
-            Err(Error::Truncated)
-        );
+        assert_eq!(Ipv4Packet::new_checked_quote(&long_ihl[..22]), Err(Error::Truncated));
         long_ihl[0] = 0x56;
-        assert_eq!(
-            Ipv4Packet::new_checked_quote(&long_ihl[..]),
-            Err(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked_quote(&long_ihl[..]), Err(Error::Malformed));
     }
 
     #[test]

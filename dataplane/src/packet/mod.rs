@@ -103,8 +103,7 @@ pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use checksum::Delta;
 pub use ethernet::{EtherType, EthernetFrame};
 pub use icmp::{
-    dst_unreachable, emit_error, error_quote_len, may_send_error_about, time_exceeded,
-    Icmpv4Message, Icmpv4Packet,
+    dst_unreachable, emit_error, error_quote_len, may_send_error_about, time_exceeded, Icmpv4Message, Icmpv4Packet,
 };
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use tcp::{TcpFlags, TcpPacket};
@@ -198,11 +197,7 @@ impl EthernetAddress {
 impl fmt::Display for EthernetAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = &self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -263,11 +258,7 @@ mod tests {
             "02::00:ab:cd:ef",
             "02:00-00:ab:cd:ef",
         ] {
-            assert_eq!(
-                bad.parse::<EthernetAddress>(),
-                Err(Error::Malformed),
-                "{bad}"
-            );
+            assert_eq!(bad.parse::<EthernetAddress>(), Err(Error::Malformed), "{bad}");
         }
     }
 

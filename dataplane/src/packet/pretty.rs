@@ -49,13 +49,7 @@ fn summary(f: &mut fmt::Formatter<'_>, ip: &Ipv4Packet<&[u8]>, quoted: bool) -> 
                 }
             }
             IpProtocol::Tcp => match TcpPacket::new_checked(payload) {
-                Ok(tcp) => write!(
-                    f,
-                    " {}->{} [{}]",
-                    tcp.src_port(),
-                    tcp.dst_port(),
-                    tcp.flags()
-                )?,
+                Ok(tcp) => write!(f, " {}->{} [{}]", tcp.src_port(), tcp.dst_port(), tcp.flags())?,
                 Err(err) => write!(f, " ({err})")?,
             },
             IpProtocol::Icmp => match &icmp {
@@ -174,13 +168,7 @@ mod tests {
 
     #[test]
     fn garbage_summary() {
-        assert_eq!(
-            Ipv4Packet::new_unchecked(&[][..]).to_string(),
-            "ipv4 truncated packet (0 bytes)"
-        );
-        assert_eq!(
-            Ipv4Packet::new_unchecked(&[0x65; 40][..]).to_string(),
-            "ipv4 truncated packet (40 bytes)"
-        );
+        assert_eq!(Ipv4Packet::new_unchecked(&[][..]).to_string(), "ipv4 truncated packet (0 bytes)");
+        assert_eq!(Ipv4Packet::new_unchecked(&[0x65; 40][..]).to_string(), "ipv4 truncated packet (40 bytes)");
     }
 }

@@ -86,12 +86,7 @@ fn mutated_icmp_error() -> impl Strategy<Value = Vec<u8>> {
         any::<prop::sample::Index>(),
     )
         .prop_map(|(udp_payload, flips, quote_cut)| {
-            let inner = frame(
-                17,
-                5,
-                &[vec![0u8; udp::HEADER_LEN], udp_payload].concat(),
-                false,
-            );
+            let inner = frame(17, 5, &[vec![0u8; udp::HEADER_LEN], udp_payload].concat(), false);
             let inner = &inner[14..];
             let quote_len = quote_cut.index(icmp::error_quote_len_max(inner) + 1);
             let mut buf = vec![0u8; 14 + icmp::ERROR_QUOTE_OFFSET + quote_len];

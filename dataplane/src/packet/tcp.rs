@@ -437,8 +437,8 @@ mod tests {
     // window 0x0123, checksum 0x01b6, urgent 0x0201; one option word (window scale 12,
     // NOP) and data aa 00 00 ff. (smoltcp's TCP fixture, with the addresses below.)
     static PACKET_BYTES: [u8; 28] = [
-        0xbf, 0x00, 0x00, 0x50, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x60, 0x35, 0x01,
-        0x23, 0x01, 0xb6, 0x02, 0x01, 0x03, 0x03, 0x0c, 0x01, 0xaa, 0x00, 0x00, 0xff,
+        0xbf, 0x00, 0x00, 0x50, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x60, 0x35, 0x01, 0x23, 0x01, 0xb6,
+        0x02, 0x01, 0x03, 0x03, 0x0c, 0x01, 0xaa, 0x00, 0x00, 0xff,
     ];
     static OPTION_BYTES: [u8; 4] = [0x03, 0x03, 0x0c, 0x01];
     static PAYLOAD_BYTES: [u8; 4] = [0xaa, 0x00, 0x00, 0xff];
@@ -451,10 +451,7 @@ mod tests {
         assert_eq!(packet.seq_number(), 0x0123_4567);
         assert_eq!(packet.ack_number(), 0x89ab_cdef);
         assert_eq!(packet.header_len(), 24);
-        assert_eq!(
-            packet.flags(),
-            TcpFlags::FIN | TcpFlags::RST | TcpFlags::ACK | TcpFlags::URG
-        );
+        assert_eq!(packet.flags(), TcpFlags::FIN | TcpFlags::RST | TcpFlags::ACK | TcpFlags::URG);
         assert!(packet.flags().contains(TcpFlags::FIN | TcpFlags::ACK));
         assert!(!packet.flags().contains(TcpFlags::SYN));
         assert_eq!(packet.window_len(), 0x0123);
@@ -488,20 +485,11 @@ mod tests {
     #[test]
     fn test_truncated_and_overflow() {
         for len in 0..20 {
-            assert_eq!(
-                TcpPacket::new_checked(&PACKET_BYTES[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(TcpPacket::new_checked(&PACKET_BYTES[..len]), Err(Error::Truncated));
         }
         // Data offset 6 needs 24 bytes.
-        assert_eq!(
-            TcpPacket::new_checked(&PACKET_BYTES[..23]),
-            Err(Error::Truncated)
-        );
-        assert!(TcpPacket::new_checked(&PACKET_BYTES[..24])
-            .unwrap()
-            .payload()
-            .is_empty());
+        assert_eq!(TcpPacket::new_checked(&PACKET_BYTES[..23]), Err(Error::Truncated));
+        assert!(TcpPacket::new_checked(&PACKET_BYTES[..24]).unwrap().payload().is_empty());
         // Data offset below 5.
         let mut short = PACKET_BYTES;
         short[12] = 0x40;
@@ -559,11 +547,6 @@ mod tests {
         assert_eq!(packet.urgent_at(), header.urgent_pointer);
         assert_eq!(packet.options(), header.options.as_slice());
         assert_eq!(packet.payload(), payload);
-        assert_eq!(
-            header
-                .calc_checksum_ipv4_raw(SRC.octets(), DST.octets(), payload)
-                .unwrap(),
-            packet.checksum()
-        );
+        assert_eq!(header.calc_checksum_ipv4_raw(SRC.octets(), DST.octets(), payload).unwrap(), packet.checksum());
     }
 }

@@ -229,9 +229,7 @@ mod tests {
     const DST: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
 
     // 48896 -> 53, length 12, checksum 0x124d, data aa 00 00 ff.
-    static PACKET_BYTES: [u8; 12] = [
-        0xbf, 0x00, 0x00, 0x35, 0x00, 0x0c, 0x12, 0x4d, 0xaa, 0x00, 0x00, 0xff,
-    ];
+    static PACKET_BYTES: [u8; 12] = [0xbf, 0x00, 0x00, 0x35, 0x00, 0x0c, 0x12, 0x4d, 0xaa, 0x00, 0x00, 0xff];
     static PAYLOAD_BYTES: [u8; 4] = [0xaa, 0x00, 0x00, 0xff];
 
     #[test]
@@ -297,15 +295,9 @@ mod tests {
     #[test]
     fn test_truncated_and_overflow() {
         for len in 0..8 {
-            assert_eq!(
-                UdpPacket::new_checked(&PACKET_BYTES[..len]),
-                Err(Error::Truncated)
-            );
+            assert_eq!(UdpPacket::new_checked(&PACKET_BYTES[..len]), Err(Error::Truncated));
         }
-        assert_eq!(
-            UdpPacket::new_checked(&PACKET_BYTES[..11]),
-            Err(Error::Truncated)
-        );
+        assert_eq!(UdpPacket::new_checked(&PACKET_BYTES[..11]), Err(Error::Truncated));
         let mut short = PACKET_BYTES;
         short[5] = 7;
         assert_eq!(UdpPacket::new_checked(&short[..]), Err(Error::Malformed));
@@ -327,12 +319,7 @@ mod tests {
         assert_eq!(packet.dst_port(), header.destination_port);
         assert_eq!(packet.len(), header.length);
         assert_eq!(packet.checksum(), header.checksum);
-        assert_eq!(
-            header
-                .calc_checksum_ipv4_raw(SRC.octets(), DST.octets(), payload)
-                .unwrap(),
-            packet.checksum()
-        );
+        assert_eq!(header.calc_checksum_ipv4_raw(SRC.octets(), DST.octets(), payload).unwrap(), packet.checksum());
         assert_eq!(packet.payload(), payload);
     }
 }

@@ -32,3 +32,7 @@ mod bindings {
 }
 
 pub use bindings::*;
+
+/// `RTE_BIT64(63)`: bindgen's macro evaluation goes through `i64`, so the
+/// one DPDK flag with bit 63 set is missing from the generated bindings.
+pub const RTE_ETH_RSS_L3_SRC_ONLY: u64 = 1 << 63;

@@ -215,6 +215,9 @@ impl Eal {
     ///
     /// Fails with `EBUSY` if the lcore is still running something, and with
     /// [`Error::InvalidArgument`] if `lcore` is not an enabled worker.
+    ///
+    /// With `panic = "abort"` (masq's release profile) a panic aborts the
+    /// process instead; the catch only matters for unwinding builds (tests).
     pub fn launch<F>(&self, lcore: u32, f: F) -> Result<()>
     where
         F: FnOnce() -> i32 + Send + 'static,

@@ -7,9 +7,9 @@
 //! a ring, or in a device's queues), the pool is *leaked* instead of freed,
 //! because freeing it would leave those mbufs dangling.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{c_char, CStr, CString};
 use std::fmt;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use dpdk_sys as sys;
@@ -107,16 +107,18 @@ impl Mempool {
 
     /// The pool's name.
     pub fn name(&self) -> String {
-        // SAFETY: `name` is a NUL-terminated array inside the live pool.
-        unsafe { CStr::from_ptr(self.inner.ptr.as_ref().name.as_ptr()) }
+        // SAFETY: `name` is a NUL-terminated array inside the live pool,
+        // written once at creation; read through the raw pointer without
+        // forming a reference to the whole (shared) pool header.
+        unsafe { CStr::from_ptr(ptr::addr_of!((*self.as_ptr()).name).cast::<c_char>()) }
             .to_string_lossy()
             .into_owned()
     }
 
     /// Total number of mbufs in the pool.
     pub fn size(&self) -> u32 {
-        // SAFETY: reading a field of the live pool that never changes.
-        unsafe { self.inner.ptr.as_ref().size }
+        // SAFETY: reading a field of the live pool, fixed at creation.
+        unsafe { (*self.as_ptr()).size }
     }
 
     /// Mbufs available (in the pool's ring plus every lcore cache).

@@ -2,10 +2,10 @@
 //!
 //! 1. Asks `pkg-config` (the program, not the crate: the crate drops
 //!    `-include rte_config.h` and `-march=...`) for libdpdk's cflags and libs.
-//! 2. Emits shared-library link flags for every `-l`/`-L` it gives.
+//! 2. Runs bindgen over `wrapper.h` into `OUT_DIR/bindings.rs`.
 //! 3. Compiles `src/shim.c` with exactly those cflags (so `-march` comes from
 //!    DPDK's own build, never from us) plus `-DALLOW_EXPERIMENTAL_API`.
-//! 4. Runs bindgen over `wrapper.h` into `OUT_DIR/bindings.rs`.
+//! 4. Emits shared-library link flags for every `-l`/`-L` it gives.
 //!
 //! Any missing prerequisite ends the build with one line naming the Debian
 //! package to install.
@@ -22,20 +22,6 @@ const HINT_DPDK: &str = "apt-get install libdpdk-dev pkg-config";
 const HINT_CLANG: &str = "apt-get install libclang-dev";
 
 fn main() {
-    for var in [
-        "PKG_CONFIG",
-        "PKG_CONFIG_PATH",
-        "PKG_CONFIG_LIBDIR",
-        "PKG_CONFIG_SYSROOT_DIR",
-        "LIBCLANG_PATH",
-        "DPDK_SYS_ALLOW_ANY_VERSION",
-    ] {
-        println!("cargo:rerun-if-env-changed={var}");
-    }
-    for file in ["build.rs", "wrapper.h", "src/shim.h", "src/shim.c"] {
-        println!("cargo:rerun-if-changed={file}");
-    }
-
     let version = pkg_config(&["--modversion"]);
     let version = version.trim();
     if !version.starts_with(&format!("{DPDK_SERIES}."))
@@ -50,9 +36,26 @@ fn main() {
     let cflags = split_flags(&pkg_config(&["--cflags"]));
     let libs = split_flags(&pkg_config(&["--libs"]));
 
-    emit_link_flags(&libs);
-    compile_shim(&cflags);
+    // Bindings first: a missing libclang should be the only thing reported.
     generate_bindings(&cflags);
+    compile_shim(&cflags);
+    emit_link_flags(&libs);
+
+    // Printed last: a failed run is rerun anyway, and this keeps cargo's
+    // failure report down to our one line.
+    for var in [
+        "PKG_CONFIG",
+        "PKG_CONFIG_PATH",
+        "PKG_CONFIG_LIBDIR",
+        "PKG_CONFIG_SYSROOT_DIR",
+        "LIBCLANG_PATH",
+        "DPDK_SYS_ALLOW_ANY_VERSION",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    for file in ["build.rs", "wrapper.h", "src/shim.h", "src/shim.c"] {
+        println!("cargo:rerun-if-changed={file}");
+    }
 }
 
 /// Print one clear message (as a cargo warning and on stderr) and stop.
@@ -217,8 +220,13 @@ fn generate_bindings(cflags: &[String]) {
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("bindgen panicked");
+            if why.contains("libclang") {
+                fail(&format!(
+                    "libclang not found (needed by bindgen): {HINT_CLANG} (or set LIBCLANG_PATH)"
+                ))
+            }
             fail(&format!(
-                "bindgen failed ({why}); libclang is probably missing: {HINT_CLANG}"
+                "bindgen panicked ({why}); is libclang usable? {HINT_CLANG}"
             ))
         }
     };

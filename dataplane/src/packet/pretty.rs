@@ -18,7 +18,15 @@ impl<T: AsRef<[u8]>> fmt::Display for Ipv4Packet<T> {
         let bytes: &[u8] = self.as_ref();
         match Ipv4Packet::new_checked(bytes) {
             Ok(packet) => summary(f, &packet, false),
-            Err(err) => write!(f, "ipv4 {err} ({} bytes)", bytes.len()),
+            // Cut short, e.g. the datagram quoted in an ICMP error: say so, and what
+            // the header still tells.
+            Err(err) => match Ipv4Packet::new_checked_quote(bytes) {
+                Ok(packet) => {
+                    summary(f, &packet, true)?;
+                    write!(f, " ({err}: {} bytes)", bytes.len())
+                }
+                Err(_) => write!(f, "ipv4 {err} ({} bytes)", bytes.len()),
+            },
         }
     }
 }
@@ -163,6 +171,20 @@ mod tests {
         assert_eq!(
             Ipv4Packet::new_unchecked(&bytes[..]).to_string(),
             "100.64.0.2 -> 203.0.113.9 proto 47 len 24 ttl 64"
+        );
+    }
+
+    #[test]
+    fn cut_short_summary() {
+        let mut udp = [0u8; 40];
+        let mut view = UdpPacket::new_unchecked(&mut udp[..]);
+        view.set_src_port(40000);
+        view.set_dst_port(53);
+        view.set_len(40);
+        let bytes = build(IpProtocol::Udp, &udp, 63);
+        assert_eq!(
+            Ipv4Packet::new_unchecked(&bytes[..28]).to_string(),
+            "100.64.0.2 -> 203.0.113.9 udp 40000->53 len 60 ttl 63 (truncated packet: 28 bytes)"
         );
     }
 

@@ -105,6 +105,18 @@ impl Mbuf {
         unsafe { slice::from_raw_parts_mut(self.data_ptr(), len) }
     }
 
+    /// The packet bytes followed by the tailroom, writable: from the first data byte
+    /// to the end of the buffer ([`Mbuf::capacity`] bytes). The length is unchanged; a
+    /// caller that builds a longer packet here then calls [`Mbuf::set_len`].
+    #[inline]
+    pub fn room_mut(&mut self) -> &mut [u8] {
+        let room = self.capacity();
+        // SAFETY: [data_off, buf_len) lies inside the buffer (DPDK invariant); the
+        // bytes past data_len are initialised for the same reason as in `data`, and
+        // `&mut self` makes the access exclusive.
+        unsafe { slice::from_raw_parts_mut(self.data_ptr(), room) }
+    }
+
     /// Bytes of packet data in this (first) segment.
     #[inline]
     pub fn len(&self) -> usize {

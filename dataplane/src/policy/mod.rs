@@ -1,10 +1,15 @@
 //! Policy: iptables rules for masq (being written).
 
+pub mod compiled;
 pub mod format;
 pub mod parse;
 pub mod rule;
 pub mod ruleset;
 
+pub use compiled::{
+    CompileError, CompiledRules, DestNat, FlowMatch, ForwardVerdict, PostroutingVerdict,
+    PreroutingVerdict, SourceNat,
+};
 pub use parse::{parse_command, parse_rule, tokenize, ParseError, ParseErrorKind};
 pub use rule::{
     AddrRange, Chain, Cidr, Iface, Matches, Negatable, Policy, PortRange, Protocol, Rule,

@@ -1,8 +1,21 @@
-//! The NAT core (being built up): flow keys, keyed hashing and the fixed-capacity
-//! index every NAT table is made of.
-// The tables that use these land in the following commits.
+//! The NAT core (being built up): flow keys, keyed hashing, the fixed-capacity index,
+//! the session table, TCP state, live timeouts and the expiry wheel.
+// The facade that ties these together lands in a following commit.
 #![allow(dead_code)]
 
 pub mod hash;
 pub(crate) mod index;
 pub mod key;
+pub mod table;
+pub mod tcp;
+pub mod timeouts;
+pub(crate) mod timers;
+
+/// Direction of a packet through the NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Arrived on the inside, leaves on the outside ("outbound").
+    In2Out,
+    /// Arrived on the outside, leaves on the inside ("inbound").
+    Out2In,
+}

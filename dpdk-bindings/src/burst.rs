@@ -25,19 +25,13 @@ pub struct Burst<const N: usize> {
 }
 
 impl<const N: usize> Burst<N> {
-    const VALID_N: () = assert!(
-        N > 0 && N <= u16::MAX as usize,
-        "Burst size must be 1..=65535"
-    );
+    const VALID_N: () = assert!(N > 0 && N <= u16::MAX as usize, "Burst size must be 1..=65535");
 
     /// An empty burst.
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID_N;
-        Burst {
-            len: 0,
-            slots: [const { MaybeUninit::uninit() }; N],
-        }
+        Burst { len: 0, slots: [const { MaybeUninit::uninit() }; N] }
     }
 
     /// `N`.
@@ -116,11 +110,7 @@ impl<const N: usize> Burst<N> {
         // Leak amplification: if the Drain is forgotten, the rest leaks
         // instead of being freed twice.
         self.len = 0;
-        Drain {
-            burst: self,
-            pos: 0,
-            end,
-        }
+        Drain { burst: self, pos: 0, end }
     }
 
     /// Free every held mbuf with one `rte_pktmbuf_free_bulk`.
@@ -191,10 +181,7 @@ impl<const N: usize> Drop for Burst<N> {
 
 impl<const N: usize> fmt::Debug for Burst<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Burst")
-            .field("len", &self.len)
-            .field("capacity", &N)
-            .finish()
+        f.debug_struct("Burst").field("len", &self.len).field("capacity", &N).finish()
     }
 }
 
@@ -251,17 +238,13 @@ impl<const N: usize> Drop for Drain<'_, N> {
         if n > 0 {
             // SAFETY: slots pos..end hold owned mbufs not yielded; the burst
             // length is already 0 so nobody else frees them.
-            unsafe {
-                sys::shim_rte_pktmbuf_free_bulk(self.burst.raw_ptr().add(self.pos), n as u32)
-            };
+            unsafe { sys::shim_rte_pktmbuf_free_bulk(self.burst.raw_ptr().add(self.pos), n as u32) };
         }
     }
 }
 
 impl<const N: usize> fmt::Debug for Drain<'_, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Drain")
-            .field("remaining", &(self.end - self.pos))
-            .finish()
+        f.debug_struct("Drain").field("remaining", &(self.end - self.pos)).finish()
     }
 }

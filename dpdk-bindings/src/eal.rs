@@ -53,12 +53,8 @@ pub(crate) struct Registry {
     claimed_ports: Vec<u16>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    state: State::Uninit,
-    live: 0,
-    leaked: false,
-    claimed_ports: Vec::new(),
-});
+static REGISTRY: Mutex<Registry> =
+    Mutex::new(Registry { state: State::Uninit, live: 0, leaked: false, claimed_ports: Vec::new() });
 
 fn registry() -> MutexGuard<'static, Registry> {
     // The registry holds plain data that is consistent at every await-free
@@ -134,21 +130,15 @@ impl Eal {
         }
         let mut owned = Vec::with_capacity(args.len());
         for arg in args {
-            let arg = CString::new(arg.as_ref())
-                .map_err(|_| Error::InvalidArgument("EAL argument contains a NUL byte"))?;
+            let arg =
+                CString::new(arg.as_ref()).map_err(|_| Error::InvalidArgument("EAL argument contains a NUL byte"))?;
             owned.push(arg);
         }
-        let argc = c_int::try_from(owned.len())
-            .map_err(|_| Error::InvalidArgument("too many EAL arguments"))?;
+        let argc = c_int::try_from(owned.len()).map_err(|_| Error::InvalidArgument("too many EAL arguments"))?;
         // The EAL may keep pointers into argv and permutes the array
         // (getopt), so argv and its strings are leaked: a few bytes, once.
-        let argv: &'static mut [*mut c_char] = Vec::leak(
-            owned
-                .into_iter()
-                .map(CString::into_raw)
-                .chain(std::iter::once(std::ptr::null_mut()))
-                .collect(),
-        );
+        let argv: &'static mut [*mut c_char] =
+            Vec::leak(owned.into_iter().map(CString::into_raw).chain(std::iter::once(std::ptr::null_mut())).collect());
         // SAFETY: argv holds argc valid NUL-terminated strings followed by a
         // NULL, all leaked so they outlive the EAL; the registry lock makes
         // this the only rte_eal_init call in flight in this process.
@@ -162,9 +152,7 @@ impl Eal {
             return Err(Error::rte("rte_eal_init", errno));
         }
         reg.state = State::Running;
-        Ok(Eal {
-            _main_lcore_only: PhantomData,
-        })
+        Ok(Eal { _main_lcore_only: PhantomData })
     }
 
     /// Id of the main lcore (the thread that called [`Eal::init`]).
@@ -281,11 +269,7 @@ impl Drop for Eal {
             eprintln!(
                 "dpdk: skipping rte_eal_cleanup: {} DPDK object(s) still alive{}",
                 reg.live,
-                if reg.leaked {
-                    ", a mempool was leaked"
-                } else {
-                    ""
-                }
+                if reg.leaked { ", a mempool was leaked" } else { "" }
             );
         }
     }

@@ -62,11 +62,7 @@ impl Error {
     /// Build an [`Error::Rte`] from a DPDK error number (sign ignored).
     pub fn rte(op: &'static str, errno: i32) -> Self {
         let errno = errno.saturating_abs();
-        Error::Rte {
-            op,
-            errno,
-            text: strerror(errno),
-        }
+        Error::Rte { op, errno, text: strerror(errno) }
     }
 
     /// Build an [`Error::Rte`] from the calling thread's `rte_errno`.

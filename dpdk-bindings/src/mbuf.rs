@@ -172,11 +172,7 @@ impl Mbuf {
         self.single_segment()?;
         let cap = self.capacity();
         if len > cap {
-            return Err(Error::OutOfRange {
-                what: "mbuf length",
-                requested: len,
-                max: cap,
-            });
+            return Err(Error::OutOfRange { what: "mbuf length", requested: len, max: cap });
         }
         let m = self.hdr_mut();
         // `len <= capacity() <= u16::MAX`, so the casts are lossless.
@@ -190,11 +186,7 @@ impl Mbuf {
         self.single_segment()?;
         let max = self.tailroom();
         if n > max {
-            return Err(Error::OutOfRange {
-                what: "bytes to append",
-                requested: n,
-                max,
-            });
+            return Err(Error::OutOfRange { what: "bytes to append", requested: n, max });
         }
         // SAFETY: single segment with n <= tailroom, so append succeeds and
         // returns a pointer to n bytes inside our buffer.
@@ -208,11 +200,7 @@ impl Mbuf {
     pub fn prepend(&mut self, n: usize) -> Result<&mut [u8]> {
         let max = self.headroom();
         if n > max {
-            return Err(Error::OutOfRange {
-                what: "bytes to prepend",
-                requested: n,
-                max,
-            });
+            return Err(Error::OutOfRange { what: "bytes to prepend", requested: n, max });
         }
         // SAFETY: n <= headroom, so prepend succeeds and returns the new
         // data start, n bytes inside our buffer.
@@ -225,11 +213,7 @@ impl Mbuf {
     pub fn adj(&mut self, n: usize) -> Result<()> {
         let max = self.len();
         if n > max {
-            return Err(Error::OutOfRange {
-                what: "bytes to strip from the front",
-                requested: n,
-                max,
-            });
+            return Err(Error::OutOfRange { what: "bytes to strip from the front", requested: n, max });
         }
         // SAFETY: n <= data_len of the first segment, the function's
         // precondition; it only moves data_off and shrinks the lengths.
@@ -242,11 +226,7 @@ impl Mbuf {
         self.single_segment()?;
         let max = self.len();
         if n > max {
-            return Err(Error::OutOfRange {
-                what: "bytes to trim from the end",
-                requested: n,
-                max,
-            });
+            return Err(Error::OutOfRange { what: "bytes to trim from the end", requested: n, max });
         }
         // SAFETY: single segment and n <= data_len: only lengths change.
         unsafe { sys::shim_rte_pktmbuf_trim(self.as_ptr(), n as u16) };

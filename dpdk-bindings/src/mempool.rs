@@ -70,34 +70,16 @@ impl Mempool {
     /// `socket` ([`SOCKET_ID_ANY`](crate::SOCKET_ID_ANY) for any).
     ///
     /// `name` must be unique in the process (`EEXIST` otherwise).
-    pub fn new(
-        name: &str,
-        n_mbufs: u32,
-        cache_size: u32,
-        data_room: u16,
-        socket: i32,
-    ) -> Result<Mempool> {
-        let cname =
-            CString::new(name).map_err(|_| Error::InvalidArgument("pool name contains a NUL"))?;
+    pub fn new(name: &str, n_mbufs: u32, cache_size: u32, data_room: u16, socket: i32) -> Result<Mempool> {
+        let cname = CString::new(name).map_err(|_| Error::InvalidArgument("pool name contains a NUL"))?;
         let ptr = eal::register(|| {
             // SAFETY: EAL is running (checked by `register`); `cname` is a
             // valid C string; the other arguments are plain values that DPDK
             // validates (EINVAL, ENOMEM, EEXIST via rte_errno).
-            let mp = unsafe {
-                sys::rte_pktmbuf_pool_create(
-                    cname.as_ptr(),
-                    n_mbufs,
-                    cache_size,
-                    0,
-                    data_room,
-                    socket,
-                )
-            };
+            let mp = unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), n_mbufs, cache_size, 0, data_room, socket) };
             NonNull::new(mp).ok_or_else(|| Error::from_rte_errno("rte_pktmbuf_pool_create"))
         })?;
-        Ok(Mempool {
-            inner: Arc::new(PoolInner { ptr }),
-        })
+        Ok(Mempool { inner: Arc::new(PoolInner { ptr }) })
     }
 
     /// The raw pool pointer (for passing to DPDK).
@@ -110,9 +92,7 @@ impl Mempool {
         // SAFETY: `name` is a NUL-terminated array inside the live pool,
         // written once at creation; read through the raw pointer without
         // forming a reference to the whole (shared) pool header.
-        unsafe { CStr::from_ptr(ptr::addr_of!((*self.as_ptr()).name).cast::<c_char>()) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr(ptr::addr_of!((*self.as_ptr()).name).cast::<c_char>()) }.to_string_lossy().into_owned()
     }
 
     /// Total number of mbufs in the pool.
@@ -143,11 +123,7 @@ impl Mempool {
     pub fn alloc_bulk<const N: usize>(&self, burst: &mut Burst<N>, n: usize) -> Result<()> {
         let (spare, room) = burst.spare_raw();
         if n > room {
-            return Err(Error::OutOfRange {
-                what: "mbufs to allocate into the burst",
-                requested: n,
-                max: room,
-            });
+            return Err(Error::OutOfRange { what: "mbufs to allocate into the burst", requested: n, max: room });
         }
         // SAFETY: `spare` points to `room >= n` writable slots of the burst;
         // on success DPDK wrote `n` valid mbuf pointers there, which we then

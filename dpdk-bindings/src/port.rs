@@ -81,17 +81,13 @@ impl PortShared {
         if self.started {
             // SAFETY: valid port id we own; no queue handle exists (we hold
             // the only reference to this state), so no lcore polls it.
-            check("rte_eth_dev_stop", unsafe {
-                sys::rte_eth_dev_stop(self.id)
-            })?;
+            check("rte_eth_dev_stop", unsafe { sys::rte_eth_dev_stop(self.id) })?;
             self.started = false;
         }
         if self.configured {
             // SAFETY: stopped port we own, no handle polls it; closing frees
             // its queues (and their mbufs, back to `pools`, still alive).
-            check("rte_eth_dev_close", unsafe {
-                sys::rte_eth_dev_close(self.id)
-            })?;
+            check("rte_eth_dev_close", unsafe { sys::rte_eth_dev_close(self.id) })?;
             self.configured = false;
         }
         Ok(())
@@ -181,14 +177,7 @@ pub struct PortConfig {
 
 impl Default for PortConfig {
     fn default() -> Self {
-        PortConfig {
-            rx_queues: 1,
-            tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            rss: None,
-            mtu: None,
-        }
+        PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, rss: None, mtu: None }
     }
 }
 
@@ -234,13 +223,10 @@ impl Port {
     /// Take the port named `name`: a vdev's name as given to `--vdev`
     /// (`net_null0`), or a PCI address allowed with `-a` (`0000:01:00.0`).
     pub fn by_name(name: &str) -> Result<Port> {
-        let cname =
-            CString::new(name).map_err(|_| Error::InvalidArgument("port name contains a NUL"))?;
+        let cname = CString::new(name).map_err(|_| Error::InvalidArgument("port name contains a NUL"))?;
         let mut id = 0u16;
         // SAFETY: valid C string and out-pointer; returns -ENODEV if unknown.
-        check("rte_eth_dev_get_port_by_name", unsafe {
-            sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id)
-        })?;
+        check("rte_eth_dev_get_port_by_name", unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) })?;
         Port::by_id(id)
     }
 
@@ -288,9 +274,7 @@ impl Port {
     fn raw_info(&self) -> Result<sys::rte_eth_dev_info> {
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: valid out-pointer to a zeroed struct of the right type.
-        check("rte_eth_dev_info_get", unsafe {
-            sys::rte_eth_dev_info_get(self.id(), &mut info)
-        })?;
+        check("rte_eth_dev_info_get", unsafe { sys::rte_eth_dev_info_get(self.id(), &mut info) })?;
         Ok(info)
     }
 
@@ -302,9 +286,7 @@ impl Port {
         } else {
             // SAFETY: non-null NUL-terminated string owned by the driver,
             // static for the driver's lifetime; copied at once.
-            unsafe { CStr::from_ptr(info.driver_name) }
-                .to_string_lossy()
-                .into_owned()
+            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
         };
         Ok(PortInfo {
             driver_name,
@@ -334,9 +316,7 @@ impl Port {
     /// [`Port::rss_active`] then reports. The port must be stopped.
     pub fn configure(&mut self, config: &PortConfig, pool: &Mempool) -> Result<()> {
         if config.rx_queues == 0 || config.tx_queues == 0 {
-            return Err(Error::InvalidArgument(
-                "a port needs at least one RX and one TX queue",
-            ));
+            return Err(Error::InvalidArgument("a port needs at least one RX and one TX queue"));
         }
         let info = self.raw_info()?;
         let id = self.id();
@@ -355,13 +335,11 @@ impl Port {
                 conf.rx_adv_conf.rss_conf.rss_hf = hf;
                 if let Some(k) = &rss.key {
                     if info.hash_key_size != 0 && k.len() != usize::from(info.hash_key_size) {
-                        return Err(Error::InvalidArgument(
-                            "RSS key length differs from the driver's hash_key_size",
-                        ));
+                        return Err(Error::InvalidArgument("RSS key length differs from the driver's hash_key_size"));
                     }
                     let mut k = k.clone();
-                    conf.rx_adv_conf.rss_conf.rss_key_len = u8::try_from(k.len())
-                        .map_err(|_| Error::InvalidArgument("RSS key longer than 255 bytes"))?;
+                    conf.rx_adv_conf.rss_conf.rss_key_len =
+                        u8::try_from(k.len()).map_err(|_| Error::InvalidArgument("RSS key longer than 255 bytes"))?;
                     conf.rx_adv_conf.rss_conf.rss_key = k.as_mut_ptr();
                     key = Some(k);
                 }
@@ -402,14 +380,7 @@ impl Port {
             // packet pool that `shared.pools` keeps alive as long as the
             // port may allocate from it. A negative socket is SOCKET_ID_ANY.
             check("rte_eth_rx_queue_setup", unsafe {
-                sys::rte_eth_rx_queue_setup(
-                    id,
-                    q,
-                    nb_rxd,
-                    socket as u32,
-                    std::ptr::null(),
-                    pool.as_ptr(),
-                )
+                sys::rte_eth_rx_queue_setup(id, q, nb_rxd, socket as u32, std::ptr::null(), pool.as_ptr())
             })?;
         }
         for q in 0..config.tx_queues {
@@ -444,9 +415,7 @@ impl Port {
         let id = self.id();
         let shared = self.exclusive()?;
         if !shared.configured {
-            return Err(Error::InvalidArgument(
-                "configure the port before starting it",
-            ));
+            return Err(Error::InvalidArgument("configure the port before starting it"));
         }
         // SAFETY: configured port we own exclusively.
         check("rte_eth_dev_start", unsafe { sys::rte_eth_dev_start(id) })?;
@@ -476,9 +445,7 @@ impl Port {
     pub fn mac_addr(&self) -> Result<[u8; 6]> {
         let mut addr = sys::rte_ether_addr::default();
         // SAFETY: valid out-pointer.
-        check("rte_eth_macaddr_get", unsafe {
-            sys::rte_eth_macaddr_get(self.id(), &mut addr)
-        })?;
+        check("rte_eth_macaddr_get", unsafe { sys::rte_eth_macaddr_get(self.id(), &mut addr) })?;
         Ok(addr.addr_bytes)
     }
 
@@ -486,14 +453,8 @@ impl Port {
     pub fn link(&self) -> Result<Link> {
         let mut link = sys::rte_eth_link::default();
         // SAFETY: valid out-pointer.
-        check("rte_eth_link_get_nowait", unsafe {
-            sys::rte_eth_link_get_nowait(self.id(), &mut link)
-        })?;
-        Ok(Link {
-            up: link.link_status() != 0,
-            speed_mbps: link.link_speed,
-            full_duplex: link.link_duplex() != 0,
-        })
+        check("rte_eth_link_get_nowait", unsafe { sys::rte_eth_link_get_nowait(self.id(), &mut link) })?;
+        Ok(Link { up: link.link_status() != 0, speed_mbps: link.link_speed, full_duplex: link.link_duplex() != 0 })
     }
 
     /// Turn promiscuous mode on or off.
@@ -513,9 +474,7 @@ impl Port {
     pub fn stats(&self) -> Result<PortStats> {
         let mut s = sys::rte_eth_stats::default();
         // SAFETY: valid out-pointer.
-        check("rte_eth_stats_get", unsafe {
-            sys::rte_eth_stats_get(self.id(), &mut s)
-        })?;
+        check("rte_eth_stats_get", unsafe { sys::rte_eth_stats_get(self.id(), &mut s) })?;
         Ok(PortStats {
             ipackets: s.ipackets,
             opackets: s.opackets,
@@ -532,9 +491,9 @@ impl Port {
     pub fn xstats(&self) -> Result<Vec<(String, u64)>> {
         let id = self.id();
         // SAFETY: NULL/0 asks for the count only.
-        let n = check("rte_eth_xstats_get_names", unsafe {
-            sys::rte_eth_xstats_get_names(id, std::ptr::null_mut(), 0)
-        })? as usize;
+        let n =
+            check("rte_eth_xstats_get_names", unsafe { sys::rte_eth_xstats_get_names(id, std::ptr::null_mut(), 0) })?
+                as usize;
         let mut names = vec![sys::rte_eth_xstat_name::default(); n];
         // SAFETY: `names` has room for n entries, as we tell it.
         let got = check("rte_eth_xstats_get_names", unsafe {
@@ -559,10 +518,7 @@ impl Port {
     /// Zero the basic counters.
     pub fn reset_stats(&mut self) -> Result<()> {
         // SAFETY: plain control call on a port we own.
-        check("rte_eth_stats_reset", unsafe {
-            sys::rte_eth_stats_reset(self.id())
-        })
-        .map(drop)
+        check("rte_eth_stats_reset", unsafe { sys::rte_eth_stats_reset(self.id()) }).map(drop)
     }
 
     /// Hand RX queue `queue` to one owner (typically a worker lcore).
@@ -619,11 +575,7 @@ impl Port {
 /// `queue` must be a configured RX queue of `port` that no other thread
 /// polls concurrently.
 #[inline]
-pub(crate) unsafe fn rx_burst_raw<const N: usize>(
-    port: u16,
-    queue: u16,
-    burst: &mut Burst<N>,
-) -> usize {
+pub(crate) unsafe fn rx_burst_raw<const N: usize>(port: u16, queue: u16, burst: &mut Burst<N>) -> usize {
     let (spare, room) = burst.spare_raw();
     if room == 0 {
         return 0;
@@ -642,11 +594,7 @@ pub(crate) unsafe fn rx_burst_raw<const N: usize>(
 /// `queue` must be a configured TX queue of `port` that no other thread
 /// uses concurrently.
 #[inline]
-pub(crate) unsafe fn tx_burst_raw<const N: usize>(
-    port: u16,
-    queue: u16,
-    burst: &mut Burst<N>,
-) -> usize {
+pub(crate) unsafe fn tx_burst_raw<const N: usize>(port: u16, queue: u16, burst: &mut Burst<N>) -> usize {
     let len = burst.len();
     if len == 0 {
         return 0;
@@ -675,10 +623,6 @@ impl fmt::Debug for Port {
 }
 
 fn c_chars_to_string(buf: &[c_char]) -> String {
-    let bytes: Vec<u8> = buf
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
+    let bytes: Vec<u8> = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }

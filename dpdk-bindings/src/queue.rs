@@ -16,12 +16,7 @@ use crate::burst::Burst;
 use crate::error::{Error, Result};
 use crate::port::{rx_burst_raw, tx_burst_raw, PortShared};
 
-fn claim(
-    shared: &Arc<PortShared>,
-    queue: u16,
-    configured: u16,
-    rx: bool,
-) -> Result<Arc<PortShared>> {
+fn claim(shared: &Arc<PortShared>, queue: u16, configured: u16, rx: bool) -> Result<Arc<PortShared>> {
     if queue >= configured {
         return Err(Error::OutOfRange {
             what: "queue id",
@@ -29,11 +24,7 @@ fn claim(
             max: usize::from(configured).saturating_sub(1),
         });
     }
-    let bits = if rx {
-        &shared.rx_claimed
-    } else {
-        &shared.tx_claimed
-    };
+    let bits = if rx { &shared.rx_claimed } else { &shared.tx_claimed };
     let q = usize::from(queue);
     let bit = 1u64 << (q % 64);
     let old = bits[q / 64].fetch_or(bit, Ordering::AcqRel);
@@ -84,10 +75,7 @@ impl Drop for RxQueue {
 
 impl fmt::Debug for RxQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RxQueue")
-            .field("port", &self.shared.id)
-            .field("queue", &self.queue)
-            .finish()
+        f.debug_struct("RxQueue").field("port", &self.shared.id).field("queue", &self.queue).finish()
     }
 }
 
@@ -130,9 +118,6 @@ impl Drop for TxQueue {
 
 impl fmt::Debug for TxQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TxQueue")
-            .field("port", &self.shared.id)
-            .field("queue", &self.queue)
-            .finish()
+        f.debug_struct("TxQueue").field("port", &self.shared.id).field("queue", &self.queue).finish()
     }
 }

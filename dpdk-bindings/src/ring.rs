@@ -112,8 +112,7 @@ impl MbufRing {
     /// Create a ring named `name` (unique in the process) holding up to
     /// `size` mbufs, on NUMA `socket`.
     pub fn new(name: &str, size: u32, socket: i32) -> Result<MbufRing> {
-        let cname =
-            CString::new(name).map_err(|_| Error::InvalidArgument("ring name contains a NUL"))?;
+        let cname = CString::new(name).map_err(|_| Error::InvalidArgument("ring name contains a NUL"))?;
         let ptr = eal::register(|| {
             // SAFETY: EAL running (checked by `register`), valid C string;
             // DPDK validates the size and reports errors via rte_errno.
@@ -127,9 +126,7 @@ impl MbufRing {
             };
             NonNull::new(r).ok_or_else(|| Error::from_rte_errno("rte_ring_create"))
         })?;
-        Ok(MbufRing {
-            inner: Arc::new(RingInner { ptr }),
-        })
+        Ok(MbufRing { inner: Arc::new(RingInner { ptr }) })
     }
 
     /// Move mbufs from the front of `burst` into the ring, as many as fit;
@@ -165,12 +162,7 @@ impl MbufRing {
 
     /// Split into the producer end and the consumer end.
     pub fn split(self) -> (MbufRingProducer, MbufRingConsumer) {
-        (
-            MbufRingProducer {
-                inner: Arc::clone(&self.inner),
-            },
-            MbufRingConsumer { inner: self.inner },
-        )
+        (MbufRingProducer { inner: Arc::clone(&self.inner) }, MbufRingConsumer { inner: self.inner })
     }
 
     /// Move one mbuf in; hands it back if the ring is full.
@@ -228,9 +220,7 @@ impl MbufRingConsumer {
 
 impl fmt::Debug for MbufRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MbufRing")
-            .field("len", &self.len())
-            .finish()
+        f.debug_struct("MbufRing").field("len", &self.len()).finish()
     }
 }
 

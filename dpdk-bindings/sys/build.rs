@@ -70,9 +70,7 @@ fn pkg_config(args: &[&str]) -> String {
     let program = env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".to_owned());
     let output = match Command::new(&program).args(args).arg("libdpdk").output() {
         Ok(output) => output,
-        Err(e) => fail(&format!(
-            "cannot run `{program}` ({e}); install it and DPDK's headers: {HINT_DPDK}"
-        )),
+        Err(e) => fail(&format!("cannot run `{program}` ({e}); install it and DPDK's headers: {HINT_DPDK}")),
     };
     if !output.status.success() {
         fail(&format!(
@@ -146,9 +144,7 @@ fn compile_shim(cflags: &[String]) {
         }
     }
     if let Err(e) = build.try_compile("masq_dpdk_shim") {
-        fail(&format!(
-            "compiling src/shim.c against DPDK failed: {e}; check the DPDK headers ({HINT_DPDK})"
-        ));
+        fail(&format!("compiling src/shim.c against DPDK failed: {e}; check the DPDK headers ({HINT_DPDK})"));
     }
 }
 
@@ -159,16 +155,8 @@ impl bindgen::callbacks::ParseCallbacks for Callbacks {
     /// Flag macros are 64-bit masks in DPDK (`ol_flags`, offload capabilities,
     /// `rss_hf`); bindgen types them by value, which makes the low ones u32.
     fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
-        const U64_PREFIXES: &[&str] = &[
-            "RTE_MBUF_F_",
-            "RTE_ETH_RX_OFFLOAD_",
-            "RTE_ETH_TX_OFFLOAD_",
-            "RTE_ETH_RSS_",
-        ];
-        U64_PREFIXES
-            .iter()
-            .any(|p| name.starts_with(p))
-            .then_some(bindgen::callbacks::IntKind::U64)
+        const U64_PREFIXES: &[&str] = &["RTE_MBUF_F_", "RTE_ETH_RX_OFFLOAD_", "RTE_ETH_TX_OFFLOAD_", "RTE_ETH_RSS_"];
+        U64_PREFIXES.iter().any(|p| name.starts_with(p)).then_some(bindgen::callbacks::IntKind::U64)
     }
 }
 
@@ -211,9 +199,7 @@ fn generate_bindings(cflags: &[String]) {
 
     let bindings = match result {
         Ok(Ok(bindings)) => bindings,
-        Ok(Err(e)) => fail(&format!(
-            "bindgen could not parse DPDK's headers: {e}; check {HINT_DPDK} and {HINT_CLANG}"
-        )),
+        Ok(Err(e)) => fail(&format!("bindgen could not parse DPDK's headers: {e}; check {HINT_DPDK} and {HINT_CLANG}")),
         Err(payload) => {
             let why = payload
                 .downcast_ref::<String>()
@@ -221,13 +207,9 @@ fn generate_bindings(cflags: &[String]) {
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("bindgen panicked");
             if why.contains("libclang") {
-                fail(&format!(
-                    "libclang not found (needed by bindgen): {HINT_CLANG} (or set LIBCLANG_PATH)"
-                ))
+                fail(&format!("libclang not found (needed by bindgen): {HINT_CLANG} (or set LIBCLANG_PATH)"))
             }
-            fail(&format!(
-                "bindgen panicked ({why}); is libclang usable? {HINT_CLANG}"
-            ))
+            fail(&format!("bindgen panicked ({why}); is libclang usable? {HINT_CLANG}"))
         }
     };
     if let Err(e) = bindings.write_to_file(out_dir.join("bindings.rs")) {

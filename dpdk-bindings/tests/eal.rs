@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dpdk::{
-    rss, Burst, Eal, Error, Mbuf, MbufRing, Mempool, Port, PortConfig, RssConfig,
-    DEFAULT_DATA_ROOM, HEADROOM, LAUNCH_PANICKED, SOCKET_ID_ANY,
+    rss, Burst, Eal, Error, Mbuf, MbufRing, Mempool, Port, PortConfig, RssConfig, DEFAULT_DATA_ROOM, HEADROOM,
+    LAUNCH_PANICKED, SOCKET_ID_ANY,
 };
 
 // ---- pcap files, by hand: 24-byte global header, 16-byte record headers.
@@ -40,10 +40,7 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let f = fs::read(path).unwrap();
     assert!(f.len() >= 24, "pcap too short: {} bytes", f.len());
     let magic = u32::from_le_bytes(f[0..4].try_into().unwrap());
-    assert!(
-        magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS,
-        "magic {magic:#x}"
-    );
+    assert!(magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS, "magic {magic:#x}");
     let mut out = Vec::new();
     let mut at = 24;
     while at + 16 <= f.len() {
@@ -58,9 +55,7 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 /// A recognisable Ethernet frame: broadcast dst, fixed src, IPv4 type, then
 /// a pattern derived from `seed`.
 fn frame(seed: u8, len: usize) -> Vec<u8> {
-    let mut f = vec![
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, seed, 0x08, 0x00,
-    ];
+    let mut f = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, seed, 0x08, 0x00];
     f.extend((0..len - 14).map(|i| seed.wrapping_mul(31).wrapping_add(i as u8)));
     f
 }
@@ -87,9 +82,7 @@ fn dpdk_end_to_end() {
     fs::create_dir_all(&dir.0).unwrap();
     let rx_pcap = dir.0.join("in.pcap");
     let tx_pcap = dir.0.join("out.pcap");
-    let pcap_in: Vec<Vec<u8>> = (0..5u8)
-        .map(|i| frame(i + 1, 60 + 10 * i as usize))
-        .collect();
+    let pcap_in: Vec<Vec<u8>> = (0..5u8).map(|i| frame(i + 1, 60 + 10 * i as usize)).collect();
     write_pcap(&rx_pcap, &pcap_in);
 
     let args = vec![
@@ -109,11 +102,7 @@ fn dpdk_end_to_end() {
         "--vdev".into(),
         "net_null0".into(),
         "--vdev".into(),
-        format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            rx_pcap.display(),
-            tx_pcap.display()
-        ),
+        format!("net_pcap0,rx_pcap={},tx_pcap={}", rx_pcap.display(), tx_pcap.display()),
     ];
     let eal = Eal::init(&args).expect("EAL init");
 
@@ -124,9 +113,7 @@ fn dpdk_end_to_end() {
     assert_eq!(pool.in_use(), 0);
     assert_eq!(pool.avail(), 4095);
     assert_eq!(
-        Mempool::new("test_pool", 63, 0, DEFAULT_DATA_ROOM, SOCKET_ID_ANY)
-            .unwrap_err()
-            .errno(),
+        Mempool::new("test_pool", 63, 0, DEFAULT_DATA_ROOM, SOCKET_ID_ANY).unwrap_err().errno(),
         Some(libc::EEXIST)
     );
 
@@ -143,24 +130,15 @@ fn dpdk_end_to_end() {
     assert_eq!(pool.in_use(), 0, "every mbuf is back in the pool");
     drop(pool);
     drop(eal); // all objects gone: rte_eal_cleanup runs
-    assert_eq!(
-        Mempool::new("late", 63, 0, DEFAULT_DATA_ROOM, SOCKET_ID_ANY).unwrap_err(),
-        Error::NotInitialized
-    );
-    assert_eq!(
-        Eal::init(&["again"]).unwrap_err(),
-        Error::AlreadyInitialized
-    );
+    assert_eq!(Mempool::new("late", 63, 0, DEFAULT_DATA_ROOM, SOCKET_ID_ANY).unwrap_err(), Error::NotInitialized);
+    assert_eq!(Eal::init(&["again"]).unwrap_err(), Error::AlreadyInitialized);
     // The EAL runtime directory of our --file-prefix (sockets only, thanks
     // to --no-shconf).
     let _ = fs::remove_dir_all(format!("/var/run/dpdk/dpdk-test-{pid}"));
 }
 
 fn second_init_fails() {
-    assert_eq!(
-        Eal::init(&["test", "--no-huge"]).unwrap_err(),
-        Error::AlreadyInitialized
-    );
+    assert_eq!(Eal::init(&["test", "--no-huge"]).unwrap_err(), Error::AlreadyInitialized);
 }
 
 fn lcores(eal: &Eal) {
@@ -328,10 +306,7 @@ fn ring_handoff(eal: &Eal, pool: &Mempool) {
     assert_eq!(eal.wait(1), 5);
     let mut got = Burst::<8>::new();
     assert_eq!(rx.dequeue_burst(&mut got), 5);
-    assert_eq!(
-        got.iter().map(|m| m.data()[0]).collect::<Vec<_>>(),
-        vec![100, 101, 102, 103, 104]
-    );
+    assert_eq!(got.iter().map(|m| m.data()[0]).collect::<Vec<_>>(), vec![100, 101, 102, 103, 104]);
     drop(got);
 
     // Mbufs left in a ring are freed with it.
@@ -351,8 +326,7 @@ fn launch_and_wait(eal: &Eal) {
     .unwrap();
     assert_eq!(eal.wait(1), 42);
     // A panic on the worker is caught and reported.
-    eal.launch(1, || panic!("deliberate panic on a worker lcore"))
-        .unwrap();
+    eal.launch(1, || panic!("deliberate panic on a worker lcore")).unwrap();
     assert_eq!(eal.wait(1), LAUNCH_PANICKED);
     // Not a worker: refused, and the closure is dropped, not leaked.
     let token = std::sync::Arc::new(());
@@ -402,10 +376,7 @@ fn net_ring_loopback(pool: &Mempool) {
 
     // net_ring offers no RSS: the request is masked away, not an error.
     let config = PortConfig {
-        rss: Some(RssConfig {
-            key: None,
-            hash_fields: rss::IP | rss::UDP | rss::TCP,
-        }),
+        rss: Some(RssConfig { key: None, hash_fields: rss::IP | rss::UDP | rss::TCP }),
         ..PortConfig::default()
     };
     port.configure(&config, pool).unwrap();
@@ -436,12 +407,7 @@ fn net_ring_loopback(pool: &Mempool) {
     // (net_ring counts packets only; its byte counters stay 0.)
     let xstats = port.xstats().unwrap();
     assert!(!xstats.is_empty());
-    assert!(
-        xstats
-            .iter()
-            .any(|(n, v)| n == "rx_good_packets" && *v == 8),
-        "{xstats:?}"
-    );
+    assert!(xstats.iter().any(|(n, v)| n == "rx_good_packets" && *v == 8), "{xstats:?}");
 
     // Fill the ring until the PMD refuses: the refused mbufs stay in the
     // burst, owned and intact, and nothing is freed twice.
@@ -495,17 +461,11 @@ fn net_null_rss_and_workers(eal: &Eal, pool: &Mempool) {
         tx_queues: 2,
         rx_desc: 256,
         tx_desc: 256,
-        rss: Some(RssConfig {
-            key: None,
-            hash_fields: rss::IP,
-        }),
+        rss: Some(RssConfig { key: None, hash_fields: rss::IP }),
         mtu: Some(1500),
     };
     port.configure(&config, pool).unwrap();
-    assert_eq!(
-        port.rss_active(),
-        info.flow_type_rss_offloads & rss::IP != 0
-    );
+    assert_eq!(port.rss_active(), info.flow_type_rss_offloads & rss::IP != 0);
     assert_eq!((port.rx_queues(), port.tx_queues()), (2, 2));
     port.start().unwrap();
 

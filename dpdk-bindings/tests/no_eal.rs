@@ -5,14 +5,8 @@ use dpdk::{cycles, Error, MbufRing, Mempool, Port, DEFAULT_DATA_ROOM, SOCKET_ID_
 
 #[test]
 fn objects_need_a_running_eal() {
-    assert_eq!(
-        Mempool::new("p", 63, 0, DEFAULT_DATA_ROOM, SOCKET_ID_ANY).unwrap_err(),
-        Error::NotInitialized
-    );
-    assert_eq!(
-        MbufRing::new("r", 64, SOCKET_ID_ANY).unwrap_err(),
-        Error::NotInitialized
-    );
+    assert_eq!(Mempool::new("p", 63, 0, DEFAULT_DATA_ROOM, SOCKET_ID_ANY).unwrap_err(), Error::NotInitialized);
+    assert_eq!(MbufRing::new("r", 64, SOCKET_ID_ANY).unwrap_err(), Error::NotInitialized);
     assert_eq!(Port::count(), 0);
     assert!(Port::by_name("net_null0").is_err());
     assert_eq!(dpdk::current_lcore_id(), None);
@@ -33,10 +27,7 @@ fn errors_carry_rte_strerror_text() {
     let e = Error::rte("rte_thing", -libc::EINVAL);
     assert_eq!(e.errno(), Some(libc::EINVAL));
     let msg = e.to_string();
-    assert!(
-        msg.contains("rte_thing") && msg.contains("Invalid argument"),
-        "{msg}"
-    );
+    assert!(msg.contains("rte_thing") && msg.contains("Invalid argument"), "{msg}");
     let e = Error::rte("x", 1001); // E_RTE_SECONDARY
     assert!(e.to_string().contains("secondary"), "{e}");
 }

@@ -134,7 +134,11 @@ fn run(config: &Config) -> Result<ExitCode> {
     let eal = Eal::init(&args).context("EAL initialisation failed")?;
     let worker_lcores = eal.worker_lcores();
     if worker_lcores.len() != config.workers.cores.len() {
-        bail!("EAL enabled {} worker lcores, configuration asks for {}", worker_lcores.len(), config.workers.cores.len());
+        bail!(
+            "EAL enabled {} worker lcores, configuration asks for {}",
+            worker_lcores.len(),
+            config.workers.cores.len()
+        );
     }
 
     let n_workers = config.workers.cores.len() as u16;
@@ -146,7 +150,10 @@ fn run(config: &Config) -> Result<ExitCode> {
     for (i, pc) in config.ports.iter().enumerate() {
         let name = pc.device_name();
         let mut port = Port::by_name(name).with_context(|| {
-            format!("port[{i}] \"{}\": device \"{}\" was not probed by DPDK (check the device string)", pc.name, pc.device)
+            format!(
+                "port[{i}] \"{}\": device \"{}\" was not probed by DPDK (check the device string)",
+                pc.name, pc.device
+            )
         })?;
         let info = port.info().with_context(|| format!("port \"{}\": reading device info", pc.name))?;
         if info.max_rx_queues < n_workers || info.max_tx_queues < n_workers {

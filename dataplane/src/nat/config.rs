@@ -70,17 +70,12 @@ impl NatConfig {
     /// The port partition this configuration implies.
     pub fn partition(&self) -> Result<PortPartition, ConfigError> {
         let (lo, hi) = self.port_range;
-        Ok(PortPartition::new(
-            self.worker_count,
-            PortRange::new(lo, hi),
-        )?)
+        Ok(PortPartition::new(self.worker_count, PortRange::new(lo, hi))?)
     }
 
     pub(crate) fn subscribers(&self) -> u32 {
         match self.max_subscribers {
-            0 => (self.max_sessions / 4)
-                .max(64)
-                .min(self.max_sessions.max(1)),
+            0 => (self.max_sessions / 4).max(64).min(self.max_sessions.max(1)),
             n => n,
         }
     }

@@ -37,12 +37,7 @@ pub(crate) struct FilterSlot {
 }
 
 impl Slot for FilterSlot {
-    const EMPTY: Self = FilterSlot {
-        tag: 0,
-        refs: 0,
-        mapping: 0,
-        remote: 0,
-    };
+    const EMPTY: Self = FilterSlot { tag: 0, refs: 0, mapping: 0, remote: 0 };
     fn is_empty(&self) -> bool {
         self.refs == 0
     }
@@ -61,17 +56,11 @@ pub(crate) struct AddrFilter {
 
 impl AddrFilter {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        AddrFilter {
-            index: RobinHood::new(max as usize),
-            hasher,
-        }
+        AddrFilter { index: RobinHood::new(max as usize), hasher }
     }
 
     fn tag(&self, mapping: u32, remote: u32) -> u32 {
-        (self
-            .hasher
-            .hash2(u64::from(mapping) << 32 | u64::from(remote), 0xf17)
-            >> 32) as u32
+        (self.hasher.hash2(u64::from(mapping) << 32 | u64::from(remote), 0xf17) >> 32) as u32
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -85,36 +74,23 @@ impl AddrFilter {
 
     pub fn contains(&self, mapping: u32, remote: u32) -> bool {
         let tag = self.tag(mapping, remote);
-        self.index
-            .find(tag, |s| s.mapping == mapping && s.remote == remote)
-            .is_some()
+        self.index.find(tag, |s| s.mapping == mapping && s.remote == remote).is_some()
     }
 
     pub fn acquire(&mut self, mapping: u32, remote: u32) -> Result<(), Full> {
         let tag = self.tag(mapping, remote);
-        match self
-            .index
-            .find(tag, |s| s.mapping == mapping && s.remote == remote)
-        {
+        match self.index.find(tag, |s| s.mapping == mapping && s.remote == remote) {
             Some(pos) => {
                 self.index.get_mut(pos).refs += 1;
                 Ok(())
             }
-            None => self.index.insert(FilterSlot {
-                tag,
-                refs: 1,
-                mapping,
-                remote,
-            }),
+            None => self.index.insert(FilterSlot { tag, refs: 1, mapping, remote }),
         }
     }
 
     pub fn release(&mut self, mapping: u32, remote: u32) {
         let tag = self.tag(mapping, remote);
-        if let Some(pos) = self
-            .index
-            .find(tag, |s| s.mapping == mapping && s.remote == remote)
-        {
+        if let Some(pos) = self.index.find(tag, |s| s.mapping == mapping && s.remote == remote) {
             let s = self.index.get_mut(pos);
             s.refs -= 1;
             if s.refs == 0 {

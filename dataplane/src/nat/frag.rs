@@ -92,10 +92,7 @@ const _: () = assert!(core::mem::size_of::<Entry>() == 32);
 
 impl Entry {
     fn matches(&self, k: &FragKey) -> bool {
-        self.src == u32::from(k.src)
-            && self.dst == u32::from(k.dst)
-            && self.id == k.id
-            && self.proto == k.proto
+        self.src == u32::from(k.src) && self.dst == u32::from(k.dst) && self.id == k.id && self.proto == k.proto
     }
 }
 
@@ -116,17 +113,8 @@ pub struct FragTable {
 impl FragTable {
     pub fn new(capacity: usize, timeout: Duration, hasher: FlowHasher) -> Self {
         let capacity = capacity.max(1);
-        let empty = Entry {
-            created: 0,
-            src: 0,
-            dst: 0,
-            verdict: 0,
-            id: 0,
-            src_port: 0,
-            dst_port: 0,
-            proto: 0,
-            known: false,
-        };
+        let empty =
+            Entry { created: 0, src: 0, dst: 0, verdict: 0, id: 0, src_port: 0, dst_port: 0, proto: 0, known: false };
         FragTable {
             ring: vec![empty; capacity].into_boxed_slice(),
             head: 0,
@@ -157,9 +145,7 @@ impl FragTable {
     }
 
     fn find(&self, k: &FragKey) -> Option<usize> {
-        let pos = self
-            .index
-            .find(self.tag(k), |s| self.ring[s.val as usize].matches(k))?;
+        let pos = self.index.find(self.tag(k), |s| self.ring[s.val as usize].matches(k))?;
         Some(self.index.get(pos).val as usize)
     }
 
@@ -169,11 +155,7 @@ impl FragTable {
             return Err(FragError::TableFull);
         }
         let pos = (self.head + self.len) % self.ring.len();
-        let i = info.unwrap_or(FragInfo {
-            src_port: 0,
-            dst_port: 0,
-            verdict: 0,
-        });
+        let i = info.unwrap_or(FragInfo { src_port: 0, dst_port: 0, verdict: 0 });
         self.ring[pos] = Entry {
             created: now.as_millis(),
             src: u32::from(k.src),
@@ -185,22 +167,14 @@ impl FragTable {
             proto: k.proto,
             known: info.is_some(),
         };
-        let r = self.index.insert(IdxSlot {
-            tag: self.tag(k),
-            val: pos as u32,
-        });
+        let r = self.index.insert(IdxSlot { tag: self.tag(k), val: pos as u32 });
         debug_assert!(r.is_ok());
         self.len += 1;
         Ok(())
     }
 
     /// Record a first fragment (offset 0, more-fragments set) and its ports.
-    pub fn first_fragment(
-        &mut self,
-        k: &FragKey,
-        info: FragInfo,
-        now: Instant,
-    ) -> Result<(), FragError> {
+    pub fn first_fragment(&mut self, k: &FragKey, info: FragInfo, now: Instant) -> Result<(), FragError> {
         self.expire(now, usize::MAX);
         if let Some(pos) = self.find(k) {
             // Siblings got here first (recorded as unknown), or a duplicate first.
@@ -225,11 +199,7 @@ impl FragTable {
             Some(pos) if self.ring[pos].known => {
                 let e = &self.ring[pos];
                 self.counters.hits += 1;
-                Ok(FragInfo {
-                    src_port: e.src_port,
-                    dst_port: e.dst_port,
-                    verdict: e.verdict,
-                })
+                Ok(FragInfo { src_port: e.src_port, dst_port: e.dst_port, verdict: e.verdict })
             }
             Some(_) => {
                 self.counters.no_state += 1;
@@ -252,12 +222,7 @@ impl FragTable {
             if e.created + self.timeout.as_millis() > now.as_millis() {
                 break;
             }
-            let k = FragKey {
-                src: Ipv4Addr::from(e.src),
-                dst: Ipv4Addr::from(e.dst),
-                proto: e.proto,
-                id: e.id,
-            };
+            let k = FragKey { src: Ipv4Addr::from(e.src), dst: Ipv4Addr::from(e.dst), proto: e.proto, id: e.id };
             let head = self.head as u32;
             let r = self.index.remove(self.tag(&k), |s| s.val == head);
             debug_assert!(r.is_some());
@@ -280,20 +245,11 @@ mod tests {
     use super::*;
 
     fn key(id: u16) -> FragKey {
-        FragKey {
-            src: Ipv4Addr::new(10, 0, 0, 1),
-            dst: Ipv4Addr::new(8, 8, 8, 8),
-            proto: 17,
-            id,
-        }
+        FragKey { src: Ipv4Addr::new(10, 0, 0, 1), dst: Ipv4Addr::new(8, 8, 8, 8), proto: 17, id }
     }
 
     fn info(p: u16) -> FragInfo {
-        FragInfo {
-            src_port: p,
-            dst_port: 53,
-            verdict: 7,
-        }
+        FragInfo { src_port: p, dst_port: 53, verdict: 7 }
     }
 
     fn table(cap: usize) -> FragTable {
@@ -327,28 +283,14 @@ mod tests {
     #[test]
     fn entries_time_out() {
         let mut t = table(8);
-        t.first_fragment(&key(1), info(1), Instant::from_millis(0))
-            .unwrap();
-        t.first_fragment(&key(2), info(2), Instant::from_millis(500))
-            .unwrap();
+        t.first_fragment(&key(1), info(1), Instant::from_millis(0)).unwrap();
+        t.first_fragment(&key(2), info(2), Instant::from_millis(500)).unwrap();
         assert_eq!(t.next_deadline(), Some(Instant::from_millis(2000)));
-        assert_eq!(
-            t.later_fragment(&key(1), Instant::from_millis(1999)),
-            Ok(info(1))
-        );
+        assert_eq!(t.later_fragment(&key(1), Instant::from_millis(1999)), Ok(info(1)));
         assert_eq!(t.expire(Instant::from_millis(2000), 10), 1);
-        assert_eq!(
-            t.later_fragment(&key(1), Instant::from_millis(2000)),
-            Err(FragError::NoState)
-        );
-        assert_eq!(
-            t.later_fragment(&key(2), Instant::from_millis(2499)),
-            Ok(info(2))
-        );
-        assert_eq!(
-            t.later_fragment(&key(2), Instant::from_millis(2500)),
-            Err(FragError::NoState)
-        );
+        assert_eq!(t.later_fragment(&key(1), Instant::from_millis(2000)), Err(FragError::NoState));
+        assert_eq!(t.later_fragment(&key(2), Instant::from_millis(2499)), Ok(info(2)));
+        assert_eq!(t.later_fragment(&key(2), Instant::from_millis(2500)), Err(FragError::NoState));
     }
 
     #[test]
@@ -357,14 +299,8 @@ mod tests {
         let now = Instant::from_secs(10);
         t.first_fragment(&key(1), info(1), now).unwrap();
         t.first_fragment(&key(2), info(2), now).unwrap();
-        assert_eq!(
-            t.first_fragment(&key(3), info(3), now),
-            Err(FragError::TableFull)
-        );
-        assert_eq!(
-            FragError::TableFull.drop_reason(),
-            DropReason::FragmentTableFull
-        );
+        assert_eq!(t.first_fragment(&key(3), info(3), now), Err(FragError::TableFull));
+        assert_eq!(FragError::TableFull.drop_reason(), DropReason::FragmentTableFull);
         assert_eq!(t.later_fragment(&key(4), now), Err(FragError::NoState));
         assert_eq!(t.counters.table_full, 2);
         let later = now + DEFAULT_FRAG_TIMEOUT;

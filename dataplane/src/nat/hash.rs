@@ -119,11 +119,7 @@ impl PortRng {
     pub fn new(seed: u64) -> Self {
         // Domain-separate from the table hash keys.
         let mut s = seed ^ 0x5bd1_e995_7c4f_9a01;
-        PortRng {
-            k0: splitmix64(&mut s),
-            k1: splitmix64(&mut s),
-            counter: 0,
-        }
+        PortRng { k0: splitmix64(&mut s), k1: splitmix64(&mut s), counter: 0 }
     }
 
     #[inline]
@@ -158,10 +154,7 @@ mod tests {
             assert_eq!(siphash24_u64(k0, k1, m), h.finish());
         }
         // The reference vector from the SipHash paper (key 00..0f, message 00..07).
-        assert_eq!(
-            siphash24_u64(0x0706050403020100, 0x0f0e0d0c0b0a0908, 0x0706050403020100),
-            0x93f5_f579_9a93_2462
-        );
+        assert_eq!(siphash24_u64(0x0706050403020100, 0x0f0e0d0c0b0a0908, 0x0706050403020100), 0x93f5_f579_9a93_2462);
     }
 
     #[test]
@@ -188,10 +181,7 @@ mod tests {
         }
         let expect = (n / 64) as u32;
         for &b in &buckets {
-            assert!(
-                b > expect * 3 / 4 && b < expect * 5 / 4,
-                "uneven: {buckets:?}"
-            );
+            assert!(b > expect * 3 / 4 && b < expect * 5 / 4, "uneven: {buckets:?}");
         }
     }
 

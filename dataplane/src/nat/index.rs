@@ -40,11 +40,7 @@ impl<S: Slot> RobinHood<S> {
     /// An index for at most `limit` entries.
     pub fn new(limit: usize) -> Self {
         let cap = (limit * LOAD_DEN).div_ceil(LOAD_NUM) + 1;
-        RobinHood {
-            slots: vec![S::EMPTY; cap.max(2)].into_boxed_slice(),
-            len: 0,
-            limit,
-        }
+        RobinHood { slots: vec![S::EMPTY; cap.max(2)].into_boxed_slice(), len: 0, limit }
     }
 
     /// Slots allocated (memory is `capacity * size_of::<S>()`).
@@ -173,10 +169,7 @@ pub(crate) struct IdxSlot {
 }
 
 impl Slot for IdxSlot {
-    const EMPTY: Self = IdxSlot {
-        tag: 0,
-        val: u32::MAX,
-    };
+    const EMPTY: Self = IdxSlot { tag: 0, val: u32::MAX };
     #[inline]
     fn is_empty(&self) -> bool {
         self.val == u32::MAX
@@ -203,12 +196,7 @@ mod tests {
         live: bool,
     }
     impl Slot for KV {
-        const EMPTY: Self = KV {
-            tag: 0,
-            key: 0,
-            val: 0,
-            live: false,
-        };
+        const EMPTY: Self = KV { tag: 0, key: 0, val: 0, live: false };
         fn is_empty(&self) -> bool {
             !self.live
         }
@@ -257,12 +245,7 @@ mod tests {
                         t.get_mut(pos).val = v;
                         model.insert(k, v);
                     } else {
-                        let r = t.insert(KV {
-                            tag,
-                            key: k,
-                            val: v,
-                            live: true,
-                        });
+                        let r = t.insert(KV { tag, key: k, val: v, live: true });
                         if model.len() < limit {
                             assert_eq!(r, Ok(()));
                             model.insert(k, v);
@@ -276,9 +259,7 @@ mod tests {
                     assert_eq!(got, model.remove(&k));
                 }
                 Op::Get(k) => {
-                    let got = t
-                        .find(tag_of(k, bits), |s| s.key == k)
-                        .map(|p| t.get(p).val);
+                    let got = t.find(tag_of(k, bits), |s| s.key == k).map(|p| t.get(p).val);
                     assert_eq!(got, model.get(&k).copied());
                 }
             }
@@ -303,23 +284,10 @@ mod tests {
     fn fills_to_limit_and_drains() {
         let mut t: RobinHood<KV> = RobinHood::new(100);
         for k in 0..100 {
-            t.insert(KV {
-                tag: tag_of(k, 32),
-                key: k,
-                val: k,
-                live: true,
-            })
-            .unwrap();
+            t.insert(KV { tag: tag_of(k, 32), key: k, val: k, live: true }).unwrap();
         }
         assert!(t.is_full());
-        assert!(t
-            .insert(KV {
-                tag: 1,
-                key: 1000,
-                val: 0,
-                live: true
-            })
-            .is_err());
+        assert!(t.insert(KV { tag: 1, key: 1000, val: 0, live: true }).is_err());
         for k in 0..100 {
             assert!(t.remove(tag_of(k, 32), |s| s.key == k).is_some());
         }

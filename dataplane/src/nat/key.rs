@@ -121,20 +121,12 @@ impl Tuple {
     /// outside (echo reply coming back).
     pub fn icmp_query(src: Ipv4Addr, dst: Ipv4Addr, ident: u16, local_is_src: bool) -> Self {
         let (sp, dp) = if local_is_src { (ident, 0) } else { (0, ident) };
-        Tuple {
-            src: Endpoint::new(src, sp),
-            dst: Endpoint::new(dst, dp),
-            proto: Proto::Icmp,
-        }
+        Tuple { src: Endpoint::new(src, sp), dst: Endpoint::new(dst, dp), proto: Proto::Icmp }
     }
 
     /// The same flow seen from the other direction.
     pub const fn reversed(self) -> Self {
-        Tuple {
-            src: self.dst,
-            dst: self.src,
-            proto: self.proto,
-        }
+        Tuple { src: self.dst, dst: self.src, proto: self.proto }
     }
 }
 
@@ -176,10 +168,8 @@ pub(crate) enum Side {
 #[inline]
 pub(crate) fn pack5(local: Endpoint, remote: Endpoint, proto: Proto, side: Side) -> (u64, u64) {
     let a = (u64::from(local.addr_u32()) << 32) | u64::from(remote.addr_u32());
-    let b = (u64::from(local.port) << 48)
-        | (u64::from(remote.port) << 32)
-        | (u64::from(proto.number()) << 8)
-        | side as u64;
+    let b =
+        (u64::from(local.port) << 48) | (u64::from(remote.port) << 32) | (u64::from(proto.number()) << 8) | side as u64;
     (a, b)
 }
 
@@ -229,14 +219,8 @@ mod tests {
         assert_ne!(base, pack5(l, r, Proto::Udp, Side::Outside));
         assert_ne!(base, pack5(l, r, Proto::Tcp, Side::Inside));
         assert_ne!(base, pack5(r, l, Proto::Udp, Side::Inside));
-        assert_ne!(
-            base,
-            pack5(ep([10, 0, 0, 1], 1001), r, Proto::Udp, Side::Inside)
-        );
-        assert_ne!(
-            pack3(l, Proto::Udp, Side::Inside),
-            pack3(l, Proto::Udp, Side::Outside)
-        );
+        assert_ne!(base, pack5(ep([10, 0, 0, 1], 1001), r, Proto::Udp, Side::Inside));
+        assert_ne!(pack3(l, Proto::Udp, Side::Inside), pack3(l, Proto::Udp, Side::Outside));
         // 3-tuple keys never collide with 5-tuple keys (bit 4 of the low byte).
         assert_ne!(pack3(l, Proto::Udp, Side::Inside).1 & 0xff, base.1 & 0xff);
     }

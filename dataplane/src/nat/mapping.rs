@@ -61,11 +61,7 @@ impl MappingTable {
     pub fn new(max: u32, hasher: FlowHasher, addrs: &[Ipv4Addr]) -> Self {
         let mut slab = vec![Mapping::FREE; max as usize].into_boxed_slice();
         for (i, m) in slab.iter_mut().enumerate() {
-            m.inside_addr = if i + 1 < max as usize {
-                i as u32 + 1
-            } else {
-                NIL
-            };
+            m.inside_addr = if i + 1 < max as usize { i as u32 + 1 } else { NIL };
         }
         MappingTable {
             slab,
@@ -82,8 +78,7 @@ impl MappingTable {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.slab.len() * core::mem::size_of::<Mapping>()
-            + self.index.capacity() * core::mem::size_of::<IdxSlot>()
+        self.slab.len() * core::mem::size_of::<Mapping>() + self.index.capacity() * core::mem::size_of::<IdxSlot>()
     }
 
     pub fn outside(&self, m: &Mapping) -> Endpoint {
@@ -115,13 +110,7 @@ impl MappingTable {
     }
 
     /// Store and index a new mapping with `refs == 0`; the caller takes references.
-    pub fn insert(
-        &mut self,
-        inside: Endpoint,
-        outside_ix: u16,
-        outside_port: u16,
-        proto: Proto,
-    ) -> Option<u32> {
+    pub fn insert(&mut self, inside: Endpoint, outside_ix: u16, outside_port: u16, proto: Proto) -> Option<u32> {
         let idx = self.free_head;
         if idx == NIL {
             return None;
@@ -140,10 +129,7 @@ impl MappingTable {
         let outside = self.outside(&m);
         for (side, ep) in [(Side::Inside, inside), (Side::Outside, outside)] {
             let tag = self.hasher.tag(pack3(ep, proto, side));
-            let r = self.index.insert(IdxSlot {
-                tag,
-                val: idx << 1 | side as u32,
-            });
+            let r = self.index.insert(IdxSlot { tag, val: idx << 1 | side as u32 });
             debug_assert!(r.is_ok());
         }
         self.live += 1;
@@ -160,10 +146,7 @@ impl MappingTable {
             let r = self.index.remove(tag, |s| s.val == want);
             debug_assert!(r.is_some());
         }
-        self.slab[idx as usize] = Mapping {
-            inside_addr: self.free_head,
-            ..Mapping::FREE
-        };
+        self.slab[idx as usize] = Mapping { inside_addr: self.free_head, ..Mapping::FREE };
         self.free_head = idx;
         self.live -= 1;
         m
@@ -198,20 +181,12 @@ mod tests {
         assert_eq!(t.find_outside(out, Proto::Udp), Some(id));
         assert_eq!(t.find_outside(out, Proto::Tcp), None);
         assert_eq!(t.find_inside(out, Proto::Udp), None, "sides do not mix");
-        let b = t
-            .insert(Endpoint::new(inside.addr, 1), 0, 40001, Proto::Udp)
-            .unwrap();
-        assert!(t
-            .insert(Endpoint::new(inside.addr, 2), 0, 40002, Proto::Udp)
-            .is_none());
+        let b = t.insert(Endpoint::new(inside.addr, 1), 0, 40001, Proto::Udp).unwrap();
+        assert!(t.insert(Endpoint::new(inside.addr, 2), 0, 40002, Proto::Udp).is_none());
         t.remove(id);
         assert_eq!(t.find_inside(inside, Proto::Udp), None);
         assert_eq!(t.len(), 1);
-        assert_eq!(
-            t.insert(inside, 0, 40003, Proto::Udp),
-            Some(id),
-            "slot reused"
-        );
+        assert_eq!(t.insert(inside, 0, 40003, Proto::Udp), Some(id), "slot reused");
         assert_ne!(b, id);
     }
 }

@@ -200,9 +200,7 @@ pub enum NatAction {
 impl NatAction {
     /// REDIRECT: DNAT to the router's own address on the inbound interface.
     pub const fn redirect(inbound_addr: Ipv4Addr, port: u16) -> NatAction {
-        NatAction::Dnat {
-            to: Endpoint::new(inbound_addr, port),
-        }
+        NatAction::Dnat { to: Endpoint::new(inbound_addr, port) }
     }
 }
 
@@ -394,11 +392,7 @@ impl WorkerNat {
                 .then(|| AddrFilter::new(max, FlowHasher::new(key()))),
             ports: PortAllocator::new(addrs, partition, w, config.port_hold, quarantine),
             wheel: Wheel::new(max, 0),
-            frags: FragTable::new(
-                config.max_fragments as usize,
-                config.fragment_timeout,
-                FlowHasher::new(key()),
-            ),
+            frags: FragTable::new(config.max_fragments as usize, config.fragment_timeout, FlowHasher::new(key())),
             rng: PortRng::new(key()),
             counters: NatCounters::default(),
             flush_cursor: 0,
@@ -409,10 +403,7 @@ impl WorkerNat {
 
     #[inline]
     fn sref(&self, idx: u32) -> SessionRef<'_> {
-        SessionRef {
-            id: SessionId(idx),
-            session: self.sessions.get(idx),
-        }
+        SessionRef { id: SessionId(idx), session: self.sessions.get(idx) }
     }
 
     fn mref(&self, idx: u32) -> MappingRef {
@@ -430,9 +421,7 @@ impl WorkerNat {
     #[inline]
     pub fn lookup_in2out(&self, t: &Tuple) -> Option<SessionRef<'_>> {
         let remote = Endpoint::new(t.dst.addr, t.proto.remote_port(t.dst.port));
-        self.sessions
-            .find_inside(t.src, remote, t.proto)
-            .map(|i| self.sref(i))
+        self.sessions.find_inside(t.src, remote, t.proto).map(|i| self.sref(i))
     }
 
     /// The session, or mapping and filtering verdict, of a packet that arrived on the
@@ -466,9 +455,7 @@ impl WorkerNat {
 
     /// The mapping of inside endpoint `inside`, if it has one.
     pub fn mapping_of(&self, inside: Endpoint, proto: Proto) -> Option<MappingRef> {
-        self.mappings
-            .find_inside(inside, proto)
-            .map(|m| self.mref(m))
+        self.mappings.find_inside(inside, proto).map(|m| self.mref(m))
     }
 
     /// A live session by id.
@@ -499,13 +486,7 @@ impl WorkerNat {
         }
     }
 
-    fn create_inner(
-        &mut self,
-        t: &Tuple,
-        action: NatAction,
-        flags: u8,
-        now: Instant,
-    ) -> Result<u32, CreateError> {
+    fn create_inner(&mut self, t: &Tuple, action: NatAction, flags: u8, now: Instant) -> Result<u32, CreateError> {
         if self.sessions.is_full() {
             return Err(CreateError::SessionTableFull);
         }
@@ -542,23 +523,13 @@ impl WorkerNat {
                 self.check_free(ep, ep, remote, proto)?;
                 let sub = self.subscribers.get(ep.addr);
                 self.check_session_limit(sub)?;
-                self.subscribers
-                    .adjust(ep.addr, 0, 0, 1)
-                    .map_err(|_| CreateError::SubscriberLimit)?;
+                self.subscribers.adjust(ep.addr, 0, 0, 1).map_err(|_| CreateError::SubscriberLimit)?;
                 table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_COUNTED)
             }
             NatAction::Dnat { to } => {
                 let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
                 self.check_free(to, t.dst, remote, proto)?;
-                table::Session::new(
-                    SessionKind::DestNat,
-                    proto,
-                    to,
-                    t.dst,
-                    remote,
-                    NIL,
-                    F_INBOUND,
-                )
+                table::Session::new(SessionKind::DestNat, proto, to, t.dst, remote, NIL, F_INBOUND)
             }
             NatAction::Inbound(MappingId(m)) => {
                 if !self.mappings.is_live(m) {
@@ -633,15 +604,7 @@ impl WorkerNat {
         self.mappings.get_mut(m).refs += 1;
         let r = self.subscribers.adjust(inside.addr, 0, 0, 1);
         debug_assert!(r.is_ok(), "the mapping's subscriber exists");
-        Session::new(
-            SessionKind::SourceNat,
-            proto,
-            inside,
-            outside,
-            remote,
-            m,
-            flags,
-        )
+        Session::new(SessionKind::SourceNat, proto, inside, outside, remote, m, flags)
     }
 
     /// Pick an external endpoint for `inside` and create its mapping (refs 0).
@@ -660,10 +623,7 @@ impl WorkerNat {
         let addrs = self.ports.addrs();
         let (lo, hi) = match target {
             None => (0, addrs.len()),
-            Some(t) => (
-                addrs.partition_point(|a| *a < t.addrs.0),
-                addrs.partition_point(|a| *a <= t.addrs.1),
-            ),
+            Some(t) => (addrs.partition_point(|a| *a < t.addrs.0), addrs.partition_point(|a| *a <= t.addrs.1)),
         };
         if lo >= hi {
             return Err(CreateError::PortsExhausted);
@@ -688,9 +648,7 @@ impl WorkerNat {
                 (0..n)
                     .find_map(|k| {
                         let ix = (lo as u64 + (start + k) % n) as u16;
-                        self.ports
-                            .alloc(ix, proto, inside.port, range, &mut self.rng)
-                            .map(|p| (ix, p))
+                        self.ports.alloc(ix, proto, inside.port, range, &mut self.rng).map(|p| (ix, p))
                     })
                     .ok_or(CreateError::PortsExhausted)?
             }
@@ -711,12 +669,9 @@ impl WorkerNat {
 
     fn release_mapping(&mut self, m: u32, now: Instant) {
         let map = self.mappings.remove(m);
-        let r = self
-            .subscribers
-            .adjust(Ipv4Addr::from(map.inside_addr), 0, -1, 0);
+        let r = self.subscribers.adjust(Ipv4Addr::from(map.inside_addr), 0, -1, 0);
         debug_assert!(r.is_ok());
-        self.ports
-            .free(map.outside_ix, map.proto, map.outside_port, now);
+        self.ports.free(map.outside_ix, map.proto, map.outside_port, now);
         self.counters.mappings_freed += 1;
     }
 
@@ -729,9 +684,7 @@ impl WorkerNat {
             }
         }
         if s.flags & F_COUNTED != 0 {
-            let r = self
-                .subscribers
-                .adjust(Ipv4Addr::from(s.inside_addr), 0, 0, -1);
+            let r = self.subscribers.adjust(Ipv4Addr::from(s.inside_addr), 0, 0, -1);
             debug_assert!(r.is_ok());
         }
         if s.mapping != NIL {
@@ -750,23 +703,12 @@ impl WorkerNat {
     /// `mode`, refresh its timer. Reads the live timeout for the session's class, so a
     /// changed timeout applies from this packet on.
     #[inline]
-    pub fn refresh(
-        &mut self,
-        id: SessionId,
-        dir: Dir,
-        tcp_flags: u8,
-        mode: RefreshMode,
-        now: Instant,
-    ) -> Refreshed {
+    pub fn refresh(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, mode: RefreshMode, now: Instant) -> Refreshed {
         let s = self.sessions.get_mut(id.0);
         debug_assert!(s.is_live());
         let proto = s.proto();
         let before = s.state();
-        let rel = if dir == s.initiator() {
-            RelDir::Orig
-        } else {
-            RelDir::Reply
-        };
+        let rel = if dir == s.initiator() { RelDir::Orig } else { RelDir::Reply };
         let old_state = s.state;
         s.state = match proto {
             Proto::Tcp => tcp::next_state(TcpState::from_u8(old_state), rel, tcp_flags) as u8,
@@ -786,20 +728,13 @@ impl WorkerNat {
                 now
             } else {
                 // Class changed without a refresh: count from the last refresh.
-                Instant::from_millis(
-                    now.as_millis()
-                        .saturating_sub(u64::from(ms32(now).wrapping_sub(s.last_use))),
-                )
+                Instant::from_millis(now.as_millis().saturating_sub(u64::from(ms32(now).wrapping_sub(s.last_use))))
             };
             let expires = (base + self.timeouts.get(class)).as_millis();
             earlier = expires < s.expires;
             s.expires = expires;
         }
-        let out = Refreshed {
-            refreshed: refresh,
-            state: s.state(),
-            expires: Instant::from_millis(s.expires),
-        };
+        let out = Refreshed { refreshed: refresh, state: s.state(), expires: Instant::from_millis(s.expires) };
         if earlier {
             // Deadlines only move earlier on a shorter class or a lowered timeout.
             let e = out.expires.as_millis();
@@ -819,14 +754,10 @@ impl WorkerNat {
     /// The earliest time `expire` may have work (sessions, port quarantine, fragments).
     /// Never later than a real deadline; may be earlier (the wheel cascades).
     pub fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.wheel.next_deadline().map(Instant::from_millis),
-            self.ports.next_release(),
-            self.frags.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.wheel.next_deadline().map(Instant::from_millis), self.ports.next_release(), self.frags.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn info(&self, idx: u32, now: Instant) -> SessionInfo {
@@ -849,19 +780,11 @@ impl WorkerNat {
     /// `on_expired` (the session log) before it goes; also releases quarantined ports
     /// and fragment entries that are due. Work per call is bounded by `budget`.
     /// Returns the number of sessions expired.
-    pub fn expire(
-        &mut self,
-        now: Instant,
-        budget: usize,
-        mut on_expired: impl FnMut(&SessionInfo),
-    ) -> usize {
+    pub fn expire(&mut self, now: Instant, budget: usize, mut on_expired: impl FnMut(&SessionInfo)) -> usize {
         let mut work = budget.saturating_mul(4).saturating_add(64);
         let mut n = 0;
         while n < budget {
-            let Some(idx) = self
-                .wheel
-                .poll(self.sessions.slab_mut(), now.as_millis(), &mut work)
-            else {
+            let Some(idx) = self.wheel.poll(self.sessions.slab_mut(), now.as_millis(), &mut work) else {
                 break;
             };
             let info = self.info(idx, now);
@@ -890,17 +813,9 @@ impl WorkerNat {
 
     /// Remove up to `budget` sessions (control plane "flush"), scanning a bounded
     /// stretch of the slab per call; call again until [`count`](Self::count) is 0.
-    pub fn flush(
-        &mut self,
-        now: Instant,
-        budget: usize,
-        mut on_removed: impl FnMut(&SessionInfo),
-    ) -> usize {
+    pub fn flush(&mut self, now: Instant, budget: usize, mut on_removed: impl FnMut(&SessionInfo)) -> usize {
         let cap = self.sessions.capacity();
-        let mut scan = budget
-            .saturating_mul(16)
-            .saturating_add(1024)
-            .min(cap as usize);
+        let mut scan = budget.saturating_mul(16).saturating_add(1024).min(cap as usize);
         let mut n = 0;
         while n < budget && scan > 0 && self.sessions.len() > 0 {
             let i = self.flush_cursor;
@@ -917,13 +832,7 @@ impl WorkerNat {
     /// List live sessions from slab index `cursor` on: appends up to `limit` to `out`
     /// and returns the cursor to continue from, or `None` at the end. Scans a bounded
     /// number of slots per call, so a page may be short; millions list without stalls.
-    pub fn sessions_after(
-        &self,
-        cursor: u32,
-        limit: usize,
-        now: Instant,
-        out: &mut Vec<SessionInfo>,
-    ) -> Option<u32> {
+    pub fn sessions_after(&self, cursor: u32, limit: usize, now: Instant, out: &mut Vec<SessionInfo>) -> Option<u32> {
         let cap = self.sessions.capacity();
         let mut scan = limit.saturating_mul(16).saturating_add(1024);
         let mut i = cursor;

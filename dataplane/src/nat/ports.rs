@@ -190,17 +190,8 @@ pub(crate) struct PortAllocator {
 
 impl PortAllocator {
     /// `addrs` sorted and unique; `quarantine` ring capacity (≥ 1).
-    pub fn new(
-        addrs: &[Ipv4Addr],
-        partition: PortPartition,
-        worker: u16,
-        hold: Duration,
-        quarantine: usize,
-    ) -> Self {
-        let slices = [
-            partition.slice(worker, true),
-            partition.slice(worker, false),
-        ];
+    pub fn new(addrs: &[Ipv4Addr], partition: PortPartition, worker: u16, hold: Duration, quarantine: usize) -> Self {
+        let slices = [partition.slice(worker, true), partition.slice(worker, false)];
         let bits_per_map = slices[0].len() + slices[1].len();
         let words_per_map = (bits_per_map as usize).div_ceil(64);
         let nmaps = addrs.len() * Proto::ALL.len();
@@ -216,14 +207,7 @@ impl PortAllocator {
             words_per_map,
             maps: vec![0u64; nmaps * words_per_map].into_boxed_slice(),
             free,
-            ring: vec![
-                Held {
-                    bit: 0,
-                    release_s: 0
-                };
-                quarantine.max(1)
-            ]
-            .into_boxed_slice(),
+            ring: vec![Held { bit: 0, release_s: 0 }; quarantine.max(1)].into_boxed_slice(),
             head: 0,
             held: 0,
             hold,
@@ -255,10 +239,7 @@ impl PortAllocator {
         if self.slices[0].contains(port) {
             Some((0, u32::from(port - self.slices[0].lo)))
         } else if self.slices[1].contains(port) {
-            Some((
-                1,
-                self.slices[0].len() + u32::from(port - self.slices[1].lo),
-            ))
+            Some((1, self.slices[0].len() + u32::from(port - self.slices[1].lo)))
         } else {
             None
         }
@@ -360,14 +341,7 @@ impl PortAllocator {
         None
     }
 
-    fn pick(
-        &mut self,
-        map: usize,
-        class: usize,
-        span: PortRange,
-        want: u16,
-        rng: &mut PortRng,
-    ) -> Option<u16> {
+    fn pick(&mut self, map: usize, class: usize, span: PortRange, want: u16, rng: &mut PortRng) -> Option<u16> {
         if span.contains(want) {
             let (_, bit) = self.bit_of(want).expect("span is inside a slice");
             if !self.test(map, bit) {
@@ -532,27 +506,16 @@ mod tests {
 
     #[test]
     fn partition_rejects_bad_configs() {
-        assert_eq!(
-            PortPartition::new(0, PortRange::new(1024, 65535)),
-            Err(PartitionError::Workers)
-        );
-        assert_eq!(
-            PortPartition::new(2, PortRange::new(1000, 65535)),
-            Err(PartitionError::Range)
-        );
-        assert_eq!(
-            PortPartition::new(4, PortRange::new(2000, 2001)),
-            Err(PartitionError::Range)
-        );
+        assert_eq!(PortPartition::new(0, PortRange::new(1024, 65535)), Err(PartitionError::Workers));
+        assert_eq!(PortPartition::new(2, PortRange::new(1000, 65535)), Err(PartitionError::Range));
+        assert_eq!(PortPartition::new(4, PortRange::new(2000, 2001)), Err(PartitionError::Range));
     }
 
     #[test]
     fn keeps_source_port_in_slice_else_random_in_slice() {
         let mut a = alloc1(2, 1, PortRange::new(1024, 65535), 64);
         let mut rng = PortRng::new(1);
-        let slice = PortPartition::new(2, PortRange::new(1024, 65535))
-            .unwrap()
-            .slice(1, false);
+        let slice = PortPartition::new(2, PortRange::new(1024, 65535)).unwrap().slice(1, false);
         assert!(slice.contains(40000));
         assert_eq!(a.alloc(0, Proto::Udp, 40000, None, &mut rng), Some(40000));
         // Taken: another source on 40000 gets something else in the slice.
@@ -571,9 +534,7 @@ mod tests {
     fn privileged_sources_stay_below_1024() {
         let mut a = alloc1(4, 2, PortRange::new(1024, 65535), 64);
         let mut rng = PortRng::new(2);
-        let mine = PortPartition::new(4, PortRange::new(1024, 65535))
-            .unwrap()
-            .slice(2, true);
+        let mine = PortPartition::new(4, PortRange::new(1024, 65535)).unwrap().slice(2, true);
         for src in [22u16, 80, 123, 1023, 600] {
             let p = a.alloc(0, Proto::Tcp, src, None, &mut rng).unwrap();
             assert!(PRIVILEGED.contains(p) && mine.contains(p), "{src} -> {p}");
@@ -609,11 +570,7 @@ mod tests {
         a.release_due(Instant::from_millis(129_999), 16);
         assert_eq!(a.alloc(0, Proto::Tcp, 1024, None, &mut rng), None, "held");
         a.release_due(Instant::from_secs(130), 16);
-        assert_eq!(
-            a.alloc(0, Proto::Tcp, 1024, None, &mut rng),
-            Some(1024),
-            "available again"
-        );
+        assert_eq!(a.alloc(0, Proto::Tcp, 1024, None, &mut rng), Some(1024), "available again");
     }
 
     #[test]
@@ -621,9 +578,7 @@ mod tests {
         let part = PortPartition::new(1, PortRange::new(1024, 1027)).unwrap();
         let mut a = PortAllocator::new(&pool()[..1], part, 0, Duration::from_secs(120), 2);
         let mut rng = PortRng::new(5);
-        let ports: Vec<u16> = (0..4)
-            .map(|i| a.alloc(0, Proto::Udp, 1024 + i, None, &mut rng).unwrap())
-            .collect();
+        let ports: Vec<u16> = (0..4).map(|i| a.alloc(0, Proto::Udp, 1024 + i, None, &mut rng).unwrap()).collect();
         for p in &ports[..3] {
             a.free(0, Proto::Udp, *p, Instant::ZERO);
         }
@@ -637,33 +592,15 @@ mod tests {
         let mut a = alloc1(1, 0, PortRange::new(1024, 65535), 16);
         let mut rng = PortRng::new(6);
         for _ in 0..20 {
-            let p = a.alloc(
-                0,
-                Proto::Udp,
-                40000,
-                Some(PortRange::new(5000, 5009)),
-                &mut rng,
-            );
+            let p = a.alloc(0, Proto::Udp, 40000, Some(PortRange::new(5000, 5009)), &mut rng);
             if let Some(p) = p {
                 assert!((5000..=5009).contains(&p));
             }
         }
-        assert_eq!(
-            a.alloc(0, Proto::Udp, 1, Some(PortRange::new(5000, 5009)), &mut rng),
-            None
-        );
+        assert_eq!(a.alloc(0, Proto::Udp, 1, Some(PortRange::new(5000, 5009)), &mut rng), None);
         assert_eq!(a.reserve(0, Proto::Tcp, 2222), Ok(()));
         assert_eq!(a.reserve(0, Proto::Tcp, 2222), Err(PortInUse));
-        assert_eq!(
-            a.alloc(
-                0,
-                Proto::Tcp,
-                2222,
-                Some(PortRange::new(2222, 2222)),
-                &mut rng
-            ),
-            None
-        );
+        assert_eq!(a.alloc(0, Proto::Tcp, 2222, Some(PortRange::new(2222, 2222)), &mut rng), None);
         a.unreserve(0, Proto::Tcp, 2222);
         assert!(a.is_free(0, Proto::Tcp, 2222));
     }

@@ -23,14 +23,7 @@ pub(crate) struct SubSlot {
 }
 
 impl Slot for SubSlot {
-    const EMPTY: Self = SubSlot {
-        tag: 0,
-        addr: 0,
-        ports: 0,
-        sessions: 0,
-        ext: 0,
-        live: false,
-    };
+    const EMPTY: Self = SubSlot { tag: 0, addr: 0, ports: 0, sessions: 0, ext: 0, live: false };
     fn is_empty(&self) -> bool {
         !self.live
     }
@@ -59,10 +52,7 @@ pub(crate) struct Subscribers {
 
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        Subscribers {
-            index: RobinHood::new(max as usize),
-            hasher,
-        }
+        Subscribers { index: RobinHood::new(max as usize), hasher }
     }
 
     fn tag(&self, addr: u32) -> u32 {
@@ -90,40 +80,21 @@ impl Subscribers {
         let a = u32::from(addr);
         let pos = self.index.find(self.tag(a), |s| s.addr == a)?;
         let s = self.index.get(pos);
-        Some(Subscriber {
-            ext: s.ext,
-            ports: s.ports,
-            sessions: s.sessions,
-        })
+        Some(Subscriber { ext: s.ext, ports: s.ports, sessions: s.sessions })
     }
 
     /// Add `ports` and `sessions` (each −1, 0 or +1) to a subscriber, creating it if
     /// needed and dropping it when both counts reach zero. `ext` becomes the paired
     /// address when the subscriber takes its first port.
-    pub fn adjust(
-        &mut self,
-        addr: Ipv4Addr,
-        ext: u16,
-        ports: i32,
-        sessions: i32,
-    ) -> Result<(), Full> {
+    pub fn adjust(&mut self, addr: Ipv4Addr, ext: u16, ports: i32, sessions: i32) -> Result<(), Full> {
         let a = u32::from(addr);
         let tag = self.tag(a);
         let pos = match self.index.find(tag, |s| s.addr == a) {
             Some(p) => p,
             None => {
                 debug_assert!(ports >= 0 && sessions >= 0);
-                self.index.insert(SubSlot {
-                    tag,
-                    addr: a,
-                    ports: 0,
-                    sessions: 0,
-                    ext,
-                    live: true,
-                })?;
-                self.index
-                    .find(tag, |s| s.addr == a)
-                    .expect("just inserted")
+                self.index.insert(SubSlot { tag, addr: a, ports: 0, sessions: 0, ext, live: true })?;
+                self.index.find(tag, |s| s.addr == a).expect("just inserted")
             }
         };
         let s = self.index.get_mut(pos);
@@ -151,14 +122,7 @@ mod tests {
         assert_eq!(t.get(a), None);
         t.adjust(a, 4, 1, 1).unwrap();
         t.adjust(a, 9, 0, 1).unwrap();
-        assert_eq!(
-            t.get(a),
-            Some(Subscriber {
-                ext: 4,
-                ports: 1,
-                sessions: 2
-            })
-        );
+        assert_eq!(t.get(a), Some(Subscriber { ext: 4, ports: 1, sessions: 2 }));
         t.adjust(a, 0, -1, -1).unwrap();
         t.adjust(a, 0, 0, -1).unwrap();
         assert_eq!(t.get(a), None);

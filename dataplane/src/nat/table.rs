@@ -60,10 +60,7 @@ impl ConnState {
     /// Whether inbound packets may refresh the session (RFC 7857: outbound packets
     /// always refresh; inbound ones only once the session is established).
     pub const fn is_established(self) -> bool {
-        matches!(
-            self,
-            ConnState::Tcp(TcpState::Established) | ConnState::Replied
-        )
+        matches!(self, ConnState::Tcp(TcpState::Established) | ConnState::Replied)
     }
 
     pub const fn name(self) -> &'static str {
@@ -287,11 +284,7 @@ impl SessionTable {
         assert!(max < (1 << 31), "max_sessions must be below 2^31");
         let mut slab = vec![Session::EMPTY; max as usize].into_boxed_slice();
         for (i, s) in slab.iter_mut().enumerate() {
-            s.next = if i + 1 < max as usize {
-                i as u32 + 1
-            } else {
-                NIL
-            };
+            s.next = if i + 1 < max as usize { i as u32 + 1 } else { NIL };
         }
         SessionTable {
             slab,
@@ -316,16 +309,14 @@ impl SessionTable {
 
     /// Bytes held: slab plus index.
     pub fn memory_bytes(&self) -> usize {
-        self.slab.len() * core::mem::size_of::<Session>()
-            + self.index.capacity() * core::mem::size_of::<IdxSlot>()
+        self.slab.len() * core::mem::size_of::<Session>() + self.index.capacity() * core::mem::size_of::<IdxSlot>()
     }
 
     #[inline]
     fn find(&self, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) -> Option<u32> {
         let tag = self.hasher.tag(pack5(local, remote, proto, side));
         let pos = self.index.find(tag, |slot| {
-            slot.val & 1 == side as u32
-                && self.slab[(slot.val >> 1) as usize].matches(side, local, remote, proto)
+            slot.val & 1 == side as u32 && self.slab[(slot.val >> 1) as usize].matches(side, local, remote, proto)
         })?;
         Some(self.index.get(pos).val >> 1)
     }
@@ -359,10 +350,7 @@ impl SessionTable {
         for (side, local) in [(Side::Inside, inside), (Side::Outside, outside)] {
             let tag = self.hasher.tag(pack5(local, remote, proto, side));
             // Cannot fail: the index has room for two entries per slab slot.
-            let r = self.index.insert(IdxSlot {
-                tag,
-                val: idx << 1 | side as u32,
-            });
+            let r = self.index.insert(IdxSlot { tag, val: idx << 1 | side as u32 });
             debug_assert!(r.is_ok());
         }
         self.live += 1;
@@ -427,21 +415,10 @@ mod tests {
 
     #[test]
     fn accessors_round_trip() {
-        let s = Session::new(
-            SessionKind::DestNat,
-            Proto::Udp,
-            ep(1, 10),
-            ep(2, 20),
-            ep(3, 30),
-            NIL,
-            F_INBOUND,
-        );
+        let s = Session::new(SessionKind::DestNat, Proto::Udp, ep(1, 10), ep(2, 20), ep(3, 30), NIL, F_INBOUND);
         assert_eq!(s.proto(), Proto::Udp);
         assert_eq!(s.kind(), SessionKind::DestNat);
-        assert_eq!(
-            (s.inside(), s.outside(), s.remote()),
-            (ep(1, 10), ep(2, 20), ep(3, 30))
-        );
+        assert_eq!((s.inside(), s.outside(), s.remote()), (ep(1, 10), ep(2, 20), ep(3, 30)));
         assert_eq!(s.initiator(), Dir::Out2In);
         assert_eq!(s.state(), ConnState::Unreplied);
     }
@@ -449,17 +426,8 @@ mod tests {
     #[test]
     fn both_keys_find_the_session_and_identity_keys_do_not_clash() {
         let mut t = SessionTable::new(4, FlowHasher::new(1));
-        let id = t
-            .insert(Session::new(
-                SessionKind::Identity,
-                Proto::Tcp,
-                ep(1, 10),
-                ep(1, 10),
-                ep(9, 80),
-                NIL,
-                0,
-            ))
-            .unwrap();
+        let id =
+            t.insert(Session::new(SessionKind::Identity, Proto::Tcp, ep(1, 10), ep(1, 10), ep(9, 80), NIL, 0)).unwrap();
         assert_eq!(t.find_inside(ep(1, 10), ep(9, 80), Proto::Tcp), Some(id));
         assert_eq!(t.find_outside(ep(1, 10), ep(9, 80), Proto::Tcp), Some(id));
         assert_eq!(t.find_inside(ep(1, 10), ep(9, 80), Proto::Udp), None);
@@ -477,11 +445,9 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u8..4, 0u16..4, 0u8..3, 0u16..3, any::<bool>())
-                .prop_map(|(a, b, c, d, u)| Op::Insert(a, b, c, d, u)),
+            (0u8..4, 0u16..4, 0u8..3, 0u16..3, any::<bool>()).prop_map(|(a, b, c, d, u)| Op::Insert(a, b, c, d, u)),
             (0usize..64).prop_map(Op::Remove),
-            (0u8..4, 0u16..4, 0u8..3, 0u16..3, any::<bool>())
-                .prop_map(|(a, b, c, d, u)| Op::Find(a, b, c, d, u)),
+            (0u8..4, 0u16..4, 0u8..3, 0u16..3, any::<bool>()).prop_map(|(a, b, c, d, u)| Op::Find(a, b, c, d, u)),
         ]
     }
 

@@ -139,8 +139,8 @@ impl FlagClass {
 }
 
 use TcpState::{
-    CloseWait as CW, Closed as CL, Established as ES, FinWait as FW, New as NW, SynReceived as SR,
-    SynSent as SS, TimeWait as TW,
+    CloseWait as CW, Closed as CL, Established as ES, FinWait as FW, New as NW, SynReceived as SR, SynSent as SS,
+    TimeWait as TW,
 };
 
 /// `TCP_TRANSITIONS[state][dir][flag_class]` → next state. See the module diagram.
@@ -148,45 +148,21 @@ use TcpState::{
 /// Columns: SYN, SYN-ACK, FIN, RST, other.
 pub const TCP_TRANSITIONS: [[[TcpState; 5]; 2]; 8] = [
     // New
-    [
-        /* orig  */ [SS, NW, NW, CL, NW],
-        /* reply */ [NW, NW, NW, CL, ES],
-    ],
+    [/* orig  */ [SS, NW, NW, CL, NW], /* reply */ [NW, NW, NW, CL, ES]],
     // SynSent
-    [
-        /* orig  */ [SS, SS, SS, CL, SS],
-        /* reply */ [SR, SR, SS, CL, SS],
-    ],
+    [/* orig  */ [SS, SS, SS, CL, SS], /* reply */ [SR, SR, SS, CL, SS]],
     // SynReceived
-    [
-        /* orig  */ [SR, SR, FW, CL, ES],
-        /* reply */ [SR, SR, CW, CL, SR],
-    ],
+    [/* orig  */ [SR, SR, FW, CL, ES], /* reply */ [SR, SR, CW, CL, SR]],
     // Established
-    [
-        /* orig  */ [ES, ES, FW, CL, ES],
-        /* reply */ [ES, ES, CW, CL, ES],
-    ],
+    [/* orig  */ [ES, ES, FW, CL, ES], /* reply */ [ES, ES, CW, CL, ES]],
     // FinWait: the initiator closed
-    [
-        /* orig  */ [FW, FW, FW, CL, FW],
-        /* reply */ [FW, FW, TW, CL, FW],
-    ],
+    [/* orig  */ [FW, FW, FW, CL, FW], /* reply */ [FW, FW, TW, CL, FW]],
     // CloseWait: the responder closed
-    [
-        /* orig  */ [CW, CW, TW, CL, CW],
-        /* reply */ [CW, CW, CW, CL, CW],
-    ],
+    [/* orig  */ [CW, CW, TW, CL, CW], /* reply */ [CW, CW, CW, CL, CW]],
     // TimeWait: both closed; an orig SYN reuses the tuple
-    [
-        /* orig  */ [SS, TW, TW, CL, TW],
-        /* reply */ [TW, TW, TW, CL, TW],
-    ],
+    [/* orig  */ [SS, TW, TW, CL, TW], /* reply */ [TW, TW, TW, CL, TW]],
     // Closed: reset; an orig SYN reuses the tuple
-    [
-        /* orig  */ [SS, CL, CL, CL, CL],
-        /* reply */ [CL, CL, CL, CL, CL],
-    ],
+    [/* orig  */ [SS, CL, CL, CL, CL], /* reply */ [CL, CL, CL, CL, CL]],
 ];
 
 /// The next state after a packet with `flags` travelling in `dir`.
@@ -201,9 +177,7 @@ mod tests {
     use RelDir::*;
 
     fn run(steps: &[(RelDir, u8)]) -> TcpState {
-        steps
-            .iter()
-            .fold(TcpState::New, |s, &(d, f)| next_state(s, d, f))
+        steps.iter().fold(TcpState::New, |s, &(d, f)| next_state(s, d, f))
     }
 
     #[test]
@@ -220,10 +194,7 @@ mod tests {
     #[test]
     fn handshake_and_close() {
         assert_eq!(run(&[(Orig, SYN)]), TcpState::SynSent);
-        assert_eq!(
-            run(&[(Orig, SYN), (Reply, SYN | ACK)]),
-            TcpState::SynReceived
-        );
+        assert_eq!(run(&[(Orig, SYN), (Reply, SYN | ACK)]), TcpState::SynReceived);
         let est = [(Orig, SYN), (Reply, SYN | ACK), (Orig, ACK)];
         assert_eq!(run(&est), TcpState::Established);
         let mut s = est.to_vec();

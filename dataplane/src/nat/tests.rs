@@ -130,11 +130,7 @@ fn endpoint_independent_mapping() {
     for t in [&a, &b, &c] {
         masq(&mut n, t, T0).unwrap();
     }
-    assert_eq!(
-        out(&n, &a),
-        out(&n, &b),
-        "same inside endpoint, same mapping"
-    );
+    assert_eq!(out(&n, &a), out(&n, &b), "same inside endpoint, same mapping");
     assert_ne!(out(&n, &a), out(&n, &c));
     assert_eq!(n.mapping_count(), 2);
     let m = n.mapping_of(ep(sub(1), 5000), Proto::Udp).unwrap();
@@ -160,11 +156,7 @@ fn paired_pooling_across_protocols_and_spread() {
             masq(&mut n, &t, T0).unwrap();
             addrs.insert(out(&n, &t).addr);
         }
-        assert_eq!(
-            addrs.len(),
-            1,
-            "subscriber {s} uses one address for TCP, UDP, ICMP"
-        );
+        assert_eq!(addrs.len(), 1, "subscriber {s} uses one address for TCP, UDP, ICMP");
         used.extend(addrs);
     }
     assert_eq!(used.len(), POOL.len(), "subscribers spread over the pool");
@@ -172,13 +164,7 @@ fn paired_pooling_across_protocols_and_spread() {
     // one, new mappings stay on its address even after others expire.
     let s = n.subscriber(sub(1)).unwrap();
     assert_eq!(s.ports, 3);
-    assert_eq!(
-        POOL[usize::from(s.ext)],
-        n.mapping_of(ep(sub(1), 2000), Proto::Udp)
-            .unwrap()
-            .outside
-            .addr
-    );
+    assert_eq!(POOL[usize::from(s.ext)], n.mapping_of(ep(sub(1), 2000), Proto::Udp).unwrap().outside.addr);
 }
 
 #[test]
@@ -209,17 +195,11 @@ fn per_subscriber_port_limit() {
     }
     let e = masq(&mut n, &tcp(ep(sub(1), 4000), remote(1, 80)), T0);
     assert_eq!(e, Err(CreateError::SubscriberLimit));
-    assert_eq!(
-        CreateError::SubscriberLimit.drop_reason(),
-        DropReason::SubscriberLimit
-    );
+    assert_eq!(CreateError::SubscriberLimit.drop_reason(), DropReason::SubscriberLimit);
     // Existing mappings still take new sessions; other subscribers are unaffected.
     masq(&mut n, &tcp(ep(sub(1), 3000), remote(2, 80)), T0).unwrap();
     masq(&mut n, &tcp(ep(sub(2), 4000), remote(1, 80)), T0).unwrap();
-    assert_eq!(
-        n.counters().create_failed[CreateError::SubscriberLimit as usize],
-        1
-    );
+    assert_eq!(n.counters().create_failed[CreateError::SubscriberLimit as usize], 1);
 }
 
 #[test]
@@ -238,9 +218,7 @@ fn exhaustion_fails_typed_and_never_evicts() {
     let mut c = cfg(&POOL[..1], 0, 1);
     c.port_range = (1024, 1031);
     let mut n = nat_with(c);
-    let flows: Vec<Tuple> = (0..8)
-        .map(|i| udp(ep(sub(i), 5000), remote(1, 53)))
-        .collect();
+    let flows: Vec<Tuple> = (0..8).map(|i| udp(ep(sub(i), 5000), remote(1, 53))).collect();
     for t in &flows {
         masq(&mut n, t, T0).unwrap();
     }
@@ -278,10 +256,7 @@ fn freed_port_is_quarantined_for_120s() {
     assert_eq!(n.mapping_count(), 0);
     assert_eq!(n.ports_held(), 1);
     let b = udp(ep(sub(2), 1024), remote(1, 53));
-    assert_eq!(
-        masq(&mut n, &b, secs(419)),
-        Err(CreateError::PortsExhausted)
-    );
+    assert_eq!(masq(&mut n, &b, secs(419)), Err(CreateError::PortsExhausted));
     assert!(n.next_deadline().unwrap() <= secs(420));
     expire_all(&mut n, secs(420));
     masq(&mut n, &b, secs(420)).unwrap();
@@ -295,18 +270,11 @@ fn tcp_timeouts_follow_the_state() {
     let id = n.create(&t, NatAction::Masquerade, SYN, T0).unwrap();
     let s = n.session(id).unwrap();
     assert_eq!(s.state(), ConnState::Tcp(TcpState::SynSent));
-    assert_eq!(
-        s.expires_ms(),
-        secs(240).as_millis(),
-        "SYN only: transitory"
-    );
+    assert_eq!(s.expires_ms(), secs(240).as_millis(), "SYN only: transitory");
 
     let r = n.refresh(id, Dir::Out2In, SYN | ACK, RefreshMode::Default, secs(1));
     assert_eq!(r.state, ConnState::Tcp(TcpState::SynReceived));
-    assert!(
-        !r.refreshed,
-        "inbound does not refresh a non-established session"
-    );
+    assert!(!r.refreshed, "inbound does not refresh a non-established session");
     assert_eq!(r.expires, secs(240));
     let r = n.refresh(id, Dir::In2Out, ACK, RefreshMode::Default, secs(2));
     assert_eq!(r.state, ConnState::Tcp(TcpState::Established));
@@ -320,11 +288,7 @@ fn tcp_timeouts_follow_the_state() {
     assert_eq!(r.expires, secs(20 + 240));
     let r = n.refresh(id, Dir::Out2In, FIN | ACK, RefreshMode::Default, secs(21));
     assert_eq!(r.state, ConnState::Tcp(TcpState::TimeWait));
-    assert_eq!(
-        r.expires,
-        secs(20 + 240),
-        "inbound on a closing session: no refresh"
-    );
+    assert_eq!(r.expires, secs(20 + 240), "inbound on a closing session: no refresh");
     // The deadline moved earlier than the established one: the wheel must honour it.
     assert!(expire_all(&mut n, secs(259)).is_empty());
     assert_eq!(expire_all(&mut n, secs(260)).len(), 1);
@@ -385,10 +349,7 @@ fn sessions_expire_exactly_when_due() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].inside, ep(sub(1), 1));
     assert_eq!(e[0].idle, Duration::from_secs(300));
-    assert_eq!(
-        (n.count(), n.mapping_count(), n.subscriber_count()),
-        (0, 0, 0)
-    );
+    assert_eq!((n.count(), n.mapping_count(), n.subscriber_count()), (0, 0, 0));
     assert_eq!(n.counters().sessions_expired, 2);
 }
 
@@ -405,10 +366,7 @@ fn live_timeout_change_applies_from_the_next_packet() {
     let e = expire_all(&mut n, secs(50));
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].inside, ep(sub(2), 1));
-    assert!(
-        n.lookup_in2out(&quiet).is_some(),
-        "no packet: keeps its deadline"
-    );
+    assert!(n.lookup_in2out(&quiet).is_some(), "no packet: keeps its deadline");
     assert!(expire_all(&mut n, secs(299)).is_empty());
     assert_eq!(expire_all(&mut n, secs(300)).len(), 1);
     // New sessions use the new value.
@@ -449,27 +407,16 @@ fn filtering_endpoint_independent() {
         other => panic!("{other:?}"),
     };
     assert_eq!(m.inside, ep(sub(1), 5000));
-    let id = n
-        .create(&stranger, NatAction::Inbound(m.id), 0, T0)
-        .unwrap();
+    let id = n.create(&stranger, NatAction::Inbound(m.id), 0, T0).unwrap();
     let s = n.session(id).unwrap();
-    assert_eq!(
-        (s.inside(), s.outside(), s.remote()),
-        (ep(sub(1), 5000), o, remote(9, 1111))
-    );
+    assert_eq!((s.inside(), s.outside(), s.remote()), (ep(sub(1), 5000), o, remote(9, 1111)));
     assert_eq!(s.initiator(), Dir::Out2In);
     // The inside host's reply goes out through the same session.
     let back = udp(ep(sub(1), 5000), remote(9, 1111));
     assert_eq!(n.lookup_in2out(&back).unwrap().id, id);
-    assert_eq!(
-        n.mapping_of(ep(sub(1), 5000), Proto::Udp).unwrap().sessions,
-        2
-    );
+    assert_eq!(n.mapping_of(ep(sub(1), 5000), Proto::Udp).unwrap().sessions, 2);
     // Nothing listens on an unmapped port.
-    assert!(matches!(
-        n.lookup_out2in(&udp(remote(9, 1), ep(o.addr, o.port ^ 1))),
-        Out2In::Miss
-    ));
+    assert!(matches!(n.lookup_out2in(&udp(remote(9, 1), ep(o.addr, o.port ^ 1))), Out2In::Miss));
 }
 
 #[test]
@@ -482,12 +429,9 @@ fn filtering_address_dependent() {
     let o = out(&n, &t);
     let same_addr = udp(remote(1, 9999), o);
     let other = udp(remote(2, 3478), o);
-    let Out2In::Mapping(m) = n.lookup_out2in(&same_addr) else {
-        panic!("same address, other port: accepted")
-    };
+    let Out2In::Mapping(m) = n.lookup_out2in(&same_addr) else { panic!("same address, other port: accepted") };
     assert!(matches!(n.lookup_out2in(&other), Out2In::Filtered(_)));
-    n.create(&same_addr, NatAction::Inbound(m.id), 0, T0)
-        .unwrap();
+    n.create(&same_addr, NatAction::Inbound(m.id), 0, T0).unwrap();
     // Once every session with that address is gone, it is refused again... but the
     // mapping goes with its last session, so the port simply stops answering.
     expire_all(&mut n, secs(300));
@@ -502,18 +446,9 @@ fn filtering_address_and_port_dependent() {
     let t = udp(ep(sub(1), 5000), remote(1, 3478));
     masq(&mut n, &t, T0).unwrap();
     let o = out(&n, &t);
-    assert!(matches!(
-        n.lookup_out2in(&udp(remote(1, 3478), o)),
-        Out2In::Session(_)
-    ));
-    assert!(matches!(
-        n.lookup_out2in(&udp(remote(1, 3479), o)),
-        Out2In::Filtered(_)
-    ));
-    assert!(matches!(
-        n.lookup_out2in(&udp(remote(2, 3478), o)),
-        Out2In::Filtered(_)
-    ));
+    assert!(matches!(n.lookup_out2in(&udp(remote(1, 3478), o)), Out2In::Session(_)));
+    assert!(matches!(n.lookup_out2in(&udp(remote(1, 3479), o)), Out2In::Filtered(_)));
+    assert!(matches!(n.lookup_out2in(&udp(remote(2, 3478), o)), Out2In::Filtered(_)));
 }
 
 #[test]
@@ -529,19 +464,10 @@ fn address_dependent_filter_counts_sessions_per_address() {
     masq(&mut n, &keep, secs(200)).unwrap();
     let o = out(&n, &a);
     expire_all(&mut n, secs(300));
-    assert!(
-        matches!(n.lookup_out2in(&udp(remote(1, 7), o)), Out2In::Mapping(_)),
-        "b still talks to 203.0.113.1"
-    );
+    assert!(matches!(n.lookup_out2in(&udp(remote(1, 7), o)), Out2In::Mapping(_)), "b still talks to 203.0.113.1");
     n.remove(bid, secs(300)).unwrap();
-    assert!(matches!(
-        n.lookup_out2in(&udp(remote(1, 7), o)),
-        Out2In::Filtered(_)
-    ));
-    assert!(matches!(
-        n.lookup_out2in(&udp(remote(2, 7), o)),
-        Out2In::Mapping(_)
-    ));
+    assert!(matches!(n.lookup_out2in(&udp(remote(1, 7), o)), Out2In::Filtered(_)));
+    assert!(matches!(n.lookup_out2in(&udp(remote(2, 7), o)), Out2In::Mapping(_)));
 }
 
 #[test]
@@ -559,16 +485,11 @@ fn hairpinning_finds_the_mapping_from_inside() {
     let a_ext = out(&n, &at);
     // Pass 2: the translated packet (a_ext -> b_ext) as out2in reaches B.
     let pass2 = udp(a_ext, b_ext);
-    let Out2In::Mapping(m) = n.lookup_out2in(&pass2) else {
-        panic!()
-    };
+    let Out2In::Mapping(m) = n.lookup_out2in(&pass2) else { panic!() };
     let id = n.create(&pass2, NatAction::Inbound(m.id), 0, T0).unwrap();
     assert_eq!(n.session(id).unwrap().inside(), ep(sub(2), 6000));
     // B's reply: in2out from B to a_ext finds that session.
-    assert_eq!(
-        n.lookup_in2out(&udp(ep(sub(2), 6000), a_ext)).unwrap().id,
-        id
-    );
+    assert_eq!(n.lookup_in2out(&udp(ep(sub(2), 6000), a_ext)).unwrap().id, id);
 }
 
 #[test]
@@ -579,15 +500,10 @@ fn dnat_and_redirect_sessions() {
     let target = ep(Ipv4Addr::new(100, 64, 9, 9), 22);
     let syn = tcp(remote(5, 50000), public);
     assert!(matches!(n.lookup_out2in(&syn), Out2In::Miss));
-    let id = n
-        .create(&syn, NatAction::Dnat { to: target }, SYN, T0)
-        .unwrap();
+    let id = n.create(&syn, NatAction::Dnat { to: target }, SYN, T0).unwrap();
     let s = n.session(id).unwrap();
     assert_eq!(s.kind(), SessionKind::DestNat);
-    assert_eq!(
-        (s.inside(), s.outside(), s.remote()),
-        (target, public, remote(5, 50000))
-    );
+    assert_eq!((s.inside(), s.outside(), s.remote()), (target, public, remote(5, 50000)));
     // The server's reply is found from inside; the client's next packet from outside.
     let reply = tcp(target, remote(5, 50000));
     assert_eq!(n.lookup_in2out(&reply).unwrap().id, id);
@@ -598,10 +514,7 @@ fn dnat_and_redirect_sessions() {
     assert_eq!(r.state, ConnState::Tcp(TcpState::Established));
     // A second rule to the same target with the same client port collides.
     let other = tcp(remote(5, 50000), ep(POOL[0], 2223));
-    assert_eq!(
-        n.create(&other, NatAction::Dnat { to: target }, SYN, T0),
-        Err(CreateError::TupleInUse)
-    );
+    assert_eq!(n.create(&other, NatAction::Dnat { to: target }, SYN, T0), Err(CreateError::TupleInUse));
     // The reserved port is never handed out by masquerade.
     let m = tcp(ep(sub(1), 2222), remote(1, 80));
     let mut c = cfg(&POOL[..1], 0, 1);
@@ -613,47 +526,28 @@ fn dnat_and_redirect_sessions() {
     // REDIRECT is DNAT to the inbound address.
     assert_eq!(
         NatAction::redirect(Ipv4Addr::new(10, 0, 0, 1), 3128),
-        NatAction::Dnat {
-            to: ep(Ipv4Addr::new(10, 0, 0, 1), 3128)
-        }
+        NatAction::Dnat { to: ep(Ipv4Addr::new(10, 0, 0, 1), 3128) }
     );
 }
 
 #[test]
 fn snat_to_a_range_and_no_nat() {
     let mut n = nat();
-    let target = SnatTarget {
-        addrs: (POOL[2], POOL[3]),
-        ports: Some(PortRange::new(20000, 20009)),
-    };
+    let target = SnatTarget { addrs: (POOL[2], POOL[3]), ports: Some(PortRange::new(20000, 20009)) };
     let t = tcp(ep(sub(1), 5), remote(1, 80));
     n.create(&t, NatAction::Snat(target), SYN, T0).unwrap();
     let o = out(&n, &t);
     assert!(o.addr == POOL[2] || o.addr == POOL[3]);
     assert!((20000..=20009).contains(&o.port));
-    let outside_pool = SnatTarget {
-        addrs: (Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(1, 1, 1, 9)),
-        ports: None,
-    };
-    let e = n.create(
-        &tcp(ep(sub(1), 6), remote(1, 80)),
-        NatAction::Snat(outside_pool),
-        SYN,
-        T0,
-    );
+    let outside_pool = SnatTarget { addrs: (Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(1, 1, 1, 9)), ports: None };
+    let e = n.create(&tcp(ep(sub(1), 6), remote(1, 80)), NatAction::Snat(outside_pool), SYN, T0);
     assert_eq!(e, Err(CreateError::PortsExhausted));
 
     let plain = udp(ep(sub(3), 53), remote(1, 53));
     let id = n.create(&plain, NatAction::NoNat, 0, T0).unwrap();
     let s = n.session(id).unwrap();
-    assert_eq!(
-        (s.kind(), s.outside()),
-        (SessionKind::Identity, ep(sub(3), 53))
-    );
-    assert!(matches!(
-        n.lookup_out2in(&plain.reversed()),
-        Out2In::Session(_)
-    ));
+    assert_eq!((s.kind(), s.outside()), (SessionKind::Identity, ep(sub(3), 53)));
+    assert!(matches!(n.lookup_out2in(&plain.reversed()), Out2In::Session(_)));
     assert_eq!(n.subscriber(sub(3)).unwrap().sessions, 1);
     assert_eq!(n.session(id).unwrap().csum_deltas(), [0, 0]);
     n.set_csum_deltas(id, [0x1234, 0xabcd]);
@@ -665,12 +559,7 @@ fn listing_pages_through_every_session_once() {
     let mut n = nat();
     let mut ids = HashSet::new();
     for i in 0..300u16 {
-        let id = masq(
-            &mut n,
-            &udp(ep(sub((i % 7) as u8), 1000 + i), remote(1, 53)),
-            T0,
-        )
-        .unwrap();
+        let id = masq(&mut n, &udp(ep(sub((i % 7) as u8), 1000 + i), remote(1, 53)), T0).unwrap();
         ids.insert(id);
     }
     // Punch holes.
@@ -694,12 +583,7 @@ fn listing_pages_through_every_session_once() {
 fn flush_frees_everything_in_bounded_steps() {
     let mut n = nat();
     for i in 0..200u16 {
-        masq(
-            &mut n,
-            &tcp(ep(sub((i % 5) as u8), 1000 + i), remote(1, 80)),
-            T0,
-        )
-        .unwrap();
+        masq(&mut n, &tcp(ep(sub((i % 5) as u8), 1000 + i), remote(1, 80)), T0).unwrap();
     }
     let mut removed = 0;
     while n.count() > 0 {
@@ -726,22 +610,11 @@ fn no_allocation_after_construction() {
     let mut now = T0;
     for round in 0..20u16 {
         for i in 0..300u16 {
-            let t = udp(
-                ep(sub((i % 13) as u8), 2000 + i),
-                remote((i % 5) as u8, 53 + round),
-            );
+            let t = udp(ep(sub((i % 13) as u8), 2000 + i), remote((i % 5) as u8, 53 + round));
             if let Ok(id) = masq(&mut n, &t, now) {
                 n.refresh(id, Dir::Out2In, 0, RefreshMode::Default, now);
             }
-            let _ = n.fragments().later_fragment(
-                &FragKey {
-                    src: t.src.addr,
-                    dst: t.dst.addr,
-                    proto: 17,
-                    id: i,
-                },
-                now,
-            );
+            let _ = n.fragments().later_fragment(&FragKey { src: t.src.addr, dst: t.dst.addr, proto: 17, id: i }, now);
         }
         now = now + Duration::from_secs(200);
         n.expire(now, usize::MAX, |_| {});
@@ -749,10 +622,7 @@ fn no_allocation_after_construction() {
     assert_eq!(n.memory(), before);
     assert_eq!(n.sessions.slab_mut().as_ptr(), session_slab);
     let per = before.per_session_tables();
-    assert!(
-        per <= 128.0,
-        "session + mapping + filter tables: {per} B per session"
-    );
+    assert!(per <= 128.0, "session + mapping + filter tables: {per} B per session");
 }
 
 #[test]

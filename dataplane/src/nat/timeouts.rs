@@ -28,12 +28,8 @@ pub enum TimeoutClass {
 }
 
 impl TimeoutClass {
-    pub const ALL: [TimeoutClass; 4] = [
-        TimeoutClass::TcpTransitory,
-        TimeoutClass::TcpEstablished,
-        TimeoutClass::Udp,
-        TimeoutClass::Icmp,
-    ];
+    pub const ALL: [TimeoutClass; 4] =
+        [TimeoutClass::TcpTransitory, TimeoutClass::TcpEstablished, TimeoutClass::Udp, TimeoutClass::Icmp];
 
     /// The name used by the control protocol (`tcp`, `tcpfin`, `udp`, `icmp`).
     pub const fn name(self) -> &'static str {
@@ -57,12 +53,7 @@ pub struct TimeoutValues {
 
 impl Default for TimeoutValues {
     fn default() -> Self {
-        TimeoutValues {
-            tcp: 7440,
-            tcpfin: 240,
-            udp: 300,
-            icmp: 60,
-        }
+        TimeoutValues { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 }
     }
 }
 
@@ -80,9 +71,7 @@ impl Default for Timeouts {
 
 impl Timeouts {
     pub fn new(v: TimeoutValues) -> Self {
-        let t = Timeouts {
-            secs: Default::default(),
-        };
+        let t = Timeouts { secs: Default::default() };
         t.store(v);
         t
     }
@@ -123,10 +112,7 @@ mod tests {
     #[test]
     fn defaults_and_live_changes() {
         let t = Timeouts::default();
-        assert_eq!(
-            t.get(TimeoutClass::TcpEstablished),
-            Duration::from_secs(7440)
-        );
+        assert_eq!(t.get(TimeoutClass::TcpEstablished), Duration::from_secs(7440));
         assert_eq!(t.get(TimeoutClass::TcpTransitory), Duration::from_secs(240));
         assert_eq!(t.get(TimeoutClass::Udp), Duration::from_secs(300));
         assert_eq!(t.get(TimeoutClass::Icmp), Duration::from_secs(60));

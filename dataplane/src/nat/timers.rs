@@ -69,23 +69,12 @@ impl Wheel {
     /// A wheel for a slab of `nodes` nodes, starting at time `start` (ms).
     pub fn new(nodes: u32, start: u64) -> Self {
         let base = nodes;
-        let mut heads = Box::new(
-            [Link {
-                prev: NIL,
-                next: NIL,
-            }; HEADS],
-        );
+        let mut heads = Box::new([Link { prev: NIL, next: NIL }; HEADS]);
         for (i, h) in heads.iter_mut().enumerate() {
             h.prev = base + i as u32;
             h.next = base + i as u32;
         }
-        Wheel {
-            base,
-            heads,
-            occupied: [0; LEVELS],
-            elapsed: start,
-            len: 0,
-        }
+        Wheel { base, heads, occupied: [0; LEVELS], elapsed: start, len: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -140,10 +129,7 @@ impl Wheel {
     fn unlink<N: TimerNode>(&mut self, nodes: &mut [N], i: u32) {
         let p = self.prev_of(nodes, i);
         let n = self.next_of(nodes, i);
-        debug_assert!(
-            p != NIL && n != NIL,
-            "unlinking a node that is not scheduled"
-        );
+        debug_assert!(p != NIL && n != NIL, "unlinking a node that is not scheduled");
         self.set_next(nodes, p, n);
         self.set_prev(nodes, n, p);
         nodes[i as usize].set_prev(NIL);
@@ -249,12 +235,7 @@ impl Wheel {
     /// Return one node whose deadline is `<= now`, unscheduled, or `None` when no node
     /// is due or `work` ran out. Each step (an expiry, a lazy reschedule, a slot
     /// cascade) costs one unit of `work`.
-    pub fn poll<N: TimerNode>(
-        &mut self,
-        nodes: &mut [N],
-        now: u64,
-        work: &mut usize,
-    ) -> Option<u32> {
+    pub fn poll<N: TimerNode>(&mut self, nodes: &mut [N], now: u64, work: &mut usize) -> Option<u32> {
         let now = now.max(self.elapsed);
         loop {
             if *work == 0 {
@@ -317,14 +298,7 @@ mod tests {
     }
 
     fn nodes(n: usize) -> Vec<N> {
-        vec![
-            N {
-                prev: NIL,
-                next: NIL,
-                deadline: 0
-            };
-            n
-        ]
+        vec![N { prev: NIL, next: NIL, deadline: 0 }; n]
     }
 
     fn drain(w: &mut Wheel, ns: &mut [N], now: u64) -> Vec<u32> {

@@ -9,9 +9,7 @@
 
 use std::fmt::{self, Write as _};
 
-use super::rule::{
-    AddrRange, Chain, Cidr, Iface, Negatable, PortRange, Protocol, Rule, Table, Target,
-};
+use super::rule::{AddrRange, Chain, Cidr, Iface, Negatable, PortRange, Protocol, Rule, Table, Target};
 use super::ruleset::{ListOptions, RuleSet};
 
 /// `A` or `A-B` (translation ports).
@@ -149,9 +147,7 @@ impl fmt::Display for Spec<'_> {
                 }
             }
             Target::Snat { addrs, ports } => write!(f, " --to-source {}", NatRange(addrs, ports))?,
-            Target::Dnat { addrs, ports } => {
-                write!(f, " --to-destination {}", NatRange(addrs, ports))?
-            }
+            Target::Dnat { addrs, ports } => write!(f, " --to-destination {}", NatRange(addrs, ports))?,
             Target::Redirect { ports } => {
                 if let Some(ports) = ports {
                     write!(f, " --to-ports {}", NatPorts(ports))?;
@@ -256,24 +252,14 @@ fn list_rule(out: &mut String, num: usize, rule: &Rule, o: ListOptions) {
         let _ = write!(out, "{:>5} {:>5} ", 0, 0);
     }
     let proto = m.proto.map_or("all".to_string(), |p| p.value.to_string());
-    let _ = write!(
-        out,
-        "{:<9} {}{proto:<5}-- ",
-        rule.target.name(),
-        bang(&m.proto)
-    );
+    let _ = write!(out, "{:<9} {}{proto:<5}-- ", rule.target.name(), bang(&m.proto));
     if o.verbose {
         let iface = |i: &Option<Negatable<Iface>>| match i {
             Some(i) => format!("{}{}", if i.negated { "!" } else { "" }, i.value),
             None if o.numeric => "*".to_string(),
             None => "any".to_string(),
         };
-        let _ = write!(
-            out,
-            " {:<6} {:<6} ",
-            iface(&m.in_iface),
-            iface(&m.out_iface)
-        );
+        let _ = write!(out, " {:<6} {:<6} ", iface(&m.in_iface), iface(&m.out_iface));
     }
     let addr = |c: &Option<Negatable<Cidr>>| {
         let c = c.map_or(Cidr::ANY, |c| c.value);
@@ -283,19 +269,9 @@ fn list_rule(out: &mut String, num: usize, rule: &Rule, o: ListOptions) {
             _ => c.to_string(),
         }
     };
-    let _ = write!(
-        out,
-        "{}{:<19} {}{:<19} ",
-        bang(&m.src),
-        addr(&m.src),
-        bang(&m.dst),
-        addr(&m.dst)
-    );
+    let _ = write!(out, "{}{:<19} {}{:<19} ", bang(&m.src), addr(&m.src), bang(&m.dst), addr(&m.dst));
 
-    if let Some(proto) = m
-        .port_protocol()
-        .filter(|_| m.src_port.is_some() || m.dst_port.is_some())
-    {
+    if let Some(proto) = m.port_protocol().filter(|_| m.src_port.is_some() || m.dst_port.is_some()) {
         let _ = write!(out, " {proto}");
         for (name, port) in [("spt", &m.src_port), ("dpt", &m.dst_port)] {
             if let Some(p) = port {
@@ -363,10 +339,8 @@ COMMIT
 -A FORWARD -p 47 -j ACCEPT
 COMMIT
 "#);
-        let specs: Vec<String> = Chain::ALL
-            .iter()
-            .flat_map(|&c| s.rules(c).iter().map(move |r| format!("{c} {r}")))
-            .collect();
+        let specs: Vec<String> =
+            Chain::ALL.iter().flat_map(|&c| s.rules(c).iter().map(move |r| format!("{c} {r}"))).collect();
         assert_eq!(
             specs,
             [
@@ -386,17 +360,7 @@ COMMIT
     #[test]
     fn list_mimics_iptables_numeric_verbose_line_numbers() {
         let s = set(crate::policy::EXAMPLE_RULES);
-        let out = s
-            .list(
-                Table::Nat,
-                None,
-                ListOptions {
-                    numeric: true,
-                    verbose: true,
-                    line_numbers: true,
-                },
-            )
-            .unwrap();
+        let out = s.list(Table::Nat, None, ListOptions { numeric: true, verbose: true, line_numbers: true }).unwrap();
         let expected = "\
 Chain PREROUTING (policy ACCEPT 0 packets, 0 bytes)
 num   pkts bytes target     prot opt in     out     source               destination         
@@ -422,43 +386,16 @@ ACCEPT     icmp --  anywhere             anywhere             icmptype 8
 ACCEPT     icmp --  anywhere             anywhere             icmp !type 0
 ";
         assert_eq!(out, expected);
-        let out = s
-            .list(
-                Table::Nat,
-                None,
-                ListOptions {
-                    numeric: true,
-                    ..ListOptions::default()
-                },
-            )
-            .unwrap();
-        assert!(
-            out.contains("0.0.0.0/0            0.0.0.0/0            redir ports 8080\n"),
-            "{out}"
-        );
+        let out = s.list(Table::Nat, None, ListOptions { numeric: true, ..ListOptions::default() }).unwrap();
+        assert!(out.contains("0.0.0.0/0            0.0.0.0/0            redir ports 8080\n"), "{out}");
         assert!(out.contains(" masq ports: 1000-2000 random\n"), "{out}");
         assert!(out.contains(" to:1.2.3.4-1.2.3.5\n"), "{out}");
         let out = s
-            .list(
-                Table::Filter,
-                Some(Chain::Forward),
-                ListOptions {
-                    verbose: true,
-                    ..ListOptions::default()
-                },
-            )
+            .list(Table::Filter, Some(Chain::Forward), ListOptions { verbose: true, ..ListOptions::default() })
             .unwrap();
-        assert!(
-            out.contains("ACCEPT     all  --  lan    wan     anywhere"),
-            "{out}"
-        );
-        assert!(
-            out.contains("DROP       tcp  --  any    any    !10.0.0.1"),
-            "{out}"
-        );
-        assert!(s
-            .list(Table::Nat, Some(Chain::Forward), ListOptions::default())
-            .is_err());
+        assert!(out.contains("ACCEPT     all  --  lan    wan     anywhere"), "{out}");
+        assert!(out.contains("DROP       tcp  --  any    any    !10.0.0.1"), "{out}");
+        assert!(s.list(Table::Nat, Some(Chain::Forward), ListOptions::default()).is_err());
     }
 
     #[test]

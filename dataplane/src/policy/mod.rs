@@ -64,13 +64,11 @@ pub mod rule;
 pub mod ruleset;
 
 pub use compiled::{
-    CompileError, CompiledRules, DestNat, FlowMatch, ForwardVerdict, PostroutingVerdict,
-    PreroutingVerdict, SourceNat,
+    CompileError, CompiledRules, DestNat, FlowMatch, ForwardVerdict, PostroutingVerdict, PreroutingVerdict, SourceNat,
 };
 pub use parse::{parse_command, parse_rule, tokenize, ParseError, ParseErrorKind};
 pub use rule::{
-    AddrRange, Chain, Cidr, Iface, Matches, Negatable, Policy, PortRange, Protocol, Rule,
-    RuleProblem, Table, Target,
+    AddrRange, Chain, Cidr, Iface, Matches, Negatable, Policy, PortRange, Protocol, Rule, RuleProblem, Table, Target,
 };
 pub use ruleset::{Command, ListOptions, RuleSet, RuleSetError};
 

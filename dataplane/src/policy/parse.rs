@@ -17,8 +17,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use super::rule::{
-    AddrRange, Chain, Cidr, Iface, Matches, Negatable, Policy, PortRange, Protocol, Rule,
-    RuleProblem, Table, Target, TARGET_NAMES,
+    AddrRange, Chain, Cidr, Iface, Matches, Negatable, Policy, PortRange, Protocol, Rule, RuleProblem, Table, Target,
+    TARGET_NAMES,
 };
 use super::ruleset::{Command, ListOptions, RuleSet};
 
@@ -34,10 +34,7 @@ pub struct ParseError {
 impl ParseError {
     /// An error on `line` of a file.
     pub fn at(line: usize, kind: ParseErrorKind) -> ParseError {
-        ParseError {
-            line: Some(line),
-            kind,
-        }
+        ParseError { line: Some(line), kind }
     }
 }
 
@@ -178,17 +175,13 @@ pub enum ParseErrorKind {
     #[error("\"! -p all\" matches nothing (expected ! before a specific protocol)")]
     NegatedAll,
     /// A malformed port or port range in `--sport`/`--dport`.
-    #[error(
-        "bad port \"{token}\" (expected a port 0-65535 or a range FIRST:LAST with FIRST <= LAST)"
-    )]
+    #[error("bad port \"{token}\" (expected a port 0-65535 or a range FIRST:LAST with FIRST <= LAST)")]
     BadPort {
         /// The text given.
         token: String,
     },
     /// A malformed `--to-ports`.
-    #[error(
-        "bad --to-ports \"{token}\" (expected PORT or FIRST-LAST, ports 1-65535, FIRST <= LAST)"
-    )]
+    #[error("bad --to-ports \"{token}\" (expected PORT or FIRST-LAST, ports 1-65535, FIRST <= LAST)")]
     BadNatPorts {
         /// The text given.
         token: String,
@@ -286,7 +279,9 @@ pub enum ParseErrorKind {
         token: String,
     },
     /// A line that is none of the file's line kinds.
-    #[error("unexpected line starting \"{token}\" (expected *TABLE, :CHAIN POLICY, -A CHAIN RULE, COMMIT or a # comment)")]
+    #[error(
+        "unexpected line starting \"{token}\" (expected *TABLE, :CHAIN POLICY, -A CHAIN RULE, COMMIT or a # comment)"
+    )]
     UnexpectedLine {
         /// The first token of the line.
         token: String,
@@ -378,31 +373,18 @@ pub fn tokenize(line: &str) -> Result<Vec<String>, ParseErrorKind> {
 
 /// Read one `-A CHAIN spec...` rule for `table` (one line of a rules file, tokenized).
 /// Interfaces are checked against `known_ports`, the configured port names.
-pub fn parse_rule(
-    table: Table,
-    tokens: &[&str],
-    known_ports: &[&str],
-) -> Result<(Chain, Rule), ParseError> {
+pub fn parse_rule(table: Table, tokens: &[&str], known_ports: &[&str]) -> Result<(Chain, Rule), ParseError> {
     match tokens {
-        [] => Err(ParseErrorKind::UnexpectedLine {
-            token: String::new(),
+        [] => Err(ParseErrorKind::UnexpectedLine { token: String::new() }.into()),
+        ["-A" | "--append"] => {
+            Err(ParseErrorKind::MissingValue { option: tokens[0].to_string(), expected: "a chain name" }.into())
         }
-        .into()),
-        ["-A" | "--append"] => Err(ParseErrorKind::MissingValue {
-            option: tokens[0].to_string(),
-            expected: "a chain name",
-        }
-        .into()),
         ["-A" | "--append", chain, spec @ ..] => {
             let chain = resolve_chain(table, chain)?;
             let rule = parse_spec(chain, spec, known_ports)?;
             Ok((chain, rule))
         }
-        [other, ..] => Err(ParseErrorKind::UnexpectedToken {
-            token: other.to_string(),
-            expected: "-A CHAIN",
-        }
-        .into()),
+        [other, ..] => Err(ParseErrorKind::UnexpectedToken { token: other.to_string(), expected: "-A CHAIN" }.into()),
     }
 }
 
@@ -415,15 +397,9 @@ fn resolve_chain(table: Table, name: &str) -> Result<Chain, ParseErrorKind> {
         return Err(ParseErrorKind::ChainNotInTable { table, chain });
     }
     if table.local_chains().contains(&name) {
-        return Err(ParseErrorKind::UnsupportedChain {
-            table,
-            token: name.to_string(),
-        });
+        return Err(ParseErrorKind::UnsupportedChain { table, token: name.to_string() });
     }
-    Err(ParseErrorKind::UnknownChain {
-        table,
-        token: name.to_string(),
-    })
+    Err(ParseErrorKind::UnknownChain { table, token: name.to_string() })
 }
 
 /// The options of a rule spec, by their short spelling.
@@ -538,11 +514,7 @@ struct SpecParser<'a> {
 }
 
 /// Read the rule spec `tokens` (everything after `-A CHAIN`) for `chain`.
-pub(crate) fn parse_spec(
-    chain: Chain,
-    tokens: &[&str],
-    known_ports: &[&str],
-) -> Result<Rule, ParseErrorKind> {
+pub(crate) fn parse_spec(chain: Chain, tokens: &[&str], known_ports: &[&str]) -> Result<Rule, ParseErrorKind> {
     let mut p = SpecParser {
         chain,
         known_ports,
@@ -573,16 +545,11 @@ pub(crate) fn parse_spec(
                     },
                 }
             } else {
-                ParseErrorKind::UnexpectedToken {
-                    token: token.to_string(),
-                    expected: "an option such as -s, -p or -j",
-                }
+                ParseErrorKind::UnexpectedToken { token: token.to_string(), expected: "an option such as -s, -p or -j" }
             });
         };
         if negated && !opt.negatable() {
-            return Err(ParseErrorKind::NegationMisplaced {
-                token: token.to_string(),
-            });
+            return Err(ParseErrorKind::NegationMisplaced { token: token.to_string() });
         }
         let value = if opt.takes_value() {
             match rest.next() {
@@ -590,10 +557,7 @@ pub(crate) fn parse_spec(
                 // '-' is the next option and this one's value is missing.
                 Some(&v) if opt == Opt::Comment || !v.starts_with('-') || v == "-" => v,
                 _ => {
-                    return Err(ParseErrorKind::MissingValue {
-                        option: token.to_string(),
-                        expected: opt.value_hint(),
-                    })
+                    return Err(ParseErrorKind::MissingValue { option: token.to_string(), expected: opt.value_hint() })
                 }
             }
         } else {
@@ -609,25 +573,15 @@ pub(crate) fn parse_spec(
     if !p.nat_addrs_given {
         match target {
             Target::Snat { .. } => {
-                return Err(ParseErrorKind::MissingTargetOption {
-                    target: "SNAT",
-                    option: "--to-source",
-                })
+                return Err(ParseErrorKind::MissingTargetOption { target: "SNAT", option: "--to-source" })
             }
             Target::Dnat { .. } => {
-                return Err(ParseErrorKind::MissingTargetOption {
-                    target: "DNAT",
-                    option: "--to-destination",
-                })
+                return Err(ParseErrorKind::MissingTargetOption { target: "DNAT", option: "--to-destination" })
             }
             _ => {}
         }
     }
-    let rule = Rule {
-        matches: p.matches,
-        target,
-        comment: p.comment,
-    };
+    let rule = Rule { matches: p.matches, target, comment: p.comment };
     rule.check(chain)?;
     Ok(rule)
 }
@@ -653,27 +607,15 @@ impl SpecParser<'_> {
                     _ => self.chain == Chain::Prerouting,
                 };
                 if refused {
-                    return Err(RuleProblem::InterfaceNotAllowed {
-                        option: opt.name(),
-                        chain: self.chain,
-                    }
-                    .into());
+                    return Err(RuleProblem::InterfaceNotAllowed { option: opt.name(), chain: self.chain }.into());
                 }
                 let iface = self.interface(value)?;
-                let slot = if opt == Opt::InIface {
-                    &mut self.matches.in_iface
-                } else {
-                    &mut self.matches.out_iface
-                };
+                let slot = if opt == Opt::InIface { &mut self.matches.in_iface } else { &mut self.matches.out_iface };
                 set_once(slot, opt, neg(negated, iface))
             }
             Opt::Src | Opt::Dst => {
                 let cidr = parse_cidr(value)?;
-                let slot = if opt == Opt::Src {
-                    &mut self.matches.src
-                } else {
-                    &mut self.matches.dst
-                };
+                let slot = if opt == Opt::Src { &mut self.matches.src } else { &mut self.matches.dst };
                 if slot.is_some() {
                     return Err(ParseErrorKind::DuplicateOption { option: opt.name() });
                 }
@@ -701,11 +643,7 @@ impl SpecParser<'_> {
                     return Err(RuleProblem::NeedsTcpOrUdp { option: opt.name() }.into());
                 }
                 let range = parse_match_ports(value)?;
-                let slot = if opt == Opt::SrcPort {
-                    &mut self.matches.src_port
-                } else {
-                    &mut self.matches.dst_port
-                };
+                let slot = if opt == Opt::SrcPort { &mut self.matches.src_port } else { &mut self.matches.dst_port };
                 set_once(slot, opt, neg(negated, range))
             }
             Opt::IcmpType => {
@@ -734,13 +672,9 @@ impl SpecParser<'_> {
                 Ok(())
             }
             Opt::ToPorts => {
-                let ports = parse_nat_ports(value).ok_or_else(|| ParseErrorKind::BadNatPorts {
-                    token: value.into(),
-                })?;
-                if !matches!(
-                    self.target,
-                    Some(Target::Masquerade { .. } | Target::Redirect { .. })
-                ) {
+                let ports =
+                    parse_nat_ports(value).ok_or_else(|| ParseErrorKind::BadNatPorts { token: value.into() })?;
+                if !matches!(self.target, Some(Target::Masquerade { .. } | Target::Redirect { .. })) {
                     return Err(ParseErrorKind::TargetOptionMisplaced {
                         option: "--to-ports",
                         expected: "-j MASQUERADE or -j REDIRECT",
@@ -748,9 +682,9 @@ impl SpecParser<'_> {
                 }
                 self.check_port_protocol("--to-ports")?;
                 match &mut self.target {
-                    Some(
-                        Target::Masquerade { ports: slot, .. } | Target::Redirect { ports: slot },
-                    ) => set_once(slot, opt, ports),
+                    Some(Target::Masquerade { ports: slot, .. } | Target::Redirect { ports: slot }) => {
+                        set_once(slot, opt, ports)
+                    }
                     _ => Ok(()),
                 }
             }
@@ -762,21 +696,14 @@ impl SpecParser<'_> {
                     *random = true;
                     Ok(())
                 }
-                _ => Err(ParseErrorKind::TargetOptionMisplaced {
-                    option: "--random",
-                    expected: "-j MASQUERADE",
-                }),
+                _ => Err(ParseErrorKind::TargetOptionMisplaced { option: "--random", expected: "-j MASQUERADE" }),
             },
             Opt::ToSource | Opt::ToDestination => {
-                let (option, expected) = if opt == Opt::ToSource {
-                    ("--to-source", "-j SNAT")
-                } else {
-                    ("--to-destination", "-j DNAT")
-                };
+                let (option, expected) =
+                    if opt == Opt::ToSource { ("--to-source", "-j SNAT") } else { ("--to-destination", "-j DNAT") };
                 let wanted = matches!(
                     (opt, &self.target),
-                    (Opt::ToSource, Some(Target::Snat { .. }))
-                        | (Opt::ToDestination, Some(Target::Dnat { .. }))
+                    (Opt::ToSource, Some(Target::Snat { .. })) | (Opt::ToDestination, Some(Target::Dnat { .. }))
                 );
                 if !wanted {
                     return Err(ParseErrorKind::TargetOptionMisplaced { option, expected });
@@ -784,17 +711,12 @@ impl SpecParser<'_> {
                 if self.nat_addrs_given {
                     return Err(ParseErrorKind::DuplicateOption { option });
                 }
-                let (range, range_ports) =
-                    parse_nat_range(value).ok_or_else(|| ParseErrorKind::BadNatRange {
-                        option,
-                        token: value.into(),
-                    })?;
+                let (range, range_ports) = parse_nat_range(value)
+                    .ok_or_else(|| ParseErrorKind::BadNatRange { option, token: value.into() })?;
                 if range_ports.is_some() {
                     self.check_port_protocol(option)?;
                 }
-                if let Some(Target::Snat { addrs, ports } | Target::Dnat { addrs, ports }) =
-                    &mut self.target
-                {
+                if let Some(Target::Snat { addrs, ports } | Target::Dnat { addrs, ports }) = &mut self.target {
                     *addrs = range;
                     *ports = range_ports;
                 }
@@ -841,9 +763,7 @@ impl SpecParser<'_> {
                 self.comment_loaded = true;
                 Ok(())
             }
-            other => Err(ParseErrorKind::UnknownMatch {
-                token: other.to_string(),
-            }),
+            other => Err(ParseErrorKind::UnknownMatch { token: other.to_string() }),
         }
     }
 }
@@ -856,32 +776,17 @@ fn parse_target_name(name: &str) -> Result<Target, ParseErrorKind> {
         "ACCEPT" => Target::Accept,
         "DROP" => Target::Drop,
         "RETURN" => Target::Return,
-        "MASQUERADE" => Target::Masquerade {
-            ports: None,
-            random: false,
-        },
-        "SNAT" => Target::Snat {
-            addrs: placeholder,
-            ports: None,
-        },
-        "DNAT" => Target::Dnat {
-            addrs: placeholder,
-            ports: None,
-        },
+        "MASQUERADE" => Target::Masquerade { ports: None, random: false },
+        "SNAT" => Target::Snat { addrs: placeholder, ports: None },
+        "DNAT" => Target::Dnat { addrs: placeholder, ports: None },
         "REDIRECT" => Target::Redirect { ports: None },
-        other => {
-            return Err(ParseErrorKind::UnknownTarget {
-                token: other.to_string(),
-            })
-        }
+        other => return Err(ParseErrorKind::UnknownTarget { token: other.to_string() }),
     })
 }
 
 /// `A.B.C.D`, `A.B.C.D/N` or `A.B.C.D/M.M.M.M` (a contiguous netmask).
 fn parse_cidr(text: &str) -> Result<Cidr, ParseErrorKind> {
-    let bad = || ParseErrorKind::BadAddress {
-        token: text.to_string(),
-    };
+    let bad = || ParseErrorKind::BadAddress { token: text.to_string() };
     let (addr, prefix) = match text.split_once('/') {
         None => (text, 32),
         Some((addr, len)) => {
@@ -923,9 +828,7 @@ fn parse_protocol(text: &str) -> Result<Option<Protocol>, ParseErrorKind> {
         n => parse_decimal(n)
             .and_then(|n| u8::try_from(n).ok())
             .map(Protocol::from_number)
-            .ok_or_else(|| ParseErrorKind::BadProtocol {
-                token: text.to_string(),
-            }),
+            .ok_or_else(|| ParseErrorKind::BadProtocol { token: text.to_string() }),
     }
 }
 
@@ -935,20 +838,14 @@ fn parse_match_ports(text: &str) -> Result<PortRange, ParseErrorKind> {
         None => parse_u16(text).map(PortRange::single),
         Some((a, b)) => {
             let first = if a.is_empty() { Some(0) } else { parse_u16(a) };
-            let last = if b.is_empty() {
-                Some(u16::MAX)
-            } else {
-                parse_u16(b)
-            };
+            let last = if b.is_empty() { Some(u16::MAX) } else { parse_u16(b) };
             match (first, last, a.is_empty() && b.is_empty()) {
                 (Some(first), Some(last), false) => PortRange::new(first, last),
                 _ => None,
             }
         }
     };
-    range.ok_or_else(|| ParseErrorKind::BadPort {
-        token: text.to_string(),
-    })
+    range.ok_or_else(|| ParseErrorKind::BadPort { token: text.to_string() })
 }
 
 /// A translation port range `P` or `A-B`, ports 1 to 65535.
@@ -996,15 +893,8 @@ const ICMP_TYPES: &[(&str, u8)] = &[
 fn parse_icmp_type(text: &str) -> Result<u8, ParseErrorKind> {
     parse_decimal(text)
         .and_then(|n| u8::try_from(n).ok())
-        .or_else(|| {
-            ICMP_TYPES
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(text))
-                .map(|&(_, ty)| ty)
-        })
-        .ok_or_else(|| ParseErrorKind::BadIcmpType {
-            token: text.to_string(),
-        })
+        .or_else(|| ICMP_TYPES.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)).map(|&(_, ty)| ty))
+        .ok_or_else(|| ParseErrorKind::BadIcmpType { token: text.to_string() })
 }
 
 /// The command-level options of a masqctl command line.
@@ -1055,20 +945,13 @@ fn expand_flags(args: &[String]) -> Vec<&str> {
     let mut is_value = false;
     for arg in args {
         let letters = arg.strip_prefix('-').filter(|rest| {
-            !is_value
-                && rest.len() > 1
-                && !rest.starts_with('-')
-                && rest.bytes().all(|b| b"nvLSF".contains(&b))
+            !is_value && rest.len() > 1 && !rest.starts_with('-') && rest.bytes().all(|b| b"nvLSF".contains(&b))
         });
         is_value = Opt::from_token(arg).is_some_and(Opt::takes_value);
         match letters {
-            Some(letters) => out.extend(letters.bytes().map(|b| {
-                GROUPABLE
-                    .iter()
-                    .copied()
-                    .find(|flag| flag.as_bytes()[1] == b)
-                    .unwrap_or("-n")
-            })),
+            Some(letters) => out.extend(
+                letters.bytes().map(|b| GROUPABLE.iter().copied().find(|flag| flag.as_bytes()[1] == b).unwrap_or("-n")),
+            ),
             None => out.push(arg.as_str()),
         }
     }
@@ -1083,9 +966,7 @@ fn parse_position(token: &str) -> Result<usize, ParseErrorKind> {
     parse_decimal(token)
         .filter(|&n| n >= 1)
         .map(|n| n as usize)
-        .ok_or_else(|| ParseErrorKind::BadRuleNumber {
-            token: token.to_string(),
-        })
+        .ok_or_else(|| ParseErrorKind::BadRuleNumber { token: token.to_string() })
 }
 
 fn is_number(token: &str) -> bool {
@@ -1119,27 +1000,16 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
         let next = args.get(i);
         if let Some(kind) = CommandKind::from_token(token) {
             if let Some(first) = command {
-                return Err(ParseErrorKind::TwoCommands {
-                    first: first.name(),
-                    second: kind.name(),
-                });
+                return Err(ParseErrorKind::TwoCommands { first: first.name(), second: kind.name() });
             }
             command = Some(kind);
-            let chain_required = matches!(
-                kind,
-                CommandKind::Append
-                    | CommandKind::Insert
-                    | CommandKind::Delete
-                    | CommandKind::Policy
-            );
+            let chain_required =
+                matches!(kind, CommandKind::Append | CommandKind::Insert | CommandKind::Delete | CommandKind::Policy);
             if is_chain_arg(next) {
                 chain_arg = next.copied();
                 i += 1;
             } else if chain_required {
-                return Err(ParseErrorKind::MissingValue {
-                    option: token.to_string(),
-                    expected: "a chain name",
-                });
+                return Err(ParseErrorKind::MissingValue { option: token.to_string(), expected: "a chain name" });
             }
             match kind {
                 CommandKind::Insert | CommandKind::Delete => {
@@ -1166,21 +1036,16 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
         }
         match token {
             "-t" | "--table" => {
-                let name = next.filter(|t| !t.starts_with('-')).ok_or_else(|| {
-                    ParseErrorKind::MissingValue {
-                        option: token.to_string(),
-                        expected: "nat or filter",
-                    }
+                let name = next.filter(|t| !t.starts_with('-')).ok_or_else(|| ParseErrorKind::MissingValue {
+                    option: token.to_string(),
+                    expected: "nat or filter",
                 })?;
                 if table.is_some() {
                     return Err(ParseErrorKind::DuplicateOption { option: "-t" });
                 }
-                table =
-                    Some(
-                        Table::from_name(name).ok_or_else(|| ParseErrorKind::UnknownTable {
-                            token: name.to_string(),
-                        })?,
-                    );
+                table = Some(
+                    Table::from_name(name).ok_or_else(|| ParseErrorKind::UnknownTable { token: name.to_string() })?,
+                );
                 i += 1;
             }
             "-n" | "--numeric" => {
@@ -1211,9 +1076,7 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
 
     let kind = command.ok_or(ParseErrorKind::NoCommand)?;
     let table = table.unwrap_or(Table::Filter);
-    let chain = chain_arg
-        .map(|name| resolve_chain(table, name))
-        .transpose()?;
+    let chain = chain_arg.map(|name| resolve_chain(table, name)).transpose()?;
     if let Some(option) = list_flag {
         if !matches!(kind, CommandKind::List | CommandKind::ListRules) {
             return Err(ParseErrorKind::ListFlagWithoutList { option });
@@ -1229,10 +1092,9 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
     // `chain` is Some for every command whose chain_required is set above.
     let need_chain = || chain.ok_or(ParseErrorKind::NoCommand);
     Ok(match kind {
-        CommandKind::Append => Command::Append {
-            chain: need_chain()?,
-            rule: parse_spec(need_chain()?, &spec, known_ports)?,
-        },
+        CommandKind::Append => {
+            Command::Append { chain: need_chain()?, rule: parse_spec(need_chain()?, &spec, known_ports)? }
+        }
         CommandKind::Insert => Command::Insert {
             chain: need_chain()?,
             pos: number.map(parse_position).transpose()?.unwrap_or(1),
@@ -1241,15 +1103,11 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
         CommandKind::Delete => match number {
             Some(n) => {
                 no_spec(&spec)?;
-                Command::DeleteAt {
-                    chain: need_chain()?,
-                    pos: parse_position(n)?,
-                }
+                Command::DeleteAt { chain: need_chain()?, pos: parse_position(n)? }
             }
-            None => Command::DeleteMatching {
-                chain: need_chain()?,
-                rule: parse_spec(need_chain()?, &spec, known_ports)?,
-            },
+            None => {
+                Command::DeleteMatching { chain: need_chain()?, rule: parse_spec(need_chain()?, &spec, known_ports)? }
+            }
         },
         CommandKind::Flush => {
             no_spec(&spec)?;
@@ -1259,9 +1117,8 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
             no_spec(&spec)?;
             let chain = need_chain()?;
             let token = policy_arg.unwrap_or_default();
-            let policy = Policy::from_name(token).ok_or_else(|| ParseErrorKind::BadPolicy {
-                token: token.to_string(),
-            })?;
+            let policy =
+                Policy::from_name(token).ok_or_else(|| ParseErrorKind::BadPolicy { token: token.to_string() })?;
             if !chain.allows_policy(policy) {
                 return Err(ParseErrorKind::PolicyNotAllowed { chain, policy });
             }
@@ -1269,11 +1126,7 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
         }
         CommandKind::List => {
             no_spec(&spec)?;
-            Command::List {
-                table,
-                chain,
-                options,
-            }
+            Command::List { table, chain, options }
         }
         CommandKind::ListRules => {
             no_spec(&spec)?;
@@ -1286,10 +1139,7 @@ fn parse_command_kind(args: &[String], known_ports: &[&str]) -> Result<Command, 
 pub(crate) type TablesSeen = [bool; 2];
 
 /// Read a whole iptables-save file. Errors carry the line number.
-pub(crate) fn parse_save(
-    text: &str,
-    known_ports: &[&str],
-) -> Result<(RuleSet, TablesSeen), ParseError> {
+pub(crate) fn parse_save(text: &str, known_ports: &[&str]) -> Result<(RuleSet, TablesSeen), ParseError> {
     let mut rules = RuleSet::default();
     let mut seen: TablesSeen = [false; 2];
     let mut open: Option<Table> = None;
@@ -1306,11 +1156,8 @@ pub(crate) fn parse_save(
             if let Some(table) = open {
                 return Err(at(ParseErrorKind::MissingCommit { table }));
             }
-            let table = Table::from_name(name.trim()).ok_or_else(|| {
-                at(ParseErrorKind::UnknownTable {
-                    token: name.trim().to_string(),
-                })
-            })?;
+            let table = Table::from_name(name.trim())
+                .ok_or_else(|| at(ParseErrorKind::UnknownTable { token: name.trim().to_string() }))?;
             if std::mem::replace(&mut seen[table as usize], true) {
                 return Err(at(ParseErrorKind::DuplicateTable { table }));
             }
@@ -1327,9 +1174,7 @@ pub(crate) fn parse_save(
         }
         let first = tokens.first().copied().unwrap_or_default();
         let Some(table) = open else {
-            return Err(at(ParseErrorKind::OutsideTable {
-                token: first.to_string(),
-            }));
+            return Err(at(ParseErrorKind::OutsideTable { token: first.to_string() }));
         };
         if tokens == ["COMMIT"] {
             open = None;
@@ -1341,15 +1186,12 @@ pub(crate) fn parse_save(
             if std::mem::replace(&mut declared[chain.index()], true) {
                 return Err(at(ParseErrorKind::DuplicateChain { chain }));
             }
-            rules
-                .set_policy(chain, policy)
-                .map_err(|_| at(ParseErrorKind::PolicyNotAllowed { chain, policy }))?;
+            rules.set_policy(chain, policy).map_err(|_| at(ParseErrorKind::PolicyNotAllowed { chain, policy }))?;
             continue;
         }
         match first {
             "-A" | "--append" => {
-                let (chain, rule) =
-                    parse_rule(table, &tokens, known_ports).map_err(|e| at(e.kind))?;
+                let (chain, rule) = parse_rule(table, &tokens, known_ports).map_err(|e| at(e.kind))?;
                 rules.push_checked(chain, rule).map_err(|p| at(p.into()))?;
             }
             "-N" | "--new-chain" => {
@@ -1357,11 +1199,7 @@ pub(crate) fn parse_save(
                     token: tokens.get(1).copied().unwrap_or_default().to_string(),
                 }))
             }
-            _ => {
-                return Err(at(ParseErrorKind::UnexpectedLine {
-                    token: first.to_string(),
-                }))
-            }
+            _ => return Err(at(ParseErrorKind::UnexpectedLine { token: first.to_string() })),
         }
     }
     if let Some(table) = open {
@@ -1371,24 +1209,17 @@ pub(crate) fn parse_save(
 }
 
 /// `:CHAIN POLICY [packets:bytes]`, the tokens after `:CHAIN`.
-fn parse_chain_line(
-    table: Table,
-    name: &str,
-    rest: &[&str],
-) -> Result<(Chain, Policy), ParseErrorKind> {
+fn parse_chain_line(table: Table, name: &str, rest: &[&str]) -> Result<(Chain, Policy), ParseErrorKind> {
     let policy_token = rest.first().copied().unwrap_or_default();
     let chain = match resolve_chain(table, name) {
         Ok(chain) => chain,
         Err(ParseErrorKind::UnknownChain { .. }) if policy_token == "-" => {
-            return Err(ParseErrorKind::UserChain {
-                token: name.to_string(),
-            })
+            return Err(ParseErrorKind::UserChain { token: name.to_string() })
         }
         Err(e) => return Err(e),
     };
-    let policy = Policy::from_name(policy_token).ok_or_else(|| ParseErrorKind::BadPolicy {
-        token: policy_token.to_string(),
-    })?;
+    let policy =
+        Policy::from_name(policy_token).ok_or_else(|| ParseErrorKind::BadPolicy { token: policy_token.to_string() })?;
     if !chain.allows_policy(policy) {
         return Err(ParseErrorKind::PolicyNotAllowed { chain, policy });
     }
@@ -1407,21 +1238,13 @@ fn parse_chain_line(
 
 /// `[packets:bytes]`: checked, then ignored (masq counts in its own statistics).
 fn parse_counters(token: &str) -> Result<(), ParseErrorKind> {
-    let ok = token
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .and_then(|t| t.split_once(':'))
-        .is_some_and(|(p, b)| {
-            [p, b]
-                .iter()
-                .all(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|c| c.is_ascii_digit()))
-        });
+    let ok = token.strip_prefix('[').and_then(|t| t.strip_suffix(']')).and_then(|t| t.split_once(':')).is_some_and(
+        |(p, b)| [p, b].iter().all(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|c| c.is_ascii_digit())),
+    );
     if ok {
         Ok(())
     } else {
-        Err(ParseErrorKind::BadCounters {
-            token: token.to_string(),
-        })
+        Err(ParseErrorKind::BadCounters { token: token.to_string() })
     }
 }
 
@@ -1443,9 +1266,7 @@ mod tests {
     }
 
     fn ok(table: Table, line: &str) -> Rule {
-        rule(table, line)
-            .unwrap_or_else(|e| panic!("{line}: {e}"))
-            .1
+        rule(table, line).unwrap_or_else(|e| panic!("{line}: {e}")).1
     }
 
     fn err(table: Table, line: &str) -> String {
@@ -1462,10 +1283,7 @@ mod tests {
 
     #[test]
     fn tokenizer_handles_quotes_and_escapes() {
-        assert_eq!(
-            tokenize("  -A  FORWARD\t-j ACCEPT ").unwrap(),
-            ["-A", "FORWARD", "-j", "ACCEPT"]
-        );
+        assert_eq!(tokenize("  -A  FORWARD\t-j ACCEPT ").unwrap(), ["-A", "FORWARD", "-j", "ACCEPT"]);
         assert_eq!(
             tokenize(r#"--comment "allow \"ssh\" \\ now" -j X"#).unwrap(),
             ["--comment", r#"allow "ssh" \ now"#, "-j", "X"]
@@ -1487,40 +1305,22 @@ mod tests {
         let m = &r.matches;
         assert_eq!(m.in_iface, Some(Negatable::is(Iface::exact("lan"))));
         assert_eq!(m.out_iface, Some(Negatable::is(Iface::exact("wan"))));
-        assert_eq!(
-            m.src,
-            Some(Negatable::is(Cidr::new(ip("10.0.0.0"), 8).unwrap()))
-        );
+        assert_eq!(m.src, Some(Negatable::is(Cidr::new(ip("10.0.0.0"), 8).unwrap())));
         assert_eq!(m.dst, Some(Negatable::is(Cidr::host(ip("192.0.2.1")))));
         assert_eq!(m.proto, Some(Negatable::is(Protocol::Tcp)));
-        assert_eq!(
-            m.src_port,
-            Some(Negatable::is(PortRange::new(1024, 65535).unwrap()))
-        );
+        assert_eq!(m.src_port, Some(Negatable::is(PortRange::new(1024, 65535).unwrap())));
         assert_eq!(m.dst_port, Some(Negatable::is(PortRange::single(22))));
         assert_eq!(r.target, Target::Accept);
 
-        let r = ok(
-            Table::Filter,
-            "-A FORWARD -p icmp -m icmp --icmp-type 8 -j ACCEPT",
-        );
+        let r = ok(Table::Filter, "-A FORWARD -p icmp -m icmp --icmp-type 8 -j ACCEPT");
         assert_eq!(r.matches.icmp_type, Some(Negatable::is(8)));
-        let r = ok(
-            Table::Filter,
-            "-A FORWARD -p icmp ! --icmp-type echo-reply -j DROP",
-        );
+        let r = ok(Table::Filter, "-A FORWARD -p icmp ! --icmp-type echo-reply -j DROP");
         assert_eq!(r.matches.icmp_type, Some(Negatable::not(0)));
         let r = ok(Table::Filter, "-A FORWARD -p udp --dport :1023 -j DROP");
-        assert_eq!(
-            r.matches.dst_port,
-            Some(Negatable::is(PortRange::new(0, 1023).unwrap()))
-        );
+        assert_eq!(r.matches.dst_port, Some(Negatable::is(PortRange::new(0, 1023).unwrap())));
         let r = ok(Table::Filter, "-A FORWARD -p 17 --sport 5000: -j DROP");
         assert_eq!(r.matches.proto, Some(Negatable::is(Protocol::Udp)));
-        assert_eq!(
-            r.matches.src_port,
-            Some(Negatable::is(PortRange::new(5000, 65535).unwrap()))
-        );
+        assert_eq!(r.matches.src_port, Some(Negatable::is(PortRange::new(5000, 65535).unwrap())));
         let r = ok(Table::Filter, "-A FORWARD -p 47 -j ACCEPT");
         assert_eq!(r.matches.proto, Some(Negatable::is(Protocol::Unknown(47))));
         let r = ok(Table::Filter, "-A FORWARD -p 6 -j ACCEPT");
@@ -1530,57 +1330,30 @@ mod tests {
         let r = ok(Table::Filter, "-A FORWARD -p all -j ACCEPT");
         assert_eq!(r.matches.proto, None);
         let r = ok(Table::Filter, "-A FORWARD -i lan+ -j ACCEPT");
-        assert_eq!(
-            r.matches.in_iface,
-            Some(Negatable::is(Iface::prefix("lan")))
-        );
-        let r = ok(
-            Table::Filter,
-            r#"-A FORWARD -m comment --comment "a \"b\"" -j ACCEPT"#,
-        );
+        assert_eq!(r.matches.in_iface, Some(Negatable::is(Iface::prefix("lan"))));
+        let r = ok(Table::Filter, r#"-A FORWARD -m comment --comment "a \"b\"" -j ACCEPT"#);
         assert_eq!(r.comment.as_deref(), Some(r#"a "b""#));
-        let r = ok(
-            Table::Filter,
-            "-A FORWARD -m comment --comment -j -j ACCEPT",
-        );
+        let r = ok(Table::Filter, "-A FORWARD -m comment --comment -j -j ACCEPT");
         assert_eq!(r.comment.as_deref(), Some("-j"));
         // Long spellings, and matches after the target as iptables allows.
         let r = ok(
             Table::Filter,
             "--append FORWARD --jump DROP --in-interface wan --source 1.2.3.4/255.255.255.0 --protocol udp --destination-port 53",
         );
-        assert_eq!(
-            r.matches.src,
-            Some(Negatable::is(Cidr::new(ip("1.2.3.0"), 24).unwrap()))
-        );
-        assert_eq!(
-            r.matches.dst_port,
-            Some(Negatable::is(PortRange::single(53)))
-        );
+        assert_eq!(r.matches.src, Some(Negatable::is(Cidr::new(ip("1.2.3.0"), 24).unwrap())));
+        assert_eq!(r.matches.dst_port, Some(Negatable::is(PortRange::single(53))));
         assert_eq!(r.target, Target::Drop);
     }
 
     #[test]
     fn negation() {
-        let r = ok(
-            Table::Filter,
-            "-A FORWARD ! -i wan ! -o lan ! -s 10.0.0.0/8 ! -d 10.1.0.0/16 ! -p udp -j DROP",
-        );
+        let r = ok(Table::Filter, "-A FORWARD ! -i wan ! -o lan ! -s 10.0.0.0/8 ! -d 10.1.0.0/16 ! -p udp -j DROP");
         let m = &r.matches;
         assert!(m.in_iface.as_ref().unwrap().negated && m.out_iface.as_ref().unwrap().negated);
         assert!(m.src.unwrap().negated && m.dst.unwrap().negated && m.proto.unwrap().negated);
-        let r = ok(
-            Table::Filter,
-            "-A FORWARD -p tcp ! --sport 80 ! --dport 1:1023 -j DROP",
-        );
-        assert_eq!(
-            r.matches.src_port,
-            Some(Negatable::not(PortRange::single(80)))
-        );
-        assert_eq!(
-            r.matches.dst_port,
-            Some(Negatable::not(PortRange::new(1, 1023).unwrap()))
-        );
+        let r = ok(Table::Filter, "-A FORWARD -p tcp ! --sport 80 ! --dport 1:1023 -j DROP");
+        assert_eq!(r.matches.src_port, Some(Negatable::not(PortRange::single(80))));
+        assert_eq!(r.matches.dst_port, Some(Negatable::not(PortRange::new(1, 1023).unwrap())));
         assert!(err(Table::Filter, "-A FORWARD ! -j DROP").contains("\"!\" cannot invert -j"));
         assert!(err(Table::Filter, "-A FORWARD -j DROP !").starts_with("dangling \"!\""));
         assert!(err(Table::Filter, "-A FORWARD ! ! -s 1.2.3.4 -j DROP").starts_with("dangling"));
@@ -1590,34 +1363,15 @@ mod tests {
     #[test]
     fn cidr_edges() {
         // -s 0.0.0.0/0 is no match at all, as iptables stores it; negated it is kept.
+        assert_eq!(ok(Table::Filter, "-A FORWARD -s 0.0.0.0/0 -j DROP").matches.src, None);
+        assert_eq!(ok(Table::Filter, "-A FORWARD -s 9.9.9.9/0 -j DROP").matches.src, None);
+        assert_eq!(ok(Table::Filter, "-A FORWARD ! -s 0.0.0.0/0 -j DROP").matches.src, Some(Negatable::not(Cidr::ANY)));
         assert_eq!(
-            ok(Table::Filter, "-A FORWARD -s 0.0.0.0/0 -j DROP")
-                .matches
-                .src,
-            None
-        );
-        assert_eq!(
-            ok(Table::Filter, "-A FORWARD -s 9.9.9.9/0 -j DROP")
-                .matches
-                .src,
-            None
-        );
-        assert_eq!(
-            ok(Table::Filter, "-A FORWARD ! -s 0.0.0.0/0 -j DROP")
-                .matches
-                .src,
-            Some(Negatable::not(Cidr::ANY))
-        );
-        assert_eq!(
-            ok(Table::Filter, "-A FORWARD -d 10.0.0.7/32 -j DROP")
-                .matches
-                .dst,
+            ok(Table::Filter, "-A FORWARD -d 10.0.0.7/32 -j DROP").matches.dst,
             Some(Negatable::is(Cidr::host(ip("10.0.0.7"))))
         );
         assert_eq!(
-            ok(Table::Filter, "-A FORWARD -d 10.9.8.7/8 -j DROP")
-                .matches
-                .dst,
+            ok(Table::Filter, "-A FORWARD -d 10.9.8.7/8 -j DROP").matches.dst,
             Some(Negatable::is(Cidr::new(ip("10.0.0.0"), 8).unwrap()))
         );
         for bad in [
@@ -1638,88 +1392,32 @@ mod tests {
     #[test]
     fn every_target() {
         let r = ok(Table::Nat, "-A POSTROUTING -o wan -j MASQUERADE");
+        assert_eq!(r.target, Target::Masquerade { ports: None, random: false });
+        let r = ok(Table::Nat, "-A POSTROUTING -p udp -j MASQUERADE --to-ports 1024-65535 --random");
+        assert_eq!(r.target, Target::Masquerade { ports: PortRange::new(1024, 65535), random: true });
+        let r = ok(Table::Nat, "-A POSTROUTING -j SNAT --to-source 203.0.113.1-203.0.113.8");
         assert_eq!(
             r.target,
-            Target::Masquerade {
-                ports: None,
-                random: false
-            }
+            Target::Snat { addrs: AddrRange::new(ip("203.0.113.1"), ip("203.0.113.8")).unwrap(), ports: None }
         );
-        let r = ok(
-            Table::Nat,
-            "-A POSTROUTING -p udp -j MASQUERADE --to-ports 1024-65535 --random",
-        );
+        let r = ok(Table::Nat, "-A POSTROUTING -p tcp -j SNAT --to-source 203.0.113.1:1024-2047");
         assert_eq!(
             r.target,
-            Target::Masquerade {
-                ports: PortRange::new(1024, 65535),
-                random: true
-            }
+            Target::Snat { addrs: AddrRange::single(ip("203.0.113.1")), ports: PortRange::new(1024, 2047) }
         );
-        let r = ok(
-            Table::Nat,
-            "-A POSTROUTING -j SNAT --to-source 203.0.113.1-203.0.113.8",
-        );
+        let r = ok(Table::Nat, "-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.2:22");
         assert_eq!(
             r.target,
-            Target::Snat {
-                addrs: AddrRange::new(ip("203.0.113.1"), ip("203.0.113.8")).unwrap(),
-                ports: None
-            }
+            Target::Dnat { addrs: AddrRange::single(ip("100.64.0.2")), ports: Some(PortRange::single(22)) }
         );
-        let r = ok(
-            Table::Nat,
-            "-A POSTROUTING -p tcp -j SNAT --to-source 203.0.113.1:1024-2047",
-        );
-        assert_eq!(
-            r.target,
-            Target::Snat {
-                addrs: AddrRange::single(ip("203.0.113.1")),
-                ports: PortRange::new(1024, 2047)
-            }
-        );
-        let r = ok(
-            Table::Nat,
-            "-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.2:22",
-        );
-        assert_eq!(
-            r.target,
-            Target::Dnat {
-                addrs: AddrRange::single(ip("100.64.0.2")),
-                ports: Some(PortRange::single(22))
-            }
-        );
-        let r = ok(
-            Table::Nat,
-            "-A PREROUTING -j DNAT --to-destination 100.64.0.2-100.64.0.3",
-        );
+        let r = ok(Table::Nat, "-A PREROUTING -j DNAT --to-destination 100.64.0.2-100.64.0.3");
         assert_eq!(r.target.nat_ports(), None);
-        let r = ok(
-            Table::Nat,
-            "-A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 8080",
-        );
-        assert_eq!(
-            r.target,
-            Target::Redirect {
-                ports: Some(PortRange::single(8080))
-            }
-        );
-        assert_eq!(
-            ok(Table::Nat, "-A PREROUTING -j REDIRECT").target,
-            Target::Redirect { ports: None }
-        );
-        assert_eq!(
-            ok(Table::Nat, "-A PREROUTING -j RETURN").target,
-            Target::Return
-        );
-        assert_eq!(
-            ok(Table::Nat, "-A POSTROUTING -j ACCEPT").target,
-            Target::Accept
-        );
-        assert_eq!(
-            ok(Table::Filter, "-A FORWARD -j RETURN").target,
-            Target::Return
-        );
+        let r = ok(Table::Nat, "-A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 8080");
+        assert_eq!(r.target, Target::Redirect { ports: Some(PortRange::single(8080)) });
+        assert_eq!(ok(Table::Nat, "-A PREROUTING -j REDIRECT").target, Target::Redirect { ports: None });
+        assert_eq!(ok(Table::Nat, "-A PREROUTING -j RETURN").target, Target::Return);
+        assert_eq!(ok(Table::Nat, "-A POSTROUTING -j ACCEPT").target, Target::Accept);
+        assert_eq!(ok(Table::Filter, "-A FORWARD -j RETURN").target, Target::Return);
     }
 
     #[test]
@@ -1731,82 +1429,46 @@ mod tests {
         );
         assert!(err(Table::Nat, "-A POSTROUTING -j SNAT").starts_with("SNAT needs --to-source"));
         assert!(err(Table::Nat, "-A PREROUTING -j DNAT").starts_with("DNAT needs --to-destination"));
-        assert!(
-            err(Table::Nat, "-A PREROUTING -j DNAT --to-source 1.2.3.4").starts_with(
-                "--to-source is not an option of the target here (expected it after -j SNAT)"
-            )
-        );
-        assert!(err(
-            Table::Nat,
-            "-A POSTROUTING -j SNAT --to-source 1.2.3.4 --random"
-        )
-        .contains("expected it after -j MASQUERADE"));
-        assert!(
-            err(Table::Nat, "-A POSTROUTING --to-ports 80 -j MASQUERADE")
-                .contains("expected it after -j MASQUERADE or -j REDIRECT")
-        );
-        assert!(
-            err(Table::Nat, "-A POSTROUTING -j MASQUERADE --to-ports 80")
-                .starts_with("--to-ports needs -p tcp or -p udp before it")
-        );
-        assert!(err(
-            Table::Nat,
-            "-A PREROUTING -j DNAT --to-destination 1.2.3.4:80"
-        )
-        .starts_with("--to-destination needs -p tcp or -p udp before it"));
-        for bad in [
-            "1.2.3.4-1.2.3.3",
-            "1.2.3.4:0",
-            "1.2.3.4:9-8",
-            ":80",
-            "1.2.3.4:",
-            "1.2.3.4/24",
-            "1.2.3.4:1:2",
-        ] {
-            let e = err(
-                Table::Nat,
-                &format!("-A PREROUTING -p tcp -j DNAT --to-destination {bad}"),
-            );
-            assert!(
-                e.starts_with(&format!(
-                    "bad --to-destination \"{bad}\" (expected ADDR[-ADDR]"
-                )),
-                "{e}"
-            );
+        assert!(err(Table::Nat, "-A PREROUTING -j DNAT --to-source 1.2.3.4")
+            .starts_with("--to-source is not an option of the target here (expected it after -j SNAT)"));
+        assert!(err(Table::Nat, "-A POSTROUTING -j SNAT --to-source 1.2.3.4 --random")
+            .contains("expected it after -j MASQUERADE"));
+        assert!(err(Table::Nat, "-A POSTROUTING --to-ports 80 -j MASQUERADE")
+            .contains("expected it after -j MASQUERADE or -j REDIRECT"));
+        assert!(err(Table::Nat, "-A POSTROUTING -j MASQUERADE --to-ports 80")
+            .starts_with("--to-ports needs -p tcp or -p udp before it"));
+        assert!(err(Table::Nat, "-A PREROUTING -j DNAT --to-destination 1.2.3.4:80")
+            .starts_with("--to-destination needs -p tcp or -p udp before it"));
+        for bad in ["1.2.3.4-1.2.3.3", "1.2.3.4:0", "1.2.3.4:9-8", ":80", "1.2.3.4:", "1.2.3.4/24", "1.2.3.4:1:2"] {
+            let e = err(Table::Nat, &format!("-A PREROUTING -p tcp -j DNAT --to-destination {bad}"));
+            assert!(e.starts_with(&format!("bad --to-destination \"{bad}\" (expected ADDR[-ADDR]")), "{e}");
         }
         for bad in ["0", "9-8", "a", "1:2", "65536"] {
-            let e = err(
-                Table::Nat,
-                &format!("-A POSTROUTING -p tcp -j MASQUERADE --to-ports {bad}"),
-            );
+            let e = err(Table::Nat, &format!("-A POSTROUTING -p tcp -j MASQUERADE --to-ports {bad}"));
             assert!(e.starts_with(&format!("bad --to-ports \"{bad}\"")), "{e}");
         }
         assert!(err(Table::Filter, "-A FORWARD -s 1.2.3.4").starts_with("rule has no target"));
         assert!(err(Table::Filter, "-A FORWARD -j ACCEPT -j DROP").starts_with("-j given twice"));
-        assert!(
-            err(Table::Nat, "-A POSTROUTING -j MASQUERADE --random --random")
-                .starts_with("--random given twice")
-        );
+        assert!(err(Table::Nat, "-A POSTROUTING -j MASQUERADE --random --random").starts_with("--random given twice"));
     }
 
     #[test]
     fn illegal_target_per_chain() {
-        assert!(err(Table::Nat, "-A POSTROUTING -j DNAT --to-destination 1.2.3.4")
-            .starts_with("target DNAT is not allowed in chain POSTROUTING (expected SNAT, MASQUERADE, ACCEPT or RETURN"));
+        assert!(err(Table::Nat, "-A POSTROUTING -j DNAT --to-destination 1.2.3.4").starts_with(
+            "target DNAT is not allowed in chain POSTROUTING (expected SNAT, MASQUERADE, ACCEPT or RETURN"
+        ));
         assert!(err(Table::Nat, "-A PREROUTING -j MASQUERADE")
             .starts_with("target MASQUERADE is not allowed in chain PREROUTING"));
-        assert!(err(Table::Nat, "-A PREROUTING -j SNAT --to-source 1.2.3.4")
-            .starts_with("target SNAT is not allowed"));
-        assert!(err(Table::Nat, "-A POSTROUTING -j REDIRECT")
-            .starts_with("target REDIRECT is not allowed"));
+        assert!(err(Table::Nat, "-A PREROUTING -j SNAT --to-source 1.2.3.4").starts_with("target SNAT is not allowed"));
+        assert!(err(Table::Nat, "-A POSTROUTING -j REDIRECT").starts_with("target REDIRECT is not allowed"));
         assert!(err(Table::Filter, "-A FORWARD -j MASQUERADE")
             .contains("expected ACCEPT, DROP or RETURN in filter FORWARD"));
-        assert!(err(Table::Nat, "-A PREROUTING -j DROP")
-            .starts_with("target DROP is not allowed in nat chain PREROUTING"));
+        assert!(
+            err(Table::Nat, "-A PREROUTING -j DROP").starts_with("target DROP is not allowed in nat chain PREROUTING")
+        );
         assert!(err(Table::Nat, "-A POSTROUTING -i lan -j MASQUERADE")
             .starts_with("-i cannot be used in chain POSTROUTING"));
-        assert!(err(Table::Nat, "-A PREROUTING -o wan -j ACCEPT")
-            .starts_with("-o cannot be used in chain PREROUTING"));
+        assert!(err(Table::Nat, "-A PREROUTING -o wan -j ACCEPT").starts_with("-o cannot be used in chain PREROUTING"));
     }
 
     #[test]
@@ -1819,77 +1481,37 @@ mod tests {
             err(Table::Filter, "-A FORWARD -p icmp --sport 22 -j ACCEPT"),
             "--sport needs -p tcp or -p udp before it"
         );
-        assert!(
-            err(Table::Filter, "-A FORWARD ! -p tcp --dport 22 -j ACCEPT")
-                .starts_with("--dport needs")
-        );
+        assert!(err(Table::Filter, "-A FORWARD ! -p tcp --dport 22 -j ACCEPT").starts_with("--dport needs"));
         assert_eq!(
             err(Table::Filter, "-A FORWARD -p tcp --icmp-type 8 -j ACCEPT"),
             "--icmp-type needs -p icmp before it"
         );
-        assert_eq!(
-            err(Table::Filter, "-A FORWARD -m tcp --dport 22 -j ACCEPT"),
-            "-m tcp needs -p tcp before it"
-        );
-        assert_eq!(
-            err(Table::Filter, "-A FORWARD -p tcp -m udp -j ACCEPT"),
-            "-m udp needs -p udp before it"
-        );
-        assert!(err(
-            Table::Filter,
-            "-A FORWARD -m conntrack --ctstate NEW -j ACCEPT"
-        )
-        .starts_with("unknown match \"conntrack\""));
-        assert!(err(Table::Filter, "-A FORWARD --comment x -j ACCEPT")
-            .starts_with("--comment needs -m comment"));
-        assert!(
-            err(Table::Filter, "-A FORWARD -p tcp --dport 70000 -j ACCEPT")
-                .starts_with("bad port \"70000\"")
-        );
-        assert!(
-            err(Table::Filter, "-A FORWARD -p tcp --dport 9:8 -j ACCEPT")
-                .starts_with("bad port \"9:8\"")
-        );
-        assert!(err(Table::Filter, "-A FORWARD -p tcp --dport : -j ACCEPT")
-            .starts_with("bad port \":\""));
-        assert!(
-            err(Table::Filter, "-A FORWARD -p tcp --dport ssh -j ACCEPT")
-                .starts_with("bad port \"ssh\"")
-        );
+        assert_eq!(err(Table::Filter, "-A FORWARD -m tcp --dport 22 -j ACCEPT"), "-m tcp needs -p tcp before it");
+        assert_eq!(err(Table::Filter, "-A FORWARD -p tcp -m udp -j ACCEPT"), "-m udp needs -p udp before it");
+        assert!(err(Table::Filter, "-A FORWARD -m conntrack --ctstate NEW -j ACCEPT")
+            .starts_with("unknown match \"conntrack\""));
+        assert!(err(Table::Filter, "-A FORWARD --comment x -j ACCEPT").starts_with("--comment needs -m comment"));
+        assert!(err(Table::Filter, "-A FORWARD -p tcp --dport 70000 -j ACCEPT").starts_with("bad port \"70000\""));
+        assert!(err(Table::Filter, "-A FORWARD -p tcp --dport 9:8 -j ACCEPT").starts_with("bad port \"9:8\""));
+        assert!(err(Table::Filter, "-A FORWARD -p tcp --dport : -j ACCEPT").starts_with("bad port \":\""));
+        assert!(err(Table::Filter, "-A FORWARD -p tcp --dport ssh -j ACCEPT").starts_with("bad port \"ssh\""));
         assert!(err(Table::Filter, "-A FORWARD -p sctp -j ACCEPT")
             .starts_with("unknown protocol \"sctp\" (expected tcp, udp, icmp, all"));
-        assert!(err(Table::Filter, "-A FORWARD -p 256 -j ACCEPT")
-            .starts_with("unknown protocol \"256\""));
-        assert!(err(
-            Table::Filter,
-            "-A FORWARD -p icmp --icmp-type 3/1 -j ACCEPT"
-        )
-        .starts_with("bad ICMP type \"3/1\""));
-        assert!(
-            err(Table::Filter, "-A FORWARD -s 1.2.3.4 -s 1.2.3.5 -j ACCEPT")
-                .starts_with("-s given twice")
-        );
-        assert!(
-            err(Table::Filter, "-A FORWARD -p tcp -p udp -j ACCEPT").starts_with("-p given twice")
-        );
-        assert!(err(Table::Filter, "-A FORWARD -s -j ACCEPT")
-            .starts_with("-s needs a value (expected an IPv4 address"));
+        assert!(err(Table::Filter, "-A FORWARD -p 256 -j ACCEPT").starts_with("unknown protocol \"256\""));
+        assert!(err(Table::Filter, "-A FORWARD -p icmp --icmp-type 3/1 -j ACCEPT").starts_with("bad ICMP type \"3/1\""));
+        assert!(err(Table::Filter, "-A FORWARD -s 1.2.3.4 -s 1.2.3.5 -j ACCEPT").starts_with("-s given twice"));
+        assert!(err(Table::Filter, "-A FORWARD -p tcp -p udp -j ACCEPT").starts_with("-p given twice"));
+        assert!(err(Table::Filter, "-A FORWARD -s -j ACCEPT").starts_with("-s needs a value (expected an IPv4 address"));
         assert!(err(Table::Filter, "-A FORWARD -j").starts_with("-j needs a value"));
-        assert!(err(Table::Filter, "-A FORWARD --syn -j ACCEPT")
-            .starts_with("unknown option \"--syn\" (expected -i, -o"));
-        assert!(err(Table::Filter, "-A FORWARD -j ACCEPT --to-ports")
-            .starts_with("--to-ports needs a value"));
         assert!(
-            err(Table::Filter, "-A FORWARD -j ACCEPT --bogus").contains("an option of the target")
+            err(Table::Filter, "-A FORWARD --syn -j ACCEPT").starts_with("unknown option \"--syn\" (expected -i, -o")
         );
-        assert!(err(Table::Filter, "-A FORWARD junk -j ACCEPT")
-            .starts_with("unexpected \"junk\" (expected an option"));
+        assert!(err(Table::Filter, "-A FORWARD -j ACCEPT --to-ports").starts_with("--to-ports needs a value"));
+        assert!(err(Table::Filter, "-A FORWARD -j ACCEPT --bogus").contains("an option of the target"));
+        assert!(err(Table::Filter, "-A FORWARD junk -j ACCEPT").starts_with("unexpected \"junk\" (expected an option"));
         let long = "x".repeat(300);
-        assert!(err(
-            Table::Filter,
-            &format!("-A FORWARD -m comment --comment {long} -j ACCEPT")
-        )
-        .starts_with("comment too long"));
+        assert!(err(Table::Filter, &format!("-A FORWARD -m comment --comment {long} -j ACCEPT"))
+            .starts_with("comment too long"));
     }
 
     #[test]
@@ -1898,36 +1520,25 @@ mod tests {
             err(Table::Filter, "-A FORWARD -i eth0 -j ACCEPT"),
             "unknown interface \"eth0\" (expected one of the configured ports: wan, lan, lan2)"
         );
-        assert!(err(Table::Filter, "-A FORWARD -o eth+ -j ACCEPT")
-            .starts_with("unknown interface \"eth+\""));
-        assert!(err(Table::Filter, "-A FORWARD -o \"\" -j ACCEPT")
-            .starts_with("unknown interface \"\""));
+        assert!(err(Table::Filter, "-A FORWARD -o eth+ -j ACCEPT").starts_with("unknown interface \"eth+\""));
+        assert!(err(Table::Filter, "-A FORWARD -o \"\" -j ACCEPT").starts_with("unknown interface \"\""));
         ok(Table::Filter, "-A FORWARD -i + -j ACCEPT");
-        let e = parse_rule(
-            Table::Filter,
-            &["-A", "FORWARD", "-i", "wan", "-j", "ACCEPT"],
-            &[],
-        )
-        .unwrap_err();
+        let e = parse_rule(Table::Filter, &["-A", "FORWARD", "-i", "wan", "-j", "ACCEPT"], &[]).unwrap_err();
         assert!(e.to_string().contains("none are configured"), "{e}");
     }
 
     #[test]
     fn chains_and_tables() {
-        assert!(err(Table::Nat, "-A OUTPUT -j ACCEPT").starts_with(
-            "chain OUTPUT is not supported: masq forwards only and has no local stack"
-        ));
-        assert!(
-            err(Table::Filter, "-A INPUT -j ACCEPT").starts_with("chain INPUT is not supported")
-        );
+        assert!(err(Table::Nat, "-A OUTPUT -j ACCEPT")
+            .starts_with("chain OUTPUT is not supported: masq forwards only and has no local stack"));
+        assert!(err(Table::Filter, "-A INPUT -j ACCEPT").starts_with("chain INPUT is not supported"));
         assert_eq!(
             err(Table::Filter, "-A POSTROUTING -j ACCEPT"),
             "chain POSTROUTING is not in table filter (expected FORWARD; POSTROUTING is in -t nat)"
         );
         assert!(err(Table::Filter, "-A MYCHAIN -j ACCEPT")
             .starts_with("unknown chain \"MYCHAIN\" in table filter (expected FORWARD)"));
-        assert!(err(Table::Filter, "-I FORWARD -j ACCEPT")
-            .starts_with("unexpected \"-I\" (expected -A CHAIN)"));
+        assert!(err(Table::Filter, "-I FORWARD -j ACCEPT").starts_with("unexpected \"-I\" (expected -A CHAIN)"));
         assert!(err(Table::Filter, "-A").starts_with("-A needs a value"));
     }
 
@@ -1935,41 +1546,17 @@ mod tests {
     fn commands() {
         assert_eq!(
             cmd("-t nat -A POSTROUTING -o wan -j MASQUERADE").unwrap(),
-            Command::Append {
-                chain: Chain::Postrouting,
-                rule: ok(Table::Nat, "-A POSTROUTING -o wan -j MASQUERADE")
-            }
+            Command::Append { chain: Chain::Postrouting, rule: ok(Table::Nat, "-A POSTROUTING -o wan -j MASQUERADE") }
         );
         // -t anywhere; table defaults to filter.
         assert!(matches!(
             cmd("-A POSTROUTING -j MASQUERADE -t nat").unwrap(),
-            Command::Append {
-                chain: Chain::Postrouting,
-                ..
-            }
+            Command::Append { chain: Chain::Postrouting, .. }
         ));
-        assert!(matches!(
-            cmd("-A FORWARD -j DROP").unwrap(),
-            Command::Append {
-                chain: Chain::Forward,
-                ..
-            }
-        ));
-        assert!(matches!(
-            cmd("-I FORWARD -j DROP").unwrap(),
-            Command::Insert { pos: 1, .. }
-        ));
-        assert!(matches!(
-            cmd("-I FORWARD 3 -s 1.2.3.4 -j DROP").unwrap(),
-            Command::Insert { pos: 3, .. }
-        ));
-        assert_eq!(
-            cmd("-D FORWARD 2").unwrap(),
-            Command::DeleteAt {
-                chain: Chain::Forward,
-                pos: 2
-            }
-        );
+        assert!(matches!(cmd("-A FORWARD -j DROP").unwrap(), Command::Append { chain: Chain::Forward, .. }));
+        assert!(matches!(cmd("-I FORWARD -j DROP").unwrap(), Command::Insert { pos: 1, .. }));
+        assert!(matches!(cmd("-I FORWARD 3 -s 1.2.3.4 -j DROP").unwrap(), Command::Insert { pos: 3, .. }));
+        assert_eq!(cmd("-D FORWARD 2").unwrap(), Command::DeleteAt { chain: Chain::Forward, pos: 2 });
         assert_eq!(
             cmd("-D FORWARD -s 1.2.3.4 -j DROP").unwrap(),
             Command::DeleteMatching {
@@ -1977,37 +1564,18 @@ mod tests {
                 rule: ok(Table::Filter, "-A FORWARD -s 1.2.3.4/32 -j DROP")
             }
         );
-        assert_eq!(
-            cmd("-F").unwrap(),
-            Command::Flush {
-                table: Table::Filter,
-                chain: None
-            }
-        );
+        assert_eq!(cmd("-F").unwrap(), Command::Flush { table: Table::Filter, chain: None });
         assert_eq!(
             cmd("-t nat -F PREROUTING").unwrap(),
-            Command::Flush {
-                table: Table::Nat,
-                chain: Some(Chain::Prerouting)
-            }
+            Command::Flush { table: Table::Nat, chain: Some(Chain::Prerouting) }
         );
-        assert_eq!(
-            cmd("-P FORWARD DROP").unwrap(),
-            Command::SetPolicy {
-                chain: Chain::Forward,
-                policy: Policy::Drop
-            }
-        );
+        assert_eq!(cmd("-P FORWARD DROP").unwrap(), Command::SetPolicy { chain: Chain::Forward, policy: Policy::Drop });
         assert_eq!(
             cmd("-t nat -L -n -v --line-numbers").unwrap(),
             Command::List {
                 table: Table::Nat,
                 chain: None,
-                options: ListOptions {
-                    numeric: true,
-                    verbose: true,
-                    line_numbers: true
-                }
+                options: ListOptions { numeric: true, verbose: true, line_numbers: true }
             }
         );
         assert_eq!(
@@ -2015,68 +1583,43 @@ mod tests {
             Command::List {
                 table: Table::Filter,
                 chain: Some(Chain::Forward),
-                options: ListOptions {
-                    numeric: true,
-                    verbose: true,
-                    line_numbers: false
-                }
+                options: ListOptions { numeric: true, verbose: true, line_numbers: false }
             }
         );
-        assert_eq!(
-            cmd("-S").unwrap(),
-            Command::ListRules {
-                table: Table::Filter,
-                chain: None
-            }
-        );
+        assert_eq!(cmd("-S").unwrap(), Command::ListRules { table: Table::Filter, chain: None });
         assert_eq!(
             cmd("--table nat --list-rules POSTROUTING").unwrap(),
-            Command::ListRules {
-                table: Table::Nat,
-                chain: Some(Chain::Postrouting)
-            }
+            Command::ListRules { table: Table::Nat, chain: Some(Chain::Postrouting) }
         );
         // A comment that looks like a command option stays in the spec.
         let c = cmd(r#"-A FORWARD -m comment --comment "-F" -j ACCEPT"#).unwrap();
-        assert!(
-            matches!(c, Command::Append { rule: Rule { comment: Some(ref c), .. }, .. } if c == "-F")
-        );
+        assert!(matches!(c, Command::Append { rule: Rule { comment: Some(ref c), .. }, .. } if c == "-F"));
     }
 
     #[test]
     fn command_errors() {
         let e = |line: &str| cmd(line).unwrap_err().to_string();
-        assert_eq!(
-            e(""),
-            "no command given (expected one of -A, -I, -D, -F, -P, -L or -S)"
-        );
-        assert_eq!(
-            e("-s 1.2.3.4"),
-            "no command given (expected one of -A, -I, -D, -F, -P, -L or -S)"
-        );
+        assert_eq!(e(""), "no command given (expected one of -A, -I, -D, -F, -P, -L or -S)");
+        assert_eq!(e("-s 1.2.3.4"), "no command given (expected one of -A, -I, -D, -F, -P, -L or -S)");
         assert!(e("-A FORWARD -j DROP -D FORWARD 1").starts_with("cannot use -D with -A"));
         assert!(e("-t mangle -L").starts_with("unknown table \"mangle\" (expected nat or filter)"));
         assert!(e("-t").starts_with("-t needs a value"));
         assert!(e("-t nat -t filter -L").starts_with("-t given twice"));
         assert!(e("-A").starts_with("-A needs a value (expected a chain name)"));
         assert!(e("-A -j DROP").starts_with("-A needs a value"));
-        assert!(e("-I FORWARD 0 -j DROP")
-            .starts_with("bad rule number \"0\" (expected a position from 1)"));
+        assert!(e("-I FORWARD 0 -j DROP").starts_with("bad rule number \"0\" (expected a position from 1)"));
         assert!(e("-D FORWARD 0").starts_with("bad rule number \"0\""));
         assert!(e("-D FORWARD 1 -j DROP").starts_with("unexpected \"-j\" (expected nothing more"));
         assert!(e("-D FORWARD").starts_with("rule has no target"));
         assert!(e("-P FORWARD").starts_with("-P needs a value (expected a chain and a policy"));
-        assert!(
-            e("-P FORWARD REJECT").starts_with("bad policy \"REJECT\" (expected ACCEPT or DROP)")
-        );
+        assert!(e("-P FORWARD REJECT").starts_with("bad policy \"REJECT\" (expected ACCEPT or DROP)"));
         assert!(e("-t nat -P POSTROUTING DROP")
             .starts_with("policy DROP is not allowed for nat chain POSTROUTING (expected ACCEPT"));
         assert!(e("-L INPUT").starts_with("chain INPUT is not supported"));
         assert!(e("-L -s 1.2.3.4").starts_with("unexpected \"-s\""));
         assert!(e("-n -A FORWARD -j DROP").starts_with("-n is only valid with -L or -S"));
         assert!(e("-A FORWARD -j DROP --line-numbers").starts_with("--line-numbers is only valid"));
-        assert!(e("-t nat -A POSTROUTING -j DNAT --to-destination 1.2.3.4")
-            .starts_with("target DNAT is not allowed"));
+        assert!(e("-t nat -A POSTROUTING -j DNAT --to-destination 1.2.3.4").starts_with("target DNAT is not allowed"));
     }
 
     #[test]

@@ -168,18 +168,12 @@ pub struct Negatable<T> {
 impl<T> Negatable<T> {
     /// A plain (non-inverted) match.
     pub const fn is(value: T) -> Self {
-        Negatable {
-            negated: false,
-            value,
-        }
+        Negatable { negated: false, value }
     }
 
     /// An inverted match (`! ...`).
     pub const fn not(value: T) -> Self {
-        Negatable {
-            negated: true,
-            value,
-        }
+        Negatable { negated: true, value }
     }
 
     /// Apply the inversion to the outcome of matching `value`.
@@ -200,18 +194,12 @@ pub struct Iface {
 impl Iface {
     /// An exact port name.
     pub fn exact(name: impl Into<String>) -> Iface {
-        Iface {
-            name: name.into(),
-            wildcard: false,
-        }
+        Iface { name: name.into(), wildcard: false }
     }
 
     /// A prefix pattern (written `prefix+`).
     pub fn prefix(prefix: impl Into<String>) -> Iface {
-        Iface {
-            name: prefix.into(),
-            wildcard: true,
-        }
+        Iface { name: prefix.into(), wildcard: true }
     }
 
     /// Parse iptables' spelling: a trailing `+` makes a prefix pattern. `None` for an
@@ -254,17 +242,11 @@ pub struct Cidr {
 
 impl Cidr {
     /// `0.0.0.0/0`: every address.
-    pub const ANY: Cidr = Cidr {
-        addr: Ipv4Addr::UNSPECIFIED,
-        prefix: 0,
-    };
+    pub const ANY: Cidr = Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix: 0 };
 
     /// The network `addr/prefix`, host bits cleared. `None` if `prefix > 32`.
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Cidr> {
-        (prefix <= 32).then(|| Cidr {
-            addr: Ipv4Addr::from(u32::from(addr) & prefix_mask(prefix)),
-            prefix,
-        })
+        (prefix <= 32).then(|| Cidr { addr: Ipv4Addr::from(u32::from(addr) & prefix_mask(prefix)), prefix })
     }
 
     /// A single address (`/32`).
@@ -365,10 +347,7 @@ pub struct PortRange {
 
 impl PortRange {
     /// Every port, 0 to 65535.
-    pub const ALL: PortRange = PortRange {
-        first: 0,
-        last: u16::MAX,
-    };
+    pub const ALL: PortRange = PortRange { first: 0, last: u16::MAX };
 
     /// `first..=last`; `None` if `first > last`.
     pub const fn new(first: u16, last: u16) -> Option<PortRange> {
@@ -381,10 +360,7 @@ impl PortRange {
 
     /// One port.
     pub const fn single(port: u16) -> PortRange {
-        PortRange {
-            first: port,
-            last: port,
-        }
+        PortRange { first: port, last: port }
     }
 
     /// The lowest port in the range.
@@ -419,10 +395,7 @@ impl AddrRange {
 
     /// One address.
     pub const fn single(addr: Ipv4Addr) -> AddrRange {
-        AddrRange {
-            first: addr,
-            last: addr,
-        }
+        AddrRange { first: addr, last: addr }
     }
 
     /// The lowest address.
@@ -477,10 +450,7 @@ impl Matches {
     /// matches and port translation.
     pub fn port_protocol(&self) -> Option<Protocol> {
         match self.proto {
-            Some(Negatable {
-                negated: false,
-                value,
-            }) if value.has_ports() => Some(value),
+            Some(Negatable { negated: false, value }) if value.has_ports() => Some(value),
             _ => None,
         }
     }
@@ -529,15 +499,7 @@ pub enum Target {
 }
 
 /// Every target name, in the order error messages list them.
-pub const TARGET_NAMES: [&str; 7] = [
-    "MASQUERADE",
-    "SNAT",
-    "DNAT",
-    "REDIRECT",
-    "ACCEPT",
-    "DROP",
-    "RETURN",
-];
+pub const TARGET_NAMES: [&str; 7] = ["MASQUERADE", "SNAT", "DNAT", "REDIRECT", "ACCEPT", "DROP", "RETURN"];
 
 impl Target {
     /// The iptables name.
@@ -598,11 +560,7 @@ pub struct Rule {
 impl Rule {
     /// A rule matching every flow.
     pub fn new(target: Target) -> Rule {
-        Rule {
-            matches: Matches::default(),
-            target,
-            comment: None,
-        }
+        Rule { matches: Matches::default(), target, comment: None }
     }
 
     /// Whether the rule may be placed in `chain`: the target is legal there, `-i`/`-o`
@@ -612,16 +570,10 @@ impl Rule {
     pub fn check(&self, chain: Chain) -> Result<(), RuleProblem> {
         let m = &self.matches;
         if m.in_iface.is_some() && chain == Chain::Postrouting {
-            return Err(RuleProblem::InterfaceNotAllowed {
-                option: "-i",
-                chain,
-            });
+            return Err(RuleProblem::InterfaceNotAllowed { option: "-i", chain });
         }
         if m.out_iface.is_some() && chain == Chain::Prerouting {
-            return Err(RuleProblem::InterfaceNotAllowed {
-                option: "-o",
-                chain,
-            });
+            return Err(RuleProblem::InterfaceNotAllowed { option: "-o", chain });
         }
         if m.port_protocol().is_none() {
             if m.src_port.is_some() {
@@ -643,16 +595,11 @@ impl Rule {
         if !target.allowed_in(chain) {
             return Err(match target {
                 Target::Drop => RuleProblem::DropInNat { chain },
-                _ => RuleProblem::TargetNotAllowed {
-                    target: target.name(),
-                    chain,
-                },
+                _ => RuleProblem::TargetNotAllowed { target: target.name(), chain },
             });
         }
         if target.nat_ports().is_some() && m.port_protocol().is_none() {
-            return Err(RuleProblem::NeedsTcpOrUdp {
-                option: target.ports_option(),
-            });
+            return Err(RuleProblem::NeedsTcpOrUdp { option: target.ports_option() });
         }
         Ok(())
     }
@@ -752,9 +699,7 @@ mod tests {
     #[test]
     fn interface_patterns() {
         let lan = Iface::parse("lan+").unwrap();
-        assert!(
-            lan.is_wildcard() && lan.matches("lan0") && lan.matches("lan") && !lan.matches("wan")
-        );
+        assert!(lan.is_wildcard() && lan.matches("lan0") && lan.matches("lan") && !lan.matches("wan"));
         assert!(Iface::parse("+").unwrap().matches("anything"));
         assert!(Iface::parse("wan").unwrap().matches("wan"));
         assert!(!Iface::parse("wan").unwrap().matches("wan0"));
@@ -773,14 +718,8 @@ mod tests {
 
     #[test]
     fn targets_per_chain_as_iptables() {
-        let dnat = Target::Dnat {
-            addrs: AddrRange::single(ip("10.0.0.1")),
-            ports: None,
-        };
-        let masq = Target::Masquerade {
-            ports: None,
-            random: false,
-        };
+        let dnat = Target::Dnat { addrs: AddrRange::single(ip("10.0.0.1")), ports: None };
+        let masq = Target::Masquerade { ports: None, random: false };
         let redirect = Target::Redirect { ports: None };
         assert!(dnat.allowed_in(Chain::Prerouting) && !dnat.allowed_in(Chain::Postrouting));
         assert!(redirect.allowed_in(Chain::Prerouting) && !redirect.allowed_in(Chain::Forward));
@@ -791,16 +730,11 @@ mod tests {
         }
         assert_eq!(
             Rule::new(Target::Drop).check(Chain::Postrouting),
-            Err(RuleProblem::DropInNat {
-                chain: Chain::Postrouting
-            })
+            Err(RuleProblem::DropInNat { chain: Chain::Postrouting })
         );
         assert_eq!(
             Rule::new(dnat).check(Chain::Forward),
-            Err(RuleProblem::TargetNotAllowed {
-                target: "DNAT",
-                chain: Chain::Forward
-            })
+            Err(RuleProblem::TargetNotAllowed { target: "DNAT", chain: Chain::Forward })
         );
     }
 
@@ -808,31 +742,19 @@ mod tests {
     fn rule_check_needs_protocols() {
         let mut rule = Rule::new(Target::Accept);
         rule.matches.dst_port = Some(Negatable::is(PortRange::single(22)));
-        assert_eq!(
-            rule.check(Chain::Forward),
-            Err(RuleProblem::NeedsTcpOrUdp { option: "--dport" })
-        );
+        assert_eq!(rule.check(Chain::Forward), Err(RuleProblem::NeedsTcpOrUdp { option: "--dport" }));
         rule.matches.proto = Some(Negatable::not(Protocol::Tcp));
         assert!(rule.check(Chain::Forward).is_err(), "! -p tcp has no ports");
         rule.matches.proto = Some(Negatable::is(Protocol::Udp));
         assert_eq!(rule.check(Chain::Forward), Ok(()));
 
-        let mut rule = Rule::new(Target::Redirect {
-            ports: Some(PortRange::single(8080)),
-        });
-        assert_eq!(
-            rule.check(Chain::Prerouting),
-            Err(RuleProblem::NeedsTcpOrUdp {
-                option: "--to-ports"
-            })
-        );
+        let mut rule = Rule::new(Target::Redirect { ports: Some(PortRange::single(8080)) });
+        assert_eq!(rule.check(Chain::Prerouting), Err(RuleProblem::NeedsTcpOrUdp { option: "--to-ports" }));
         rule.matches.proto = Some(Negatable::is(Protocol::Tcp));
         assert_eq!(rule.check(Chain::Prerouting), Ok(()));
         rule.matches.out_iface = Some(Negatable::is(Iface::exact("wan")));
         let err = rule.check(Chain::Prerouting).unwrap_err();
-        assert!(err
-            .to_string()
-            .starts_with("-o cannot be used in chain PREROUTING"));
+        assert!(err.to_string().starts_with("-o cannot be used in chain PREROUTING"));
 
         let mut rule = Rule::new(Target::Accept);
         rule.matches.icmp_type = Some(Negatable::is(8));

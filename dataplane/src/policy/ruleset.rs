@@ -116,9 +116,7 @@ pub enum RuleSetError {
         policy: Policy,
     },
     /// `-D CHAIN spec` found no equal rule.
-    #[error(
-        "no rule in chain {chain} matches \"{rule}\" (expected an existing rule; see -S {chain})"
-    )]
+    #[error("no rule in chain {chain} matches \"{rule}\" (expected an existing rule; see -S {chain})")]
     NoMatchingRule {
         /// The chain.
         chain: Chain,
@@ -218,8 +216,7 @@ impl RuleSet {
     }
 
     fn check(chain: Chain, rule: &Rule) -> Result<(), RuleSetError> {
-        rule.check(chain)
-            .map_err(|problem| RuleSetError::InvalidRule { chain, problem })
+        rule.check(chain).map_err(|problem| RuleSetError::InvalidRule { chain, problem })
     }
 
     /// `-A`: add `rule` at the end of `chain`.
@@ -253,11 +250,7 @@ impl RuleSet {
     pub fn delete_at(&mut self, chain: Chain, pos: usize) -> Result<Rule, RuleSetError> {
         let rules = &mut self.chains[chain.index()].rules;
         if pos == 0 || pos > rules.len() {
-            return Err(RuleSetError::PositionOutOfRange {
-                chain,
-                pos,
-                max: rules.len(),
-            });
+            return Err(RuleSetError::PositionOutOfRange { chain, pos, max: rules.len() });
         }
         Ok(rules.remove(pos - 1))
     }
@@ -271,10 +264,7 @@ impl RuleSet {
                 rules.remove(i);
                 Ok(i + 1)
             }
-            None => Err(RuleSetError::NoMatchingRule {
-                chain,
-                rule: rule.to_string(),
-            }),
+            None => Err(RuleSetError::NoMatchingRule { chain, rule: rule.to_string() }),
         }
     }
 
@@ -282,10 +272,7 @@ impl RuleSet {
     /// Policies are kept. Returns how many rules were removed.
     pub fn flush(&mut self, table: Table, chain: Option<Chain>) -> Result<usize, RuleSetError> {
         let chains = self.chains_of(table, chain)?;
-        Ok(chains
-            .iter()
-            .map(|c| std::mem::take(&mut self.chains[c.index()].rules).len())
-            .sum())
+        Ok(chains.iter().map(|c| std::mem::take(&mut self.chains[c.index()].rules).len()).sum())
     }
 
     /// `-P CHAIN POLICY`. nat chains accept only ACCEPT.
@@ -298,12 +285,7 @@ impl RuleSet {
     }
 
     /// `-L [CHAIN]`: the table or one chain, as `iptables -L` prints it.
-    pub fn list(
-        &self,
-        table: Table,
-        chain: Option<Chain>,
-        options: ListOptions,
-    ) -> Result<String, RuleSetError> {
+    pub fn list(&self, table: Table, chain: Option<Chain>, options: ListOptions) -> Result<String, RuleSetError> {
         Ok(format::list(self, self.chains_of(table, chain)?, options))
     }
 
@@ -319,25 +301,15 @@ impl RuleSet {
             Command::Append { chain, rule } => self.append(chain, rule).map(|()| None),
             Command::Insert { chain, pos, rule } => self.insert(chain, pos, rule).map(|()| None),
             Command::DeleteAt { chain, pos } => self.delete_at(chain, pos).map(|_| None),
-            Command::DeleteMatching { chain, rule } => {
-                self.delete_matching(chain, &rule).map(|_| None)
-            }
+            Command::DeleteMatching { chain, rule } => self.delete_matching(chain, &rule).map(|_| None),
             Command::Flush { table, chain } => self.flush(table, chain).map(|_| None),
             Command::SetPolicy { chain, policy } => self.set_policy(chain, policy).map(|()| None),
-            Command::List {
-                table,
-                chain,
-                options,
-            } => self.list(table, chain, options).map(Some),
+            Command::List { table, chain, options } => self.list(table, chain, options).map(Some),
             Command::ListRules { table, chain } => self.list_rules(table, chain).map(Some),
         }
     }
 
-    fn chains_of(
-        &self,
-        table: Table,
-        chain: Option<Chain>,
-    ) -> Result<&'static [Chain], RuleSetError> {
+    fn chains_of(&self, table: Table, chain: Option<Chain>) -> Result<&'static [Chain], RuleSetError> {
         match chain {
             None => Ok(table.chains()),
             Some(chain) if chain.table() == table => Ok(match chain {
@@ -354,9 +326,7 @@ impl RuleSet {
 pub(crate) mod tests {
     use super::*;
     use crate::policy::parse::{parse_command, parse_rule, tokenize};
-    use crate::policy::rule::{
-        AddrRange, Cidr, Iface, Matches, Negatable, PortRange, Protocol, Target,
-    };
+    use crate::policy::rule::{AddrRange, Cidr, Iface, Matches, Negatable, PortRange, Protocol, Target};
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
@@ -389,13 +359,7 @@ pub(crate) mod tests {
         assert_eq!(set.policy(Chain::Forward), Policy::Drop);
         assert_eq!(set.policy(Chain::Prerouting), Policy::Accept);
         assert_eq!(set.len(), 3);
-        assert_eq!(
-            set.rules(Chain::Postrouting)[0].target,
-            Target::Masquerade {
-                ports: None,
-                random: false
-            }
-        );
+        assert_eq!(set.rules(Chain::Postrouting)[0].target, Target::Masquerade { ports: None, random: false });
     }
 
     #[test]
@@ -423,10 +387,7 @@ COMMIT
         let again = RuleSet::parse_save(&saved, PORTS).unwrap();
         assert_eq!(again, set);
         assert_eq!(again.to_save_text(), saved);
-        assert_eq!(
-            RuleSet::new().to_save_text(),
-            RuleSet::parse_save("", PORTS).unwrap().to_save_text()
-        );
+        assert_eq!(RuleSet::new().to_save_text(), RuleSet::parse_save("", PORTS).unwrap().to_save_text());
     }
 
     #[test]
@@ -442,48 +403,41 @@ COMMIT
 ";
         let set = RuleSet::parse_save(text, PORTS).unwrap();
         assert_eq!(set.rules(Chain::Forward).len(), 2);
-        assert_eq!(
-            set.rules(Chain::Forward)[0].comment.as_deref(),
-            Some("no \"ssh\"")
-        );
+        assert_eq!(set.rules(Chain::Forward)[0].comment.as_deref(), Some("no \"ssh\""));
         let saved = set.to_save_text();
-        assert!(saved.contains("-A FORWARD -p tcp -m tcp ! --dport 22 -m comment --comment \"no \\\"ssh\\\"\" -j DROP\n"), "{saved}");
+        assert!(
+            saved.contains("-A FORWARD -p tcp -m tcp ! --dport 22 -m comment --comment \"no \\\"ssh\\\"\" -j DROP\n"),
+            "{saved}"
+        );
         assert_eq!(RuleSet::parse_save(&saved, PORTS).unwrap(), set);
     }
 
     #[test]
     fn file_errors_carry_line_numbers() {
-        let (line, msg) = err_line("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j SANT\nCOMMIT\n");
+        let (line, msg) =
+            err_line("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j SANT\nCOMMIT\n");
         assert_eq!(line, Some(4));
-        assert_eq!(msg, "line 4: unknown target \"SANT\" (expected one of MASQUERADE, SNAT, DNAT, REDIRECT, ACCEPT, DROP, RETURN)");
+        assert_eq!(
+            msg,
+            "line 4: unknown target \"SANT\" (expected one of MASQUERADE, SNAT, DNAT, REDIRECT, ACCEPT, DROP, RETURN)"
+        );
 
         let (line, msg) = err_line("*filter\n-A FORWARD --dport 22 -p tcp -j ACCEPT\nCOMMIT\n");
-        assert_eq!(
-            (line, msg.as_str()),
-            (Some(2), "line 2: --dport needs -p tcp or -p udp before it")
-        );
+        assert_eq!((line, msg.as_str()), (Some(2), "line 2: --dport needs -p tcp or -p udp before it"));
 
         let text = "*filter\n\n# x\n\n\n\n-A FORWARD -s 10.0.0.300/8 -j DROP\nCOMMIT\n";
         let (line, msg) = err_line(text);
         assert_eq!(line, Some(7));
-        assert!(
-            msg.starts_with("line 7: bad address \"10.0.0.300/8\" (expected an IPv4 address"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("line 7: bad address \"10.0.0.300/8\" (expected an IPv4 address"), "{msg}");
 
         let (line, msg) = err_line("*nat\n-A POSTROUTING -j MASQUERADE\n");
         assert_eq!((line, msg.as_str()), (None, "missing COMMIT for table nat"));
         let (line, msg) = err_line("*nat\n*filter\nCOMMIT\n");
-        assert_eq!(
-            (line, msg.as_str()),
-            (Some(2), "line 2: missing COMMIT for table nat")
-        );
+        assert_eq!((line, msg.as_str()), (Some(2), "line 2: missing COMMIT for table nat"));
 
         let (line, msg) = err_line("*filter\n-A FORWARD -i eth0 -j ACCEPT\nCOMMIT\n");
         assert_eq!(line, Some(2));
-        assert!(msg.ends_with(
-            "unknown interface \"eth0\" (expected one of the configured ports: wan, lan, lan2)"
-        ));
+        assert!(msg.ends_with("unknown interface \"eth0\" (expected one of the configured ports: wan, lan, lan2)"));
 
         let cases: &[(&str, usize, &str)] = &[
             ("*mangle\nCOMMIT\n", 1, "unknown table \"mangle\" (expected nat or filter)"),
@@ -509,25 +463,19 @@ COMMIT
             let (got_line, msg) = err_line(text);
             assert_eq!(got_line, Some(*line), "{text:?}: {msg}");
             let prefix = format!("line {line}: {expected}");
-            assert!(
-                msg.starts_with(&prefix),
-                "{text:?}:\n got  {msg}\n want {prefix}"
-            );
+            assert!(msg.starts_with(&prefix), "{text:?}:\n got  {msg}\n want {prefix}");
         }
     }
 
     #[test]
     fn restore_replaces_only_the_tables_given() {
         let mut set = RuleSet::parse_save(EXAMPLE, PORTS).unwrap();
-        set.restore("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", PORTS)
-            .unwrap();
+        set.restore("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", PORTS).unwrap();
         assert_eq!(set.policy(Chain::Forward), Policy::Accept);
         assert!(set.rules(Chain::Forward).is_empty());
         assert_eq!(set.rules(Chain::Postrouting).len(), 1, "nat untouched");
         let before = set.clone();
-        assert!(set
-            .restore("*nat\n-A POSTROUTING -j SANT\nCOMMIT\n", PORTS)
-            .is_err());
+        assert!(set.restore("*nat\n-A POSTROUTING -j SANT\nCOMMIT\n", PORTS).is_err());
         assert_eq!(set, before, "a failed restore changes nothing");
     }
 
@@ -539,40 +487,23 @@ COMMIT
         set.insert(Chain::Forward, 2, r("1.0.0.3")).unwrap(); // [1, 3]: len + 1 appends
         set.insert(Chain::Forward, 2, r("1.0.0.2")).unwrap(); // [1, 2, 3]
         set.insert(Chain::Forward, 1, r("1.0.0.0")).unwrap(); // [0, 1, 2, 3]
-        let srcs: Vec<String> = set
-            .rules(Chain::Forward)
-            .iter()
-            .map(|r| r.matches.src.unwrap().value.addr().to_string())
-            .collect();
+        let srcs: Vec<String> =
+            set.rules(Chain::Forward).iter().map(|r| r.matches.src.unwrap().value.addr().to_string()).collect();
         assert_eq!(srcs, ["1.0.0.0", "1.0.0.1", "1.0.0.2", "1.0.0.3"]);
         assert_eq!(
             set.insert(Chain::Forward, 6, r("9.9.9.9")),
-            Err(RuleSetError::PositionOutOfRange {
-                chain: Chain::Forward,
-                pos: 6,
-                max: 5
-            })
+            Err(RuleSetError::PositionOutOfRange { chain: Chain::Forward, pos: 6, max: 5 })
         );
         assert!(set.insert(Chain::Forward, 0, r("9.9.9.9")).is_err());
         assert_eq!(
-            set.insert(Chain::Forward, 6, r("9.9.9.9"))
-                .unwrap_err()
-                .to_string(),
+            set.insert(Chain::Forward, 6, r("9.9.9.9")).unwrap_err().to_string(),
             "rule number 6 is out of range for chain FORWARD (expected 1 to 5)"
         );
         // Through the command line: -I without a number inserts first.
         run(&mut set, "-I FORWARD -s 2.0.0.0 -j ACCEPT").unwrap();
         assert_eq!(set.rules(Chain::Forward)[0].target, Target::Accept);
         run(&mut set, "-I FORWARD 6 -s 2.0.0.6 -j ACCEPT").unwrap();
-        assert_eq!(
-            set.rules(Chain::Forward)[5]
-                .matches
-                .src
-                .unwrap()
-                .value
-                .addr(),
-            Ipv4Addr::new(2, 0, 0, 6)
-        );
+        assert_eq!(set.rules(Chain::Forward)[5].matches.src.unwrap().value.addr(), Ipv4Addr::new(2, 0, 0, 6));
         assert_eq!(set.rules(Chain::Forward).len(), 6);
     }
 
@@ -588,18 +519,11 @@ COMMIT
         }
         assert_eq!(
             run(&mut set, "-D FORWARD 4"),
-            Err(RuleSetError::PositionOutOfRange {
-                chain: Chain::Forward,
-                pos: 4,
-                max: 3
-            })
+            Err(RuleSetError::PositionOutOfRange { chain: Chain::Forward, pos: 4, max: 3 })
         );
         // By spec: equal after normalisation (10.0.0.1 is 10.0.0.1/32, -m tcp implied).
         assert_eq!(
-            set.delete_matching(
-                Chain::Forward,
-                &rule(Table::Filter, "-A FORWARD -s 10.0.0.1/32 -j DROP").1
-            ),
+            set.delete_matching(Chain::Forward, &rule(Table::Filter, "-A FORWARD -s 10.0.0.1/32 -j DROP").1),
             Ok(1)
         );
         assert_eq!(set.rules(Chain::Forward).len(), 2);
@@ -625,23 +549,12 @@ COMMIT
         assert_eq!(set.rules(Chain::Postrouting).len(), 1);
         assert_eq!(
             set.flush(Table::Filter, Some(Chain::Postrouting)),
-            Err(RuleSetError::ChainNotInTable {
-                table: Table::Filter,
-                chain: Chain::Postrouting
-            })
+            Err(RuleSetError::ChainNotInTable { table: Table::Filter, chain: Chain::Postrouting })
         );
         run(&mut set, "-t nat -F").unwrap();
         assert_eq!(set.rules(Chain::Postrouting).len(), 0);
-        assert_eq!(
-            set.rules(Chain::Forward).len(),
-            1,
-            "-t nat -F leaves filter alone"
-        );
-        assert_eq!(
-            set.policy(Chain::Forward),
-            Policy::Drop,
-            "flush keeps policies"
-        );
+        assert_eq!(set.rules(Chain::Forward).len(), 1, "-t nat -F leaves filter alone");
+        assert_eq!(set.policy(Chain::Forward), Policy::Drop, "flush keeps policies");
         run(&mut set, "-F").unwrap();
         assert!(set.is_empty());
 
@@ -649,10 +562,7 @@ COMMIT
         assert_eq!(set.policy(Chain::Forward), Policy::Accept);
         assert_eq!(
             set.set_policy(Chain::Prerouting, Policy::Drop),
-            Err(RuleSetError::PolicyNotAllowed {
-                chain: Chain::Prerouting,
-                policy: Policy::Drop
-            })
+            Err(RuleSetError::PolicyNotAllowed { chain: Chain::Prerouting, policy: Policy::Drop })
         );
         assert_eq!(set.set_policy(Chain::Prerouting, Policy::Accept), Ok(()));
     }
@@ -660,20 +570,11 @@ COMMIT
     #[test]
     fn mutations_validate_rules_built_in_code() {
         let mut set = RuleSet::new();
-        let dnat = Rule::new(Target::Dnat {
-            addrs: AddrRange::single(Ipv4Addr::new(1, 2, 3, 4)),
-            ports: None,
-        });
+        let dnat = Rule::new(Target::Dnat { addrs: AddrRange::single(Ipv4Addr::new(1, 2, 3, 4)), ports: None });
         let e = set.append(Chain::Postrouting, dnat.clone()).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("rule not valid in chain POSTROUTING: target DNAT is not allowed"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("rule not valid in chain POSTROUTING: target DNAT is not allowed"), "{e}");
         assert!(set.insert(Chain::Forward, 1, dnat.clone()).is_err());
-        assert!(set
-            .append(Chain::Prerouting, Rule::new(Target::Drop))
-            .is_err());
+        assert!(set.append(Chain::Prerouting, Rule::new(Target::Drop)).is_err());
         assert!(set.is_empty());
         assert_eq!(set.append(Chain::Prerouting, dnat), Ok(()));
     }
@@ -682,23 +583,11 @@ COMMIT
     fn apply_lists() {
         let mut set = RuleSet::parse_save(EXAMPLE, PORTS).unwrap();
         let out = run(&mut set, "-t nat -S POSTROUTING").unwrap().unwrap();
-        assert_eq!(
-            out,
-            "-P POSTROUTING ACCEPT\n-A POSTROUTING -s 100.64.0.0/10 -o wan -j MASQUERADE\n"
-        );
+        assert_eq!(out, "-P POSTROUTING ACCEPT\n-A POSTROUTING -s 100.64.0.0/10 -o wan -j MASQUERADE\n");
         let out = run(&mut set, "-L -n").unwrap().unwrap();
         assert!(out.starts_with("Chain FORWARD (policy DROP)\n"));
-        assert!(!Command::List {
-            table: Table::Nat,
-            chain: None,
-            options: ListOptions::default()
-        }
-        .is_mutation());
-        assert!(Command::Flush {
-            table: Table::Nat,
-            chain: None
-        }
-        .is_mutation());
+        assert!(!Command::List { table: Table::Nat, chain: None, options: ListOptions::default() }.is_mutation());
+        assert!(Command::Flush { table: Table::Nat, chain: None }.is_mutation());
     }
 
     // --- round trip property ---------------------------------------------------------
@@ -707,9 +596,7 @@ COMMIT
         (any::<u32>(), 0u8..=32).prop_map(|(a, p)| Cidr::new(Ipv4Addr::from(a), p).unwrap())
     }
 
-    fn negatable<T: std::fmt::Debug + Clone>(
-        s: impl Strategy<Value = T>,
-    ) -> impl Strategy<Value = Negatable<T>> {
+    fn negatable<T: std::fmt::Debug + Clone>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Negatable<T>> {
         (any::<bool>(), s).prop_map(|(negated, value)| Negatable { negated, value })
     }
 
@@ -722,9 +609,8 @@ COMMIT
     }
 
     fn addr_range() -> impl Strategy<Value = AddrRange> {
-        (any::<u32>(), any::<u32>()).prop_map(|(a, b)| {
-            AddrRange::new(Ipv4Addr::from(a.min(b)), Ipv4Addr::from(a.max(b))).unwrap()
-        })
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(a, b)| AddrRange::new(Ipv4Addr::from(a.min(b)), Ipv4Addr::from(a.max(b))).unwrap())
     }
 
     fn iface() -> impl Strategy<Value = Iface> {
@@ -772,10 +658,8 @@ COMMIT
             Just(Target::Return),
             (proptest::option::of(nat_ports()), any::<bool>())
                 .prop_map(|(ports, random)| Target::Masquerade { ports, random }),
-            (addr_range(), proptest::option::of(nat_ports()))
-                .prop_map(|(addrs, ports)| Target::Snat { addrs, ports }),
-            (addr_range(), proptest::option::of(nat_ports()))
-                .prop_map(|(addrs, ports)| Target::Dnat { addrs, ports }),
+            (addr_range(), proptest::option::of(nat_ports())).prop_map(|(addrs, ports)| Target::Snat { addrs, ports }),
+            (addr_range(), proptest::option::of(nat_ports())).prop_map(|(addrs, ports)| Target::Dnat { addrs, ports }),
             proptest::option::of(nat_ports()).prop_map(|ports| Target::Redirect { ports }),
         ];
         let comment = proptest::option::of("[ -~]{0,40}");
@@ -796,11 +680,7 @@ COMMIT
             if !m.is_icmp() {
                 m.icmp_type = None;
             }
-            let mut target = if target.allowed_in(chain) {
-                target
-            } else {
-                Target::Accept
-            };
+            let mut target = if target.allowed_in(chain) { target } else { Target::Accept };
             if m.port_protocol().is_none() {
                 match &mut target {
                     Target::Masquerade { ports, .. }
@@ -810,11 +690,7 @@ COMMIT
                     _ => {}
                 }
             }
-            Rule {
-                matches: m,
-                target,
-                comment,
-            }
+            Rule { matches: m, target, comment }
         })
     }
 
@@ -828,20 +704,12 @@ COMMIT
         )
             .prop_map(|(pre, post, fwd, drop)| {
                 let mut set = RuleSet::new();
-                for (chain, rules) in [
-                    (Chain::Prerouting, pre),
-                    (Chain::Postrouting, post),
-                    (Chain::Forward, fwd),
-                ] {
+                for (chain, rules) in [(Chain::Prerouting, pre), (Chain::Postrouting, post), (Chain::Forward, fwd)] {
                     for rule in rules {
                         set.append(chain, rule).unwrap();
                     }
                 }
-                set.set_policy(
-                    Chain::Forward,
-                    if drop { Policy::Drop } else { Policy::Accept },
-                )
-                .unwrap();
+                set.set_policy(Chain::Forward, if drop { Policy::Drop } else { Policy::Accept }).unwrap();
                 set
             })
     }

@@ -107,16 +107,23 @@ impl Client {
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line.as_bytes());
         out.push(b'\n');
-        self.writer.write_all(&out).map_err(|e| self.io_error(e))?;
+        let sent = match self.writer.write_all(&out) {
+            Err(e) if !matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                return Err(self.io_error(e))
+            }
+            sent => sent,
+        };
         let mut answer = String::new();
-        match self.reader.read_line(&mut answer) {
-            Ok(0) => Err(ClientError::Closed),
-            Ok(_) if !answer.ends_with('\n') => Err(ClientError::Closed),
-            Ok(_) => {
+        let read = self.reader.read_line(&mut answer);
+        match (sent, read) {
+            // A server that hung up on us may have said why first (`busy`): that line wins.
+            (_, Ok(_)) if answer.ends_with('\n') => {
                 answer.pop();
                 Ok(answer)
             }
-            Err(e) => Err(self.io_error(e)),
+            (Err(e), _) => Err(self.io_error(e)),
+            (Ok(()), Ok(_)) => Err(ClientError::Closed),
+            (Ok(()), Err(e)) => Err(self.io_error(e)),
         }
     }
 

@@ -82,7 +82,8 @@ Usage:
   masqctl json 'REQUEST'                         send one raw JSON request line
 
 Options:
-  -S, --socket PATH   masqd's control socket (default /run/masq/masqd.sock)
+  -S, --socket PATH   masqd's control socket (default /run/masq/masqd.sock); iptables'
+                      own -S is --list-rules here, and -S right after -M sets timeouts
   --json              print results as JSON
   -t, --table TABLE   filter (default), nat, ...
   -h, --help          this text
@@ -204,16 +205,19 @@ struct FilterArgs {
     /// Subscriber address or prefix.
     #[arg(long = "inside", value_parser = net, value_name = "ADDR[/LEN]")]
     inside_addr: Option<Ipv4Net>,
+    /// Subscriber port (ICMP: query id).
     #[arg(long, value_name = "PORT")]
     inside_port: Option<u16>,
     /// External address or prefix.
     #[arg(long = "outside", value_parser = net, value_name = "ADDR[/LEN]")]
     outside_addr: Option<Ipv4Net>,
+    /// External port.
     #[arg(long, value_name = "PORT")]
     outside_port: Option<u16>,
     /// Remote peer address or prefix.
     #[arg(long = "remote", value_parser = net, value_name = "ADDR[/LEN]")]
     remote_addr: Option<Ipv4Net>,
+    /// Remote peer port.
     #[arg(long, value_name = "PORT")]
     remote_port: Option<u16>,
     /// Session state (ESTABLISHED, ...).
@@ -248,7 +252,11 @@ fn parse_subcommand(args: &[String]) -> Result<Invocation, UsageError> {
     let cli = match SubCli::try_parse_from(std::iter::once("masqctl".to_string()).chain(args.iter().cloned())) {
         Ok(cli) => cli,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
-            return Ok(Invocation { socket: DEFAULT_SOCKET.into(), json: false, action: Action::Help(e.to_string()) })
+            return Ok(Invocation {
+                socket: DEFAULT_SOCKET.into(),
+                json: false,
+                action: Action::Help(format!("{}\n", e.to_string().trim_end())),
+            })
         }
         Err(e) => {
             let text = e.to_string();

@@ -3,7 +3,7 @@
 //! The request/response protocol spoken over masqd's Unix control socket ([`protocol`]),
 //! the server that answers it ([`server`]: masqd implements [`Handler`]), the client that
 //! speaks it ([`client`]), and the `masqctl` command line on top ([`cli`] turns iptables'
-//! syntax into commands, [`format`] prints results). See `docs/control-protocol.md`.
+//! syntax into commands, [`format`](mod@format) prints results). See `docs/control-protocol.md`.
 //!
 //! This crate knows nothing of the rule grammar or of the NAT: rule specifications travel
 //! as argv tokens and `iptables-save` text, and the dataplane (which depends on this crate,

@@ -10,9 +10,12 @@ use common::*;
 
 #[test]
 fn masqd_on_net_null_runs_and_shuts_down_cleanly() {
-    let cfg = MasqdConfig::new()
-        .inside("lan", "net_null0", "100.64.0.1/10")
-        .outside("wan", "net_null1", "203.0.113.1/24", Some("203.0.113.254"));
+    let cfg = MasqdConfig::new().inside("lan", "net_null0", "100.64.0.1/10").outside(
+        "wan",
+        "net_null1",
+        "203.0.113.1/24",
+        Some("203.0.113.254"),
+    );
     let mut masqd = Masqd::start(&cfg);
     masqd.expect_ready(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
@@ -27,9 +30,12 @@ fn masqd_on_net_null_runs_and_shuts_down_cleanly() {
 
 #[test]
 fn bad_config_fails_before_eal_with_one_line_naming_the_field() {
-    let cfg = MasqdConfig::new()
-        .inside("lan", "net_null0", "100.64.0.1/10")
-        .outside("wan", "net_bogus0", "203.0.113.1/24", None);
+    let cfg = MasqdConfig::new().inside("lan", "net_null0", "100.64.0.1/10").outside(
+        "wan",
+        "net_bogus0",
+        "203.0.113.1/24",
+        None,
+    );
     let stopped = Masqd::run_to_exit(&cfg.to_toml(), &[], Duration::from_secs(10));
     assert_eq!(stopped.status.code(), Some(2), "{}", stopped.log);
     let lines: Vec<&str> = stopped.log.lines().collect();

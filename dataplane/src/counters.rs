@@ -87,7 +87,7 @@ worker_counters! {
 impl WorkerCounters {
     /// Count a dropped packet.
     #[inline]
-    pub fn drop(&self, reason: DropReason) {
+    pub fn count_drop(&self, reason: DropReason) {
         self.drops[reason.index()].inc();
     }
 
@@ -110,9 +110,9 @@ mod tests {
     fn counts_and_lists() {
         let c = WorkerCounters::default();
         c.rx_packets.add(3);
-        c.drop(DropReason::NoRoute);
-        c.drop(DropReason::NoRoute);
-        c.drop(DropReason::TxFull);
+        c.count_drop(DropReason::NoRoute);
+        c.count_drop(DropReason::NoRoute);
+        c.count_drop(DropReason::TxFull);
         assert_eq!(c.drops_for(DropReason::NoRoute), 2);
         assert_eq!(c.drops_total(), 3);
         assert!(c.scalars().contains(&("rx_packets", 3)));

@@ -10,6 +10,8 @@
 
 pub mod config;
 pub mod counters;
+#[cfg(feature = "dpdk")]
+pub mod dpdk_io;
 pub mod io;
 pub mod l3;
 pub mod nat;

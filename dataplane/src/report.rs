@@ -55,8 +55,8 @@ mod tests {
         let b = WorkerCounters::default();
         a.rx_packets.add(5);
         b.rx_packets.add(2);
-        a.drop(DropReason::Ipv4BadChecksum);
-        b.drop(DropReason::Ipv4BadChecksum);
+        a.count_drop(DropReason::Ipv4BadChecksum);
+        b.count_drop(DropReason::Ipv4BadChecksum);
         let ports = [PortCounters { name: "lan".into(), counters: vec![("rx_packets".into(), 7)] }];
         let text = render(&ports, &[&a, &b], 0);
         assert!(text.contains("\nworker:0 rx_packets 5\n"));

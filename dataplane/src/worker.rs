@@ -63,13 +63,7 @@ pub struct Worker<Io: PacketIo> {
 
 impl<Io: PacketIo> Worker<Io> {
     pub fn new(io: Io, router: Router, counters: Arc<WorkerCounters>) -> Self {
-        Worker {
-            io,
-            router,
-            hold: HoldQueue::with_capacity(HOLD_CAPACITY),
-            counters,
-            last_hold_service: Instant::ZERO,
-        }
+        Worker { io, router, hold: HoldQueue::with_capacity(HOLD_CAPACITY), counters, last_hold_service: Instant::ZERO }
     }
 
     pub fn io(&self) -> &Io {
@@ -127,7 +121,7 @@ impl<Io: PacketIo> Worker<Io> {
         self.counters.rx_packets.inc();
         self.counters.rx_bytes.add(frame.len() as u64);
         if !frame.is_contiguous() {
-            self.counters.drop(DropReason::MultiSegment);
+            self.counters.count_drop(DropReason::MultiSegment);
             self.io.free(frame);
             return;
         }
@@ -137,13 +131,13 @@ impl<Io: PacketIo> Worker<Io> {
                 if frame.set_len(len) {
                     self.io.tx(port, frame);
                 } else {
-                    self.counters.drop(DropReason::IcmpErrorSuppressed);
+                    self.counters.count_drop(DropReason::IcmpErrorSuppressed);
                     self.io.free(frame);
                 }
             }
             Verdict::Resolve { port, via, len } => {
                 if !frame.set_len(len) {
-                    self.counters.drop(DropReason::IcmpErrorSuppressed);
+                    self.counters.count_drop(DropReason::IcmpErrorSuppressed);
                     self.io.free(frame);
                 } else {
                     self.hold_frame(frame, port, via, now);
@@ -155,7 +149,7 @@ impl<Io: PacketIo> Worker<Io> {
 
     fn hold_frame(&mut self, frame: Io::Frame, port: u16, via: Ipv4Addr, now: Instant) {
         if self.hold.is_full() {
-            self.counters.drop(DropReason::ArpHoldFull);
+            self.counters.count_drop(DropReason::ArpHoldFull);
             self.io.free(frame);
             return;
         }
@@ -196,7 +190,7 @@ impl<Io: PacketIo> Worker<Io> {
                 self.io.tx(h.port, h.frame);
             } else if now >= h.deadline {
                 let h = self.hold.held.remove(i);
-                self.counters.drop(DropReason::ArpUnresolved);
+                self.counters.count_drop(DropReason::ArpUnresolved);
                 self.io.free(h.frame);
             } else {
                 i += 1;
@@ -216,7 +210,7 @@ impl<Io: PacketIo> Worker<Io> {
     /// Free everything still held and send what is staged. Called when the loop stops.
     pub fn shutdown(&mut self) {
         for h in self.hold.held.drain(..) {
-            self.counters.drop(DropReason::ArpUnresolved);
+            self.counters.count_drop(DropReason::ArpUnresolved);
             self.io.free(h.frame);
         }
         self.hold.resolving.clear();

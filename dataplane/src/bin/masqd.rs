@@ -1,1 +1,303 @@
-fn main() {}
+//! masqd: the masq NAT daemon.
+//!
+//! Reads and validates the configuration (before EAL starts, so a typo costs nothing),
+//! initialises EAL with the lcores and devices it derives from it, configures every port
+//! with one RX/TX queue pair per worker, launches one poll-mode worker per configured
+//! core, and waits for SIGINT/SIGTERM. On the way out it stops the workers, prints every
+//! counter (see `dataplane::report`), checks that each mbuf came back to its pool and
+//! exits 0 — or 3 if buffers leaked.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use dataplane::config::{Config, PortConfig as PortCfg};
+use dataplane::counters::WorkerCounters;
+use dataplane::dpdk_io::{DpdkIo, TscClock};
+use dataplane::l3::neighbor::NeighborTable;
+use dataplane::l3::route::RouteTable;
+use dataplane::l3::router::Router;
+use dataplane::report::{self, PortCounters};
+use dataplane::worker::{Worker, HOLD_CAPACITY};
+use dpdk::{Eal, Mempool, Port, PortConfig};
+
+/// masq carrier-grade NAT daemon.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+/// Exit code for a configuration error.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code when mbufs leaked.
+const EXIT_LEAK: u8 = 3;
+/// Neighbour cache size (entries, all ports).
+const NEIGHBORS: usize = 4096;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("masqd: {}: {e}", args.config.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check {
+        println!("masqd: {}: configuration OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(&config) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("masqd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// EAL arguments derived from the configuration, then the user's extra ones.
+fn eal_args(config: &Config) -> Vec<String> {
+    let mut lcores = vec![config.dpdk.main_core];
+    lcores.extend(&config.workers.cores);
+    let mut args = vec![
+        "masqd".to_string(),
+        "-l".to_string(),
+        lcores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        "--main-lcore".to_string(),
+        config.dpdk.main_core.to_string(),
+    ];
+    let workers = config.workers.cores.len();
+    for p in &config.ports {
+        if p.is_vdev() {
+            args.push("--vdev".to_string());
+            args.push(vdev_devargs(p, workers));
+        } else {
+            args.push("-a".to_string());
+            args.push(p.device.clone());
+        }
+    }
+    if config.ports.iter().all(PortCfg::is_vdev) && !config.dpdk.args.iter().any(|a| a == "-a" || a == "-b") {
+        args.push("--no-pci".to_string());
+    }
+    args.extend(config.dpdk.args.iter().cloned());
+    args
+}
+
+/// af_packet needs one queue pair per worker, requested in its device arguments.
+fn vdev_devargs(port: &PortCfg, workers: usize) -> String {
+    if port.device.starts_with("net_af_packet") && workers > 1 && !port.device.contains("qpairs=") {
+        format!("{},qpairs={workers}", port.device)
+    } else {
+        port.device.clone()
+    }
+}
+
+/// Mbufs needed: every RX and TX ring full, every worker's stages and hold queue, the
+/// per-lcore caches, and slack. Rounded up to 2^n - 1 as DPDK prefers.
+fn pool_size(config: &Config) -> u32 {
+    if config.dpdk.mbufs > 0 {
+        return config.dpdk.mbufs;
+    }
+    let ports = config.ports.len() as u32;
+    let workers = config.workers.cores.len() as u32;
+    let rings = ports * workers * (u32::from(config.dpdk.rx_desc) + u32::from(config.dpdk.tx_desc));
+    let staging = workers * ((ports + 2) * 32 + HOLD_CAPACITY as u32);
+    let caches = (workers + 1) * 256;
+    (rings + staging + caches + 1024).next_power_of_two() - 1
+}
+
+struct RunningPort {
+    name: String,
+    port: Port,
+    /// The MAC the router uses: the configured one, else the device's.
+    mac: [u8; 6],
+}
+
+fn run(config: &Config) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let args = eal_args(config);
+    eprintln!("masqd: EAL arguments: {}", args[1..].join(" "));
+    let eal = Eal::init(&args).context("EAL initialisation failed")?;
+    let worker_lcores = eal.worker_lcores();
+    if worker_lcores.len() != config.workers.cores.len() {
+        bail!(
+            "EAL enabled {} worker lcores, configuration asks for {}",
+            worker_lcores.len(),
+            config.workers.cores.len()
+        );
+    }
+
+    let n_workers = config.workers.cores.len() as u16;
+    let mbufs = pool_size(config);
+    let pool = Mempool::new("masq_pkts", mbufs, 256, dpdk::DEFAULT_DATA_ROOM, dpdk::SOCKET_ID_ANY)
+        .with_context(|| format!("creating a pool of {mbufs} mbufs (try more memory: -m in dpdk.args)"))?;
+
+    let mut ports = Vec::with_capacity(config.ports.len());
+    for (i, pc) in config.ports.iter().enumerate() {
+        let name = pc.device_name();
+        let mut port = Port::by_name(name).with_context(|| {
+            format!(
+                "port[{i}] \"{}\": device \"{}\" was not probed by DPDK (check the device string)",
+                pc.name, pc.device
+            )
+        })?;
+        let info = port.info().with_context(|| format!("port \"{}\": reading device info", pc.name))?;
+        if info.max_rx_queues < n_workers || info.max_tx_queues < n_workers {
+            bail!(
+                "port \"{}\" ({}) supports {} RX / {} TX queues; {} workers need one each",
+                pc.name,
+                info.driver_name,
+                info.max_rx_queues,
+                info.max_tx_queues,
+                n_workers
+            );
+        }
+        let rss = (n_workers > 1)
+            .then(|| dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
+        let pcfg = PortConfig {
+            rx_queues: n_workers,
+            tx_queues: n_workers,
+            rx_desc: config.dpdk.rx_desc,
+            tx_desc: config.dpdk.tx_desc,
+            rss,
+            mtu: None,
+        };
+        port.configure(&pcfg, &pool).with_context(|| format!("configuring port \"{}\"", pc.name))?;
+        if let Some(mac) = pc.mac {
+            if let Err(e) = port.set_mac_addr(mac) {
+                // The device keeps its own address; masq answers for the configured one in
+                // software, and promiscuous mode (below) delivers frames sent to it.
+                eprintln!(
+                    "masqd: port \"{}\": device cannot take MAC {} ({e}); using it in software",
+                    pc.name,
+                    dataplane::packet::EthernetAddress(mac)
+                );
+            }
+        }
+        port.start().with_context(|| format!("starting port \"{}\"", pc.name))?;
+        // Not fatal: some PMDs (af_packet on a veth) manage promiscuity themselves.
+        if let Err(e) = port.set_promiscuous(true) {
+            eprintln!("masqd: port \"{}\": promiscuous mode not set: {e}", pc.name);
+        }
+        let mac = match pc.mac {
+            Some(m) => m,
+            None => port.mac_addr().with_context(|| format!("port \"{}\": reading MAC", pc.name))?,
+        };
+        eprintln!(
+            "masqd: port {} \"{}\" {} {} driver {} mac {} queues {}{}",
+            port.id(),
+            pc.name,
+            pc.role,
+            pc.address,
+            info.driver_name,
+            dataplane::packet::EthernetAddress(mac),
+            n_workers,
+            if n_workers > 1 && !port.rss_active() { " (no RSS)" } else { "" }
+        );
+        ports.push(RunningPort { name: pc.name.clone(), port, mac });
+    }
+
+    let routes = Arc::new(RouteTable::from_config(config));
+    let neighbors = Arc::new(NeighborTable::new(NEIGHBORS));
+    for n in &config.neighbors {
+        neighbors.add_static(n.port as u16, n.address, n.mac).context("adding static neighbours")?;
+    }
+    let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
+
+    let mut all_counters = Vec::new();
+    for (w, lcore) in worker_lcores.iter().enumerate() {
+        let q = w as u16;
+        let mut rxq = Vec::new();
+        let mut txq = Vec::new();
+        for p in ports.iter_mut() {
+            rxq.push(p.port.rx_queue(q)?);
+            txq.push(p.port.tx_queue(q)?);
+        }
+        let counters = Arc::new(WorkerCounters::default());
+        all_counters.push(counters.clone());
+        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
+        let io = DpdkIo::new(rxq, txq, pool.clone());
+        let stop = stop.clone();
+        eal.launch(*lcore, move || {
+            let mut worker = Worker::new(io, router, counters);
+            let clock = TscClock::new();
+            worker.run(&stop, || clock.now());
+            0
+        })
+        .with_context(|| format!("launching worker {w} on lcore {lcore}"))?;
+    }
+    eprintln!(
+        "masqd: ready: {} ports, {} workers on cores {:?}, {} mbufs",
+        ports.len(),
+        worker_lcores.len(),
+        config.workers.cores,
+        mbufs
+    );
+
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("masqd: stopping");
+    let mut failed = false;
+    for lcore in &worker_lcores {
+        let rc = eal.wait(*lcore);
+        if rc != 0 {
+            eprintln!("masqd: worker on lcore {lcore} exited with {rc}");
+            failed = true;
+        }
+    }
+
+    let mut port_counters = Vec::new();
+    for p in ports.iter_mut() {
+        let s = p.port.stats().unwrap_or_default();
+        port_counters.push(PortCounters {
+            name: p.name.clone(),
+            counters: vec![
+                ("rx_packets".into(), s.ipackets),
+                ("tx_packets".into(), s.opackets),
+                ("rx_bytes".into(), s.ibytes),
+                ("tx_bytes".into(), s.obytes),
+                ("rx_missed".into(), s.imissed),
+                ("rx_errors".into(), s.ierrors),
+                ("tx_errors".into(), s.oerrors),
+                ("rx_nombuf".into(), s.rx_nombuf),
+            ],
+        });
+    }
+    for p in ports {
+        let RunningPort { name, mut port, .. } = p;
+        if let Err(e) = port.stop() {
+            eprintln!("masqd: port \"{name}\": stop: {e}");
+        }
+        if let Err(e) = port.close() {
+            eprintln!("masqd: port \"{name}\": close: {e}");
+        }
+    }
+    let in_use = pool.in_use();
+    let workers: Vec<&WorkerCounters> = all_counters.iter().map(|c| c.as_ref()).collect();
+    print!("{}", report::render(&port_counters, &workers, u64::from(in_use)));
+    if in_use != 0 {
+        println!("masqd: LEAK {in_use} mbufs");
+        return Ok(ExitCode::from(EXIT_LEAK));
+    }
+    println!("masqd: clean shutdown");
+    drop(pool);
+    drop(eal);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

@@ -56,12 +56,9 @@ impl RouteTable {
                 port: i as u16,
             })
             .collect();
-        connected.sort_by(|a, b| b.mask.count_ones().cmp(&a.mask.count_ones()));
-        let default = config
-            .ports
-            .iter()
-            .enumerate()
-            .find_map(|(i, p)| p.gateway.map(|via| NextHop { port: i as u16, via }));
+        connected.sort_by_key(|c| std::cmp::Reverse(c.mask.count_ones()));
+        let default =
+            config.ports.iter().enumerate().find_map(|(i, p)| p.gateway.map(|via| NextHop { port: i as u16, via }));
         RouteTable { connected, default, ports }
     }
 

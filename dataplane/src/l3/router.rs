@@ -113,23 +113,23 @@ impl Router {
     /// `len` bytes followed by the buffer's tailroom.
     pub fn process(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
         let Some(frame) = room.get(..len) else {
-            self.counters.drop(DropReason::EthTruncated);
+            self.counters.count_drop(DropReason::EthTruncated);
             return Verdict::Drop;
         };
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            self.counters.drop(DropReason::EthTruncated);
+            self.counters.count_drop(DropReason::EthTruncated);
             return Verdict::Drop;
         };
         let dst = eth.dst_addr();
         if dst != self.macs[usize::from(in_port)] && !dst.is_broadcast() {
-            self.counters.drop(DropReason::EthNotForUs);
+            self.counters.count_drop(DropReason::EthNotForUs);
             return Verdict::Drop;
         }
         match eth.ethertype() {
             EtherType::Ipv4 => self.ipv4(in_port, room, len, now),
             EtherType::Arp => self.arp(in_port, room, len, now),
             _ => {
-                self.counters.drop(DropReason::EthUnsupportedType);
+                self.counters.count_drop(DropReason::EthUnsupportedType);
                 Verdict::Drop
             }
         }
@@ -139,7 +139,7 @@ impl Router {
         let repr = match ArpPacket::new_checked(&room[ETH_LEN..len]).and_then(|p| ArpRepr::parse(&p)) {
             Ok(r) => r,
             Err(_) => {
-                self.counters.drop(DropReason::ArpMalformed);
+                self.counters.count_drop(DropReason::ArpMalformed);
                 return Verdict::Drop;
             }
         };
@@ -151,13 +151,13 @@ impl Router {
             if sender_on_link {
                 self.neighbors.refresh_if_known(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
             }
-            self.counters.drop(DropReason::ArpIgnored);
+            self.counters.count_drop(DropReason::ArpIgnored);
             return Verdict::Drop;
         }
-        if sender_on_link {
-            if self.neighbors.learn(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now).is_ok() {
-                self.counters.arp_learned.inc();
-            }
+        if sender_on_link
+            && self.neighbors.learn(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now).is_ok()
+        {
+            self.counters.arp_learned.inc();
         }
         match repr.operation {
             ArpOperation::Request => {
@@ -176,7 +176,7 @@ impl Router {
             // A reply to our request: learned above; nothing to send.
             ArpOperation::Reply => Verdict::Drop,
             _ => {
-                self.counters.drop(DropReason::ArpIgnored);
+                self.counters.count_drop(DropReason::ArpIgnored);
                 Verdict::Drop
             }
         }
@@ -210,14 +210,14 @@ impl Router {
         self.emit_arp(room, EthernetAddress::BROADCAST, ours, &req)
     }
 
-    fn ipv4(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+    fn ipv4(&mut self, _in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
         if let Some(reason) = malformed_ipv4(&room[ETH_LEN..len]) {
-            self.counters.drop(reason);
+            self.counters.count_drop(reason);
             return Verdict::Drop;
         }
         let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
         if !ip.verify_checksum() {
-            self.counters.drop(DropReason::Ipv4BadChecksum);
+            self.counters.count_drop(DropReason::Ipv4BadChecksum);
             return Verdict::Drop;
         }
         let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
@@ -225,11 +225,11 @@ impl Router {
         // Ethernet padding beyond the IPv4 total length is not part of the packet.
         let len = ETH_LEN + ip_len;
         if is_martian_source(src) || dst.octets()[0] == 0 || dst.octets()[0] == 127 {
-            self.counters.drop(DropReason::Ipv4BadAddress);
+            self.counters.count_drop(DropReason::Ipv4BadAddress);
             return Verdict::Drop;
         }
         if dst.is_broadcast() || dst.is_multicast() || self.routes.is_directed_broadcast(dst) {
-            self.counters.drop(DropReason::LocalUnhandled);
+            self.counters.count_drop(DropReason::LocalUnhandled);
             return Verdict::Drop;
         }
         if self.routes.local_port(dst).is_some() {
@@ -254,12 +254,12 @@ impl Router {
                     u32::from(mtu),
                 );
             }
-            self.counters.drop(DropReason::TooBig);
+            self.counters.count_drop(DropReason::TooBig);
             return Verdict::Drop;
         }
         Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]).decrement_ttl();
         self.counters.forwarded.inc();
-        self.to_next_hop(room, len, hop.port, hop.via, now)
+        self.forward_to(room, len, hop.port, hop.via, now)
     }
 
     /// Packets for the router's own addresses: answer pings, drop the rest.
@@ -271,12 +271,12 @@ impl Router {
                 .map(|p| p.msg_type() == Icmpv4Message::EchoRequest && p.verify_checksum())
                 .unwrap_or(false);
         if !is_echo {
-            self.counters.drop(DropReason::LocalUnhandled);
+            self.counters.count_drop(DropReason::LocalUnhandled);
             return Verdict::Drop;
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let Some(back) = self.routes.lookup(src) else {
-            self.counters.drop(DropReason::NoRoute);
+            self.counters.count_drop(DropReason::NoRoute);
             return Verdict::Drop;
         };
         let mut ip = Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]);
@@ -288,7 +288,7 @@ impl Router {
         echo.set_msg_type(Icmpv4Message::EchoReply);
         echo.fill_checksum();
         self.counters.icmp_sent.inc();
-        self.to_next_hop(room, len, back.port, back.via, now)
+        self.forward_to(room, len, back.port, back.via, now)
     }
 
     fn take_icmp_token(&mut self, now: Instant) -> bool {
@@ -318,21 +318,21 @@ impl Router {
         code: u8,
         rest_of_header: u32,
     ) -> Verdict {
-        self.counters.drop(reason);
+        self.counters.count_drop(reason);
         let original = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
         if !icmp::may_send_error_about(&original) || !self.take_icmp_token(now) {
-            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
             return Verdict::Drop;
         }
         let to = original.src_addr();
         let Some(back) = self.routes.lookup(to) else {
-            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
             return Verdict::Drop;
         };
         let quote_len = icmp::error_quote_len(&room[ETH_LEN..len]);
         let quote_at = ETH_LEN + IPV4_LEN + ICMP_HEADER_LEN;
         if room.len() < (quote_at + quote_len).max(MIN_FRAME) {
-            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
             return Verdict::Drop;
         }
         room.copy_within(ETH_LEN..ETH_LEN + quote_len, quote_at);
@@ -340,7 +340,7 @@ impl Router {
         let Ok(ip_len) =
             icmp::emit_error(&mut room[ETH_LEN..], from, to, DEFAULT_TTL, msg, code, rest_of_header, quote_len)
         else {
-            self.counters.drop(DropReason::IcmpErrorSuppressed);
+            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
             return Verdict::Drop;
         };
         let mut out_len = ETH_LEN + ip_len;
@@ -350,11 +350,11 @@ impl Router {
         }
         EthernetFrame::new_unchecked(&mut room[..out_len]).set_ethertype(EtherType::Ipv4);
         self.counters.icmp_sent.inc();
-        self.to_next_hop(room, out_len, back.port, back.via, now)
+        self.forward_to(room, out_len, back.port, back.via, now)
     }
 
     /// Finish a routed frame: MACs if the next hop is known, else ask the worker to resolve.
-    fn to_next_hop(&mut self, room: &mut [u8], len: usize, port: u16, via: Ipv4Addr, now: Instant) -> Verdict {
+    fn forward_to(&mut self, room: &mut [u8], len: usize, port: u16, via: Ipv4Addr, now: Instant) -> Verdict {
         match self.neighbors.lookup(port, via, now) {
             Neighbor::Fresh(mac) => {
                 self.fill_l2(port, mac, room);
@@ -370,11 +370,8 @@ impl Router {
     }
 
     fn note_stale(&mut self, port: u16, via: Ipv4Addr, now: Instant) {
-        let recent = self
-            .refreshed
-            .iter()
-            .flatten()
-            .any(|r| r.port == port && r.via == via && now.millis_since(r.asked) < 1000);
+        let recent =
+            self.refreshed.iter().flatten().any(|r| r.port == port && r.via == via && now.millis_since(r.asked) < 1000);
         if recent {
             return;
         }
@@ -505,8 +502,10 @@ cores = [1]
         assert_eq!(ip.header().ttl(), 63);
         assert_eq!(ip.header().source(), HOST_IP);
         assert_eq!(ip.header().destination(), SERVER_IP);
-        // Only TTL and checksum changed.
-        assert_eq!(f[14 + 9..], input[14 + 9..]);
+        // Only TTL (offset 8) and the header checksum (10..12) changed.
+        assert_eq!(f[14..14 + 8], input[14..14 + 8]);
+        assert_eq!(f[14 + 9], input[14 + 9]);
+        assert_eq!(f[14 + 12..], input[14 + 12..]);
         assert_eq!(c.forwarded.get(), 1);
         assert_eq!(c.tx_packets.get(), 1);
         assert_eq!(c.drops_total(), 0);
@@ -620,8 +619,7 @@ cores = [1]
         not_ours[0..6].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
         let mut ipv6 = good.clone();
         ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
-        for f in [&good[..10], &good[..20], &bad_csum, &bad_ihl, &bad_version, &bad_len, &too_long, &not_ours, &ipv6]
-        {
+        for f in [&good[..10], &good[..20], &bad_csum, &bad_ihl, &bad_version, &bad_len, &too_long, &not_ours, &ipv6] {
             w.io_mut().inject(LAN, f);
         }
         w.poll(Instant::from_secs(1));

@@ -1,1 +1,939 @@
-//! placeholder, being written
+//! The NAT core: sessions, mappings, external ports, TCP state, timers, fragments.
+//!
+//! Sans-I/O and per worker. [`WorkerNat`] owns all the state of one worker: it is
+//! built from a [`NatConfig`] before the worker starts, then used by that worker alone,
+//! without locks. It works on tuples and numbers, never on packet bytes (the
+//! translation step applies its results later) and never reads a clock: every call
+//! that needs time takes the caller's `now`.
+//!
+//! The only shared state is [`Timeouts`] (atomics the control plane changes live) and
+//! the read-only [`PortPartition`] every worker can consult to find the owner of an
+//! external port.
+//!
+//! ## Data model
+//!
+//! - A **session** ([`Session`], `table.rs`) is one flow: inside, outside and remote
+//!   endpoints plus protocol, kind, state and timers. It is found from packets arriving
+//!   inside by (inside, remote, proto) and from packets arriving outside by (outside,
+//!   remote, proto) — one hash lookup each, in one index.
+//! - A **mapping** (`mapping.rs`) is the endpoint-independent binding inside endpoint →
+//!   external endpoint that all source-NAT sessions from that endpoint share (RFC 4787
+//!   REQ-1). It exists while it has sessions.
+//! - A **subscriber** (`subscriber.rs`) is an inside address: its paired external
+//!   address and its port and session counts (limits).
+//! - **Ports** (`ports.rs`): this worker's slice of every external address, a bitmap per
+//!   (address, protocol), and a quarantine for freed ports.
+//! - **Filtering** (`filter.rs`), **TCP state** (`tcp.rs`), **expiry** (`timers.rs`: a
+//!   lazily rescheduled hierarchical wheel), **fragments** (`frag.rs`).
+//!
+//! ## Memory: fixed at construction
+//!
+//! Every table is a boxed slice sized from the configuration; nothing allocates after
+//! [`WorkerNat::new`] on any per-packet or expiry path (listing, which fills a
+//! caller's `Vec`, is a control-path call). Per session, worst case (one mapping per
+//! session):
+//!
+//! ```text
+//!   Session record                                   48 B
+//!   session index: 2 entries × 8 B at load ≤ 0.8     20 B
+//!   Mapping record                                   16 B
+//!   mapping index: 2 entries × 8 B at load ≤ 0.8     20 B
+//!   ─────────────────────────────────────────────────────
+//!   endpoint-independent / address+port-dependent   104 B
+//!   + address-dependent filter entry 16 B / 0.8      20 B  → 124 B
+//! ```
+//!
+//! Sized separately (see [`MemoryReport`]): subscribers (20 B / 0.8 each; default
+//! `max_sessions / 4` of them, ≈ 6 B per session), the port quarantine (8 B per entry,
+//! at most `2 × max_sessions` by default), port bitmaps (one bit per external port
+//! this worker owns, per protocol), fragments (≈ 42 B per entry), wheel heads (3.5 KiB).
+//!
+//! ## Life of a flow
+//!
+//! ```text
+//! in2out:  lookup_in2out(tuple) ── hit ──▶ translate, refresh(id, In2Out, flags, ..)
+//!                                └ miss ─▶ policy ─▶ create(tuple, Masquerade|Snat|NoNat, ..)
+//! out2in:  lookup_out2in(tuple) ── Session ─▶ translate, refresh(id, Out2In, ..)
+//!                                ├ Mapping ─▶ create(tuple, Inbound(mapping), ..)
+//!                                ├ Filtered ▶ drop (FilteredEndpoint)
+//!                                └ Miss ────▶ static DNAT? create(tuple, Dnat{to}, ..) : drop (NoSession)
+//! timers:  if now >= next_deadline(): expire(now, budget, log)
+//! ```
+//!
+//! **Ownership of out2in traffic.** An outside packet to (external address, port)
+//! belongs to `partition.owner_of(port)`; a worker receiving another's packet hands it
+//! over. DNAT sessions are created by whichever worker handles the inbound packet;
+//! keeping their replies (which RSS steers by the inside source) on the same worker is
+//! the handoff layer's job.
+//!
+//! **Hairpinning.** An inside packet to one of our external endpoints is handled as two
+//! passes: in2out for the sender (its own mapping and session), then out2in of the
+//! translated packet — [`WorkerNat::lookup_out2in`] accepts any tuple, whichever
+//! interface it came from, and [`WorkerNat::lookup_outside`] resolves an external
+//! endpoint directly.
+
+pub mod config;
+pub mod filter;
+pub mod frag;
+pub mod hash;
+pub(crate) mod index;
+pub mod key;
+mod mapping;
+pub mod ports;
+mod subscriber;
+pub mod table;
+pub mod tcp;
+pub mod timeouts;
+pub(crate) mod timers;
+
+pub use config::{ConfigError, NatConfig};
+pub use filter::Filtering;
+pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
+pub use key::{Endpoint, FlowKey, Proto, Tuple};
+pub use ports::{PortCounters, PortInUse, PortPartition, PortRange};
+pub use subscriber::Subscriber;
+pub use table::{ConnState, Session, SessionKind, SESSION_BYTES};
+pub use tcp::{TcpState, TCP_TRANSITIONS};
+pub use timeouts::{TimeoutClass, TimeoutValues, Timeouts};
+
+use crate::stats::DropReason;
+use crate::time::{Duration, Instant};
+use filter::AddrFilter;
+use hash::{FlowHasher, PortRng};
+use mapping::MappingTable;
+use ports::PortAllocator;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use subscriber::Subscribers;
+use table::{SessionTable, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, UNREPLIED};
+use tcp::RelDir;
+use timers::Wheel;
+
+/// Direction of a packet through the NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Arrived on the inside, leaves on the outside ("outbound").
+    In2Out,
+    /// Arrived on the outside, leaves on the inside ("inbound").
+    Out2In,
+}
+
+/// A session's slab index. Valid until the next `expire`, `flush` or `remove` call on
+/// the same [`WorkerNat`] (so: for the rest of a burst).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(u32);
+
+impl SessionId {
+    pub const fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// A mapping's slab index; same validity as [`SessionId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MappingId(u32);
+
+/// A session found by a lookup.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionRef<'a> {
+    pub id: SessionId,
+    pub session: &'a Session,
+}
+
+impl core::ops::Deref for SessionRef<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session
+    }
+}
+
+/// A mapping, by value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappingRef {
+    pub id: MappingId,
+    pub proto: Proto,
+    pub inside: Endpoint,
+    pub outside: Endpoint,
+    /// Sessions using it.
+    pub sessions: u32,
+}
+
+/// Result of an out2in lookup.
+#[derive(Clone, Copy, Debug)]
+pub enum Out2In<'a> {
+    /// An existing session: translate.
+    Session(SessionRef<'a>),
+    /// No session, but a mapping whose filter accepts this remote: the caller may
+    /// [`create`](WorkerNat::create) a session with [`NatAction::Inbound`].
+    Mapping(MappingRef),
+    /// A mapping exists but its filter refuses this remote (`FilteredEndpoint`).
+    Filtered(MappingRef),
+    /// Nothing: a static DNAT rule may apply, else `NoSession`.
+    Miss,
+}
+
+/// An SNAT target: pool addresses in `addrs` (inclusive; addresses outside the pool
+/// are not ours and are skipped), ports in `ports` if given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnatTarget {
+    pub addrs: (Ipv4Addr, Ipv4Addr),
+    pub ports: Option<PortRange>,
+}
+
+/// What to do with a new flow — the policy's choice, or an inbound session on a
+/// mapping. The first three take a tuple from the inside, the last two from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatAction {
+    /// Source NAT to this subscriber's paired pool address (MASQUERADE).
+    Masquerade,
+    /// Source NAT to a given address/port range (SNAT).
+    Snat(SnatTarget),
+    /// Forward untranslated, but track (nat-table ACCEPT).
+    NoNat,
+    /// Outside packet to (outside addr, port), sent on to `to` (DNAT; REDIRECT is
+    /// DNAT to the address the packet arrived on, see [`NatAction::redirect`]).
+    Dnat { to: Endpoint },
+    /// Outside packet accepted by a mapping (from [`Out2In::Mapping`]).
+    Inbound(MappingId),
+}
+
+impl NatAction {
+    /// REDIRECT: DNAT to the router's own address on the inbound interface.
+    pub const fn redirect(inbound_addr: Ipv4Addr, port: u16) -> NatAction {
+        NatAction::Dnat { to: Endpoint::new(inbound_addr, port) }
+    }
+}
+
+/// Why a session could not be created. The caller drops the packet, counts
+/// [`drop_reason`](Self::drop_reason), and for the first three sends ICMP host
+/// unreachable (RFC 6888 REQ-8). An existing mapping or session is never evicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CreateError {
+    /// The session table (or the mapping table) is full.
+    SessionTableFull = 0,
+    /// The subscriber is at its port or session limit, or the subscriber table is full.
+    SubscriberLimit = 1,
+    /// No free port in this worker's slice of the subscriber's address.
+    PortsExhausted = 2,
+    /// A session already uses the inside or outside tuple (two DNAT rules to one
+    /// target, or a caller that did not look up first).
+    TupleInUse = 3,
+    /// The mapping of an `Inbound` action is gone or does not match the tuple.
+    NoMapping = 4,
+}
+
+impl CreateError {
+    pub const COUNT: usize = 5;
+
+    pub const fn drop_reason(self) -> DropReason {
+        match self {
+            CreateError::SessionTableFull => DropReason::SessionTableFull,
+            CreateError::SubscriberLimit => DropReason::SubscriberLimit,
+            // No dedicated reason yet: the flow cannot get a distinct translation.
+            CreateError::PortsExhausted | CreateError::TupleInUse => DropReason::PortsExhausted,
+            CreateError::NoMapping => DropReason::NoSession,
+        }
+    }
+}
+
+/// Whether a packet refreshes its session's timer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RefreshMode {
+    /// Outbound packets refresh; inbound ones only established sessions (RFC 4787
+    /// REQ-6, RFC 5382, RFC 7857 mapping refresh).
+    #[default]
+    Default,
+    /// Refresh regardless.
+    Force,
+    /// Do not refresh: an ICMP error or RST sent from inside in reply to inbound
+    /// packets (RFC 7857), which the caller recognises. State still advances.
+    Suppress,
+}
+
+/// What [`WorkerNat::refresh`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refreshed {
+    pub refreshed: bool,
+    pub state: ConnState,
+    pub expires: Instant,
+}
+
+/// A session, by value: for listings and the session log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub proto: Proto,
+    pub kind: SessionKind,
+    pub initiator: Dir,
+    pub inside: Endpoint,
+    pub outside: Endpoint,
+    pub remote: Endpoint,
+    pub state: ConnState,
+    /// Since the last refreshing packet.
+    pub idle: Duration,
+    /// Until expiry (zero if due).
+    pub expires_in: Duration,
+}
+
+/// Per-worker NAT counters: plain integers written by the worker only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(align(64))]
+pub struct NatCounters {
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    /// Flushed or removed by the control plane.
+    pub sessions_removed: u64,
+    pub mappings_created: u64,
+    pub mappings_freed: u64,
+    /// Failed creations by [`CreateError`].
+    pub create_failed: [u64; CreateError::COUNT],
+}
+
+/// Bytes held by each table of a [`WorkerNat`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryReport {
+    pub sessions: usize,
+    pub mappings: usize,
+    pub filter: usize,
+    pub subscribers: usize,
+    pub ports: usize,
+    pub fragments: usize,
+    pub max_sessions: u32,
+}
+
+impl MemoryReport {
+    pub fn total(&self) -> usize {
+        self.sessions + self.mappings + self.filter + self.subscribers + self.ports + self.fragments
+    }
+
+    /// Session, mapping and filter tables (records and index slots) per session.
+    pub fn per_session_tables(&self) -> f64 {
+        (self.sessions + self.mappings + self.filter) as f64 / f64::from(self.max_sessions.max(1))
+    }
+}
+
+/// All NAT state of one worker.
+pub struct WorkerNat {
+    worker: u16,
+    partition: PortPartition,
+    filtering: Filtering,
+    ports_per_subscriber: u32,
+    sessions_per_subscriber: u32,
+    timeouts: Arc<Timeouts>,
+    sessions: SessionTable,
+    mappings: MappingTable,
+    subscribers: Subscribers,
+    filter: Option<AddrFilter>,
+    ports: PortAllocator,
+    wheel: Wheel,
+    frags: FragTable,
+    rng: PortRng,
+    counters: NatCounters,
+    flush_cursor: u32,
+}
+
+#[inline]
+fn timeout_class(proto: Proto, state: u8) -> TimeoutClass {
+    match proto {
+        Proto::Tcp => TcpState::from_u8(state).timeout_class(),
+        Proto::Udp => TimeoutClass::Udp,
+        Proto::Icmp => TimeoutClass::Icmp,
+    }
+}
+
+#[inline]
+fn ms32(t: Instant) -> u32 {
+    t.as_millis() as u32
+}
+
+impl WorkerNat {
+    /// Allocate every table for `config`. The only allocating call.
+    pub fn new(mut config: NatConfig, timeouts: Arc<Timeouts>) -> Result<Self, ConfigError> {
+        let partition = config.partition()?;
+        if config.worker_index >= config.worker_count {
+            return Err(ConfigError::WorkerIndex);
+        }
+        if config.max_sessions == 0 || config.max_sessions > 1 << 30 {
+            return Err(ConfigError::MaxSessions);
+        }
+        config.external_addrs.sort();
+        config.external_addrs.dedup();
+        let addrs = &config.external_addrs;
+        if addrs.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::TooManyAddresses);
+        }
+        let w = config.worker_index;
+        let owned = partition.slice(w, true).len() + partition.slice(w, false).len();
+        let total_ports = addrs.len() as u64 * Proto::ALL.len() as u64 * u64::from(owned);
+        if total_ports >= u64::from(u32::MAX) {
+            return Err(ConfigError::PortSpace);
+        }
+        let quarantine = match config.quarantine_capacity {
+            0 => total_ports.min(2 * u64::from(config.max_sessions)).max(1) as usize,
+            n => n as usize,
+        };
+        // Independent keys per table from the one secret (and the worker index, so
+        // workers do not share hash functions).
+        let mut s = config.seed ^ (u64::from(w) << 48);
+        let mut key = || hash::splitmix64(&mut s);
+        let max = config.max_sessions;
+        Ok(WorkerNat {
+            worker: w,
+            partition,
+            filtering: config.filtering,
+            ports_per_subscriber: config.ports_per_subscriber,
+            sessions_per_subscriber: config.sessions_per_subscriber,
+            timeouts,
+            sessions: SessionTable::new(max, FlowHasher::new(key())),
+            mappings: MappingTable::new(max, FlowHasher::new(key()), addrs),
+            subscribers: Subscribers::new(config.subscribers(), FlowHasher::new(key())),
+            filter: (config.filtering == Filtering::AddressDependent)
+                .then(|| AddrFilter::new(max, FlowHasher::new(key()))),
+            ports: PortAllocator::new(addrs, partition, w, config.port_hold, quarantine),
+            wheel: Wheel::new(max, 0),
+            frags: FragTable::new(config.max_fragments as usize, config.fragment_timeout, FlowHasher::new(key())),
+            rng: PortRng::new(key()),
+            counters: NatCounters::default(),
+            flush_cursor: 0,
+        })
+    }
+
+    // ----- lookups (fast path) -----
+
+    #[inline]
+    fn sref(&self, idx: u32) -> SessionRef<'_> {
+        SessionRef { id: SessionId(idx), session: self.sessions.get(idx) }
+    }
+
+    fn mref(&self, idx: u32) -> MappingRef {
+        let m = self.mappings.get(idx);
+        MappingRef {
+            id: MappingId(idx),
+            proto: m.proto,
+            inside: m.inside(),
+            outside: self.mappings.outside(m),
+            sessions: m.refs,
+        }
+    }
+
+    /// The session of a packet that arrived on the inside (`src` = inside endpoint).
+    #[inline]
+    pub fn lookup_in2out(&self, t: &Tuple) -> Option<SessionRef<'_>> {
+        let remote = Endpoint::new(t.dst.addr, t.proto.remote_port(t.dst.port));
+        self.sessions.find_inside(t.src, remote, t.proto).map(|i| self.sref(i))
+    }
+
+    /// The session, or mapping and filtering verdict, of a packet that arrived on the
+    /// outside (`dst` = outside endpoint) — or of a hairpinned packet after its in2out
+    /// translation. The filter check is at most one more lookup.
+    #[inline]
+    pub fn lookup_out2in(&self, t: &Tuple) -> Out2In<'_> {
+        let remote = Endpoint::new(t.src.addr, t.proto.remote_port(t.src.port));
+        if let Some(i) = self.sessions.find_outside(t.dst, remote, t.proto) {
+            return Out2In::Session(self.sref(i));
+        }
+        let Some(m) = self.mappings.find_outside(t.dst, t.proto) else {
+            return Out2In::Miss;
+        };
+        let accepted = match (self.filtering, &self.filter) {
+            (Filtering::EndpointIndependent, _) => true,
+            (Filtering::AddressDependent, Some(f)) => f.contains(m, u32::from(remote.addr)),
+            _ => false,
+        };
+        if accepted {
+            Out2In::Mapping(self.mref(m))
+        } else {
+            Out2In::Filtered(self.mref(m))
+        }
+    }
+
+    /// The mapping that owns external endpoint `ext` (hairpinning, diagnostics).
+    pub fn lookup_outside(&self, ext: Endpoint, proto: Proto) -> Option<MappingRef> {
+        self.mappings.find_outside(ext, proto).map(|m| self.mref(m))
+    }
+
+    /// The mapping of inside endpoint `inside`, if it has one.
+    pub fn mapping_of(&self, inside: Endpoint, proto: Proto) -> Option<MappingRef> {
+        self.mappings.find_inside(inside, proto).map(|m| self.mref(m))
+    }
+
+    /// A live session by id.
+    pub fn session(&self, id: SessionId) -> Option<SessionRef<'_>> {
+        self.sessions.is_live(id.0).then(|| self.sref(id.0))
+    }
+
+    // ----- creation (slow path) -----
+
+    /// Create the session for a new flow whose first packet is `t` (with TCP `flags`,
+    /// ignored for UDP and ICMP). Never evicts anything.
+    pub fn create(
+        &mut self,
+        t: &Tuple,
+        action: NatAction,
+        tcp_flags: u8,
+        now: Instant,
+    ) -> Result<SessionId, CreateError> {
+        match self.create_inner(t, action, tcp_flags, now) {
+            Ok(idx) => {
+                self.counters.sessions_created += 1;
+                Ok(SessionId(idx))
+            }
+            Err(e) => {
+                self.counters.create_failed[e as usize] += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn create_inner(&mut self, t: &Tuple, action: NatAction, flags: u8, now: Instant) -> Result<u32, CreateError> {
+        if self.sessions.is_full() {
+            return Err(CreateError::SessionTableFull);
+        }
+        let proto = t.proto;
+        let session = match action {
+            NatAction::Masquerade | NatAction::Snat(_) => {
+                let target = match action {
+                    NatAction::Snat(s) => Some(s),
+                    _ => None,
+                };
+                let inside = t.src;
+                let remote = Endpoint::new(t.dst.addr, proto.remote_port(t.dst.port));
+                if self.sessions.find_inside(inside, remote, proto).is_some() {
+                    return Err(CreateError::TupleInUse);
+                }
+                let sub = self.subscribers.get(inside.addr);
+                self.check_session_limit(sub)?;
+                let (m, fresh) = match self.mappings.find_inside(inside, proto) {
+                    Some(m) => (m, false),
+                    None => (self.new_mapping(inside, proto, sub, target)?, true),
+                };
+                let outside = self.mappings.outside(self.mappings.get(m));
+                if self.sessions.find_outside(outside, remote, proto).is_some() {
+                    if fresh {
+                        self.release_mapping(m, now);
+                    }
+                    return Err(CreateError::TupleInUse);
+                }
+                self.bind_mapping_session(m, inside, outside, remote, proto, 0)
+            }
+            NatAction::NoNat => {
+                let ep = t.src;
+                let remote = Endpoint::new(t.dst.addr, proto.remote_port(t.dst.port));
+                self.check_free(ep, ep, remote, proto)?;
+                let sub = self.subscribers.get(ep.addr);
+                self.check_session_limit(sub)?;
+                self.subscribers.adjust(ep.addr, 0, 0, 1).map_err(|_| CreateError::SubscriberLimit)?;
+                table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_COUNTED)
+            }
+            NatAction::Dnat { to } => {
+                let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
+                self.check_free(to, t.dst, remote, proto)?;
+                table::Session::new(SessionKind::DestNat, proto, to, t.dst, remote, NIL, F_INBOUND)
+            }
+            NatAction::Inbound(MappingId(m)) => {
+                if !self.mappings.is_live(m) {
+                    return Err(CreateError::NoMapping);
+                }
+                let map = *self.mappings.get(m);
+                let outside = self.mappings.outside(&map);
+                if map.proto != proto || outside != t.dst {
+                    return Err(CreateError::NoMapping);
+                }
+                let inside = map.inside();
+                let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
+                self.check_free(inside, outside, remote, proto)?;
+                self.check_session_limit(self.subscribers.get(inside.addr))?;
+                self.bind_mapping_session(m, inside, outside, remote, proto, F_INBOUND)
+            }
+        };
+        let idx = self.sessions.insert(session).expect("checked not full");
+        let s = self.sessions.get_mut(idx);
+        s.state = match proto {
+            Proto::Tcp => tcp::next_state(TcpState::New, RelDir::Orig, flags) as u8,
+            _ => UNREPLIED,
+        };
+        s.last_use = ms32(now);
+        s.expires = (now + self.timeouts.get(timeout_class(proto, s.state))).as_millis();
+        let expires = s.expires;
+        self.wheel.insert(self.sessions.slab_mut(), idx, expires);
+        Ok(idx)
+    }
+
+    fn check_free(
+        &self,
+        inside: Endpoint,
+        outside: Endpoint,
+        remote: Endpoint,
+        proto: Proto,
+    ) -> Result<(), CreateError> {
+        if self.sessions.find_inside(inside, remote, proto).is_some()
+            || self.sessions.find_outside(outside, remote, proto).is_some()
+        {
+            return Err(CreateError::TupleInUse);
+        }
+        Ok(())
+    }
+
+    fn check_session_limit(&self, sub: Option<Subscriber>) -> Result<(), CreateError> {
+        let limit = self.sessions_per_subscriber;
+        match sub {
+            Some(s) if limit != 0 && s.sessions >= limit => Err(CreateError::SubscriberLimit),
+            None if self.subscribers.is_full() => Err(CreateError::SubscriberLimit),
+            _ => Ok(()),
+        }
+    }
+
+    /// Account a new session on mapping `m` and build its record.
+    fn bind_mapping_session(
+        &mut self,
+        m: u32,
+        inside: Endpoint,
+        outside: Endpoint,
+        remote: Endpoint,
+        proto: Proto,
+        extra: u8,
+    ) -> Session {
+        let mut flags = F_COUNTED | extra;
+        if let Some(f) = &mut self.filter {
+            // Cannot fail: one entry at most per session, sized for max_sessions.
+            if f.acquire(m, u32::from(remote.addr)).is_ok() {
+                flags |= F_FILTER;
+            }
+        }
+        self.mappings.get_mut(m).refs += 1;
+        let r = self.subscribers.adjust(inside.addr, 0, 0, 1);
+        debug_assert!(r.is_ok(), "the mapping's subscriber exists");
+        Session::new(SessionKind::SourceNat, proto, inside, outside, remote, m, flags)
+    }
+
+    /// Pick an external endpoint for `inside` and create its mapping (refs 0).
+    fn new_mapping(
+        &mut self,
+        inside: Endpoint,
+        proto: Proto,
+        sub: Option<Subscriber>,
+        target: Option<SnatTarget>,
+    ) -> Result<u32, CreateError> {
+        if let Some(s) = sub {
+            if self.ports_per_subscriber != 0 && s.ports >= self.ports_per_subscriber {
+                return Err(CreateError::SubscriberLimit);
+            }
+        }
+        let addrs = self.ports.addrs();
+        let (lo, hi) = match target {
+            None => (0, addrs.len()),
+            Some(t) => (addrs.partition_point(|a| *a < t.addrs.0), addrs.partition_point(|a| *a <= t.addrs.1)),
+        };
+        if lo >= hi {
+            return Err(CreateError::PortsExhausted);
+        }
+        let range = target.and_then(|t| t.ports);
+        // Paired pooling: a subscriber holding ports keeps its address.
+        let paired = sub.filter(|s| s.ports > 0).map(|s| usize::from(s.ext));
+        let (ix, port) = match paired {
+            Some(ext) if (lo..hi).contains(&ext) => {
+                let ix = ext as u16;
+                let p = self
+                    .ports
+                    .alloc(ix, proto, inside.port, range, &mut self.rng)
+                    .ok_or(CreateError::PortsExhausted)?;
+                (ix, p)
+            }
+            // First mapping (or an SNAT rule whose range excludes the paired address):
+            // start at a hash of the subscriber for an even spread, then go round.
+            _ => {
+                let n = (hi - lo) as u64;
+                let start = ((self.subscribers.spread(inside.addr) >> 32) * n) >> 32;
+                (0..n)
+                    .find_map(|k| {
+                        let ix = (lo as u64 + (start + k) % n) as u16;
+                        self.ports.alloc(ix, proto, inside.port, range, &mut self.rng).map(|p| (ix, p))
+                    })
+                    .ok_or(CreateError::PortsExhausted)?
+            }
+        };
+        let Some(m) = self.mappings.insert(inside, ix, port, proto) else {
+            self.ports.unreserve(ix, proto, port);
+            return Err(CreateError::SessionTableFull);
+        };
+        // Sets the paired address if this is the subscriber's first port.
+        if self.subscribers.adjust(inside.addr, ix, 1, 0).is_err() {
+            self.mappings.remove(m);
+            self.ports.unreserve(ix, proto, port);
+            return Err(CreateError::SubscriberLimit);
+        }
+        self.counters.mappings_created += 1;
+        Ok(m)
+    }
+
+    fn release_mapping(&mut self, m: u32, now: Instant) {
+        let map = self.mappings.remove(m);
+        let r = self.subscribers.adjust(Ipv4Addr::from(map.inside_addr), 0, -1, 0);
+        debug_assert!(r.is_ok());
+        self.ports.free(map.outside_ix, map.proto, map.outside_port, now);
+        self.counters.mappings_freed += 1;
+    }
+
+    /// Free an unscheduled session and everything only it held.
+    fn free_session(&mut self, idx: u32, now: Instant) -> Session {
+        let s = self.sessions.remove(idx);
+        if s.flags & F_FILTER != 0 {
+            if let Some(f) = &mut self.filter {
+                f.release(s.mapping, s.remote_addr);
+            }
+        }
+        if s.flags & F_COUNTED != 0 {
+            let r = self.subscribers.adjust(Ipv4Addr::from(s.inside_addr), 0, 0, -1);
+            debug_assert!(r.is_ok());
+        }
+        if s.mapping != NIL {
+            let m = self.mappings.get_mut(s.mapping);
+            m.refs -= 1;
+            if m.refs == 0 {
+                self.release_mapping(s.mapping, now);
+            }
+        }
+        s
+    }
+
+    // ----- per packet -----
+
+    /// Account a packet of session `id` travelling `dir`: advance its state and, per
+    /// `mode`, refresh its timer. Reads the live timeout for the session's class, so a
+    /// changed timeout applies from this packet on.
+    #[inline]
+    pub fn refresh(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, mode: RefreshMode, now: Instant) -> Refreshed {
+        let s = self.sessions.get_mut(id.0);
+        debug_assert!(s.is_live());
+        let proto = s.proto();
+        let before = s.state();
+        let rel = if dir == s.initiator() { RelDir::Orig } else { RelDir::Reply };
+        let old_state = s.state;
+        s.state = match proto {
+            Proto::Tcp => tcp::next_state(TcpState::from_u8(old_state), rel, tcp_flags) as u8,
+            _ if rel == RelDir::Reply => REPLIED,
+            _ => old_state,
+        };
+        let refresh = match mode {
+            RefreshMode::Default => dir == Dir::In2Out || before.is_established(),
+            RefreshMode::Force => true,
+            RefreshMode::Suppress => false,
+        };
+        let class = timeout_class(proto, s.state);
+        let mut earlier = false;
+        if refresh || class != timeout_class(proto, old_state) {
+            let base = if refresh {
+                s.last_use = ms32(now);
+                now
+            } else {
+                // Class changed without a refresh: count from the last refresh.
+                Instant::from_millis(now.as_millis().saturating_sub(u64::from(ms32(now).wrapping_sub(s.last_use))))
+            };
+            let expires = (base + self.timeouts.get(class)).as_millis();
+            earlier = expires < s.expires;
+            s.expires = expires;
+        }
+        let out = Refreshed { refreshed: refresh, state: s.state(), expires: Instant::from_millis(s.expires) };
+        if earlier {
+            // Deadlines only move earlier on a shorter class or a lowered timeout.
+            let e = out.expires.as_millis();
+            self.wheel.reschedule(self.sessions.slab_mut(), id.0, e);
+        }
+        out
+    }
+
+    /// Store the precomputed checksum deltas of a session (the translation step's
+    /// job; see [`Session`]).
+    pub fn set_csum_deltas(&mut self, id: SessionId, deltas: [u16; 2]) {
+        self.sessions.get_mut(id.0).csum = deltas;
+    }
+
+    // ----- timers -----
+
+    /// The earliest time `expire` may have work (sessions, port quarantine, fragments).
+    /// Never later than a real deadline; may be earlier (the wheel cascades).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.wheel.next_deadline().map(Instant::from_millis), self.ports.next_release(), self.frags.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn info(&self, idx: u32, now: Instant) -> SessionInfo {
+        let s = self.sessions.get(idx);
+        SessionInfo {
+            id: SessionId(idx),
+            proto: s.proto(),
+            kind: s.kind(),
+            initiator: s.initiator(),
+            inside: s.inside(),
+            outside: s.outside(),
+            remote: s.remote(),
+            state: s.state(),
+            idle: Duration::from_millis(u64::from(ms32(now).wrapping_sub(s.last_use))),
+            expires_in: Duration::from_millis(s.expires.saturating_sub(now.as_millis())),
+        }
+    }
+
+    /// Free up to `budget` sessions whose deadline is `<= now`, reporting each to
+    /// `on_expired` (the session log) before it goes; also releases quarantined ports
+    /// and fragment entries that are due. Work per call is bounded by `budget`.
+    /// Returns the number of sessions expired.
+    pub fn expire(&mut self, now: Instant, budget: usize, mut on_expired: impl FnMut(&SessionInfo)) -> usize {
+        let mut work = budget.saturating_mul(4).saturating_add(64);
+        let mut n = 0;
+        while n < budget {
+            let Some(idx) = self.wheel.poll(self.sessions.slab_mut(), now.as_millis(), &mut work) else {
+                break;
+            };
+            let info = self.info(idx, now);
+            self.free_session(idx, now);
+            on_expired(&info);
+            n += 1;
+        }
+        debug_assert_eq!(self.wheel.len(), self.sessions.len() as usize);
+        self.counters.sessions_expired += n as u64;
+        self.ports.release_due(now, budget);
+        self.frags.expire(now, budget);
+        n
+    }
+
+    /// Remove one session now (control plane).
+    pub fn remove(&mut self, id: SessionId, now: Instant) -> Option<SessionInfo> {
+        if !self.sessions.is_live(id.0) {
+            return None;
+        }
+        let info = self.info(id.0, now);
+        self.wheel.remove(self.sessions.slab_mut(), id.0);
+        self.free_session(id.0, now);
+        self.counters.sessions_removed += 1;
+        Some(info)
+    }
+
+    /// Remove up to `budget` sessions (control plane "flush"), scanning a bounded
+    /// stretch of the slab per call; call again until [`count`](Self::count) is 0.
+    pub fn flush(&mut self, now: Instant, budget: usize, mut on_removed: impl FnMut(&SessionInfo)) -> usize {
+        let cap = self.sessions.capacity();
+        let mut scan = budget.saturating_mul(16).saturating_add(1024).min(cap as usize);
+        let mut n = 0;
+        while n < budget && scan > 0 && self.sessions.len() > 0 {
+            let i = self.flush_cursor;
+            self.flush_cursor = if i + 1 == cap { 0 } else { i + 1 };
+            scan -= 1;
+            if let Some(info) = self.remove(SessionId(i), now) {
+                on_removed(&info);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// List live sessions from slab index `cursor` on: appends up to `limit` to `out`
+    /// and returns the cursor to continue from, or `None` at the end. Scans a bounded
+    /// number of slots per call, so a page may be short; millions list without stalls.
+    pub fn sessions_after(&self, cursor: u32, limit: usize, now: Instant, out: &mut Vec<SessionInfo>) -> Option<u32> {
+        let cap = self.sessions.capacity();
+        let mut scan = limit.saturating_mul(16).saturating_add(1024);
+        let mut i = cursor;
+        let mut added = 0;
+        while i < cap && added < limit && scan > 0 {
+            if self.sessions.is_live(i) {
+                out.push(self.info(i, now));
+                added += 1;
+            }
+            i += 1;
+            scan -= 1;
+        }
+        (i < cap).then_some(i)
+    }
+
+    // ----- static ports -----
+
+    /// Keep the allocator away from a statically forwarded external port (a DNAT
+    /// rule's). Addresses outside the pool and ports outside this worker's slices
+    /// need no reservation and succeed.
+    pub fn reserve_port(&mut self, ext: Endpoint, proto: Proto) -> Result<(), PortInUse> {
+        match self.ports.addr_index(ext.addr) {
+            Some(ix) => self.ports.reserve(ix, proto, ext.port),
+            None => Ok(()),
+        }
+    }
+
+    /// Undo [`reserve_port`](Self::reserve_port).
+    pub fn unreserve_port(&mut self, ext: Endpoint, proto: Proto) {
+        if let Some(ix) = self.ports.addr_index(ext.addr) {
+            self.ports.unreserve(ix, proto, ext.port);
+        }
+    }
+
+    // ----- introspection -----
+
+    /// Live sessions.
+    pub fn count(&self) -> u32 {
+        self.sessions.len()
+    }
+
+    /// Live mappings (external ports in use).
+    pub fn mapping_count(&self) -> u32 {
+        self.mappings.len()
+    }
+
+    /// A subscriber's accounting.
+    pub fn subscriber(&self, inside: Ipv4Addr) -> Option<Subscriber> {
+        self.subscribers.get(inside)
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    pub fn counters(&self) -> &NatCounters {
+        &self.counters
+    }
+
+    pub fn port_counters(&self) -> &PortCounters {
+        &self.ports.counters
+    }
+
+    /// Ports currently held in quarantine.
+    pub fn ports_held(&self) -> usize {
+        self.ports.held()
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    pub fn partition(&self) -> &PortPartition {
+        &self.partition
+    }
+
+    /// The sorted external pool.
+    pub fn external_addrs(&self) -> &[Ipv4Addr] {
+        self.ports.addrs()
+    }
+
+    pub fn timeouts(&self) -> &Arc<Timeouts> {
+        &self.timeouts
+    }
+
+    pub fn fragments(&mut self) -> &mut FragTable {
+        &mut self.frags
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        MemoryReport {
+            sessions: self.sessions.memory_bytes(),
+            mappings: self.mappings.memory_bytes(),
+            filter: self.filter.as_ref().map_or(0, AddrFilter::memory_bytes),
+            subscribers: self.subscribers.memory_bytes(),
+            ports: self.ports.memory_bytes(),
+            fragments: self.frags.memory_bytes(),
+            max_sessions: self.sessions.capacity(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

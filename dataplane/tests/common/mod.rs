@@ -209,6 +209,8 @@ pub struct PortSpec {
     pub address: String,
     pub gateway: Option<String>,
     pub mtu: Option<u16>,
+    /// MAC to set on the port (`mac = ...`); `None` keeps the device's.
+    pub mac: Option<String>,
 }
 
 /// One `[[neighbor]]` (static ARP entry).
@@ -266,6 +268,7 @@ impl MasqdConfig {
             address: address.into(),
             gateway: None,
             mtu: None,
+            mac: None,
         })
     }
 
@@ -278,7 +281,24 @@ impl MasqdConfig {
             address: address.into(),
             gateway: gateway.map(str::to_string),
             mtu: None,
+            mac: None,
         })
+    }
+
+    /// Set the MAC of the port added last.
+    pub fn with_mac(mut self, mac: &str) -> Self {
+        if let Some(p) = self.ports.last_mut() {
+            p.mac = Some(mac.into());
+        }
+        self
+    }
+
+    /// Set the MTU of the port added last.
+    pub fn with_mtu(mut self, mtu: u16) -> Self {
+        if let Some(p) = self.ports.last_mut() {
+            p.mtu = Some(mtu);
+        }
+        self
     }
 
     pub fn neighbor(mut self, port: &str, address: &str, mac: &str) -> Self {
@@ -325,6 +345,9 @@ impl MasqdConfig {
             }
             if let Some(m) = p.mtu {
                 t.push_str(&format!("mtu = {m}\n"));
+            }
+            if let Some(m) = &p.mac {
+                t.push_str(&format!("mac = {}\n", q(m)));
             }
         }
         let cores: Vec<String> = self.cores.iter().map(u32::to_string).collect();

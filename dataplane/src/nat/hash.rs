@@ -1,0 +1,199 @@
+//! Hashing and randomness, both keyed per worker.
+//!
+//! - [`FlowHasher`]: the table hash. A folded 64×64→128 multiply (wyhash's "mum") over
+//!   the two packed key words, keyed by a per-worker secret so an outsider cannot
+//!   precompute colliding tuples (hash flooding). Not cryptographic: it only has to
+//!   spread keys and cost a few cycles.
+//! - [`PortRng`]: unpredictable numbers for port choice (RFC 6056 §3.3.1, "simple
+//!   port randomization"). SipHash-2-4 in counter mode under a 128-bit per-worker key:
+//!   a keyed PRF, so observing chosen ports reveals nothing useful about the next.
+//!
+//! Both are seeded from [`NatConfig::seed`](super::config::NatConfig::seed); the daemon
+//! fills it from the OS, tests fix it so runs are reproducible.
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
+
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// splitmix64: expands a seed into independent-looking words.
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Keyed hash of two words (a packed flow key).
+#[derive(Clone, Copy, Debug)]
+pub struct FlowHasher {
+    k0: u64,
+    k1: u64,
+    k2: u64,
+}
+
+impl FlowHasher {
+    /// A hasher keyed by `seed` (different seeds give unrelated hash functions).
+    pub fn new(seed: u64) -> Self {
+        let mut s = seed;
+        FlowHasher {
+            k0: splitmix64(&mut s) ^ P0,
+            k1: splitmix64(&mut s) ^ P1,
+            // Odd and never zero: the final fold multiplies by it.
+            k2: splitmix64(&mut s) | 1,
+        }
+    }
+
+    /// Hash two words. Both halves of the result are well mixed; the index uses the
+    /// high 32 bits as tag and home position.
+    #[inline]
+    pub fn hash2(&self, a: u64, b: u64) -> u64 {
+        let x = fold(a ^ self.k0, b ^ self.k1);
+        fold(x ^ P2, self.k2)
+    }
+
+    /// Hash a pair of words down to the 32-bit tag used by the indexes.
+    #[inline]
+    pub(crate) fn tag(&self, words: (u64, u64)) -> u32 {
+        (self.hash2(words.0, words.1) >> 32) as u32
+    }
+}
+
+/// SipHash-2-4 of one 8-byte little-endian message (the only length we need).
+fn siphash24_u64(k0: u64, k1: u64, m: u64) -> u64 {
+    let mut v0 = k0 ^ 0x736f_6d65_7073_6575;
+    let mut v1 = k1 ^ 0x646f_7261_6e64_6f6d;
+    let mut v2 = k0 ^ 0x6c79_6765_6e65_7261;
+    let mut v3 = k1 ^ 0x7465_6462_7974_6573;
+    macro_rules! round {
+        () => {
+            v0 = v0.wrapping_add(v1);
+            v1 = v1.rotate_left(13);
+            v1 ^= v0;
+            v0 = v0.rotate_left(32);
+            v2 = v2.wrapping_add(v3);
+            v3 = v3.rotate_left(16);
+            v3 ^= v2;
+            v0 = v0.wrapping_add(v3);
+            v3 = v3.rotate_left(21);
+            v3 ^= v0;
+            v2 = v2.wrapping_add(v1);
+            v1 = v1.rotate_left(17);
+            v1 ^= v2;
+            v2 = v2.rotate_left(32);
+        };
+    }
+    v3 ^= m;
+    round!();
+    round!();
+    v0 ^= m;
+    // Final block: no tail bytes, length 8 in the top byte.
+    let b = 8u64 << 56;
+    v3 ^= b;
+    round!();
+    round!();
+    v0 ^= b;
+    v2 ^= 0xff;
+    round!();
+    round!();
+    round!();
+    round!();
+    v0 ^ v1 ^ v2 ^ v3
+}
+
+/// Unpredictable 64-bit numbers: SipHash-2-4 of a counter under a secret key.
+#[derive(Clone, Debug)]
+pub struct PortRng {
+    k0: u64,
+    k1: u64,
+    counter: u64,
+}
+
+impl PortRng {
+    pub fn new(seed: u64) -> Self {
+        // Domain-separate from the table hash keys.
+        let mut s = seed ^ 0x5bd1_e995_7c4f_9a01;
+        PortRng { k0: splitmix64(&mut s), k1: splitmix64(&mut s), counter: 0 }
+    }
+
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.counter = self.counter.wrapping_add(1);
+        siphash24_u64(self.k0, self.k1, self.counter)
+    }
+
+    /// Uniform in `0..n` (multiply-shift; bias below 2^-32 for n < 2^32). `n` must be > 0.
+    #[inline]
+    pub fn below(&mut self, n: u32) -> u32 {
+        debug_assert!(n > 0);
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn siphash_matches_std_reference() {
+        use std::hash::{Hasher, SipHasher};
+        for (k0, k1, m) in [
+            (0u64, 0u64, 0u64),
+            (0x0706050403020100, 0x0f0e0d0c0b0a0908, 0x0706050403020100),
+            (u64::MAX, 1, 0xdead_beef),
+        ] {
+            let mut h = SipHasher::new_with_keys(k0, k1);
+            h.write(&m.to_le_bytes());
+            assert_eq!(siphash24_u64(k0, k1, m), h.finish());
+        }
+        // The reference vector from the SipHash paper (key 00..0f, message 00..07).
+        assert_eq!(siphash24_u64(0x0706050403020100, 0x0f0e0d0c0b0a0908, 0x0706050403020100), 0x93f5_f579_9a93_2462);
+    }
+
+    #[test]
+    fn seeds_give_different_functions() {
+        let a = FlowHasher::new(1);
+        let b = FlowHasher::new(2);
+        assert_ne!(a.hash2(1, 2), b.hash2(1, 2));
+        assert_eq!(a.hash2(1, 2), FlowHasher::new(1).hash2(1, 2));
+        let mut r1 = PortRng::new(7);
+        let mut r2 = PortRng::new(8);
+        assert_ne!(r1.next_u64(), r2.next_u64());
+    }
+
+    #[test]
+    fn tags_spread_over_buckets() {
+        // Sequential keys (the typical attack-free worst case: one subscriber's ports)
+        // must spread evenly over 64 buckets by their top bits.
+        let h = FlowHasher::new(0x1234);
+        let mut buckets = [0u32; 64];
+        let n = 64 * 256;
+        for i in 0..n as u64 {
+            let t = h.tag((0x0a00_0001_0808_0808, i << 48 | 53 << 32 | 17 << 8));
+            buckets[(t >> 26) as usize] += 1;
+        }
+        let expect = (n / 64) as u32;
+        for &b in &buckets {
+            assert!(b > expect * 3 / 4 && b < expect * 5 / 4, "uneven: {buckets:?}");
+        }
+    }
+
+    #[test]
+    fn below_stays_in_range_and_covers_it() {
+        let mut r = PortRng::new(99);
+        let mut seen = [false; 10];
+        for _ in 0..1000 {
+            let x = r.below(10);
+            assert!(x < 10);
+            seen[x as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+}

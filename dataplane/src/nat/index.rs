@@ -1,0 +1,297 @@
+//! A fixed-capacity Robin Hood hash index with backward-shift deletion.
+//!
+//! Every table in the NAT (sessions, mappings, subscribers, filters, fragments) is one
+//! of these over a small `Copy` slot type. The slot carries a 32-bit *tag* — the top
+//! half of the key's hash — and the home position is derived from the tag alone
+//! (`home = tag * capacity >> 32`, Lemire's reduction, so any capacity works, not only
+//! powers of two). That lets the index compute every slot's probe distance without
+//! touching the record it points to, and keeps slots small: the session index slot is
+//! 8 bytes (tag + value) and a key comparison reads the session record, which a hit
+//! reads anyway to translate.
+//!
+//! Capacity is fixed at construction: `limit` entries in `ceil(limit / LOAD) + 1`
+//! slots with `LOAD = 0.8`. Robin Hood keeps probe sequences short at that load
+//! (expected successful probe length about 2.5 slots, i.e. one cache line of 8-byte
+//! slots), and backward-shift deletion leaves no tombstones, so performance does not
+//! decay under churn. Nothing allocates after [`RobinHood::new`].
+
+/// Slots are stored by value. `EMPTY` must be recognised by `is_empty`.
+pub(crate) trait Slot: Copy {
+    const EMPTY: Self;
+    fn is_empty(&self) -> bool;
+    fn tag(&self) -> u32;
+}
+
+/// Maximum load factor, as a fraction: `limit * LOAD_DEN / LOAD_NUM` slots.
+const LOAD_NUM: usize = 4;
+const LOAD_DEN: usize = 5;
+
+/// The index is at its entry limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Full;
+
+pub(crate) struct RobinHood<S: Slot> {
+    slots: Box<[S]>,
+    len: usize,
+    limit: usize,
+}
+
+impl<S: Slot> RobinHood<S> {
+    /// An index for at most `limit` entries.
+    pub fn new(limit: usize) -> Self {
+        let cap = (limit * LOAD_DEN).div_ceil(LOAD_NUM) + 1;
+        RobinHood { slots: vec![S::EMPTY; cap.max(2)].into_boxed_slice(), len: 0, limit }
+    }
+
+    /// Slots allocated (memory is `capacity * size_of::<S>()`).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len >= self.limit
+    }
+
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn dist(&self, pos: usize, tag: u32) -> usize {
+        let h = self.home(tag);
+        if pos >= h {
+            pos - h
+        } else {
+            pos + self.slots.len() - h
+        }
+    }
+
+    #[inline]
+    fn next(&self, pos: usize) -> usize {
+        if pos + 1 == self.slots.len() {
+            0
+        } else {
+            pos + 1
+        }
+    }
+
+    /// Position of the first slot with `tag` for which `eq` holds.
+    #[inline]
+    pub fn find(&self, tag: u32, mut eq: impl FnMut(&S) -> bool) -> Option<usize> {
+        let mut pos = self.home(tag);
+        let mut d = 0;
+        loop {
+            let s = &self.slots[pos];
+            if s.is_empty() || self.dist(pos, s.tag()) < d {
+                return None;
+            }
+            if s.tag() == tag && eq(s) {
+                return Some(pos);
+            }
+            pos = self.next(pos);
+            d += 1;
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, pos: usize) -> &S {
+        &self.slots[pos]
+    }
+
+    /// Mutable access for payload updates; the caller must not change the tag.
+    #[inline]
+    pub fn get_mut(&mut self, pos: usize) -> &mut S {
+        &mut self.slots[pos]
+    }
+
+    /// Insert without a duplicate check (callers look up first).
+    pub fn insert(&mut self, slot: S) -> Result<(), Full> {
+        if self.len >= self.limit {
+            return Err(Full);
+        }
+        let mut cur = slot;
+        let mut pos = self.home(cur.tag());
+        let mut d = 0;
+        loop {
+            let s = self.slots[pos];
+            if s.is_empty() {
+                self.slots[pos] = cur;
+                self.len += 1;
+                return Ok(());
+            }
+            let sd = self.dist(pos, s.tag());
+            if sd < d {
+                // Rob the richer entry: the newcomer takes its place, it moves on.
+                self.slots[pos] = cur;
+                cur = s;
+                d = sd;
+            }
+            pos = self.next(pos);
+            d += 1;
+        }
+    }
+
+    /// Remove the entry at `pos` (from [`find`](Self::find)), shifting its successors
+    /// back so no tombstone is left.
+    pub fn remove_at(&mut self, mut pos: usize) -> S {
+        let removed = self.slots[pos];
+        loop {
+            let n = self.next(pos);
+            let s = self.slots[n];
+            if s.is_empty() || self.dist(n, s.tag()) == 0 {
+                self.slots[pos] = S::EMPTY;
+                break;
+            }
+            self.slots[pos] = s;
+            pos = n;
+        }
+        self.len -= 1;
+        removed
+    }
+
+    /// Find and remove.
+    pub fn remove(&mut self, tag: u32, eq: impl FnMut(&S) -> bool) -> Option<S> {
+        let pos = self.find(tag, eq)?;
+        Some(self.remove_at(pos))
+    }
+}
+
+/// The common slot: a tag and a 32-bit value (an index into a slab, with a side bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdxSlot {
+    pub tag: u32,
+    pub val: u32,
+}
+
+impl Slot for IdxSlot {
+    const EMPTY: Self = IdxSlot { tag: 0, val: u32::MAX };
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.val == u32::MAX
+    }
+    #[inline]
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<IdxSlot>() == 8);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Copy, Debug)]
+    struct KV {
+        tag: u32,
+        key: u32,
+        val: u32,
+        live: bool,
+    }
+    impl Slot for KV {
+        const EMPTY: Self = KV { tag: 0, key: 0, val: 0, live: false };
+        fn is_empty(&self) -> bool {
+            !self.live
+        }
+        fn tag(&self) -> u32 {
+            self.tag
+        }
+    }
+
+    /// `bits` of tag entropy: small values force heavy collisions and long clusters.
+    fn tag_of(key: u32, bits: u32) -> u32 {
+        let h = key.wrapping_mul(0x9e37_79b1).rotate_left(7);
+        if bits >= 32 {
+            h
+        } else {
+            (h & ((1 << bits) - 1)) << (32 - bits)
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u32, u32),
+        Remove(u32),
+        Get(u32),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        prop::collection::vec(
+            prop_oneof![
+                (0u32..64, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+                (0u32..64).prop_map(Op::Remove),
+                (0u32..64).prop_map(Op::Get),
+            ],
+            1..400,
+        )
+    }
+
+    fn run(ops: Vec<Op>, limit: usize, bits: u32) {
+        let mut t: RobinHood<KV> = RobinHood::new(limit);
+        let cap = t.capacity();
+        let mut model: HashMap<u32, u32> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(k, v) => {
+                    let tag = tag_of(k, bits);
+                    if let Some(pos) = t.find(tag, |s| s.key == k) {
+                        t.get_mut(pos).val = v;
+                        model.insert(k, v);
+                    } else {
+                        let r = t.insert(KV { tag, key: k, val: v, live: true });
+                        if model.len() < limit {
+                            assert_eq!(r, Ok(()));
+                            model.insert(k, v);
+                        } else {
+                            assert_eq!(r, Err(Full));
+                        }
+                    }
+                }
+                Op::Remove(k) => {
+                    let got = t.remove(tag_of(k, bits), |s| s.key == k).map(|s| s.val);
+                    assert_eq!(got, model.remove(&k));
+                }
+                Op::Get(k) => {
+                    let got = t.find(tag_of(k, bits), |s| s.key == k).map(|p| t.get(p).val);
+                    assert_eq!(got, model.get(&k).copied());
+                }
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        for (k, v) in &model {
+            let pos = t.find(tag_of(*k, bits), |s| s.key == *k).expect("present");
+            assert_eq!(t.get(pos).val, *v);
+        }
+        assert_eq!(t.capacity(), cap, "the index never grows");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn matches_hashmap_model(ops in ops(), limit in 1usize..48, bits in prop::sample::select(vec![1u32, 3, 8, 32])) {
+            run(ops, limit, bits);
+        }
+    }
+
+    #[test]
+    fn fills_to_limit_and_drains() {
+        let mut t: RobinHood<KV> = RobinHood::new(100);
+        for k in 0..100 {
+            t.insert(KV { tag: tag_of(k, 32), key: k, val: k, live: true }).unwrap();
+        }
+        assert!(t.is_full());
+        assert!(t.insert(KV { tag: 1, key: 1000, val: 0, live: true }).is_err());
+        for k in 0..100 {
+            assert!(t.remove(tag_of(k, 32), |s| s.key == k).is_some());
+        }
+        assert_eq!(t.len(), 0);
+        assert!(t.slots.iter().all(|s| s.is_empty()));
+    }
+}

@@ -1,0 +1,616 @@
+//! External ports: the per-worker partition of the port space and the allocator.
+//!
+//! ## Partition ([`PortPartition`])
+//!
+//! Every external address's ports are cut the same way: the privileged range 1–1023
+//! and the configured range (default 1024–65535) are each split into `N` contiguous
+//! slices, worker `i` owning `[lo + ⌊i·L/N⌋, lo + ⌊(i+1)·L/N⌋ − 1]` of both. A slice
+//! never depends on the address, so a return packet's destination port alone names its
+//! owner: [`PortPartition::owner_of`] is one comparison and one division. Contiguous
+//! slices also map onto NIC flow rules (port ranges) for hardware steering. Port 0 is
+//! never allocated.
+//!
+//! ## Allocation ([`PortAllocator`])
+//!
+//! Per (external address, protocol) one bitmap of this worker's two slices (set = in
+//! use, reserved, or quarantined), with free counts per slice so an exhausted slice
+//! fails in O(1). Choosing a port for a new mapping (RFC 6056 §3.3.1 with port
+//! preservation first, RFC 4787 REQ-3):
+//!
+//! 1. sources below 1024 draw from the privileged slice, others from the normal one;
+//! 2. keep the source port if it lies in the slice and is free;
+//! 3. else up to [`RANDOM_TRIES`] uniformly random ports of the slice
+//!    ([`PortRng`]: a keyed PRF, so chosen ports do not predict the next);
+//! 4. else a word-at-a-time scan for a free bit from a random start, wrapping.
+//!
+//! ## Quarantine
+//!
+//! A freed port is not handed out again for `hold` (120 s by default), so a late
+//! packet of the old flow cannot reach a new subscriber. Freed ports wait in a FIFO
+//! ring of (bit, release second) — FIFO is release order because the hold is the same
+//! for all — with a bounded capacity; if it ever fills, the oldest entry is released
+//! early and counted (`quarantine_overflow`). Each entry is 8 bytes.
+
+use super::hash::PortRng;
+use super::key::Proto;
+use crate::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+
+/// An inclusive port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const fn new(lo: u16, hi: u16) -> Self {
+        PortRange { lo, hi }
+    }
+
+    /// Number of ports (0 if `lo > hi`).
+    pub const fn len(self) -> u32 {
+        if self.lo > self.hi {
+            0
+        } else {
+            self.hi as u32 - self.lo as u32 + 1
+        }
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.lo > self.hi
+    }
+
+    pub const fn contains(self, p: u16) -> bool {
+        self.lo <= p && p <= self.hi
+    }
+
+    pub fn intersect(self, o: PortRange) -> PortRange {
+        PortRange::new(self.lo.max(o.lo), self.hi.min(o.hi))
+    }
+}
+
+/// Ports a privileged source (port < 1024) is mapped into.
+pub const PRIVILEGED: PortRange = PortRange::new(1, 1023);
+
+/// Random picks before falling back to a scan.
+pub const RANDOM_TRIES: u32 = 8;
+
+/// Why a partition cannot be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionError {
+    #[error("worker count must be between 1 and 1023")]
+    Workers,
+    #[error("port range must satisfy 1024 <= lo <= hi and give every worker a port")]
+    Range,
+}
+
+/// How the external port space is divided among workers. `Copy`, shared by value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortPartition {
+    workers: u16,
+    normal: PortRange,
+}
+
+impl PortPartition {
+    pub fn new(workers: u16, normal: PortRange) -> Result<Self, PartitionError> {
+        if workers == 0 || u32::from(workers) > PRIVILEGED.len() {
+            return Err(PartitionError::Workers);
+        }
+        if normal.lo < 1024 || normal.is_empty() || normal.len() < u32::from(workers) {
+            return Err(PartitionError::Range);
+        }
+        Ok(PortPartition { workers, normal })
+    }
+
+    pub fn workers(&self) -> u16 {
+        self.workers
+    }
+
+    /// The configured (non-privileged) range.
+    pub fn range(&self) -> PortRange {
+        self.normal
+    }
+
+    fn split(r: PortRange, n: u16, i: u16) -> PortRange {
+        let l = u64::from(r.len());
+        let (n, i) = (u64::from(n), u64::from(i));
+        let lo = u64::from(r.lo) + i * l / n;
+        let hi = u64::from(r.lo) + (i + 1) * l / n - 1;
+        PortRange::new(lo as u16, hi as u16)
+    }
+
+    /// Worker `worker`'s slice of the privileged or the normal range.
+    pub fn slice(&self, worker: u16, privileged: bool) -> PortRange {
+        let r = if privileged { PRIVILEGED } else { self.normal };
+        Self::split(r, self.workers, worker)
+    }
+
+    /// The worker that owns external port `port` on every external address, or `None`
+    /// for port 0 and ports outside both ranges (never allocated by anyone).
+    #[inline]
+    pub fn owner_of(&self, port: u16) -> Option<u16> {
+        let r = if PRIVILEGED.contains(port) {
+            PRIVILEGED
+        } else if self.normal.contains(port) {
+            self.normal
+        } else {
+            return None;
+        };
+        // Largest i with lo + ⌊i·L/N⌋ <= port, i.e. ⌊(N·(x+1) − 1) / L⌋.
+        let x = u32::from(port - r.lo);
+        let n = u32::from(self.workers);
+        Some(((n * (x + 1) - 1) / r.len()) as u16)
+    }
+}
+
+/// Counters of the allocator (plain integers, owned by the worker).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Ports handed out.
+    pub allocated: u64,
+    /// Of those, ports equal to the source port.
+    pub preserved: u64,
+    /// Ports found by the fallback scan rather than a random pick.
+    pub scanned: u64,
+    /// Ports returned (into quarantine).
+    pub freed: u64,
+    /// Ports released before their hold because the quarantine ring was full.
+    pub quarantine_overflow: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    /// Global bit: map * bits_per_map + bit.
+    bit: u32,
+    /// Second (on the `Instant` line) from which the port may be reused.
+    release_s: u32,
+}
+
+/// A port is already in use, so it cannot be reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortInUse;
+
+/// Port state of one worker for all external addresses and protocols.
+pub(crate) struct PortAllocator {
+    addrs: Box<[Ipv4Addr]>,
+    /// This worker's slices: [privileged, normal].
+    slices: [PortRange; 2],
+    bits_per_map: u32,
+    words_per_map: usize,
+    maps: Box<[u64]>,
+    /// Free ports per map and slice.
+    free: Box<[[u32; 2]]>,
+    ring: Box<[Held]>,
+    head: usize,
+    held: usize,
+    hold: Duration,
+    pub counters: PortCounters,
+}
+
+impl PortAllocator {
+    /// `addrs` sorted and unique; `quarantine` ring capacity (≥ 1).
+    pub fn new(addrs: &[Ipv4Addr], partition: PortPartition, worker: u16, hold: Duration, quarantine: usize) -> Self {
+        let slices = [partition.slice(worker, true), partition.slice(worker, false)];
+        let bits_per_map = slices[0].len() + slices[1].len();
+        let words_per_map = (bits_per_map as usize).div_ceil(64);
+        let nmaps = addrs.len() * Proto::ALL.len();
+        assert!(
+            (nmaps as u64) * u64::from(bits_per_map) < u64::from(u32::MAX),
+            "port space of this worker exceeds 2^32 ports"
+        );
+        let free = vec![[slices[0].len(), slices[1].len()]; nmaps].into_boxed_slice();
+        PortAllocator {
+            addrs: addrs.into(),
+            slices,
+            bits_per_map,
+            words_per_map,
+            maps: vec![0u64; nmaps * words_per_map].into_boxed_slice(),
+            free,
+            ring: vec![Held { bit: 0, release_s: 0 }; quarantine.max(1)].into_boxed_slice(),
+            head: 0,
+            held: 0,
+            hold,
+            counters: PortCounters::default(),
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.maps.len() * 8 + self.free.len() * 8 + self.ring.len() * core::mem::size_of::<Held>()
+    }
+
+    pub fn addrs(&self) -> &[Ipv4Addr] {
+        &self.addrs
+    }
+
+    /// Index of an external address in the pool.
+    pub fn addr_index(&self, a: Ipv4Addr) -> Option<u16> {
+        self.addrs.binary_search(&a).ok().map(|i| i as u16)
+    }
+
+    #[inline]
+    fn map_of(addr_ix: u16, proto: Proto) -> usize {
+        addr_ix as usize * Proto::ALL.len() + proto.code()
+    }
+
+    /// (slice class, bit) of a port in this worker's slices.
+    #[inline]
+    fn bit_of(&self, port: u16) -> Option<(usize, u32)> {
+        if self.slices[0].contains(port) {
+            Some((0, u32::from(port - self.slices[0].lo)))
+        } else if self.slices[1].contains(port) {
+            Some((1, self.slices[0].len() + u32::from(port - self.slices[1].lo)))
+        } else {
+            None
+        }
+    }
+
+    fn port_of(&self, bit: u32) -> u16 {
+        let p = self.slices[0].len();
+        if bit < p {
+            self.slices[0].lo + bit as u16
+        } else {
+            self.slices[1].lo + (bit - p) as u16
+        }
+    }
+
+    #[inline]
+    fn words(&self, map: usize) -> &[u64] {
+        &self.maps[map * self.words_per_map..(map + 1) * self.words_per_map]
+    }
+
+    #[inline]
+    fn test(&self, map: usize, bit: u32) -> bool {
+        self.words(map)[(bit / 64) as usize] & (1u64 << (bit % 64)) != 0
+    }
+
+    fn set(&mut self, map: usize, class: usize, bit: u32) {
+        let w = map * self.words_per_map + (bit / 64) as usize;
+        debug_assert!(self.maps[w] & (1u64 << (bit % 64)) == 0);
+        self.maps[w] |= 1u64 << (bit % 64);
+        self.free[map][class] -= 1;
+    }
+
+    fn clear(&mut self, map: usize, class: usize, bit: u32) {
+        let w = map * self.words_per_map + (bit / 64) as usize;
+        debug_assert!(self.maps[w] & (1u64 << (bit % 64)) != 0);
+        self.maps[w] &= !(1u64 << (bit % 64));
+        self.free[map][class] += 1;
+    }
+
+    /// Whether `port` is free (in this worker's slices, not used, reserved or held).
+    #[cfg(test)]
+    pub fn is_free(&self, addr_ix: u16, proto: Proto, port: u16) -> bool {
+        match self.bit_of(port) {
+            Some((_, bit)) => !self.test(Self::map_of(addr_ix, proto), bit),
+            None => false,
+        }
+    }
+
+    /// First zero bit in `[lo, hi]` of a map.
+    fn find_zero(words: &[u64], lo: u32, hi: u32) -> Option<u32> {
+        let mut i = lo;
+        while i <= hi {
+            let w = (i / 64) as usize;
+            let base = i & !63;
+            let mut word = words[w] | ((1u64 << (i % 64)) - 1);
+            let top = hi.min(base + 63) - base;
+            if top < 63 {
+                word |= !0u64 << (top + 1);
+            }
+            if word != u64::MAX {
+                return Some(base + word.trailing_ones());
+            }
+            i = base + 64;
+        }
+        None
+    }
+
+    /// Pick and take a port for a mapping whose source port is `want`.
+    ///
+    /// `range` restricts the choice (SNAT `--to-source a:lo-hi`); without it the source
+    /// port's class decides the slice (privileged below 1024).
+    pub fn alloc(
+        &mut self,
+        addr_ix: u16,
+        proto: Proto,
+        want: u16,
+        range: Option<PortRange>,
+        rng: &mut PortRng,
+    ) -> Option<u16> {
+        let map = Self::map_of(addr_ix, proto);
+        let first = usize::from(want >= 1024);
+        // Without a range the source's class decides; with one, try it first.
+        let tries = if range.is_some() { 2 } else { 1 };
+        for class in [first, 1 - first].into_iter().take(tries) {
+            if self.free[map][class] == 0 {
+                continue;
+            }
+            let span = match range {
+                Some(r) => self.slices[class].intersect(r),
+                None => self.slices[class],
+            };
+            if span.is_empty() {
+                continue;
+            }
+            if let Some(port) = self.pick(map, class, span, want, rng) {
+                self.counters.allocated += 1;
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    fn pick(&mut self, map: usize, class: usize, span: PortRange, want: u16, rng: &mut PortRng) -> Option<u16> {
+        if span.contains(want) {
+            let (_, bit) = self.bit_of(want).expect("span is inside a slice");
+            if !self.test(map, bit) {
+                self.set(map, class, bit);
+                self.counters.preserved += 1;
+                return Some(want);
+            }
+        }
+        let (_, b0) = self.bit_of(span.lo).expect("span is inside a slice");
+        let n = span.len();
+        for _ in 0..RANDOM_TRIES {
+            let bit = b0 + rng.below(n);
+            if !self.test(map, bit) {
+                self.set(map, class, bit);
+                return Some(self.port_of(bit));
+            }
+        }
+        let start = b0 + rng.below(n);
+        let end = b0 + n - 1;
+        let words = self.words(map);
+        let bit = Self::find_zero(words, start, end).or_else(|| {
+            if start > b0 {
+                Self::find_zero(words, b0, start - 1)
+            } else {
+                None
+            }
+        })?;
+        self.set(map, class, bit);
+        self.counters.scanned += 1;
+        Some(self.port_of(bit))
+    }
+
+    /// Return a port: it stays unavailable until `now + hold`.
+    pub fn free(&mut self, addr_ix: u16, proto: Proto, port: u16, now: Instant) {
+        let map = Self::map_of(addr_ix, proto);
+        let Some((_, bit)) = self.bit_of(port) else {
+            debug_assert!(false, "freeing a port outside this worker's slices");
+            return;
+        };
+        debug_assert!(self.test(map, bit));
+        self.counters.freed += 1;
+        if self.held == self.ring.len() {
+            // Full: release the oldest early rather than lose track of this one.
+            self.pop_held();
+            self.counters.quarantine_overflow += 1;
+        }
+        let release_ms = now.as_millis() + self.hold.as_millis();
+        let tail = (self.head + self.held) % self.ring.len();
+        self.ring[tail] = Held {
+            bit: map as u32 * self.bits_per_map + bit,
+            release_s: release_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32,
+        };
+        self.held += 1;
+    }
+
+    fn pop_held(&mut self) {
+        let h = self.ring[self.head];
+        self.head = (self.head + 1) % self.ring.len();
+        self.held -= 1;
+        let map = (h.bit / self.bits_per_map) as usize;
+        let bit = h.bit % self.bits_per_map;
+        let class = usize::from(bit >= self.slices[0].len());
+        self.clear(map, class, bit);
+    }
+
+    /// Make ports whose hold has passed available again; at most `budget`.
+    pub fn release_due(&mut self, now: Instant, budget: usize) -> usize {
+        let mut n = 0;
+        while n < budget && self.held > 0 {
+            if u64::from(self.ring[self.head].release_s) * 1000 > now.as_millis() {
+                break;
+            }
+            self.pop_held();
+            n += 1;
+        }
+        n
+    }
+
+    /// Ports currently in quarantine.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// When the oldest held port becomes available.
+    pub fn next_release(&self) -> Option<Instant> {
+        (self.held > 0).then(|| Instant::from_secs(u64::from(self.ring[self.head].release_s)))
+    }
+
+    /// Take a specific port out of the pool (a static DNAT port). Ports outside this
+    /// worker's slices are not ours to guard and succeed trivially.
+    pub fn reserve(&mut self, addr_ix: u16, proto: Proto, port: u16) -> Result<(), PortInUse> {
+        let map = Self::map_of(addr_ix, proto);
+        match self.bit_of(port) {
+            None => Ok(()),
+            Some((_, bit)) if self.test(map, bit) => Err(PortInUse),
+            Some((class, bit)) => {
+                self.set(map, class, bit);
+                Ok(())
+            }
+        }
+    }
+
+    /// Undo [`reserve`](Self::reserve). Only for ports this caller reserved.
+    pub fn unreserve(&mut self, addr_ix: u16, proto: Proto, port: u16) {
+        let map = Self::map_of(addr_ix, proto);
+        if let Some((class, bit)) = self.bit_of(port) {
+            if self.test(map, bit) {
+                self.clear(map, class, bit);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pool() -> Vec<Ipv4Addr> {
+        vec![Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)]
+    }
+
+    fn alloc1(workers: u16, worker: u16, range: PortRange, quarantine: usize) -> PortAllocator {
+        let part = PortPartition::new(workers, range).unwrap();
+        PortAllocator::new(&pool(), part, worker, Duration::from_secs(120), quarantine)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Slices of N workers are disjoint, cover both ranges, and owner_of agrees.
+        #[test]
+        fn partition_is_disjoint_cover(n in 1u16..=8, lo in 1024u16..30000, len in 8u16..35000) {
+            let hi = lo.saturating_add(len);
+            let p = PortPartition::new(n, PortRange::new(lo, hi)).unwrap();
+            for privileged in [true, false] {
+                let whole = if privileged { PRIVILEGED } else { PortRange::new(lo, hi) };
+                let mut next = whole.lo;
+                for w in 0..n {
+                    let s = p.slice(w, privileged);
+                    prop_assert!(!s.is_empty());
+                    prop_assert_eq!(s.lo, next, "slices are contiguous and disjoint");
+                    prop_assert_eq!(p.owner_of(s.lo), Some(w));
+                    prop_assert_eq!(p.owner_of(s.hi), Some(w));
+                    prop_assert_eq!(p.owner_of(s.lo + (s.hi - s.lo) / 2), Some(w));
+                    next = s.hi.wrapping_add(1);
+                }
+                prop_assert_eq!(next.wrapping_sub(1), whole.hi, "slices cover the range");
+            }
+            prop_assert_eq!(p.owner_of(0), None);
+            if lo > 1024 { prop_assert_eq!(p.owner_of(lo - 1), None); }
+        }
+    }
+
+    #[test]
+    fn owner_of_every_port_matches_slices() {
+        let p = PortPartition::new(3, PortRange::new(1024, 65535)).unwrap();
+        for port in 1..=65535u16 {
+            let w = p.owner_of(port).unwrap();
+            assert!(p.slice(w, port < 1024).contains(port), "port {port}");
+        }
+    }
+
+    #[test]
+    fn partition_rejects_bad_configs() {
+        assert_eq!(PortPartition::new(0, PortRange::new(1024, 65535)), Err(PartitionError::Workers));
+        assert_eq!(PortPartition::new(2, PortRange::new(1000, 65535)), Err(PartitionError::Range));
+        assert_eq!(PortPartition::new(4, PortRange::new(2000, 2001)), Err(PartitionError::Range));
+    }
+
+    #[test]
+    fn keeps_source_port_in_slice_else_random_in_slice() {
+        let mut a = alloc1(2, 1, PortRange::new(1024, 65535), 64);
+        let mut rng = PortRng::new(1);
+        let slice = PortPartition::new(2, PortRange::new(1024, 65535)).unwrap().slice(1, false);
+        assert!(slice.contains(40000));
+        assert_eq!(a.alloc(0, Proto::Udp, 40000, None, &mut rng), Some(40000));
+        // Taken: another source on 40000 gets something else in the slice.
+        let p = a.alloc(0, Proto::Udp, 40000, None, &mut rng).unwrap();
+        assert!(p != 40000 && slice.contains(p));
+        // Same port on another protocol or address is independent.
+        assert_eq!(a.alloc(0, Proto::Tcp, 40000, None, &mut rng), Some(40000));
+        assert_eq!(a.alloc(1, Proto::Udp, 40000, None, &mut rng), Some(40000));
+        // Source outside our slice: random within it.
+        let q = a.alloc(0, Proto::Udp, 2000, None, &mut rng).unwrap();
+        assert!(slice.contains(q));
+        assert_eq!(a.counters.preserved, 3);
+    }
+
+    #[test]
+    fn privileged_sources_stay_below_1024() {
+        let mut a = alloc1(4, 2, PortRange::new(1024, 65535), 64);
+        let mut rng = PortRng::new(2);
+        let mine = PortPartition::new(4, PortRange::new(1024, 65535)).unwrap().slice(2, true);
+        for src in [22u16, 80, 123, 1023, 600] {
+            let p = a.alloc(0, Proto::Tcp, src, None, &mut rng).unwrap();
+            assert!(PRIVILEGED.contains(p) && mine.contains(p), "{src} -> {p}");
+        }
+        let p = a.alloc(0, Proto::Tcp, 5000, None, &mut rng).unwrap();
+        assert!(p >= 1024);
+    }
+
+    #[test]
+    fn exhausts_then_fails_and_scan_finds_the_last_port() {
+        let part = PortPartition::new(1, PortRange::new(1024, 1087)).unwrap();
+        let mut a = PortAllocator::new(&pool()[..1], part, 0, Duration::from_secs(120), 256);
+        let mut rng = PortRng::new(3);
+        let mut got = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let p = a.alloc(0, Proto::Udp, 5000, None, &mut rng).unwrap();
+            assert!(got.insert(p), "no port handed out twice");
+        }
+        assert_eq!(a.alloc(0, Proto::Udp, 5000, None, &mut rng), None);
+        assert_eq!(a.free[Proto::Udp.code()][1], 0);
+        assert!(a.counters.scanned > 0);
+    }
+
+    #[test]
+    fn quarantine_holds_for_120s_then_releases() {
+        let part = PortPartition::new(1, PortRange::new(1024, 1024)).unwrap();
+        let mut a = PortAllocator::new(&pool()[..1], part, 0, Duration::from_secs(120), 16);
+        let mut rng = PortRng::new(4);
+        assert_eq!(a.alloc(0, Proto::Tcp, 1024, None, &mut rng), Some(1024));
+        a.free(0, Proto::Tcp, 1024, Instant::from_secs(10));
+        assert_eq!(a.held(), 1);
+        assert_eq!(a.next_release(), Some(Instant::from_secs(130)));
+        a.release_due(Instant::from_millis(129_999), 16);
+        assert_eq!(a.alloc(0, Proto::Tcp, 1024, None, &mut rng), None, "held");
+        a.release_due(Instant::from_secs(130), 16);
+        assert_eq!(a.alloc(0, Proto::Tcp, 1024, None, &mut rng), Some(1024), "available again");
+    }
+
+    #[test]
+    fn quarantine_overflow_releases_oldest_and_counts() {
+        let part = PortPartition::new(1, PortRange::new(1024, 1027)).unwrap();
+        let mut a = PortAllocator::new(&pool()[..1], part, 0, Duration::from_secs(120), 2);
+        let mut rng = PortRng::new(5);
+        let ports: Vec<u16> = (0..4).map(|i| a.alloc(0, Proto::Udp, 1024 + i, None, &mut rng).unwrap()).collect();
+        for p in &ports[..3] {
+            a.free(0, Proto::Udp, *p, Instant::ZERO);
+        }
+        assert_eq!(a.counters.quarantine_overflow, 1);
+        assert_eq!(a.held(), 2);
+        assert!(a.is_free(0, Proto::Udp, ports[0]));
+    }
+
+    #[test]
+    fn explicit_range_and_reservation() {
+        let mut a = alloc1(1, 0, PortRange::new(1024, 65535), 16);
+        let mut rng = PortRng::new(6);
+        for _ in 0..20 {
+            let p = a.alloc(0, Proto::Udp, 40000, Some(PortRange::new(5000, 5009)), &mut rng);
+            if let Some(p) = p {
+                assert!((5000..=5009).contains(&p));
+            }
+        }
+        assert_eq!(a.alloc(0, Proto::Udp, 1, Some(PortRange::new(5000, 5009)), &mut rng), None);
+        assert_eq!(a.reserve(0, Proto::Tcp, 2222), Ok(()));
+        assert_eq!(a.reserve(0, Proto::Tcp, 2222), Err(PortInUse));
+        assert_eq!(a.alloc(0, Proto::Tcp, 2222, Some(PortRange::new(2222, 2222)), &mut rng), None);
+        a.unreserve(0, Proto::Tcp, 2222);
+        assert!(a.is_free(0, Proto::Tcp, 2222));
+    }
+
+    #[test]
+    fn find_zero_edges() {
+        let words = [u64::MAX, !(1u64 << 5), u64::MAX];
+        assert_eq!(PortAllocator::find_zero(&words, 0, 191), Some(69));
+        assert_eq!(PortAllocator::find_zero(&words, 70, 191), None);
+        assert_eq!(PortAllocator::find_zero(&words, 0, 68), None);
+        assert_eq!(PortAllocator::find_zero(&[0], 63, 63), Some(63));
+    }
+}

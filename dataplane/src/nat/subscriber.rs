@@ -1,0 +1,134 @@
+//! Per-subscriber accounting: paired pooling and limits.
+//!
+//! A subscriber is an inside address. Its record remembers the external address its
+//! first mapping took — **paired pooling** (RFC 4787 REQ-2): all its
+//! mappings, TCP, UDP and ICMP, use that one address — and counts its external ports
+//! (mappings; limit `ports_per_subscriber`, RFC 6888 REQ-4) and sessions (limit
+//! `sessions_per_subscriber`). The record exists while either count is non-zero.
+//!
+//! Inline Robin Hood slots of 20 bytes; sized by `max_subscribers`.
+
+use super::hash::FlowHasher;
+use super::index::{Full, RobinHood, Slot};
+use std::net::Ipv4Addr;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SubSlot {
+    tag: u32,
+    addr: u32,
+    ports: u32,
+    sessions: u32,
+    ext: u16,
+    live: bool,
+}
+
+impl Slot for SubSlot {
+    const EMPTY: Self = SubSlot { tag: 0, addr: 0, ports: 0, sessions: 0, ext: 0, live: false };
+    fn is_empty(&self) -> bool {
+        !self.live
+    }
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<SubSlot>() == 20);
+
+/// A subscriber's accounting, as read by the NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscriber {
+    /// Pool index of its paired external address.
+    pub ext: u16,
+    /// External ports (mappings) held.
+    pub ports: u32,
+    /// Sessions held.
+    pub sessions: u32,
+}
+
+pub(crate) struct Subscribers {
+    index: RobinHood<SubSlot>,
+    hasher: FlowHasher,
+}
+
+impl Subscribers {
+    pub fn new(max: u32, hasher: FlowHasher) -> Self {
+        Subscribers { index: RobinHood::new(max as usize), hasher }
+    }
+
+    fn tag(&self, addr: u32) -> u32 {
+        (self.hasher.hash2(u64::from(addr), 0x5ab) >> 32) as u32
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.index.is_full()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.index.capacity() * core::mem::size_of::<SubSlot>()
+    }
+
+    /// A 64-bit hash of the subscriber (to spread first picks over the pool).
+    pub fn spread(&self, addr: Ipv4Addr) -> u64 {
+        self.hasher.hash2(u64::from(u32::from(addr)), 0x9001)
+    }
+
+    pub fn get(&self, addr: Ipv4Addr) -> Option<Subscriber> {
+        let a = u32::from(addr);
+        let pos = self.index.find(self.tag(a), |s| s.addr == a)?;
+        let s = self.index.get(pos);
+        Some(Subscriber { ext: s.ext, ports: s.ports, sessions: s.sessions })
+    }
+
+    /// Add `ports` and `sessions` (each −1, 0 or +1) to a subscriber, creating it if
+    /// needed and dropping it when both counts reach zero. `ext` becomes the paired
+    /// address when the subscriber takes its first port.
+    pub fn adjust(&mut self, addr: Ipv4Addr, ext: u16, ports: i32, sessions: i32) -> Result<(), Full> {
+        let a = u32::from(addr);
+        let tag = self.tag(a);
+        let pos = match self.index.find(tag, |s| s.addr == a) {
+            Some(p) => p,
+            None => {
+                debug_assert!(ports >= 0 && sessions >= 0);
+                self.index.insert(SubSlot { tag, addr: a, ports: 0, sessions: 0, ext, live: true })?;
+                self.index.find(tag, |s| s.addr == a).expect("just inserted")
+            }
+        };
+        let s = self.index.get_mut(pos);
+        if s.ports == 0 && ports > 0 {
+            // First port: this is the paired address from now on.
+            s.ext = ext;
+        }
+        s.ports = s.ports.wrapping_add_signed(ports);
+        s.sessions = s.sessions.wrapping_add_signed(sessions);
+        if s.ports == 0 && s.sessions == 0 {
+            self.index.remove_at(pos);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_disappears_at_zero() {
+        let mut t = Subscribers::new(2, FlowHasher::new(3));
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        assert_eq!(t.get(a), None);
+        t.adjust(a, 4, 1, 1).unwrap();
+        t.adjust(a, 9, 0, 1).unwrap();
+        assert_eq!(t.get(a), Some(Subscriber { ext: 4, ports: 1, sessions: 2 }));
+        t.adjust(a, 0, -1, -1).unwrap();
+        t.adjust(a, 0, 0, -1).unwrap();
+        assert_eq!(t.get(a), None);
+        t.adjust(Ipv4Addr::new(10, 0, 0, 2), 0, 1, 0).unwrap();
+        t.adjust(Ipv4Addr::new(10, 0, 0, 3), 0, 1, 0).unwrap();
+        assert!(t.is_full());
+        assert_eq!(t.adjust(Ipv4Addr::new(10, 0, 0, 4), 0, 1, 0), Err(Full));
+    }
+}

@@ -84,17 +84,15 @@ cleanup_testbed() {
     for pid in "${BG_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
+    # Deleting a namespace destroys its veth ends and so, a moment later, their peers in
+    # the root namespace: each step tolerates the object being gone already.
     for ns in "$LAN_NS" "$SRV_NS"; do
-        if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
-            ip netns delete "$ns"
-        fi
+        ip netns delete "$ns" 2>/dev/null || true
         rm -rf "/etc/netns/${ns:?}"
     done
     rmdir /etc/netns 2>/dev/null || true # only if empty
     for link in "$LAN_IF" "$WAN_IF"; do
-        if ip link show "$link" >/dev/null 2>&1; then
-            ip link delete "$link"
-        fi
+        ip link delete "$link" 2>/dev/null || true
     done
     rm -rf "/var/run/dpdk/$FILE_PREFIX"
     rm -f /dev/hugepages/"$FILE_PREFIX"map_* 2>/dev/null || true
@@ -103,6 +101,13 @@ cleanup_testbed() {
     else
         rm -rf "$STATE_DIR"
     fi
+}
+
+# True if anything of the testbed is still there.
+leftovers() {
+    ip netns list | grep -qE "^($LAN_NS|$SRV_NS)( |$)" ||
+        ip link show "$LAN_IF" >/dev/null 2>&1 || ip link show "$WAN_IF" >/dev/null 2>&1 ||
+        [ -e "/etc/netns/$LAN_NS" ] || [ -e "/etc/netns/$SRV_NS" ]
 }
 
 on_exit() {
@@ -116,9 +121,12 @@ on_exit() {
     fi
     masq_section "cleaning up"
     cleanup_testbed
-    if ip netns list | grep -qE "^($LAN_NS|$SRV_NS)( |$)" ||
-        ip link show "$LAN_IF" >/dev/null 2>&1 || ip link show "$WAN_IF" >/dev/null 2>&1 ||
-        [ -e "/etc/netns/$LAN_NS" ] || [ -e "/etc/netns/$SRV_NS" ]; then
+    local i
+    for i in 1 2 3 4 5 6 7 8 9 10; do # links of deleted namespaces go asynchronously
+        leftovers || break
+        sleep 0.2
+    done
+    if leftovers; then
         masq_warn "something of the demo is still there: check 'ip netns list' and 'ip link'"
         rc=1
     else
@@ -215,7 +223,7 @@ write_config() {
     cat >"$STATE_DIR/masq.toml" <<EOF
 # written by scripts/demo.sh
 [dpdk]
-args = [$(eal_mem_args), "--no-pci", "--file-prefix", "$FILE_PREFIX"]
+args = [$(eal_mem_args), "--file-prefix", "$FILE_PREFIX"]
 
 [[port]]
 name = "lan"
@@ -248,7 +256,8 @@ build_masqd() {
 
 start_masqd() {
     masq_section "starting masqd"
-    "$MASQD" --config "$STATE_DIR/masq.toml" >"$STATE_DIR/masqd.log" 2>&1 </dev/null &
+    : >"$STATE_DIR/masqd.log" # exists before wait_ready looks, whatever the child's timing
+    "$MASQD" --config "$STATE_DIR/masq.toml" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
     MASQD_PID=$!
     echo "$MASQD_PID" >"$STATE_DIR/masqd.pid"
     masq_log "masqd pid $MASQD_PID, log $STATE_DIR/masqd.log"

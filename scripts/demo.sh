@@ -84,15 +84,15 @@ cleanup_testbed() {
     for pid in "${BG_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
+    # Deleting a namespace destroys its veth ends and so, a moment later, their peers in
+    # the root namespace: each step tolerates the object being gone already.
     for ns in "$LAN_NS" "$SRV_NS"; do
-        if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
-            ip netns delete "$ns"
-        fi
+        ip netns delete "$ns" 2>/dev/null || true
+        rm -rf "/etc/netns/${ns:?}"
     done
+    rmdir /etc/netns 2>/dev/null || true # only if empty
     for link in "$LAN_IF" "$WAN_IF"; do
-        if ip link show "$link" >/dev/null 2>&1; then
-            ip link delete "$link"
-        fi
+        ip link delete "$link" 2>/dev/null || true
     done
     rm -rf "/var/run/dpdk/$FILE_PREFIX"
     rm -f /dev/hugepages/"$FILE_PREFIX"map_* 2>/dev/null || true
@@ -101,6 +101,13 @@ cleanup_testbed() {
     else
         rm -rf "$STATE_DIR"
     fi
+}
+
+# True if anything of the testbed is still there.
+leftovers() {
+    ip netns list | grep -qE "^($LAN_NS|$SRV_NS)( |$)" ||
+        ip link show "$LAN_IF" >/dev/null 2>&1 || ip link show "$WAN_IF" >/dev/null 2>&1 ||
+        [ -e "/etc/netns/$LAN_NS" ] || [ -e "/etc/netns/$SRV_NS" ]
 }
 
 on_exit() {
@@ -114,8 +121,12 @@ on_exit() {
     fi
     masq_section "cleaning up"
     cleanup_testbed
-    if ip netns list | grep -qE "^($LAN_NS|$SRV_NS)( |$)" ||
-        ip link show "$LAN_IF" >/dev/null 2>&1 || ip link show "$WAN_IF" >/dev/null 2>&1; then
+    local i
+    for i in 1 2 3 4 5 6 7 8 9 10; do # links of deleted namespaces go asynchronously
+        leftovers || break
+        sleep 0.2
+    done
+    if leftovers; then
         masq_warn "something of the demo is still there: check 'ip netns list' and 'ip link'"
         rc=1
     else
@@ -150,6 +161,21 @@ quiet_root_end() {
         "net.ipv4.conf.$ifc.arp_ignore=8" >/dev/null
 }
 
+# `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc: give each host its own hosts
+# file and resolver so no program in a namespace ever asks the machine's real nameserver
+# (python's http.server, for one, looks its own address up at start).
+etc_files() { # ns nameserver
+    mkdir -p "/etc/netns/$1"
+    printf 'nameserver %s\n' "$2" >"/etc/netns/$1/resolv.conf"
+    cat >"/etc/netns/$1/hosts" <<EOF
+127.0.0.1 localhost
+$LAN_HOST lan-host
+$LAN_ROUTER masqd-lan
+$WAN_ROUTER masqd-wan
+$SERVER server
+EOF
+}
+
 make_host() { # ns root_if root_mac host_mac host_cidr gateway
     local ns="$1" root_if="$2" root_mac="$3" host_mac="$4" cidr="$5" gw="$6"
     ip netns add "$ns"
@@ -168,6 +194,10 @@ make_host() { # ns root_if root_mac host_mac host_cidr gateway
 create_testbed() {
     masq_section "testbed"
     mkdir -p "$STATE_DIR"
+    # the LAN host resolves through the server (the DNS step, when NAT lands); the
+    # server resolves nothing
+    etc_files "$LAN_NS" "$SERVER"
+    etc_files "$SRV_NS" 127.0.0.1
     make_host "$LAN_NS" "$LAN_IF" "$LAN_IF_MAC" "$LAN_HOST_MAC" "$LAN_HOST/$LAN_PREFIX" "$LAN_ROUTER"
     make_host "$SRV_NS" "$WAN_IF" "$WAN_IF_MAC" "$SERVER_MAC" "$SERVER/$WAN_PREFIX" "$WAN_ROUTER"
     masq_log "$LAN_NS: $(in_ns "$LAN_NS" ip -br addr show dev eth0) via $LAN_ROUTER"
@@ -193,7 +223,7 @@ write_config() {
     cat >"$STATE_DIR/masq.toml" <<EOF
 # written by scripts/demo.sh
 [dpdk]
-args = [$(eal_mem_args), "--no-pci", "--file-prefix", "$FILE_PREFIX"]
+args = [$(eal_mem_args), "--file-prefix", "$FILE_PREFIX"]
 
 [[port]]
 name = "lan"
@@ -226,7 +256,8 @@ build_masqd() {
 
 start_masqd() {
     masq_section "starting masqd"
-    "$MASQD" --config "$STATE_DIR/masq.toml" >"$STATE_DIR/masqd.log" 2>&1 </dev/null &
+    : >"$STATE_DIR/masqd.log" # exists before wait_ready looks, whatever the child's timing
+    "$MASQD" --config "$STATE_DIR/masq.toml" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
     MASQD_PID=$!
     echo "$MASQD_PID" >"$STATE_DIR/masqd.pid"
     masq_log "masqd pid $MASQD_PID, log $STATE_DIR/masqd.log"
@@ -300,7 +331,9 @@ step_ttl() {
 # should see the client as 203.0.113.1, not 100.64.0.2. Until then this step is not run by
 # default; it already works as routing.
 step_http() {
-    in_ns "$SRV_NS" timeout 60 python3 -m http.server 8080 --bind "$SERVER" \
+    # not through in_ns: $! must be the process that becomes `timeout` (it passes our
+    # SIGTERM on to the server), not a subshell
+    ip netns exec "$SRV_NS" timeout 60 python3 -m http.server 8080 --bind "$SERVER" \
         >"$STATE_DIR/http.log" 2>&1 </dev/null &
     BG_PIDS+=($!)
     local i

@@ -377,11 +377,16 @@ fn netns_guard_creates_configures_and_removes() {
         assert!(t.elapsed() < Duration::from_secs(3));
         let pid = net.spawn(&ns, Duration::from_secs(30), &["sleep", "30"], None);
         assert!(Path::new(&format!("/proc/{pid}")).exists());
+        // Its own resolver and hosts file, not the machine's.
+        let out = net.exec(&ns, Duration::from_secs(5), &["cat", "/etc/resolv.conf"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "nameserver 127.0.0.1\n");
+        assert!(Path::new("/etc/netns").join(&ns).is_dir());
 
         ns_name = ns;
         link_name = root_if;
     }
     assert!(!netns_list().contains(&ns_name), "namespace {ns_name} left behind");
+    assert!(!Path::new("/etc/netns").join(&ns_name).exists(), "/etc/netns/{ns_name} left behind");
     assert!(!link_exists(&link_name), "link {link_name} left behind");
 }
 

@@ -1190,11 +1190,25 @@ pub fn cleanup_stale_netns() {
             let _ = ip_quiet(&["netns", "delete", &ns]);
         }
     }
+    if let Ok(entries) = fs::read_dir("/etc/netns") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if stale(&name) {
+                remove_etc_netns(&name);
+            }
+        }
+    }
     for link in root_links() {
         if stale(&link) {
             let _ = ip_quiet(&["link", "delete", &link]);
         }
     }
+}
+
+/// Remove `/etc/netns/<ns>` (and `/etc/netns` itself once empty).
+fn remove_etc_netns(ns: &str) {
+    let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+    let _ = fs::remove_dir("/etc/netns"); // fails, harmlessly, unless empty
 }
 
 static STALE_CLEANUP: Once = Once::new();
@@ -1244,9 +1258,15 @@ impl Netns {
         n
     }
 
-    /// Create a namespace with `lo` up and IPv6 off; returns its name.
+    /// Create a namespace with `lo` up and IPv6 off; returns its name. Programs run in it
+    /// get their own `/etc/hosts` (localhost only) and `/etc/resolv.conf` (127.0.0.1), so
+    /// no lookup ever leaves the namespace for the machine's real nameserver.
     pub fn add_ns(&mut self, short: &str) -> String {
         let ns = self.name(short);
+        let etc = Path::new("/etc/netns").join(&ns);
+        fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("cannot create {}: {e}", etc.display()));
+        fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").expect("write netns hosts");
+        fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.1\n").expect("write netns resolv.conf");
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
         run(Command::new("ip")
@@ -1358,6 +1378,7 @@ impl Drop for Netns {
         }
         for ns in &self.namespaces {
             let _ = ip_quiet(&["netns", "delete", ns]);
+            remove_etc_netns(ns);
         }
         for link in &self.links {
             if ip_quiet(&["link", "show", "dev", link]) {

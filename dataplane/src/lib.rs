@@ -9,6 +9,8 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+// control plane: masqd's handler of the control protocol, worker mailboxes, latency
+pub mod control_plane;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_io;

@@ -9,9 +9,11 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::control_plane::WorkerControl; // control plane
 use crate::counters::WorkerCounters;
 use crate::io::{Frame, PacketIo};
 use crate::l3::router::{Router, Verdict};
+use crate::nat::WorkerNat; // control plane
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 
@@ -21,6 +23,13 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_millis(3000);
 pub const ARP_RETRY: Duration = Duration::from_millis(1000);
 /// Frames one worker holds at most while resolving next hops.
 pub const HOLD_CAPACITY: usize = 256;
+
+/// control plane: the NAT the worker's mailbox answers from. A stub until the NAT wiring
+/// (wip/natint) gives the `Router` its `WorkerNat`; then this returns it, e.g.
+/// `router.nat_mut()`. Without a NAT, `sessions.*` answer empty.
+fn router_nat(_router: &mut Router) -> Option<&mut WorkerNat> {
+    None
+}
 
 struct Held<F> {
     frame: F,
@@ -59,11 +68,26 @@ pub struct Worker<Io: PacketIo> {
     hold: HoldQueue<Io::Frame>,
     counters: Arc<WorkerCounters>,
     last_hold_service: Instant,
+    /// control plane: mailbox and latency probe (see `with_control`).
+    control: WorkerControl,
 }
 
 impl<Io: PacketIo> Worker<Io> {
     pub fn new(io: Io, router: Router, counters: Arc<WorkerCounters>) -> Self {
-        Worker { io, router, hold: HoldQueue::with_capacity(HOLD_CAPACITY), counters, last_hold_service: Instant::ZERO }
+        Worker {
+            io,
+            router,
+            hold: HoldQueue::with_capacity(HOLD_CAPACITY),
+            counters,
+            last_hold_service: Instant::ZERO,
+            control: WorkerControl::default(),
+        }
+    }
+
+    /// control plane: answer the control thread's mailbox and record latency.
+    pub fn with_control(mut self, control: WorkerControl) -> Self {
+        self.control = control;
+        self
     }
 
     pub fn io(&self) -> &Io {
@@ -98,6 +122,9 @@ impl<Io: PacketIo> Worker<Io> {
             if self.io.rx_burst(port) == 0 {
                 continue;
             }
+            if received == 0 {
+                self.control.burst_begin(); // control plane: latency of this pass
+            }
             while let Some(frame) = self.io.next_rx() {
                 received += 1;
                 self.handle(port, frame, now);
@@ -113,6 +140,13 @@ impl<Io: PacketIo> Worker<Io> {
         self.counters.tx_bytes.add(report.bytes);
         self.counters.drops[DropReason::TxFull.index()].add(report.refused);
         self.counters.polls.inc();
+        // control plane: latency per packet of this pass; the mailbox once per millisecond.
+        if received > 0 {
+            self.control.burst_end(received);
+        }
+        if self.control.mailbox_due(now) {
+            self.control.serve_mailbox(router_nat(&mut self.router), now);
+        }
         received
     }
 

@@ -1,0 +1,615 @@
+//! [`MasqdHandler`]: masqd's answer to every command of the control protocol.
+//!
+//! It runs on the control server's client threads, never on a worker core, and touches
+//! the workers only through what they share by design: the compiled rules (swapped
+//! whole), the timeouts (atomics), their counter blocks and latency histograms (read
+//! without stopping them), and their mailboxes (for sessions, which only a worker may
+//! touch).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use control::protocol::{
+    to_result, Command, ControlError, Flushed, PortStats, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
+    TimeoutsUpdate, VersionInfo,
+};
+use control::Handler;
+use serde_json::{json, Value};
+
+use super::latency::{self, LatencyHistogram};
+use super::mailbox::{session_entry, Pending, Reply, Request, ScanOp, SessionSelector, WorkerLink, SCAN_CHUNK};
+use super::rules::RulesControl;
+use super::stats::{drops_by_reason, worker_stats};
+use crate::config::{Config, Filtering};
+use crate::counters::WorkerCounters;
+use crate::nat::{self, TimeoutClass};
+use crate::policy::{CompiledRules, RuleSet};
+
+/// How long one mailbox request may take before the command fails (`internal`).
+pub const MAILBOX_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A `sessions.list` page is cut short (with a cursor to go on) after this long.
+pub const PAGE_TIME: Duration = Duration::from_millis(250);
+
+/// What the control plane holds of one worker.
+pub struct WorkerHandle {
+    /// Worker index (its queue number on every port).
+    pub index: u32,
+    /// The lcore it runs on.
+    pub lcore: u32,
+    pub counters: Arc<WorkerCounters>,
+    pub latency: Arc<LatencyHistogram>,
+    /// Its mailbox.
+    pub link: WorkerLink,
+}
+
+/// Port counters on demand (masqd: a [`super::PortStatsBoard`] request).
+pub type PortStatsSource = Box<dyn Fn() -> Vec<PortStats> + Send + Sync>;
+
+/// Everything [`MasqdHandler::new`] needs.
+pub struct HandlerParts {
+    /// The rules in force at start (`--rules`, or empty).
+    pub rules: RuleSet,
+    /// Configured port names, in port-index order.
+    pub port_names: Vec<String>,
+    /// The compiled rules the workers read once per new flow; replaced at once by
+    /// `rules` compiled, and on every change.
+    pub compiled: Arc<ArcSwap<CompiledRules>>,
+    /// The live timeouts the workers' NAT reads.
+    pub timeouts: Arc<nat::Timeouts>,
+    pub workers: Vec<WorkerHandle>,
+    pub port_stats: PortStatsSource,
+    /// `config.get`'s answer without `timeouts`, which are read live ([`config_json`]).
+    pub config: Value,
+}
+
+/// masqd's [`Handler`].
+pub struct MasqdHandler {
+    rules: RulesControl,
+    timeouts: Arc<nat::Timeouts>,
+    workers: Vec<WorkerHandle>,
+    port_stats: PortStatsSource,
+    config: Value,
+}
+
+impl MasqdHandler {
+    /// Compiles `parts.rules` into `parts.compiled`; fails if they do not compile.
+    pub fn new(parts: HandlerParts) -> Result<MasqdHandler, ControlError> {
+        Ok(MasqdHandler {
+            rules: RulesControl::new(parts.rules, parts.port_names, parts.compiled)?,
+            timeouts: parts.timeouts,
+            workers: parts.workers,
+            port_stats: parts.port_stats,
+            config: parts.config,
+        })
+    }
+
+    /// The rules part (tests, and masqd's shutdown).
+    pub fn rules(&self) -> &RulesControl {
+        &self.rules
+    }
+
+    fn timeouts_now(&self) -> Timeouts {
+        let v = self.timeouts.load();
+        Timeouts { tcp: v.tcp, tcpfin: v.tcpfin, udp: v.udp, icmp: v.icmp }
+    }
+
+    fn set_timeouts(&self, u: TimeoutsUpdate) -> Timeouts {
+        for (class, value) in [
+            (TimeoutClass::TcpEstablished, u.tcp),
+            (TimeoutClass::TcpTransitory, u.tcpfin),
+            (TimeoutClass::Udp, u.udp),
+            (TimeoutClass::Icmp, u.icmp),
+        ] {
+            if let Some(secs) = value {
+                self.timeouts.set(class, secs);
+            }
+        }
+        self.timeouts_now()
+    }
+
+    // ----- statistics -----
+
+    fn stats(&self) -> Stats {
+        // Ask every worker at once, read the ports meanwhile, then collect.
+        let deadline = Instant::now() + MAILBOX_TIMEOUT;
+        let pending: Vec<Option<Pending>> =
+            self.workers.iter().map(|w| w.link.post(Request::Summary, deadline).ok()).collect();
+        let ports = (self.port_stats)();
+        let counters: Vec<&WorkerCounters> = self.workers.iter().map(|w| w.counters.as_ref()).collect();
+        let histograms: Vec<&LatencyHistogram> = self.workers.iter().map(|w| w.latency.as_ref()).collect();
+        let mut stats = Stats {
+            ports,
+            drops: drops_by_reason(&counters),
+            latency_us: latency::percentiles(&histograms),
+            ..Stats::default()
+        };
+        for (w, pending) in self.workers.iter().zip(pending) {
+            // A worker that cannot answer still has its counters reported.
+            let summary = match pending.map(|p| p.wait(deadline)) {
+                Some(Ok(Reply::Summary(s))) => Some(s),
+                _ => None,
+            };
+            let active = summary.map_or(0, |s| u64::from(s.sessions));
+            if let Some(s) = summary {
+                stats.sessions_active += active;
+                stats.sessions_created += s.counters.sessions_created;
+                stats.sessions_expired += s.counters.sessions_expired + s.counters.sessions_removed;
+            }
+            stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
+        }
+        stats
+    }
+
+    // ----- sessions -----
+
+    fn scan(
+        &self,
+        w: &WorkerHandle,
+        selector: SessionSelector,
+        cursor: u32,
+        op: ScanOp,
+        limit: u32,
+        buf: Vec<nat::SessionInfo>,
+    ) -> Result<Reply, ControlError> {
+        Ok(w.link.ask(Request::Scan { selector, cursor, limit, op, buf }, MAILBOX_TIMEOUT)?)
+    }
+
+    fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<SessionPage, ControlError> {
+        let selector = SessionSelector::from_filter(filter)?;
+        let (mut worker, mut slot) = match cursor {
+            None => (0, 0),
+            Some(c) => parse_cursor(c, self.workers.len())?,
+        };
+        let started = Instant::now();
+        let mut page = SessionPage::default();
+        let mut buf = Vec::with_capacity(SCAN_CHUNK.min(limit) as usize);
+        while worker < self.workers.len() && (page.sessions.len() as u32) < limit {
+            let w = &self.workers[worker];
+            let want = (limit - page.sessions.len() as u32).min(SCAN_CHUNK);
+            match self.scan(w, selector, slot, ScanOp::List, want, std::mem::take(&mut buf))? {
+                Reply::Scanned { buf: mut found, next, .. } => {
+                    page.sessions.extend(found.iter().map(|s| session_entry(s, w.index)));
+                    found.clear();
+                    buf = found;
+                    match next {
+                        Some(n) => slot = n,
+                        None => (worker, slot) = (worker + 1, 0),
+                    }
+                }
+                _ => (worker, slot) = (worker + 1, 0),
+            }
+            if started.elapsed() >= PAGE_TIME {
+                break;
+            }
+        }
+        page.next_cursor = (worker < self.workers.len()).then(|| format!("{worker}:{slot}"));
+        Ok(page)
+    }
+
+    /// Visit every session of every worker with `op`; the number that matched.
+    fn scan_all(&self, selector: SessionSelector, op: ScanOp) -> Result<u64, ControlError> {
+        let mut total = 0u64;
+        let mut buf = Vec::with_capacity(SCAN_CHUNK as usize);
+        for w in &self.workers {
+            let mut slot = 0;
+            loop {
+                match self.scan(w, selector, slot, op, SCAN_CHUNK, std::mem::take(&mut buf))? {
+                    Reply::Scanned { buf: back, matched, next } => {
+                        total += u64::from(matched);
+                        buf = back;
+                        match next {
+                            Some(n) => slot = n,
+                            None => break,
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    fn count_sessions(&self, filter: &SessionFilter) -> Result<SessionCount, ControlError> {
+        let selector = SessionSelector::from_filter(filter)?;
+        if !selector.is_empty() {
+            return Ok(SessionCount { count: self.scan_all(selector, ScanOp::Count)? });
+        }
+        let mut count = 0;
+        for w in &self.workers {
+            if let Reply::Summary(s) = w.link.ask(Request::Summary, MAILBOX_TIMEOUT)? {
+                count += u64::from(s.sessions);
+            }
+        }
+        Ok(SessionCount { count })
+    }
+
+    fn flush_sessions(&self, filter: &SessionFilter) -> Result<Flushed, ControlError> {
+        let selector = SessionSelector::from_filter(filter)?;
+        if !selector.is_empty() {
+            return Ok(Flushed { flushed: self.scan_all(selector, ScanOp::Remove)? });
+        }
+        let mut flushed = 0;
+        for w in &self.workers {
+            loop {
+                match w.link.ask(Request::FlushStep { budget: SCAN_CHUNK }, MAILBOX_TIMEOUT)? {
+                    Reply::Flushed { removed, remaining } => {
+                        flushed += u64::from(removed);
+                        // Sessions created meanwhile are not chased forever.
+                        if remaining == 0 || removed == 0 {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(Flushed { flushed })
+    }
+
+    fn config(&self) -> Value {
+        let mut config = self.config.clone();
+        if let Value::Object(map) = &mut config {
+            map.insert("timeouts".into(), json!(self.timeouts_now()));
+        }
+        config
+    }
+}
+
+/// `"worker:slot"`: where a listing goes on. Opaque to clients.
+fn parse_cursor(cursor: &str, workers: usize) -> Result<(usize, u32), ControlError> {
+    let bad = || ControlError::bad_args("cursor", format!("`cursor`: {cursor:?} is not a cursor this masqd gave out"));
+    let (w, s) = cursor.split_once(':').ok_or_else(bad)?;
+    let w: usize = w.parse().map_err(|_| bad())?;
+    let s: u32 = s.parse().map_err(|_| bad())?;
+    if w >= workers {
+        return Err(bad());
+    }
+    Ok((w, s))
+}
+
+impl Handler for MasqdHandler {
+    fn handle(&self, cmd: Command) -> Result<Value, ControlError> {
+        match cmd {
+            Command::RulesList { table, chain } => to_result(&self.rules.list(&table, chain.as_deref())?),
+            Command::RulesAppend { table, chain, spec } => to_result(&self.rules.append(&table, &chain, &spec)?),
+            Command::RulesInsert { table, chain, position, spec } => {
+                to_result(&self.rules.insert(&table, &chain, position, &spec)?)
+            }
+            Command::RulesDelete { table, chain, rule } => {
+                self.rules.delete(&table, &chain, &rule)?;
+                Ok(json!({}))
+            }
+            Command::RulesFlush { table, chain } => to_result(&self.rules.flush(&table, chain.as_deref())?),
+            Command::RulesPolicy { table, chain, policy } => {
+                self.rules.policy(&table, &chain, &policy)?;
+                Ok(json!({}))
+            }
+            Command::RulesSave { table } => to_result(&self.rules.save(table.as_deref())?),
+            Command::RulesRestore { text, noflush } => to_result(&self.rules.restore(&text, noflush)?),
+            Command::SessionsList { filter, cursor, limit } => {
+                to_result(&self.list_sessions(&filter, cursor.as_deref(), limit)?)
+            }
+            Command::SessionsCount { filter } => to_result(&self.count_sessions(&filter)?),
+            Command::SessionsFlush { filter } => to_result(&self.flush_sessions(&filter)?),
+            Command::StatsGet => to_result(&self.stats()),
+            Command::TimeoutsGet => to_result(&self.timeouts_now()),
+            Command::TimeoutsSet(update) => to_result(&self.set_timeouts(update)),
+            Command::ConfigGet => Ok(self.config()),
+            Command::Version => to_result(&VersionInfo::masqd()),
+        }
+    }
+}
+
+/// `config.get`'s answer for `config` (without live timeouts): ports, workers and their
+/// lcores, EAL settings, NAT sizing, the control socket and the rules file.
+pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&Path>) -> Value {
+    let ports: Vec<Value> = config
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "port": i,
+                "name": p.name,
+                "role": p.role.to_string(),
+                "device": p.device,
+                "address": p.address.to_string(),
+                "gateway": p.gateway.map(|g| g.to_string()),
+                "mtu": p.mtu,
+                "mac": p.mac.map(|m| crate::packet::EthernetAddress(m).to_string()),
+            })
+        })
+        .collect();
+    let filtering = match config.nat.filtering {
+        Filtering::EndpointIndependent => "endpoint-independent",
+        Filtering::AddressDependent => "address-dependent",
+        Filtering::AddressPortDependent => "address-port-dependent",
+    };
+    json!({
+        "ports": ports,
+        "workers": {
+            "cores": config.workers.cores,
+            "lcores": worker_lcores,
+            "burst": config.workers.burst,
+        },
+        "dpdk": {
+            "main_core": config.dpdk.main_core,
+            "args": config.dpdk.args,
+            "mbufs": config.dpdk.mbufs,
+            "rx_desc": config.dpdk.rx_desc,
+            "tx_desc": config.dpdk.tx_desc,
+        },
+        "nat": {
+            "max_sessions": config.nat.max_sessions,
+            "ports_per_subscriber": config.nat.ports_per_subscriber,
+            "filtering": filtering,
+        },
+        "control": {
+            "socket": config.control.socket,
+            "group": config.control.group,
+        },
+        "rules_file": rules_file.map(|p| p.display().to_string()),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mailbox::{channel, WorkerMailbox};
+    use super::*;
+    use control::protocol::ErrorCode;
+    use control::server::respond;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::JoinHandle;
+
+    const CONFIG: &str = r#"
+[dpdk]
+args = ["--no-huge"]
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_null0"
+address = "100.64.0.1/10"
+[[port]]
+name = "wan"
+role = "outside"
+device = "net_null1"
+address = "203.0.113.1/24"
+gateway = "203.0.113.254"
+[workers]
+cores = [1, 2]
+[control]
+socket = "/tmp/x.sock"
+"#;
+
+    /// A handler over `n` fake workers whose mailboxes are served by a thread, with `nat`
+    /// deciding what each worker's NAT is.
+    struct Fixture {
+        handler: MasqdHandler,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+        compiled: Arc<ArcSwap<CompiledRules>>,
+        timeouts: Arc<nat::Timeouts>,
+        counters: Vec<Arc<WorkerCounters>>,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn fixture(mut nats: Vec<Option<nat::WorkerNat>>) -> Fixture {
+        let config = Config::parse(CONFIG).unwrap();
+        let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
+        let timeouts = Arc::new(nat::Timeouts::default());
+        let mut workers = Vec::new();
+        let mut mailboxes: Vec<WorkerMailbox> = Vec::new();
+        let mut counters = Vec::new();
+        for i in 0..nats.len() as u32 {
+            let (mailbox, link) = channel(i);
+            mailboxes.push(mailbox);
+            let c = Arc::new(WorkerCounters::default());
+            counters.push(c.clone());
+            let latency = Arc::new(LatencyHistogram::default());
+            latency.record(1500, 10);
+            workers.push(WorkerHandle { index: i, lcore: i + 1, counters: c, latency, link });
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let now = crate::time::Instant::from_millis(start.elapsed().as_millis() as u64);
+                    for (m, n) in mailboxes.iter_mut().zip(nats.iter_mut()) {
+                        if m.due(now) {
+                            m.serve(n.as_mut(), now);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let handler = MasqdHandler::new(HandlerParts {
+            rules: RuleSet::new(),
+            port_names: vec!["lan".into(), "wan".into()],
+            compiled: compiled.clone(),
+            timeouts: timeouts.clone(),
+            workers,
+            port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
+            config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
+        })
+        .unwrap();
+        Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }
+    }
+
+    fn nat_with(worker: u16, workers: u16, n: u16) -> nat::WorkerNat {
+        use crate::nat::{Endpoint, NatAction, NatConfig, Proto, Tuple};
+        use std::net::Ipv4Addr;
+        let mut nat = nat::WorkerNat::new(
+            NatConfig::new(vec![Ipv4Addr::new(203, 0, 113, 1)], worker, workers),
+            Arc::new(nat::Timeouts::default()),
+        )
+        .unwrap();
+        for i in 0..n {
+            let t = Tuple::new(
+                Endpoint::new(Ipv4Addr::new(100, 64, worker as u8, (i % 250) as u8 + 1), 10000 + i),
+                Endpoint::new(Ipv4Addr::new(198, 51, 100, 7), if i % 2 == 0 { 443 } else { 53 }),
+                if i % 2 == 0 { Proto::Tcp } else { Proto::Udp },
+            );
+            nat.create(&t, NatAction::Masquerade, 0x02, crate::time::Instant::from_secs(1)).unwrap();
+        }
+        nat
+    }
+
+    fn call(f: &Fixture, line: &str) -> Result<Value, ControlError> {
+        respond(&f.handler, line.as_bytes()).outcome
+    }
+
+    #[test]
+    fn every_command_answers() {
+        let f = fixture(vec![None, None]);
+        let lines = [
+            r#"{"cmd": "rules.append", "args": {"table": "nat", "chain": "POSTROUTING", "spec": ["-o", "wan", "-j", "MASQUERADE"]}}"#,
+            r#"{"cmd": "rules.insert", "args": {"table": "nat", "chain": "POSTROUTING", "spec": ["-o", "wan", "-p", "udp", "-j", "MASQUERADE"]}}"#,
+            r#"{"cmd": "rules.list", "args": {"table": "nat"}}"#,
+            r#"{"cmd": "rules.delete", "args": {"table": "nat", "chain": "POSTROUTING", "number": 1}}"#,
+            r#"{"cmd": "rules.policy", "args": {"chain": "FORWARD", "policy": "DROP"}}"#,
+            r#"{"cmd": "rules.save"}"#,
+            r#"{"cmd": "rules.restore", "args": {"text": "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"}}"#,
+            r#"{"cmd": "rules.flush", "args": {"table": "nat"}}"#,
+            r#"{"cmd": "sessions.list", "args": {"protocol": "tcp"}}"#,
+            r#"{"cmd": "sessions.count"}"#,
+            r#"{"cmd": "sessions.flush"}"#,
+            r#"{"cmd": "stats.get"}"#,
+            r#"{"cmd": "timeouts.get"}"#,
+            r#"{"cmd": "timeouts.set", "args": {"udp": 120}}"#,
+            r#"{"cmd": "config.get"}"#,
+            r#"{"cmd": "version"}"#,
+        ];
+        let mut names = std::collections::BTreeSet::new();
+        for line in lines {
+            let v: Value = serde_json::from_str(line).unwrap();
+            names.insert(v["cmd"].as_str().unwrap().to_string());
+            assert!(call(&f, line).is_ok(), "{line}: {:?}", call(&f, line));
+        }
+        assert_eq!(names.len(), Command::NAMES.len(), "every command is exercised");
+        // Without a NAT, sessions are empty, not errors.
+        assert_eq!(call(&f, r#"{"cmd": "sessions.list"}"#).unwrap(), json!({"sessions": [], "next_cursor": null}));
+        assert_eq!(call(&f, r#"{"cmd": "sessions.count"}"#).unwrap(), json!({"count": 0}));
+        assert_eq!(
+            call(&f, r#"{"cmd": "sessions.flush", "args": {"protocol": "udp"}}"#).unwrap(),
+            json!({"flushed": 0})
+        );
+    }
+
+    #[test]
+    fn timeouts_set_then_get_and_the_nat_sees_them() {
+        let f = fixture(vec![None]);
+        let set = call(&f, r#"{"cmd": "timeouts.set", "args": {"tcp": 7200, "tcpfin": 10, "udp": 160}}"#).unwrap();
+        assert_eq!(set, json!({"tcp": 7200, "tcpfin": 10, "udp": 160, "icmp": 60}));
+        assert_eq!(call(&f, r#"{"cmd": "timeouts.get"}"#).unwrap(), set);
+        assert_eq!(f.timeouts.get(TimeoutClass::Udp), crate::time::Duration::from_secs(160));
+        assert_eq!(call(&f, r#"{"cmd": "config.get"}"#).unwrap()["timeouts"]["tcpfin"], 10);
+    }
+
+    #[test]
+    fn stats_report_counters_drops_latency_and_sessions() {
+        let f = fixture(vec![Some(nat_with(0, 2, 30)), None]);
+        f.counters[0].rx_packets.add(5);
+        f.counters[1].rx_packets.add(7);
+        f.counters[1].count_drop(crate::stats::DropReason::NoRoute);
+        let s: Stats = serde_json::from_value(call(&f, r#"{"cmd": "stats.get"}"#).unwrap()).unwrap();
+        assert_eq!(s.ports.len(), 1);
+        assert_eq!(s.workers.len(), 2);
+        assert_eq!((s.workers[0].rx_packets, s.workers[1].rx_packets), (5, 7));
+        assert_eq!((s.workers[0].lcore, s.workers[1].drops), (1, 1));
+        assert_eq!(s.drops["no_route"], 1);
+        assert_eq!((s.sessions_active, s.sessions_created, s.workers[0].sessions_active), (30, 30, 30));
+        assert_eq!(s.latency_us.samples, 20);
+        assert!((s.latency_us.p50 - 1.5).abs() < 0.1, "{:?}", s.latency_us);
+    }
+
+    #[test]
+    fn sessions_page_across_workers_with_filters_and_flush() {
+        let f = fixture(vec![Some(nat_with(0, 2, 1500)), None, Some(nat_with(1, 3, 700))]);
+        assert_eq!(call(&f, r#"{"cmd": "sessions.count"}"#).unwrap(), json!({"count": 2200}));
+        assert_eq!(
+            call(&f, r#"{"cmd": "sessions.count", "args": {"protocol": "udp"}}"#).unwrap(),
+            json!({"count": 1100})
+        );
+        assert_eq!(
+            call(&f, r#"{"cmd": "sessions.count", "args": {"inside_addr": "100.64.1.0/24", "state": "SYN_SENT"}}"#)
+                .unwrap(),
+            json!({"count": 350})
+        );
+        // Page through everything, 1000 at a time.
+        let mut cursor: Option<String> = None;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut pages = 0;
+        loop {
+            let args = match &cursor {
+                None => json!({"limit": 1000}),
+                Some(c) => json!({"limit": 1000, "cursor": c}),
+            };
+            let line = json!({"cmd": "sessions.list", "args": args}).to_string();
+            let page: SessionPage = serde_json::from_value(call(&f, &line).unwrap()).unwrap();
+            assert!(page.sessions.len() <= 1000);
+            for s in &page.sessions {
+                assert!(seen.insert((s.worker, s.inside, s.remote)), "listed twice: {s:?}");
+                assert!(s.worker == 0 || s.worker == 2);
+            }
+            pages += 1;
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 2200);
+        assert!(pages >= 3);
+        let e = call(&f, r#"{"cmd": "sessions.list", "args": {"cursor": "9:0"}}"#).unwrap_err();
+        assert_eq!((&e.code, e.field.as_deref()), (&ErrorCode::BadArgs, Some("cursor")));
+        let e = call(&f, r#"{"cmd": "sessions.count", "args": {"state": "asleep"}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("state"));
+
+        assert_eq!(
+            call(&f, r#"{"cmd": "sessions.flush", "args": {"protocol": "tcp"}}"#).unwrap(),
+            json!({"flushed": 1100})
+        );
+        assert_eq!(call(&f, r#"{"cmd": "sessions.count"}"#).unwrap(), json!({"count": 1100}));
+        assert_eq!(call(&f, r#"{"cmd": "sessions.flush"}"#).unwrap(), json!({"flushed": 1100}));
+        assert_eq!(call(&f, r#"{"cmd": "sessions.count"}"#).unwrap(), json!({"count": 0}));
+        let s: Stats = serde_json::from_value(call(&f, r#"{"cmd": "stats.get"}"#).unwrap()).unwrap();
+        assert_eq!((s.sessions_created, s.sessions_expired), (2200, 2200));
+    }
+
+    #[test]
+    fn rules_reach_the_compiled_set_and_config_says_what_runs() {
+        let f = fixture(vec![None]);
+        call(&f, r#"{"cmd": "rules.append", "args": {"table": "nat", "chain": "POSTROUTING", "spec": ["-o", "wan", "-j", "MASQUERADE"]}}"#).unwrap();
+        assert_eq!(f.compiled.load().chain_len(crate::policy::Chain::Postrouting), 1);
+        let e = call(&f, r#"{"cmd": "rules.append", "args": {"table": "nat", "chain": "POSTROUTING", "spec": ["-o", "eth0", "-j", "MASQUERADE"]}}"#).unwrap_err();
+        assert_eq!((&e.code, e.field.as_deref()), (&ErrorCode::BadArgs, Some("spec[1]")));
+        let c = call(&f, r#"{"cmd": "config.get"}"#).unwrap();
+        assert_eq!(c["ports"][1]["name"], "wan");
+        assert_eq!(c["ports"][1]["gateway"], "203.0.113.254");
+        assert_eq!(c["workers"]["lcores"], json!([1, 2]));
+        assert_eq!(c["control"]["socket"], "/tmp/x.sock");
+        assert_eq!(c["rules_file"], "/etc/masq/rules.v4");
+        assert_eq!(c["timeouts"]["tcp"], 7440);
+        let v: VersionInfo = serde_json::from_value(call(&f, r#"{"cmd": "version"}"#).unwrap()).unwrap();
+        assert_eq!(v.daemon, "masqd");
+    }
+}

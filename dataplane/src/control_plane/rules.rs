@@ -1,0 +1,526 @@
+//! `rules.*`: the authoritative rule set, kept by the control thread, and the compiled
+//! copy the workers read.
+//!
+//! The text model ([`RuleSet`]) lives behind a `Mutex` that only control-plane threads
+//! take. Every change is made on a copy, validated, compiled into a new
+//! [`CompiledRules`] and swapped in whole (`ArcSwap::store`); only then does the copy
+//! become the rule set. A command that fails anywhere — parse, rule check, compile —
+//! changes nothing. Workers load the compiled set once per new flow, so a change applies
+//! to flows created after it; sessions created under the old rules keep their translation.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use control::protocol::{
+    ChainListing, ControlError, Flushed, RestoreSummary, RuleAdded, RuleEntry, RuleListing, RuleSelector, SavedRules,
+};
+
+use crate::policy::parse::parse_save;
+use crate::policy::{
+    parse_rule, tokenize, Chain, CompiledRules, ListOptions, ParseError, ParseErrorKind, Policy, Rule, RuleSet,
+    RuleSetError, Table,
+};
+
+/// The rules of a running masqd: the text model and the compiled set the workers use.
+pub struct RulesControl {
+    set: Mutex<RuleSet>,
+    /// Configured port names, in port-index order.
+    ports: Vec<String>,
+    compiled: Arc<ArcSwap<CompiledRules>>,
+}
+
+impl RulesControl {
+    /// Take over `initial` (the `--rules` file, or empty) and the shared compiled set the
+    /// workers read; `compiled` is replaced at once by `initial` compiled, so the two agree.
+    pub fn new(
+        initial: RuleSet,
+        ports: Vec<String>,
+        compiled: Arc<ArcSwap<CompiledRules>>,
+    ) -> Result<RulesControl, ControlError> {
+        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled };
+        let built = rules.compile(&initial)?;
+        rules.compiled.store(Arc::new(built));
+        *rules.lock() = initial;
+        Ok(rules)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RuleSet> {
+        // A panic while holding the lock cannot leave a half-made change: changes are
+        // made on a copy and installed with one assignment.
+        self.set.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn known(&self) -> Vec<&str> {
+        self.ports.iter().map(String::as_str).collect()
+    }
+
+    fn compile(&self, set: &RuleSet) -> Result<CompiledRules, ControlError> {
+        let ports: Vec<(&str, u16)> = self.ports.iter().enumerate().map(|(i, n)| (n.as_str(), i as u16)).collect();
+        CompiledRules::new(set, &ports).map_err(|e| ControlError::conflict(format!("rules do not compile: {e}")))
+    }
+
+    /// Apply `change` to a copy of the rule set; on success compile it, swap it in for
+    /// the workers and keep it. All or nothing.
+    fn change<T>(&self, change: impl FnOnce(&mut RuleSet) -> Result<T, ControlError>) -> Result<T, ControlError> {
+        let mut guard = self.lock();
+        let mut next = guard.clone();
+        let out = change(&mut next)?;
+        let compiled = self.compile(&next)?;
+        self.compiled.store(Arc::new(compiled));
+        *guard = next;
+        Ok(out)
+    }
+
+    /// A copy of the current rule set.
+    pub fn snapshot(&self) -> RuleSet {
+        self.lock().clone()
+    }
+
+    /// Parse a rule specification (argv tokens after `-A CHAIN`).
+    fn parse_spec(&self, table: Table, chain: Chain, spec: &[String]) -> Result<Rule, ControlError> {
+        let mut tokens = vec!["-A", chain.name()];
+        tokens.extend(spec.iter().map(String::as_str));
+        parse_rule(table, &tokens, &self.known()).map(|(_, rule)| rule).map_err(|e| spec_error(spec, &e))
+    }
+
+    // ----- commands -----
+
+    /// `rules.list`.
+    pub fn list(&self, table: &str, chain: Option<&str>) -> Result<RuleListing, ControlError> {
+        let table = resolve_table(table)?;
+        let chains = match chain {
+            Some(name) => vec![resolve_chain(table, name)?],
+            None => table.chains().to_vec(),
+        };
+        let set = self.lock();
+        let chains = chains.into_iter().map(|chain| chain_listing(&set, table, chain)).collect();
+        Ok(RuleListing { table: table.name().to_string(), chains })
+    }
+
+    /// `rules.append`.
+    pub fn append(&self, table: &str, chain: &str, spec: &[String]) -> Result<RuleAdded, ControlError> {
+        let table = resolve_table(table)?;
+        let chain = resolve_chain(table, chain)?;
+        let rule = self.parse_spec(table, chain, spec)?;
+        self.change(|set| {
+            set.append(chain, rule).map_err(|e| set_error(e, "spec"))?;
+            Ok(RuleAdded { number: set.rules(chain).len() as u32 })
+        })
+    }
+
+    /// `rules.insert`.
+    pub fn insert(&self, table: &str, chain: &str, position: u32, spec: &[String]) -> Result<RuleAdded, ControlError> {
+        let table = resolve_table(table)?;
+        let chain = resolve_chain(table, chain)?;
+        let rule = self.parse_spec(table, chain, spec)?;
+        self.change(|set| {
+            set.insert(chain, position as usize, rule).map_err(|e| set_error(e, "position"))?;
+            Ok(RuleAdded { number: position })
+        })
+    }
+
+    /// `rules.delete`.
+    pub fn delete(&self, table: &str, chain: &str, rule: &RuleSelector) -> Result<(), ControlError> {
+        let table = resolve_table(table)?;
+        let chain = resolve_chain(table, chain)?;
+        match rule {
+            RuleSelector::Number(n) => {
+                self.change(|set| set.delete_at(chain, *n as usize).map(drop).map_err(not_found))
+            }
+            RuleSelector::Spec(spec) => {
+                let rule = self.parse_spec(table, chain, spec)?;
+                self.change(|set| set.delete_matching(chain, &rule).map(drop).map_err(not_found))
+            }
+        }
+    }
+
+    /// `rules.flush`.
+    pub fn flush(&self, table: &str, chain: Option<&str>) -> Result<Flushed, ControlError> {
+        let table = resolve_table(table)?;
+        let chain = chain.map(|c| resolve_chain(table, c)).transpose()?;
+        self.change(|set| {
+            let n = set.flush(table, chain).map_err(not_found)?;
+            Ok(Flushed { flushed: n as u64 })
+        })
+    }
+
+    /// `rules.policy`.
+    pub fn policy(&self, table: &str, chain: &str, policy: &str) -> Result<(), ControlError> {
+        let table = resolve_table(table)?;
+        let chain = resolve_chain(table, chain)?;
+        let policy = Policy::from_name(policy).ok_or_else(|| {
+            ControlError::bad_args("policy", format!("`policy`: unknown policy {policy:?} (expected ACCEPT or DROP)"))
+        })?;
+        self.change(|set| set.set_policy(chain, policy).map_err(|e| set_error(e, "policy")))
+    }
+
+    /// `rules.save`: iptables-save text of every table, or of one.
+    pub fn save(&self, table: Option<&str>) -> Result<SavedRules, ControlError> {
+        let table = table.map(resolve_table).transpose()?;
+        let text = self.lock().to_save_text();
+        Ok(SavedRules {
+            text: match table {
+                None => text,
+                Some(table) => one_table(&text, table),
+            },
+        })
+    }
+
+    /// `rules.restore`: replace the tables `text` names (or, with `noflush`, add its
+    /// rules and set the policies of the chains it declares). Atomic.
+    pub fn restore(&self, text: &str, noflush: bool) -> Result<RestoreSummary, ControlError> {
+        let (parsed, seen) = parse_save(text, &self.known()).map_err(|e| ControlError::conflict(e.to_string()))?;
+        let tables: Vec<Table> = Table::ALL.into_iter().filter(|t| seen[*t as usize]).collect();
+        let declared = declared_chains(text);
+        self.change(|set| {
+            for &table in &tables {
+                for &chain in table.chains() {
+                    if noflush {
+                        for rule in parsed.rules(chain) {
+                            set.append(chain, rule.clone()).map_err(|e| set_error(e, "text"))?;
+                        }
+                        if declared.contains(&chain) {
+                            set.set_policy(chain, parsed.policy(chain)).map_err(|e| set_error(e, "text"))?;
+                        }
+                    } else {
+                        set.flush(table, Some(chain)).map_err(|e| set_error(e, "text"))?;
+                        for rule in parsed.rules(chain) {
+                            set.append(chain, rule.clone()).map_err(|e| set_error(e, "text"))?;
+                        }
+                        set.set_policy(chain, parsed.policy(chain)).map_err(|e| set_error(e, "text"))?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(RestoreSummary {
+            tables: tables.iter().map(|t| t.name().to_string()).collect(),
+            rules: tables.iter().flat_map(|t| t.chains()).map(|&c| parsed.rules(c).len() as u64).sum(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Names and errors
+// ---------------------------------------------------------------------------------------
+
+fn resolve_table(name: &str) -> Result<Table, ControlError> {
+    Table::from_name(name)
+        .ok_or_else(|| ControlError::not_found(format!("no table {name:?} (masq has tables nat and filter)")))
+}
+
+fn resolve_chain(table: Table, name: &str) -> Result<Chain, ControlError> {
+    if let Some(chain) = table.chain(name) {
+        return Ok(chain);
+    }
+    let expected = table.chains().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ");
+    let message = match Chain::ALL.into_iter().find(|c| c.name() == name) {
+        Some(chain) => {
+            format!("chain {chain} is not in table {table} (it is in table {}; {table} has {expected})", chain.table())
+        }
+        None if name == "INPUT" || name == "OUTPUT" => {
+            format!("chain {name} is not supported: masq forwards only and has no local stack ({table} has {expected})")
+        }
+        None => format!("no chain {name:?} in table {table} ({table} has {expected})"),
+    };
+    Err(ControlError::not_found(message))
+}
+
+/// A rule set error, as the protocol reports it; `field` names the argument at fault
+/// for errors about the request's own arguments.
+fn set_error(e: RuleSetError, field: &str) -> ControlError {
+    match e {
+        RuleSetError::PositionOutOfRange { .. } if field == "position" => {
+            ControlError::bad_args("position", format!("`position`: {e}"))
+        }
+        RuleSetError::PositionOutOfRange { .. } | RuleSetError::NoMatchingRule { .. } => {
+            ControlError::not_found(e.to_string())
+        }
+        RuleSetError::ChainNotInTable { .. } => ControlError::not_found(e.to_string()),
+        RuleSetError::PolicyNotAllowed { .. } => ControlError::conflict(e.to_string()),
+        RuleSetError::InvalidRule { .. } => ControlError::bad_args(field, e.to_string()),
+    }
+}
+
+fn not_found(e: RuleSetError) -> ControlError {
+    set_error(e, "")
+}
+
+/// The token a parse error is about, when it names one.
+fn offending_token(kind: &ParseErrorKind) -> Option<&str> {
+    use ParseErrorKind as K;
+    match kind {
+        K::UnknownInterface { token, .. }
+        | K::UnknownTarget { token }
+        | K::UnknownOption { token, .. }
+        | K::UnexpectedToken { token, .. }
+        | K::BadAddress { token }
+        | K::BadProtocol { token }
+        | K::BadPort { token }
+        | K::BadNatPorts { token }
+        | K::BadNatRange { token, .. }
+        | K::BadIcmpType { token }
+        | K::UnknownMatch { token }
+        | K::NegationMisplaced { token } => Some(token),
+        K::MissingValue { option, .. } => Some(option),
+        _ => None,
+    }
+}
+
+/// A spec that does not parse: `bad_args` naming the offending token (`spec[3]`) when
+/// the error names one found in the spec, else `spec`.
+fn spec_error(spec: &[String], e: &ParseError) -> ControlError {
+    let field = offending_token(&e.kind)
+        .and_then(|t| spec.iter().position(|s| s == t))
+        .map_or_else(|| "spec".to_string(), |i| format!("spec[{i}]"));
+    ControlError::bad_args(field, e.kind.to_string())
+}
+
+/// Chains declared (`:CHAIN POLICY`) anywhere in iptables-save text.
+fn declared_chains(text: &str) -> Vec<Chain> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(':'))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|name| Chain::ALL.into_iter().find(|c| c.name() == name))
+        .collect()
+}
+
+/// The save text of one table: the header line, then `*table` .. `COMMIT` and its
+/// trailer, as [`RuleSet::to_save_text`] writes them.
+fn one_table(text: &str, table: Table) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if let Some(name) = trimmed.strip_prefix('*') {
+            inside = name == table.name();
+        } else if !inside && trimmed.starts_with("# Generated") {
+            out.push_str(line);
+            continue;
+        }
+        if inside {
+            out.push_str(line);
+            if trimmed.starts_with("# Completed") {
+                inside = false;
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Listing
+// ---------------------------------------------------------------------------------------
+
+fn chain_listing(set: &RuleSet, table: Table, chain: Chain) -> ChainListing {
+    let options = ListOptions { numeric: true, verbose: true, line_numbers: false };
+    let listing = set.list(table, Some(chain), options).unwrap_or_default();
+    // Line 1 is "Chain ...", line 2 the column heads, then one line per rule.
+    let mut rows = listing.lines().skip(2);
+    let rules = set
+        .rules(chain)
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let mut entry = rows.next().map(columns).unwrap_or_default();
+            entry.number = i as u32 + 1;
+            entry.spec = tokenize(&rule.to_string()).unwrap_or_default();
+            entry
+        })
+        .collect();
+    ChainListing {
+        chain: chain.name().to_string(),
+        policy: Some(set.policy(chain).name().to_string()),
+        packets: 0,
+        bytes: 0,
+        references: 0,
+        rules,
+    }
+}
+
+/// The display columns of one `iptables -L -n -v` row as the policy formatter prints it:
+/// `pkts bytes target prot opt in out source destination options...`.
+fn columns(row: &str) -> RuleEntry {
+    let mut rest = row;
+    let mut fields = Vec::with_capacity(9);
+    while fields.len() < 9 {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        fields.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    let field = |i: usize| fields.get(i).map_or(String::new(), |s| s.to_string());
+    RuleEntry {
+        packets: fields.first().and_then(|s| s.parse().ok()).unwrap_or(0),
+        bytes: fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0),
+        target: field(2),
+        protocol: field(3),
+        in_iface: field(5),
+        out_iface: field(6),
+        source: field(7),
+        destination: field(8),
+        options: rest.trim().to_string(),
+        ..RuleEntry::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::protocol::ErrorCode;
+
+    const PORTS: [&str; 2] = ["lan", "wan"];
+
+    fn rules() -> (RulesControl, Arc<ArcSwap<CompiledRules>>) {
+        let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
+        let r = RulesControl::new(RuleSet::new(), PORTS.map(String::from).to_vec(), compiled.clone()).unwrap();
+        (r, compiled)
+    }
+
+    fn spec(s: &str) -> Vec<String> {
+        tokenize(s).unwrap()
+    }
+
+    #[test]
+    fn append_lists_with_display_columns_and_swaps_the_compiled_set() {
+        let (r, compiled) = rules();
+        let before = compiled.load_full();
+        assert_eq!(r.append("nat", "POSTROUTING", &spec("-o wan -j MASQUERADE")).unwrap().number, 1);
+        assert!(!Arc::ptr_eq(&before, &compiled.load_full()), "a new compiled set was stored");
+        assert_eq!(compiled.load().chain_len(Chain::Postrouting), 1);
+        let n = r
+            .insert(
+                "nat",
+                "PREROUTING",
+                1,
+                &spec("-i wan -p tcp --dport 8080 -m comment --comment \"web  server\" -j DNAT --to-destination 100.64.0.2:80"),
+            )
+            .unwrap();
+        assert_eq!(n.number, 1);
+        let listing = r.list("nat", None).unwrap();
+        assert_eq!(listing.table, "nat");
+        assert_eq!(listing.chains.len(), 2);
+        let dnat = &listing.chains[0].rules[0];
+        assert_eq!(
+            (dnat.number, dnat.target.as_str(), dnat.protocol.as_str(), dnat.in_iface.as_str()),
+            (1, "DNAT", "tcp", "wan")
+        );
+        assert_eq!((dnat.out_iface.as_str(), dnat.source.as_str()), ("*", "0.0.0.0/0"));
+        assert_eq!(dnat.options, "tcp dpt:8080 /* web  server */ to:100.64.0.2:80");
+        assert_eq!(dnat.spec[dnat.spec.len() - 3..], ["DNAT", "--to-destination", "100.64.0.2:80"].map(String::from));
+        assert!(dnat.spec.contains(&"web  server".to_string()), "{:?}", dnat.spec);
+        let masq = &listing.chains[1].rules[0];
+        assert_eq!(masq.spec, spec("-o wan -j MASQUERADE"));
+        assert_eq!(
+            (masq.target.as_str(), masq.protocol.as_str(), masq.out_iface.as_str()),
+            ("MASQUERADE", "all", "wan")
+        );
+        assert_eq!(masq.options, "");
+        assert_eq!(listing.chains[1].policy.as_deref(), Some("ACCEPT"));
+        let one = r.list("nat", Some("POSTROUTING")).unwrap();
+        assert_eq!(one.chains.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_change_nothing() {
+        let (r, compiled) = rules();
+        r.append("nat", "POSTROUTING", &spec("-o wan -j MASQUERADE")).unwrap();
+        let before = r.save(None).unwrap().text;
+        let stored = compiled.load_full();
+
+        let e = r.append("nat", "POSTROUTING", &spec("-o wan0 -j MASQUERADE")).unwrap_err();
+        assert_eq!((&e.code, e.field.as_deref()), (&ErrorCode::BadArgs, Some("spec[1]")));
+        assert!(e.message.contains("wan0") && e.message.contains("lan, wan"), "{e}");
+        let e = r.append("nat", "POSTROUTING", &spec("-o wan -j FROB")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("spec[3]"));
+        let e = r.append("nat", "POSTROUTING", &spec("-i lan -j MASQUERADE")).unwrap_err();
+        assert_eq!((&e.code, e.field.as_deref()), (&ErrorCode::BadArgs, Some("spec")));
+        assert_eq!(r.append("nat", "INPUT", &spec("-j ACCEPT")).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(r.append("mangle", "X", &spec("-j ACCEPT")).unwrap_err().code, ErrorCode::NotFound);
+        let e = r.append("filter", "POSTROUTING", &spec("-j ACCEPT")).unwrap_err();
+        assert!(e.message.contains("table nat"), "{e}");
+        let e = r.insert("nat", "POSTROUTING", 5, &spec("-j ACCEPT")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("position"));
+        assert_eq!(r.delete("nat", "POSTROUTING", &RuleSelector::Number(2)).unwrap_err().code, ErrorCode::NotFound);
+        let e = r.delete("nat", "POSTROUTING", &RuleSelector::Spec(spec("-o lan -j MASQUERADE"))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert_eq!(r.policy("nat", "POSTROUTING", "DROP").unwrap_err().code, ErrorCode::Conflict);
+        assert_eq!(r.policy("filter", "FORWARD", "REJECT").unwrap_err().field.as_deref(), Some("policy"));
+
+        assert_eq!(r.save(None).unwrap().text, before);
+        assert!(Arc::ptr_eq(&stored, &compiled.load_full()), "nothing was swapped");
+    }
+
+    #[test]
+    fn delete_flush_policy() {
+        let (r, _) = rules();
+        r.append("nat", "POSTROUTING", &spec("-o wan -j MASQUERADE")).unwrap();
+        r.append("nat", "POSTROUTING", &spec("-o wan -p udp -j MASQUERADE")).unwrap();
+        r.delete("nat", "POSTROUTING", &RuleSelector::Spec(spec("-o wan -j MASQUERADE"))).unwrap();
+        assert_eq!(r.list("nat", None).unwrap().chains[1].rules[0].protocol, "udp");
+        r.delete("nat", "POSTROUTING", &RuleSelector::Number(1)).unwrap();
+        r.append("filter", "FORWARD", &spec("-i lan -j ACCEPT")).unwrap();
+        r.policy("filter", "FORWARD", "DROP").unwrap();
+        assert_eq!(r.flush("filter", None).unwrap().flushed, 1);
+        assert_eq!(r.list("filter", None).unwrap().chains[0].policy.as_deref(), Some("DROP"));
+    }
+
+    #[test]
+    fn save_restore_round_trips_byte_for_byte_and_is_atomic() {
+        let (r, _) = rules();
+        let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+                    -A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.2:22\n\
+                    -A POSTROUTING -s 100.64.0.0/10 -o wan -j MASQUERADE\nCOMMIT\n\
+                    *filter\n:FORWARD DROP [0:0]\n-A FORWARD -i lan -o wan -j ACCEPT\nCOMMIT\n";
+        let summary = r.restore(text, false).unwrap();
+        assert_eq!(summary, RestoreSummary { tables: vec!["nat".into(), "filter".into()], rules: 3 });
+        let saved = r.save(None).unwrap().text;
+        let (again, _) = rules();
+        again.restore(&saved, false).unwrap();
+        assert_eq!(again.save(None).unwrap().text, saved, "save -> restore -> save is byte-identical");
+
+        let nat = r.save(Some("nat")).unwrap().text;
+        assert!(nat.starts_with("# Generated by masq\n*nat\n") && nat.ends_with("COMMIT\n# Completed by masq\n"));
+        assert!(!nat.contains("FORWARD"), "{nat}");
+        assert_eq!(r.save(Some("raw")).unwrap_err().code, ErrorCode::NotFound);
+
+        // An error on any line changes nothing.
+        let e =
+            r.restore("*nat\n-A POSTROUTING -o wan -j MASQUERADE\n-A NOSUCH -j ACCEPT\nCOMMIT\n", false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.starts_with("line 3: "), "{e}");
+        let e = r.restore("*filter\n-A FORWARD -o wan9 -j ACCEPT\nCOMMIT\n", true).unwrap_err();
+        assert!(e.message.contains("wan9"), "{e}");
+        assert_eq!(r.save(None).unwrap().text, saved);
+
+        // noflush adds; a table not in the text is kept.
+        let s = r.restore("*nat\n-A POSTROUTING -o wan -p udp -j MASQUERADE\nCOMMIT\n", true).unwrap();
+        assert_eq!(s.rules, 1);
+        assert_eq!(r.list("nat", Some("POSTROUTING")).unwrap().chains[0].rules.len(), 2);
+        assert_eq!(r.list("filter", None).unwrap().chains[0].policy.as_deref(), Some("DROP"), "not declared: kept");
+        r.restore("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", true).unwrap();
+        assert_eq!(r.list("filter", None).unwrap().chains[0].policy.as_deref(), Some("ACCEPT"));
+        assert_eq!(r.list("filter", None).unwrap().chains[0].rules.len(), 1, "noflush keeps the rules");
+        // Without noflush, the tables in the text are replaced, the others kept.
+        r.restore("*filter\nCOMMIT\n", false).unwrap();
+        assert_eq!(r.list("filter", None).unwrap().chains[0].rules.len(), 0);
+        assert_eq!(r.list("nat", Some("POSTROUTING")).unwrap().chains[0].rules.len(), 2);
+    }
+
+    #[test]
+    fn initial_rules_are_compiled_at_once() {
+        let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
+        let set = RuleSet::parse_save("*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n", &PORTS).unwrap();
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled.clone()).unwrap();
+        assert_eq!(compiled.load().chain_len(Chain::Postrouting), 1);
+        assert_eq!(r.snapshot().len(), 1);
+        // A wildcard interface that matches no port does not compile.
+        let set = RuleSet::parse_save("*nat\nCOMMIT\n", &PORTS).unwrap();
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled).unwrap();
+        let e = r.append("nat", "POSTROUTING", &spec("-o ppp+ -j MASQUERADE"));
+        assert!(e.is_err(), "{e:?}");
+    }
+}

@@ -6,6 +6,10 @@
 //! core, and waits for SIGINT/SIGTERM. On the way out it stops the workers, prints every
 //! counter (see `dataplane::report`), checks that each mbuf came back to its pool and
 //! exits 0 — or 3 if buffers leaked.
+//!
+//! The control socket (`[control] socket`) is claimed before EAL starts — a live masqd
+//! already answering there is an error — and served once the workers run, by threads on
+//! the main lcore's CPU (see `dataplane::control_plane`); it is removed on the way out.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,11 +21,16 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use dataplane::config::{Config, PortConfig as PortCfg};
+// control plane
+use arc_swap::ArcSwap;
+use dataplane::control_plane::{self, HandlerParts, MasqdHandler, PortStatsBoard, WorkerControl, WorkerHandle};
 use dataplane::counters::WorkerCounters;
 use dataplane::dpdk_io::{DpdkIo, TscClock};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
+use dataplane::nat;
+use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
 use dataplane::worker::{Worker, HOLD_CAPACITY};
 use dpdk::{Eal, Mempool, Port, PortConfig};
@@ -36,6 +45,9 @@ struct Args {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// control plane: rules to start with, in iptables-save format (`masqctl save` writes it).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 }
 
 /// Exit code for a configuration error.
@@ -54,17 +66,37 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // control plane: the --rules file, checked against the configured ports before EAL.
+    let rules = match load_rules(args.rules.as_deref(), &config) {
+        Ok(rules) => rules,
+        Err(message) => {
+            eprintln!("masqd: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if args.check {
         println!("masqd: {}: configuration OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(&config) {
+    match run(&config, rules, args.rules.as_deref()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("masqd: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// control plane: read and check `--rules FILE` (empty rules without one). Errors read
+/// `FILE: line N: ...`.
+fn load_rules(path: Option<&std::path::Path>, config: &Config) -> Result<RuleSet, String> {
+    let Some(path) = path else { return Ok(RuleSet::new()) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let names: Vec<&str> = config.ports.iter().map(|p| p.name.as_str()).collect();
+    let rules = RuleSet::parse_save(&text, &names).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ports: Vec<(&str, u16)> = names.iter().enumerate().map(|(i, n)| (*n, i as u16)).collect();
+    CompiledRules::new(&rules, &ports).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(rules)
 }
 
 /// EAL arguments derived from the configuration, then the user's extra ones.
@@ -125,11 +157,21 @@ struct RunningPort {
     mac: [u8; 6],
 }
 
-fn run(config: &Config) -> Result<ExitCode> {
+fn run(config: &Config, rules: RuleSet, rules_file: Option<&std::path::Path>) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+
+    // control plane: claim the socket before EAL (a live masqd there is an error); it is
+    // served once the workers run.
+    let control_server =
+        control::Server::bind(&config.control.socket, config.control.group.as_deref()).context("control socket")?;
+    // control plane: shared rules and timeouts (the NAT wiring uses the same objects)
+    let compiled_rules = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
+    let t = config.timeouts;
+    let timeouts =
+        Arc::new(nat::Timeouts::new(nat::TimeoutValues { tcp: t.tcp, tcpfin: t.tcpfin, udp: t.udp, icmp: t.icmp }));
 
     let args = eal_args(config);
     eprintln!("masqd: EAL arguments: {}", args[1..].join(" "));
@@ -169,7 +211,7 @@ fn run(config: &Config) -> Result<ExitCode> {
             );
         }
         let rss = (n_workers > 1)
-            .then(|| dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
+            .then_some(dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
         let pcfg = PortConfig {
             rx_queues: n_workers,
             tx_queues: n_workers,
@@ -221,6 +263,7 @@ fn run(config: &Config) -> Result<ExitCode> {
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
 
     let mut all_counters = Vec::new();
+    let mut control_workers = Vec::new(); // control plane
     for (w, lcore) in worker_lcores.iter().enumerate() {
         let q = w as u16;
         let mut rxq = Vec::new();
@@ -233,15 +276,44 @@ fn run(config: &Config) -> Result<ExitCode> {
         all_counters.push(counters.clone());
         let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
         let io = DpdkIo::new(rxq, txq, pool.clone());
+        // control plane: the worker's mailbox and latency histogram.
+        let (mailbox, link) = control_plane::mailbox::channel(w as u32);
+        let latency = Arc::new(control_plane::LatencyHistogram::default());
+        let probe = control_plane::LatencyRecorder::new(latency.clone(), dpdk::cycles::rdtsc, dpdk::cycles::tsc_hz());
+        control_workers.push(WorkerHandle {
+            index: w as u32,
+            lcore: *lcore,
+            counters: counters.clone(),
+            latency,
+            link,
+        });
         let stop = stop.clone();
         eal.launch(*lcore, move || {
-            let mut worker = Worker::new(io, router, counters);
+            let mut worker = Worker::new(io, router, counters).with_control(WorkerControl::new(mailbox, probe));
             let clock = TscClock::new();
             worker.run(&stop, || clock.now());
             0
         })
         .with_context(|| format!("launching worker {w} on lcore {lcore}"))?;
     }
+    // control plane: serve the socket (threads inherit the main lcore's CPU, off the workers').
+    let port_board = Arc::new(PortStatsBoard::new());
+    let handler = MasqdHandler::new(HandlerParts {
+        rules,
+        port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
+        compiled: compiled_rules.clone(),
+        timeouts: timeouts.clone(),
+        workers: control_workers,
+        port_stats: {
+            let board = port_board.clone();
+            Box::new(move || board.request(Duration::from_millis(500)))
+        },
+        config: control_plane::config_json(config, &worker_lcores, rules_file),
+    })
+    .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+    let control_handle = control_server.spawn(handler).context("control socket")?;
+    eprintln!("masqd: control socket {}", control_handle.path().display());
+
     eprintln!(
         "masqd: ready: {} ports, {} workers on cores {:?}, {} mbufs",
         ports.len(),
@@ -252,8 +324,10 @@ fn run(config: &Config) -> Result<ExitCode> {
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
+        port_board.serve(|| control_port_stats(&ports)); // control plane
     }
     eprintln!("masqd: stopping");
+    control_handle.shutdown(); // control plane: stop serving, remove the socket
     let mut failed = false;
     for lcore in &worker_lcores {
         let rc = eal.wait(*lcore);
@@ -300,4 +374,25 @@ fn run(config: &Config) -> Result<ExitCode> {
     drop(pool);
     drop(eal);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// control plane: every port's counters for `stats.get`, read here on the main thread.
+fn control_port_stats(ports: &[RunningPort]) -> Vec<control::protocol::PortStats> {
+    ports
+        .iter()
+        .map(|p| {
+            let s = p.port.stats().unwrap_or_default();
+            let basic = control_plane::BasicPortCounters {
+                ipackets: s.ipackets,
+                opackets: s.opackets,
+                ibytes: s.ibytes,
+                obytes: s.obytes,
+                imissed: s.imissed,
+                ierrors: s.ierrors,
+                oerrors: s.oerrors,
+                rx_nombuf: s.rx_nombuf,
+            };
+            control_plane::stats::port_stats(p.port.id(), &p.name, basic, &p.port.xstats().unwrap_or_default())
+        })
+        .collect()
 }

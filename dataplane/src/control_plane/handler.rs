@@ -199,18 +199,14 @@ impl MasqdHandler {
         let mut total = 0u64;
         let mut buf = Vec::with_capacity(SCAN_CHUNK as usize);
         for w in &self.workers {
-            let mut slot = 0;
-            loop {
-                match self.scan(w, selector, slot, op, SCAN_CHUNK, std::mem::take(&mut buf))? {
-                    Reply::Scanned { buf: back, matched, next } => {
-                        total += u64::from(matched);
-                        buf = back;
-                        match next {
-                            Some(n) => slot = n,
-                            None => break,
-                        }
-                    }
-                    _ => break,
+            let mut cursor = Some(0);
+            while let Some(slot) = cursor.take() {
+                if let Reply::Scanned { buf: back, matched, next } =
+                    self.scan(w, selector, slot, op, SCAN_CHUNK, std::mem::take(&mut buf))?
+                {
+                    total += u64::from(matched);
+                    buf = back;
+                    cursor = next;
                 }
             }
         }
@@ -238,16 +234,13 @@ impl MasqdHandler {
         }
         let mut flushed = 0;
         for w in &self.workers {
-            loop {
-                match w.link.ask(Request::FlushStep { budget: SCAN_CHUNK }, MAILBOX_TIMEOUT)? {
-                    Reply::Flushed { removed, remaining } => {
-                        flushed += u64::from(removed);
-                        // Sessions created meanwhile are not chased forever.
-                        if remaining == 0 || removed == 0 {
-                            break;
-                        }
-                    }
-                    _ => break,
+            while let Reply::Flushed { removed, remaining } =
+                w.link.ask(Request::FlushStep { budget: SCAN_CHUNK }, MAILBOX_TIMEOUT)?
+            {
+                flushed += u64::from(removed);
+                // Sessions created meanwhile are not chased forever.
+                if remaining == 0 || removed == 0 {
+                    break;
                 }
             }
         }

@@ -45,21 +45,19 @@ fn masqctl_path() -> PathBuf {
     p
 }
 
-/// A masqd with its control socket in a temp dir of its own.
+/// A running masqd and its control socket (in its temp dir: see `Masqd::start_text`).
 struct Live {
     masqd: Masqd,
     socket: PathBuf,
-    _dir: TempDir,
 }
 
 impl Live {
     fn start(cfg: MasqdConfig) -> Live {
-        let dir = TempDir::new("ctl");
-        let socket = dir.join("masqd.sock");
-        let cfg = cfg.extra_toml(&format!("[control]\nsocket = {}", json!(socket.display().to_string())));
         let mut masqd = Masqd::start(&cfg);
         masqd.expect_ready(READY);
-        Live { masqd, socket, _dir: dir }
+        let socket = masqd.socket().to_path_buf();
+        assert!(socket.starts_with(masqd.dir()), "a socket of its own: {}", socket.display());
+        Live { masqd, socket }
     }
 
     /// Two `net_null` ports: an endless stream of zeroed frames, all dropped.
@@ -409,7 +407,7 @@ fn masqctl_end_to_end() {
     );
     let saved = text(&out);
     // masqctl restore from a file, then save again: the same bytes.
-    let file = live._dir.join("rules.v4");
+    let file = live.masqd.dir().join("saved.v4");
     std::fs::write(&file, &saved).unwrap();
     ok(&live.masqctl(&["-t", "nat", "-F"]));
     ok(&live.masqctl(&["restore", file.to_str().unwrap()]));

@@ -399,13 +399,15 @@ impl Stopped {
     }
 }
 
-/// A running masqd with its own temp dir (config, rules, log). Killed on drop.
+/// A running masqd with its own temp dir (config, rules, log, control socket). Killed on
+/// drop.
 pub struct Masqd {
     child: Option<Child>,
     dir: TempDir,
     log_path: PathBuf,
     config_path: PathBuf,
     file_prefix: Option<String>,
+    socket: Option<PathBuf>,
 }
 
 impl Masqd {
@@ -419,10 +421,18 @@ impl Masqd {
         Masqd::start_text(binary, &cfg.to_toml(), cfg.rules.as_deref(), extra_args)
     }
 
-    /// Start with literal config text (for tests of bad configurations).
+    /// Start with literal config text (for tests of bad configurations). Unless the text
+    /// has a `[control]` section, one is added with the control socket in the temp dir
+    /// (`masqd.sock`), so concurrent masqd processes never share the default socket.
     pub fn start_text(binary: &Path, toml: &str, rules: Option<&str>, extra_args: &[&str]) -> Masqd {
         let dir = TempDir::new("masqd");
         let config_path = dir.join("masq.toml");
+        let mut toml = toml.to_string();
+        if !toml.lines().any(|l| l.trim() == "[control]") {
+            let socket = dir.join("masqd.sock").display().to_string();
+            toml.push_str(&format!("\n[control]\nsocket = {}\n", serde_json::to_string(&socket).expect("JSON")));
+        }
+        let toml = toml.as_str();
         fs::write(&config_path, toml).expect("write config");
         let log_path = dir.join("masqd.log");
         let log = File::create(&log_path).expect("create log");
@@ -440,7 +450,8 @@ impl Masqd {
             .env("RUST_BACKTRACE", "1");
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let file_prefix = toml_file_prefix(toml);
-        Masqd { child: Some(child), dir, log_path, config_path, file_prefix }
+        let socket = toml_control_socket(toml);
+        Masqd { child: Some(child), dir, log_path, config_path, file_prefix, socket }
     }
 
     /// Run masqd with `toml` until it exits by itself (e.g. a bad config); panics if it
@@ -460,6 +471,11 @@ impl Masqd {
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// The control socket masqd serves (`[control] socket` of its configuration).
+    pub fn socket(&self) -> &Path {
+        self.socket.as_deref().expect("the configuration names a control socket")
     }
 
     /// Everything masqd printed so far.
@@ -565,6 +581,14 @@ fn toml_file_prefix(toml: &str) -> Option<String> {
     let list = line.split_once('=')?.1.trim();
     let args: Vec<String> = serde_json::from_str(list).ok()?;
     file_prefix_of(&args)
+}
+
+/// `socket = "..."` of the `[control]` section, as [`Masqd::start_text`] or a test wrote it.
+fn toml_control_socket(toml: &str) -> Option<PathBuf> {
+    let lines = toml.lines().skip_while(|l| l.trim() != "[control]").skip(1);
+    let line = lines.take_while(|l| !l.trim_start().starts_with('[')).find(|l| l.trim_start().starts_with("socket"))?;
+    let value = line.split_once('=')?.1.trim();
+    serde_json::from_str::<String>(value).ok().map(PathBuf::from)
 }
 
 // ---------------------------------------------------------------------------------------

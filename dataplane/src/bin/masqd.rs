@@ -87,16 +87,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// control plane: read and check `--rules FILE` (empty rules without one). Errors read
-/// `FILE: line N: ...`.
-fn load_rules(path: Option<&std::path::Path>, config: &Config) -> Result<RuleSet, String> {
-    let Some(path) = path else { return Ok(RuleSet::new()) };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+/// control plane: read and check `--rules FILE` (empty rules without one): the rule set
+/// (the control plane's text model) and its compiled form (what the workers read). Errors
+/// read `FILE: line N: ...`.
+fn load_rules(path: Option<&std::path::Path>, config: &Config) -> Result<(RuleSet, CompiledRules), String> {
     let names: Vec<&str> = config.ports.iter().map(|p| p.name.as_str()).collect();
-    let rules = RuleSet::parse_save(&text, &names).map_err(|e| format!("{}: {e}", path.display()))?;
     let ports: Vec<(&str, u16)> = names.iter().enumerate().map(|(i, n)| (*n, i as u16)).collect();
-    CompiledRules::new(&rules, &ports).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(rules)
+    let Some(path) = path else { return Ok((RuleSet::new(), CompiledRules::default())) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let rules = RuleSet::parse_save(&text, &names).map_err(|e| format!("{}: {e}", path.display()))?;
+    let compiled = CompiledRules::new(&rules, &ports).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((rules, compiled))
 }
 
 /// EAL arguments derived from the configuration, then the user's extra ones.
@@ -157,7 +158,8 @@ struct RunningPort {
     mac: [u8; 6],
 }
 
-fn run(config: &Config, rules: RuleSet, rules_file: Option<&std::path::Path>) -> Result<ExitCode> {
+fn run(config: &Config, rules: (RuleSet, CompiledRules), rules_file: Option<&std::path::Path>) -> Result<ExitCode> {
+    let (rules, compiled) = rules;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -168,7 +170,7 @@ fn run(config: &Config, rules: RuleSet, rules_file: Option<&std::path::Path>) ->
     let control_server =
         control::Server::bind(&config.control.socket, config.control.group.as_deref()).context("control socket")?;
     // control plane: shared rules and timeouts (the NAT wiring uses the same objects)
-    let compiled_rules = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
+    let compiled_rules = Arc::new(ArcSwap::from_pointee(compiled));
     let t = config.timeouts;
     let timeouts =
         Arc::new(nat::Timeouts::new(nat::TimeoutValues { tcp: t.tcp, tcpfin: t.tcpfin, udp: t.udp, icmp: t.icmp }));

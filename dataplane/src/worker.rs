@@ -3,7 +3,8 @@
 //! Each pass receives a burst from every port, runs each frame through the [`Router`]
 //! (which counts its own drops), stages what must go out per port, parks frames whose next
 //! hop is still being resolved, and flushes. Nothing here allocates after construction:
-//! the hold queue's capacity is fixed up front.
+//! the hold queue's capacity is fixed up front. Once per millisecond it lets the NAT
+//! expire what is due, with a bounded budget ([`Router::nat_tick`]).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +79,14 @@ impl<Io: PacketIo> Worker<Io> {
         &self.counters
     }
 
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn router_mut(&mut self) -> &mut Router {
+        &mut self.router
+    }
+
     /// Frames currently waiting for ARP resolution.
     pub fn held(&self) -> usize {
         self.hold.held.len()
@@ -104,6 +113,8 @@ impl<Io: PacketIo> Worker<Io> {
             }
         }
         self.send_refreshes(now);
+        // NAT expiry, amortised: at most once per millisecond, bounded work.
+        self.router.nat_tick(now);
         if !self.hold.held.is_empty() && now != self.last_hold_service {
             self.last_hold_service = now;
             self.service_hold(now);
@@ -209,6 +220,7 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// Free everything still held and send what is staged. Called when the loop stops.
     pub fn shutdown(&mut self) {
+        self.router.nat_publish();
         for h in self.hold.held.drain(..) {
             self.counters.count_drop(DropReason::ArpUnresolved);
             self.io.free(h.frame);

@@ -72,14 +72,18 @@
 //! interface it came from, and [`WorkerNat::lookup_outside`] resolves an external
 //! endpoint directly.
 
+pub mod classify;
 pub mod config;
+pub mod fastpath;
 pub mod filter;
 pub mod frag;
 pub mod hash;
 pub(crate) mod index;
 pub mod key;
 mod mapping;
+pub mod path;
 pub mod ports;
+pub mod slowpath;
 mod subscriber;
 pub mod table;
 pub mod tcp;
@@ -90,12 +94,14 @@ pub use config::{ConfigError, NatConfig};
 pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
 pub use key::{Endpoint, FlowKey, Proto, Tuple};
+pub use path::{Decision, NatPath, PathCounters, Plan, SharedRules};
 pub use ports::{PortCounters, PortInUse, PortPartition, PortRange};
 pub use subscriber::Subscriber;
 pub use table::{ConnState, Session, SessionKind, SESSION_BYTES};
 pub use tcp::{TcpState, TCP_TRANSITIONS};
 pub use timeouts::{TimeoutClass, TimeoutValues, Timeouts};
 
+use crate::packet::checksum::Delta;
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 use filter::AddrFilter;
@@ -181,7 +187,7 @@ pub struct SnatTarget {
 }
 
 /// What to do with a new flow — the policy's choice, or an inbound session on a
-/// mapping. The first three take a tuple from the inside, the last two from outside.
+/// mapping. The first three take a tuple from the inside, the last three from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NatAction {
     /// Source NAT to this subscriber's paired pool address (MASQUERADE).
@@ -190,6 +196,9 @@ pub enum NatAction {
     Snat(SnatTarget),
     /// Forward untranslated, but track (nat-table ACCEPT).
     NoNat,
+    /// Forward untranslated, but track, a flow whose first packet came from outside
+    /// (`t.dst` is the inside side). Not counted against any subscriber.
+    NoNatInbound,
     /// Outside packet to (outside addr, port), sent on to `to` (DNAT; REDIRECT is
     /// DNAT to the address the packet arrived on, see [`NatAction::redirect`]).
     Dnat { to: Endpoint },
@@ -526,6 +535,12 @@ impl WorkerNat {
                 self.subscribers.adjust(ep.addr, 0, 0, 1).map_err(|_| CreateError::SubscriberLimit)?;
                 table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_COUNTED)
             }
+            NatAction::NoNatInbound => {
+                let ep = t.dst;
+                let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
+                self.check_free(ep, ep, remote, proto)?;
+                table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_INBOUND)
+            }
             NatAction::Dnat { to } => {
                 let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
                 self.check_free(to, t.dst, remote, proto)?;
@@ -743,9 +758,9 @@ impl WorkerNat {
         out
     }
 
-    /// Store the precomputed checksum deltas of a session (the translation step's
-    /// job; see [`Session`]).
-    pub fn set_csum_deltas(&mut self, id: SessionId, deltas: [u16; 2]) {
+    /// Store the precomputed checksum deltas of a session (the slow path's job; see
+    /// [`Session`]).
+    pub fn set_csum_deltas(&mut self, id: SessionId, deltas: [Delta; 2]) {
         self.sessions.get_mut(id.0).csum = deltas;
     }
 

@@ -163,7 +163,7 @@ pub fn classify(ip: &[u8]) -> Result<NatPacket, DropReason> {
         return Ok(pkt);
     };
     let l4 = p.payload();
-    if proto == Proto::Icmp && frag != Frag::Later && l4.len() >= 1 {
+    if proto == Proto::Icmp && frag != Frag::Later && !l4.is_empty() {
         pkt.icmp_type = Some(l4[0]);
     }
     if frag == Frag::Later {

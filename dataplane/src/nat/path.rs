@@ -368,7 +368,7 @@ impl Ctx<'_> {
 
     fn find_in2out(&self, t: &Tuple, f: &Flow) -> Option<(SessionId, Session)> {
         let s = self.nat.lookup_in2out(t)?;
-        icmp_ok(f, &s, Dir::In2Out).then(|| (s.id, *s.session))
+        icmp_ok(f, &s, Dir::In2Out).then_some((s.id, *s.session))
     }
 
     fn find_out2in(&self, t: &Tuple, f: &Flow) -> Option<(SessionId, Session)> {
@@ -437,12 +437,17 @@ impl Ctx<'_> {
         let rules = self.rules.load();
         let t = f.tuple;
         let mut fm = Self::flow_match(self.in_port, &t, &pkt);
-        let inbound_addr = self.routes.port(self.in_port).address;
-        if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
-            return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
-        }
-        if self.is_local(pkt.dst) && !self.is_external(pkt.dst) {
-            return Decision::Local(Plan::new(pkt));
+        let hairpin = self.is_external(pkt.dst);
+        // To one of our external addresses: hairpinning; PREROUTING is evaluated on the
+        // second pass, as if the packet came back in by the outside port.
+        if !hairpin {
+            let inbound_addr = self.routes.port(self.in_port).address;
+            if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
+                return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
+            }
+            if self.is_local(pkt.dst) {
+                return Decision::Local(Plan::new(pkt));
+            }
         }
         let Some(hop) = self.routes.lookup(pkt.dst) else {
             return Self::no_route();
@@ -551,12 +556,15 @@ impl Ctx<'_> {
         if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
             return self.dnat(&rules, plan, f, t, fm, to);
         }
+        // The router answers pings; anything else for an external address needed a
+        // session or a forward.
+        let echo = t.proto == Proto::Icmp && f.request;
+        if self.is_external(t.dst.addr) && !(echo && self.is_local(t.dst.addr)) {
+            return Decision::Drop(DropReason::NoSession);
+        }
         if self.is_local(t.dst.addr) {
             plan.dst = t.dst.addr;
             return Decision::Local(plan);
-        }
-        if self.is_external(t.dst.addr) {
-            return Decision::Drop(DropReason::NoSession);
         }
         // Not ours: routed untranslated (only from outside; hairpins are external).
         let Some(hop) = self.routes.lookup(t.dst.addr) else {
@@ -784,3 +792,6 @@ pub fn load_rules(text: &str, config: &Config) -> Result<(RuleSet, CompiledRules
     let compiled = CompiledRules::new(&set, &index)?;
     Ok((set, compiled))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,8 @@
 //! masqd: the masq NAT daemon.
 //!
-//! Reads and validates the configuration (before EAL starts, so a typo costs nothing),
-//! initialises EAL with the lcores and devices it derives from it, configures every port
+//! Reads and validates the configuration and the rules (`--rules FILE`, iptables-save
+//! format) and builds every worker's NAT before EAL starts, so a typo costs nothing;
+//! then initialises EAL with the lcores and devices it derives, configures every port
 //! with one RX/TX queue pair per worker, launches one poll-mode worker per configured
 //! core, and waits for SIGINT/SIGTERM. On the way out it stops the workers, prints every
 //! counter (see `dataplane::report`), checks that each mbuf came back to its pool and
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
 use clap::Parser;
 
 use dataplane::config::{Config, PortConfig as PortCfg};
@@ -22,6 +24,8 @@ use dataplane::dpdk_io::{DpdkIo, TscClock};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
+use dataplane::nat::{self, NatPath};
+use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
 use dataplane::worker::{Worker, HOLD_CAPACITY};
 use dpdk::{Eal, Mempool, Port, PortConfig};
@@ -33,7 +37,11 @@ struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Validate the configuration and exit.
+    /// NAT and filter rules (iptables-save format; interfaces are port names).
+    /// Without it: no rules, plain routing.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Validate the configuration (and rules) and exit.
     #[arg(long)]
     check: bool,
 }
@@ -54,17 +62,49 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let nats = match build_nats(&config, args.rules.as_deref()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("masqd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if args.check {
         println!("masqd: {}: configuration OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(&config) {
+    match run(&config, nats) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("masqd: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Load the rules (if any) and build every worker's NAT, before EAL starts. Errors
+/// read `FILE: line N: ...`.
+fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Vec<NatPath>, String> {
+    let (set, compiled) = match rules {
+        None => (RuleSet::new(), CompiledRules::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            nat::path::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+    };
+    let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
+    let timeouts = nat::path::timeouts(config);
+    let workers = config.workers.cores.len() as u16;
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new().build_hasher().finish()
+    };
+    (0..workers)
+        .map(|w| {
+            NatPath::from_config(config, &set, shared.clone(), timeouts.clone(), w, workers, seed)
+                .map_err(|e| format!("nat: {e}"))
+        })
+        .collect()
 }
 
 /// EAL arguments derived from the configuration, then the user's extra ones.
@@ -123,7 +163,7 @@ struct RunningPort {
     port: Port,
 }
 
-fn run(config: &Config) -> Result<ExitCode> {
+fn run(config: &Config, nats: Vec<NatPath>) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -205,6 +245,7 @@ fn run(config: &Config) -> Result<ExitCode> {
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.port.mac_addr()).collect::<Result<_, _>>()?;
 
     let mut all_counters = Vec::new();
+    let mut nats = nats.into_iter();
     for (w, lcore) in worker_lcores.iter().enumerate() {
         let q = w as u16;
         let mut rxq = Vec::new();
@@ -215,7 +256,8 @@ fn run(config: &Config) -> Result<ExitCode> {
         }
         let counters = Arc::new(WorkerCounters::default());
         all_counters.push(counters.clone());
-        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
+        let nat = nats.next().context("one NAT per worker")?;
+        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone()).with_nat(nat);
         let io = DpdkIo::new(rxq, txq, pool.clone());
         let stop = stop.clone();
         eal.launch(*lcore, move || {

@@ -181,7 +181,11 @@ impl Router {
         let sender_on_link = port.prefix.contains(repr.source_protocol_addr)
             && repr.source_protocol_addr != port.address
             && !repr.source_hw_addr.is_multicast();
-        if repr.target_protocol_addr != port.address {
+        let target = repr.target_protocol_addr;
+        // The NAT's external pool addresses on an outside port's link are ours too
+        // (proxy ARP), so SNAT pools need no static routes upstream.
+        let pool = |n: &NatPath| n.is_outside(in_port) && port.prefix.contains(target) && n.is_external(target);
+        if target != port.address && !self.nat.as_ref().is_some_and(pool) {
             if sender_on_link {
                 self.neighbors.refresh_if_known(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
             }
@@ -199,7 +203,7 @@ impl Router {
                 let reply = ArpRepr {
                     operation: ArpOperation::Reply,
                     source_hw_addr: ours,
-                    source_protocol_addr: port.address,
+                    source_protocol_addr: target,
                     target_hw_addr: repr.source_hw_addr,
                     target_protocol_addr: repr.source_protocol_addr,
                 };

@@ -764,3 +764,32 @@ fn rules_swap_applies_to_new_flows() {
     let s = check(&l.through(LAN, &host_udp(0, 1001, SERVER, 53), WAN), GW);
     assert_eq!(s.src, EXT);
 }
+
+#[test]
+fn answers_arp_for_pool_addresses_on_the_outside_link() {
+    let mut l = lab("*nat\n-A POSTROUTING -o wan -j SNAT --to-source 203.0.113.10-203.0.113.11\nCOMMIT\n");
+    let mut req = Vec::new();
+    req.extend_from_slice(&[0xff; 6]);
+    req.extend_from_slice(&GW);
+    req.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    req.extend_from_slice(&GW);
+    req.extend_from_slice(&[203, 0, 113, 254]);
+    req.extend_from_slice(&[0; 6]);
+    req.extend_from_slice(&[203, 0, 113, 11]);
+    let r = l.through(WAN, &req, WAN);
+    assert_eq!(&r[20..22], &[0, 2], "reply");
+    assert_eq!(&r[22..28], &MAC_WAN);
+    assert_eq!(&r[28..32], &[203, 0, 113, 11]);
+    // Not on the LAN side, and not for addresses outside the pool.
+    let mut lan_req = req.clone();
+    lan_req[6..12].copy_from_slice(&HMAC[0]);
+    lan_req[22..28].copy_from_slice(&HMAC[0]);
+    lan_req[28..32].copy_from_slice(&H[0]);
+    l.dropped(LAN, &lan_req);
+    req[38..42].copy_from_slice(&[203, 0, 113, 12]);
+    l.dropped(WAN, &req);
+    // And SNAT to the pool works both ways.
+    let s = check(&l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN), GW);
+    assert!(s.src == [203, 0, 113, 10] || s.src == [203, 0, 113, 11]);
+    check(&l.through(WAN, &wan_udp(SERVER, 53, s.src, s.sport), LAN), lan_to(0));
+}

@@ -169,7 +169,7 @@ fn run(config: &Config) -> Result<ExitCode> {
             );
         }
         let rss = (n_workers > 1)
-            .then(|| dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
+            .then_some(dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
         let pcfg = PortConfig {
             rx_queues: n_workers,
             tx_queues: n_workers,

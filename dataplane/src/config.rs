@@ -119,6 +119,8 @@ pub struct PortConfig {
     pub gateway: Option<Ipv4Addr>,
     /// Largest IPv4 packet sent on this port, in bytes (default 1500).
     pub mtu: u16,
+    /// MAC address to set on the port; `None` keeps the device's own.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl PortConfig {
@@ -296,6 +298,7 @@ struct RawPort {
     address: Option<String>,
     gateway: Option<String>,
     mtu: Option<u16>,
+    mac: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -456,7 +459,19 @@ impl RawConfig {
             if !(576..=9000).contains(&mtu) {
                 return Err(ConfigError::new(f("mtu"), format!("{mtu} is outside 576..=9000")));
             }
-            ports.push(PortConfig { name, role, device, address, gateway, mtu });
+            let mac = match &p.mac {
+                None => None,
+                Some(m) => {
+                    let mac = parse_mac(m).ok_or_else(|| {
+                        ConfigError::new(f("mac"), format!("\"{m}\" is not a MAC address (expected 02:00:00:00:01:01)"))
+                    })?;
+                    if mac[0] & 1 != 0 || mac == [0; 6] {
+                        return Err(ConfigError::new(f("mac"), format!("{m} is not a unicast address")));
+                    }
+                    Some(mac)
+                }
+            };
+            ports.push(PortConfig { name, role, device, address, gateway, mtu, mac });
         }
         for role in [Role::Inside, Role::Outside] {
             if !ports.iter().any(|p| p.role == role) {
@@ -667,6 +682,7 @@ mac = "02:00:00:00:02:01"
         assert_eq!(c.ports[1].gateway, Some(Ipv4Addr::new(203, 0, 113, 254)));
         assert_eq!(c.ports[1].device_name(), "net_af_packet1");
         assert_eq!(c.ports[1].mtu, 1500);
+        assert_eq!(c.ports[1].mac, None);
         assert_eq!(c.workers.cores, vec![1]);
         assert_eq!(c.workers.burst, 32);
         assert_eq!(c.dpdk.main_core, 0);
@@ -709,6 +725,17 @@ mac = "02:00:00:00:02:01"
 
         let e = err(&replace("mac = \"02:00:00:00:02:01\"", "mac = \"02:00:00:00:02\""));
         assert_eq!(e.field, "neighbor[0].mac");
+
+        let e =
+            err(&replace("gateway = \"203.0.113.254\"", "gateway = \"203.0.113.254\"\nmac = \"03:00:00:00:00:01\""));
+        assert_eq!(e.field, "port[1].mac");
+        assert!(e.message.contains("unicast"), "{e}");
+        let c = Config::parse(&replace(
+            "gateway = \"203.0.113.254\"",
+            "gateway = \"203.0.113.254\"\nmac = \"02:00:00:00:02:02\"",
+        ))
+        .unwrap();
+        assert_eq!(c.ports[1].mac, Some([2, 0, 0, 0, 2, 2]));
 
         let e = err(&replace("port = \"wan\"", "port = \"wan0\""));
         assert_eq!(e.to_string(), "neighbor[0].port: no port named \"wan0\" (known: lan, wan)");

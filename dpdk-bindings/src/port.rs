@@ -449,6 +449,17 @@ impl Port {
         Ok(addr.addr_bytes)
     }
 
+    /// Replace the port's primary MAC address (`rte_eth_dev_default_mac_addr_set`).
+    pub fn set_mac_addr(&mut self, mac: [u8; 6]) -> Result<()> {
+        let mut addr = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: valid pointer to an initialised address for the duration of the call;
+        // DPDK copies it.
+        check("rte_eth_dev_default_mac_addr_set", unsafe {
+            sys::rte_eth_dev_default_mac_addr_set(self.id(), &mut addr)
+        })?;
+        Ok(())
+    }
+
     /// Link state, without waiting for autonegotiation.
     pub fn link(&self) -> Result<Link> {
         let mut link = sys::rte_eth_link::default();

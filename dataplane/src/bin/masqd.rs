@@ -161,6 +161,8 @@ fn pool_size(config: &Config) -> u32 {
 struct RunningPort {
     name: String,
     port: Port,
+    /// The MAC the router uses: the configured one, else the device's.
+    mac: [u8; 6],
 }
 
 fn run(config: &Config, nats: Vec<NatPath>) -> Result<ExitCode> {
@@ -207,7 +209,7 @@ fn run(config: &Config, nats: Vec<NatPath>) -> Result<ExitCode> {
             );
         }
         let rss = (n_workers > 1)
-            .then(|| dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
+            .then_some(dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
         let pcfg = PortConfig {
             rx_queues: n_workers,
             tx_queues: n_workers,
@@ -217,12 +219,26 @@ fn run(config: &Config, nats: Vec<NatPath>) -> Result<ExitCode> {
             mtu: None,
         };
         port.configure(&pcfg, &pool).with_context(|| format!("configuring port \"{}\"", pc.name))?;
+        if let Some(mac) = pc.mac {
+            if let Err(e) = port.set_mac_addr(mac) {
+                // The device keeps its own address; masq answers for the configured one in
+                // software, and promiscuous mode (below) delivers frames sent to it.
+                eprintln!(
+                    "masqd: port \"{}\": device cannot take MAC {} ({e}); using it in software",
+                    pc.name,
+                    dataplane::packet::EthernetAddress(mac)
+                );
+            }
+        }
         port.start().with_context(|| format!("starting port \"{}\"", pc.name))?;
         // Not fatal: some PMDs (af_packet on a veth) manage promiscuity themselves.
         if let Err(e) = port.set_promiscuous(true) {
             eprintln!("masqd: port \"{}\": promiscuous mode not set: {e}", pc.name);
         }
-        let mac = port.mac_addr().with_context(|| format!("port \"{}\": reading MAC", pc.name))?;
+        let mac = match pc.mac {
+            Some(m) => m,
+            None => port.mac_addr().with_context(|| format!("port \"{}\": reading MAC", pc.name))?,
+        };
         eprintln!(
             "masqd: port {} \"{}\" {} {} driver {} mac {} queues {}{}",
             port.id(),
@@ -234,7 +250,7 @@ fn run(config: &Config, nats: Vec<NatPath>) -> Result<ExitCode> {
             n_workers,
             if n_workers > 1 && !port.rss_active() { " (no RSS)" } else { "" }
         );
-        ports.push(RunningPort { name: pc.name.clone(), port });
+        ports.push(RunningPort { name: pc.name.clone(), port, mac });
     }
 
     let routes = Arc::new(RouteTable::from_config(config));
@@ -242,7 +258,7 @@ fn run(config: &Config, nats: Vec<NatPath>) -> Result<ExitCode> {
     for n in &config.neighbors {
         neighbors.add_static(n.port as u16, n.address, n.mac).context("adding static neighbours")?;
     }
-    let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.port.mac_addr()).collect::<Result<_, _>>()?;
+    let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
 
     let mut all_counters = Vec::new();
     let mut nats = nats.into_iter();
@@ -307,7 +323,7 @@ fn run(config: &Config, nats: Vec<NatPath>) -> Result<ExitCode> {
         });
     }
     for p in ports {
-        let RunningPort { name, mut port } = p;
+        let RunningPort { name, mut port, .. } = p;
         if let Err(e) = port.stop() {
             eprintln!("masqd: port \"{name}\": stop: {e}");
         }

@@ -1,0 +1,533 @@
+//! How masqctl prints results: the rules table (`iptables -L -n -v`), rule specifications
+//! (`iptables -S`), the translation table (`ipchains -M -L`), statistics, timeouts and
+//! versions. Pure functions from result types to text; no I/O, no protocol logic.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::protocol::{Flushed, RuleListing, SavedRules, SessionCount, SessionEntry, Stats, Timeouts, VersionInfo};
+
+/// How to show a `rules.list` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RulesView {
+    /// `-v`: counters and interfaces.
+    pub verbose: bool,
+    /// `--line-numbers`.
+    pub line_numbers: bool,
+    /// `-x`: exact counters instead of K/M/G.
+    pub exact: bool,
+}
+
+/// How to show a command's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Nothing: iptables is silent on success.
+    Silent,
+    /// [`RuleListing`] as `iptables -L -n`.
+    Rules(RulesView),
+    /// [`RuleListing`] as `iptables -S`.
+    RuleSpecs,
+    /// [`SavedRules`] text, verbatim.
+    Saved,
+    /// [`Stats`].
+    Stats,
+    /// [`Timeouts`].
+    Timeouts,
+    /// [`SessionCount`].
+    Count,
+    /// [`Flushed`].
+    Flushed,
+    /// [`VersionInfo`] beside masqctl's own version.
+    Version,
+    /// Any value as pretty JSON.
+    Json,
+}
+
+/// Render `result` for `view`; `Err` when the result is not the shape the view expects.
+pub fn render(view: View, result: Value) -> Result<String, serde_json::Error> {
+    Ok(match view {
+        View::Silent => String::new(),
+        View::Rules(rules) => rules_table(&serde_json::from_value(result)?, rules),
+        View::RuleSpecs => rule_specs(&serde_json::from_value(result)?),
+        View::Saved => serde_json::from_value::<SavedRules>(result)?.text,
+        View::Stats => stats(&serde_json::from_value(result)?),
+        View::Timeouts => timeouts(&serde_json::from_value(result)?),
+        View::Count => format!("{}\n", serde_json::from_value::<SessionCount>(result)?.count),
+        View::Flushed => format!("flushed {}\n", serde_json::from_value::<Flushed>(result)?.flushed),
+        View::Version => version(env!("CARGO_PKG_VERSION"), &serde_json::from_value(result)?),
+        View::Json => json(&result),
+    })
+}
+
+/// Pretty JSON with a final newline (`--json`).
+pub fn json(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("a Value always serializes");
+    text.push('\n');
+    text
+}
+
+/// A counter as iptables prints it without `-x`: up to 99999 as is, then K, M, G, T.
+fn human(n: u64) -> String {
+    if n <= 99_999 {
+        return n.to_string();
+    }
+    // Divide by 1000 rounding half up, as iptables' `(n + 500) / 1000`, without overflow.
+    let thousandth = |n: u64| n / 1000 + u64::from(n % 1000 >= 500);
+    let mut n = n;
+    for suffix in ["K", "M", "G"] {
+        n = thousandth(n);
+        if n <= 9999 {
+            return format!("{n}{suffix}");
+        }
+    }
+    format!("{}T", thousandth(n))
+}
+
+fn counter(n: u64, exact: bool) -> String {
+    if exact {
+        n.to_string()
+    } else {
+        human(n)
+    }
+}
+
+/// `rules.list` as `iptables -L -n [-v] [-x] [--line-numbers]` prints it (trailing blanks
+/// trimmed).
+pub fn rules_table(listing: &RuleListing, view: RulesView) -> String {
+    let mut out = String::new();
+    for (i, chain) in listing.chains.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match &chain.policy {
+            Some(policy) if view.verbose => {
+                let (packets, bytes) = (counter(chain.packets, view.exact), counter(chain.bytes, view.exact));
+                let _ = writeln!(out, "Chain {} (policy {policy} {packets} packets, {bytes} bytes)", chain.chain);
+            }
+            Some(policy) => {
+                let _ = writeln!(out, "Chain {} (policy {policy})", chain.chain);
+            }
+            None => {
+                let _ = writeln!(out, "Chain {} ({} references)", chain.chain, chain.references);
+            }
+        }
+
+        let mut header = String::new();
+        if view.line_numbers {
+            header.push_str("num  ");
+        }
+        if view.verbose {
+            header.push_str(&if view.exact {
+                format!("{:>8} {:>10} ", "pkts", "bytes")
+            } else {
+                format!("{:>5} {:>5} ", "pkts", "bytes")
+            });
+        }
+        let _ = write!(header, "{:<9}  prot opt", "target");
+        if view.verbose {
+            let _ = write!(header, " {:<6} {:<6} ", "in", "out");
+        }
+        let _ = write!(header, " {:<19}  {:<19}", "source", "destination");
+        push_line(&mut out, &header);
+
+        for rule in &chain.rules {
+            let mut line = String::new();
+            if view.line_numbers {
+                let _ = write!(line, "{:<4} ", rule.number);
+            }
+            if view.verbose {
+                let (packets, bytes) = (counter(rule.packets, view.exact), counter(rule.bytes, view.exact));
+                let _ = if view.exact {
+                    write!(line, "{packets:>8} {bytes:>10} ")
+                } else {
+                    write!(line, "{packets:>5} {bytes:>5} ")
+                };
+            }
+            let (negated, protocol) = match rule.protocol.strip_prefix('!') {
+                Some(p) => ('!', p),
+                None => (' ', if rule.protocol.is_empty() { "all" } else { rule.protocol.as_str() }),
+            };
+            let _ = write!(line, "{:<9} {negated}{protocol:<5}-- ", rule.target);
+            if view.verbose {
+                let _ = write!(line, " {:<6} {:<6} ", or_any(&rule.in_iface), or_any(&rule.out_iface));
+            }
+            // iptables prints each match and target option with a leading space.
+            let _ = write!(
+                line,
+                " {:<19}  {:<19}  {}",
+                or_default(&rule.source, "0.0.0.0/0"),
+                or_default(&rule.destination, "0.0.0.0/0"),
+                rule.options
+            );
+            push_line(&mut out, &line);
+        }
+    }
+    out
+}
+
+fn or_any(iface: &str) -> &str {
+    or_default(iface, "*")
+}
+
+fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() {
+        default
+    } else {
+        value
+    }
+}
+
+fn push_line(out: &mut String, line: &str) {
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+/// `rules.list` as `iptables -S` prints it: policies and user chains, then the rules.
+pub fn rule_specs(listing: &RuleListing) -> String {
+    let mut out = String::new();
+    for chain in &listing.chains {
+        let _ = match &chain.policy {
+            Some(policy) => writeln!(out, "-P {} {policy}", chain.chain),
+            None => writeln!(out, "-N {}", chain.chain),
+        };
+    }
+    for chain in &listing.chains {
+        for rule in &chain.rules {
+            let mut line = format!("-A {}", chain.chain);
+            for token in &rule.spec {
+                line.push(' ');
+                line.push_str(&quote(token));
+            }
+            push_line(&mut out, &line);
+        }
+    }
+    out
+}
+
+/// A token as a shell (and iptables-restore) reads it back.
+fn quote(token: &str) -> String {
+    let plain = !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/,!=+@%^[]{}".contains(c));
+    if plain {
+        token.to_string()
+    } else {
+        format!("\"{}\"", token.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// Seconds as `M:SS`, or `H:MM:SS` from an hour up.
+fn expires(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m:02}:{s:02}")
+    }
+}
+
+/// The translation table, as `ipchains -M -L -n` showed it, one session a line.
+pub fn translations(sessions: &[SessionEntry], verbose: bool) -> String {
+    let mut out = String::from("IP masquerading entries\n");
+    let mut header =
+        format!("{:<5}{:<22}{:<22}{:<22}{:<12}{:>8}", "prot", "inside", "outside", "remote", "state", "expires");
+    if verbose {
+        header.push_str("  worker");
+    }
+    push_line(&mut out, &header);
+    for s in sessions {
+        let mut line = format!(
+            "{:<5}{:<22}{:<22}{:<22}{:<12}{:>8}",
+            s.proto.as_str(),
+            s.inside.to_string(),
+            s.outside.to_string(),
+            s.remote.to_string(),
+            s.state,
+            expires(s.expires_in_secs)
+        );
+        if verbose {
+            let _ = write!(line, "  {:>6}", s.worker);
+        }
+        push_line(&mut out, &line);
+    }
+    out
+}
+
+/// Statistics, section by section.
+pub fn stats(s: &Stats) -> String {
+    let mut out = String::new();
+    out.push_str("Ports:\n");
+    push_line(
+        &mut out,
+        &format!(
+            "  {:>4} {:<10} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
+            "port", "name", "rx packets", "rx bytes", "rx drops", "tx packets", "tx bytes", "tx drops"
+        ),
+    );
+    for p in &s.ports {
+        push_line(
+            &mut out,
+            &format!(
+                "  {:>4} {:<10} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
+                p.port, p.name, p.rx_packets, p.rx_bytes, p.rx_drops, p.tx_packets, p.tx_bytes, p.tx_drops
+            ),
+        );
+    }
+    for p in s.ports.iter().filter(|p| !p.pmd.is_empty()) {
+        let counters: Vec<String> = p.pmd.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "  port {} PMD: {}", p.port, counters.join(" "));
+    }
+
+    out.push_str("\nWorkers:\n");
+    push_line(
+        &mut out,
+        &format!(
+            "  {:>6} {:>5} {:>14} {:>14} {:>10} {:>10}",
+            "worker", "lcore", "rx packets", "tx packets", "drops", "sessions"
+        ),
+    );
+    for w in &s.workers {
+        push_line(
+            &mut out,
+            &format!(
+                "  {:>6} {:>5} {:>14} {:>14} {:>10} {:>10}",
+                w.worker, w.lcore, w.rx_packets, w.tx_packets, w.drops, w.sessions_active
+            ),
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\nSessions: {} active, {} created, {} expired",
+        s.sessions_active, s.sessions_created, s.sessions_expired
+    );
+
+    out.push_str("\nDrops by reason:\n");
+    if s.drops.values().all(|&n| n == 0) {
+        out.push_str("  none\n");
+    }
+    let width = s.drops.keys().map(String::len).max().unwrap_or(0);
+    for (reason, n) in s.drops.iter().filter(|(_, &n)| n > 0) {
+        let _ = writeln!(out, "  {reason:<width$} {n:>14}");
+    }
+
+    out.push_str("\nExternal port utilisation:\n");
+    push_line(
+        &mut out,
+        &format!("  {:<15} {:>8} {:>8} {:>8} {:>9} {:>7}", "address", "tcp", "udp", "icmp", "capacity", "busiest"),
+    );
+    for u in &s.port_utilisation {
+        let busiest = u.tcp.max(u.udp).max(u.icmp);
+        let percent = if u.capacity == 0 { 0.0 } else { 100.0 * f64::from(busiest) / f64::from(u.capacity) };
+        push_line(
+            &mut out,
+            &format!(
+                "  {:<15} {:>8} {:>8} {:>8} {:>9} {:>6.1}%",
+                u.address.to_string(),
+                u.tcp,
+                u.udp,
+                u.icmp,
+                u.capacity,
+                percent
+            ),
+        );
+    }
+
+    let l = &s.latency_us;
+    let _ = writeln!(
+        out,
+        "\nLatency (us, {} samples): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+        l.samples, l.p50, l.p90, l.p99, l.p99_9, l.max
+    );
+    out
+}
+
+/// Timeouts in `ipchains -M -S` order, plus ICMP.
+pub fn timeouts(t: &Timeouts) -> String {
+    format!("tcp {}  tcpfin {}  udp {}  icmp {}  (seconds)\n", t.tcp, t.tcpfin, t.udp, t.icmp)
+}
+
+/// masqctl's version and the daemon's.
+pub fn version(masqctl: &str, daemon: &VersionInfo) -> String {
+    format!("masqctl {masqctl}\n{} {} (control protocol {})\n", daemon.daemon, daemon.version, daemon.protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ChainListing, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry, WorkerStats};
+
+    fn nat_listing() -> RuleListing {
+        RuleListing {
+            table: "nat".into(),
+            chains: vec![
+                ChainListing {
+                    chain: "PREROUTING".into(),
+                    policy: Some("ACCEPT".into()),
+                    packets: 12,
+                    bytes: 3400,
+                    references: 0,
+                    rules: vec![RuleEntry {
+                        number: 1,
+                        packets: 123_456,
+                        bytes: 98_765_432,
+                        spec: "-i wan -p tcp --dport 8080 -j DNAT --to-destination 100.64.0.2:80"
+                            .split(' ')
+                            .map(String::from)
+                            .collect(),
+                        target: "DNAT".into(),
+                        protocol: "tcp".into(),
+                        in_iface: "wan".into(),
+                        out_iface: "*".into(),
+                        source: "0.0.0.0/0".into(),
+                        destination: "0.0.0.0/0".into(),
+                        options: "tcp dpt:8080 to:100.64.0.2:80".into(),
+                    }],
+                },
+                ChainListing {
+                    chain: "POSTROUTING".into(),
+                    policy: Some("ACCEPT".into()),
+                    packets: 0,
+                    bytes: 0,
+                    references: 0,
+                    rules: vec![RuleEntry {
+                        number: 1,
+                        spec: vec!["-o".into(), "wan".into(), "-j".into(), "MASQUERADE".into()],
+                        target: "MASQUERADE".into(),
+                        protocol: "all".into(),
+                        in_iface: "*".into(),
+                        out_iface: "wan".into(),
+                        source: "0.0.0.0/0".into(),
+                        destination: "0.0.0.0/0".into(),
+                        ..Default::default()
+                    }],
+                },
+                ChainListing { chain: "subscribers".into(), references: 2, ..Default::default() },
+            ],
+        }
+    }
+
+    #[test]
+    fn rules_table_matches_iptables_verbose_layout() {
+        let text = rules_table(&nat_listing(), RulesView { verbose: true, line_numbers: true, exact: false });
+        let expected = "\
+Chain PREROUTING (policy ACCEPT 12 packets, 3400 bytes)
+num   pkts bytes target     prot opt in     out     source               destination
+1     123K   99M DNAT       tcp  --  wan    *       0.0.0.0/0            0.0.0.0/0            tcp dpt:8080 to:100.64.0.2:80
+
+Chain POSTROUTING (policy ACCEPT 0 packets, 0 bytes)
+num   pkts bytes target     prot opt in     out     source               destination
+1        0     0 MASQUERADE  all  --  *      wan     0.0.0.0/0            0.0.0.0/0
+
+Chain subscribers (2 references)
+num   pkts bytes target     prot opt in     out     source               destination
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn rules_table_plain_and_exact() {
+        let text = rules_table(&nat_listing(), RulesView::default());
+        assert!(text.starts_with(
+            "Chain PREROUTING (policy ACCEPT)\n\
+             target     prot opt source               destination\n\
+             DNAT       tcp  --  0.0.0.0/0            0.0.0.0/0            tcp dpt:8080 to:100.64.0.2:80\n"
+        ));
+        let text = rules_table(&nat_listing(), RulesView { verbose: true, exact: true, line_numbers: false });
+        assert!(text.contains("    pkts      bytes target"), "{text}");
+        assert!(text.contains("  123456   98765432 DNAT"), "{text}");
+    }
+
+    #[test]
+    fn counters_shorten_as_iptables_does() {
+        assert_eq!(human(99_999), "99999");
+        assert_eq!(human(100_000), "100K");
+        assert_eq!(human(9_999_499), "9999K");
+        assert_eq!(human(9_999_500), "10M");
+        assert_eq!(human(12_345_678_901), "12G");
+        assert_eq!(human(u64::MAX), "18446744T");
+    }
+
+    #[test]
+    fn rule_specs_read_back() {
+        let text = rule_specs(&nat_listing());
+        assert_eq!(
+            text,
+            "-P PREROUTING ACCEPT\n-P POSTROUTING ACCEPT\n-N subscribers\n\
+             -A PREROUTING -i wan -p tcp --dport 8080 -j DNAT --to-destination 100.64.0.2:80\n\
+             -A POSTROUTING -o wan -j MASQUERADE\n"
+        );
+        assert_eq!(quote("a b"), "\"a b\"");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("say \"hi\""), "\"say \\\"hi\\\"\"");
+    }
+
+    #[test]
+    fn translation_table_has_the_ipchains_columns() {
+        let sessions = [SessionEntry {
+            proto: Protocol::Tcp,
+            inside: "100.64.0.2:40000".parse().unwrap(),
+            outside: "203.0.113.1:61000".parse().unwrap(),
+            remote: "198.51.100.7:80".parse().unwrap(),
+            state: "ESTABLISHED".into(),
+            expires_in_secs: 7431,
+            worker: 1,
+        }];
+        let text = translations(&sessions, false);
+        assert_eq!(
+            text,
+            "IP masquerading entries\n\
+             prot inside                outside               remote                state        expires\n\
+             tcp  100.64.0.2:40000      203.0.113.1:61000     198.51.100.7:80       ESTABLISHED  2:03:51\n"
+        );
+        assert!(translations(&sessions, true).lines().nth(2).unwrap().ends_with("2:03:51       1"));
+        assert_eq!(expires(59), "00:59");
+        assert_eq!(expires(600), "10:00");
+    }
+
+    #[test]
+    fn stats_show_every_section() {
+        let s = Stats {
+            ports: vec![PortStats {
+                port: 0,
+                name: "inside".into(),
+                rx_packets: 10,
+                pmd: [("imissed".to_string(), 3)].into(),
+                ..Default::default()
+            }],
+            workers: vec![WorkerStats { worker: 0, lcore: 2, rx_packets: 10, ..Default::default() }],
+            drops: [("no_route".to_string(), 4), ("ttl_exceeded".to_string(), 0)].into(),
+            sessions_active: 1,
+            sessions_created: 5,
+            sessions_expired: 4,
+            port_utilisation: vec![PortUtilisation {
+                address: "203.0.113.1".parse().unwrap(),
+                capacity: 1000,
+                tcp: 250,
+                udp: 10,
+                icmp: 0,
+            }],
+            latency_us: Percentiles { samples: 100, p50: 1.0, p90: 2.0, p99: 3.0, p99_9: 4.0, max: 5.5 },
+        };
+        let text = stats(&s);
+        for needle in [
+            "inside",
+            "port 0 PMD: imissed=3",
+            "Sessions: 1 active, 5 created, 4 expired",
+            "no_route",
+            "203.0.113.1",
+            "25.0%",
+            "p99.9 4.0  max 5.5",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+        assert!(!text.contains("ttl_exceeded"), "zero drop counters are left out");
+    }
+
+    #[test]
+    fn render_checks_the_shape() {
+        assert_eq!(render(View::Count, serde_json::json!({"count": 3})).unwrap(), "3\n");
+        assert!(render(View::Count, serde_json::json!({"flushed": 3})).is_err());
+        assert_eq!(render(View::Silent, Value::Null).unwrap(), "");
+        assert_eq!(render(View::Saved, serde_json::json!({"text": "*nat\nCOMMIT\n"})).unwrap(), "*nat\nCOMMIT\n");
+    }
+}

@@ -1,0 +1,629 @@
+//! The control socket server: framing, limits, timeouts, concurrency and permissions.
+//!
+//! [`Server::bind`] claims the socket path (creating its directory, replacing a stale
+//! socket, refusing when a live server answers there) and sets its mode: `0600`, or `0660`
+//! owned by the `[control] group`. [`Server::spawn`] starts the control thread, which
+//! accepts clients and serves each on its own thread, up to
+//! [`ServerOptions::max_clients`]; one more is told `busy` and closed. Each client thread
+//! reads newline-delimited requests, answers each through the one door, [`respond`], and
+//! writes one response line per request, in order.
+//!
+//! What a client cannot do:
+//! - grow memory without bound: a line longer than `max_request_bytes` is answered with
+//!   `too_large` and discarded up to its newline;
+//! - hold a thread forever: a line not finished within `request_timeout` is answered with
+//!   `timeout` and the connection closed; a connection idle for `idle_timeout` is closed;
+//! - stall the server by not reading: a response that cannot be written within
+//!   `write_timeout` closes the connection, nothing is queued;
+//! - stall other clients or the workers: clients have their own threads, and the handler
+//!   is the dataplane's to keep off the fast path.
+//!
+//! [`ServerHandle::shutdown`] (or dropping the handle) stops accepting, lets in-flight
+//! requests finish, joins every thread and removes the socket file.
+
+use std::fs::{self, DirBuilder, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::io_reason;
+use crate::protocol::{Command, ControlError, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
+
+/// What masqd implements to answer commands. Called from client threads, concurrently.
+pub trait Handler: Send + Sync + 'static {
+    /// Carry out `cmd`; the result becomes the response's `result` (an object, see each
+    /// [`Command`] variant), the error its `error`. Must not block for long: other clients
+    /// are served meanwhile, but this one waits.
+    fn handle(&self, cmd: Command) -> Result<Value, ControlError>;
+}
+
+impl<T: Handler> Handler for Arc<T> {
+    fn handle(&self, cmd: Command) -> Result<Value, ControlError> {
+        (**self).handle(cmd)
+    }
+}
+
+/// Answer one request line (without its newline): the one door every request goes through.
+/// A handler that panics yields an `internal` error rather than taking the server down.
+pub fn respond<H: Handler + ?Sized>(handler: &H, line: &[u8]) -> Response {
+    let request = match Request::from_line(line) {
+        Ok(request) => request,
+        Err(e) => return Response::failure(e.id, e.error),
+    };
+    let command = match Command::from_request(&request) {
+        Ok(command) => command,
+        Err(e) => return Response::failure(request.id, e),
+    };
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(command)))
+        .unwrap_or_else(|_| Err(ControlError::internal(format!("{} failed: the handler panicked", request.cmd))));
+    Response { id: request.id, outcome }
+}
+
+/// Limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Clients served at once; one more is answered `busy` and closed.
+    pub max_clients: usize,
+    /// The longest request line, newline excluded.
+    pub max_request_bytes: usize,
+    /// A connection with no request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request line must be complete this long after its first byte.
+    pub request_timeout: Duration,
+    /// A response must be accepted by the client's socket within this long.
+    pub write_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_clients: 64,
+            max_request_bytes: MAX_REQUEST_BYTES,
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create directory {}: {}", path.display(), io_reason(source))]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("masqd is already running: another server answers on {}", path.display())]
+    AlreadyRunning { path: PathBuf },
+    #[error("{} exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("cannot bind {}: {}", path.display(), io_reason(source))]
+    Bind { path: PathBuf, source: io::Error },
+    #[error("unknown group `{group}` for the control socket (not a gid and not in /etc/group)")]
+    UnknownGroup { group: String },
+    #[error("cannot set owner or mode of {}: {}", path.display(), io_reason(source))]
+    Permissions { path: PathBuf, source: io::Error },
+    #[error("cannot start the control thread: {}", io_reason(.0))]
+    Spawn(io::Error),
+}
+
+/// A bound control socket, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: UnixListener,
+    socket: SocketFile,
+    options: ServerOptions,
+}
+
+impl Server {
+    /// Bind `path` with default [`ServerOptions`]; `group` (a name or a numeric gid) makes
+    /// the socket `0660` owned by that group, otherwise it is `0600`.
+    pub fn bind(path: impl AsRef<Path>, group: Option<&str>) -> Result<Server, ServerError> {
+        Server::bind_with(path, group, ServerOptions::default())
+    }
+
+    /// [`Server::bind`] with explicit limits.
+    pub fn bind_with(
+        path: impl AsRef<Path>,
+        group: Option<&str>,
+        options: ServerOptions,
+    ) -> Result<Server, ServerError> {
+        let path = path.as_ref().to_path_buf();
+        let gid = group.map(resolve_group).transpose()?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|source| ServerError::CreateDir { path: dir.to_path_buf(), source })?;
+        }
+        clear_stale(&path)?;
+        let listener = UnixListener::bind(&path).map_err(|source| ServerError::Bind { path: path.clone(), source })?;
+        // From here on the file is ours: remove it again if anything below fails.
+        let mut socket = SocketFile { path, identity: None };
+        socket.restrict(gid)?;
+        Ok(Server { listener, socket, options })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// Start the control thread.
+    pub fn spawn<H: Handler>(self, handler: H) -> Result<ServerHandle, ServerError> {
+        let shared =
+            Arc::new(Shared { options: self.options, stop: AtomicBool::new(false), active: AtomicUsize::new(0) });
+        let handler = Arc::new(handler);
+        let listener = self.listener;
+        let thread = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("masq-control".into())
+                .spawn(move || accept_loop(listener, handler, shared))
+                .map_err(ServerError::Spawn)?
+        };
+        Ok(ServerHandle { socket: self.socket, shared, thread: Some(thread) })
+    }
+}
+
+/// A running server. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct ServerHandle {
+    socket: SocketFile,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// Clients connected now.
+    pub fn active_clients(&self) -> usize {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Stop accepting, let in-flight requests finish, join every thread, remove the socket.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(thread) = self.thread.take() else { return };
+        self.shared.stop.store(true, Ordering::Release);
+        // Wake the blocking accept. If the socket file has gone (removed by hand), nothing
+        // can wake it: leave that thread parked rather than hang the caller.
+        if UnixStream::connect(&self.socket.path).is_ok() {
+            let _ = thread.join();
+        }
+        self.socket.remove();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The socket file
+// ---------------------------------------------------------------------------------------
+
+/// The bound socket's path, and its (device, inode) so that we only ever remove our own.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn restrict(&mut self, gid: Option<u32>) -> Result<(), ServerError> {
+        let path = self.path.clone();
+        let result = (|| {
+            let meta = fs::symlink_metadata(&path)?;
+            self.identity = Some((meta.dev(), meta.ino()));
+            fs::set_permissions(&path, Permissions::from_mode(0o600))?;
+            if let Some(gid) = gid {
+                std::os::unix::fs::chown(&path, None, Some(gid))?;
+                fs::set_permissions(&path, Permissions::from_mode(0o660))?;
+            }
+            Ok(())
+        })();
+        result.map_err(|source| {
+            self.remove();
+            ServerError::Permissions { path, source }
+        })
+    }
+
+    fn remove(&mut self) {
+        if let Some(identity) = self.identity.take() {
+            let ours = fs::symlink_metadata(&self.path).map(|m| (m.dev(), m.ino()) == identity).unwrap_or(false);
+            if ours {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Remove a socket nobody answers on; refuse a live one or a file that is not a socket.
+fn clear_stale(path: &Path) -> Result<(), ServerError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(ServerError::Bind { path: path.to_path_buf(), source }),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::NotASocket { path: path.to_path_buf() });
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(ServerError::AlreadyRunning { path: path.to_path_buf() }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            fs::remove_file(path).map_err(|source| ServerError::Bind { path: path.to_path_buf(), source })
+        }
+        Err(source) => Err(ServerError::Bind { path: path.to_path_buf(), source }),
+    }
+}
+
+/// A group name or numeric gid to a gid, by `/etc/group` (no NSS: name service groups must
+/// be given as numbers).
+fn resolve_group(group: &str) -> Result<u32, ServerError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|text| gid_in_etc_group(&text, group))
+        .ok_or_else(|| ServerError::UnknownGroup { group: group.to_string() })
+}
+
+/// Look `name` up in `/etc/group` text (`name:password:gid:members`).
+fn gid_in_etc_group(text: &str, name: &str) -> Option<u32> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        fields.nth(1)?.trim().parse().ok()
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Threads
+// ---------------------------------------------------------------------------------------
+
+/// What the control thread and the client threads share.
+#[derive(Debug)]
+struct Shared {
+    options: ServerOptions,
+    stop: AtomicBool,
+    /// Client threads alive.
+    active: AtomicUsize,
+}
+
+/// Decrements the client count when a client thread ends, however it ends.
+struct ActiveClient(Arc<Shared>);
+
+impl Drop for ActiveClient {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How often a blocked client read looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+fn accept_loop<H: Handler>(listener: UnixListener, handler: Arc<H>, shared: Arc<Shared>) {
+    let mut clients: Vec<JoinHandle<()>> = Vec::new();
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let stream = match conn {
+            Ok(stream) => stream,
+            Err(_) => {
+                // Out of descriptors or memory: back off instead of spinning.
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        clients.retain(|c| !c.is_finished());
+        if shared.active.load(Ordering::Acquire) >= shared.options.max_clients {
+            refuse(stream, &shared.options);
+            continue;
+        }
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        let guard = ActiveClient(Arc::clone(&shared));
+        let handler = Arc::clone(&handler);
+        let spawned = thread::Builder::new().name("masq-control-client".into()).spawn(move || {
+            let guard = guard;
+            serve_client(stream, &*handler, &guard.0);
+        });
+        // On failure the closure, and with it the guard, is dropped: the count is right.
+        if let Ok(client) = spawned {
+            clients.push(client);
+        }
+    }
+    for client in clients {
+        let _ = client.join();
+    }
+}
+
+/// Tell a client over the limit why it is turned away, without ever blocking on it.
+fn refuse(mut stream: UnixStream, options: &ServerOptions) {
+    let error = ControlError::new(
+        ErrorCode::Busy,
+        format!("masqd is serving its maximum of {} control clients; try again", options.max_clients),
+    );
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = stream.write_all(&Response::failure(Value::Null, error).to_line());
+}
+
+fn serve_client<H: Handler>(mut stream: UnixStream, handler: &H, shared: &Shared) {
+    let options = &shared.options;
+    if stream.set_write_timeout(Some(options.write_timeout)).is_err() {
+        return;
+    }
+    let mut reader = LineReader::new(options.max_request_bytes);
+    loop {
+        let (response, last) = match reader.next(&mut stream, shared) {
+            Event::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Event::Line(line) => (respond(handler, &line), false),
+            Event::TooLarge => {
+                let message = format!(
+                    "request line exceeds {} bytes; it was discarded up to its newline",
+                    options.max_request_bytes
+                );
+                (Response::failure(Value::Null, ControlError::new(ErrorCode::TooLarge, message)), false)
+            }
+            Event::Truncated(partial) => {
+                let id = Request::from_line(&partial).map(|r| r.id).unwrap_or(Value::Null);
+                let message = "connection closed in the middle of a request (no newline)";
+                (Response::failure(id, ControlError::new(ErrorCode::Truncated, message)), true)
+            }
+            Event::Timeout => {
+                let message =
+                    format!("request line not finished within {} s; closing", options.request_timeout.as_secs_f64());
+                (Response::failure(Value::Null, ControlError::new(ErrorCode::Timeout, message)), true)
+            }
+            Event::Closed => break,
+        };
+        // A client that does not read its responses is cut off here by the write timeout.
+        if stream.write_all(&response.to_line()).is_err() || last {
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// What the next read of a client brings.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    /// A complete line, newline removed.
+    Line(Vec<u8>),
+    /// A line over the limit (it will be discarded up to its newline).
+    TooLarge,
+    /// End of stream after part of a line.
+    Truncated(Vec<u8>),
+    /// A line took too long to arrive.
+    Timeout,
+    /// End of stream between lines, idle timeout, read error or server stopping.
+    Closed,
+}
+
+/// Splits a byte stream into bounded lines, with deadlines.
+struct LineReader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
+    /// Skipping the rest of an oversized line.
+    discarding: bool,
+    max: usize,
+    /// When the line now being read began.
+    line_started: Option<Instant>,
+    last_activity: Instant,
+}
+
+impl LineReader {
+    fn new(max: usize) -> LineReader {
+        LineReader {
+            buf: Vec::new(),
+            scanned: 0,
+            discarding: false,
+            max,
+            line_started: None,
+            last_activity: Instant::now(),
+        }
+    }
+
+    fn next(&mut self, stream: &mut impl ReadTimeout, shared: &Shared) -> Event {
+        let options = &shared.options;
+        loop {
+            if let Some(at) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                let end = self.scanned + at;
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                self.scanned = 0;
+                self.line_started = (!self.buf.is_empty()).then(Instant::now);
+                if std::mem::take(&mut self.discarding) {
+                    continue;
+                }
+                return if line.len() > self.max { Event::TooLarge } else { Event::Line(line) };
+            }
+            self.scanned = self.buf.len();
+            if self.discarding {
+                self.buf.clear();
+                self.scanned = 0;
+            } else if self.buf.len() > self.max {
+                self.buf.clear();
+                self.scanned = 0;
+                self.discarding = true;
+                return Event::TooLarge;
+            }
+
+            if shared.stop.load(Ordering::Acquire) {
+                return Event::Closed;
+            }
+            let now = Instant::now();
+            let deadline = match self.line_started {
+                Some(started) => started + options.request_timeout,
+                None => self.last_activity + options.idle_timeout,
+            };
+            if now >= deadline {
+                return if self.line_started.is_some() { Event::Timeout } else { Event::Closed };
+            }
+            let wait = (deadline - now).min(STOP_POLL).max(Duration::from_millis(1));
+            let mut chunk = [0u8; 16 * 1024];
+            match stream.read_within(&mut chunk, wait) {
+                Ok(0) if self.buf.is_empty() || self.discarding => return Event::Closed,
+                Ok(0) => return Event::Truncated(std::mem::take(&mut self.buf)),
+                Ok(n) => {
+                    self.line_started.get_or_insert(now);
+                    self.last_activity = now;
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return Event::Closed,
+            }
+        }
+    }
+}
+
+/// A stream read with a timeout (a Unix stream; a byte slice in tests).
+trait ReadTimeout {
+    fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
+}
+
+impl ReadTimeout for UnixStream {
+    fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.set_read_timeout(Some(timeout))?;
+        self.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves chunks as given, then end of stream.
+    struct Chunks(Vec<Vec<u8>>);
+
+    impl ReadTimeout for Chunks {
+        fn read_within(&mut self, buf: &mut [u8], _: Duration) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.0.remove(0);
+            let n = chunk.len().min(buf.len());
+            buf[..n].copy_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                self.0.insert(0, chunk[n..].to_vec());
+            }
+            Ok(n)
+        }
+    }
+
+    fn shared(max: usize) -> Shared {
+        Shared {
+            options: ServerOptions { max_request_bytes: max, ..ServerOptions::default() },
+            stop: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    fn events(max: usize, chunks: &[&[u8]]) -> Vec<Event> {
+        let shared = shared(max);
+        let mut stream = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
+        let mut reader = LineReader::new(max);
+        let mut out = Vec::new();
+        loop {
+            let e = reader.next(&mut stream, &shared);
+            let done = matches!(e, Event::Closed | Event::Truncated(_) | Event::Timeout);
+            out.push(e);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    fn line(s: &str) -> Event {
+        Event::Line(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn lines_split_across_and_within_reads() {
+        assert_eq!(
+            events(100, &[b"ab", b"c\nde", b"f\n\ng\n"]),
+            [line("abc"), line("def"), line(""), line("g"), Event::Closed]
+        );
+    }
+
+    #[test]
+    fn a_partial_line_at_end_of_stream_is_truncated() {
+        assert_eq!(events(100, &[b"ok\n{\"id\":1"]), [line("ok"), Event::Truncated(b"{\"id\":1".to_vec())]);
+    }
+
+    #[test]
+    fn an_oversized_line_is_reported_once_and_skipped() {
+        let big = vec![b'x'; 40];
+        assert_eq!(events(10, &[&big, &big, b"xx\nnext\n"]), [Event::TooLarge, line("next"), Event::Closed]);
+        // Over the limit but arriving with its newline in one read.
+        assert_eq!(events(10, &[b"0123456789A\nok\n"]), [Event::TooLarge, line("ok"), Event::Closed]);
+        // Exactly the limit is fine.
+        assert_eq!(events(10, &[b"0123456789\n"]), [line("0123456789"), Event::Closed]);
+        // End of stream while discarding is a plain close: too_large was already said.
+        assert_eq!(events(10, &[&big]), [Event::TooLarge, Event::Closed]);
+    }
+
+    #[test]
+    fn groups_resolve_from_etc_group_text() {
+        let text = "root:x:0:\n# comment\nmasq:x:998:alice,bob\nbroken\n";
+        assert_eq!(gid_in_etc_group(text, "masq"), Some(998));
+        assert_eq!(gid_in_etc_group(text, "root"), Some(0));
+        assert_eq!(gid_in_etc_group(text, "nobody"), None);
+        assert_eq!(gid_in_etc_group(text, "broken"), None);
+        assert_eq!(resolve_group("1234").unwrap(), 1234);
+        assert!(matches!(resolve_group("no-such-group-xyz"), Err(ServerError::UnknownGroup { .. })));
+    }
+
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle(&self, cmd: Command) -> Result<Value, ControlError> {
+            match cmd {
+                Command::Version => Ok(serde_json::json!({"cmd": "version"})),
+                Command::ConfigGet => panic!("boom"),
+                _ => Err(ControlError::unsupported("no")),
+            }
+        }
+    }
+
+    #[test]
+    fn respond_goes_through_parsing_and_the_handler() {
+        let r = respond(&Echo, br#"{"id": 3, "cmd": "version"}"#);
+        assert_eq!(r, Response::success(3.into(), serde_json::json!({"cmd": "version"})));
+        let r = respond(&Echo, br#"{"id": 4, "cmd": "config.get"}"#);
+        assert_eq!(r.outcome.unwrap_err().code, ErrorCode::Internal);
+        let r = respond(&Echo, br#"{"id": 5, "cmd": "nope"}"#);
+        assert_eq!((r.id, r.outcome.unwrap_err().code), (5.into(), ErrorCode::UnknownCommand));
+        let r = respond(&Echo, b"\xff");
+        assert_eq!((r.id, r.outcome.unwrap_err().code), (Value::Null, ErrorCode::BadJson));
+    }
+}

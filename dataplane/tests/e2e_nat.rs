@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use common::*;
@@ -26,12 +26,6 @@ const HOST_B: &str = "100.64.0.3";
 const EXTERNAL: &str = "203.0.113.1";
 const SERVER: &str = "203.0.113.254";
 const STEP: Duration = Duration::from_secs(8);
-
-/// See e2e_netns.rs: af_packet masqd instances run one at a time.
-fn af_packet_serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn peer() -> String {
     workspace_root().join("dataplane/tests/tools/peer.py").display().to_string()

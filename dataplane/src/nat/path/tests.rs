@@ -793,3 +793,97 @@ fn answers_arp_for_pool_addresses_on_the_outside_link() {
     assert!(s.src == [203, 0, 113, 10] || s.src == [203, 0, 113, 11]);
     check(&l.through(WAN, &wan_udp(SERVER, 53, s.src, s.sport), LAN), lan_to(0));
 }
+
+mod robustness {
+    //! Bad input through the whole worker (router + NAT): random bytes and valid frames
+    //! with bytes flipped, on both ports, with DNAT, MASQUERADE and time moving. Nothing
+    //! may panic, and every frame must be accounted for: sent, freed, or still held.
+
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    const RULES: &str = "*nat\n\
+        -A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.2:22\n\
+        -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+
+    fn seeds() -> Vec<(u16, Vec<u8>)> {
+        let out_udp = host_udp(0, 40000, SERVER, 53);
+        let quoted = {
+            let mut q = udp(GW, MAC_WAN, EXT, 40000, SERVER, 53, b"hello");
+            q.drain(..14);
+            q
+        };
+        let (sm, dm, src) = from_host(1);
+        let (first, later) = fragments(&udp(sm, dm, src, 4444, SERVER, 9, &[0x5a; 100]), 48, 0x2222);
+        vec![
+            (LAN, out_udp),
+            (LAN, host_tcp(0, 40001, SERVER, 80, "S")),
+            (LAN, echo(HMAC[0], MAC_LAN, H[0], SERVER, 7, true)),
+            (WAN, wan_udp(SERVER, 53, EXT, 40000)),
+            (WAN, wan_tcp(SERVER, 80, EXT, 40001, "SA")),
+            (WAN, wan_tcp(STRANGER, 5555, EXT, 2222, "S")),
+            (WAN, icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, &quoted)),
+            (LAN, first),
+            (LAN, later),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Input {
+        Random(u16, Vec<u8>),
+        Mutated(usize, Vec<(usize, u8)>, Option<usize>),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            (0u16..2, vec(any::<u8>(), 0..160)).prop_map(|(p, b)| Input::Random(p, b)),
+            (0usize..9, vec((0usize..200, any::<u8>()), 0..6), proptest::option::of(0usize..200))
+                .prop_map(|(s, flips, cut)| Input::Mutated(s, flips, cut)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn bad_frames_never_panic_and_are_all_accounted_for(inputs in vec(input(), 1..48), steps in vec(0u64..400, 1..4)) {
+            let mut l = lab(RULES);
+            let seeds = seeds();
+            let mut injected = 0u64;
+            for (i, inp) in inputs.iter().enumerate() {
+                let (port, frame) = match inp {
+                    Input::Random(p, b) => (*p, b.clone()),
+                    Input::Mutated(s, flips, cut) => {
+                        let (p, mut f) = seeds[*s].clone();
+                        for (at, b) in flips {
+                            if let Some(x) = f.get_mut(*at) {
+                                *x ^= *b;
+                            }
+                        }
+                        if let Some(c) = cut {
+                            f.truncate(*c);
+                        }
+                        (p, f)
+                    }
+                };
+                l.w.io_mut().inject(port, &frame);
+                injected += 1;
+                if i % 8 == 7 {
+                    l.w.poll(l.now);
+                }
+            }
+            l.w.poll(l.now);
+            for s in &steps {
+                l.now = l.now + crate::time::Duration::from_millis(*s * 100);
+                l.w.poll(l.now);
+            }
+            let sent = (l.out(LAN).len() + l.out(WAN).len()) as u64;
+            let io = l.w.io();
+            let allocated = (usize::MAX - io.alloc_budget) as u64;
+            let freed = io.freed as u64;
+            let held = l.w.held() as u64;
+            prop_assert_eq!(l.c.rx_packets.get(), injected);
+            prop_assert_eq!(sent + freed + held, injected + allocated, "sent {} freed {} held {}", sent, freed, held);
+        }
+    }
+}

@@ -22,6 +22,17 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_millis(3000);
 pub const ARP_RETRY: Duration = Duration::from_millis(1000);
 /// Frames one worker holds at most while resolving next hops.
 pub const HOLD_CAPACITY: usize = 256;
+/// Fragments one worker parks at most while waiting for their first fragment.
+pub const DEFER_CAPACITY: usize = 64;
+/// How long a fragment waits for its first fragment (the NAT's fragment state lifetime).
+pub const DEFER_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// A frame the router could not handle yet (see [`Verdict::Defer`]).
+struct Deferred<F> {
+    frame: F,
+    port: u16,
+    deadline: Instant,
+}
 
 struct Held<F> {
     frame: F,
@@ -58,13 +69,25 @@ pub struct Worker<Io: PacketIo> {
     io: Io,
     router: Router,
     hold: HoldQueue<Io::Frame>,
+    /// Out-of-order fragments waiting for their first fragment (fixed capacity), and an
+    /// equally sized spare that retries swap with, so nothing allocates after `new`.
+    deferred: Vec<Deferred<Io::Frame>>,
+    deferred_spare: Vec<Deferred<Io::Frame>>,
     counters: Arc<WorkerCounters>,
     last_hold_service: Instant,
 }
 
 impl<Io: PacketIo> Worker<Io> {
     pub fn new(io: Io, router: Router, counters: Arc<WorkerCounters>) -> Self {
-        Worker { io, router, hold: HoldQueue::with_capacity(HOLD_CAPACITY), counters, last_hold_service: Instant::ZERO }
+        Worker {
+            io,
+            router,
+            hold: HoldQueue::with_capacity(HOLD_CAPACITY),
+            deferred: Vec::with_capacity(DEFER_CAPACITY),
+            deferred_spare: Vec::with_capacity(DEFER_CAPACITY),
+            counters,
+            last_hold_service: Instant::ZERO,
+        }
     }
 
     pub fn io(&self) -> &Io {
@@ -92,6 +115,11 @@ impl<Io: PacketIo> Worker<Io> {
         self.hold.held.len()
     }
 
+    /// Fragments currently parked waiting for their first fragment.
+    pub fn deferred(&self) -> usize {
+        self.deferred.len()
+    }
+
     /// Poll until `stop` is set, reading the time from `clock` once per pass.
     pub fn run(&mut self, stop: &AtomicBool, mut clock: impl FnMut() -> Instant) {
         while !stop.load(Ordering::Relaxed) {
@@ -112,6 +140,9 @@ impl<Io: PacketIo> Worker<Io> {
                 self.handle(port, frame, now);
             }
         }
+        if !self.deferred.is_empty() {
+            self.retry_deferred(received > 0, now);
+        }
         self.send_refreshes(now);
         // NAT expiry, amortised: at most once per millisecond, bounded work.
         self.router.nat_tick(now);
@@ -128,7 +159,7 @@ impl<Io: PacketIo> Worker<Io> {
     }
 
     #[inline]
-    fn handle(&mut self, port: u16, mut frame: Io::Frame, now: Instant) {
+    fn handle(&mut self, port: u16, frame: Io::Frame, now: Instant) {
         self.counters.rx_packets.inc();
         self.counters.rx_bytes.add(frame.len() as u64);
         if !frame.is_contiguous() {
@@ -136,6 +167,15 @@ impl<Io: PacketIo> Worker<Io> {
             self.io.free(frame);
             return;
         }
+        if let Some(frame) = self.dispatch(port, frame, now) {
+            self.park(Deferred { frame, port, deadline: now + DEFER_TIMEOUT });
+        }
+    }
+
+    /// Run one frame through the router and act on the verdict. A frame the router
+    /// defers is handed back, unmodified, for the caller to park.
+    #[inline]
+    fn dispatch(&mut self, port: u16, mut frame: Io::Frame, now: Instant) -> Option<Io::Frame> {
         let len = frame.len();
         match self.router.process(port, frame.room_mut(), len, now) {
             Verdict::Tx { port, len } => {
@@ -155,7 +195,37 @@ impl<Io: PacketIo> Worker<Io> {
                 }
             }
             Verdict::Drop => self.io.free(frame),
+            Verdict::Defer => return Some(frame),
         }
+        None
+    }
+
+    fn park(&mut self, d: Deferred<Io::Frame>) {
+        if self.deferred.len() < self.deferred.capacity() {
+            self.deferred.push(d);
+        } else {
+            self.counters.count_drop(DropReason::FragmentNoState);
+            self.io.free(d.frame);
+        }
+    }
+
+    /// Parked fragments: offered to the router again after a pass that received frames
+    /// (their first fragment may have come), dropped as `fragment_no_state` when their
+    /// time is up. Order is kept.
+    fn retry_deferred(&mut self, received: bool, now: Instant) {
+        let mut pending = std::mem::take(&mut self.deferred);
+        std::mem::swap(&mut self.deferred, &mut self.deferred_spare);
+        for d in pending.drain(..) {
+            if now >= d.deadline {
+                self.counters.count_drop(DropReason::FragmentNoState);
+                self.io.free(d.frame);
+            } else if !received {
+                self.park(d);
+            } else if let Some(frame) = self.dispatch(d.port, d.frame, now) {
+                self.park(Deferred { frame, ..d });
+            }
+        }
+        self.deferred_spare = pending;
     }
 
     fn hold_frame(&mut self, frame: Io::Frame, port: u16, via: Ipv4Addr, now: Instant) {
@@ -220,6 +290,10 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// Free everything still held and send what is staged. Called when the loop stops.
     pub fn shutdown(&mut self) {
+        for d in self.deferred.drain(..) {
+            self.counters.count_drop(DropReason::FragmentNoState);
+            self.io.free(d.frame);
+        }
         self.router.nat_publish();
         for h in self.hold.held.drain(..) {
             self.counters.count_drop(DropReason::ArpUnresolved);

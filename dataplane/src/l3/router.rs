@@ -41,6 +41,10 @@ pub enum Verdict {
     Resolve { port: u16, via: Ipv4Addr, len: usize },
     /// Free the frame. If it was a drop, it has been counted.
     Drop,
+    /// Not yet: a non-first fragment that arrived before its first fragment. The frame is
+    /// unmodified; the worker parks it and offers it again later (RFC 4787 REQ-14), and
+    /// counts `fragment_no_state` if its first fragment never comes.
+    Defer,
 }
 
 #[derive(Clone, Copy)]
@@ -277,6 +281,7 @@ impl Router {
                     nat.apply(&mut room[ETH_LEN..len], &plan, now);
                     self.local(room, len, now)
                 }
+                Decision::Drop(DropReason::FragmentNoState) => Verdict::Defer,
                 Decision::Drop(reason) => {
                     self.counters.count_drop(reason);
                     Verdict::Drop

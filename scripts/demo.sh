@@ -16,7 +16,7 @@
 #   --net-only   build and tear down the testbed only (no masqd): checks the plumbing
 #   --keep-log   keep masqd's log (its path is printed) instead of deleting it
 # Environment: MASQD=path (default <target>/release/masqd), MASQ_DEMO_HUGEPAGES=0|1
-#   (default: hugepages if enough are free), MASQ_DEMO_STEPS="ping ttl" (which steps run).
+#   (default: hugepages if enough are free), MASQ_DEMO_STEPS="ping http dns ttl" (which steps run).
 # Needs root. Traffic never leaves the two namespaces.
 set -euo pipefail
 
@@ -243,6 +243,16 @@ cores = [1]
 EOF
     masq_section "config ($STATE_DIR/masq.toml)"
     sed 's/^/  /' "$STATE_DIR/masq.toml"
+    # The classic masquerade: everything the LAN sends out of wan leaves as 203.0.113.1.
+    cat >"$STATE_DIR/rules.v4" <<EOF
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o wan -s $LAN_ROUTER/$LAN_PREFIX -j MASQUERADE
+COMMIT
+EOF
+    masq_section "rules ($STATE_DIR/rules.v4)"
+    sed 's/^/  /' "$STATE_DIR/rules.v4"
 }
 
 build_masqd() {
@@ -257,7 +267,7 @@ build_masqd() {
 start_masqd() {
     masq_section "starting masqd"
     : >"$STATE_DIR/masqd.log" # exists before wait_ready looks, whatever the child's timing
-    "$MASQD" --config "$STATE_DIR/masq.toml" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
+    "$MASQD" --config "$STATE_DIR/masq.toml" --rules "$STATE_DIR/rules.v4" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
     MASQD_PID=$!
     echo "$MASQD_PID" >"$STATE_DIR/masqd.pid"
     masq_log "masqd pid $MASQD_PID, log $STATE_DIR/masqd.log"
@@ -314,7 +324,7 @@ show_log() {
 # One function per step, step_<name>; it prints what it shows and returns non-zero on
 # failure. MASQ_DEMO_STEPS picks which run, in order.
 
-# A LAN host pings the server through masqd (before NAT lands: plain routing).
+# A LAN host pings the server through masqd (the echo identifier is translated).
 step_ping() {
     in_ns "$LAN_NS" timeout 20 ping -n -c 3 -i 0.5 -W 2 "$SERVER"
 }
@@ -327,9 +337,8 @@ step_ttl() {
     grep -q "From $LAN_ROUTER.*[Tt]ime to live exceeded" <<<"$out"
 }
 
-# When NAT lands (MASQUERADE on wan): an HTTP fetch from the LAN host, and the server
-# should see the client as 203.0.113.1, not 100.64.0.2. Until then this step is not run by
-# default; it already works as routing.
+# The LAN host browses: an HTTP fetch from the server, which must see the client as
+# 203.0.113.1 (masqd's external address), never as 100.64.0.2.
 step_http() {
     # not through in_ns: $! must be the process that becomes `timeout` (it passes our
     # SIGTERM on to the server), not a subshell
@@ -343,17 +352,33 @@ step_http() {
     done
     in_ns "$LAN_NS" timeout 10 curl -sS -o /dev/null -w 'HTTP %{http_code} in %{time_total}s\n' \
         "http://$SERVER:8080/" || return 1
-    masq_log "server saw: $(grep -o '^[0-9.]* ' "$STATE_DIR/http.log" | head -1)"
+    local seen
+    seen="$(grep -o '^[0-9.]* ' "$STATE_DIR/http.log" | head -1 | tr -d ' ')"
+    masq_log "server saw the client as: ${seen:-nothing}"
+    [ "$seen" = "$WAN_ROUTER" ] || { masq_log "FAIL: expected $WAN_ROUTER (translated)"; return 1; }
 }
 
-# When NAT lands: a resolver in masq-srv and `dig` from the LAN host through masqd.
+# The LAN host resolves a name through masqd: dnsmasq in the server namespace answers
+# for masq.test only (no upstream, no hosts file: nothing leaves the namespaces).
 step_dns() {
-    masq_log "pending: lands with NAT (resolver in $SRV_NS, dig from $LAN_NS)"
+    ip netns exec "$SRV_NS" timeout 60 dnsmasq --keep-in-foreground --no-resolv --no-hosts \
+        --listen-address="$SERVER" --bind-interfaces --port=53 --user=root \
+        --pid-file="$STATE_DIR/dnsmasq.pid" --address=/masq.test/"$SERVER" \
+        >"$STATE_DIR/dnsmasq.log" 2>&1 </dev/null &
+    BG_PIDS+=($!)
+    local answer="" i
+    for i in $(seq 1 10); do
+        answer="$(in_ns "$LAN_NS" timeout 5 dig +short +time=1 +tries=1 www.masq.test @"$SERVER" 2>/dev/null || true)"
+        [ -n "$answer" ] && break
+        sleep 0.3
+    done
+    masq_log "www.masq.test resolved by $SERVER through masqd: ${answer:-no answer}"
+    [ "$answer" = "$SERVER" ]
 }
 
 run_steps() {
     local step rc
-    for step in ${MASQ_DEMO_STEPS:-ping ttl}; do
+    for step in ${MASQ_DEMO_STEPS:-ping http dns ttl}; do
         masq_section "step: $step"
         rc=0
         "step_$step" || rc=$?

@@ -35,6 +35,8 @@ PACKAGES=(
     iproute2 iputils-ping procps ethtool tcpdump
     # real programs that talk through masqd in end-to-end tests (HTTP, DNS, TCP/UDP peers)
     curl bind9-dnsutils netcat-openbsd socat python3
+    # the demo's resolver in the "Internet" namespace (dnsmasq without its system service)
+    dnsmasq-base
     # test.sh lints the scripts
     shellcheck
 )

@@ -19,6 +19,12 @@ impl Counter {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    /// Overwrite with `v` (a value the owning worker keeps elsewhere, published).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
     #[inline]
     pub fn inc(&self) {
         self.add(1);
@@ -82,6 +88,28 @@ worker_counters! {
     icmp_sent,
     /// Poll-loop iterations (a measure of idle spinning).
     polls,
+    /// NAT sessions created (published from the worker's NAT every millisecond).
+    nat_sessions_created,
+    /// NAT sessions expired by their timers.
+    nat_sessions_expired,
+    /// NAT sessions live now.
+    nat_sessions,
+    /// NAT mappings (external ports in use) live now.
+    nat_mappings,
+    /// Session creations refused: session or mapping table full.
+    nat_create_failed_session_table_full,
+    /// Session creations refused: subscriber at its port or session limit.
+    nat_create_failed_subscriber_limit,
+    /// Session creations refused: no free external port.
+    nat_create_failed_ports_exhausted,
+    /// Session creations refused: the tuple is already in use.
+    nat_create_failed_tuple_in_use,
+    /// Packets translated twice (inside to an inside host's external endpoint).
+    nat_hairpinned,
+    /// ICMP errors translated.
+    nat_icmp_errors_translated,
+    /// Non-first fragments translated.
+    nat_fragments_translated,
 }
 
 impl WorkerCounters {

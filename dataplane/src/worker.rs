@@ -3,7 +3,8 @@
 //! Each pass receives a burst from every port, runs each frame through the [`Router`]
 //! (which counts its own drops), stages what must go out per port, parks frames whose next
 //! hop is still being resolved, and flushes. Nothing here allocates after construction:
-//! the hold queue's capacity is fixed up front.
+//! the hold queue's capacity is fixed up front. Once per millisecond it lets the NAT
+//! expire what is due, with a bounded budget ([`Router::nat_tick`]).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,12 +24,22 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_millis(3000);
 pub const ARP_RETRY: Duration = Duration::from_millis(1000);
 /// Frames one worker holds at most while resolving next hops.
 pub const HOLD_CAPACITY: usize = 256;
+/// Fragments one worker parks at most while waiting for their first fragment.
+pub const DEFER_CAPACITY: usize = 64;
+/// How long a fragment waits for its first fragment (the NAT's fragment state lifetime).
+pub const DEFER_TIMEOUT: Duration = Duration::from_millis(2000);
 
-/// control plane: the NAT the worker's mailbox answers from. A stub until the NAT wiring
-/// (wip/natint) gives the `Router` its `WorkerNat`; then this returns it, e.g.
-/// `router.nat_mut()`. Without a NAT, `sessions.*` answer empty.
-fn router_nat(_router: &mut Router) -> Option<&mut WorkerNat> {
-    None
+/// A frame the router could not handle yet (see [`Verdict::Defer`]).
+struct Deferred<F> {
+    frame: F,
+    port: u16,
+    deadline: Instant,
+}
+
+/// control plane: the NAT the worker's mailbox answers from (none: a plain router, and
+/// `sessions.*` answer empty).
+fn router_nat(router: &mut Router) -> Option<&mut WorkerNat> {
+    router.nat_mut().map(|path| path.nat_mut())
 }
 
 struct Held<F> {
@@ -66,6 +77,10 @@ pub struct Worker<Io: PacketIo> {
     io: Io,
     router: Router,
     hold: HoldQueue<Io::Frame>,
+    /// Out-of-order fragments waiting for their first fragment (fixed capacity), and an
+    /// equally sized spare that retries swap with, so nothing allocates after `new`.
+    deferred: Vec<Deferred<Io::Frame>>,
+    deferred_spare: Vec<Deferred<Io::Frame>>,
     counters: Arc<WorkerCounters>,
     last_hold_service: Instant,
     /// control plane: mailbox and latency probe (see `with_control`).
@@ -78,6 +93,8 @@ impl<Io: PacketIo> Worker<Io> {
             io,
             router,
             hold: HoldQueue::with_capacity(HOLD_CAPACITY),
+            deferred: Vec::with_capacity(DEFER_CAPACITY),
+            deferred_spare: Vec::with_capacity(DEFER_CAPACITY),
             counters,
             last_hold_service: Instant::ZERO,
             control: WorkerControl::default(),
@@ -102,9 +119,22 @@ impl<Io: PacketIo> Worker<Io> {
         &self.counters
     }
 
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn router_mut(&mut self) -> &mut Router {
+        &mut self.router
+    }
+
     /// Frames currently waiting for ARP resolution.
     pub fn held(&self) -> usize {
         self.hold.held.len()
+    }
+
+    /// Fragments currently parked waiting for their first fragment.
+    pub fn deferred(&self) -> usize {
+        self.deferred.len()
     }
 
     /// Poll until `stop` is set, reading the time from `clock` once per pass.
@@ -130,7 +160,12 @@ impl<Io: PacketIo> Worker<Io> {
                 self.handle(port, frame, now);
             }
         }
+        if !self.deferred.is_empty() {
+            self.retry_deferred(received > 0, now);
+        }
         self.send_refreshes(now);
+        // NAT expiry, amortised: at most once per millisecond, bounded work.
+        self.router.nat_tick(now);
         if !self.hold.held.is_empty() && now != self.last_hold_service {
             self.last_hold_service = now;
             self.service_hold(now);
@@ -151,7 +186,7 @@ impl<Io: PacketIo> Worker<Io> {
     }
 
     #[inline]
-    fn handle(&mut self, port: u16, mut frame: Io::Frame, now: Instant) {
+    fn handle(&mut self, port: u16, frame: Io::Frame, now: Instant) {
         self.counters.rx_packets.inc();
         self.counters.rx_bytes.add(frame.len() as u64);
         if !frame.is_contiguous() {
@@ -159,6 +194,15 @@ impl<Io: PacketIo> Worker<Io> {
             self.io.free(frame);
             return;
         }
+        if let Some(frame) = self.dispatch(port, frame, now) {
+            self.park(Deferred { frame, port, deadline: now + DEFER_TIMEOUT });
+        }
+    }
+
+    /// Run one frame through the router and act on the verdict. A frame the router
+    /// defers is handed back, unmodified, for the caller to park.
+    #[inline]
+    fn dispatch(&mut self, port: u16, mut frame: Io::Frame, now: Instant) -> Option<Io::Frame> {
         let len = frame.len();
         match self.router.process(port, frame.room_mut(), len, now) {
             Verdict::Tx { port, len } => {
@@ -178,7 +222,37 @@ impl<Io: PacketIo> Worker<Io> {
                 }
             }
             Verdict::Drop => self.io.free(frame),
+            Verdict::Defer => return Some(frame),
         }
+        None
+    }
+
+    fn park(&mut self, d: Deferred<Io::Frame>) {
+        if self.deferred.len() < self.deferred.capacity() {
+            self.deferred.push(d);
+        } else {
+            self.counters.count_drop(DropReason::FragmentNoState);
+            self.io.free(d.frame);
+        }
+    }
+
+    /// Parked fragments: offered to the router again after a pass that received frames
+    /// (their first fragment may have come), dropped as `fragment_no_state` when their
+    /// time is up. Order is kept.
+    fn retry_deferred(&mut self, received: bool, now: Instant) {
+        let mut pending = std::mem::take(&mut self.deferred);
+        std::mem::swap(&mut self.deferred, &mut self.deferred_spare);
+        for d in pending.drain(..) {
+            if now >= d.deadline {
+                self.counters.count_drop(DropReason::FragmentNoState);
+                self.io.free(d.frame);
+            } else if !received {
+                self.park(d);
+            } else if let Some(frame) = self.dispatch(d.port, d.frame, now) {
+                self.park(Deferred { frame, ..d });
+            }
+        }
+        self.deferred_spare = pending;
     }
 
     fn hold_frame(&mut self, frame: Io::Frame, port: u16, via: Ipv4Addr, now: Instant) {
@@ -243,6 +317,11 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// Free everything still held and send what is staged. Called when the loop stops.
     pub fn shutdown(&mut self) {
+        for d in self.deferred.drain(..) {
+            self.counters.count_drop(DropReason::FragmentNoState);
+            self.io.free(d.frame);
+        }
+        self.router.nat_publish();
         for h in self.hold.held.drain(..) {
             self.counters.count_drop(DropReason::ArpUnresolved);
             self.io.free(h.frame);

@@ -1,11 +1,9 @@
 //! The control plane against a running masqd: every command over the real socket, rules
 //! edited live, save/restore, timeouts, statistics while traffic flows, hostile requests
 //! while it keeps forwarding, masqctl end to end, and the socket's life (refused when a
-//! live masqd holds it, removed on exit). masqd runs on `net_null` / `net_pcap` vdevs,
-//! each with its own socket in its temp dir, so the tests may run in parallel.
-//!
-//! Tests of `sessions.*` with real sessions need the NAT in the packet path; they are
-//! written here and ignored until that wiring is merged.
+//! live masqd holds it, removed on exit), and sessions made by real traffic through the
+//! NAT, listed, counted and flushed. masqd runs on `net_null` / `net_pcap` vdevs, each
+//! with its own socket in its temp dir, so the tests may run in parallel.
 
 mod common;
 
@@ -201,7 +199,7 @@ fn every_command_answers_on_a_live_masqd() {
     assert_eq!(config["workers"]["cores"], json!([1]));
     assert_eq!(config["timeouts"]["icmp"], 30);
     assert_eq!(config["rules_file"], Value::Null);
-    // No NAT in the packet path yet: no sessions, and no errors either.
+    // No translated traffic: no sessions, a short walk, and no error.
     let page: SessionPage =
         live.call_as(&Command::SessionsList { filter: SessionFilter::default(), cursor: None, limit: 10 });
     assert_eq!(page, SessionPage { sessions: vec![], next_cursor: None });
@@ -531,7 +529,6 @@ fn with_sessions(dir: &TempDir, n: u16) -> Live {
 }
 
 #[test]
-#[ignore = "needs NAT wiring (merge of wip/natint)"]
 fn sessions_list_count_and_flush_on_a_live_masqd() {
     let dir = TempDir::new("ctl-sessions");
     let live = with_sessions(&dir, 300);
@@ -572,7 +569,6 @@ fn sessions_list_count_and_flush_on_a_live_masqd() {
 }
 
 #[test]
-#[ignore = "needs NAT wiring (merge of wip/natint)"]
 fn masqctl_lists_the_translation_table() {
     let dir = TempDir::new("ctl-masq-l");
     let live = with_sessions(&dir, 5);
@@ -586,5 +582,68 @@ fn masqctl_lists_the_translation_table() {
     );
     let out = live.masqctl(&["sessions", "count"]);
     assert_eq!(text(&out), "5\n");
+    live.stop().assert_clean();
+}
+
+/// Run `dataplane/tests/tools/peer.py` in a namespace: (exit code, trimmed stdout).
+fn peer(topo: &LanWan, ns: &str, args: &[&str]) -> (i32, String) {
+    let script = workspace_root().join("dataplane/tests/tools/peer.py").display().to_string();
+    let mut argv = vec!["python3", script.as_str()];
+    argv.extend_from_slice(args);
+    let out = topo.net.exec(ns, Duration::from_secs(8), &argv);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translation() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let _serial = af_packet_serial();
+    let mut topo = LanWan::new();
+    let rules = "*nat\n-A POSTROUTING -o wan -s 100.64.0.0/10 -j MASQUERADE\nCOMMIT\n";
+    let live = Live::start(topo.masqd_config().rules(rules));
+    let script = workspace_root().join("dataplane/tests/tools/peer.py").display().to_string();
+    let srv = topo.srv_ns.clone();
+    topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &script, "udp-echo", "0.0.0.0", "7"], None);
+    std::thread::sleep(Duration::from_millis(400));
+    let ask = |port: &str| peer(&topo, &topo.lan_ns, &["udp-ask", addr::LAN_HOST, port, addr::SERVER, "7"]);
+
+    assert_eq!(ask("40000"), (0, "203.0.113.1:40000".into()), "masqueraded:\n{}", live.masqd.log());
+    // A new rule ahead of MASQUERADE: UDP goes out from ports 20000-20100.
+    let out = live.masqctl(&[
+        "-t",
+        "nat",
+        "-I",
+        "POSTROUTING",
+        "1",
+        "-o",
+        "wan",
+        "-p",
+        "udp",
+        "-j",
+        "SNAT",
+        "--to-source",
+        "203.0.113.1:20000-20100",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (rc, seen) = ask("40001");
+    let port: u16 = seen.split_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+    assert!(rc == 0 && (20000..=20100).contains(&port), "a new flow takes the new rule: {seen}\n{}", live.masqd.log());
+    assert_eq!(ask("40000"), (0, "203.0.113.1:40000".into()), "the old session keeps its translation");
+
+    // The translation table shows both; flushed, the old flow starts over under the new rule.
+    let out = live.masqctl(&["-M", "-L"]);
+    let table = text(&out);
+    assert!(table.contains("100.64.0.2:40000") && table.contains("203.0.113.1:40000"), "{table}");
+    assert!(table.contains("100.64.0.2:40001"), "{table}");
+    let count: SessionCount = live.call_as(&Command::SessionsCount { filter: SessionFilter::default() });
+    assert_eq!(count.count, 2, "{table}");
+    assert_eq!(live.call(&Command::SessionsFlush { filter: SessionFilter::default() }), json!({"flushed": 2}));
+    let (rc, seen) = ask("40000");
+    let port: u16 = seen.split_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+    assert!(rc == 0 && (20000..=20100).contains(&port), "after the flush: {seen}");
+    let stats: Stats = live.call_as(&Command::StatsGet);
+    assert_eq!((stats.sessions_created, stats.sessions_active), (3, 1), "{stats:?}");
     live.stop().assert_clean();
 }

@@ -4,18 +4,9 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::*;
-
-/// DPDK 22.11's af_packet PMD names its PACKET_FANOUT group `pid ^ interface index`, so
-/// two masqd processes with neighbouring pids can pick the same group and fail to probe.
-/// Tests in this binary therefore run masqd on af_packet one at a time.
-fn af_packet_serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[test]
 fn lan_host_pings_the_server_through_masqd() {

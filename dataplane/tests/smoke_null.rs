@@ -43,3 +43,22 @@ fn bad_config_fails_before_eal_with_one_line_naming_the_field() {
     assert!(lines[0].contains("port[1].device") && lines[0].contains("net_bogus0"), "{}", lines[0]);
     assert!(!stopped.log.contains("EAL"), "EAL must not start");
 }
+
+#[test]
+fn bad_rules_file_fails_before_eal_naming_file_line_and_expectation() {
+    let cfg = MasqdConfig::new().inside("lan", "net_null0", "100.64.0.1/10").outside(
+        "wan",
+        "net_null1",
+        "203.0.113.1/24",
+        None,
+    );
+    let rules = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j SANT\nCOMMIT\n";
+    let masqd = Masqd::start_text(&masqd_path(), &cfg.to_toml(), Some(rules), &[]);
+    let stopped = masqd.wait_exit(Duration::from_secs(10));
+    assert_eq!(stopped.status.code(), Some(2), "{}", stopped.log);
+    let line = stopped.log.trim();
+    assert!(!line.contains('\n'), "one line: {line}");
+    assert!(line.contains("rules.v4") && line.contains("line 3") && line.contains("SANT"), "{line}");
+    assert!(line.contains("MASQUERADE"), "says what was expected: {line}");
+    assert!(!stopped.log.contains("EAL"), "EAL must not start");
+}

@@ -1,7 +1,8 @@
 //! masqd: the masq NAT daemon.
 //!
-//! Reads and validates the configuration (before EAL starts, so a typo costs nothing),
-//! initialises EAL with the lcores and devices it derives from it, configures every port
+//! Reads and validates the configuration and the rules (`--rules FILE`, iptables-save
+//! format) and builds every worker's NAT before EAL starts, so a typo costs nothing;
+//! then initialises EAL with the lcores and devices it derives, configures every port
 //! with one RX/TX queue pair per worker, launches one poll-mode worker per configured
 //! core, and waits for SIGINT/SIGTERM. On the way out it stops the workers, prints every
 //! counter (see `dataplane::report`), checks that each mbuf came back to its pool and
@@ -10,6 +11,7 @@
 //! The control socket (`[control] socket`) is claimed before EAL starts — a live masqd
 //! already answering there is an error — and served once the workers run, by threads on
 //! the main lcore's CPU (see `dataplane::control_plane`); it is removed on the way out.
+//! The control plane edits the same rules (`ArcSwap`) and timeouts the workers' NAT reads.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,18 +20,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
 use clap::Parser;
 
 use dataplane::config::{Config, PortConfig as PortCfg};
-// control plane
-use arc_swap::ArcSwap;
 use dataplane::control_plane::{self, HandlerParts, MasqdHandler, PortStatsBoard, WorkerControl, WorkerHandle};
 use dataplane::counters::WorkerCounters;
 use dataplane::dpdk_io::{DpdkIo, TscClock};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
-use dataplane::nat;
+use dataplane::nat::{self, NatPath};
 use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
 use dataplane::worker::{Worker, HOLD_CAPACITY};
@@ -42,12 +43,13 @@ struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Validate the configuration and exit.
-    #[arg(long)]
-    check: bool,
-    /// control plane: rules to start with, in iptables-save format (`masqctl save` writes it).
+    /// NAT and filter rules (iptables-save format; interfaces are port names).
+    /// Without it: no rules, plain routing.
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+    /// Validate the configuration (and rules) and exit.
+    #[arg(long)]
+    check: bool,
 }
 
 /// Exit code for a configuration error.
@@ -66,11 +68,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    // control plane: the --rules file, checked against the configured ports before EAL.
-    let rules = match load_rules(args.rules.as_deref(), &config) {
-        Ok(rules) => rules,
-        Err(message) => {
-            eprintln!("masqd: {message}");
+    let nats = match build_nats(&config, args.rules.as_deref()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("masqd: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
         println!("masqd: {}: configuration OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(&config, rules, args.rules.as_deref()) {
+    match run(&config, nats, args.rules.as_deref()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("masqd: error: {e:#}");
@@ -87,17 +88,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// control plane: read and check `--rules FILE` (empty rules without one): the rule set
-/// (the control plane's text model) and its compiled form (what the workers read). Errors
+/// Every worker's NAT, and what they share with the control plane: the rule set (the
+/// control plane's text model), the compiled rules the workers read, the live timeouts.
+struct Nats {
+    paths: Vec<NatPath>,
+    rules: RuleSet,
+    shared: nat::SharedRules,
+    timeouts: Arc<nat::Timeouts>,
+}
+
+/// Load the rules (if any) and build every worker's NAT, before EAL starts. Errors
 /// read `FILE: line N: ...`.
-fn load_rules(path: Option<&std::path::Path>, config: &Config) -> Result<(RuleSet, CompiledRules), String> {
-    let names: Vec<&str> = config.ports.iter().map(|p| p.name.as_str()).collect();
-    let ports: Vec<(&str, u16)> = names.iter().enumerate().map(|(i, n)| (*n, i as u16)).collect();
-    let Some(path) = path else { return Ok((RuleSet::new(), CompiledRules::default())) };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let rules = RuleSet::parse_save(&text, &names).map_err(|e| format!("{}: {e}", path.display()))?;
-    let compiled = CompiledRules::new(&rules, &ports).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((rules, compiled))
+fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, String> {
+    let (set, compiled) = match rules {
+        None => (RuleSet::new(), CompiledRules::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            nat::path::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+    };
+    let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
+    let timeouts = nat::path::timeouts(config);
+    let workers = config.workers.cores.len() as u16;
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new().build_hasher().finish()
+    };
+    let paths = (0..workers)
+        .map(|w| {
+            NatPath::from_config(config, &set, shared.clone(), timeouts.clone(), w, workers, seed)
+                .map_err(|e| format!("nat: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Nats { paths, rules: set, shared, timeouts })
 }
 
 /// EAL arguments derived from the configuration, then the user's extra ones.
@@ -158,22 +181,16 @@ struct RunningPort {
     mac: [u8; 6],
 }
 
-fn run(config: &Config, rules: (RuleSet, CompiledRules), rules_file: Option<&std::path::Path>) -> Result<ExitCode> {
-    let (rules, compiled) = rules;
+fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-
-    // control plane: claim the socket before EAL (a live masqd there is an error); it is
-    // served once the workers run.
+    // Claim the control socket before EAL: a live masqd there is an error. It is served
+    // once the workers run.
     let control_server =
         control::Server::bind(&config.control.socket, config.control.group.as_deref()).context("control socket")?;
-    // control plane: shared rules and timeouts (the NAT wiring uses the same objects)
-    let compiled_rules = Arc::new(ArcSwap::from_pointee(compiled));
-    let t = config.timeouts;
-    let timeouts =
-        Arc::new(nat::Timeouts::new(nat::TimeoutValues { tcp: t.tcp, tcpfin: t.tcpfin, udp: t.udp, icmp: t.icmp }));
+    let Nats { paths: nats, rules, shared: shared_rules, timeouts } = nats;
 
     let args = eal_args(config);
     eprintln!("masqd: EAL arguments: {}", args[1..].join(" "));
@@ -265,7 +282,8 @@ fn run(config: &Config, rules: (RuleSet, CompiledRules), rules_file: Option<&std
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
 
     let mut all_counters = Vec::new();
-    let mut control_workers = Vec::new(); // control plane
+    let mut control_workers = Vec::new();
+    let mut nats = nats.into_iter();
     for (w, lcore) in worker_lcores.iter().enumerate() {
         let q = w as u16;
         let mut rxq = Vec::new();
@@ -276,9 +294,10 @@ fn run(config: &Config, rules: (RuleSet, CompiledRules), rules_file: Option<&std
         }
         let counters = Arc::new(WorkerCounters::default());
         all_counters.push(counters.clone());
-        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
+        let nat = nats.next().context("one NAT per worker")?;
+        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone()).with_nat(nat);
         let io = DpdkIo::new(rxq, txq, pool.clone());
-        // control plane: the worker's mailbox and latency histogram.
+        // The control plane's ends: the worker's mailbox and latency histogram.
         let (mailbox, link) = control_plane::mailbox::channel(w as u32);
         let latency = Arc::new(control_plane::LatencyHistogram::default());
         let probe = control_plane::LatencyRecorder::new(latency.clone(), dpdk::cycles::rdtsc, dpdk::cycles::tsc_hz());
@@ -298,13 +317,13 @@ fn run(config: &Config, rules: (RuleSet, CompiledRules), rules_file: Option<&std
         })
         .with_context(|| format!("launching worker {w} on lcore {lcore}"))?;
     }
-    // control plane: serve the socket (threads inherit the main lcore's CPU, off the workers').
+    // Serve the control socket (its threads inherit the main lcore's CPU, off the workers').
     let port_board = Arc::new(PortStatsBoard::new());
     let handler = MasqdHandler::new(HandlerParts {
         rules,
         port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
-        compiled: compiled_rules.clone(),
-        timeouts: timeouts.clone(),
+        compiled: shared_rules,
+        timeouts,
         workers: control_workers,
         port_stats: {
             let board = port_board.clone();
@@ -326,10 +345,10 @@ fn run(config: &Config, rules: (RuleSet, CompiledRules), rules_file: Option<&std
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
-        port_board.serve(|| control_port_stats(&ports)); // control plane
+        port_board.serve(|| control_port_stats(&ports));
     }
     eprintln!("masqd: stopping");
-    control_handle.shutdown(); // control plane: stop serving, remove the socket
+    control_handle.shutdown(); // stop serving, remove the socket
     let mut failed = false;
     for lcore in &worker_lcores {
         let rc = eal.wait(*lcore);
@@ -378,7 +397,8 @@ fn run(config: &Config, rules: (RuleSet, CompiledRules), rules_file: Option<&std
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// control plane: every port's counters for `stats.get`, read here on the main thread.
+/// Every port's counters for `stats.get`, read here on the main thread, which owns the
+/// ports (the control plane asks through a [`PortStatsBoard`]).
 fn control_port_stats(ports: &[RunningPort]) -> Vec<control::protocol::PortStats> {
     ports
         .iter()

@@ -19,7 +19,7 @@ use control::Handler;
 use serde_json::{json, Value};
 
 use super::latency::{self, LatencyHistogram};
-use super::mailbox::{session_entry, Pending, Reply, Request, ScanOp, SessionSelector, WorkerLink, SCAN_CHUNK};
+use super::mailbox::{session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink, SCAN_CHUNK};
 use super::rules::RulesControl;
 use super::stats::{drops_by_reason, worker_stats};
 use crate::config::{Config, Filtering};
@@ -149,12 +149,12 @@ impl MasqdHandler {
         &self,
         w: &WorkerHandle,
         selector: SessionSelector,
-        cursor: u32,
+        from: Walk,
         op: ScanOp,
         limit: u32,
         buf: Vec<nat::SessionInfo>,
     ) -> Result<Reply, ControlError> {
-        Ok(w.link.ask(Request::Scan { selector, cursor, limit, op, buf }, MAILBOX_TIMEOUT)?)
+        Ok(w.link.ask(Request::Scan { selector, from, limit, op, buf }, MAILBOX_TIMEOUT)?)
     }
 
     fn list_sessions(
@@ -164,8 +164,8 @@ impl MasqdHandler {
         limit: u32,
     ) -> Result<SessionPage, ControlError> {
         let selector = SessionSelector::from_filter(filter)?;
-        let (mut worker, mut slot) = match cursor {
-            None => (0, 0),
+        let (mut worker, mut walk) = match cursor {
+            None => (0, Walk::default()),
             Some(c) => parse_cursor(c, self.workers.len())?,
         };
         let started = Instant::now();
@@ -174,23 +174,23 @@ impl MasqdHandler {
         while worker < self.workers.len() && (page.sessions.len() as u32) < limit {
             let w = &self.workers[worker];
             let want = (limit - page.sessions.len() as u32).min(SCAN_CHUNK);
-            match self.scan(w, selector, slot, ScanOp::List, want, std::mem::take(&mut buf))? {
+            match self.scan(w, selector, walk, ScanOp::List, want, std::mem::take(&mut buf))? {
                 Reply::Scanned { buf: mut found, next, .. } => {
                     page.sessions.extend(found.iter().map(|s| session_entry(s, w.index)));
                     found.clear();
                     buf = found;
                     match next {
-                        Some(n) => slot = n,
-                        None => (worker, slot) = (worker + 1, 0),
+                        Some(n) => walk = n,
+                        None => (worker, walk) = (worker + 1, Walk::default()),
                     }
                 }
-                _ => (worker, slot) = (worker + 1, 0),
+                _ => (worker, walk) = (worker + 1, Walk::default()),
             }
             if started.elapsed() >= PAGE_TIME {
                 break;
             }
         }
-        page.next_cursor = (worker < self.workers.len()).then(|| format!("{worker}:{slot}"));
+        page.next_cursor = (worker < self.workers.len()).then(|| format!("{worker}:{}:{}", walk.slot, walk.seen));
         Ok(page)
     }
 
@@ -199,10 +199,10 @@ impl MasqdHandler {
         let mut total = 0u64;
         let mut buf = Vec::with_capacity(SCAN_CHUNK as usize);
         for w in &self.workers {
-            let mut cursor = Some(0);
-            while let Some(slot) = cursor.take() {
+            let mut cursor = Some(Walk::default());
+            while let Some(from) = cursor.take() {
                 if let Reply::Scanned { buf: back, matched, next } =
-                    self.scan(w, selector, slot, op, SCAN_CHUNK, std::mem::take(&mut buf))?
+                    self.scan(w, selector, from, op, SCAN_CHUNK, std::mem::take(&mut buf))?
                 {
                     total += u64::from(matched);
                     buf = back;
@@ -256,16 +256,16 @@ impl MasqdHandler {
     }
 }
 
-/// `"worker:slot"`: where a listing goes on. Opaque to clients.
-fn parse_cursor(cursor: &str, workers: usize) -> Result<(usize, u32), ControlError> {
+/// `"worker:slot:seen"`: where a listing goes on. Opaque to clients.
+fn parse_cursor(cursor: &str, workers: usize) -> Result<(usize, Walk), ControlError> {
     let bad = || ControlError::bad_args("cursor", format!("`cursor`: {cursor:?} is not a cursor this masqd gave out"));
-    let (w, s) = cursor.split_once(':').ok_or_else(bad)?;
-    let w: usize = w.parse().map_err(|_| bad())?;
-    let s: u32 = s.parse().map_err(|_| bad())?;
-    if w >= workers {
+    let mut parts = cursor.split(':');
+    let mut next = || parts.next().and_then(|p| p.parse::<u64>().ok()).ok_or_else(bad);
+    let (w, slot, seen) = (next()?, next()?, next()?);
+    if parts.next().is_some() || w >= workers as u64 || slot > u64::from(u32::MAX) || seen > u64::from(u32::MAX) {
         return Err(bad());
     }
-    Ok((w, s))
+    Ok((w as usize, Walk { slot: slot as u32, seen: seen as u32 }))
 }
 
 impl Handler for MasqdHandler {
@@ -572,7 +572,7 @@ socket = "/tmp/x.sock"
         }
         assert_eq!(seen.len(), 2200);
         assert!(pages >= 3);
-        let e = call(&f, r#"{"cmd": "sessions.list", "args": {"cursor": "9:0"}}"#).unwrap_err();
+        let e = call(&f, r#"{"cmd": "sessions.list", "args": {"cursor": "9:0:0"}}"#).unwrap_err();
         assert_eq!((&e.code, e.field.as_deref()), (&ErrorCode::BadArgs, Some("cursor")));
         let e = call(&f, r#"{"cmd": "sessions.count", "args": {"state": "asleep"}}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("state"));

@@ -194,12 +194,23 @@ pub enum ScanOp {
 pub enum Request {
     /// Session count and NAT counters.
     Summary,
-    /// Visit up to `limit` live sessions from slab slot `cursor` on (bounded work), and do
-    /// `op` with those `selector` matches. `buf` comes back in the reply, holding the
-    /// matches for [`ScanOp::List`]; it should have room for `limit` sessions.
-    Scan { selector: SessionSelector, cursor: u32, limit: u32, op: ScanOp, buf: Vec<SessionInfo> },
+    /// Visit up to `limit` live sessions from `from` on (bounded work), and do `op` with
+    /// those `selector` matches. `buf` comes back in the reply, holding the matches for
+    /// [`ScanOp::List`]; it should have room for `limit` sessions.
+    Scan { selector: SessionSelector, from: Walk, limit: u32, op: ScanOp, buf: Vec<SessionInfo> },
     /// Remove up to `budget` sessions, whatever they are.
     FlushStep { budget: u32 },
+}
+
+/// Where a walk over one worker's sessions stands: the next slab slot, and how many
+/// sessions still live were visited before it. A walk ends at the end of the slab, or as
+/// soon as it has visited as many live sessions as the table holds — so an empty or
+/// small table is walked in one step, not slot by slot to the end of its capacity. (A
+/// walk is not a snapshot: sessions created or freed meanwhile may or may not be seen.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Walk {
+    pub slot: u32,
+    pub seen: u32,
 }
 
 /// A worker's NAT figures.
@@ -219,11 +230,11 @@ pub enum Reply {
     NoNat,
     Summary(NatSummary),
     /// A scan step: the buffer (matches, for `List`), how many matched (and were removed,
-    /// for `Remove`), and the cursor to continue from (`None`: this worker is done).
+    /// for `Remove`), and where to go on (`None`: this worker is done).
     Scanned {
         buf: Vec<SessionInfo>,
         matched: u32,
-        next: Option<u32>,
+        next: Option<Walk>,
     },
     /// A flush step: sessions removed, and sessions left.
     Flushed {
@@ -251,12 +262,14 @@ pub fn answer(request: Request, nat: Option<&mut WorkerNat>, now: Instant) -> Re
             mappings: nat.mapping_count(),
             counters: *nat.counters(),
         }),
-        Request::Scan { selector, cursor, limit, op, mut buf } => {
+        Request::Scan { selector, from, limit, op, mut buf } => {
             buf.clear();
             let limit = limit.min(SCAN_CHUNK) as usize;
-            let next = nat.sessions_after(cursor, limit, now, &mut buf);
+            let next_slot = nat.sessions_after(from.slot, limit, now, &mut buf);
+            let visited = buf.len() as u32;
             buf.retain(|s| selector.matches(s));
             let matched = buf.len() as u32;
+            let mut still_live = visited;
             match op {
                 ScanOp::List => {}
                 ScanOp::Count => buf.clear(),
@@ -264,8 +277,11 @@ pub fn answer(request: Request, nat: Option<&mut WorkerNat>, now: Instant) -> Re
                     for s in buf.drain(..) {
                         nat.remove(s.id, now);
                     }
+                    still_live -= matched;
                 }
             }
+            let seen = from.seen.saturating_add(still_live);
+            let next = next_slot.filter(|_| seen < nat.count()).map(|slot| Walk { slot, seen });
             Reply::Scanned { buf, matched, next }
         }
         Request::FlushStep { budget } => {
@@ -424,14 +440,14 @@ mod tests {
     fn scan_steps_cover_every_session_once() {
         let mut nat = nat_with(3000);
         let now = Instant::from_secs(2);
-        let mut cursor = Some(0);
+        let mut cursor = Some(Walk::default());
         let mut seen = 0;
         let mut steps = 0;
         let mut buf = Vec::with_capacity(SCAN_CHUNK as usize);
         while let Some(c) = cursor {
             let cap = buf.capacity();
             let request =
-                Request::Scan { selector: SessionSelector::default(), cursor: c, limit: 700, op: ScanOp::List, buf };
+                Request::Scan { selector: SessionSelector::default(), from: c, limit: 700, op: ScanOp::List, buf };
             let Reply::Scanned { buf: back, matched, next } = answer(request, Some(&mut nat), now) else { panic!() };
             assert_eq!(back.capacity(), cap, "the worker does not reallocate");
             assert!(matched <= 700);
@@ -445,16 +461,33 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_ends_once_every_live_session_was_seen() {
+        let now = Instant::from_secs(2);
+        for n in [0, 10] {
+            let mut nat = nat_with(n);
+            let request = Request::Scan {
+                selector: SessionSelector::default(),
+                from: Walk::default(),
+                limit: SCAN_CHUNK,
+                op: ScanOp::List,
+                buf: Vec::with_capacity(SCAN_CHUNK as usize),
+            };
+            let Reply::Scanned { buf, next, .. } = answer(request, Some(&mut nat), now) else { panic!() };
+            assert_eq!((buf.len(), next), (n as usize, None), "one step, not {} slots", 1 << 16);
+        }
+    }
+
+    #[test]
     fn filters_count_and_remove() {
         let mut nat = nat_with(100);
         let now = Instant::from_secs(2);
         let tcp = filter(serde_json::json!({"protocol": "tcp", "remote_port": 443, "state": "syn_sent"}));
         // Steps until the end of the slab (a step scans a bounded stretch of it).
         let scan = |nat: &mut WorkerNat, selector, op| {
-            let (mut total, mut cursor) = (0, Some(0));
+            let (mut total, mut cursor) = (0, Some(Walk::default()));
             while let Some(c) = cursor {
                 let buf = Vec::with_capacity(1024);
-                let request = Request::Scan { selector, cursor: c, limit: SCAN_CHUNK, op, buf };
+                let request = Request::Scan { selector, from: c, limit: SCAN_CHUNK, op, buf };
                 let Reply::Scanned { matched, next, .. } = answer(request, Some(nat), now) else { panic!() };
                 total += matched;
                 cursor = next;

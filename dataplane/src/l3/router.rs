@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::counters::WorkerCounters;
 use crate::l3::neighbor::{Neighbor, NeighborTable};
 use crate::l3::route::RouteTable;
+use crate::nat::path::{Decision, NatPath, Plan};
 use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
 use crate::packet::icmp::{self, Icmpv4Message, Icmpv4Packet};
 use crate::packet::ipv4::{IpProtocol, Ipv4Packet};
@@ -40,6 +41,10 @@ pub enum Verdict {
     Resolve { port: u16, via: Ipv4Addr, len: usize },
     /// Free the frame. If it was a drop, it has been counted.
     Drop,
+    /// Not yet: a non-first fragment that arrived before its first fragment. The frame is
+    /// unmodified; the worker parks it and offers it again later (RFC 4787 REQ-14), and
+    /// counts `fragment_no_state` if its first fragment never comes.
+    Defer,
 }
 
 #[derive(Clone, Copy)]
@@ -61,6 +66,8 @@ pub struct Router {
     refreshed: [Option<Refresh>; REFRESH_SLOTS],
     /// Stale neighbours to re-ask now (drained by the worker).
     refresh_due: [Option<(u16, Ipv4Addr)>; REFRESH_SLOTS],
+    /// The worker's NAT, if any (none: a plain router).
+    nat: Option<NatPath>,
 }
 
 fn malformed_ipv4(ip: &[u8]) -> Option<DropReason> {
@@ -106,6 +113,37 @@ impl Router {
             icmp_refill: Instant::ZERO,
             refreshed: [None; REFRESH_SLOTS],
             refresh_due: [None; REFRESH_SLOTS],
+            nat: None,
+        }
+    }
+
+    /// Put `nat` in the packet path: every IPv4 packet that passes the sanity checks
+    /// goes through [`NatPath::decide`] before routing.
+    pub fn with_nat(mut self, nat: NatPath) -> Router {
+        self.nat = Some(nat);
+        self
+    }
+
+    pub fn nat(&self) -> Option<&NatPath> {
+        self.nat.as_ref()
+    }
+
+    pub fn nat_mut(&mut self) -> Option<&mut NatPath> {
+        self.nat.as_mut()
+    }
+
+    /// NAT timers and counters, at most once per millisecond (see [`NatPath::tick`]).
+    #[inline]
+    pub fn nat_tick(&mut self, now: Instant) {
+        if let Some(nat) = self.nat.as_mut() {
+            nat.tick(now, &self.counters);
+        }
+    }
+
+    /// Publish the NAT counters now (shutdown).
+    pub fn nat_publish(&self) {
+        if let Some(nat) = self.nat.as_ref() {
+            nat.publish(&self.counters);
         }
     }
 
@@ -147,7 +185,11 @@ impl Router {
         let sender_on_link = port.prefix.contains(repr.source_protocol_addr)
             && repr.source_protocol_addr != port.address
             && !repr.source_hw_addr.is_multicast();
-        if repr.target_protocol_addr != port.address {
+        let target = repr.target_protocol_addr;
+        // The NAT's external pool addresses on an outside port's link are ours too
+        // (proxy ARP), so SNAT pools need no static routes upstream.
+        let pool = |n: &NatPath| n.is_outside(in_port) && port.prefix.contains(target) && n.is_external(target);
+        if target != port.address && !self.nat.as_ref().is_some_and(pool) {
             if sender_on_link {
                 self.neighbors.refresh_if_known(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
             }
@@ -165,7 +207,7 @@ impl Router {
                 let reply = ArpRepr {
                     operation: ArpOperation::Reply,
                     source_hw_addr: ours,
-                    source_protocol_addr: port.address,
+                    source_protocol_addr: target,
                     target_hw_addr: repr.source_hw_addr,
                     target_protocol_addr: repr.source_protocol_addr,
                 };
@@ -210,7 +252,7 @@ impl Router {
         self.emit_arp(room, EthernetAddress::BROADCAST, ours, &req)
     }
 
-    fn ipv4(&mut self, _in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+    fn ipv4(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
         if let Some(reason) = malformed_ipv4(&room[ETH_LEN..len]) {
             self.counters.count_drop(reason);
             return Verdict::Drop;
@@ -220,7 +262,7 @@ impl Router {
             self.counters.count_drop(DropReason::Ipv4BadChecksum);
             return Verdict::Drop;
         }
-        let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let ip_len = usize::from(ip.total_len());
         // Ethernet padding beyond the IPv4 total length is not part of the packet.
         let len = ETH_LEN + ip_len;
@@ -232,9 +274,40 @@ impl Router {
             self.counters.count_drop(DropReason::LocalUnhandled);
             return Verdict::Drop;
         }
+        if let Some(nat) = self.nat.as_mut() {
+            return match nat.decide(in_port, &room[ETH_LEN..len], &self.routes, now) {
+                Decision::Forward(plan) => self.forward_ipv4(room, len, plan.dst, Some(plan), now),
+                Decision::Local(plan) => {
+                    nat.apply(&mut room[ETH_LEN..len], &plan, now);
+                    self.local(room, len, now)
+                }
+                Decision::Drop(DropReason::FragmentNoState) => Verdict::Defer,
+                Decision::Drop(reason) => {
+                    self.counters.count_drop(reason);
+                    Verdict::Drop
+                }
+                Decision::Error { reason, msg, code } => self.icmp_error(room, len, now, reason, msg, code, 0),
+            };
+        }
         if self.routes.local_port(dst).is_some() {
             return self.local(room, len, now);
         }
+        self.forward_ipv4(room, len, dst, None, now)
+    }
+
+    /// Route toward `dst`, check TTL and MTU against the packet as it arrived (so an
+    /// ICMP error quotes what its sender sent), apply the NAT `plan`, decrement the
+    /// TTL and send.
+    fn forward_ipv4(
+        &mut self,
+        room: &mut [u8],
+        len: usize,
+        dst: Ipv4Addr,
+        plan: Option<Plan>,
+        now: Instant,
+    ) -> Verdict {
+        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
+        let (ttl, ip_len, dont_frag) = (ip.ttl(), usize::from(ip.total_len()), ip.dont_frag());
         let Some(hop) = self.routes.lookup(dst) else {
             return self.icmp_error(room, len, now, DropReason::NoRoute, Icmpv4Message::DstUnreachable, 0, 0);
         };
@@ -243,7 +316,7 @@ impl Router {
         }
         let mtu = self.routes.port(hop.port).mtu;
         if ip_len > usize::from(mtu) {
-            if ip.dont_frag() {
+            if dont_frag {
                 return self.icmp_error(
                     room,
                     len,
@@ -256,6 +329,9 @@ impl Router {
             }
             self.counters.count_drop(DropReason::TooBig);
             return Verdict::Drop;
+        }
+        if let (Some(plan), Some(nat)) = (plan, self.nat.as_mut()) {
+            nat.apply(&mut room[ETH_LEN..len], &plan, now);
         }
         Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]).decrement_ttl();
         self.counters.forwarded.inc();
@@ -275,10 +351,6 @@ impl Router {
             return Verdict::Drop;
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let Some(back) = self.routes.lookup(src) else {
-            self.counters.count_drop(DropReason::NoRoute);
-            return Verdict::Drop;
-        };
         let mut ip = Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]);
         ip.set_src_addr(dst);
         ip.set_dst_addr(src);
@@ -287,6 +359,18 @@ impl Router {
         let mut echo = Icmpv4Packet::new_unchecked(ip.payload_mut());
         echo.set_msg_type(Icmpv4Message::EchoReply);
         echo.fill_checksum();
+        // A reply to a translated request (REDIRECT, hairpin) goes back through the NAT.
+        let mut to = src;
+        if let Some(nat) = self.nat.as_mut() {
+            if let Some(plan) = nat.local_reply(&room[ETH_LEN..len]) {
+                nat.apply(&mut room[ETH_LEN..len], &plan, now);
+                to = plan.dst;
+            }
+        }
+        let Some(back) = self.routes.lookup(to) else {
+            self.counters.count_drop(DropReason::NoRoute);
+            return Verdict::Drop;
+        };
         self.counters.icmp_sent.inc();
         self.forward_to(room, len, back.port, back.via, now)
     }

@@ -5,12 +5,13 @@
 //! IP identification), the first fragment's ports and an opaque verdict, so the later
 //! fragments, in any order among themselves, are translated the same way.
 //!
-//! There is no buffering: a non-first fragment that arrives before its first fragment
-//! is recorded as "ports unknown yet" and refused (`DropReason::FragmentNoState`); its
-//! siblings that arrive after the first fragment pass. RFC 4787 REQ-14 asks for
-//! out-of-order fragments to be handled; fragments overtaking the first one are the
-//! part this table does not cover (that needs a hold queue in the worker). Entries live `timeout` (2 s by
-//! default) from their first sighting. All entries share one lifetime, so insertion
+//! This table does no buffering: a non-first fragment that arrives before its first
+//! fragment is recorded as "ports unknown yet" and refused (`FragError::NoState`). The
+//! worker then parks that frame, unmodified, and offers it again after later passes
+//! (`worker::DEFER_CAPACITY`, `worker::DEFER_TIMEOUT`), so once the first fragment has
+//! been seen it is translated too (RFC 4787 REQ-14); one that waits too long is dropped
+//! as `DropReason::FragmentNoState`. Entries live `timeout` (2 s by default) from their
+//! first sighting. All entries share one lifetime, so insertion
 //! order is expiry order: entries sit in a FIFO ring (expiry pops the head, no sweep)
 //! with a hash index on top. When the ring is full and nothing has expired, new
 //! datagrams are refused and counted (`DropReason::FragmentTableFull`).

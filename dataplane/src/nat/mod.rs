@@ -1,10 +1,40 @@
-//! The NAT core: sessions, mappings, external ports, TCP state, timers, fragments.
+//! The NAT: sessions, mappings, external ports, TCP state, timers, fragments — and the
+//! packet path that applies them.
 //!
 //! Sans-I/O and per worker. [`WorkerNat`] owns all the state of one worker: it is
 //! built from a [`NatConfig`] before the worker starts, then used by that worker alone,
-//! without locks. It works on tuples and numbers, never on packet bytes (the
-//! translation step applies its results later) and never reads a clock: every call
-//! that needs time takes the caller's `now`.
+//! without locks. It works on tuples and numbers, never on packet bytes, and never
+//! reads a clock: every call that needs time takes the caller's `now`.
+//!
+//! ## Files
+//!
+//! | file            | role                                                                  |
+//! |-----------------|-----------------------------------------------------------------------|
+//! | `mod.rs`        | [`WorkerNat`]: lookups, create, refresh, expire, listing              |
+//! | [`key`], `hash.rs`, `index.rs`, [`table`] | tuples, keyed hashes, the session table     |
+//! | `mapping.rs`, `subscriber.rs`, [`ports`], [`filter`] | EIM mappings, subscribers, port allocator, filtering |
+//! | [`tcp`], [`timeouts`], `timers.rs`, [`frag`] | TCP state table, live timeouts, timer wheel, fragments |
+//! | [`classify`]    | one IPv4 packet → a `Copy` summary ([`classify::NatPacket`]): tuple, ICMP error quote, fragment |
+//! | [`fastpath`]    | apply a session to packet bytes with its precomputed checksum deltas  |
+//! | [`slowpath`]    | policy verdict → [`NatAction`], create, compute the deltas            |
+//! | [`path`]        | [`NatPath`]: the order of it all for one packet, called by the router |
+//!
+//! ## The packet path
+//!
+//! ```text
+//!            ┌──────────────────────────── NatPath::decide ─────────────────────────────┐
+//!  frame ─▶ router sanity ─▶ classify ─▶ session hit? ── yes ────────────────────────▶ Plan
+//!                                          │ no                                        │
+//!                                          └▶ slow path: PREROUTING, route, FORWARD,    │
+//!                                             POSTROUTING, create + deltas ───────────▶ │
+//!            └──────────────────────────────────────────────────────────────────────────┘
+//!  Plan ─▶ router: route(plan.dst), TTL, MTU (on the packet as received)
+//!       ─▶ NatPath::apply: fastpath rewrite (in2out: src inside→outside; out2in: dst
+//!          outside→inside), refresh ─▶ TTL−1 ─▶ transmit
+//! ```
+//!
+//! [`path`] has the full diagram (hairpinning, filtering, DNAT, ICMP errors,
+//! fragments) and the rule-evaluation order.
 //!
 //! The only shared state is [`Timeouts`] (atomics the control plane changes live) and
 //! the read-only [`PortPartition`] every worker can consult to find the owner of an
@@ -52,13 +82,17 @@
 //!
 //! ```text
 //! in2out:  lookup_in2out(tuple) ── hit ──▶ translate, refresh(id, In2Out, flags, ..)
-//!                                └ miss ─▶ policy ─▶ create(tuple, Masquerade|Snat|NoNat, ..)
+//!                                └ miss ─▶ policy ─▶ create(tuple, Snat|NoNat|Dnat, ..)
 //! out2in:  lookup_out2in(tuple) ── Session ─▶ translate, refresh(id, Out2In, ..)
 //!                                ├ Mapping ─▶ create(tuple, Inbound(mapping), ..)
 //!                                ├ Filtered ▶ drop (FilteredEndpoint)
-//!                                └ Miss ────▶ static DNAT? create(tuple, Dnat{to}, ..) : drop (NoSession)
-//! timers:  if now >= next_deadline(): expire(now, budget, log)
+//!                                └ Miss ────▶ DNAT rule? create(tuple, Dnat{to}, ..)
+//!                                             : routed untracked / NoNatInbound, or drop (NoSession)
+//! timers:  at most once per ms, if now >= next_deadline(): expire(now, 256, log)
 //! ```
+//!
+//! MASQUERADE is `Snat` to the egress port's address; the `Masquerade` action (the
+//! subscriber's paired pool address) is for callers that want the whole pool.
 //!
 //! **Ownership of out2in traffic.** An outside packet to (external address, port)
 //! belongs to `partition.owner_of(port)`; a worker receiving another's packet hands it
@@ -72,14 +106,18 @@
 //! interface it came from, and [`WorkerNat::lookup_outside`] resolves an external
 //! endpoint directly.
 
+pub mod classify;
 pub mod config;
+pub mod fastpath;
 pub mod filter;
 pub mod frag;
 pub mod hash;
 pub(crate) mod index;
 pub mod key;
 mod mapping;
+pub mod path;
 pub mod ports;
+pub mod slowpath;
 mod subscriber;
 pub mod table;
 pub mod tcp;
@@ -90,12 +128,14 @@ pub use config::{ConfigError, NatConfig};
 pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
 pub use key::{Endpoint, FlowKey, Proto, Tuple};
+pub use path::{Decision, NatPath, PathCounters, Plan, SharedRules};
 pub use ports::{PortCounters, PortInUse, PortPartition, PortRange};
 pub use subscriber::Subscriber;
 pub use table::{ConnState, Session, SessionKind, SESSION_BYTES};
 pub use tcp::{TcpState, TCP_TRANSITIONS};
 pub use timeouts::{TimeoutClass, TimeoutValues, Timeouts};
 
+use crate::packet::checksum::Delta;
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 use filter::AddrFilter;
@@ -181,7 +221,7 @@ pub struct SnatTarget {
 }
 
 /// What to do with a new flow — the policy's choice, or an inbound session on a
-/// mapping. The first three take a tuple from the inside, the last two from outside.
+/// mapping. The first three take a tuple from the inside, the last three from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NatAction {
     /// Source NAT to this subscriber's paired pool address (MASQUERADE).
@@ -190,6 +230,9 @@ pub enum NatAction {
     Snat(SnatTarget),
     /// Forward untranslated, but track (nat-table ACCEPT).
     NoNat,
+    /// Forward untranslated, but track, a flow whose first packet came from outside
+    /// (`t.dst` is the inside side). Not counted against any subscriber.
+    NoNatInbound,
     /// Outside packet to (outside addr, port), sent on to `to` (DNAT; REDIRECT is
     /// DNAT to the address the packet arrived on, see [`NatAction::redirect`]).
     Dnat { to: Endpoint },
@@ -526,6 +569,12 @@ impl WorkerNat {
                 self.subscribers.adjust(ep.addr, 0, 0, 1).map_err(|_| CreateError::SubscriberLimit)?;
                 table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_COUNTED)
             }
+            NatAction::NoNatInbound => {
+                let ep = t.dst;
+                let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
+                self.check_free(ep, ep, remote, proto)?;
+                table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_INBOUND)
+            }
             NatAction::Dnat { to } => {
                 let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
                 self.check_free(to, t.dst, remote, proto)?;
@@ -743,9 +792,9 @@ impl WorkerNat {
         out
     }
 
-    /// Store the precomputed checksum deltas of a session (the translation step's
-    /// job; see [`Session`]).
-    pub fn set_csum_deltas(&mut self, id: SessionId, deltas: [u16; 2]) {
+    /// Store the precomputed checksum deltas of a session (the slow path's job; see
+    /// [`Session`]).
+    pub fn set_csum_deltas(&mut self, id: SessionId, deltas: [Delta; 2]) {
         self.sessions.get_mut(id.0).csum = deltas;
     }
 

@@ -26,6 +26,7 @@ use super::key::{pack5, Endpoint, Proto, Side};
 use super::tcp::TcpState;
 use super::timers::TimerNode;
 use super::Dir;
+use crate::packet::checksum::Delta;
 use std::net::Ipv4Addr;
 
 /// Marks "no index" in u32 link fields.
@@ -102,10 +103,11 @@ pub(crate) const REPLIED: u8 = 1;
 /// `expires` in full; `last_use` as its low 32 bits (for listings: idle time is exact
 /// while under 49 days, and no timeout reaches that).
 ///
-/// `csum` is reserved for the translation step: the RFC 1624 one's-complement deltas
-/// for in2out, `[0]` for the IPv4 header (address change) and `[1]` for the TCP/UDP
-/// checksum (address + port change, pseudo-header included). out2in applies their
-/// complements, since it undoes the same change. Zero until that step fills them.
+/// `csum` holds the translation's RFC 1624 checksum deltas for in2out, computed once
+/// when the session is created (`slowpath::csum_deltas`): `[0]` for the IPv4 header
+/// (address change) and `[1]` for the transport checksum (TCP/UDP: address + port,
+/// pseudo-header included; ICMP query: the identifier only). out2in applies their
+/// negations, since it undoes the same change. Zero (no change) until filled.
 #[derive(Clone, Copy, Debug)]
 pub struct Session {
     pub(crate) expires: u64,
@@ -121,7 +123,7 @@ pub struct Session {
     pub(crate) inside_port: u16,
     pub(crate) outside_port: u16,
     pub(crate) remote_port: u16,
-    pub(crate) csum: [u16; 2],
+    pub(crate) csum: [Delta; 2],
     pub(crate) flags: u8,
     pub(crate) state: u8,
 }
@@ -143,7 +145,7 @@ impl Session {
         inside_port: 0,
         outside_port: 0,
         remote_port: 0,
-        csum: [0; 2],
+        csum: [Delta::new(); 2],
         flags: 0,
         state: 0,
     };
@@ -223,8 +225,8 @@ impl Session {
         self.last_use
     }
 
-    /// The reserved checksum deltas (see the type docs).
-    pub fn csum_deltas(&self) -> [u16; 2] {
+    /// The in2out checksum deltas (see the type docs).
+    pub fn csum_deltas(&self) -> [Delta; 2] {
         self.csum
     }
 

@@ -569,6 +569,15 @@ impl Drop for Masqd {
     }
 }
 
+/// DPDK 22.11's af_packet PMD names its PACKET_FANOUT group `pid ^ interface index`, so
+/// two masqd processes with neighbouring pids can pick the same group and fail to probe
+/// (or share a group across interfaces). Tests of one binary therefore run masqd on
+/// af_packet one at a time: hold this guard for the life of the masqd.
+pub fn af_packet_serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A readiness line: the word `ready` (not `not ready`).
 pub fn is_ready_line(line: &str) -> bool {
     let l = line.to_ascii_lowercase();

@@ -1,0 +1,903 @@
+//! End to end through the in-memory worker: frames in, frames out, time moved by hand.
+//!
+//! Every frame that comes out is checked by etherparse, an independent implementation:
+//! the IPv4 header checksum and the TCP, UDP or ICMP checksum (UDP's 0 aside), and for
+//! ICMP errors the quoted datagram's header and, when the quote holds it whole, its
+//! transport checksum.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+use super::*;
+use crate::config::{Config, Filtering as ConfigFiltering};
+use crate::counters::WorkerCounters;
+use crate::io::mem::MemIo;
+use crate::l3::neighbor::NeighborTable;
+use crate::l3::router::Router;
+use crate::packet::ipv4::Ipv4Packet;
+use crate::worker::Worker;
+
+const LAN: u16 = 0;
+const WAN: u16 = 1;
+const MAC_LAN: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const MAC_WAN: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const GW: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
+const LAN_ADDR: [u8; 4] = [100, 64, 0, 1];
+/// The WAN port's address: what MASQUERADE translates to.
+const EXT: [u8; 4] = [203, 0, 113, 1];
+const SERVER: [u8; 4] = [198, 51, 100, 7];
+const STRANGER: [u8; 4] = [192, 0, 2, 99];
+/// Inside hosts: H[0] = 100.64.0.2 ... H[2] = 100.64.0.4.
+const H: [[u8; 4]; 3] = [[100, 64, 0, 2], [100, 64, 0, 3], [100, 64, 0, 4]];
+const HMAC: [[u8; 6]; 3] = [[2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 1, 3], [2, 0, 0, 0, 1, 4]];
+
+const MASQ: &str = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+
+const CONFIG: &str = r#"
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_null0"
+address = "100.64.0.1/10"
+[[port]]
+name = "wan"
+role = "outside"
+device = "net_null1"
+address = "203.0.113.1/24"
+gateway = "203.0.113.254"
+mtu = 1400
+[workers]
+cores = [1]
+[nat]
+max_sessions = 1024
+[timeouts]
+tcp = 100
+tcpfin = 10
+udp = 30
+icmp = 20
+"#;
+
+struct Lab {
+    w: Worker<MemIo>,
+    c: Arc<WorkerCounters>,
+    rules: SharedRules,
+    config: Config,
+    now: Instant,
+}
+
+fn lab(rules: &str) -> Lab {
+    lab_with(rules, |_| {})
+}
+
+fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
+    let mut config = Config::parse(CONFIG).unwrap();
+    tweak(&mut config);
+    let (set, compiled) = load_rules(rules, &config).unwrap_or_else(|e| panic!("{e}"));
+    let shared: SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
+    let nat = NatPath::from_config(&config, &set, shared.clone(), timeouts(&config), 0, 1, 42).unwrap();
+    let routes = Arc::new(RouteTable::from_config(&config));
+    let neighbors = Arc::new(NeighborTable::new(64));
+    neighbors.add_static(WAN, Ipv4Addr::new(203, 0, 113, 254), GW).unwrap();
+    for (ip, mac) in H.iter().zip(HMAC) {
+        neighbors.add_static(LAN, Ipv4Addr::from(*ip), mac).unwrap();
+    }
+    let c = Arc::new(WorkerCounters::default());
+    let router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone()).with_nat(nat);
+    Lab { w: Worker::new(MemIo::new(2), router, c.clone()), c, rules: shared, config, now: Instant::from_secs(1) }
+}
+
+/// What a frame carries, as parsed by etherparse after checking every checksum.
+#[derive(Debug, Clone)]
+struct Seen {
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    /// ICMP type and code.
+    icmp: (u8, u8),
+    /// ICMP identifier (queries) or bytes 5..8 (errors).
+    rest: [u8; 4],
+    l4_csum: u16,
+    payload: Vec<u8>,
+}
+
+impl Seen {
+    fn ident(&self) -> u16 {
+        u16::from_be_bytes([self.rest[0], self.rest[1]])
+    }
+}
+
+/// Parse an IPv4 packet (no Ethernet) and check its checksums.
+fn check_ip(ip: &[u8]) -> Seen {
+    let p = SlicedPacket::from_ip(ip).expect("valid IPv4");
+    let Some(NetSlice::Ipv4(v4)) = &p.net else { panic!("not IPv4") };
+    let h = v4.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
+    let mut s = Seen {
+        src: h.source,
+        dst: h.destination,
+        ttl: h.time_to_live,
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        icmp: (0, 0),
+        rest: [0; 4],
+        l4_csum: 0,
+        payload: Vec::new(),
+    };
+    match &p.transport {
+        Some(TransportSlice::Udp(u)) => {
+            let hdr = u.to_header();
+            if hdr.checksum != 0 {
+                let want = hdr.calc_checksum_ipv4_raw(h.source, h.destination, u.payload()).unwrap();
+                assert_eq!(hdr.checksum, want, "UDP checksum");
+            }
+            (s.sport, s.dport, s.l4_csum, s.payload) =
+                (hdr.source_port, hdr.destination_port, hdr.checksum, u.payload().to_vec());
+        }
+        Some(TransportSlice::Tcp(t)) => {
+            assert_eq!(t.checksum(), t.calc_checksum_ipv4(h.source, h.destination).unwrap(), "TCP checksum");
+            (s.sport, s.dport, s.l4_csum) = (t.source_port(), t.destination_port(), t.checksum());
+            s.tcp_flags = t.slice()[13];
+            s.payload = t.payload().to_vec();
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            assert_eq!(i.checksum(), i.icmp_type().calc_checksum(i.payload()), "ICMP checksum");
+            (s.icmp, s.rest, s.l4_csum) = ((i.type_u8(), i.code_u8()), i.bytes5to8(), i.checksum());
+            s.payload = i.payload().to_vec();
+        }
+        other => panic!("unexpected transport {other:?}"),
+    }
+    s
+}
+
+/// Check a frame sent to `mac` and parse its IPv4 packet.
+fn check(frame: &[u8], mac: [u8; 6]) -> Seen {
+    assert_eq!(&frame[0..6], &mac, "destination MAC");
+    assert_eq!(&frame[12..14], &[0x08, 0x00]);
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    check_ip(&frame[14..14 + total])
+}
+
+fn from_host(h: usize) -> ([u8; 6], [u8; 6], [u8; 4]) {
+    (HMAC[h], MAC_LAN, H[h])
+}
+
+fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).udp(sp, dp).write(&mut v, payload).unwrap();
+    v
+}
+
+fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).tcp(sp, dp, 1000, 4096);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+fn echo(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ident: u16, request: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64);
+    let b = if request { b.icmpv4_echo_request(ident, 1) } else { b.icmpv4_echo_reply(ident, 1) };
+    let mut v = Vec::new();
+    b.write(&mut v, b"ping").unwrap();
+    v
+}
+
+fn host_udp(h: usize, sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+    let (sm, dm, src) = from_host(h);
+    udp(sm, dm, src, sp, dst, dp, b"hello")
+}
+
+fn wan_udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+    udp(GW, MAC_WAN, src, sp, dst, dp, b"reply")
+}
+
+fn host_tcp(h: usize, sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
+    let (sm, dm, src) = from_host(h);
+    tcp(sm, dm, src, sp, dst, dp, flags)
+}
+
+fn wan_tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
+    tcp(GW, MAC_WAN, src, sp, dst, dp, flags)
+}
+
+/// An ICMP error (type, code) from `src` to `dst` quoting `quoted` (an IPv4 packet).
+fn icmp_error(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    ty: u8,
+    code: u8,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .icmpv4_raw(ty, code, [0; 4])
+        .write(&mut v, quoted)
+        .unwrap();
+    v
+}
+
+impl Lab {
+    fn send(&mut self, port: u16, frame: &[u8]) {
+        self.w.io_mut().inject(port, frame);
+        self.w.poll(self.now);
+    }
+
+    fn out(&mut self, port: u16) -> Vec<Vec<u8>> {
+        self.w.io_mut().take_output(port)
+    }
+
+    /// Send, then expect exactly one frame, on `port`, and nothing on the other.
+    fn through(&mut self, in_port: u16, frame: &[u8], out_port: u16) -> Vec<u8> {
+        self.send(in_port, frame);
+        let mut out = self.out(out_port);
+        let other = self.out(1 - out_port);
+        assert!(other.is_empty(), "unexpected frames on port {}: {}", 1 - out_port, other.len());
+        assert_eq!(out.len(), 1, "one frame out on port {out_port}; drops: {:?}", self.drops());
+        out.pop().unwrap()
+    }
+
+    /// Send and expect nothing out.
+    fn dropped(&mut self, in_port: u16, frame: &[u8]) {
+        self.send(in_port, frame);
+        assert!(self.out(0).is_empty() && self.out(1).is_empty(), "expected a drop");
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now = self.now + crate::time::Duration::from_secs(secs);
+        self.w.poll(self.now);
+    }
+
+    fn drops(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL.iter().filter(|r| self.c.drops_for(**r) > 0).map(|r| (r.name(), self.c.drops_for(*r))).collect()
+    }
+
+    fn drop_count(&self, r: DropReason) -> u64 {
+        self.c.drops_for(r)
+    }
+
+    fn nat(&self) -> &WorkerNat {
+        self.w.router().nat().unwrap().nat()
+    }
+
+    fn path(&self) -> &NatPath {
+        self.w.router().nat().unwrap()
+    }
+}
+
+fn lan_to(h: usize) -> [u8; 6] {
+    HMAC[h]
+}
+
+#[test]
+fn masquerade_udp_out_and_back() {
+    let mut l = lab(MASQ);
+    let f = l.through(LAN, &host_udp(0, 40000, SERVER, 53), WAN);
+    let s = check(&f, GW);
+    assert_eq!((s.src, s.dst, s.sport, s.dport), (EXT, SERVER, 40000, 53), "source port kept when free");
+    assert_eq!(s.ttl, 63);
+    assert_eq!(s.payload, b"hello");
+    let f = l.through(WAN, &wan_udp(SERVER, 53, EXT, 40000), LAN);
+    let r = check(&f, lan_to(0));
+    assert_eq!((r.src, r.dst, r.sport, r.dport), (SERVER, H[0], 53, 40000));
+    assert_eq!(l.nat().count(), 1);
+    assert_eq!(l.c.drops_total(), 0);
+}
+
+#[test]
+fn masquerade_tcp_and_icmp_echo() {
+    let mut l = lab(MASQ);
+    let s = check(&l.through(LAN, &host_tcp(0, 33000, SERVER, 443, "S"), WAN), GW);
+    assert_eq!((s.src, s.sport, s.tcp_flags), (EXT, 33000, 0x02));
+    let r = check(&l.through(WAN, &wan_tcp(SERVER, 443, EXT, 33000, "SA"), LAN), lan_to(0));
+    assert_eq!((r.dst, r.dport, r.tcp_flags), (H[0], 33000, 0x12));
+
+    let (sm, dm, src) = from_host(1);
+    let s = check(&l.through(LAN, &echo(sm, dm, src, SERVER, 77, true), WAN), GW);
+    assert_eq!((s.src, s.icmp, s.ident()), (EXT, (8, 0), 77));
+    let r = check(&l.through(WAN, &echo(GW, MAC_WAN, SERVER, EXT, 77, false), LAN), lan_to(1));
+    assert_eq!((r.src, r.dst, r.icmp, r.ident()), (SERVER, H[1], (0, 0), 77));
+    // An echo *request* from outside with that identifier is not a reply: the router
+    // answers it itself.
+    let f = l.through(WAN, &echo(GW, MAC_WAN, SERVER, EXT, 77, true), WAN);
+    let a = check(&f, GW);
+    assert_eq!((a.src, a.dst, a.icmp), (EXT, SERVER, (0, 0)));
+}
+
+#[test]
+fn two_hosts_same_port_get_distinct_external_ports() {
+    let mut l = lab(MASQ);
+    let a = check(&l.through(LAN, &host_udp(0, 5000, SERVER, 53), WAN), GW);
+    let b = check(&l.through(LAN, &host_udp(1, 5000, SERVER, 53), WAN), GW);
+    assert_eq!((a.src, b.src), (EXT, EXT), "the server sees only the external address");
+    assert_eq!(a.sport, 5000);
+    assert_ne!(a.sport, b.sport);
+    assert!(b.sport >= 1024);
+    let ra = check(&l.through(WAN, &wan_udp(SERVER, 53, EXT, a.sport), LAN), lan_to(0));
+    let rb = check(&l.through(WAN, &wan_udp(SERVER, 53, EXT, b.sport), LAN), lan_to(1));
+    assert_eq!((ra.dst, ra.dport), (H[0], 5000));
+    assert_eq!((rb.dst, rb.dport), (H[1], 5000));
+}
+
+#[test]
+fn privileged_ports_stay_privileged() {
+    let mut l = lab(MASQ);
+    let a = check(&l.through(LAN, &host_udp(0, 123, SERVER, 123), WAN), GW);
+    let b = check(&l.through(LAN, &host_udp(1, 123, SERVER, 123), WAN), GW);
+    assert_eq!(a.sport, 123);
+    assert!(b.sport < 1024 && b.sport != 123, "{}", b.sport);
+}
+
+#[test]
+fn udp_checksum_zero_stays_zero() {
+    let mut l = lab(MASQ);
+    let mut f = host_udp(0, 40000, SERVER, 53);
+    f[14 + 20 + 6] = 0;
+    f[14 + 20 + 7] = 0;
+    let s = check(&l.through(LAN, &f, WAN), GW);
+    assert_eq!((s.src, s.l4_csum), (EXT, 0));
+    let mut r = wan_udp(SERVER, 53, EXT, 40000);
+    r[14 + 20 + 6] = 0;
+    r[14 + 20 + 7] = 0;
+    let back = check(&l.through(WAN, &r, LAN), lan_to(0));
+    assert_eq!((back.dst, back.l4_csum), (H[0], 0));
+}
+
+#[test]
+fn dnat_port_forward_in_and_replies_out() {
+    let rules = "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.3:22\n\
+                 -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+    let mut l = lab(rules);
+    let client = [192, 0, 2, 50];
+    let s = check(&l.through(WAN, &wan_tcp(client, 50000, EXT, 2222, "S"), LAN), lan_to(1));
+    assert_eq!((s.src, s.sport, s.dst, s.dport), (client, 50000, H[1], 22));
+    let r = check(&l.through(LAN, &host_tcp(1, 22, client, 50000, "SA"), WAN), GW);
+    assert_eq!((r.src, r.sport, r.dst, r.dport), (EXT, 2222, client, 50000));
+    let s = check(&l.through(WAN, &wan_tcp(client, 50000, EXT, 2222, "A"), LAN), lan_to(1));
+    assert_eq!(s.dport, 22);
+    let sess = l.nat().lookup_in2out(&Tuple::new(
+        Endpoint::new(H[1].into(), 22),
+        Endpoint::new(client.into(), 50000),
+        Proto::Tcp,
+    ));
+    assert_eq!(sess.unwrap().state(), super::super::ConnState::Tcp(super::super::TcpState::Established));
+    // The forwarded port is never handed to a masqueraded flow.
+    let m = check(&l.through(LAN, &host_tcp(0, 2222, SERVER, 80, "S"), WAN), GW);
+    assert_ne!(m.sport, 2222);
+    // Other ports are not forwarded.
+    l.dropped(WAN, &wan_tcp(client, 50000, EXT, 2223, "S"));
+    assert_eq!(l.drop_count(DropReason::NoSession), 1);
+}
+
+#[test]
+fn redirect_pings_to_the_router_and_tcp_to_its_address() {
+    let rules = "*nat\n-A PREROUTING -i lan -p icmp -j REDIRECT\n\
+                 -A PREROUTING -i wan -p tcp --dport 8080 -j REDIRECT --to-ports 80\nCOMMIT\n";
+    let mut l = lab(rules);
+    // Pings from the LAN to anywhere are answered by the router, as the address asked.
+    let (sm, dm, src) = from_host(0);
+    let r = check(&l.through(LAN, &echo(sm, dm, src, SERVER, 9, true), LAN), lan_to(0));
+    assert_eq!((r.src, r.dst, r.icmp, r.ident()), (SERVER, H[0], (0, 0), 9));
+    assert_eq!(r.payload, b"ping");
+    // TCP redirected to the router's own port 80: masq has no local stack.
+    l.dropped(WAN, &wan_tcp(STRANGER, 4000, EXT, 8080, "S"));
+    assert_eq!(l.drop_count(DropReason::LocalUnhandled), 1);
+    let t = Tuple::new(Endpoint::new(STRANGER.into(), 4000), Endpoint::new(EXT.into(), 8080), Proto::Tcp);
+    let Out2In::Session(s) = l.nat().lookup_out2in(&t) else { panic!("REDIRECT session") };
+    assert_eq!(s.inside(), Endpoint::new(EXT.into(), 80));
+}
+
+#[test]
+fn hairpinning_udp() {
+    let mut l = lab(MASQ);
+    // H1 has a mapping (it talked to a server); H0 sends to H1's external endpoint.
+    let b = check(&l.through(LAN, &host_udp(1, 6000, SERVER, 3478), WAN), GW);
+    let a_in = l.through(LAN, &host_udp(0, 7000, EXT, b.sport), LAN);
+    let a = check(&a_in, lan_to(1));
+    assert_eq!((a.src, a.sport), (EXT, 7000), "the target sees the sender's external endpoint");
+    assert_eq!((a.dst, a.dport), (H[1], 6000));
+    assert_eq!(a.ttl, 63);
+    // H1 answers the external endpoint it saw; H0 hears from H1's external endpoint.
+    let back = check(&l.through(LAN, &host_udp(1, 6000, EXT, 7000), LAN), lan_to(0));
+    assert_eq!((back.src, back.sport, back.dst, back.dport), (EXT, b.sport, H[0], 7000));
+    assert_eq!(l.path().counters().hairpinned, 2);
+}
+
+#[test]
+fn hairpinning_tcp_through_a_port_forward() {
+    let rules = "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.3:22\n\
+                 -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+    let mut l = lab(rules);
+    let s = check(&l.through(LAN, &host_tcp(0, 40000, EXT, 2222, "S"), LAN), lan_to(1));
+    assert_eq!((s.src, s.sport, s.dst, s.dport, s.tcp_flags), (EXT, 40000, H[1], 22, 0x02));
+    let r = check(&l.through(LAN, &host_tcp(1, 22, EXT, 40000, "SA"), LAN), lan_to(0));
+    assert_eq!((r.src, r.sport, r.dst, r.dport), (EXT, 2222, H[0], 40000));
+}
+
+#[test]
+fn hairpinning_icmp_echo() {
+    // To another host, through an ICMP forward on a second external address (the
+    // sender's own external address would name both flows alike: an echo carries one
+    // identifier, no ports).
+    let rules = "*nat\n-A PREROUTING -d 203.0.113.10 -p icmp -j DNAT --to-destination 100.64.0.3\n\
+                 -A POSTROUTING -o wan -s 100.64.0.4 -j SNAT --to-source 203.0.113.10\n\
+                 -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+    let mut l = lab(rules);
+    let pub2 = [203, 0, 113, 10];
+    let (sm, dm, src) = from_host(0);
+    let q = check(&l.through(LAN, &echo(sm, dm, src, pub2, 55, true), LAN), lan_to(1));
+    assert_eq!((q.src, q.dst, q.icmp, q.ident()), (EXT, H[1], (8, 0), 55), "the target sees the sender's external");
+    let (sm, dm, src) = from_host(1);
+    let r = check(&l.through(LAN, &echo(sm, dm, src, EXT, 55, false), LAN), lan_to(0));
+    assert_eq!((r.src, r.dst, r.icmp, r.ident()), (pub2, H[0], (0, 0), 55));
+    assert_eq!(l.path().counters().hairpinned, 2);
+
+    // To the router's own external address: answered, through the NAT.
+    let (sm, dm, src) = from_host(2);
+    let r = check(&l.through(LAN, &echo(sm, dm, src, EXT, 66, true), LAN), lan_to(2));
+    assert_eq!((r.src, r.dst, r.icmp, r.ident()), (EXT, H[2], (0, 0), 66));
+}
+
+fn filtering(mode: ConfigFiltering) -> (Lab, u16) {
+    let mut l = lab_with(MASQ, |c| c.nat.filtering = mode);
+    let s = check(&l.through(LAN, &host_udp(0, 5000, SERVER, 3478), WAN), GW);
+    (l, s.sport)
+}
+
+#[test]
+fn endpoint_independent_filtering() {
+    let (mut l, p) = filtering(ConfigFiltering::EndpointIndependent);
+    let r = check(&l.through(WAN, &wan_udp(STRANGER, 1111, EXT, p), LAN), lan_to(0));
+    assert_eq!((r.src, r.sport, r.dst, r.dport), (STRANGER, 1111, H[0], 5000));
+    // The host answers the stranger through the same mapping.
+    let s = check(&l.through(LAN, &host_udp(0, 5000, STRANGER, 1111), WAN), GW);
+    assert_eq!((s.src, s.sport), (EXT, p));
+    assert_eq!(l.nat().mapping_count(), 1);
+}
+
+#[test]
+fn address_dependent_filtering() {
+    let (mut l, p) = filtering(ConfigFiltering::AddressDependent);
+    let r = check(&l.through(WAN, &wan_udp(SERVER, 9999, EXT, p), LAN), lan_to(0));
+    assert_eq!(r.sport, 9999);
+    l.dropped(WAN, &wan_udp(STRANGER, 3478, EXT, p));
+    assert_eq!(l.drop_count(DropReason::FilteredEndpoint), 1);
+}
+
+#[test]
+fn address_and_port_dependent_filtering() {
+    let (mut l, p) = filtering(ConfigFiltering::AddressPortDependent);
+    l.dropped(WAN, &wan_udp(SERVER, 9999, EXT, p));
+    assert_eq!(l.drop_count(DropReason::FilteredEndpoint), 1);
+    check(&l.through(WAN, &wan_udp(SERVER, 3478, EXT, p), LAN), lan_to(0));
+}
+
+#[test]
+fn port_unreachable_from_the_server_reaches_the_right_host() {
+    let mut l = lab(MASQ);
+    let a = check(&l.through(LAN, &host_udp(0, 40000, SERVER, 53), WAN), GW);
+    let b = l.through(LAN, &host_udp(1, 40000, SERVER, 53), WAN);
+    let bs = check(&b, GW);
+    assert_eq!(a.sport, 40000);
+    assert_ne!(bs.sport, 40000);
+    // The server quotes the whole datagram it got from H1's mapping.
+    let quoted = &b[14..];
+    let err = icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, quoted);
+    let e = check(&l.through(WAN, &err, LAN), lan_to(1));
+    assert_eq!((e.src, e.dst, e.icmp), (SERVER, H[1], (3, 3)));
+    // The quote, checked on its own: H1's datagram as it left H1 (but one hop older).
+    let q = check_ip(&e.payload);
+    assert_eq!((q.src, q.sport, q.dst, q.dport), (H[1], 40000, SERVER, 53));
+    assert_eq!(q.ttl, 63);
+    assert_eq!(q.payload, b"hello");
+    let mut sent = host_udp(1, 40000, SERVER, 53)[14..].to_vec();
+    Ipv4Packet::new_unchecked(&mut sent[..]).decrement_ttl();
+    assert_eq!(e.payload, sent, "quote byte for byte");
+    // An 8-byte quote (RFC 792) works the same; the quoted IPv4 header verifies.
+    let err = icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, &quoted[..28]);
+    let e = check(&l.through(WAN, &err, LAN), lan_to(1));
+    assert_eq!(e.payload, sent[..28]);
+    assert_eq!(l.path().counters().icmp_errors, 2);
+    // An error about nothing of ours is dropped.
+    let mut other = quoted.to_vec();
+    other[20..22].copy_from_slice(&999u16.to_be_bytes());
+    l.dropped(WAN, &icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, &other));
+    assert_eq!(l.drop_count(DropReason::NoSession), 1);
+    // A corrupted ICMP checksum is refused.
+    let mut bad = icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, quoted);
+    *bad.last_mut().unwrap() ^= 0xff;
+    l.dropped(WAN, &bad);
+    assert_eq!(l.drop_count(DropReason::L4BadChecksum), 1);
+}
+
+#[test]
+fn icmp_error_from_inside_about_a_forwarded_flow() {
+    let rules = "*nat\n-A PREROUTING -i wan -p udp --dport 5353 -j DNAT --to-destination 100.64.0.3:53\nCOMMIT\n";
+    let mut l = lab(rules);
+    let client = [192, 0, 2, 50];
+    let arrived = wan_udp(client, 7777, EXT, 5353);
+    let d = l.through(WAN, &arrived, LAN);
+    check(&d, lan_to(1));
+    let t = Tuple::new(Endpoint::new(H[1].into(), 53), Endpoint::new(client.into(), 7777), Proto::Udp);
+    let before = l.nat().lookup_in2out(&t).unwrap().expires_ms();
+    l.advance(5);
+    // H1 has nothing on port 53: it says so, quoting what it got.
+    let (sm, dm, src) = from_host(1);
+    let err = icmp_error(sm, dm, src, client, 3, 3, &d[14..]);
+    let e = check(&l.through(LAN, &err, WAN), GW);
+    assert_eq!((e.src, e.dst, e.icmp), (EXT, client, (3, 3)));
+    let q = check_ip(&e.payload);
+    assert_eq!((q.src, q.sport, q.dst, q.dport), (client, 7777, EXT, 5353));
+    let mut want = arrived[14..].to_vec();
+    Ipv4Packet::new_unchecked(&mut want[..]).decrement_ttl();
+    assert_eq!(e.payload, want, "the client gets back what it sent");
+    assert_eq!(l.nat().lookup_in2out(&t).unwrap().expires_ms(), before, "an ICMP error refreshes nothing");
+}
+
+#[test]
+fn tcp_lifecycle_with_short_timers() {
+    let mut l = lab(MASQ);
+    let t = Tuple::new(Endpoint::new(H[0].into(), 5555), Endpoint::new(SERVER.into(), 80), Proto::Tcp);
+    let state = |l: &Lab| l.nat().lookup_in2out(&t).map(|s| s.state());
+    use super::super::{ConnState::Tcp, TcpState::*};
+    let p = check(&l.through(LAN, &host_tcp(0, 5555, SERVER, 80, "S"), WAN), GW).sport;
+    assert_eq!(state(&l), Some(Tcp(SynSent)));
+    l.through(WAN, &wan_tcp(SERVER, 80, EXT, p, "SA"), LAN);
+    l.through(LAN, &host_tcp(0, 5555, SERVER, 80, "A"), WAN);
+    assert_eq!(state(&l), Some(Tcp(Established)));
+    // Established: the long timer (100 s here).
+    l.advance(60);
+    l.through(WAN, &wan_tcp(SERVER, 80, EXT, p, "A"), LAN);
+    l.advance(60);
+    assert_eq!(state(&l), Some(Tcp(Established)), "inbound packets refresh an established session");
+    l.through(LAN, &host_tcp(0, 5555, SERVER, 80, "FA"), WAN);
+    l.through(WAN, &wan_tcp(SERVER, 80, EXT, p, "FA"), LAN);
+    assert_eq!(state(&l), Some(Tcp(TimeWait)));
+    l.advance(9);
+    assert!(state(&l).is_some());
+    l.advance(2);
+    assert_eq!(state(&l), None, "transitory timer (10 s) after the close");
+    assert_eq!(l.c.nat_sessions_expired.get(), 1);
+    l.dropped(WAN, &wan_tcp(SERVER, 80, EXT, p, "A"));
+    assert_eq!(l.drop_count(DropReason::NoSession), 1);
+
+    // RST: translated, then the session lives out the transitory time.
+    let p = check(&l.through(LAN, &host_tcp(0, 6666, SERVER, 80, "S"), WAN), GW).sport;
+    l.through(WAN, &wan_tcp(SERVER, 80, EXT, p, "SA"), LAN);
+    l.through(LAN, &host_tcp(0, 6666, SERVER, 80, "A"), WAN);
+    let r = check(&l.through(LAN, &host_tcp(0, 6666, SERVER, 80, "RA"), WAN), GW);
+    assert_eq!((r.src, r.sport, r.tcp_flags & 0x04), (EXT, p, 0x04));
+    let t2 = Tuple::new(Endpoint::new(H[0].into(), 6666), Endpoint::new(SERVER.into(), 80), Proto::Tcp);
+    assert_eq!(l.nat().lookup_in2out(&t2).unwrap().state(), Tcp(Closed));
+    l.advance(5);
+    l.through(WAN, &wan_tcp(SERVER, 80, EXT, p, "A"), LAN);
+    l.advance(6);
+    assert!(l.nat().lookup_in2out(&t2).is_none());
+}
+
+#[test]
+fn subscriber_limit_sends_host_unreachable() {
+    let mut l = lab_with(MASQ, |c| c.nat.ports_per_subscriber = 2);
+    l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN);
+    l.through(LAN, &host_udp(0, 1001, SERVER, 53), WAN);
+    let refused = host_udp(0, 1002, SERVER, 53);
+    let e = check(&l.through(LAN, &refused, LAN), lan_to(0));
+    assert_eq!((e.src, e.dst, e.icmp), (LAN_ADDR, H[0], (3, 1)));
+    assert_eq!(e.payload, refused[14..14 + 28], "quotes the refused packet");
+    assert_eq!(l.drop_count(DropReason::SubscriberLimit), 1);
+    l.advance(1);
+    assert_eq!(l.c.nat_create_failed_subscriber_limit.get(), 1);
+    // Existing mappings keep working; other subscribers are unaffected.
+    l.through(LAN, &host_udp(0, 1000, [9, 9, 9, 9], 53), WAN);
+    l.through(LAN, &host_udp(1, 1002, SERVER, 53), WAN);
+}
+
+/// Split an IPv4 packet (from an Ethernet frame) into two fragments at `at` (a
+/// multiple of 8) of its payload, with identification `id`.
+fn fragments(frame: &[u8], at: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
+    let (eth, ip) = frame.split_at(14);
+    let payload = &ip[20..];
+    let mk = |data: &[u8], offset: usize, more: bool| {
+        let mut v = eth.to_vec();
+        v.extend_from_slice(&ip[..20]);
+        v.extend_from_slice(data);
+        let mut p = Ipv4Packet::new_unchecked(&mut v[14..]);
+        p.set_total_len((20 + data.len()) as u16);
+        p.set_ident(id);
+        p.clear_flags();
+        p.set_more_frags(more);
+        p.set_frag_offset(offset as u16);
+        p.fill_checksum();
+        v
+    };
+    (mk(&payload[..at], 0, true), mk(&payload[at..], at, false))
+}
+
+fn frag_parts(frame: &[u8]) -> (Ipv4Packet<&[u8]>, &[u8]) {
+    let p = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(p.verify_checksum());
+    let total = usize::from(p.total_len());
+    (p, &frame[14 + 20..14 + total])
+}
+
+#[test]
+fn fragments_first_later_and_out_of_order() {
+    let mut l = lab(MASQ);
+    let (sm, dm, src) = from_host(0);
+    let whole = udp(sm, dm, src, 4444, SERVER, 9, &[0x5a; 100]);
+    let (first, later) = fragments(&whole, 48, 0x1111);
+    let f1 = l.through(LAN, &first, WAN);
+    let f2 = l.through(LAN, &later, WAN);
+    let (p1, d1) = frag_parts(&f1);
+    let (p2, d2) = frag_parts(&f2);
+    assert_eq!((p1.src_addr(), p2.src_addr()), (Ipv4Addr::from(EXT), Ipv4Addr::from(EXT)));
+    assert!(p1.more_frags() && p2.frag_offset() == 48);
+    // Reassembled, the datagram's UDP checksum verifies with the new source.
+    let mut datagram = Vec::new();
+    datagram.extend_from_slice(&f1[14..34]);
+    datagram.extend_from_slice(d1);
+    datagram.extend_from_slice(d2);
+    let mut ip = Ipv4Packet::new_unchecked(&mut datagram[..]);
+    ip.set_total_len((20 + d1.len() + d2.len()) as u16);
+    ip.clear_flags();
+    ip.set_frag_offset(0);
+    ip.fill_checksum();
+    let s = check_ip(&datagram);
+    assert_eq!((s.src, s.sport), (EXT, 4444));
+    assert_eq!(l.path().counters().fragments, 1);
+
+    // A later fragment that overtakes its first waits (RFC 4787 REQ-14): nothing goes
+    // out, nothing is dropped; when the first arrives, both leave translated, first first.
+    let (first, later) = fragments(&whole, 48, 0x2222);
+    l.send(LAN, &later);
+    assert!(l.out(WAN).is_empty() && l.out(LAN).is_empty(), "parked");
+    assert_eq!(l.drop_count(DropReason::FragmentNoState), 0);
+    l.send(LAN, &first);
+    let out = l.out(WAN);
+    assert_eq!(out.len(), 2, "first fragment, then the parked one; drops: {:?}", l.drops());
+    let (p1, _) = frag_parts(&out[0]);
+    let (p2, _) = frag_parts(&out[1]);
+    assert_eq!((p1.frag_offset(), p2.frag_offset()), (0, 48));
+    assert_eq!((p1.src_addr(), p2.src_addr()), (Ipv4Addr::from(EXT), Ipv4Addr::from(EXT)));
+    // An orphan whose first fragment never comes is dropped when its wait is over.
+    let (_, orphan) = fragments(&whole, 48, 0x2323);
+    l.send(LAN, &orphan);
+    l.advance(1);
+    assert_eq!(l.drop_count(DropReason::FragmentNoState), 0, "still waiting after 1 s");
+    l.advance(2);
+    assert_eq!(l.drop_count(DropReason::FragmentNoState), 1, "dropped after 2 s");
+    assert!(l.out(WAN).is_empty());
+
+    // Fragmented replies come back in too.
+    let long = udp(GW, MAC_WAN, SERVER, 9, EXT, 4444, &[7; 64]);
+    let (r1, r2) = fragments(&long, 32, 0x3333);
+    let q1 = l.through(WAN, &r1, LAN);
+    let q2 = l.through(WAN, &r2, LAN);
+    assert_eq!(frag_parts(&q1).0.dst_addr(), Ipv4Addr::from(H[0]));
+    assert_eq!(frag_parts(&q2).0.dst_addr(), Ipv4Addr::from(H[0]));
+}
+
+#[test]
+fn forward_drop_policy_with_accept_rule() {
+    let rules = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n\
+                 *filter\n:FORWARD DROP [0:0]\n-A FORWARD -i lan -o wan -p udp -j ACCEPT\nCOMMIT\n";
+    let mut l = lab(rules);
+    let s = check(&l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN), GW);
+    // Replies of an accepted flow pass without a rule of their own.
+    check(&l.through(WAN, &wan_udp(SERVER, 53, EXT, s.sport), LAN), lan_to(0));
+    // TCP is not accepted.
+    l.dropped(LAN, &host_tcp(0, 1000, SERVER, 80, "S"));
+    assert_eq!(l.drop_count(DropReason::PolicyDrop), 1);
+    // Nor anything from outside to an inside address.
+    l.dropped(WAN, &wan_udp(SERVER, 53, H[1], 53));
+    assert_eq!(l.drop_count(DropReason::PolicyDrop), 2);
+}
+
+#[test]
+fn untranslated_traffic_is_routed() {
+    // No rules at all: a plain router, no state.
+    let mut l = lab("");
+    let s = check(&l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN), GW);
+    assert_eq!((s.src, s.sport), (H[0], 1000));
+    check(&l.through(WAN, &wan_udp(SERVER, 53, H[0], 1000), LAN), lan_to(0));
+    assert_eq!(l.nat().count(), 0);
+    // Rules that do not match: routed untranslated, tracked.
+    let mut l = lab("*nat\n-A POSTROUTING -o wan -s 10.0.0.0/8 -j MASQUERADE\nCOMMIT\n");
+    let s = check(&l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN), GW);
+    assert_eq!(s.src, H[0]);
+    check(&l.through(WAN, &wan_udp(SERVER, 53, H[0], 1000), LAN), lan_to(0));
+    assert_eq!(l.nat().count(), 1);
+    // The router still answers pings, from either side.
+    let (sm, dm, src) = from_host(0);
+    let r = check(&l.through(LAN, &echo(sm, dm, src, LAN_ADDR, 1, true), LAN), lan_to(0));
+    assert_eq!(r.src, LAN_ADDR);
+    let r = check(&l.through(WAN, &echo(GW, MAC_WAN, SERVER, EXT, 1, true), WAN), GW);
+    assert_eq!(r.src, EXT);
+}
+
+#[test]
+fn sessions_expire_when_time_moves() {
+    let mut l = lab(MASQ);
+    let s = check(&l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN), GW);
+    let (sm, dm, src) = from_host(1);
+    l.through(LAN, &echo(sm, dm, src, SERVER, 5, true), WAN);
+    assert_eq!(l.nat().count(), 2);
+    l.advance(21);
+    assert_eq!(l.nat().count(), 1, "ICMP (20 s) gone, UDP (30 s) left");
+    l.advance(10);
+    assert_eq!(l.nat().count(), 0);
+    assert_eq!(l.c.nat_sessions_expired.get(), 2);
+    assert_eq!(l.c.nat_sessions_created.get(), 2);
+    l.dropped(WAN, &wan_udp(SERVER, 53, EXT, s.sport));
+    assert_eq!(l.drop_count(DropReason::NoSession), 1);
+}
+
+#[test]
+fn ttl_and_mtu_errors_quote_the_untranslated_packet() {
+    let mut l = lab(MASQ);
+    let mut f = host_udp(0, 1000, SERVER, 53);
+    f[14 + 8] = 1;
+    Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    let e = check(&l.through(LAN, &f, LAN), lan_to(0));
+    assert_eq!((e.dst, e.icmp), (H[0], (11, 0)));
+    assert_eq!(e.payload, f[14..14 + 28]);
+    assert_eq!(l.nat().count(), 0, "no session for a packet that dies here");
+    // DF and larger than the WAN MTU (1400).
+    let (sm, dm, src) = from_host(0);
+    let big = udp(sm, dm, src, 1001, SERVER, 53, &[0; 1450]);
+    let e = check(&l.through(LAN, &big, LAN), lan_to(0));
+    assert_eq!((e.icmp, u16::from_be_bytes([e.rest[2], e.rest[3]])), ((3, 4), 1400));
+    assert_eq!(&e.payload[12..16], &H[0], "quotes the inside source");
+}
+
+#[test]
+fn rules_swap_applies_to_new_flows() {
+    let mut l = lab("");
+    let s = check(&l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN), GW);
+    assert_eq!(s.src, H[0]);
+    let (_, compiled) = load_rules(MASQ, &l.config).unwrap();
+    l.rules.store(Arc::new(compiled));
+    let s = check(&l.through(LAN, &host_udp(0, 1001, SERVER, 53), WAN), GW);
+    assert_eq!(s.src, EXT);
+}
+
+#[test]
+fn answers_arp_for_pool_addresses_on_the_outside_link() {
+    let mut l = lab("*nat\n-A POSTROUTING -o wan -j SNAT --to-source 203.0.113.10-203.0.113.11\nCOMMIT\n");
+    let mut req = Vec::new();
+    req.extend_from_slice(&[0xff; 6]);
+    req.extend_from_slice(&GW);
+    req.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    req.extend_from_slice(&GW);
+    req.extend_from_slice(&[203, 0, 113, 254]);
+    req.extend_from_slice(&[0; 6]);
+    req.extend_from_slice(&[203, 0, 113, 11]);
+    let r = l.through(WAN, &req, WAN);
+    assert_eq!(&r[20..22], &[0, 2], "reply");
+    assert_eq!(&r[22..28], &MAC_WAN);
+    assert_eq!(&r[28..32], &[203, 0, 113, 11]);
+    // Not on the LAN side, and not for addresses outside the pool.
+    let mut lan_req = req.clone();
+    lan_req[6..12].copy_from_slice(&HMAC[0]);
+    lan_req[22..28].copy_from_slice(&HMAC[0]);
+    lan_req[28..32].copy_from_slice(&H[0]);
+    l.dropped(LAN, &lan_req);
+    req[38..42].copy_from_slice(&[203, 0, 113, 12]);
+    l.dropped(WAN, &req);
+    // And SNAT to the pool works both ways.
+    let s = check(&l.through(LAN, &host_udp(0, 1000, SERVER, 53), WAN), GW);
+    assert!(s.src == [203, 0, 113, 10] || s.src == [203, 0, 113, 11]);
+    check(&l.through(WAN, &wan_udp(SERVER, 53, s.src, s.sport), LAN), lan_to(0));
+}
+
+mod robustness {
+    //! Bad input through the whole worker (router + NAT): random bytes and valid frames
+    //! with bytes flipped, on both ports, with DNAT, MASQUERADE and time moving. Nothing
+    //! may panic, and every frame must be accounted for: sent, freed, or still held.
+
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    const RULES: &str = "*nat\n\
+        -A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.2:22\n\
+        -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+
+    fn seeds() -> Vec<(u16, Vec<u8>)> {
+        let out_udp = host_udp(0, 40000, SERVER, 53);
+        let quoted = {
+            let mut q = udp(GW, MAC_WAN, EXT, 40000, SERVER, 53, b"hello");
+            q.drain(..14);
+            q
+        };
+        let (sm, dm, src) = from_host(1);
+        let (first, later) = fragments(&udp(sm, dm, src, 4444, SERVER, 9, &[0x5a; 100]), 48, 0x2222);
+        vec![
+            (LAN, out_udp),
+            (LAN, host_tcp(0, 40001, SERVER, 80, "S")),
+            (LAN, echo(HMAC[0], MAC_LAN, H[0], SERVER, 7, true)),
+            (WAN, wan_udp(SERVER, 53, EXT, 40000)),
+            (WAN, wan_tcp(SERVER, 80, EXT, 40001, "SA")),
+            (WAN, wan_tcp(STRANGER, 5555, EXT, 2222, "S")),
+            (WAN, icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, &quoted)),
+            (LAN, first),
+            (LAN, later),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Input {
+        Random(u16, Vec<u8>),
+        Mutated(usize, Vec<(usize, u8)>, Option<usize>),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            (0u16..2, vec(any::<u8>(), 0..160)).prop_map(|(p, b)| Input::Random(p, b)),
+            (0usize..9, vec((0usize..200, any::<u8>()), 0..6), proptest::option::of(0usize..200))
+                .prop_map(|(s, flips, cut)| Input::Mutated(s, flips, cut)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn bad_frames_never_panic_and_are_all_accounted_for(inputs in vec(input(), 1..48), steps in vec(0u64..40, 1..4)) {
+            let mut l = lab(RULES);
+            let seeds = seeds();
+            let mut injected = 0u64;
+            for (i, inp) in inputs.iter().enumerate() {
+                let (port, frame) = match inp {
+                    Input::Random(p, b) => (*p, b.clone()),
+                    Input::Mutated(s, flips, cut) => {
+                        let (p, mut f) = seeds[*s].clone();
+                        for (at, b) in flips {
+                            if let Some(x) = f.get_mut(*at) {
+                                *x ^= *b;
+                            }
+                        }
+                        if let Some(c) = cut {
+                            f.truncate(*c);
+                        }
+                        (p, f)
+                    }
+                };
+                l.w.io_mut().inject(port, &frame);
+                injected += 1;
+                if i % 8 == 7 {
+                    l.w.poll(l.now);
+                }
+            }
+            l.w.poll(l.now);
+            for s in &steps {
+                l.now = l.now + crate::time::Duration::from_millis(*s * 100);
+                l.w.poll(l.now);
+            }
+            let sent = (l.out(LAN).len() + l.out(WAN).len()) as u64;
+            let io = l.w.io();
+            let allocated = (usize::MAX - io.alloc_budget) as u64;
+            let freed = io.freed as u64;
+            let held = (l.w.held() + l.w.deferred()) as u64;
+            prop_assert_eq!(l.c.rx_packets.get(), injected);
+            prop_assert_eq!(sent + freed + held, injected + allocated, "sent {} freed {} held {}", sent, freed, held);
+        }
+    }
+}

@@ -518,12 +518,16 @@ impl RawConfig {
             return Err(ConfigError::new("workers.burst", format!("{burst} is outside 1..=256")));
         }
 
+        // The main thread sleeps between control requests: it may share a worker's core
+        // (masqd then pins it there under another lcore id), so every core of a small
+        // machine can run a worker.
         let main_core = match self.dpdk.main_core {
-            Some(m) if cores.contains(&m) => {
-                return Err(ConfigError::new("dpdk.main_core", format!("core {m} is also a worker core")))
-            }
+            Some(m) if m > 127 => return Err(ConfigError::new("dpdk.main_core", format!("core {m} is beyond 127"))),
             Some(m) => m,
-            None => (0..).find(|c| !cores.contains(c)).unwrap_or(0),
+            None => {
+                let online = std::thread::available_parallelism().map_or(1, usize::from);
+                (0..online).find(|c| !cores.contains(c)).unwrap_or(cores[0])
+            }
         };
         for (i, a) in self.dpdk.args.iter().enumerate() {
             let a = a.as_str();

@@ -110,6 +110,10 @@ worker_counters! {
     nat_icmp_errors_translated,
     /// Non-first fragments translated.
     nat_fragments_translated,
+    /// Packets this worker received but another owns, handed to it over a ring.
+    handoff_out,
+    /// Packets other workers handed to this one.
+    handoff_in,
 }
 
 impl WorkerCounters {

@@ -4,7 +4,7 @@
 //! when a stage fills or at the end of the pass; what a PMD refuses is freed in bulk and
 //! reported, never retried blindly or leaked. Nothing here allocates after construction.
 
-use dpdk::{Burst, Mbuf, Mempool, RxQueue, TxQueue};
+use dpdk::{Burst, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, RxQueue, TxQueue};
 
 use crate::io::{Frame, PacketIo, TxReport};
 use crate::time::Instant;
@@ -44,6 +44,67 @@ pub struct DpdkIo {
     tx: Vec<Burst<BURST>>,
     garbage: Burst<BURST>,
     report: TxReport,
+    handoff: Option<HandoffRings>,
+}
+
+/// Slots of every handoff ring (one per worker pair and port).
+pub const HANDOFF_RING: u32 = 1024;
+
+struct Outbound {
+    ring: MbufRingProducer,
+    stage: Burst<BURST>,
+}
+
+/// One worker's ends of the handoff rings: a single-producer/single-consumer ring to
+/// every other worker for every port (the port a frame arrived on travels with it as
+/// the ring it takes), and the consumer ends of the rings into this worker.
+pub struct HandoffRings {
+    /// `out[to][port]` (`None` for this worker itself).
+    out: Vec<Vec<Option<Outbound>>>,
+    /// Rings into this worker: `(port, consumer)`.
+    inbound: Vec<(u16, MbufRingConsumer)>,
+    rx: Burst<BURST>,
+    rx_port: u16,
+}
+
+impl HandoffRings {
+    /// The rings among `workers` workers for `ports` ports: element `w` is worker `w`'s
+    /// ends. Needs EAL; ring names are `masq_ho_<from>_<to>_<port>`.
+    pub fn mesh(workers: u16, ports: u16, size: u32) -> dpdk::Result<Vec<HandoffRings>> {
+        let n = usize::from(workers);
+        let mut all: Vec<HandoffRings> = (0..n)
+            .map(|_| HandoffRings {
+                out: (0..n).map(|_| (0..ports).map(|_| None).collect()).collect(),
+                inbound: Vec::new(),
+                rx: Burst::new(),
+                rx_port: 0,
+            })
+            .collect();
+        for from in 0..n {
+            for to in (0..n).filter(|&t| t != from) {
+                for port in 0..ports {
+                    let ring = MbufRing::new(&format!("masq_ho_{from}_{to}_{port}"), size, dpdk::SOCKET_ID_ANY)?;
+                    let (producer, consumer) = ring.split();
+                    all[from].out[to][usize::from(port)] = Some(Outbound { ring: producer, stage: Burst::new() });
+                    all[to].inbound.push((port, consumer));
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    fn flush(&mut self, report: &mut TxReport) {
+        for out in self.out.iter_mut().flatten().flatten() {
+            if out.stage.is_empty() {
+                continue;
+            }
+            let staged = out.stage.len() as u64;
+            let moved = out.ring.enqueue_burst(&mut out.stage) as u64;
+            report.handed_off += moved;
+            report.handoff_refused += staged - moved;
+            out.stage.clear();
+        }
+    }
 }
 
 impl DpdkIo {
@@ -51,7 +112,22 @@ impl DpdkIo {
     pub fn new(rxq: Vec<RxQueue>, txq: Vec<TxQueue>, pool: Mempool) -> DpdkIo {
         assert_eq!(rxq.len(), txq.len(), "one RX and one TX queue per port");
         let tx = (0..txq.len()).map(|_| Burst::new()).collect();
-        DpdkIo { rxq, txq, pool, rx: Burst::new(), tx, garbage: Burst::new(), report: TxReport::default() }
+        DpdkIo {
+            rxq,
+            txq,
+            pool,
+            rx: Burst::new(),
+            tx,
+            garbage: Burst::new(),
+            report: TxReport::default(),
+            handoff: None,
+        }
+    }
+
+    /// Hand frames this worker does not own to their owners over `rings`.
+    pub fn with_handoff(mut self, rings: HandoffRings) -> DpdkIo {
+        self.handoff = Some(rings);
+        self
     }
 
     fn flush_port(&mut self, port: usize) {
@@ -114,6 +190,9 @@ impl PacketIo for DpdkIo {
         for p in 0..self.tx.len() {
             self.flush_port(p);
         }
+        if let Some(h) = self.handoff.as_mut() {
+            h.flush(&mut self.report);
+        }
         self.garbage.clear();
         std::mem::take(&mut self.report)
     }
@@ -130,6 +209,47 @@ impl PacketIo for DpdkIo {
 
     fn alloc(&mut self) -> Option<Mbuf> {
         self.pool.alloc()
+    }
+
+    #[inline]
+    fn handoff(&mut self, to: u16, port: u16, frame: Mbuf) -> Result<(), Mbuf> {
+        let Some(out) = self
+            .handoff
+            .as_mut()
+            .and_then(|h| h.out.get_mut(usize::from(to)))
+            .and_then(|o| o.get_mut(usize::from(port)))
+            .and_then(Option::as_mut)
+        else {
+            return Err(frame);
+        };
+        if out.stage.is_full() {
+            let staged = out.stage.len() as u64;
+            let moved = out.ring.enqueue_burst(&mut out.stage) as u64;
+            self.report.handed_off += moved;
+            self.report.handoff_refused += staged - moved;
+            out.stage.clear();
+        }
+        out.stage.push(frame)
+    }
+
+    fn handoff_sources(&self) -> usize {
+        self.handoff.as_ref().map_or(0, |h| h.inbound.len())
+    }
+
+    #[inline]
+    fn handoff_burst(&mut self, source: usize) -> usize {
+        let Some(h) = self.handoff.as_mut() else { return 0 };
+        let Some((port, ring)) = h.inbound.get_mut(source) else { return 0 };
+        h.rx_port = *port;
+        let n = ring.dequeue_burst(&mut h.rx);
+        h.rx.as_mut_slice().reverse();
+        n
+    }
+
+    #[inline]
+    fn next_handoff(&mut self) -> Option<(u16, Mbuf)> {
+        let h = self.handoff.as_mut()?;
+        h.rx.pop().map(|m| (h.rx_port, m))
     }
 }
 

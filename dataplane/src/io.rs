@@ -32,6 +32,10 @@ pub struct TxReport {
     pub bytes: u64,
     /// Packets the port did not take (freed, to be counted as `tx_full`).
     pub refused: u64,
+    /// Packets handed to other workers' rings.
+    pub handed_off: u64,
+    /// Packets a full handoff ring did not take (freed, to be counted as `handoff_full`).
+    pub handoff_refused: u64,
 }
 
 impl TxReport {
@@ -39,6 +43,8 @@ impl TxReport {
         self.packets += other.packets;
         self.bytes += other.bytes;
         self.refused += other.refused;
+        self.handed_off += other.handed_off;
+        self.handoff_refused += other.handoff_refused;
     }
 }
 
@@ -60,12 +66,47 @@ pub trait PacketIo {
     fn free(&mut self, frame: Self::Frame);
     /// A fresh empty frame for a packet the worker originates (ARP requests).
     fn alloc(&mut self) -> Option<Self::Frame>;
+
+    /// Stage `frame`, received on `port`, for worker `to` (sent with the next flush,
+    /// counted in its [`TxReport`]). A backend without handoff gives the frame back.
+    fn handoff(&mut self, to: u16, port: u16, frame: Self::Frame) -> Result<(), Self::Frame> {
+        let _ = (to, port);
+        Err(frame)
+    }
+
+    /// Number of rings other workers hand this one frames on.
+    fn handoff_sources(&self) -> usize {
+        0
+    }
+
+    /// Receive up to a burst from handoff ring `source`; returns how many arrived.
+    fn handoff_burst(&mut self, source: usize) -> usize {
+        let _ = source;
+        0
+    }
+
+    /// Take the next frame received by [`PacketIo::handoff_burst`] with the port it
+    /// arrived on.
+    fn next_handoff(&mut self) -> Option<(u16, Self::Frame)> {
+        None
+    }
 }
 
 /// In-memory I/O for tests: frames are `Vec<u8>`s with fixed room.
 pub mod mem {
     use super::{Frame, PacketIo, TxReport};
+    use std::cell::RefCell;
     use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    /// In-memory handoff between workers driven by one test thread: one queue per
+    /// destination worker of `(port, frame)`.
+    pub type MemRings = Rc<RefCell<Vec<VecDeque<(u16, MemFrame)>>>>;
+
+    /// Handoff queues for `workers` workers.
+    pub fn rings(workers: usize) -> MemRings {
+        Rc::new(RefCell::new(vec![VecDeque::new(); workers]))
+    }
 
     /// Room of every in-memory frame, like a 2 KiB mbuf data room.
     pub const ROOM: usize = 2048;
@@ -117,6 +158,14 @@ pub mod mem {
         rx: VecDeque<MemFrame>,
         staged: Vec<Vec<MemFrame>>,
         pub freed: usize,
+        /// This worker's index and the shared handoff queues (see [`rings`]).
+        pub handoff: Option<(u16, MemRings)>,
+        /// Frames handed off per flush at most (simulates a full ring); the rest are freed.
+        pub handoff_limit: usize,
+        handed: usize,
+        refused_handoffs: u64,
+        handed_total: u64,
+        handoff_rx: VecDeque<(u16, MemFrame)>,
     }
 
     impl MemIo {
@@ -130,7 +179,19 @@ pub mod mem {
                 rx: VecDeque::new(),
                 staged: vec![Vec::new(); ports],
                 freed: 0,
+                handoff: None,
+                handoff_limit: usize::MAX,
+                handed: 0,
+                refused_handoffs: 0,
+                handed_total: 0,
+                handoff_rx: VecDeque::new(),
             }
+        }
+
+        /// Join worker `me` to the handoff queues `rings`.
+        pub fn with_handoff(mut self, me: u16, rings: MemRings) -> MemIo {
+            self.handoff = Some((me, rings));
+            self
         }
 
         /// Queue a frame as if it arrived on `port`.
@@ -176,6 +237,9 @@ pub mod mem {
                     }
                 }
             }
+            r.handed_off = std::mem::take(&mut self.handed_total);
+            r.handoff_refused = std::mem::take(&mut self.refused_handoffs);
+            self.handed = 0;
             r
         }
         fn free(&mut self, _frame: MemFrame) {
@@ -187,6 +251,32 @@ pub mod mem {
             }
             self.alloc_budget -= 1;
             Some(MemFrame { buf: vec![0u8; ROOM], len: 0 })
+        }
+        fn handoff(&mut self, to: u16, port: u16, frame: MemFrame) -> Result<(), MemFrame> {
+            let Some((_, rings)) = &self.handoff else { return Err(frame) };
+            if self.handed >= self.handoff_limit {
+                self.refused_handoffs += 1;
+                self.freed += 1;
+                return Ok(());
+            }
+            self.handed += 1;
+            self.handed_total += 1;
+            rings.borrow_mut()[usize::from(to)].push_back((port, frame));
+            Ok(())
+        }
+        fn handoff_sources(&self) -> usize {
+            usize::from(self.handoff.is_some())
+        }
+        fn handoff_burst(&mut self, _source: usize) -> usize {
+            let Some((me, rings)) = &self.handoff else { return 0 };
+            let mut rings = rings.borrow_mut();
+            let q = &mut rings[usize::from(*me)];
+            let n = q.len().min(self.burst);
+            self.handoff_rx.extend(q.drain(..n));
+            n
+        }
+        fn next_handoff(&mut self) -> Option<(u16, MemFrame)> {
+            self.handoff_rx.pop_front()
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::control_plane::WorkerControl; // control plane
 use crate::counters::WorkerCounters;
-use crate::io::{Frame, PacketIo};
+use crate::io::{Frame, PacketIo, TxReport};
 use crate::l3::router::{Router, Verdict};
 use crate::nat::WorkerNat; // control plane
 use crate::stats::DropReason;
@@ -160,6 +160,22 @@ impl<Io: PacketIo> Worker<Io> {
                 self.handle(port, frame, now);
             }
         }
+        // Frames other workers received but this one owns (multi-worker only).
+        for source in 0..self.io.handoff_sources() {
+            if self.io.handoff_burst(source) == 0 {
+                continue;
+            }
+            if received == 0 {
+                self.control.burst_begin();
+            }
+            while let Some((port, frame)) = self.io.next_handoff() {
+                received += 1;
+                self.counters.handoff_in.inc();
+                if let Some(frame) = self.dispatch(port, frame, now) {
+                    self.park(Deferred { frame, port, deadline: now + DEFER_TIMEOUT });
+                }
+            }
+        }
         if !self.deferred.is_empty() {
             self.retry_deferred(received > 0, now);
         }
@@ -171,9 +187,7 @@ impl<Io: PacketIo> Worker<Io> {
             self.service_hold(now);
         }
         let report = self.io.flush();
-        self.counters.tx_packets.add(report.packets);
-        self.counters.tx_bytes.add(report.bytes);
-        self.counters.drops[DropReason::TxFull.index()].add(report.refused);
+        self.account(report);
         self.counters.polls.inc();
         // control plane: latency per packet of this pass; the mailbox once per millisecond.
         if received > 0 {
@@ -192,6 +206,11 @@ impl<Io: PacketIo> Worker<Io> {
         if !frame.is_contiguous() {
             self.counters.count_drop(DropReason::MultiSegment);
             self.io.free(frame);
+            return;
+        }
+        // With several workers: the owner of the packet's session handles it.
+        if let Some(owner) = self.router.steer(port, frame.bytes(), now) {
+            self.hand_off(owner, port, frame);
             return;
         }
         if let Some(frame) = self.dispatch(port, frame, now) {
@@ -223,6 +242,7 @@ impl<Io: PacketIo> Worker<Io> {
             }
             Verdict::Drop => self.io.free(frame),
             Verdict::Defer => return Some(frame),
+            Verdict::Handoff { worker } => self.hand_off(worker, port, frame),
         }
         None
     }
@@ -328,8 +348,23 @@ impl<Io: PacketIo> Worker<Io> {
         }
         self.hold.resolving.clear();
         let report = self.io.flush();
+        self.account(report);
+    }
+
+    fn account(&self, report: TxReport) {
         self.counters.tx_packets.add(report.packets);
         self.counters.tx_bytes.add(report.bytes);
         self.counters.drops[DropReason::TxFull.index()].add(report.refused);
+        self.counters.handoff_out.add(report.handed_off);
+        self.counters.drops[DropReason::HandoffFull.index()].add(report.handoff_refused);
+    }
+
+    /// Give `frame` (received on `port`) to worker `to`, which owns it.
+    fn hand_off(&mut self, to: u16, port: u16, frame: Io::Frame) {
+        if let Err(frame) = self.io.handoff(to, port, frame) {
+            // No ring to that worker: a configuration the daemon never builds.
+            self.counters.count_drop(DropReason::HandoffFull);
+            self.io.free(frame);
+        }
     }
 }

@@ -26,7 +26,7 @@ use clap::Parser;
 use dataplane::config::{Config, PortConfig as PortCfg};
 use dataplane::control_plane::{self, HandlerParts, MasqdHandler, PortStatsBoard, WorkerControl, WorkerHandle};
 use dataplane::counters::WorkerCounters;
-use dataplane::dpdk_io::{DpdkIo, TscClock};
+use dataplane::dpdk_io::{DpdkIo, HandoffRings, TscClock, HANDOFF_RING};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
@@ -123,17 +123,26 @@ fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, 
     Ok(Nats { paths, rules: set, shared, timeouts })
 }
 
+/// The EAL lcore id of each worker (its core number) and of the main lcore: its core
+/// number too, unless a worker runs on that core, then the first id no worker uses
+/// (pinned to the same core with `--lcores`, so every core can run a worker).
+fn lcore_ids(config: &Config) -> (usize, Vec<usize>) {
+    let workers = config.workers.cores.clone();
+    let main = if workers.contains(&config.dpdk.main_core) {
+        (0..).find(|id| !workers.contains(id)).unwrap_or(0)
+    } else {
+        config.dpdk.main_core
+    };
+    (main, workers)
+}
+
 /// EAL arguments derived from the configuration, then the user's extra ones.
 fn eal_args(config: &Config) -> Vec<String> {
-    let mut lcores = vec![config.dpdk.main_core];
-    lcores.extend(&config.workers.cores);
-    let mut args = vec![
-        "masqd".to_string(),
-        "-l".to_string(),
-        lcores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
-        "--main-lcore".to_string(),
-        config.dpdk.main_core.to_string(),
-    ];
+    let (main, workers) = lcore_ids(config);
+    let mut map = vec![format!("{main}@{}", config.dpdk.main_core)];
+    map.extend(workers.iter().map(|c| format!("{c}@{c}")));
+    let mut args =
+        vec!["masqd".to_string(), "--lcores".to_string(), map.join(","), "--main-lcore".to_string(), main.to_string()];
     let workers = config.workers.cores.len();
     for p in &config.ports {
         if p.is_vdev() {
@@ -171,7 +180,9 @@ fn pool_size(config: &Config) -> u32 {
     let rings = ports * workers * (u32::from(config.dpdk.rx_desc) + u32::from(config.dpdk.tx_desc));
     let staging = workers * ((ports + 2) * 32 + HOLD_CAPACITY as u32);
     let caches = (workers + 1) * 256;
-    (rings + staging + caches + 1024).next_power_of_two() - 1
+    // Handoff rings between every pair of workers, per port, and their stages.
+    let handoff = workers * workers.saturating_sub(1) * ports * (HANDOFF_RING + 32);
+    (rings + staging + caches + handoff + 1024).next_power_of_two() - 1
 }
 
 struct RunningPort {
@@ -229,8 +240,18 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
                 n_workers
             );
         }
-        let rss = (n_workers > 1)
-            .then_some(dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP });
+        // Inside: a subscriber's flows on one queue (source address only, masq's key, so
+        // the NIC agrees with the workers' own check); outside: spread by the 4-tuple,
+        // the workers hand each packet to its port's owner (see dataplane::nat::steer).
+        let rss = (n_workers > 1).then(|| {
+            if pc.role == dataplane::config::Role::Inside {
+                let key = (usize::from(info.hash_key_size) == nat::steer::RSS_KEY.len())
+                    .then(|| nat::steer::RSS_KEY.to_vec());
+                dpdk::RssConfig { key, hash_fields: dpdk::rss::IPV4 | dpdk::rss::L3_SRC_ONLY }
+            } else {
+                dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP }
+            }
+        });
         let pcfg = PortConfig {
             rx_queues: n_workers,
             tx_queues: n_workers,
@@ -284,6 +305,20 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     let mut all_counters = Vec::new();
     let mut control_workers = Vec::new();
     let mut nats = nats.into_iter();
+    // Rings for packets a worker receives but another owns (none with one worker).
+    let mut handoffs = if n_workers > 1 {
+        HandoffRings::mesh(n_workers, ports.len() as u16, HANDOFF_RING).context("creating handoff rings")?
+    } else {
+        Vec::new()
+    }
+    .into_iter();
+    if n_workers > 1 {
+        eprintln!(
+            "masqd: {n_workers} workers: inside traffic steered by subscriber, return traffic by external port; \
+             software handoff over {} rings of {HANDOFF_RING}",
+            usize::from(n_workers) * usize::from(n_workers - 1) * ports.len()
+        );
+    }
     for (w, lcore) in worker_lcores.iter().enumerate() {
         let q = w as u16;
         let mut rxq = Vec::new();
@@ -296,7 +331,10 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         all_counters.push(counters.clone());
         let nat = nats.next().context("one NAT per worker")?;
         let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone()).with_nat(nat);
-        let io = DpdkIo::new(rxq, txq, pool.clone());
+        let mut io = DpdkIo::new(rxq, txq, pool.clone());
+        if let Some(rings) = handoffs.next() {
+            io = io.with_handoff(rings);
+        }
         // The control plane's ends: the worker's mailbox and latency histogram.
         let (mailbox, link) = control_plane::mailbox::channel(w as u32);
         let latency = Arc::new(control_plane::LatencyHistogram::default());

@@ -45,6 +45,9 @@ pub enum Verdict {
     /// unmodified; the worker parks it and offers it again later (RFC 4787 REQ-14), and
     /// counts `fragment_no_state` if its first fragment never comes.
     Defer,
+    /// Another worker owns this packet's session-to-be (a port forward to a host that
+    /// worker owns): hand the frame, unmodified, to `worker`.
+    Handoff { worker: u16 },
 }
 
 #[derive(Clone, Copy)]
@@ -138,6 +141,13 @@ impl Router {
         if let Some(nat) = self.nat.as_mut() {
             nat.tick(now, &self.counters);
         }
+    }
+
+    /// The worker that owns `frame` (arrived on `in_port`) if not this one: `None` with
+    /// one worker or no NAT (see [`crate::nat::steer`]).
+    #[inline]
+    pub fn steer(&mut self, in_port: u16, frame: &[u8], now: Instant) -> Option<u16> {
+        self.nat.as_mut()?.steer(in_port, frame, now)
     }
 
     /// Publish the NAT counters now (shutdown).
@@ -282,6 +292,7 @@ impl Router {
                     self.local(room, len, now)
                 }
                 Decision::Drop(DropReason::FragmentNoState) => Verdict::Defer,
+                Decision::Handoff(worker) => Verdict::Handoff { worker },
                 Decision::Drop(reason) => {
                     self.counters.count_drop(reason);
                     Verdict::Drop

@@ -118,6 +118,7 @@ mod mapping;
 pub mod path;
 pub mod ports;
 pub mod slowpath;
+pub mod steer;
 mod subscriber;
 pub mod table;
 pub mod tcp;

@@ -56,6 +56,7 @@ use super::fastpath::{self, translated};
 use super::frag::FragInfo;
 use super::key::{Endpoint, Proto, Tuple};
 use super::slowpath::{self, dest_target, source_action, tracks_untranslated};
+use super::steer::{subscriber_owner, Steering};
 use super::tcp::RST;
 use super::{
     ConfigError, Dir, NatAction, NatConfig, Out2In, RefreshMode, Session, SessionId, TimeoutValues, Timeouts, WorkerNat,
@@ -88,6 +89,9 @@ pub enum Decision {
     Drop(DropReason),
     /// Drop, counting the reason, and send this ICMP error back to the source.
     Error { reason: DropReason, msg: Icmpv4Message, code: u8 },
+    /// Another worker owns what this packet creates (a port forward to an inside host
+    /// that worker owns): hand the packet, unmodified, to it (see [`super::steer`]).
+    Handoff(u16),
 }
 
 /// The translation of one packet, applied once it is sure to leave.
@@ -135,6 +139,8 @@ pub struct NatPath {
     outside: Box<[bool]>,
     counters: PathCounters,
     last_tick: Instant,
+    /// With more than one worker: which worker owns each packet.
+    steering: Option<Steering>,
 }
 
 /// One decision's context: disjoint borrows of the path's parts.
@@ -159,7 +165,31 @@ fn icmp_ok(f: &Flow, s: &Session, dir: Dir) -> bool {
 impl NatPath {
     /// `outside[i]`: whether port `i` faces outside.
     pub fn new(nat: WorkerNat, rules: SharedRules, outside: Vec<bool>) -> NatPath {
-        NatPath { nat, rules, outside: outside.into(), counters: PathCounters::default(), last_tick: Instant::ZERO }
+        let partition = *nat.partition();
+        let steering = (partition.workers() > 1).then(|| Steering::new(nat.worker(), partition));
+        NatPath {
+            nat,
+            rules,
+            outside: outside.into(),
+            counters: PathCounters::default(),
+            last_tick: Instant::ZERO,
+            steering,
+        }
+    }
+
+    /// The worker that owns `frame` (an Ethernet frame that arrived on `in_port`), if
+    /// not this one; always `None` with one worker. See [`super::steer`].
+    #[inline]
+    pub fn steer(&mut self, in_port: u16, frame: &[u8], now: Instant) -> Option<u16> {
+        let s = self.steering.as_mut()?;
+        let outside = self.outside.get(usize::from(in_port)).copied().unwrap_or(false);
+        let owner = s.owner(outside, frame, self.nat.external_addrs(), now);
+        (owner != s.me()).then_some(owner)
+    }
+
+    /// This worker's steering (none with one worker).
+    pub fn steering(&self) -> Option<&Steering> {
+        self.steering.as_ref()
     }
 
     /// Build one worker's NAT from masqd's configuration (see [`nat_config`]).
@@ -392,6 +422,22 @@ impl Ctx<'_> {
         }
     }
 
+    /// With several workers, the worker that must own a session DNAT'd to `to` when it
+    /// is not this one: the replies come from `to`, so if it lies behind an inside port
+    /// they reach `to`'s worker ([`super::steer`]).
+    fn dnat_owner(&self, to: Ipv4Addr) -> Option<u16> {
+        let workers = self.nat.partition().workers();
+        if workers <= 1 || self.is_local(to) {
+            return None;
+        }
+        let hop = self.routes.lookup(to)?;
+        if self.is_outside(hop.port) {
+            return None;
+        }
+        let owner = subscriber_owner(to, workers);
+        (owner != self.nat.worker()).then_some(owner)
+    }
+
     fn no_route() -> Decision {
         Decision::Error { reason: DropReason::NoRoute, msg: Icmpv4Message::DstUnreachable, code: 0 }
     }
@@ -443,6 +489,9 @@ impl Ctx<'_> {
         if !hairpin {
             let inbound_addr = self.routes.port(self.in_port).address;
             if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
+                if let Some(w) = self.dnat_owner(to.addr) {
+                    return Decision::Handoff(w);
+                }
                 return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
             }
             if self.is_local(pkt.dst) {
@@ -554,6 +603,10 @@ impl Ctx<'_> {
         let mut fm = Self::flow_match(arrival, &t, &pkt);
         let inbound_addr = self.routes.port(arrival).address;
         if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
+            // A hairpinned packet's first pass already created its source session here.
+            if let Some(w) = self.dnat_owner(to.addr).filter(|_| from_outside) {
+                return Decision::Handoff(w);
+            }
             return self.dnat(&rules, plan, f, t, fm, to);
         }
         // The router answers pings; anything else for an external address needed a

@@ -901,3 +901,177 @@ mod robustness {
         }
     }
 }
+
+/// Two workers in one thread, sharing routes, neighbours and rules, handing frames to
+/// each other over in-memory queues: the multi-core steering with the real worker loop.
+mod two_workers {
+    use super::*;
+    use crate::io::mem;
+    use crate::nat::steer::subscriber_owner;
+
+    struct Pair {
+        w: Vec<Worker<MemIo>>,
+        c: Vec<Arc<WorkerCounters>>,
+        now: Instant,
+    }
+
+    fn pair(rules: &str) -> Pair {
+        let config = Config::parse(CONFIG).unwrap();
+        let (set, compiled) = load_rules(rules, &config).unwrap_or_else(|e| panic!("{e}"));
+        let shared: SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
+        let routes = Arc::new(RouteTable::from_config(&config));
+        let neighbors = Arc::new(NeighborTable::new(64));
+        neighbors.add_static(WAN, Ipv4Addr::new(203, 0, 113, 254), GW).unwrap();
+        for (ip, mac) in H.iter().zip(HMAC) {
+            neighbors.add_static(LAN, Ipv4Addr::from(*ip), mac).unwrap();
+        }
+        let rings = mem::rings(2);
+        let tmo = timeouts(&config);
+        let (mut w, mut c) = (Vec::new(), Vec::new());
+        for i in 0..2u16 {
+            let nat = NatPath::from_config(&config, &set, shared.clone(), tmo.clone(), i, 2, 42).unwrap();
+            let counters = Arc::new(WorkerCounters::default());
+            let router =
+                Router::new(routes.clone(), neighbors.clone(), vec![MAC_LAN, MAC_WAN], counters.clone()).with_nat(nat);
+            let io = MemIo::new(2).with_handoff(i, rings.clone());
+            w.push(Worker::new(io, router, counters.clone()));
+            c.push(counters);
+        }
+        Pair { w, c, now: Instant::from_secs(1) }
+    }
+
+    impl Pair {
+        /// `frame` arrives on `port` of worker `on`'s queue; both workers poll until
+        /// quiet. Returns every frame sent, per worker, on `out_port`, and nothing else.
+        fn send(&mut self, on: usize, port: u16, frame: &[u8], out_port: u16) -> Vec<(usize, Vec<u8>)> {
+            self.w[on].io_mut().inject(port, frame);
+            for _ in 0..4 {
+                for w in &mut self.w {
+                    w.poll(self.now);
+                }
+            }
+            let mut out = Vec::new();
+            for (i, w) in self.w.iter_mut().enumerate() {
+                assert!(w.io_mut().take_output(1 - out_port).is_empty(), "frames on port {}", 1 - out_port);
+                out.extend(w.io_mut().take_output(out_port).into_iter().map(|f| (i, f)));
+            }
+            out
+        }
+
+        fn one(&mut self, on: usize, port: u16, frame: &[u8], out_port: u16) -> (usize, Vec<u8>) {
+            let mut out = self.send(on, port, frame, out_port);
+            assert_eq!(out.len(), 1, "one frame out; drops: {:?} / {:?}", drops(&self.c[0]), drops(&self.c[1]));
+            out.pop().unwrap()
+        }
+
+        fn sessions(&self, w: usize) -> u32 {
+            self.w[w].router().nat().unwrap().nat().count()
+        }
+    }
+
+    fn drops(c: &WorkerCounters) -> Vec<(&'static str, u64)> {
+        DropReason::ALL.iter().filter(|r| c.drops_for(**r) > 0).map(|r| (r.name(), c.drops_for(*r))).collect()
+    }
+
+    #[test]
+    fn flows_live_on_the_subscribers_worker_whichever_queue_they_arrive_on() {
+        let mut p = pair(MASQ);
+        let owner = usize::from(subscriber_owner(H[0].into(), 2));
+        let other = 1 - owner;
+        // Outbound on the wrong worker's queue: handed to the subscriber's worker.
+        let (by, f) = p.one(other, LAN, &host_udp(0, 40000, SERVER, 53), WAN);
+        assert_eq!(by, owner);
+        let s = check(&f, GW);
+        assert_eq!((s.src, s.dst, s.dport), (EXT, SERVER, 53));
+        assert_eq!(p.w[owner].router().nat().unwrap().nat().partition().owner_of(s.sport), Some(owner as u16));
+        assert_eq!((p.sessions(owner), p.sessions(other)), (1, 0));
+        // The reply, on either worker's queue, reaches the owner and goes back translated.
+        for on in [0, 1] {
+            let (by, f) = p.one(on, WAN, &wan_udp(SERVER, 53, EXT, s.sport), LAN);
+            assert_eq!(by, owner);
+            let r = check(&f, lan_to(0));
+            assert_eq!((r.src, r.dst, r.sport, r.dport), (SERVER, H[0], 53, 40000));
+        }
+        assert_eq!(p.c[other].handoff_out.get(), 2);
+        assert_eq!(p.c[owner].handoff_in.get(), 2);
+        assert_eq!(p.c[owner].handoff_out.get(), 0);
+        // A second flow of the same subscriber arriving on its own worker: no handoff.
+        let (by, _) = p.one(owner, LAN, &host_udp(0, 40001, SERVER, 53), WAN);
+        assert_eq!(by, owner);
+        assert_eq!((p.sessions(owner), p.sessions(other)), (2, 0));
+    }
+
+    #[test]
+    fn a_port_forward_lives_with_its_inside_host() {
+        let rules = "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.3:22\n\
+                     -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+        let mut p = pair(rules);
+        let target = usize::from(subscriber_owner(H[1].into(), 2));
+        let client = [192, 0, 2, 50];
+        for on in [0, 1] {
+            let (by, f) = p.one(on, WAN, &wan_tcp(client, 50000 + on as u16, EXT, 2222, "S"), LAN);
+            assert_eq!(by, target);
+            let s = check(&f, lan_to(1));
+            assert_eq!((s.dst, s.dport), (H[1], 22));
+            // The server's answer arrives on either queue and leaves from port 2222.
+            for reply_on in [0, 1] {
+                let (by, f) = p.one(reply_on, LAN, &host_tcp(1, 22, client, 50000 + on as u16, "SA"), WAN);
+                assert_eq!(by, target);
+                let r = check(&f, GW);
+                assert_eq!((r.src, r.sport, r.dst), (EXT, 2222, client));
+            }
+        }
+        assert_eq!((p.sessions(target), p.sessions(1 - target)), (2, 0));
+    }
+
+    #[test]
+    fn hairpinning_between_subscribers_of_different_workers() {
+        let mut p = pair(MASQ);
+        assert_ne!(subscriber_owner(H[0].into(), 2), subscriber_owner(H[1].into(), 2));
+        // H1 opens a mapping; H0 reaches it through its external endpoint and back.
+        let (_, b) = p.one(0, LAN, &host_udp(1, 6000, SERVER, 3478), WAN);
+        let b = check(&b, GW);
+        let (_, a) = p.one(0, LAN, &host_udp(0, 7000, EXT, b.sport), LAN);
+        let a = check(&a, lan_to(1));
+        assert_eq!((a.src, a.dst, a.dport), (EXT, H[1], 6000));
+        let (_, back) = p.one(1, LAN, &host_udp(1, 6000, EXT, a.sport), LAN);
+        let back = check(&back, lan_to(0));
+        assert_eq!((back.src, back.sport, back.dst, back.dport), (EXT, b.sport, H[0], 7000));
+    }
+
+    #[test]
+    fn a_full_handoff_ring_is_a_counted_drop() {
+        let mut p = pair(MASQ);
+        let owner = usize::from(subscriber_owner(H[0].into(), 2));
+        let other = 1 - owner;
+        p.w[other].io_mut().handoff_limit = 0;
+        assert!(p.send(other, LAN, &host_udp(0, 40000, SERVER, 53), WAN).is_empty());
+        assert_eq!(p.c[other].drops_for(DropReason::HandoffFull), 1);
+        assert_eq!(p.c[other].handoff_out.get(), 0);
+    }
+
+    #[test]
+    fn icmp_errors_and_later_fragments_follow_the_session() {
+        let mut p = pair(MASQ);
+        let owner = usize::from(subscriber_owner(H[0].into(), 2));
+        let (_, f) = p.one(owner, LAN, &host_udp(0, 40000, SERVER, 53), WAN);
+        let s = check(&f, GW);
+        // A port unreachable from the server quoting what it got, on the other queue.
+        let quoted = &f[14..];
+        let err = icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, quoted);
+        let (by, e) = p.one(1 - owner, WAN, &err, LAN);
+        assert_eq!(by, owner);
+        let e = check(&e, lan_to(0));
+        assert_eq!((e.dst, e.icmp), (H[0], (3, 3)));
+        // A fragmented reply, both fragments on the other queue: they follow the first.
+        let whole = udp(GW, MAC_WAN, SERVER, 53, EXT, s.sport, &[9u8; 200]);
+        let (first, later) = fragments(&whole, 96, 0x4242);
+        let (by, _) = p.one(1 - owner, WAN, &first, LAN);
+        assert_eq!(by, owner);
+        let (by, l) = p.one(1 - owner, WAN, &later, LAN);
+        assert_eq!(by, owner);
+        assert_eq!(&l[0..6], &lan_to(0));
+        let steer = p.w[1 - owner].router().nat().unwrap().steering().unwrap();
+        assert_eq!(steer.fragments_followed, 1);
+    }
+}

@@ -1,0 +1,331 @@
+//! Which worker owns a packet, when more than one worker shares the ports.
+//!
+//! Every worker owns a shard of the sessions and a slice of every external address's
+//! ports ([`PortPartition`]). A packet must be handled by the worker that owns its
+//! session, whichever queue it arrived on. The rule is stateless, so any worker
+//! computes the same owner for the same packet:
+//!
+//! | packet | owner |
+//! |---|---|
+//! | from an inside port | the **subscriber's** worker: [`subscriber_owner`] of the source address |
+//! | from an outside port, to one of our external addresses | the owner of the **destination port** (TCP/UDP port, ICMP identifier; for an ICMP error, the quoted packet's source port) |
+//! | from an outside port, to anything else (routed, untranslated) | the subscriber's worker of the destination address |
+//! | from an inside port, to one of our external addresses (hairpinning) | the owner of the destination port, where the destination's mapping lives |
+//!
+//! A subscriber's flows all land on one worker, so per-subscriber limits and paired
+//! pooling need no shared state; since that worker allocates from its own port slice,
+//! replies name it by their destination port.
+//!
+//! [`subscriber_owner`] is the Toeplitz hash (the one NICs use for RSS) of the source
+//! address under [`RSS_KEY`], modulo the worker count: masqd programs the inside port's
+//! RSS with that key on the source address only (`L3_SRC_ONLY`), so on a NIC with a
+//! default redirection table whose size the worker count divides, inside traffic is
+//! already on the right queue and nothing moves. Wherever the hardware disagrees (no
+//! RSS on virtual devices, af_packet's own fanout, another table) the software check
+//! corrects it: the receiving worker hands the packet over a ring to its owner.
+//!
+//! Non-first fragments carry no ports. A worker that hands a port-steered first
+//! fragment to another remembers where it sent the datagram (a small fixed table,
+//! [`FRAG_OWNERS`] entries, 2 s) and sends the later fragments after it; fragments of
+//! one datagram arrive on one queue (RSS hashes fragments by address only). A later
+//! fragment that overtakes its first stays with the worker that received it and, if
+//! that is not the owner, times out there as `fragment_no_state`.
+//!
+//! DNAT is the one case the packet alone cannot decide: a new inbound flow to a port
+//! forward reaches the owner of the forwarded port, but its replies come from the
+//! inside host and so reach that host's worker. The port's owner finds the DNAT rule and
+//! hands the packet to the target's worker ([`super::path::Decision::Handoff`]), which
+//! creates the session; every later packet of the flow takes the same way.
+
+use std::net::Ipv4Addr;
+
+use super::classify::{classify, Frag, L4};
+use super::frag::FragKey;
+use super::ports::PortPartition;
+use crate::time::{Duration, Instant};
+
+/// The RSS key masqd programs on its inside port (the well-known default Toeplitz key
+/// of Microsoft's RSS specification, 40 bytes).
+pub const RSS_KEY: [u8; 40] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b,
+    0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac,
+    0x01, 0xfa,
+];
+
+/// Entries of the table that sends later fragments after their first.
+pub const FRAG_OWNERS: usize = 256;
+/// How long a fragment's owner is remembered.
+pub const FRAG_OWNER_TTL: Duration = Duration::from_millis(2000);
+
+const ETH_LEN: usize = 14;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+
+/// The Toeplitz hash of `input` under `key` (`key` at least `input.len() + 4` bytes).
+pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
+    debug_assert!(key.len() >= input.len() + 4);
+    let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    let mut hash = 0u32;
+    for (i, &byte) in input.iter().enumerate() {
+        let next = key.get(i + 4).copied().unwrap_or(0);
+        for bit in 0..8 {
+            if byte & (0x80 >> bit) != 0 {
+                hash ^= window;
+            }
+            window = (window << 1) | u32::from((next >> (7 - bit)) & 1);
+        }
+    }
+    hash
+}
+
+/// The worker that owns subscriber `addr` among `workers`.
+#[inline]
+pub fn subscriber_owner(addr: Ipv4Addr, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    (toeplitz(&RSS_KEY, &addr.octets()) % u32::from(workers)) as u16
+}
+
+#[derive(Clone, Copy)]
+struct FragOwner {
+    key: FragKey,
+    owner: u16,
+    until: Instant,
+}
+
+/// One worker's steering: its index, the partition, and where it sent fragments.
+pub struct Steering {
+    me: u16,
+    workers: u16,
+    partition: PortPartition,
+    frags: Box<[Option<FragOwner>]>,
+    /// Later fragments sent after their first.
+    pub fragments_followed: u64,
+}
+
+impl Steering {
+    pub fn new(me: u16, partition: PortPartition) -> Steering {
+        Steering {
+            me,
+            workers: partition.workers(),
+            partition,
+            frags: vec![None; FRAG_OWNERS].into_boxed_slice(),
+            fragments_followed: 0,
+        }
+    }
+
+    pub fn me(&self) -> u16 {
+        self.me
+    }
+
+    pub fn workers(&self) -> u16 {
+        self.workers
+    }
+
+    /// The worker that owns `frame` (an Ethernet frame received on a port that faces
+    /// outside if `outside`), given the external addresses (sorted). Anything that is
+    /// not a well-formed IPv4 packet stays here: the router drops and counts it.
+    pub fn owner(&mut self, outside: bool, frame: &[u8], external: &[Ipv4Addr], now: Instant) -> u16 {
+        if frame.len() < ETH_LEN + 20 || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4 {
+            return self.me;
+        }
+        let Ok(pkt) = classify(&frame[ETH_LEN..]) else { return self.me };
+        let is_external = |a: Ipv4Addr| external.binary_search(&a).is_ok();
+        let to_external = is_external(pkt.dst);
+        if !to_external {
+            let subscriber = if outside { pkt.dst } else { pkt.src };
+            return subscriber_owner(subscriber, self.workers);
+        }
+        // To one of our external addresses: the port names the owner.
+        let port = match pkt.l4 {
+            L4::Flow(f) => Some(f.tuple.dst.port),
+            L4::IcmpError(q) if is_external(q.tuple.src.addr) => Some(q.tuple.src.port),
+            L4::Fragment => return self.later_fragment(&pkt.frag_key(), now),
+            _ => None,
+        };
+        let Some(owner) = port.and_then(|p| self.partition.owner_of(p)) else {
+            return if outside { self.me } else { subscriber_owner(pkt.src, self.workers) };
+        };
+        if pkt.frag == Frag::First && owner != self.me {
+            self.remember(pkt.frag_key(), owner, now);
+        }
+        owner
+    }
+
+    fn slot(key: &FragKey) -> usize {
+        let h =
+            u32::from(key.src) ^ u32::from(key.dst).rotate_left(16) ^ u32::from(key.id) ^ u32::from(key.proto) << 24;
+        (h.wrapping_mul(0x9e37_79b1) >> 24) as usize % FRAG_OWNERS
+    }
+
+    fn remember(&mut self, key: FragKey, owner: u16, now: Instant) {
+        self.frags[Self::slot(&key)] = Some(FragOwner { key, owner, until: now + FRAG_OWNER_TTL });
+    }
+
+    fn later_fragment(&mut self, key: &FragKey, now: Instant) -> u16 {
+        match self.frags[Self::slot(key)] {
+            Some(f) if f.key == *key && now < f.until => {
+                self.fragments_followed += 1;
+                f.owner
+            }
+            _ => self.me,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::ports::PortRange;
+    use etherparse::{Icmpv4Type, PacketBuilder};
+
+    fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(src.octets(), dst.octets(), 64).udp(sp, dp).write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn tcp_packet(src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
+            .tcp(sp, dp, 1, 1000)
+            .syn()
+            .ack(1)
+            .write(&mut v, &[])
+            .unwrap();
+        v
+    }
+
+    fn icmp_echo_reply(src: Ipv4Addr, dst: Ipv4Addr, ident: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(src.octets(), dst.octets(), 64).icmpv4_echo_reply(ident, 1).write(&mut v, b"ping").unwrap();
+        v
+    }
+
+    fn port_unreachable(src: Ipv4Addr, dst: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+        use etherparse::icmpv4::DestUnreachableHeader;
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
+            .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port))
+            .write(&mut v, quoted)
+            .unwrap();
+        v
+    }
+
+    /// Split an IPv4 packet (20-byte header) after `at` payload bytes (a multiple of 8).
+    fn fragment(whole: &[u8], id: u16, at: usize) -> (Vec<u8>, Vec<u8>) {
+        let (hdr, payload) = whole.split_at(20);
+        let part = |data: &[u8], offset: usize, more: bool| {
+            let mut h = hdr.to_vec();
+            h[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            let flags = if more { 0x2000 } else { 0 } | (offset / 8) as u16;
+            h[6..8].copy_from_slice(&flags.to_be_bytes());
+            h.extend_from_slice(data);
+            h
+        };
+        (part(&payload[..at], 0, true), part(&payload[at..], at, false))
+    }
+
+    /// The verification vectors of Microsoft's RSS specification (IPv4, addresses only).
+    #[test]
+    fn toeplitz_matches_the_published_ipv4_vectors() {
+        let v = [
+            ([66, 9, 149, 187], [161, 142, 100, 80], 0x323e_8fc2u32),
+            ([199, 92, 111, 2], [65, 69, 140, 83], 0xd718_262a),
+            ([24, 19, 198, 95], [12, 22, 207, 184], 0xd2d0_a5de),
+            ([38, 27, 205, 30], [209, 142, 163, 6], 0x8298_9176),
+            ([153, 39, 163, 191], [202, 188, 127, 2], 0x5d18_09c5),
+        ];
+        for (src, dst, want) in v {
+            let input: Vec<u8> = src.iter().chain(dst.iter()).copied().collect();
+            assert_eq!(toeplitz(&RSS_KEY, &input), want, "{src:?} -> {dst:?}");
+        }
+    }
+
+    #[test]
+    fn subscribers_spread_over_workers_and_one_worker_owns_all() {
+        for n in 1..=4u16 {
+            let mut seen = vec![0u32; usize::from(n)];
+            for i in 0..1024u32 {
+                let a = Ipv4Addr::from(0x6440_0000 + i);
+                seen[usize::from(subscriber_owner(a, n))] += 1;
+            }
+            // Every worker gets a fair share (within 25 %) of 1024 consecutive addresses.
+            for (w, &c) in seen.iter().enumerate() {
+                assert!(c * u32::from(n) > 768 && c * u32::from(n) < 1280, "n={n} worker {w}: {c}");
+            }
+        }
+    }
+
+    const EXT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+
+    fn steering(me: u16) -> Steering {
+        Steering::new(me, PortPartition::new(2, PortRange::new(1024, 65535)).unwrap())
+    }
+
+    fn frame(ip: Vec<u8>) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    #[test]
+    fn inside_packets_go_to_the_subscriber_and_replies_to_the_port_owner() {
+        let host = Ipv4Addr::new(100, 64, 0, 2);
+        let server = Ipv4Addr::new(198, 51, 100, 7);
+        let owner = subscriber_owner(host, 2);
+        for me in 0..2 {
+            let mut s = steering(me);
+            let now = Instant::from_millis(1);
+            let out = frame(udp_packet(host, server, 40000, 53, b"q"));
+            assert_eq!(s.owner(false, &out, &[EXT], now), owner);
+            // Replies: by the external port's slice (1024..=33279 is worker 0's).
+            for (port, w) in [(1024, 0), (33279, 0), (33280, 1), (65535, 1)] {
+                let back = frame(udp_packet(server, EXT, 53, port, b"r"));
+                assert_eq!(s.owner(true, &back, &[EXT], now), w, "port {port}");
+                let tcp = frame(tcp_packet(server, EXT, 80, port));
+                assert_eq!(s.owner(true, &tcp, &[EXT], now), w, "tcp port {port}");
+            }
+            // Routed (untranslated) traffic from outside: the destination's worker.
+            let routed = frame(udp_packet(server, host, 53, 40000, b"r"));
+            assert_eq!(s.owner(true, &routed, &[EXT], now), owner);
+            // Not IPv4, or garbage: stays.
+            assert_eq!(s.owner(true, &[0u8; 60], &[EXT], now), me);
+            assert_eq!(s.owner(true, &frame(vec![0x45, 0, 0]), &[EXT], now), me);
+        }
+    }
+
+    #[test]
+    fn icmp_echo_replies_and_errors_follow_the_identifier_or_quoted_port() {
+        let server = Ipv4Addr::new(198, 51, 100, 7);
+        let mut s = steering(0);
+        let now = Instant::from_millis(1);
+        let reply = frame(icmp_echo_reply(server, EXT, 40000));
+        assert_eq!(s.owner(true, &reply, &[EXT], now), 1);
+        // A port unreachable quoting our datagram EXT:40000 -> server:53.
+        let quoted = udp_packet(EXT, server, 40000, 53, b"q");
+        let err = frame(port_unreachable(server, EXT, &quoted));
+        assert_eq!(s.owner(true, &err, &[EXT], now), 1);
+        let quoted = udp_packet(EXT, server, 2000, 53, b"q");
+        let err = frame(port_unreachable(server, EXT, &quoted));
+        assert_eq!(s.owner(true, &err, &[EXT], now), 0);
+    }
+
+    #[test]
+    fn later_fragments_follow_their_first_fragment() {
+        let server = Ipv4Addr::new(198, 51, 100, 7);
+        let mut s = steering(0);
+        let now = Instant::from_millis(5);
+        let whole = udp_packet(server, EXT, 53, 50000, &[7u8; 64]);
+        let (first, later) = fragment(&whole, 0x1234, 32);
+        // A later fragment before its first: stays.
+        assert_eq!(s.owner(true, &frame(later.clone()), &[EXT], now), 0);
+        assert_eq!(s.owner(true, &frame(first), &[EXT], now), 1);
+        assert_eq!(s.owner(true, &frame(later.clone()), &[EXT], now), 1);
+        assert_eq!(s.fragments_followed, 1);
+        // Forgotten after the TTL.
+        assert_eq!(s.owner(true, &frame(later), &[EXT], now + FRAG_OWNER_TTL), 0);
+    }
+}

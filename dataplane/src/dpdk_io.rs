@@ -47,7 +47,7 @@ pub struct DpdkIo {
     handoff: Option<HandoffRings>,
 }
 
-/// Slots of every handoff ring (one per worker pair and port).
+/// Slots of every handoff ring (one per ordered worker pair).
 pub const HANDOFF_RING: u32 = 1024;
 
 struct Outbound {
@@ -56,54 +56,53 @@ struct Outbound {
 }
 
 /// One worker's ends of the handoff rings: a single-producer/single-consumer ring to
-/// every other worker for every port (the port a frame arrived on travels with it as
-/// the ring it takes), and the consumer ends of the rings into this worker.
+/// every other worker and the consumer ends of the rings into this one. One ring per
+/// pair keeps the order in which one worker handed frames to another, whatever port
+/// they came from; the port index travels in the mbuf's `port` field.
 pub struct HandoffRings {
-    /// `out[to][port]` (`None` for this worker itself).
-    out: Vec<Vec<Option<Outbound>>>,
-    /// Rings into this worker: `(port, consumer)`.
-    inbound: Vec<(u16, MbufRingConsumer)>,
+    /// `out[to]` (`None` for this worker itself).
+    out: Vec<Option<Outbound>>,
+    /// Rings into this worker.
+    inbound: Vec<MbufRingConsumer>,
     rx: Burst<BURST>,
-    rx_port: u16,
 }
 
 impl HandoffRings {
-    /// The rings among `workers` workers for `ports` ports: element `w` is worker `w`'s
-    /// ends. Needs EAL; ring names are `masq_ho_<from>_<to>_<port>`.
-    pub fn mesh(workers: u16, ports: u16, size: u32) -> dpdk::Result<Vec<HandoffRings>> {
+    /// The rings among `workers` workers: element `w` is worker `w`'s ends. Needs EAL;
+    /// ring names are `masq_ho_<from>_<to>`.
+    pub fn mesh(workers: u16, size: u32) -> dpdk::Result<Vec<HandoffRings>> {
         let n = usize::from(workers);
         let mut all: Vec<HandoffRings> = (0..n)
-            .map(|_| HandoffRings {
-                out: (0..n).map(|_| (0..ports).map(|_| None).collect()).collect(),
-                inbound: Vec::new(),
-                rx: Burst::new(),
-                rx_port: 0,
-            })
+            .map(|_| HandoffRings { out: (0..n).map(|_| None).collect(), inbound: Vec::new(), rx: Burst::new() })
             .collect();
         for from in 0..n {
             for to in (0..n).filter(|&t| t != from) {
-                for port in 0..ports {
-                    let ring = MbufRing::new(&format!("masq_ho_{from}_{to}_{port}"), size, dpdk::SOCKET_ID_ANY)?;
-                    let (producer, consumer) = ring.split();
-                    all[from].out[to][usize::from(port)] = Some(Outbound { ring: producer, stage: Burst::new() });
-                    all[to].inbound.push((port, consumer));
-                }
+                let ring = MbufRing::new(&format!("masq_ho_{from}_{to}"), size, dpdk::SOCKET_ID_ANY)?;
+                let (producer, consumer) = ring.split();
+                all[from].out[to] = Some(Outbound { ring: producer, stage: Burst::new() });
+                all[to].inbound.push(consumer);
             }
         }
         Ok(all)
     }
 
     fn flush(&mut self, report: &mut TxReport) {
-        for out in self.out.iter_mut().flatten().flatten() {
-            if out.stage.is_empty() {
-                continue;
-            }
-            let staged = out.stage.len() as u64;
-            let moved = out.ring.enqueue_burst(&mut out.stage) as u64;
-            report.handed_off += moved;
-            report.handoff_refused += staged - moved;
-            out.stage.clear();
+        for out in self.out.iter_mut().flatten() {
+            out.send(report);
         }
+    }
+}
+
+impl Outbound {
+    fn send(&mut self, report: &mut TxReport) {
+        if self.stage.is_empty() {
+            return;
+        }
+        let staged = self.stage.len() as u64;
+        let moved = self.ring.enqueue_burst(&mut self.stage) as u64;
+        report.handed_off += moved;
+        report.handoff_refused += staged - moved;
+        self.stage.clear();
     }
 }
 
@@ -212,23 +211,15 @@ impl PacketIo for DpdkIo {
     }
 
     #[inline]
-    fn handoff(&mut self, to: u16, port: u16, frame: Mbuf) -> Result<(), Mbuf> {
-        let Some(out) = self
-            .handoff
-            .as_mut()
-            .and_then(|h| h.out.get_mut(usize::from(to)))
-            .and_then(|o| o.get_mut(usize::from(port)))
-            .and_then(Option::as_mut)
+    fn handoff(&mut self, to: u16, port: u16, mut frame: Mbuf) -> Result<(), Mbuf> {
+        let Some(out) = self.handoff.as_mut().and_then(|h| h.out.get_mut(usize::from(to))).and_then(Option::as_mut)
         else {
             return Err(frame);
         };
         if out.stage.is_full() {
-            let staged = out.stage.len() as u64;
-            let moved = out.ring.enqueue_burst(&mut out.stage) as u64;
-            self.report.handed_off += moved;
-            self.report.handoff_refused += staged - moved;
-            out.stage.clear();
+            out.send(&mut self.report);
         }
+        frame.set_port(port);
         out.stage.push(frame)
     }
 
@@ -239,8 +230,7 @@ impl PacketIo for DpdkIo {
     #[inline]
     fn handoff_burst(&mut self, source: usize) -> usize {
         let Some(h) = self.handoff.as_mut() else { return 0 };
-        let Some((port, ring)) = h.inbound.get_mut(source) else { return 0 };
-        h.rx_port = *port;
+        let Some(ring) = h.inbound.get_mut(source) else { return 0 };
         let n = ring.dequeue_burst(&mut h.rx);
         h.rx.as_mut_slice().reverse();
         n
@@ -248,8 +238,8 @@ impl PacketIo for DpdkIo {
 
     #[inline]
     fn next_handoff(&mut self) -> Option<(u16, Mbuf)> {
-        let h = self.handoff.as_mut()?;
-        h.rx.pop().map(|m| (h.rx_port, m))
+        let m = self.handoff.as_mut()?.rx.pop()?;
+        Some((m.port(), m))
     }
 }
 

@@ -280,6 +280,13 @@ impl Mbuf {
         self.hdr().port
     }
 
+    /// Set the port field (an application may use it to tag a buffer it passes on,
+    /// e.g. with its own port index when handing the buffer to another thread).
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        self.hdr_mut().port = port;
+    }
+
     /// Prefetch the first cache line of packet data into all cache levels.
     #[inline]
     pub fn prefetch(&self) {

@@ -181,7 +181,7 @@ fn pool_size(config: &Config) -> u32 {
     let staging = workers * ((ports + 2) * 32 + HOLD_CAPACITY as u32);
     let caches = (workers + 1) * 256;
     // Handoff rings between every pair of workers, per port, and their stages.
-    let handoff = workers * workers.saturating_sub(1) * ports * (HANDOFF_RING + 32);
+    let handoff = workers * workers.saturating_sub(1) * (HANDOFF_RING + 32);
     (rings + staging + caches + handoff + 1024).next_power_of_two() - 1
 }
 
@@ -307,7 +307,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     let mut nats = nats.into_iter();
     // Rings for packets a worker receives but another owns (none with one worker).
     let mut handoffs = if n_workers > 1 {
-        HandoffRings::mesh(n_workers, ports.len() as u16, HANDOFF_RING).context("creating handoff rings")?
+        HandoffRings::mesh(n_workers, HANDOFF_RING).context("creating handoff rings")?
     } else {
         Vec::new()
     }
@@ -316,7 +316,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         eprintln!(
             "masqd: {n_workers} workers: inside traffic steered by subscriber, return traffic by external port; \
              software handoff over {} rings of {HANDOFF_RING}",
-            usize::from(n_workers) * usize::from(n_workers - 1) * ports.len()
+            usize::from(n_workers) * usize::from(n_workers - 1)
         );
     }
     for (w, lcore) in worker_lcores.iter().enumerate() {

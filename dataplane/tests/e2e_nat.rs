@@ -3,6 +3,11 @@
 //! two subscriber addresses (100.64.0.2 and .3); the server namespace plays the Internet.
 //! Every check looks at what the far side *saw*: the server must only ever see masqd's
 //! external address. Namespaces, links and processes are removed on drop.
+//!
+//! Every test runs twice: with one worker, and with two (`cores = [0, 1]`, af_packet
+//! with two queue pairs). With two, 100.64.0.2 belongs to worker 0 and 100.64.0.3 to
+//! worker 1, the kernel's fanout spreads packets over both queues regardless, and each
+//! worker hands what it does not own to the other: every behaviour must still hold.
 
 mod common;
 
@@ -38,14 +43,14 @@ struct Nat {
 }
 
 impl Nat {
-    fn start() -> Option<Nat> {
+    fn start(cores: &[u32]) -> Option<Nat> {
         if !require_root_and_tools() {
             return None;
         }
         let serial = af_packet_serial();
         let topo = LanWan::new();
         topo.net.add_addr(&topo.lan_ns, "eth0", &format!("{HOST_B}/10"));
-        let mut masqd = Masqd::start(&topo.masqd_config().rules(RULES));
+        let mut masqd = Masqd::start(&topo.masqd_config().rules(RULES).cores(cores));
         masqd.expect_ready(Duration::from_secs(20));
         Some(Nat { topo, masqd: Some(masqd), _serial: serial })
     }
@@ -87,20 +92,20 @@ impl Nat {
     }
 }
 
-#[test]
-fn udp_is_masqueraded_keeping_the_source_port_and_replies_come_back() {
-    let Some(mut t) = Nat::start() else { return };
+fn udp_is_masqueraded_keeping_the_source_port_and_replies_come_back(cores: &[u32]) {
+    let Some(mut t) = Nat::start(cores) else { return };
     let srv = t.topo.srv_ns.clone();
     t.daemon(&srv, &["udp-echo", "0.0.0.0", "7"], None);
-    let (rc, seen) = t.lan(&["udp-ask", HOST_A, "40000", SERVER, "7"]);
-    assert_eq!((rc, seen.as_str()), (0, "203.0.113.1:40000"), "server saw:\n{}", t.log());
+    // A source port is kept when it is free and in the owning worker's slice of the port
+    // range (with two workers, 100.64.0.2's worker 0 owns 1024..=33279).
+    let (rc, seen) = t.lan(&["udp-ask", HOST_A, "30000", SERVER, "7"]);
+    assert_eq!((rc, seen.as_str()), (0, "203.0.113.1:30000"), "server saw:\n{}", t.log());
     let stopped = t.finish();
     assert!(stopped.expect_counter("worker:0 nat_sessions_created") >= 1, "{}", stopped.log);
 }
 
-#[test]
-fn two_subscribers_on_the_same_source_port_get_different_external_ports() {
-    let Some(mut t) = Nat::start() else { return };
+fn two_subscribers_on_the_same_source_port_get_different_external_ports(cores: &[u32]) {
+    let Some(mut t) = Nat::start(cores) else { return };
     let srv = t.topo.srv_ns.clone();
     t.daemon(&srv, &["udp-echo", "0.0.0.0", "7"], None);
     let (rc_a, seen_a) = t.lan(&["udp-ask", HOST_A, "5000", SERVER, "7"]);
@@ -116,9 +121,8 @@ fn two_subscribers_on_the_same_source_port_get_different_external_ports() {
     t.finish();
 }
 
-#[test]
-fn ping_and_a_tcp_download_with_curl_cross_the_nat() {
-    let Some(mut t) = Nat::start() else { return };
+fn ping_and_a_tcp_download_with_curl_cross_the_nat(cores: &[u32]) {
+    let Some(mut t) = Nat::start(cores) else { return };
     let dir = TempDir::new("e2e-http");
     let blob: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join("blob"), &blob).unwrap();
@@ -155,9 +159,8 @@ fn ping_and_a_tcp_download_with_curl_cross_the_nat() {
     t.finish();
 }
 
-#[test]
-fn dnat_forwards_a_port_into_the_lan_and_replies_go_back() {
-    let Some(mut t) = Nat::start() else { return };
+fn dnat_forwards_a_port_into_the_lan_and_replies_go_back(cores: &[u32]) {
+    let Some(mut t) = Nat::start(cores) else { return };
     let lan = t.topo.lan_ns.clone();
     t.daemon(&lan, &["tcp-echo-peer", HOST_A, "80"], None);
     let (rc, seen) = t.srv(&["tcp-ask", EXTERNAL, "8080"]);
@@ -166,9 +169,8 @@ fn dnat_forwards_a_port_into_the_lan_and_replies_go_back() {
     t.finish();
 }
 
-#[test]
-fn hairpinning_reaches_another_subscriber_through_its_external_address() {
-    let Some(mut t) = Nat::start() else { return };
+fn hairpinning_reaches_another_subscriber_through_its_external_address(cores: &[u32]) {
+    let Some(mut t) = Nat::start(cores) else { return };
     let srv = t.topo.srv_ns.clone();
     t.daemon(&srv, &["udp-echo", "0.0.0.0", "7"], None);
     // B creates its mapping by talking to the server.
@@ -180,19 +182,43 @@ fn hairpinning_reaches_another_subscriber_through_its_external_address() {
     let log: PathBuf = dir.join("listen.log");
     let lan = t.topo.lan_ns.clone();
     t.daemon(&lan, &["udp-listen", HOST_B, "6000", "6"], Some(&log));
-    let (rc, answer) = t.lan(&["udp-ask", HOST_A, "6001", EXTERNAL, b_port]);
+    // With two workers the hairpinned flow lives with B's mapping, on B's worker, so A's
+    // port is kept only in that worker's slice: 40001 is in both setups' slices.
+    let (rc, answer) = t.lan(&["udp-ask", HOST_A, "40001", EXTERNAL, b_port]);
     assert_eq!((rc, answer.as_str()), (0, "ok"), "A reached B via {b_ext}:\n{}", t.log());
     let heard = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(heard.trim(), "203.0.113.1:6001 hello", "B sees A's external address and port");
+    assert_eq!(heard.trim(), "203.0.113.1:40001 hello", "B sees A's external address and port");
     t.finish();
 }
 
-#[test]
-fn icmp_port_unreachable_comes_back_to_the_right_host() {
-    let Some(t) = Nat::start() else { return };
+fn icmp_port_unreachable_comes_back_to_the_right_host(cores: &[u32]) {
+    let Some(t) = Nat::start(cores) else { return };
     // Nothing listens on port 9 at the server: its kernel answers ICMP port unreachable,
     // which masqd must translate back (outer and quoted headers) to 100.64.0.3:41000.
     let (rc, out) = t.lan(&["udp-ask", HOST_B, "41000", SERVER, "9"]);
     assert_eq!((rc, out.as_str()), (3, "refused"), "{}", t.log());
     t.finish();
+}
+
+/// One `#[test]` per test function and worker count.
+macro_rules! one_and_two_workers {
+    ($($f:ident: $one:ident, $two:ident;)*) => {$(
+        #[test]
+        fn $one() {
+            $f(&[1]);
+        }
+        #[test]
+        fn $two() {
+            $f(&[0, 1]);
+        }
+    )*};
+}
+
+one_and_two_workers! {
+    udp_is_masqueraded_keeping_the_source_port_and_replies_come_back: udp_masquerade_1w, udp_masquerade_2w;
+    two_subscribers_on_the_same_source_port_get_different_external_ports: same_source_port_1w, same_source_port_2w;
+    ping_and_a_tcp_download_with_curl_cross_the_nat: ping_and_curl_1w, ping_and_curl_2w;
+    dnat_forwards_a_port_into_the_lan_and_replies_go_back: dnat_port_forward_1w, dnat_port_forward_2w;
+    hairpinning_reaches_another_subscriber_through_its_external_address: hairpinning_1w, hairpinning_2w;
+    icmp_port_unreachable_comes_back_to_the_right_host: icmp_port_unreachable_1w, icmp_port_unreachable_2w;
 }

@@ -328,4 +328,30 @@ mod tests {
         // Forgotten after the TTL.
         assert_eq!(s.owner(true, &frame(later), &[EXT], now + FRAG_OWNER_TTL), 0);
     }
+
+    proptest::proptest! {
+        /// Every worker computes the same owner for the same packet (so a handed-off
+        /// packet is never handed on), and a reply to a port from worker w's slice is
+        /// owned by w.
+        #[test]
+        fn all_workers_agree_on_the_owner(
+            n in 1u16..=8, src in proptest::prelude::any::<u32>(), dst in proptest::prelude::any::<u32>(),
+            sport in 1u16.., dport in 1u16.., outside in proptest::prelude::any::<bool>(), tcp in proptest::prelude::any::<bool>(),
+        ) {
+            let partition = PortPartition::new(n, PortRange::new(1024, 65535)).unwrap();
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let ip = if tcp { tcp_packet(src, dst, sport, dport) } else { udp_packet(src, dst, sport, dport, b"x") };
+            let f = frame(ip);
+            let now = Instant::from_millis(1);
+            let mut external = [dst, EXT];
+            external.sort();
+            let owners: Vec<u16> = (0..n)
+                .map(|me| Steering::new(me, partition).owner(outside, &f, &external, now))
+                .collect();
+            proptest::prop_assert!(owners.iter().all(|&o| o == owners[0] && o < n), "{:?}", owners);
+            if let Some(w) = partition.owner_of(dport) {
+                proptest::prop_assert_eq!(owners[0], w);
+            }
+        }
+    }
 }

@@ -147,7 +147,7 @@ impl Router {
     /// one worker or no NAT (see [`crate::nat::steer`]).
     #[inline]
     pub fn steer(&mut self, in_port: u16, frame: &[u8], now: Instant) -> Option<u16> {
-        let nat = self.nat.as_mut()?;
+        let nat = self.nat.as_mut().filter(|n| n.steering().is_some())?;
         // Frames for another MAC are dropped here, whoever would own them.
         let ours = self.macs.get(usize::from(in_port))?;
         if frame.get(..6)? != ours.0.as_slice() {

@@ -67,6 +67,7 @@ GEN_CORE=0
 ROUTER_CORE=1
 READY_TIMEOUT=30
 STOP_TIMEOUT=15
+AF_PACKET_ARGS="${MASQ_CMP_AF_PACKET_ARGS-}"
 
 SUBSCRIBERS=1000
 FLOWS=16
@@ -262,6 +263,9 @@ eal_mem_args() {
 start_masqd() {
     masq_quiet_port "$RTR_NS" lan0
     masq_quiet_port "$RTR_NS" wan0
+    if [ "${MASQ_CMP_MASQD_RPS:-0}" = 1 ]; then
+        masq_in_ns "$RTR_NS" sh -c "echo $(printf '%x' $((1 << ROUTER_CORE))) >/sys/class/net/lan0/queues/rx-0/rps_cpus"
+    fi
     cat >"$STATE_DIR/masq.toml" <<EOF
 # written by perf/compare-linux.sh
 [dpdk]
@@ -270,13 +274,13 @@ args = [$(eal_mem_args), "--file-prefix", "$FILE_PREFIX"]
 [[port]]
 name = "lan"
 role = "inside"
-device = "net_af_packet0,iface=lan0"
+device = "net_af_packet0,iface=lan0$AF_PACKET_ARGS"
 address = "$LAN_ROUTER/10"
 
 [[port]]
 name = "wan"
 role = "outside"
-device = "net_af_packet1,iface=wan0"
+device = "net_af_packet1,iface=wan0$AF_PACKET_ARGS"
 address = "$WAN_ROUTER/24"
 gateway = "$SINK"
 

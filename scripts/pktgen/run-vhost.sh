@@ -27,6 +27,9 @@
 #   --profile P    a .pkt file in scripts/pktgen (by name) or any path; default range
 #   --pcap FILE    replay FILE on port 0 in pcap mode instead (gen-pcap.py writes some)
 #   --seconds S    measuring window, default 10; --warmup S before it, default 2
+#   --refill 0|1   start port 0 again each time it has sent its count, so range mode keeps
+#                  making new flows (pktgen builds range packets once per mbuf at start);
+#                  1 for the storm profile, 0 for the others
 #   --interactive  pktgen's console with the profile loaded, no measurement
 #   --json         print only the result line on stdout (progress goes to stderr)
 # Environment: PKTGEN=path to the pktgen binary (required), MASQD=path (default
@@ -55,19 +58,21 @@ PROFILE=range
 PCAP=
 SECONDS_WINDOW=10
 WARMUP=2
+REFILL=
 INTERACTIVE=0
 JSON=0
 KEEP_LOG=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --profile | --pcap | --seconds | --warmup)
+    --profile | --pcap | --seconds | --warmup | --refill)
         [ $# -ge 2 ] || masq_die "$1 needs a value (try --help)"
         case "$1" in
         --profile) PROFILE="$2" ;;
         --pcap) PCAP="$2" ;;
         --seconds) SECONDS_WINDOW="$2" ;;
         --warmup) WARMUP="$2" ;;
+        --refill) REFILL="$2" ;;
         esac
         shift 2
         ;;
@@ -83,6 +88,10 @@ while [ $# -gt 0 ]; do
 done
 [[ "$SECONDS_WINDOW" =~ ^[1-9][0-9]*$ ]] || masq_die "--seconds needs a positive integer"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || masq_die "--warmup needs an integer"
+if [ -z "$REFILL" ]; then
+    if [ "$PROFILE" = storm ]; then REFILL=1; else REFILL=0; fi
+fi
+[[ "$REFILL" =~ ^[01]$ ]] || masq_die "--refill: 0 or 1"
 
 say() {
     if [ "$JSON" = 1 ]; then printf '%s\n' "$*" >&2; else printf '%s\n' "$*"; fi
@@ -218,6 +227,7 @@ run_pktgen() {
     local budget=$((WARMUP + SECONDS_WINDOW + 30))
     (MASQ_PKTGEN_PROFILE="$PROFILE_FILE" MASQ_PKTGEN_WARMUP="$WARMUP" \
             MASQ_PKTGEN_SECONDS="$SECONDS_WINDOW" MASQ_PKTGEN_RESULT="$STATE_DIR/result.json" \
+            MASQ_PKTGEN_REFILL="$REFILL" \
             exec timeout -k 5 "$budget" "$PKTGEN" "${args[@]}" -f "$HERE/measure.lua") \
         >"$STATE_DIR/pktgen.log" 2>&1 </dev/null &
     PKTGEN_PID=$!

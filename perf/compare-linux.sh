@@ -35,7 +35,9 @@
 #   --no-setup        do not run scripts/setup.sh
 #   --no-build        do not build masqd (use $MASQD)
 #   --keep-log        keep masqd's log and config in /run/masq-cmp
-# Environment: MASQD=path (default <target>/release/masqd).
+# Environment: MASQD=path (default <target>/release/masqd); MASQ_CMP_AF_PACKET_ARGS=",k=v..."
+#   appended to masqd's net_af_packet device strings (default ",framecnt=4096");
+#   MASQ_CMP_HUGEPAGES=1 runs masqd on hugepages (default --no-huge).
 # Needs root and two cores. Takes about 2 x (duration + warmup + 10) seconds per run; a
 # watchdog (timeout) stops it, cleaning up, after about three times that.
 set -euo pipefail
@@ -67,7 +69,9 @@ GEN_CORE=0
 ROUTER_CORE=1
 READY_TIMEOUT=30
 STOP_TIMEOUT=15
-AF_PACKET_ARGS="${MASQ_CMP_AF_PACKET_ARGS-}"
+# 4096 ring frames instead of 512: 20 ms of traffic, so a worker preempted for a few
+# milliseconds (a shared machine) does not lose frames at its RX ring
+AF_PACKET_ARGS="${MASQ_CMP_AF_PACKET_ARGS-,framecnt=4096}"
 
 SUBSCRIBERS=1000
 FLOWS=16
@@ -138,7 +142,7 @@ fi
 
 MASQD_PID=
 GEN_PID=
-RESULTS=() # "router pps offered translated" per measurement
+RESULTS=() # "router pps offered translated_fraction router_core_kernel_share" per measurement
 
 # --- output ------------------------------------------------------------------------------
 say() { # human-readable output; on stderr with --json, so stdout is the JSON line alone
@@ -263,9 +267,6 @@ eal_mem_args() {
 start_masqd() {
     masq_quiet_port "$RTR_NS" lan0
     masq_quiet_port "$RTR_NS" wan0
-    if [ "${MASQ_CMP_MASQD_RPS:-0}" = 1 ]; then
-        masq_in_ns "$RTR_NS" sh -c "echo $(printf '%x' $((1 << ROUTER_CORE))) >/sys/class/net/lan0/queues/rx-0/rps_cpus"
-    fi
     cat >"$STATE_DIR/masq.toml" <<EOF
 # written by perf/compare-linux.sh
 [dpdk]
@@ -370,6 +371,13 @@ stat() { # ns ifname counter
 
 now() { date +%s.%N; }
 
+# "kernel total" jiffies of one CPU from /proc/stat, kernel = system + irq + softirq: the
+# Linux router's forwarding is softirq time, and user time on a shared machine may be
+# anybody's (masqd's worker busy-polls, so its core always reads fully used)
+cpu_jiffies() {
+    awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print $4 + $7 + $8, t }' /proc/stat
+}
+
 # The rule counters of the sink's ingress chain: "translated other" (frames to the UDP
 # discard port from 203.0.113.1, and from anyone else).
 sink_counters() {
@@ -386,7 +394,8 @@ measure() {
     "start_$router"
     start_generator $((WARMUP + DURATION + 5))
     sleep "$WARMUP"
-    local rx0 tx0 t0 rx1 tx1 t1 translated other
+    local rx0 tx0 t0 rx1 tx1 t1 translated other b0 j0 b1 j1
+    read -r b0 j0 <<<"$(cpu_jiffies "$ROUTER_CORE")"
     rx0="$(stat "$SINK_NS" eth0 rx_packets)"
     tx0="$(stat "$GEN_NS" eth0 tx_packets)"
     t0="$(now)"
@@ -394,6 +403,7 @@ measure() {
     rx1="$(stat "$SINK_NS" eth0 rx_packets)"
     tx1="$(stat "$GEN_NS" eth0 tx_packets)"
     t1="$(now)"
+    read -r b1 j1 <<<"$(cpu_jiffies "$ROUTER_CORE")"
     kill -0 "$GEN_PID" 2>/dev/null || {
         sed 's/^/  | /' "$STATE_DIR/trafgen.log" >&2
         masq_die "the generator stopped before the window ended"
@@ -404,12 +414,14 @@ measure() {
     read -r translated other <<<"$(sink_counters)"
     local line
     line="$(awk -v r="$router" -v rx=$((rx1 - rx0)) -v tx=$((tx1 - tx0)) -v tr="$translated" -v ot="$other" \
-        -v t="$t0" -v u="$t1" 'BEGIN { d = u - t; printf "%s %.0f %.0f %.4f", r, rx / d, tx / d, (tr + ot > 0 ? tr / (tr + ot) : 0) }')"
+        -v t="$t0" -v u="$t1" -v busy=$((b1 - b0)) -v all=$((j1 - j0)) \
+        'BEGIN { d = u - t; printf "%s %.0f %.0f %.4f %.3f", r, rx / d, tx / d, (tr + ot > 0 ? tr / (tr + ot) : 0), (all > 0 ? busy / all : 0) }')"
     RESULTS+=("$line")
-    local pps offered translated
-    read -r _ pps offered translated <<<"$line"
-    say "$(printf '%-6s received %10s pps at the sink (offered %s pps; %s%% translated to %s)' \
-        "$router" "$pps" "$offered" "$(awk -v f="$translated" 'BEGIN { printf "%.1f", f * 100 }')" "$WAN_ROUTER")"
+    local pps offered busy
+    read -r _ pps offered translated busy <<<"$line"
+    say "$(printf '%-6s received %10s pps at the sink (offered %s pps; %s%% translated to %s; core %s %s%% in the kernel)' \
+        "$router" "$pps" "$offered" "$(awk -v f="$translated" 'BEGIN { printf "%.1f", f * 100 }')" "$WAN_ROUTER" \
+        "$ROUTER_CORE" "$(awk -v f="$busy" 'BEGIN { printf "%.0f", f * 100 }')")"
     [ "$pps" -gt 0 ] || masq_die "$router: nothing reached the sink"
 }
 
@@ -417,7 +429,7 @@ median() { # numbers on stdin -> median
     sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-results_of() { # router field(2=pps,3=offered) -> one number per line
+results_of() { # router field(2=pps,3=offered,5=router core kernel share) -> one number per line
     local r
     for r in "${RESULTS[@]}"; do
         awk -v want="$1" -v f="$2" '$1 == want { print $f }' <<<"$r"
@@ -464,25 +476,30 @@ main() {
         [ "$RUNS" -eq 1 ] || say "(run $run of $RUNS done)"
     done
 
-    local linux_pps=0 masqd_pps=0 linux_off=0 masqd_off=0 ratio=null
+    local linux_pps=0 masqd_pps=0 linux_off=0 masqd_off=0 ratio=null linux_busy=null
     if [[ " ${ROUTERS[*]} " == *" linux "* ]]; then
         linux_pps="$(results_of linux 2 | median)"
         linux_off="$(results_of linux 3 | median)"
+        linux_busy="$(results_of linux 5 | awk '{ printf "%d\n", $1 * 1000 }' | median)"
+        linux_busy="$(awk -v b="$linux_busy" 'BEGIN { printf "%.3f", b / 1000 }')"
     fi
     if [[ " ${ROUTERS[*]} " == *" masqd "* ]]; then
         masqd_pps="$(results_of masqd 2 | median)"
         masqd_off="$(results_of masqd 3 | median)"
     fi
     section "result (median of $RUNS run(s), packets per second received at the sink)"
-    [ "$linux_pps" = 0 ] || say "$(printf 'linux nftables masquerade  %10s pps' "$linux_pps")"
+    if [ "$linux_pps" != 0 ]; then
+        say "$(printf 'linux nftables masquerade  %10s pps  (router core %s%% in the kernel)' "$linux_pps" \
+            "$(awk -v b="$linux_busy" 'BEGIN { printf "%.0f", b * 100 }')")"
+    fi
     [ "$masqd_pps" = 0 ] || say "$(printf 'masqd (net_af_packet)      %10s pps' "$masqd_pps")"
     if [ "$linux_pps" != 0 ] && [ "$masqd_pps" != 0 ]; then
         ratio="$(awk -v m="$masqd_pps" -v l="$linux_pps" 'BEGIN { printf "%.2f", m / l }')"
         say "masqd / linux              $ratio"
     fi
     if [ "$JSON" = 1 ]; then
-        printf '{"test":"compare-linux","frame_bytes":64,"subscribers":%s,"flows_per_subscriber":%s,"duration_s":%s,"runs":%s,"linux_rps":%s,"linux_pps":%s,"masqd_pps":%s,"masqd_linux_ratio":%s,"linux_offered_pps":%s,"masqd_offered_pps":%s}\n' \
-            "$SUBSCRIBERS" "$FLOWS" "$DURATION" "$RUNS" "$LINUX_RPS" "$linux_pps" "$masqd_pps" "$ratio" "$linux_off" "$masqd_off"
+        printf '{"test":"compare-linux","frame_bytes":64,"subscribers":%s,"flows_per_subscriber":%s,"duration_s":%s,"runs":%s,"linux_rps":%s,"linux_pps":%s,"masqd_pps":%s,"masqd_linux_ratio":%s,"linux_offered_pps":%s,"masqd_offered_pps":%s,"linux_router_core_kernel":%s}\n' \
+            "$SUBSCRIBERS" "$FLOWS" "$DURATION" "$RUNS" "$LINUX_RPS" "$linux_pps" "$masqd_pps" "$ratio" "$linux_off" "$masqd_off" "$linux_busy"
     fi
 }
 

@@ -4,7 +4,7 @@
 # Steps, in order (a failed step does not stop the later independent ones; the exit status
 # is non-zero if any step failed):
 #   setup            scripts/setup.sh (packages, toolchain check, hugepages)
-#   lint-sh          shellcheck on every shell script in scripts/ and .ci/
+#   lint-sh          shellcheck on every shell script in scripts/, perf/ and .ci/
 #   fmt              cargo fmt --all --check
 #   clippy           cargo clippy --workspace --all-targets -D warnings
 #   clippy-nodpdk    the same for dataplane without DPDK (--no-default-features)
@@ -115,8 +115,8 @@ passed() {
 }
 
 shell_scripts() {
-    # every tracked or new shell script under scripts/ and .ci/
-    find scripts .ci -type f \( -name '*.sh' -o -path '.ci/run' \) | sort
+    # every tracked or new shell script under scripts/, perf/ and .ci/
+    find scripts perf .ci -type f \( -name '*.sh' -o -path '.ci/run' \) | sort
 }
 
 main() {

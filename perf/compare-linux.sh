@@ -154,10 +154,9 @@ section() { say "" && say "==> $*"; }
 
 # Remove everything a (possibly crashed) run creates. Safe to run any time.
 cleanup_testbed() {
-    local pid
-    for pid in "$GEN_PID" "$MASQD_PID"; do
-        [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
-    done
+    local pid ns
+    [ -z "$GEN_PID" ] || masq_stop_pid "$GEN_PID" 3 || true
+    [ -z "$MASQD_PID" ] || kill -KILL "$MASQD_PID" 2>/dev/null || true
     GEN_PID=
     MASQD_PID=
     if [ -r "$STATE_DIR/masqd.pid" ]; then # a masqd left by a crashed earlier run
@@ -167,8 +166,13 @@ cleanup_testbed() {
         fi
         rm -f "$STATE_DIR/masqd.pid"
     fi
+    # whatever still runs in our namespaces was started by this script (trafgen's workers)
+    for ns in "$GEN_NS" "$RTR_NS" "$SINK_NS"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+    done
     # the veths live in the namespaces: deleting these removes every link we made
-    local ns
     for ns in "$GEN_NS" "$RTR_NS" "$SINK_NS"; do
         ip netns delete "$ns" 2>/dev/null || true
     done

@@ -30,6 +30,8 @@
 #   --refill 0|1   start port 0 again each time it has sent its count, so range mode keeps
 #                  making new flows (pktgen builds range packets once per mbuf at start);
 #                  1 for the storm profile, 0 for the others
+#   --forward      no NAT rules: masqd only routes (the forwarding baseline; the ratio of a
+#                  NAT run to this one is masq-bench's nat_forward_ratio, with real I/O)
 #   --interactive  pktgen's console with the profile loaded, no measurement
 #   --json         print only the result line on stdout (progress goes to stderr)
 # Environment: PKTGEN=path to the pktgen binary (required), MASQD=path (default
@@ -60,6 +62,7 @@ SECONDS_WINDOW=10
 WARMUP=2
 REFILL=
 INTERACTIVE=0
+FORWARD=0
 JSON=0
 KEEP_LOG=0
 
@@ -77,6 +80,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     --interactive) INTERACTIVE=1 && shift ;;
+    --forward) FORWARD=1 && shift ;;
     --json) JSON=1 && shift ;;
     --keep-log) KEEP_LOG=1 && shift ;;
     -h | --help)
@@ -89,7 +93,9 @@ done
 [[ "$SECONDS_WINDOW" =~ ^[1-9][0-9]*$ ]] || masq_die "--seconds needs a positive integer"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || masq_die "--warmup needs an integer"
 if [ -z "$REFILL" ]; then
-    if [ "$PROFILE" = storm ]; then REFILL=1; else REFILL=0; fi
+    if [ "$FORWARD" = 1 ]; then
+        rules="# --forward: no translation, masqd routes only"
+    elif [ "$PROFILE" = storm ]; then REFILL=1; else REFILL=0; fi
 fi
 [[ "$REFILL" =~ ^[01]$ ]] || masq_die "--refill: 0 or 1"
 
@@ -142,7 +148,9 @@ on_exit() {
 
 write_masqd_config() {
     local rules
-    if [ "$PROFILE" = storm ]; then
+    if [ "$FORWARD" = 1 ]; then
+        rules="# --forward: no translation, masqd routes only"
+    elif [ "$PROFILE" = storm ]; then
         # every packet a new subscriber/port pair: a pool of 32 addresses (2 M ports) keeps
         # the ports from running out before the 1 M-session table fills
         rules="-A POSTROUTING -o wan -s 100.64.0.0/10 -j SNAT --to-source 203.0.113.16-203.0.113.47"
@@ -267,12 +275,17 @@ main() {
     trap 'exit 130' INT TERM
     mkdir -p "$STATE_DIR"
     write_masqd_config
-    say "profile $PROFILE ($PROFILE_FILE)${PCAP:+, capture $PCAP}; masqd worker on core $WORKER_CORE, pktgen on core $PKTGEN_CORE"
+    say "profile $PROFILE ($PROFILE_FILE)${PCAP:+, capture $PCAP}$([ "$FORWARD" = 0 ] || echo ", no NAT (--forward)"); masqd worker on core $WORKER_CORE, pktgen on core $PKTGEN_CORE"
     start_masqd
     run_pktgen
     stop_masqd
     if [ "$INTERACTIVE" = 0 ]; then
-        cat "$STATE_DIR/result.json"
+        # the result line, with what masqd did: sessions it created, frames it dropped
+        local created drops
+        created="$(awk '$2 == "nat_sessions_created" { n += $3 } END { print n + 0 }' "$STATE_DIR/masqd.log")"
+        drops="$(awk '$1 == "drop" { n += $3 } END { print n + 0 }' "$STATE_DIR/masqd.log")"
+        sed "s/}\$/,\"nat\":$([ "$FORWARD" = 1 ] && echo false || echo true),\"masqd_sessions_created\":$created,\"masqd_drops\":$drops}/" \
+            "$STATE_DIR/result.json"
     fi
 }
 

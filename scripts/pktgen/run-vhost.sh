@@ -93,9 +93,7 @@ done
 [[ "$SECONDS_WINDOW" =~ ^[1-9][0-9]*$ ]] || masq_die "--seconds needs a positive integer"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || masq_die "--warmup needs an integer"
 if [ -z "$REFILL" ]; then
-    if [ "$FORWARD" = 1 ]; then
-        rules="# --forward: no translation, masqd routes only"
-    elif [ "$PROFILE" = storm ]; then REFILL=1; else REFILL=0; fi
+    if [ "$PROFILE" = storm ]; then REFILL=1; else REFILL=0; fi
 fi
 [[ "$REFILL" =~ ^[01]$ ]] || masq_die "--refill: 0 or 1"
 

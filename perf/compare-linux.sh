@@ -369,7 +369,7 @@ stop_generator() {
     GEN_PID=
 }
 
-stat() { # ns ifname counter
+if_counter() { # ns ifname counter
     masq_in_ns "$1" cat "/sys/class/net/$2/statistics/$3"
 }
 
@@ -400,12 +400,12 @@ measure() {
     sleep "$WARMUP"
     local rx0 tx0 t0 rx1 tx1 t1 translated other b0 j0 b1 j1
     read -r b0 j0 <<<"$(cpu_jiffies "$ROUTER_CORE")"
-    rx0="$(stat "$SINK_NS" eth0 rx_packets)"
-    tx0="$(stat "$GEN_NS" eth0 tx_packets)"
+    rx0="$(if_counter "$SINK_NS" eth0 rx_packets)"
+    tx0="$(if_counter "$GEN_NS" eth0 tx_packets)"
     t0="$(now)"
     sleep "$DURATION"
-    rx1="$(stat "$SINK_NS" eth0 rx_packets)"
-    tx1="$(stat "$GEN_NS" eth0 tx_packets)"
+    rx1="$(if_counter "$SINK_NS" eth0 rx_packets)"
+    tx1="$(if_counter "$GEN_NS" eth0 tx_packets)"
     t1="$(now)"
     read -r b1 j1 <<<"$(cpu_jiffies "$ROUTER_CORE")"
     kill -0 "$GEN_PID" 2>/dev/null || {

@@ -137,7 +137,7 @@ MAX_RUNTIME=$((3 * RUN_BUDGET + 60))
 # The watchdog: the script runs again under timeout(1), which sends SIGTERM (the cleanup
 # trap runs) after MAX_RUNTIME seconds and SIGKILL a minute later.
 if [ -z "${MASQ_CMP_WATCHDOG:-}" ]; then
-    MASQ_CMP_WATCHDOG=1 exec timeout -k 60 "$MAX_RUNTIME" "$0" "${ARGS[@]}"
+    MASQ_CMP_WATCHDOG=1 exec timeout -k 60 "$MAX_RUNTIME" bash "$0" "${ARGS[@]}"
 fi
 
 MASQD_PID=
@@ -427,6 +427,9 @@ measure() {
         "$router" "$pps" "$offered" "$(awk -v f="$translated" 'BEGIN { printf "%.1f", f * 100 }')" "$WAN_ROUTER" \
         "$ROUTER_CORE" "$(awk -v f="$busy" 'BEGIN { printf "%.0f", f * 100 }')")"
     [ "$pps" -gt 0 ] || masq_die "$router: nothing reached the sink"
+    # both routers masquerade: anything that reached the sink untranslated is a failure
+    awk -v f="$translated" 'BEGIN { exit !(f >= 0.999) }' ||
+        masq_die "$router: only $(awk -v f="$translated" 'BEGIN { printf "%.1f", f * 100 }')% of the frames at the sink came from $WAN_ROUTER"
 }
 
 median() { # numbers on stdin -> median

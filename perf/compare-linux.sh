@@ -357,10 +357,11 @@ EOF
 
 start_generator() {
     local seconds="$1"
-    # one trafgen process pinned to the generator core, which leaves the machine's socket
-    # memory and IRQ affinities alone
+    # one trafgen process pinned to the generator core; --no-sock-mem and --notouch-irq
+    # leave the machine's socket memory limits and IRQ affinities alone
     ip netns exec "$GEN_NS" timeout -s INT "$seconds" taskset -c "$GEN_CORE" \
-        trafgen -o eth0 -i "$STATE_DIR/flows.trafgen" -P 1 --no-sock-mem --notouch-irq -C >"$STATE_DIR/trafgen.log" 2>&1 </dev/null &
+        trafgen -o eth0 -i "$STATE_DIR/flows.trafgen" -P 1 --no-sock-mem --notouch-irq -C \
+        >"$STATE_DIR/trafgen.log" 2>&1 </dev/null &
     GEN_PID=$!
 }
 

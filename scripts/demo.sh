@@ -23,6 +23,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/common.sh
 . "$ROOT/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 
 # --- the testbed -------------------------------------------------------------------------
 LAN_NS=masq-lan
@@ -138,29 +140,6 @@ on_exit() {
 
 # --- testbed -----------------------------------------------------------------------------
 
-in_ns() {
-    local ns="$1"
-    shift
-    ip netns exec "$ns" "$@"
-}
-
-offloads_off() { # [netns] ifname: af_packet sees frames as the kernel sent them, so no
-    # partial checksums (tx), no GSO/TSO super-frames, no GRO merging on the way in
-    local cmd=(ethtool -K "${@: -1}" tx off rx off gso off tso off gro off)
-    if [ $# -eq 2 ]; then cmd=(ip netns exec "$1" "${cmd[@]}"); fi
-    "${cmd[@]}" >/dev/null 2>&1 || masq_warn "could not turn all offloads off on ${*: -1}"
-}
-
-# The root-namespace ends belong to masqd: keep the root kernel from answering ARP,
-# forwarding, or talking IPv6 on them (af_packet still sees every frame).
-quiet_root_end() {
-    local ifc="$1"
-    sysctl -qw "net.ipv6.conf.$ifc.disable_ipv6=1" \
-        "net.ipv4.conf.$ifc.forwarding=0" \
-        "net.ipv4.conf.$ifc.rp_filter=1" \
-        "net.ipv4.conf.$ifc.arp_ignore=8" >/dev/null
-}
-
 # `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc: give each host its own hosts
 # file and resolver so no program in a namespace ever asks the machine's real nameserver
 # (python's http.server, for one, looks its own address up at start).
@@ -178,17 +157,15 @@ EOF
 
 make_host() { # ns root_if root_mac host_mac host_cidr gateway
     local ns="$1" root_if="$2" root_mac="$3" host_mac="$4" cidr="$5" gw="$6"
-    ip netns add "$ns"
-    in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
-    in_ns "$ns" ip link set lo up
+    masq_new_ns "$ns"
     ip link add "$root_if" address "$root_mac" type veth peer name eth0 address "$host_mac" netns "$ns"
-    quiet_root_end "$root_if"
-    offloads_off "$root_if"
-    offloads_off "$ns" eth0
+    masq_quiet_port "$root_if"
+    masq_offloads_off "$root_if"
+    masq_offloads_off "$ns" eth0
     ip link set "$root_if" up
-    in_ns "$ns" ip addr add "$cidr" dev eth0
-    in_ns "$ns" ip link set eth0 up
-    in_ns "$ns" ip route add default via "$gw"
+    masq_in_ns "$ns" ip addr add "$cidr" dev eth0
+    masq_in_ns "$ns" ip link set eth0 up
+    masq_in_ns "$ns" ip route add default via "$gw"
 }
 
 create_testbed() {
@@ -200,8 +177,8 @@ create_testbed() {
     etc_files "$SRV_NS" 127.0.0.1
     make_host "$LAN_NS" "$LAN_IF" "$LAN_IF_MAC" "$LAN_HOST_MAC" "$LAN_HOST/$LAN_PREFIX" "$LAN_ROUTER"
     make_host "$SRV_NS" "$WAN_IF" "$WAN_IF_MAC" "$SERVER_MAC" "$SERVER/$WAN_PREFIX" "$WAN_ROUTER"
-    masq_log "$LAN_NS: $(in_ns "$LAN_NS" ip -br addr show dev eth0) via $LAN_ROUTER"
-    masq_log "$SRV_NS: $(in_ns "$SRV_NS" ip -br addr show dev eth0) via $WAN_ROUTER"
+    masq_log "$LAN_NS: $(masq_in_ns "$LAN_NS" ip -br addr show dev eth0) via $LAN_ROUTER"
+    masq_log "$SRV_NS: $(masq_in_ns "$SRV_NS" ip -br addr show dev eth0) via $WAN_ROUTER"
     masq_log "masqd ports: $(ip -br link show dev "$LAN_IF") / $(ip -br link show dev "$WAN_IF")"
 }
 
@@ -286,7 +263,7 @@ wait_ready() {
             masq_log "masqd is ready: $(grep -w ready "$STATE_DIR/masqd.log" | head -1)"
             return 0
         fi
-        if in_ns "$LAN_NS" timeout 3 ping -n -q -c 1 -W 1 "$SERVER" >/dev/null 2>&1; then
+        if masq_in_ns "$LAN_NS" timeout 3 ping -n -q -c 1 -W 1 "$SERVER" >/dev/null 2>&1; then
             masq_log "masqd forwards (a probe ping crossed it) but logged no 'ready' line"
             return 0
         fi
@@ -326,13 +303,13 @@ show_log() {
 
 # A LAN host pings the server through masqd (the echo identifier is translated).
 step_ping() {
-    in_ns "$LAN_NS" timeout 20 ping -n -c 3 -i 0.5 -W 2 "$SERVER"
+    masq_in_ns "$LAN_NS" timeout 20 ping -n -c 3 -i 0.5 -W 2 "$SERVER"
 }
 
 # A ping with TTL 1 dies at masqd, which answers with ICMP time exceeded from 100.64.0.1.
 step_ttl() {
     local out
-    out="$(in_ns "$LAN_NS" timeout 10 ping -n -c 1 -t 1 -W 2 "$SERVER" 2>&1 || true)"
+    out="$(masq_in_ns "$LAN_NS" timeout 10 ping -n -c 1 -t 1 -W 2 "$SERVER" 2>&1 || true)"
     printf '%s\n' "$out"
     grep -q "From $LAN_ROUTER.*[Tt]ime to live exceeded" <<<"$out"
 }
@@ -340,17 +317,17 @@ step_ttl() {
 # The LAN host browses: an HTTP fetch from the server, which must see the client as
 # 203.0.113.1 (masqd's external address), never as 100.64.0.2.
 step_http() {
-    # not through in_ns: $! must be the process that becomes `timeout` (it passes our
+    # not through masq_in_ns: $! must be the process that becomes `timeout` (it passes our
     # SIGTERM on to the server), not a subshell
     ip netns exec "$SRV_NS" timeout 60 python3 -m http.server 8080 --bind "$SERVER" \
         >"$STATE_DIR/http.log" 2>&1 </dev/null &
     BG_PIDS+=($!)
     local i
     for i in $(seq 1 20); do
-        in_ns "$SRV_NS" timeout 2 bash -c "exec 3<>/dev/tcp/$SERVER/8080" 2>/dev/null && break
+        masq_in_ns "$SRV_NS" timeout 2 bash -c "exec 3<>/dev/tcp/$SERVER/8080" 2>/dev/null && break
         sleep 0.2
     done
-    in_ns "$LAN_NS" timeout 10 curl -sS -o /dev/null -w 'HTTP %{http_code} in %{time_total}s\n' \
+    masq_in_ns "$LAN_NS" timeout 10 curl -sS -o /dev/null -w 'HTTP %{http_code} in %{time_total}s\n' \
         "http://$SERVER:8080/" || return 1
     local seen
     seen="$(grep -o '^[0-9.]* ' "$STATE_DIR/http.log" | head -1 | tr -d ' ')"
@@ -368,7 +345,7 @@ step_dns() {
     BG_PIDS+=($!)
     local answer="" i
     for i in $(seq 1 10); do
-        answer="$(in_ns "$LAN_NS" timeout 5 dig +short +time=1 +tries=1 www.masq.test @"$SERVER" 2>/dev/null || true)"
+        answer="$(masq_in_ns "$LAN_NS" timeout 5 dig +short +time=1 +tries=1 www.masq.test @"$SERVER" 2>/dev/null || true)"
         [ -n "$answer" ] && break
         sleep 0.3
     done
@@ -408,12 +385,12 @@ main() {
         masq_section "--net-only: testbed is up, no masqd"
         ip netns list | grep -E "^($LAN_NS|$SRV_NS)" | sed 's/^/  netns /'
         # Without masqd nothing may cross: the root kernel must stay out of the path.
-        if in_ns "$LAN_NS" timeout 5 ping -n -q -c 2 -i 0.3 -W 1 "$SERVER" >/dev/null 2>&1; then
+        if masq_in_ns "$LAN_NS" timeout 5 ping -n -q -c 2 -i 0.3 -W 1 "$SERVER" >/dev/null 2>&1; then
             masq_log "FAIL: $LAN_NS reached $SERVER without masqd (the root namespace forwarded it)"
             return 1
         fi
         masq_log "ok: without masqd, $LAN_NS cannot reach $SERVER; nobody answered its ARP for $LAN_ROUTER:"
-        in_ns "$LAN_NS" ip neigh show "$LAN_ROUTER" | sed 's/^/  /'
+        masq_in_ns "$LAN_NS" ip neigh show "$LAN_ROUTER" | sed 's/^/  /'
         return 0
     fi
 

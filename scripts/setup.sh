@@ -37,6 +37,8 @@ PACKAGES=(
     curl bind9-dnsutils netcat-openbsd socat python3
     # the demo's resolver in the "Internet" namespace (dnsmasq without its system service)
     dnsmasq-base
+    # perf/compare-linux.sh: Linux's own masquerade (nft) and the traffic generator (trafgen)
+    nftables netsniff-ng
     # test.sh lints the scripts
     shellcheck
 )

@@ -4,7 +4,7 @@
 # Steps, in order (a failed step does not stop the later independent ones; the exit status
 # is non-zero if any step failed):
 #   setup            scripts/setup.sh (packages, toolchain check, hugepages)
-#   lint-sh          shellcheck on every shell script in scripts/ and .ci/
+#   lint-sh          shellcheck on every shell script in scripts/, perf/ and .ci/
 #   fmt              cargo fmt --all --check
 #   clippy           cargo clippy --workspace --all-targets -D warnings
 #   clippy-nodpdk    the same for dataplane without DPDK (--no-default-features)
@@ -17,6 +17,9 @@
 #   integration      dataplane/tests/*.rs etc. against the release masqd, EAL with --no-huge
 #   integration-huge the same again on 2 MB hugepages (MASQ_TEST_HUGEPAGES=1); SKIP when
 #                    setup could not reserve them
+#   compare-linux    perf/compare-linux.sh with 2 s windows: the same traffic crosses an
+#                    nftables masquerade and masqd, all of it translated (no timing checks);
+#                    SKIP when not root
 # Integration tests run one at a time (--test-threads=1): each masqd busy-polls a core
 # and the machine has two. Override with MASQ_TEST_THREADS.
 #
@@ -115,8 +118,8 @@ passed() {
 }
 
 shell_scripts() {
-    # every tracked or new shell script under scripts/ and .ci/
-    find scripts .ci -type f \( -name '*.sh' -o -path '.ci/run' \) | sort
+    # every tracked or new shell script under scripts/, perf/ and .ci/
+    find scripts perf .ci -type f \( -name '*.sh' -o -path '.ci/run' \) | sort
 }
 
 main() {
@@ -146,6 +149,7 @@ main() {
     if ! passed build-release; then
         skip_step integration "release build failed"
         skip_step integration-huge "release build failed"
+        skip_step compare-linux "release build failed"
     else
         MASQ_TEST_HUGEPAGES='' run_step integration 1800 \
             cargo test --workspace --test '*' -- --test-threads="$TEST_THREADS"
@@ -156,6 +160,12 @@ main() {
                 cargo test --workspace --test '*' -- --test-threads="$TEST_THREADS"
         else
             skip_step integration-huge "hugepages not available (${free} MB free, need ${MASQ_TEST_MEM_MB})"
+        fi
+        if masq_is_root; then
+            run_step compare-linux 300 bash "$ROOT/perf/compare-linux.sh" --no-setup --no-build \
+                --duration 2 --warmup 1
+        else
+            skip_step compare-linux "needs root (network namespaces)"
         fi
     fi
 

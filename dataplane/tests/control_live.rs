@@ -560,11 +560,18 @@ fn sessions_list_count_and_flush_on_a_live_masqd() {
     assert_eq!(filtered.count, 1);
     let stats: Stats = live.call_as(&Command::StatsGet);
     assert_eq!((stats.sessions_active, stats.sessions_created), (300, 300));
+    // 300 flows from 300 source ports: 300 UDP ports in use on the wan address, of the
+    // 1023 + 64512 one worker owns.
+    assert_eq!(stats.port_utilisation.len(), 1, "{:?}", stats.port_utilisation);
+    let u = &stats.port_utilisation[0];
+    assert_eq!((u.address, u.capacity, u.udp, u.tcp, u.icmp), (ip4("203.0.113.1"), 1023 + 64512, 300, 0, 0));
     let flushed =
         live.call(&Command::SessionsFlush { filter: SessionFilter { inside_port: Some(30007), ..Default::default() } });
     assert_eq!(flushed, json!({"flushed": 1}));
     assert_eq!(live.call(&Command::SessionsFlush { filter: SessionFilter::default() }), json!({"flushed": 299}));
     assert_eq!(live.call(&Command::SessionsCount { filter: SessionFilter::default() }), json!({"count": 0}));
+    let stats: Stats = live.call_as(&Command::StatsGet);
+    assert_eq!(stats.port_utilisation[0].udp, 0, "flushed sessions free their ports");
     live.stop().assert_clean();
 }
 
@@ -609,7 +616,13 @@ fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translati
     std::thread::sleep(Duration::from_millis(400));
     let ask = |port: &str| peer(&topo, &topo.lan_ns, &["udp-ask", addr::LAN_HOST, port, addr::SERVER, "7"]);
 
+    let udp_in_use = |live: &Live| {
+        let stats: Stats = live.call_as(&Command::StatsGet);
+        stats.port_utilisation.iter().find(|u| u.address == ip4(addr::WAN_ROUTER)).map_or(0, |u| u.udp)
+    };
+    assert_eq!(udp_in_use(&live), 0);
     assert_eq!(ask("40000"), (0, "203.0.113.1:40000".into()), "masqueraded:\n{}", live.masqd.log());
+    assert_eq!(udp_in_use(&live), 1, "one live flow, one port in use");
     // A new rule ahead of MASQUERADE: UDP goes out from ports 20000-20100.
     let out = live.masqctl(&[
         "-t",
@@ -631,6 +644,7 @@ fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translati
     let port: u16 = seen.split_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     assert!(rc == 0 && (20000..=20100).contains(&port), "a new flow takes the new rule: {seen}\n{}", live.masqd.log());
     assert_eq!(ask("40000"), (0, "203.0.113.1:40000".into()), "the old session keeps its translation");
+    assert_eq!(udp_in_use(&live), 2, "two live flows, two ports in use");
 
     // The translation table shows both; flushed, the old flow starts over under the new rule.
     let out = live.masqctl(&["-M", "-L"]);

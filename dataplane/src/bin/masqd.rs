@@ -107,9 +107,10 @@ fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, 
             nat::path::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
         }
     };
-    let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
-    let timeouts = nat::path::timeouts(config);
     let workers = config.workers.cores.len() as u16;
+    // With per-rule counters from the first packet (the control plane's copy replaces it).
+    let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled.with_workers(usize::from(workers))));
+    let timeouts = nat::path::timeouts(config);
     let seed = {
         use std::hash::{BuildHasher, Hasher};
         std::collections::hash_map::RandomState::new().build_hasher().finish()

@@ -79,8 +79,10 @@ pub struct MasqdHandler {
 impl MasqdHandler {
     /// Compiles `parts.rules` into `parts.compiled`; fails if they do not compile.
     pub fn new(parts: HandlerParts) -> Result<MasqdHandler, ControlError> {
+        // Worker indices are 0..n; a rule set counts for as many.
+        let workers = parts.workers.iter().map(|w| w.index as usize + 1).max().unwrap_or(0);
         Ok(MasqdHandler {
-            rules: RulesControl::new(parts.rules, parts.port_names, parts.compiled)?,
+            rules: RulesControl::new(parts.rules, parts.port_names, parts.compiled, workers)?,
             timeouts: parts.timeouts,
             workers: parts.workers,
             port_stats: parts.port_stats,

@@ -7,6 +7,11 @@
 //! become the rule set. A command that fails anywhere — parse, rule check, compile —
 //! changes nothing. Workers load the compiled set once per new flow, so a change applies
 //! to flows created after it; sessions created under the old rules keep their translation.
+//!
+//! Listings show each rule's packet and byte counters, summed over the workers' blocks
+//! of the compiled set in force (see [`CompiledRules`]'s "Per-rule counters"). They
+//! belong to that set, so every successful change (append, insert, delete, flush,
+//! policy, restore) starts them all at zero again.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,17 +32,21 @@ pub struct RulesControl {
     /// Configured port names, in port-index order.
     ports: Vec<String>,
     compiled: Arc<ArcSwap<CompiledRules>>,
+    /// Workers that count rule matches (blocks in every compiled set).
+    workers: usize,
 }
 
 impl RulesControl {
     /// Take over `initial` (the `--rules` file, or empty) and the shared compiled set the
     /// workers read; `compiled` is replaced at once by `initial` compiled, so the two agree.
+    /// `workers`: how many workers count matches (indices `0..workers`).
     pub fn new(
         initial: RuleSet,
         ports: Vec<String>,
         compiled: Arc<ArcSwap<CompiledRules>>,
+        workers: usize,
     ) -> Result<RulesControl, ControlError> {
-        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled };
+        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled, workers };
         let built = rules.compile(&initial)?;
         rules.compiled.store(Arc::new(built));
         *rules.lock() = initial;
@@ -56,7 +65,9 @@ impl RulesControl {
 
     fn compile(&self, set: &RuleSet) -> Result<CompiledRules, ControlError> {
         let ports: Vec<(&str, u16)> = self.ports.iter().enumerate().map(|(i, n)| (n.as_str(), i as u16)).collect();
-        CompiledRules::new(set, &ports).map_err(|e| ControlError::conflict(format!("rules do not compile: {e}")))
+        CompiledRules::new(set, &ports)
+            .map(|c| c.with_workers(self.workers))
+            .map_err(|e| ControlError::conflict(format!("rules do not compile: {e}")))
     }
 
     /// Apply `change` to a copy of the rule set; on success compile it, swap it in for
@@ -93,7 +104,12 @@ impl RulesControl {
             None => table.chains().to_vec(),
         };
         let set = self.lock();
-        let chains = chains.into_iter().map(|chain| chain_listing(&set, table, chain)).collect();
+        // Under the lock: the compiled set in force is the one made from `set`.
+        let compiled = self.compiled.load();
+        let chains = chains
+            .into_iter()
+            .map(|chain| chain_listing(&set, table, chain, &compiled.rule_counts(chain)))
+            .collect();
         Ok(RuleListing { table: table.name().to_string(), chains })
     }
 
@@ -312,7 +328,8 @@ fn one_table(text: &str, table: Table) -> String {
 // Listing
 // ---------------------------------------------------------------------------------------
 
-fn chain_listing(set: &RuleSet, table: Table, chain: Chain) -> ChainListing {
+/// One chain's listing; `counts[i]` are rule `i`'s (packets, bytes).
+fn chain_listing(set: &RuleSet, table: Table, chain: Chain, counts: &[(u64, u64)]) -> ChainListing {
     let options = ListOptions { numeric: true, verbose: true, line_numbers: false };
     let listing = set.list(table, Some(chain), options).unwrap_or_default();
     // Line 1 is "Chain ...", line 2 the column heads, then one line per rule.
@@ -324,6 +341,7 @@ fn chain_listing(set: &RuleSet, table: Table, chain: Chain) -> ChainListing {
         .map(|(i, rule)| {
             let mut entry = rows.next().map(columns).unwrap_or_default();
             entry.number = i as u32 + 1;
+            (entry.packets, entry.bytes) = counts.get(i).copied().unwrap_or_default();
             entry.spec = tokenize(&rule.to_string()).unwrap_or_default();
             entry
         })
@@ -376,7 +394,7 @@ mod tests {
 
     fn rules() -> (RulesControl, Arc<ArcSwap<CompiledRules>>) {
         let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
-        let r = RulesControl::new(RuleSet::new(), PORTS.map(String::from).to_vec(), compiled.clone()).unwrap();
+        let r = RulesControl::new(RuleSet::new(), PORTS.map(String::from).to_vec(), compiled.clone(), 2).unwrap();
         (r, compiled)
     }
 
@@ -514,13 +532,31 @@ mod tests {
     fn initial_rules_are_compiled_at_once() {
         let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
         let set = RuleSet::parse_save("*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n", &PORTS).unwrap();
-        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled.clone()).unwrap();
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled.clone(), 1).unwrap();
         assert_eq!(compiled.load().chain_len(Chain::Postrouting), 1);
         assert_eq!(r.snapshot().len(), 1);
         // A wildcard interface that matches no port does not compile.
         let set = RuleSet::parse_save("*nat\nCOMMIT\n", &PORTS).unwrap();
-        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled).unwrap();
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled, 1).unwrap();
         let e = r.append("nat", "POSTROUTING", &spec("-o ppp+ -j MASQUERADE"));
         assert!(e.is_err(), "{e:?}");
+    }
+
+    #[test]
+    fn listings_show_the_workers_counts_summed_and_a_change_resets_them() {
+        let (r, compiled) = rules();
+        r.append("nat", "POSTROUTING", &spec("-o wan -p tcp -j MASQUERADE")).unwrap();
+        r.append("nat", "POSTROUTING", &spec("-o wan -j MASQUERADE")).unwrap();
+        let set = compiled.load();
+        set.count(0, Chain::Postrouting, Some(1), 100);
+        set.count(1, Chain::Postrouting, Some(1), 60);
+        set.count(1, Chain::Postrouting, None, 60);
+        set.count(7, Chain::Postrouting, Some(0), 60);
+        let listing = r.list("nat", Some("POSTROUTING")).unwrap();
+        let rows: Vec<(u64, u64)> = listing.chains[0].rules.iter().map(|e| (e.packets, e.bytes)).collect();
+        assert_eq!(rows, [(0, 0), (2, 160)], "summed over workers; the policy and unknown workers count nothing");
+        r.policy("filter", "FORWARD", "DROP").unwrap();
+        let listing = r.list("nat", Some("POSTROUTING")).unwrap();
+        assert!(listing.chains[0].rules.iter().all(|e| (e.packets, e.bytes) == (0, 0)), "a new set starts at zero");
     }
 }

@@ -64,7 +64,7 @@ use crate::config::{Config, Filtering as ConfigFiltering, Role};
 use crate::counters::WorkerCounters;
 use crate::l3::route::RouteTable;
 use crate::packet::icmp::Icmpv4Message;
-use crate::policy::{Chain, CompiledRules, FlowMatch, RuleSet, Target};
+use crate::policy::{Chain, CompiledRules, DestNat, FlowMatch, RuleSet, SourceNat, Target};
 use crate::stats::DropReason;
 use crate::time::Instant;
 
@@ -146,6 +146,8 @@ struct Ctx<'a> {
     in_port: u16,
     outside_in: bool,
     now: Instant,
+    /// The packet's IPv4 length: what a rule it matches counts in bytes.
+    bytes: usize,
 }
 
 /// An ICMP query must travel the right way for its session: requests in the
@@ -219,6 +221,7 @@ impl NatPath {
             in_port,
             outside_in: self.outside.get(usize::from(in_port)).copied().unwrap_or(false),
             now,
+            bytes: ip.len(),
         };
         let d = match pkt.l4 {
             L4::Flow(f) => c.flow(ip, pkt, f, true),
@@ -341,6 +344,27 @@ impl NatPath {
 }
 
 impl Ctx<'_> {
+    /// nat PREROUTING, counted against the deciding rule.
+    fn prerouting(&self, rules: &CompiledRules, fm: &FlowMatch) -> DestNat {
+        let v = rules.prerouting(fm);
+        rules.count(self.nat.worker(), Chain::Prerouting, v.rule, self.bytes);
+        v.nat
+    }
+
+    /// nat POSTROUTING, counted against the deciding rule.
+    fn postrouting(&self, rules: &CompiledRules, fm: &FlowMatch) -> SourceNat {
+        let v = rules.postrouting(fm);
+        rules.count(self.nat.worker(), Chain::Postrouting, v.rule, self.bytes);
+        v.nat
+    }
+
+    /// filter FORWARD, counted against the deciding rule.
+    fn forward(&self, rules: &CompiledRules, fm: &FlowMatch) -> bool {
+        let v = rules.forward_verdict(fm);
+        rules.count(self.nat.worker(), Chain::Forward, v.rule, self.bytes);
+        v.accept
+    }
+
     fn is_outside(&self, port: u16) -> bool {
         self.outside.get(usize::from(port)).copied().unwrap_or(false)
     }
@@ -442,7 +466,7 @@ impl Ctx<'_> {
         // second pass, as if the packet came back in by the outside port.
         if !hairpin {
             let inbound_addr = self.routes.port(self.in_port).address;
-            if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
+            if let Some(to) = dest_target(self.prerouting(&rules, &fm), &t, inbound_addr) {
                 return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
             }
             if self.is_local(pkt.dst) {
@@ -453,11 +477,11 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop.port);
-        if !rules.forward(&fm) {
+        if !self.forward(&rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         let action = if self.is_outside(hop.port) {
-            source_action(rules.postrouting(&fm).nat, self.routes.port(hop.port).address)
+            source_action(self.postrouting(&rules, &fm), self.routes.port(hop.port).address)
         } else {
             None
         };
@@ -553,7 +577,7 @@ impl Ctx<'_> {
         let rules = self.rules.load();
         let mut fm = Self::flow_match(arrival, &t, &pkt);
         let inbound_addr = self.routes.port(arrival).address;
-        if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
+        if let Some(to) = dest_target(self.prerouting(&rules, &fm), &t, inbound_addr) {
             return self.dnat(&rules, plan, f, t, fm, to);
         }
         // The router answers pings; anything else for an external address needed a
@@ -571,7 +595,7 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop.port);
-        if !rules.forward(&fm) {
+        if !self.forward(&rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         if tracks_untranslated(&rules, &fm) {
@@ -604,7 +628,7 @@ impl Ctx<'_> {
             if t.proto != Proto::Icmp {
                 fm.dst_port = to.port;
             }
-            if !rules.forward(&fm) {
+            if !self.forward(&rules, &fm) {
                 return Decision::Drop(DropReason::PolicyDrop);
             }
         }
@@ -712,12 +736,12 @@ impl Ctx<'_> {
             dst_port: dp,
             icmp_type: pkt.icmp_type,
         };
-        if !rules.forward(&fm) {
+        if !self.forward(&rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         if refuse_snat
             && self.is_outside(hop.port)
-            && source_action(rules.postrouting(&fm).nat, Ipv4Addr::UNSPECIFIED).is_some()
+            && source_action(self.postrouting(&rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
         {
             return Decision::Drop(DropReason::L4Unsupported);
         }

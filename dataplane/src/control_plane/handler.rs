@@ -65,6 +65,9 @@ pub struct HandlerParts {
     pub port_stats: PortStatsSource,
     /// `config.get`'s answer without `timeouts`, which are read live ([`config_json`]).
     pub config: Value,
+    /// The NAT's external pool (fixed at start): SNAT rules to other addresses are
+    /// refused. Empty: not checked (no NAT).
+    pub external_addrs: Vec<std::net::Ipv4Addr>,
 }
 
 /// masqd's [`Handler`].
@@ -82,7 +85,14 @@ impl MasqdHandler {
         // Worker indices are 0..n; a rule set counts for as many.
         let workers = parts.workers.iter().map(|w| w.index as usize + 1).max().unwrap_or(0);
         Ok(MasqdHandler {
-            rules: RulesControl::new(parts.rules, parts.port_names, parts.compiled, workers)?,
+            rules: {
+                let rules = RulesControl::new(parts.rules, parts.port_names, parts.compiled, workers)?;
+                if parts.external_addrs.is_empty() {
+                    rules
+                } else {
+                    rules.with_pool(parts.external_addrs)
+                }
+            },
             timeouts: parts.timeouts,
             workers: parts.workers,
             port_stats: parts.port_stats,
@@ -483,6 +493,7 @@ socket = "/tmp/x.sock"
             workers,
             port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
+            external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
         })
         .unwrap();
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }

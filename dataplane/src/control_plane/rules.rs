@@ -13,6 +13,7 @@
 //! belong to that set, so every successful change (append, insert, delete, flush,
 //! policy, restore) starts them all at zero again.
 
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -23,7 +24,7 @@ use control::protocol::{
 use crate::policy::parse::parse_save;
 use crate::policy::{
     parse_rule, tokenize, Chain, CompiledRules, ListOptions, ParseError, ParseErrorKind, Policy, Rule, RuleSet,
-    RuleSetError, Table,
+    RuleSetError, Table, Target,
 };
 
 /// The rules of a running masqd: the text model and the compiled set the workers use.
@@ -34,6 +35,9 @@ pub struct RulesControl {
     compiled: Arc<ArcSwap<CompiledRules>>,
     /// Workers that count rule matches (blocks in every compiled set).
     workers: usize,
+    /// The NAT's external pool, fixed at start (sorted): every outside port's address
+    /// and every SNAT address of the rules masqd started with. `None`: not checked.
+    pool: Option<Vec<Ipv4Addr>>,
 }
 
 impl RulesControl {
@@ -46,11 +50,41 @@ impl RulesControl {
         compiled: Arc<ArcSwap<CompiledRules>>,
         workers: usize,
     ) -> Result<RulesControl, ControlError> {
-        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled, workers };
+        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled, workers, pool: None };
         let built = rules.compile(&initial)?;
         rules.compiled.store(Arc::new(built));
         *rules.lock() = initial;
         Ok(rules)
+    }
+
+    /// Refuse, from now on, SNAT rules whose `--to-source` addresses are not all in
+    /// `pool` (the external addresses the workers' port allocators were built for).
+    pub fn with_pool(mut self, mut pool: Vec<Ipv4Addr>) -> RulesControl {
+        pool.sort_unstable();
+        pool.dedup();
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Every SNAT address of `set` must be one the NAT can allocate ports on: the pool
+    /// is sized when masqd starts, so a new address cannot be added live.
+    fn check_pool(&self, set: &RuleSet) -> Result<(), ControlError> {
+        let Some(pool) = &self.pool else { return Ok(()) };
+        for (i, rule) in set.rules(Chain::Postrouting).iter().enumerate() {
+            let Target::Snat { addrs, .. } = rule.target else { continue };
+            let (first, last) = (u32::from(addrs.first()), u32::from(addrs.last()));
+            let missing = (first..=last).map(Ipv4Addr::from).find(|a| pool.binary_search(a).is_err());
+            if let Some(a) = missing {
+                let known = pool.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ");
+                return Err(ControlError::unsupported(format!(
+                    "POSTROUTING rule {}: SNAT address {a} is not in masqd's external pool ({known}); \
+                     the pool is fixed when masqd starts, so a new SNAT address cannot be added live: \
+                     put the rule in the rules file and restart masqd with --rules",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, RuleSet> {
@@ -76,6 +110,7 @@ impl RulesControl {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = change(&mut next)?;
+        self.check_pool(&next)?;
         let compiled = self.compile(&next)?;
         self.compiled.store(Arc::new(compiled));
         *guard = next;
@@ -558,5 +593,21 @@ mod tests {
         r.policy("filter", "FORWARD", "DROP").unwrap();
         let listing = r.list("nat", Some("POSTROUTING")).unwrap();
         assert!(listing.chains[0].rules.iter().all(|e| (e.packets, e.bytes) == (0, 0)), "a new set starts at zero");
+    }
+
+    #[test]
+    fn snat_to_an_address_outside_the_pool_is_refused_and_changes_nothing() {
+        let (r, compiled) = rules();
+        let r = r.with_pool(vec!["203.0.113.2".parse().unwrap(), "203.0.113.1".parse().unwrap()]);
+        r.append("nat", "POSTROUTING", &spec("-o wan -p udp -j SNAT --to-source 203.0.113.1-203.0.113.2:2000-3000")).unwrap();
+        let before = compiled.load_full();
+        let e = r.append("nat", "POSTROUTING", &spec("-o wan -j SNAT --to-source 203.0.113.2-203.0.113.3")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unsupported);
+        assert!(e.message.contains("203.0.113.3 is not in masqd's external pool (203.0.113.1, 203.0.113.2)"), "{e}");
+        assert!(e.message.contains("restart masqd with --rules"), "{e}");
+        let text = "*nat\n-A POSTROUTING -j SNAT --to-source 198.51.100.1\nCOMMIT\n";
+        assert_eq!(r.restore(text, false).unwrap_err().code, ErrorCode::Unsupported);
+        assert!(Arc::ptr_eq(&before, &compiled.load_full()), "nothing changed");
+        assert_eq!(r.snapshot().rules(Chain::Postrouting).len(), 1);
     }
 }

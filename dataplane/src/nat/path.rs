@@ -128,6 +128,32 @@ pub struct PathCounters {
     pub fragments: u64,
 }
 
+/// How often a port forward whose port was busy (a mapping, or its quarantine) tries
+/// again to reserve it.
+pub const STATIC_RETRY: crate::time::Duration = crate::time::Duration::from_secs(1);
+
+/// An external (address, port, protocol) reserved for a port forward, as a sort key.
+type StaticKey = (u32, u16, u8);
+
+/// The ports this worker keeps reserved for the port forwards of the rule set in force.
+///
+/// Rules change live, so the worker follows them itself: once per tick (at most once per
+/// millisecond, outside the burst loop) it compares the compiled set in force with the
+/// one it last reserved for, and on a change reserves the forwards' ports it owns that
+/// are new and releases those no rule forwards any more. It only ever releases what it
+/// reserved. A port that a mapping (or the quarantine after one) still holds cannot be
+/// reserved yet: it is retried every [`STATIC_RETRY`] until it can.
+#[derive(Default)]
+struct StaticPorts {
+    /// The set the reservations follow (held, so its address cannot be reused).
+    set: Option<Arc<CompiledRules>>,
+    /// Reserved by this worker, sorted.
+    owned: Vec<StaticKey>,
+    /// Some wanted port could not be reserved: retry at `retry`.
+    pending: bool,
+    retry: Instant,
+}
+
 /// One worker's NAT, attached to its router.
 pub struct NatPath {
     nat: WorkerNat,
@@ -135,6 +161,7 @@ pub struct NatPath {
     outside: Box<[bool]>,
     counters: PathCounters,
     last_tick: Instant,
+    statics: StaticPorts,
 }
 
 /// One decision's context: disjoint borrows of the path's parts.
@@ -161,7 +188,16 @@ fn icmp_ok(f: &Flow, s: &Session, dir: Dir) -> bool {
 impl NatPath {
     /// `outside[i]`: whether port `i` faces outside.
     pub fn new(nat: WorkerNat, rules: SharedRules, outside: Vec<bool>) -> NatPath {
-        NatPath { nat, rules, outside: outside.into(), counters: PathCounters::default(), last_tick: Instant::ZERO }
+        let mut path = NatPath {
+            nat,
+            rules,
+            outside: outside.into(),
+            counters: PathCounters::default(),
+            last_tick: Instant::ZERO,
+            statics: StaticPorts::default(),
+        };
+        path.sync_static_ports(Instant::ZERO);
+        path
     }
 
     /// Build one worker's NAT from masqd's configuration (see [`nat_config`]).
@@ -174,8 +210,8 @@ impl NatPath {
         workers: u16,
         seed: u64,
     ) -> Result<NatPath, ConfigError> {
-        let mut nat = WorkerNat::new(nat_config(config, ruleset, worker, workers, seed), timeouts)?;
-        super::slowpath::reserve_static_ports(&mut nat, ruleset);
+        // The port forwards of `rules` (in force: `ruleset` compiled) are reserved by `new`.
+        let nat = WorkerNat::new(nat_config(config, ruleset, worker, workers, seed), timeouts)?;
         let outside = config.ports.iter().map(|p| p.role == Role::Outside).collect();
         Ok(NatPath::new(nat, rules, outside))
     }
@@ -304,6 +340,65 @@ impl NatPath {
         Some(plan)
     }
 
+    /// Follow the port forwards of the rule set in force (see [`StaticPorts`]): on a new
+    /// set, or when a busy port is due for another try. Returns whether it looked.
+    pub fn sync_static_ports(&mut self, now: Instant) -> bool {
+        let cur = self.rules.load();
+        let same = self.statics.set.as_ref().is_some_and(|s| Arc::ptr_eq(s, &cur));
+        if same && !(self.statics.pending && now >= self.statics.retry) {
+            return false;
+        }
+        let set = arc_swap::Guard::into_inner(cur);
+        let me = self.nat.worker();
+        let mut want: Vec<StaticKey> = Vec::new();
+        for f in set.static_forwards() {
+            let Some(proto) = Proto::from_ip(f.proto) else { continue };
+            for &addr in self.nat.external_addrs().iter().filter(|a| f.covers(**a)) {
+                for port in f.ports.first()..=f.ports.last() {
+                    if self.nat.partition().owner_of(port) == Some(me) {
+                        want.push((u32::from(addr), port, proto.number()));
+                    }
+                }
+            }
+        }
+        want.sort_unstable();
+        want.dedup();
+        let endpoint = |k: StaticKey| {
+            (Endpoint::new(Ipv4Addr::from(k.0), k.1), Proto::from_ip(k.2).expect("a NAT protocol"))
+        };
+        // Release what no forward wants any more; reserve what is new.
+        let nat = &mut self.nat;
+        self.statics.owned.retain(|k| {
+            let keep = want.binary_search(k).is_ok();
+            if !keep {
+                let (ep, proto) = endpoint(*k);
+                nat.unreserve_port(ep, proto);
+            }
+            keep
+        });
+        let mut pending = false;
+        for k in want {
+            if self.statics.owned.binary_search(&k).is_ok() {
+                continue;
+            }
+            let (ep, proto) = endpoint(k);
+            match self.nat.reserve_port(ep, proto) {
+                Ok(()) => self.statics.owned.push(k),
+                Err(_) => pending = true,
+            }
+        }
+        self.statics.owned.sort_unstable();
+        self.statics.pending = pending;
+        self.statics.retry = now + STATIC_RETRY;
+        self.statics.set = Some(set);
+        true
+    }
+
+    /// External ports this worker holds reserved for port forwards.
+    pub fn static_ports_reserved(&self) -> usize {
+        self.statics.owned.len()
+    }
+
     /// Whether `addr` is one of the NAT's external addresses.
     pub fn is_external(&self, addr: Ipv4Addr) -> bool {
         self.nat.external_addrs().binary_search(&addr).is_ok()
@@ -318,6 +413,7 @@ impl NatPath {
             return 0;
         }
         self.last_tick = now;
+        self.sync_static_ports(now);
         let n = match self.nat.next_deadline() {
             Some(d) if d <= now => self.nat.expire(now, EXPIRE_BUDGET, |_| {}),
             _ => 0,

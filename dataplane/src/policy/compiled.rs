@@ -264,6 +264,25 @@ fn first_match<'a, A>(rules: &'a [CompiledRule<A>], flow: &FlowMatch) -> Option<
     rules.iter().enumerate().find(|(_, r)| r.filter.matches(flow)).map(|(i, r)| (i as u32, &r.action))
 }
 
+/// A port forward: a DNAT or REDIRECT rule of nat PREROUTING that names a protocol and
+/// (not negated) destination ports. The NAT keeps those external ports away from its
+/// allocator while the rule is in force, so a masqueraded flow never takes them.
+#[derive(Clone, Copy, Debug)]
+pub struct StaticForward {
+    /// IP protocol number.
+    pub proto: u8,
+    /// The forwarded external ports.
+    pub ports: PortRange,
+    dst: Option<AddrMatch>,
+}
+
+impl StaticForward {
+    /// Whether the rule's `-d` (if any) lets it forward packets to `addr`.
+    pub fn covers(&self, addr: Ipv4Addr) -> bool {
+        self.dst.is_none_or(|d| d.matches(addr))
+    }
+}
+
 /// One worker's counters of one compiled set: `[2·i]` packets and `[2·i + 1]` bytes of
 /// rule `i` (PREROUTING, then POSTROUTING, then FORWARD). Aligned, and padded to whole
 /// cache lines, so two workers never write one line.
@@ -314,6 +333,8 @@ pub struct CompiledRules {
     /// FORWARD, with RETURN already resolved to the policy.
     forward: Box<[CompiledRule<bool>]>,
     forward_policy: bool,
+    /// The port forwards of PREROUTING, in rule order.
+    forwards: Box<[StaticForward]>,
     /// Per-rule counters (none until [`with_workers`](Self::with_workers)).
     counters: RuleCounters,
 }
@@ -326,6 +347,7 @@ impl Default for CompiledRules {
             postrouting: Box::new([]),
             forward: Box::new([]),
             forward_policy: true,
+            forwards: Box::new([]),
             counters: RuleCounters::default(),
         }
     }
@@ -359,7 +381,30 @@ impl CompiledRules {
             Target::Return => Some(forward_policy),
             _ => None,
         })?;
-        Ok(CompiledRules { prerouting, postrouting, forward, forward_policy, counters: RuleCounters::default() })
+        let forwards = rules
+            .rules(Chain::Prerouting)
+            .iter()
+            .filter(|r| matches!(r.target, Target::Dnat { .. } | Target::Redirect { .. }))
+            .filter_map(|r| {
+                let m = &r.matches;
+                let proto = m.proto.filter(|p| !p.negated)?.value.number();
+                let ports = m.dst_port.filter(|p| !p.negated)?.value;
+                Some(StaticForward { proto, ports, dst: m.dst.map(AddrMatch::new) })
+            })
+            .collect();
+        Ok(CompiledRules {
+            prerouting,
+            postrouting,
+            forward,
+            forward_policy,
+            forwards,
+            counters: RuleCounters::default(),
+        })
+    }
+
+    /// The port forwards (DNAT/REDIRECT with a protocol and destination ports).
+    pub fn static_forwards(&self) -> &[StaticForward] {
+        &self.forwards
     }
 
     /// Give the set zeroed per-rule counters for `workers` workers (worker indices

@@ -948,3 +948,57 @@ fn rules_count_the_packets_and_bytes_they_decide() {
     check(&l.through(LAN, &host_udp(0, 40005, SERVER, 53), WAN), GW);
     assert_eq!(l.rules.load().rule_counts(Chain::Postrouting), vec![(0, 0), (0, 0)]);
 }
+
+const FWD_8080: &str = "*nat\n-A PREROUTING -i wan -p udp --dport 8080 -j DNAT --to-destination 100.64.0.3:80\n\
+                        -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+
+/// Swap in `rules` as the control plane does, and let the worker tick.
+fn swap_rules(l: &mut Lab, rules: &str) {
+    let (_, compiled) = load_rules(rules, &l.config).unwrap();
+    l.rules.store(Arc::new(compiled));
+    l.advance(1);
+}
+
+#[test]
+fn port_forwards_added_live_reserve_their_port_and_release_it_when_deleted() {
+    let mut l = lab(MASQ);
+    assert_eq!(l.path().static_ports_reserved(), 0);
+    swap_rules(&mut l, FWD_8080);
+    assert_eq!(l.path().static_ports_reserved(), 1);
+    // Masquerade never hands out the forwarded port ...
+    let s = check(&l.through(LAN, &host_udp(0, 8080, SERVER, 53), WAN), GW);
+    assert_ne!(s.sport, 8080, "the forward's port is reserved");
+    // ... and the forward works.
+    let f = check(&l.through(WAN, &wan_udp(SERVER, 999, EXT, 8080), LAN), lan_to(1));
+    assert_eq!((f.dst, f.dport), (H[1], 80));
+    // The same set swapped in again (another change) keeps the reservation.
+    swap_rules(&mut l, FWD_8080);
+    assert_eq!(l.path().static_ports_reserved(), 1);
+    // Deleted: released, and a new flow from source port 8080 keeps its port.
+    swap_rules(&mut l, MASQ);
+    assert_eq!(l.path().static_ports_reserved(), 0);
+    let s = check(&l.through(LAN, &host_udp(2, 8080, SERVER, 53), WAN), GW);
+    assert_eq!(s.sport, 8080, "released");
+}
+
+#[test]
+fn a_port_forward_whose_port_a_mapping_holds_reserves_it_once_released() {
+    let mut l = lab(MASQ);
+    let s = check(&l.through(LAN, &host_udp(0, 8080, SERVER, 53), WAN), GW);
+    assert_eq!(s.sport, 8080);
+    swap_rules(&mut l, FWD_8080);
+    assert_eq!(l.path().static_ports_reserved(), 0, "busy: a mapping holds it");
+    l.advance(31);
+    assert_eq!(l.nat().count(), 0, "the UDP session expired (30 s)");
+    assert_eq!(l.path().static_ports_reserved(), 0, "quarantined for 120 s");
+    l.advance(120);
+    l.advance(2);
+    assert_eq!(l.path().static_ports_reserved(), 1, "retried once the hold passed");
+    let s = check(&l.through(LAN, &host_udp(1, 8080, SERVER, 53), WAN), GW);
+    assert_ne!(s.sport, 8080);
+    // Released again only by this worker's own reservation: the mapping's port is not
+    // touched when the forward goes.
+    swap_rules(&mut l, MASQ);
+    assert_eq!(l.path().static_ports_reserved(), 0);
+    assert_eq!(l.nat().count(), 1);
+}

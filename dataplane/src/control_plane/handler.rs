@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use control::protocol::{
-    to_result, Command, ControlError, Flushed, PortStats, PortUtilisation, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
-    TimeoutsUpdate, VersionInfo,
+    to_result, Command, ControlError, Flushed, PortStats, PortUtilisation, SessionCount, SessionFilter, SessionPage,
+    Stats, Timeouts, TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
 use serde_json::{json, Value};

@@ -141,10 +141,8 @@ impl RulesControl {
         let set = self.lock();
         // Under the lock: the compiled set in force is the one made from `set`.
         let compiled = self.compiled.load();
-        let chains = chains
-            .into_iter()
-            .map(|chain| chain_listing(&set, table, chain, &compiled.rule_counts(chain)))
-            .collect();
+        let chains =
+            chains.into_iter().map(|chain| chain_listing(&set, table, chain, &compiled.rule_counts(chain))).collect();
         Ok(RuleListing { table: table.name().to_string(), chains })
     }
 
@@ -599,9 +597,11 @@ mod tests {
     fn snat_to_an_address_outside_the_pool_is_refused_and_changes_nothing() {
         let (r, compiled) = rules();
         let r = r.with_pool(vec!["203.0.113.2".parse().unwrap(), "203.0.113.1".parse().unwrap()]);
-        r.append("nat", "POSTROUTING", &spec("-o wan -p udp -j SNAT --to-source 203.0.113.1-203.0.113.2:2000-3000")).unwrap();
+        r.append("nat", "POSTROUTING", &spec("-o wan -p udp -j SNAT --to-source 203.0.113.1-203.0.113.2:2000-3000"))
+            .unwrap();
         let before = compiled.load_full();
-        let e = r.append("nat", "POSTROUTING", &spec("-o wan -j SNAT --to-source 203.0.113.2-203.0.113.3")).unwrap_err();
+        let e =
+            r.append("nat", "POSTROUTING", &spec("-o wan -j SNAT --to-source 203.0.113.2-203.0.113.3")).unwrap_err();
         assert_eq!(e.code, ErrorCode::Unsupported);
         assert!(e.message.contains("203.0.113.3 is not in masqd's external pool (203.0.113.1, 203.0.113.2)"), "{e}");
         assert!(e.message.contains("restart masqd with --rules"), "{e}");

@@ -363,9 +363,8 @@ impl NatPath {
         }
         want.sort_unstable();
         want.dedup();
-        let endpoint = |k: StaticKey| {
-            (Endpoint::new(Ipv4Addr::from(k.0), k.1), Proto::from_ip(k.2).expect("a NAT protocol"))
-        };
+        let endpoint =
+            |k: StaticKey| (Endpoint::new(Ipv4Addr::from(k.0), k.1), Proto::from_ip(k.2).expect("a NAT protocol"));
         // Release what no forward wants any more; reserve what is new.
         let nat = &mut self.nat;
         self.statics.owned.retain(|k| {

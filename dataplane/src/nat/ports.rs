@@ -232,7 +232,10 @@ impl PortAllocator {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.maps.len() * 8 + self.free.len() * 8 + self.in_use.len() * 4 + self.ring.len() * core::mem::size_of::<Held>()
+        self.maps.len() * 8
+            + self.free.len() * 8
+            + self.in_use.len() * 4
+            + self.ring.len() * core::mem::size_of::<Held>()
     }
 
     pub fn addrs(&self) -> &[Ipv4Addr] {

@@ -300,9 +300,7 @@ impl RuleCounters {
     fn new(workers: usize, rules: usize) -> RuleCounters {
         let cells = (2 * rules).next_multiple_of(8);
         RuleCounters {
-            workers: (0..workers)
-                .map(|_| WorkerRuleCells((0..cells).map(|_| Counter::default()).collect()))
-                .collect(),
+            workers: (0..workers).map(|_| WorkerRuleCells((0..cells).map(|_| Counter::default()).collect())).collect(),
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct RulesControl {
 impl RulesControl {
     /// Take over `initial` (the `--rules` file, or empty) and the shared compiled set the
     /// workers read; `compiled` is replaced at once by `initial` compiled, so the two agree.
+    /// If `compiled` already holds `initial` compiled (masqd's workers start with it), its
+    /// per-rule counters carry on: what the workers counted before is kept.
     /// `workers`: how many workers count matches (indices `0..workers`).
     pub fn new(
         initial: RuleSet,
@@ -51,7 +53,7 @@ impl RulesControl {
         workers: usize,
     ) -> Result<RulesControl, ControlError> {
         let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled, workers, pool: None };
-        let built = rules.compile(&initial)?;
+        let built = rules.compile(&initial)?.keep_counters_of(&rules.compiled.load());
         rules.compiled.store(Arc::new(built));
         *rules.lock() = initial;
         Ok(rules)
@@ -609,5 +611,18 @@ mod tests {
         assert_eq!(r.restore(text, false).unwrap_err().code, ErrorCode::Unsupported);
         assert!(Arc::ptr_eq(&before, &compiled.load_full()), "nothing changed");
         assert_eq!(r.snapshot().rules(Chain::Postrouting).len(), 1);
+    }
+
+    #[test]
+    fn counts_made_before_the_control_plane_took_over_are_kept() {
+        let set = RuleSet::parse_save("*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n", &PORTS).unwrap();
+        let ports = [("lan", 0), ("wan", 1)];
+        let start = CompiledRules::new(&set, &ports).unwrap().with_workers(1);
+        start.count(0, Chain::Postrouting, Some(0), 60);
+        let compiled = Arc::new(ArcSwap::from_pointee(start));
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled.clone(), 1).unwrap();
+        compiled.load().count(0, Chain::Postrouting, Some(0), 40);
+        let listing = r.list("nat", Some("POSTROUTING")).unwrap();
+        assert_eq!((listing.chains[0].rules[0].packets, listing.chains[0].rules[0].bytes), (2, 100));
     }
 }

@@ -31,6 +31,8 @@
 
 use std::net::Ipv4Addr;
 
+use std::sync::Arc;
+
 use crate::counters::Counter;
 
 use super::rule::{AddrRange, Chain, Cidr, Iface, Negatable, Policy, PortRange, Rule, Target};
@@ -305,24 +307,6 @@ impl RuleCounters {
     }
 }
 
-impl Clone for RuleCounters {
-    /// A copy of the shape and the values at the time of the copy.
-    fn clone(&self) -> RuleCounters {
-        let copy = |w: &WorkerRuleCells| {
-            WorkerRuleCells(
-                w.0.iter()
-                    .map(|c| {
-                        let n = Counter::default();
-                        n.set(c.get());
-                        n
-                    })
-                    .collect(),
-            )
-        };
-        RuleCounters { workers: self.workers.iter().map(copy).collect() }
-    }
-}
-
 /// An immutable, evaluation-ready rule set. Build one per change and swap it in whole.
 #[derive(Clone, Debug)]
 pub struct CompiledRules {
@@ -333,8 +317,9 @@ pub struct CompiledRules {
     forward_policy: bool,
     /// The port forwards of PREROUTING, in rule order.
     forwards: Box<[StaticForward]>,
-    /// Per-rule counters (none until [`with_workers`](Self::with_workers)).
-    counters: RuleCounters,
+    /// Per-rule counters (none until [`with_workers`](Self::with_workers)); shared by
+    /// clones, and by [`keep_counters_of`](Self::keep_counters_of).
+    counters: Arc<RuleCounters>,
 }
 
 impl Default for CompiledRules {
@@ -346,7 +331,7 @@ impl Default for CompiledRules {
             forward: Box::new([]),
             forward_policy: true,
             forwards: Box::new([]),
-            counters: RuleCounters::default(),
+            counters: Arc::default(),
         }
     }
 }
@@ -390,14 +375,7 @@ impl CompiledRules {
                 Some(StaticForward { proto, ports, dst: m.dst.map(AddrMatch::new) })
             })
             .collect();
-        Ok(CompiledRules {
-            prerouting,
-            postrouting,
-            forward,
-            forward_policy,
-            forwards,
-            counters: RuleCounters::default(),
-        })
+        Ok(CompiledRules { prerouting, postrouting, forward, forward_policy, forwards, counters: Arc::default() })
     }
 
     /// The port forwards (DNAT/REDIRECT with a protocol and destination ports).
@@ -409,7 +387,21 @@ impl CompiledRules {
     /// `0..workers`); without them [`count`](Self::count) counts nothing.
     pub fn with_workers(mut self, workers: usize) -> CompiledRules {
         let rules = self.prerouting.len() + self.postrouting.len() + self.forward.len();
-        self.counters = RuleCounters::new(workers, rules);
+        self.counters = Arc::new(RuleCounters::new(workers, rules));
+        self
+    }
+
+    /// Count on in `old`'s counters instead of fresh ones — for a set compiled from the
+    /// same rules as `old` (masqd's control plane taking over the set the workers started
+    /// with), so nothing counted meanwhile is lost. Sets of another shape keep their own.
+    pub fn keep_counters_of(mut self, old: &CompiledRules) -> CompiledRules {
+        let same_shape = [Chain::Prerouting, Chain::Postrouting, Chain::Forward]
+            .iter()
+            .all(|c| self.chain_len(*c) == old.chain_len(*c))
+            && self.counters.workers.len() == old.counters.workers.len();
+        if same_shape {
+            self.counters = old.counters.clone();
+        }
         self
     }
 

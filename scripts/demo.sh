@@ -416,9 +416,10 @@ step_dns() {
     [ "$answer" = "$SERVER" ]
 }
 
-# masqctl as the operator types it, on the demo's socket; the command line is printed.
+# masqctl as the operator types it, on the demo's socket; the command line is printed
+# (on stderr, so that output captured for a check holds masqctl's output only).
 ctl() {
-    printf '  $ masqctl %s\n' "$*"
+    printf '  $ masqctl %s\n' "$*" >&2
     "$MASQCTL" --socket "$CTL_SOCKET" "$@"
 }
 
@@ -480,8 +481,12 @@ step_masqctl() {
     check "the port forward answers (HTTP 200)" [ "$out" = 200 ] || fail=1
     seen="$(grep -o '^[0-9.]* ' "$STATE_DIR/lan-http.log" | head -1 | tr -d ' ')"
     check "the LAN web server saw the real client ($SERVER): ${seen:-nothing}" [ "$seen" = "$SERVER" ] || fail=1
+    seen="$(udp_seen_by_server 40002)"
+    check "the LAN host's new flows are still masqueraded ($seen)" [ "${seen%%:*}" = "$WAN_ROUTER" ] || fail=1
 
     masq_log ""
+    masq_log "the rules with their counters (every rule change starts them at zero; a nat rule"
+    masq_log "counts the first packet of each connection it translates):"
     out="$(ctl -t nat -L -n -v --line-numbers)" || fail=1
     printf '%s\n' "$out" | sed 's/^/    /'
     check "the DNAT rule is listed and counted the first packet of its connection" \
@@ -516,7 +521,7 @@ step_masqctl() {
 
     masq_log ""
     out="$(ctl stats)" || fail=1
-    printf '%s\n' "$out" | grep -A2 -E '^(Sessions|External port utilisation)' | sed 's/^/    /'
+    printf '%s\n' "$out" | sed -n '/^Sessions/p; /^External port utilisation/,/^$/p' | sed 's/^/    /'
     return "$fail"
 }
 

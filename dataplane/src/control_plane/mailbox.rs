@@ -10,7 +10,9 @@
 //!
 //! Every request is bounded work: a summary (counts, counters), one step of a scan of at
 //! most [`SCAN_CHUNK`] sessions ([`WorkerNat::sessions_after`] scans a bounded stretch of
-//! its slab), or one flush step of at most [`SCAN_CHUNK`] sessions. The control thread
+//! its slab), one flush step of at most [`SCAN_CHUNK`] sessions, or the port use of at
+//! most [`PORT_USAGE_CHUNK`] external addresses (per-address, per-protocol in-use counts
+//! the worker's port allocator keeps as plain integers). The control thread
 //! loops over steps and workers, so millions of sessions list, count and flush without
 //! stalling the packet path for more than one step at a time.
 //!

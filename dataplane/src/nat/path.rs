@@ -723,7 +723,7 @@ impl Ctx<'_> {
             if t.proto != Proto::Icmp {
                 fm.dst_port = to.port;
             }
-            if !self.forward(&rules, &fm) {
+            if !self.forward(rules, &fm) {
                 return Decision::Drop(DropReason::PolicyDrop);
             }
         }

@@ -143,6 +143,11 @@ type StaticKey = (u32, u16, u8);
 /// are new and releases those no rule forwards any more. It only ever releases what it
 /// reserved. A port that a mapping (or the quarantine after one) still holds cannot be
 /// reserved yet: it is retried every [`STATIC_RETRY`] until it can.
+///
+/// The work (and the one allocation, the wanted list) happens only on a change or a
+/// retry and is proportional to the forwarded ports this worker owns times the pool
+/// addresses they cover: trivial for ordinary forwards; a forward of a huge range on a
+/// large pool costs that worker a pause when it arrives.
 #[derive(Default)]
 struct StaticPorts {
     /// The set the reservations follow (held, so its address cannot be reused).

@@ -7,16 +7,23 @@
 #
 # masqd owns 100.64.0.1 (inside) and 203.0.113.1 (outside) on the two root-namespace veth
 # ends, which carry no kernel address; it answers ARP and routes between the namespaces.
-# The demo builds masqd (release), creates the namespaces and veth pairs, starts masqd,
-# waits until it is ready, runs the steps (ping across, a TTL-expired ping), stops masqd
-# with SIGTERM, prints its output (the counter report at the end) and removes everything
-# it created, also on failure or Ctrl-C. A crashed earlier run's leftovers are removed first.
+# The demo builds masqd and masqctl (release), creates the namespaces and veth pairs,
+# starts masqd, waits until it is ready, runs the steps, stops masqd with SIGTERM, prints
+# its output (the counter report at the end) and removes everything it created, also on
+# failure or Ctrl-C. A crashed earlier run's leftovers are removed first.
+#
+# Steps: masqctl (the operator's walkthrough: masqd starts with NO rules; masqctl adds
+# MASQUERADE and a port forward while traffic flows, lists the sessions, tunes the timers
+# and saves the rules), ping, http, dns, ttl. With the masqctl step masqd starts without
+# rules and that step runs first, whatever its place in MASQ_DEMO_STEPS (the others need
+# its MASQUERADE rule); without it masqd starts with the MASQUERADE rule in rules.v4.
 #
 # Usage: scripts/demo.sh [--no-setup] [--no-build] [--net-only] [--keep-log]
 #   --net-only   build and tear down the testbed only (no masqd): checks the plumbing
 #   --keep-log   keep masqd's log (its path is printed) instead of deleting it
-# Environment: MASQD=path (default <target>/release/masqd), MASQ_DEMO_HUGEPAGES=0|1
-#   (default: hugepages if enough are free), MASQ_DEMO_STEPS="ping http dns ttl" (which steps run).
+# Environment: MASQD=path (default <target>/release/masqd), MASQCTL=path (default
+#   <target>/release/masqctl), MASQ_DEMO_HUGEPAGES=0|1 (default: hugepages if enough are
+#   free), MASQ_DEMO_STEPS="masqctl ping http dns ttl" (which steps run).
 # Needs root. Traffic never leaves the two namespaces.
 set -euo pipefail
 
@@ -43,6 +50,9 @@ WAN_ROUTER=203.0.113.1
 WAN_PREFIX=24
 FILE_PREFIX=masq-demo
 STATE_DIR=/run/masq-demo
+CTL_SOCKET="$STATE_DIR/masqd.sock"         # the demo's own control socket, not /run/masq's
+FORWARD_PORT=8080                          # the port forward: 203.0.113.1:8080 -> 100.64.0.2:80
+PEER="$ROOT/dataplane/tests/tools/peer.py" # UDP echo/ask helpers of the tests
 READY_TIMEOUT=30
 STOP_TIMEOUT=15
 
@@ -217,6 +227,9 @@ gateway = "$SERVER"
 
 [workers]
 cores = [1]
+
+[control]
+socket = "$CTL_SOCKET"
 EOF
     masq_section "config ($STATE_DIR/masq.toml)"
     sed 's/^/  /' "$STATE_DIR/masq.toml"
@@ -234,17 +247,44 @@ EOF
 
 build_masqd() {
     MASQD="${MASQD:-$(masq_target_dir "$ROOT")/release/masqd}"
+    MASQCTL="${MASQCTL:-$(masq_target_dir "$ROOT")/release/masqctl}"
     if [ "$BUILD" = 1 ]; then
-        masq_section "building masqd (release)"
-        (cd "$ROOT" && cargo build --release -p dataplane --bin masqd)
+        masq_section "building masqd and masqctl (release)"
+        (cd "$ROOT" && cargo build --release -p dataplane --bin masqd -p control --bin masqctl)
     fi
     [ -x "$MASQD" ] || masq_die "no masqd at $MASQD (build it: cargo build --release -p dataplane)"
+    [ -x "$MASQCTL" ] || masq_die "no masqctl at $MASQCTL (build it: cargo build --release -p control)"
+}
+
+# The steps to run, in order: the masqctl step first when it is selected.
+demo_steps() {
+    local step steps="${MASQ_DEMO_STEPS:-masqctl ping http dns ttl}" out=""
+    for step in $steps; do
+        if [ "$step" = masqctl ]; then out="masqctl"; fi
+    done
+    for step in $steps; do
+        if [ "$step" != masqctl ]; then out="$out $step"; fi
+    done
+    printf '%s\n' "$out"
+}
+
+# Whether masqd starts with no rules (the masqctl step adds them live).
+starts_without_rules() {
+    case " $(demo_steps) " in
+    *" masqctl "*) return 0 ;;
+    *) return 1 ;;
+    esac
 }
 
 start_masqd() {
     masq_section "starting masqd"
     : >"$STATE_DIR/masqd.log" # exists before wait_ready looks, whatever the child's timing
-    "$MASQD" --config "$STATE_DIR/masq.toml" --rules "$STATE_DIR/rules.v4" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
+    local rules=(--rules "$STATE_DIR/rules.v4")
+    if starts_without_rules; then
+        rules=()
+        masq_log "with NO rules: the masqctl step adds them while masqd runs"
+    fi
+    "$MASQD" --config "$STATE_DIR/masq.toml" "${rules[@]}" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
     MASQD_PID=$!
     echo "$MASQD_PID" >"$STATE_DIR/masqd.pid"
     masq_log "masqd pid $MASQD_PID, log $STATE_DIR/masqd.log"
@@ -353,9 +393,118 @@ step_dns() {
     [ "$answer" = "$SERVER" ]
 }
 
+# masqctl as the operator types it, on the demo's socket; the command line is printed
+# (on stderr, so that output captured for a check holds masqctl's output only).
+ctl() {
+    printf '  $ masqctl %s\n' "$*" >&2
+    "$MASQCTL" --socket "$CTL_SOCKET" "$@"
+}
+
+# One check of the masqctl step: "ok: ..." or "FAIL: ...".
+check() { # description command...
+    local what="$1"
+    shift
+    if "$@"; then
+        masq_log "  ok: $what"
+    else
+        masq_log "  FAIL: $what"
+        return 1
+    fi
+}
+
+# Whether text $1 has (has) or lacks (lacks) a line matching extended regex $2.
+has() { grep -Eq -- "$2" <<<"$1"; }
+lacks() { ! has "$@"; }
+
+# What the server's UDP echo saw of a datagram from the LAN host's port $1.
+udp_seen_by_server() {
+    in_ns "$LAN_NS" timeout 10 python3 "$PEER" udp-ask "$LAN_HOST" "$1" "$SERVER" 7 2 2>/dev/null || true
+}
+
+# The operator's walkthrough (issue 4's "done when"): masqd runs with no rules; masqctl
+# adds masquerade and a port forward as with iptables, while traffic flows; the sessions
+# appear in masqctl -M -L; the timers are tuned; the rules are saved.
+step_masqctl() {
+    local fail=0 seen out
+    ip netns exec "$SRV_NS" timeout 120 python3 "$PEER" udp-echo "$SERVER" 7 \
+        >"$STATE_DIR/udp-echo.log" 2>&1 </dev/null &
+    BG_PIDS+=($!)
+    ip netns exec "$LAN_NS" timeout 120 python3 -m http.server 80 --bind "$LAN_HOST" \
+        >"$STATE_DIR/lan-http.log" 2>&1 </dev/null &
+    BG_PIDS+=($!)
+    sleep 0.5
+
+    masq_log "masqd runs with no rules: it routes, and translates nothing"
+    out="$(ctl save)" || fail=1
+    printf '%s\n' "$out" | sed 's/^/    /'
+    check "no rules in force" lacks "$out" '^-A' || fail=1
+    seen="$(udp_seen_by_server 40000)"
+    masq_log "  the server sees the LAN host's datagram come from: ${seen:-nothing}"
+    check "untranslated without rules ($LAN_HOST:40000)" [ "$seen" = "$LAN_HOST:40000" ] || fail=1
+
+    masq_log ""
+    masq_log "masquerade, as with iptables:"
+    ctl -t nat -A POSTROUTING -o wan -j MASQUERADE || fail=1
+    seen="$(udp_seen_by_server 40001)"
+    masq_log "  the server sees the LAN host's datagram come from: ${seen:-nothing}"
+    check "masqueraded to $WAN_ROUTER" [ "${seen%%:*}" = "$WAN_ROUTER" ] || fail=1
+
+    masq_log ""
+    masq_log "a port forward: $WAN_ROUTER:$FORWARD_PORT -> $LAN_HOST:80 (a web server on the LAN host)"
+    ctl -t nat -A PREROUTING -i wan -p tcp --dport "$FORWARD_PORT" -j DNAT --to-destination "$LAN_HOST:80" || fail=1
+    out="$(in_ns "$SRV_NS" timeout 10 curl -sS -o /dev/null -w '%{http_code}' \
+        "http://$WAN_ROUTER:$FORWARD_PORT/" 2>&1 || true)"
+    masq_log "  on the server: curl http://$WAN_ROUTER:$FORWARD_PORT/ -> HTTP $out"
+    check "the port forward answers (HTTP 200)" [ "$out" = 200 ] || fail=1
+    seen="$(grep -o '^[0-9.]* ' "$STATE_DIR/lan-http.log" | head -1 | tr -d ' ')"
+    check "the LAN web server saw the real client ($SERVER): ${seen:-nothing}" [ "$seen" = "$SERVER" ] || fail=1
+    seen="$(udp_seen_by_server 40002)"
+    check "the LAN host's new flows are still masqueraded ($seen)" [ "${seen%%:*}" = "$WAN_ROUTER" ] || fail=1
+
+    masq_log ""
+    masq_log "the rules with their counters (every rule change starts them at zero; a nat rule"
+    masq_log "counts the first packet of each connection it translates):"
+    out="$(ctl -t nat -L -n -v --line-numbers)" || fail=1
+    printf '%s\n' "$out" | sed 's/^/    /'
+    check "the DNAT rule is listed and counted the first packet of its connection" \
+        has "$out" '^1 +[1-9][0-9]* +[0-9]+ +DNAT' || fail=1
+    check "the MASQUERADE rule is listed and counted the first packet of its flow" \
+        has "$out" '^1 +[1-9][0-9]* +[0-9]+ +MASQUERADE' || fail=1
+
+    masq_log ""
+    out="$(ctl -M -L)" || fail=1
+    printf '%s\n' "$out" | sed 's/^/    /'
+    check "the masqueraded UDP flow is in the translation table" \
+        has "$out" "^udp +$LAN_HOST:40001 +$WAN_ROUTER:" || fail=1
+    check "the port-forwarded TCP connection is in the translation table" \
+        has "$out" "^tcp +$LAN_HOST:80 +$WAN_ROUTER:$FORWARD_PORT +$SERVER:" || fail=1
+
+    masq_log ""
+    masq_log "tune the timers (ipchains order: tcp tcpfin udp):"
+    ctl -M -S 7200 10 60 || fail=1
+    out="$(ctl timeouts)" || fail=1
+    printf '    %s\n' "$out"
+    check "timeouts now tcp 7200, tcpfin 10, udp 60" has "$out" '^tcp 7200  tcpfin 10  udp 60 ' || fail=1
+
+    masq_log ""
+    ctl save >"$STATE_DIR/rules.saved" || fail=1
+    sed 's/^/    /' "$STATE_DIR/rules.saved"
+    out="$(cat "$STATE_DIR/rules.saved")"
+    check "saved ($STATE_DIR/rules.saved): the MASQUERADE rule" \
+        has "$out" '^-A POSTROUTING -o wan -j MASQUERADE$' || fail=1
+    check "saved: the port forward" \
+        has "$out" "^-A PREROUTING -i wan -p tcp (-m tcp )?--dport $FORWARD_PORT -j DNAT --to-destination $LAN_HOST:80\$" ||
+        fail=1
+
+    masq_log ""
+    out="$(ctl stats)" || fail=1
+    printf '%s\n' "$out" | sed -n '/^Sessions/p; /^External port utilisation/,/^$/p' | sed 's/^/    /'
+    return "$fail"
+}
+
 run_steps() {
     local step rc
-    for step in ${MASQ_DEMO_STEPS:-ping http dns ttl}; do
+    for step in $(demo_steps); do
         masq_section "step: $step"
         rc=0
         "step_$step" || rc=$?

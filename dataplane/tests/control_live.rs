@@ -508,6 +508,11 @@ fn rules_file_is_loaded_at_start_and_a_bad_one_stops_masqd_before_eal() {
 
 /// `n` UDP flows from lan hosts through MASQUERADE; masqd runs on, sessions in place.
 fn with_sessions(dir: &TempDir, n: u16) -> Live {
+    with_sessions_under(dir, n, "*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n")
+}
+
+/// `n` UDP flows from lan hosts (one datagram each) under `rules`.
+fn with_sessions_under(dir: &TempDir, n: u16, rules: &str) -> Live {
     let frames: Vec<Vec<u8>> = (0..n).map(|i| host_udp(30000 + i)).collect();
     let lan_in = dir.join("lan_in.pcap");
     let wan_in = dir.join("wan_in.pcap");
@@ -520,7 +525,7 @@ fn with_sessions(dir: &TempDir, n: u16) -> Live {
         .with_mac(WAN_MAC)
         .neighbor("wan", "203.0.113.254", GW_MAC)
         .neighbor("lan", "100.64.0.2", HOST_MAC)
-        .rules("*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n");
+        .rules(rules);
     let live = Live::start(cfg);
     let count =
         |live: &Live| live.call_as::<SessionCount>(&Command::SessionsCount { filter: SessionFilter::default() }).count;
@@ -560,11 +565,18 @@ fn sessions_list_count_and_flush_on_a_live_masqd() {
     assert_eq!(filtered.count, 1);
     let stats: Stats = live.call_as(&Command::StatsGet);
     assert_eq!((stats.sessions_active, stats.sessions_created), (300, 300));
+    // 300 flows from 300 source ports: 300 UDP ports in use on the wan address, of the
+    // 1023 + 64512 one worker owns.
+    assert_eq!(stats.port_utilisation.len(), 1, "{:?}", stats.port_utilisation);
+    let u = &stats.port_utilisation[0];
+    assert_eq!((u.address, u.capacity, u.udp, u.tcp, u.icmp), (ip4("203.0.113.1"), 1023 + 64512, 300, 0, 0));
     let flushed =
         live.call(&Command::SessionsFlush { filter: SessionFilter { inside_port: Some(30007), ..Default::default() } });
     assert_eq!(flushed, json!({"flushed": 1}));
     assert_eq!(live.call(&Command::SessionsFlush { filter: SessionFilter::default() }), json!({"flushed": 299}));
     assert_eq!(live.call(&Command::SessionsCount { filter: SessionFilter::default() }), json!({"count": 0}));
+    let stats: Stats = live.call_as(&Command::StatsGet);
+    assert_eq!(stats.port_utilisation[0].udp, 0, "flushed sessions free their ports");
     live.stop().assert_clean();
 }
 
@@ -609,7 +621,13 @@ fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translati
     std::thread::sleep(Duration::from_millis(400));
     let ask = |port: &str| peer(&topo, &topo.lan_ns, &["udp-ask", addr::LAN_HOST, port, addr::SERVER, "7"]);
 
+    let udp_in_use = |live: &Live| {
+        let stats: Stats = live.call_as(&Command::StatsGet);
+        stats.port_utilisation.iter().find(|u| u.address == ip4(addr::WAN_ROUTER)).map_or(0, |u| u.udp)
+    };
+    assert_eq!(udp_in_use(&live), 0);
     assert_eq!(ask("40000"), (0, "203.0.113.1:40000".into()), "masqueraded:\n{}", live.masqd.log());
+    assert_eq!(udp_in_use(&live), 1, "one live flow, one port in use");
     // A new rule ahead of MASQUERADE: UDP goes out from ports 20000-20100.
     let out = live.masqctl(&[
         "-t",
@@ -631,6 +649,7 @@ fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translati
     let port: u16 = seen.split_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     assert!(rc == 0 && (20000..=20100).contains(&port), "a new flow takes the new rule: {seen}\n{}", live.masqd.log());
     assert_eq!(ask("40000"), (0, "203.0.113.1:40000".into()), "the old session keeps its translation");
+    assert_eq!(udp_in_use(&live), 2, "two live flows, two ports in use");
 
     // The translation table shows both; flushed, the old flow starts over under the new rule.
     let out = live.masqctl(&["-M", "-L"]);
@@ -645,5 +664,157 @@ fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translati
     assert!(rc == 0 && (20000..=20100).contains(&port), "after the flush: {seen}");
     let stats: Stats = live.call_as(&Command::StatsGet);
     assert_eq!((stats.sessions_created, stats.sessions_active), (3, 1), "{stats:?}");
+    live.stop().assert_clean();
+}
+
+/// `(packets, bytes)` of every rule of one chain, as `rules.list` reports them.
+fn rule_counts(live: &Live, table: &str, chain: &str) -> Vec<(u64, u64)> {
+    let listing: RuleListing = live.call_as(&Command::RulesList { table: table.into(), chain: Some(chain.into()) });
+    listing.chains[0].rules.iter().map(|r| (r.packets, r.bytes)).collect()
+}
+
+#[test]
+fn rule_counters_count_what_each_rule_decided_and_reset_on_a_change() {
+    let dir = TempDir::new("ctl-counters");
+    let rules = "*nat\n-A POSTROUTING -o wan -p tcp -j MASQUERADE\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n\
+                 *filter\n-A FORWARD -p tcp -j DROP\n-A FORWARD -i lan -o wan -j ACCEPT\nCOMMIT\n";
+    let live = with_sessions_under(&dir, 20, rules);
+    // 20 UDP flows of one datagram each: IPv4 length 20 + 8 + 32.
+    let ip_len = (host_udp(1).len() - 14) as u64;
+    assert_eq!(rule_counts(&live, "nat", "POSTROUTING"), [(0, 0), (20, 20 * ip_len)], "{}", live.masqd.log());
+    assert_eq!(rule_counts(&live, "filter", "FORWARD"), [(0, 0), (20, 20 * ip_len)]);
+    // As masqctl shows them: -L -v -x with line numbers.
+    let out = live.masqctl(&["-t", "nat", "-L", "POSTROUTING", "-n", "-v", "-x", "--line-numbers"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = text(&out);
+    let rows: Vec<Vec<&str>> =
+        listing.lines().skip(2).map(|l| l.split_whitespace().take(4).collect::<Vec<_>>()).collect();
+    let bytes = (20 * ip_len).to_string();
+    assert_eq!(rows, [vec!["1", "0", "0", "MASQUERADE"], vec!["2", "20", bytes.as_str(), "MASQUERADE"]], "{listing}");
+    // Any change swaps in a new compiled set: every counter starts again at zero.
+    let out = live.masqctl(&["-P", "FORWARD", "ACCEPT"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rule_counts(&live, "nat", "POSTROUTING"), [(0, 0), (0, 0)]);
+    assert_eq!(rule_counts(&live, "filter", "FORWARD"), [(0, 0), (0, 0)]);
+    live.stop().assert_clean();
+}
+
+#[test]
+fn snat_to_an_address_masqd_did_not_start_with_is_refused_with_the_way_out() {
+    let live = Live::on_null();
+    let out =
+        live.masqctl(&["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "SNAT", "--to-source", "198.51.100.50"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("198.51.100.50 is not in masqd's external pool (203.0.113.1)"), "{err}");
+    assert!(err.contains("restart masqd with --rules"), "{err}");
+    // The wan address itself (in the pool) is fine, with a port range.
+    let ok = live.masqctl(&[
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-o",
+        "wan",
+        "-p",
+        "udp",
+        "-j",
+        "SNAT",
+        "--to-source",
+        "203.0.113.1:20000-20100",
+    ]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let saved: SavedRules = live.call_as(&Command::RulesSave { table: Some("nat".into()) });
+    assert!(!saved.text.contains("198.51.100.50") && saved.text.contains("20000-20100"), "{}", saved.text);
+    live.stop().assert_clean();
+}
+
+/// A LAN/WAN testbed with masqd masquerading, and a UDP echo server on the server (7).
+fn udp_testbed(topo: &mut LanWan) -> Live {
+    let rules = "*nat\n-A POSTROUTING -o wan -s 100.64.0.0/10 -j MASQUERADE\nCOMMIT\n";
+    let live = Live::start(topo.masqd_config().rules(rules));
+    let script = workspace_root().join("dataplane/tests/tools/peer.py").display().to_string();
+    let srv = topo.srv_ns.clone();
+    topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &script, "udp-echo", "0.0.0.0", "7"], None);
+    std::thread::sleep(Duration::from_millis(400));
+    live
+}
+
+#[test]
+fn a_port_forward_added_live_reserves_its_port_and_deleting_it_releases_the_port() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let _serial = af_packet_serial();
+    let mut topo = LanWan::new();
+    let live = udp_testbed(&mut topo);
+    let script = workspace_root().join("dataplane/tests/tools/peer.py").display().to_string();
+    let lan = topo.lan_ns.clone();
+    topo.net.spawn(&lan, Duration::from_secs(60), &["python3", &script, "udp-echo", addr::LAN_HOST, "7"], None);
+    std::thread::sleep(Duration::from_millis(300));
+    let port_of = |seen: &str| seen.split_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(0);
+
+    let out = live.masqctl(&[
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-i",
+        "wan",
+        "-p",
+        "udp",
+        "--dport",
+        "8080",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "100.64.0.2:7",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A LAN flow from source port 8080 cannot be given 8080: the forward holds it.
+    let (rc, seen) = peer(&topo, &topo.lan_ns, &["udp-ask", addr::LAN_HOST, "8080", addr::SERVER, "7"]);
+    assert!(rc == 0 && port_of(&seen) != 0 && port_of(&seen) != 8080, "{seen}\n{}", live.masqd.log());
+    // The forward works: the server reaches the LAN host's echo through 203.0.113.1:8080.
+    let (rc, seen) = peer(&topo, &topo.srv_ns, &["udp-ask", addr::SERVER, "5555", addr::WAN_ROUTER, "8080"]);
+    assert_eq!((rc, seen.as_str()), (0, "203.0.113.254:5555"), "{}", live.masqd.log());
+
+    // Deleted (and the sessions flushed): the port is released, and a flow from 8080 keeps it.
+    let out = live.masqctl(&["-t", "nat", "-D", "PREROUTING", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = live.masqctl(&["sessions", "flush"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (rc, seen) = peer(&topo, &topo.lan_ns, &["udp-ask", addr::LAN_HOST, "8080", addr::SERVER, "7"]);
+    assert_eq!((rc, port_of(&seen)), (0, 8080), "released: {seen}\n{}", live.masqd.log());
+    live.stop().assert_clean();
+}
+
+#[test]
+fn sessions_expire_on_timers_set_with_masqctl() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let _serial = af_packet_serial();
+    let mut topo = LanWan::new();
+    let live = udp_testbed(&mut topo);
+    let out = live.masqctl(&["-M", "-S", "7200", "10", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for sport in ["41000", "41001", "41002"] {
+        let (rc, seen) = peer(&topo, &topo.lan_ns, &["udp-ask", addr::LAN_HOST, sport, addr::SERVER, "7"]);
+        assert_eq!((rc, seen), (0, format!("203.0.113.1:{sport}")), "{}", live.masqd.log());
+    }
+    let out = live.masqctl(&["-M", "-L"]);
+    let table = text(&out);
+    for sport in ["41000", "41001", "41002"] {
+        assert!(table.contains(&format!("100.64.0.2:{sport}")), "{table}");
+    }
+    let stats: Stats = live.call_as(&Command::StatsGet);
+    assert_eq!((stats.sessions_active, stats.sessions_created, stats.sessions_expired), (3, 3, 0), "{stats:?}");
+    // UDP 2 s: gone within a few seconds (bounded wait), counted as expired.
+    let count = |live: &Live| text(&live.masqctl(&["sessions", "count"]));
+    assert!(wait_until(Duration::from_secs(10), || count(&live) == "0\n"), "{}", text(&live.masqctl(&["-M", "-L"])));
+    let out = live.masqctl(&["-M", "-L"]);
+    assert_eq!(text(&out).lines().count(), 2, "only the header is left: {}", text(&out));
+    let stats: Stats = live.call_as(&Command::StatsGet);
+    assert_eq!((stats.sessions_active, stats.sessions_created, stats.sessions_expired), (0, 3, 3), "{stats:?}");
     live.stop().assert_clean();
 }

@@ -107,9 +107,10 @@ fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, 
             nat::path::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
         }
     };
-    let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
-    let timeouts = nat::path::timeouts(config);
     let workers = config.workers.cores.len() as u16;
+    // With per-rule counters from the first packet (the control plane's copy replaces it).
+    let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled.with_workers(usize::from(workers))));
+    let timeouts = nat::path::timeouts(config);
     let seed = {
         use std::hash::{BuildHasher, Hasher};
         std::collections::hash_map::RandomState::new().build_hasher().finish()
@@ -357,6 +358,8 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     }
     // Serve the control socket (its threads inherit the main lcore's CPU, off the workers').
     let port_board = Arc::new(PortStatsBoard::new());
+    // The external pool the workers' allocators were built for (fixed from here on).
+    let external_addrs = nat::path::nat_config(config, &rules, 0, 1, 0).external_addrs;
     let handler = MasqdHandler::new(HandlerParts {
         rules,
         port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
@@ -368,6 +371,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
             Box::new(move || board.request(Duration::from_millis(500)))
         },
         config: control_plane::config_json(config, &worker_lcores, rules_file),
+        external_addrs,
     })
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let control_handle = control_server.spawn(handler).context("control socket")?;

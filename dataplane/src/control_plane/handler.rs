@@ -12,14 +12,16 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use control::protocol::{
-    to_result, Command, ControlError, Flushed, PortStats, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
-    TimeoutsUpdate, VersionInfo,
+    to_result, Command, ControlError, Flushed, PortStats, PortUtilisation, SessionCount, SessionFilter, SessionPage,
+    Stats, Timeouts, TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
 use serde_json::{json, Value};
 
 use super::latency::{self, LatencyHistogram};
-use super::mailbox::{session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink, SCAN_CHUNK};
+use super::mailbox::{
+    session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink, PORT_USAGE_CHUNK, SCAN_CHUNK,
+};
 use super::rules::RulesControl;
 use super::stats::{drops_by_reason, worker_stats};
 use crate::config::{Config, Filtering};
@@ -63,6 +65,9 @@ pub struct HandlerParts {
     pub port_stats: PortStatsSource,
     /// `config.get`'s answer without `timeouts`, which are read live ([`config_json`]).
     pub config: Value,
+    /// The NAT's external pool (fixed at start): SNAT rules to other addresses are
+    /// refused. Empty: not checked (no NAT).
+    pub external_addrs: Vec<std::net::Ipv4Addr>,
 }
 
 /// masqd's [`Handler`].
@@ -77,8 +82,17 @@ pub struct MasqdHandler {
 impl MasqdHandler {
     /// Compiles `parts.rules` into `parts.compiled`; fails if they do not compile.
     pub fn new(parts: HandlerParts) -> Result<MasqdHandler, ControlError> {
+        // Worker indices are 0..n; a rule set counts for as many.
+        let workers = parts.workers.iter().map(|w| w.index as usize + 1).max().unwrap_or(0);
         Ok(MasqdHandler {
-            rules: RulesControl::new(parts.rules, parts.port_names, parts.compiled)?,
+            rules: {
+                let rules = RulesControl::new(parts.rules, parts.port_names, parts.compiled, workers)?;
+                if parts.external_addrs.is_empty() {
+                    rules
+                } else {
+                    rules.with_pool(parts.external_addrs)
+                }
+            },
             timeouts: parts.timeouts,
             workers: parts.workers,
             port_stats: parts.port_stats,
@@ -140,7 +154,43 @@ impl MasqdHandler {
             }
             stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
         }
+        stats.port_utilisation = self.port_utilisation(deadline);
         stats
+    }
+
+    /// Ports in use and available per external address, summed over workers (each
+    /// worker owns a slice of every address). Workers without a NAT, or that do not
+    /// answer by `deadline`, add nothing.
+    fn port_utilisation(&self, deadline: Instant) -> Vec<PortUtilisation> {
+        let mut by_addr: std::collections::BTreeMap<std::net::Ipv4Addr, PortUtilisation> = Default::default();
+        let mut buf = Vec::with_capacity(PORT_USAGE_CHUNK);
+        for w in &self.workers {
+            let mut from = Some(0u32);
+            while let Some(f) = from.take() {
+                let reply = w.link.post(Request::PortUsage { from: f, buf: std::mem::take(&mut buf) }, deadline);
+                let Ok(Reply::PortUsage { buf: back, next }) = reply.and_then(|p| p.wait(deadline)) else {
+                    buf = Vec::with_capacity(PORT_USAGE_CHUNK);
+                    break;
+                };
+                for u in &back {
+                    let e = by_addr.entry(u.addr).or_insert_with(|| PortUtilisation {
+                        address: u.addr,
+                        capacity: 0,
+                        tcp: 0,
+                        udp: 0,
+                        icmp: 0,
+                    });
+                    e.capacity += u.capacity;
+                    e.icmp += u.in_use[nat::Proto::Icmp.code()];
+                    e.tcp += u.in_use[nat::Proto::Tcp.code()];
+                    e.udp += u.in_use[nat::Proto::Udp.code()];
+                }
+                // A step that reports nothing cannot make progress: stop.
+                from = next.filter(|n| *n > f && !back.is_empty());
+                buf = back;
+            }
+        }
+        by_addr.into_values().collect()
     }
 
     // ----- sessions -----
@@ -443,6 +493,7 @@ socket = "/tmp/x.sock"
             workers,
             port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
+            external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
         })
         .unwrap();
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }
@@ -531,6 +582,19 @@ socket = "/tmp/x.sock"
         assert_eq!((s.workers[0].lcore, s.workers[1].drops), (1, 1));
         assert_eq!(s.drops["no_route"], 1);
         assert_eq!((s.sessions_active, s.sessions_created, s.workers[0].sessions_active), (30, 30, 30));
+        // Worker 0 of 2 owns half of 203.0.113.1's ports; its 30 flows are 30 mappings.
+        let part = nat::PortPartition::new(2, nat::PortRange::new(1024, 65535)).unwrap();
+        let own = part.slice(0, true).len() + part.slice(0, false).len();
+        assert_eq!(
+            s.port_utilisation,
+            vec![PortUtilisation {
+                address: std::net::Ipv4Addr::new(203, 0, 113, 1),
+                capacity: own,
+                tcp: 15,
+                udp: 15,
+                icmp: 0
+            }]
+        );
         assert_eq!(s.latency_us.samples, 20);
         assert!((s.latency_us.p50 - 1.5).abs() < 0.1, "{:?}", s.latency_us);
     }

@@ -10,7 +10,9 @@
 //!
 //! Every request is bounded work: a summary (counts, counters), one step of a scan of at
 //! most [`SCAN_CHUNK`] sessions ([`WorkerNat::sessions_after`] scans a bounded stretch of
-//! its slab), or one flush step of at most [`SCAN_CHUNK`] sessions. The control thread
+//! its slab), one flush step of at most [`SCAN_CHUNK`] sessions, or the port use of at
+//! most [`PORT_USAGE_CHUNK`] external addresses (per-address, per-protocol in-use counts
+//! the worker's port allocator keeps as plain integers). The control thread
 //! loops over steps and workers, so millions of sessions list, count and flush without
 //! stalling the packet path for more than one step at a time.
 //!
@@ -28,7 +30,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use control::protocol::{ControlError, Ipv4Net, Protocol, SessionEntry, SessionFilter};
 
-use crate::nat::{ConnState, Endpoint, NatCounters, Proto, SessionInfo, TcpState, WorkerNat};
+use crate::nat::{ConnState, Endpoint, NatCounters, PortUse, Proto, SessionInfo, TcpState, WorkerNat};
 use crate::time::Instant;
 
 /// Requests a worker's queue holds before [`WorkerLink::ask`] has to wait.
@@ -200,7 +202,13 @@ pub enum Request {
     Scan { selector: SessionSelector, from: Walk, limit: u32, op: ScanOp, buf: Vec<SessionInfo> },
     /// Remove up to `budget` sessions, whatever they are.
     FlushStep { budget: u32 },
+    /// Port use of the external addresses from pool index `from` on, as many as `buf`
+    /// has room for (at most [`PORT_USAGE_CHUNK`]); `buf` comes back in the reply.
+    PortUsage { from: u32, buf: Vec<PortUse> },
 }
+
+/// External addresses one [`Request::PortUsage`] step reports at most.
+pub const PORT_USAGE_CHUNK: usize = 1024;
 
 /// Where a walk over one worker's sessions stands: the next slab slot, and how many
 /// sessions still live were visited before it. A walk ends at the end of the slab, or as
@@ -240,6 +248,11 @@ pub enum Reply {
     Flushed {
         removed: u32,
         remaining: u32,
+    },
+    /// A port-use step: the addresses reported, and where to go on (`None`: done).
+    PortUsage {
+        buf: Vec<PortUse>,
+        next: Option<u32>,
     },
 }
 
@@ -287,6 +300,12 @@ pub fn answer(request: Request, nat: Option<&mut WorkerNat>, now: Instant) -> Re
         Request::FlushStep { budget } => {
             let removed = nat.flush(now, budget.min(SCAN_CHUNK) as usize, |_| {}) as u32;
             Reply::Flushed { removed, remaining: nat.count() }
+        }
+        Request::PortUsage { from, mut buf } => {
+            buf.clear();
+            // Bounded by the buffer's room (the control thread sizes it); never grows it.
+            let next = nat.port_usage(from as usize, &mut buf).map(|n| n as u32);
+            Reply::PortUsage { buf, next }
         }
     }
 }

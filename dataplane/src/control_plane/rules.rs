@@ -7,7 +7,13 @@
 //! become the rule set. A command that fails anywhere — parse, rule check, compile —
 //! changes nothing. Workers load the compiled set once per new flow, so a change applies
 //! to flows created after it; sessions created under the old rules keep their translation.
+//!
+//! Listings show each rule's packet and byte counters, summed over the workers' blocks
+//! of the compiled set in force (see [`CompiledRules`]'s "Per-rule counters"). They
+//! belong to that set, so every successful change (append, insert, delete, flush,
+//! policy, restore) starts them all at zero again.
 
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -18,7 +24,7 @@ use control::protocol::{
 use crate::policy::parse::parse_save;
 use crate::policy::{
     parse_rule, tokenize, Chain, CompiledRules, ListOptions, ParseError, ParseErrorKind, Policy, Rule, RuleSet,
-    RuleSetError, Table,
+    RuleSetError, Table, Target,
 };
 
 /// The rules of a running masqd: the text model and the compiled set the workers use.
@@ -27,21 +33,60 @@ pub struct RulesControl {
     /// Configured port names, in port-index order.
     ports: Vec<String>,
     compiled: Arc<ArcSwap<CompiledRules>>,
+    /// Workers that count rule matches (blocks in every compiled set).
+    workers: usize,
+    /// The NAT's external pool, fixed at start (sorted): every outside port's address
+    /// and every SNAT address of the rules masqd started with. `None`: not checked.
+    pool: Option<Vec<Ipv4Addr>>,
 }
 
 impl RulesControl {
     /// Take over `initial` (the `--rules` file, or empty) and the shared compiled set the
     /// workers read; `compiled` is replaced at once by `initial` compiled, so the two agree.
+    /// If `compiled` already holds `initial` compiled (masqd's workers start with it), its
+    /// per-rule counters carry on: what the workers counted before is kept.
+    /// `workers`: how many workers count matches (indices `0..workers`).
     pub fn new(
         initial: RuleSet,
         ports: Vec<String>,
         compiled: Arc<ArcSwap<CompiledRules>>,
+        workers: usize,
     ) -> Result<RulesControl, ControlError> {
-        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled };
-        let built = rules.compile(&initial)?;
+        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled, workers, pool: None };
+        let built = rules.compile(&initial)?.keep_counters_of(&rules.compiled.load());
         rules.compiled.store(Arc::new(built));
         *rules.lock() = initial;
         Ok(rules)
+    }
+
+    /// Refuse, from now on, SNAT rules whose `--to-source` addresses are not all in
+    /// `pool` (the external addresses the workers' port allocators were built for).
+    pub fn with_pool(mut self, mut pool: Vec<Ipv4Addr>) -> RulesControl {
+        pool.sort_unstable();
+        pool.dedup();
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Every SNAT address of `set` must be one the NAT can allocate ports on: the pool
+    /// is sized when masqd starts, so a new address cannot be added live.
+    fn check_pool(&self, set: &RuleSet) -> Result<(), ControlError> {
+        let Some(pool) = &self.pool else { return Ok(()) };
+        for (i, rule) in set.rules(Chain::Postrouting).iter().enumerate() {
+            let Target::Snat { addrs, .. } = rule.target else { continue };
+            let (first, last) = (u32::from(addrs.first()), u32::from(addrs.last()));
+            let missing = (first..=last).map(Ipv4Addr::from).find(|a| pool.binary_search(a).is_err());
+            if let Some(a) = missing {
+                let known = pool.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ");
+                return Err(ControlError::unsupported(format!(
+                    "POSTROUTING rule {}: SNAT address {a} is not in masqd's external pool ({known}); \
+                     the pool is fixed when masqd starts, so a new SNAT address cannot be added live: \
+                     put the rule in the rules file and restart masqd with --rules",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, RuleSet> {
@@ -56,7 +101,9 @@ impl RulesControl {
 
     fn compile(&self, set: &RuleSet) -> Result<CompiledRules, ControlError> {
         let ports: Vec<(&str, u16)> = self.ports.iter().enumerate().map(|(i, n)| (n.as_str(), i as u16)).collect();
-        CompiledRules::new(set, &ports).map_err(|e| ControlError::conflict(format!("rules do not compile: {e}")))
+        CompiledRules::new(set, &ports)
+            .map(|c| c.with_workers(self.workers))
+            .map_err(|e| ControlError::conflict(format!("rules do not compile: {e}")))
     }
 
     /// Apply `change` to a copy of the rule set; on success compile it, swap it in for
@@ -65,6 +112,7 @@ impl RulesControl {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = change(&mut next)?;
+        self.check_pool(&next)?;
         let compiled = self.compile(&next)?;
         self.compiled.store(Arc::new(compiled));
         *guard = next;
@@ -93,7 +141,10 @@ impl RulesControl {
             None => table.chains().to_vec(),
         };
         let set = self.lock();
-        let chains = chains.into_iter().map(|chain| chain_listing(&set, table, chain)).collect();
+        // Under the lock: the compiled set in force is the one made from `set`.
+        let compiled = self.compiled.load();
+        let chains =
+            chains.into_iter().map(|chain| chain_listing(&set, table, chain, &compiled.rule_counts(chain))).collect();
         Ok(RuleListing { table: table.name().to_string(), chains })
     }
 
@@ -312,7 +363,8 @@ fn one_table(text: &str, table: Table) -> String {
 // Listing
 // ---------------------------------------------------------------------------------------
 
-fn chain_listing(set: &RuleSet, table: Table, chain: Chain) -> ChainListing {
+/// One chain's listing; `counts[i]` are rule `i`'s (packets, bytes).
+fn chain_listing(set: &RuleSet, table: Table, chain: Chain, counts: &[(u64, u64)]) -> ChainListing {
     let options = ListOptions { numeric: true, verbose: true, line_numbers: false };
     let listing = set.list(table, Some(chain), options).unwrap_or_default();
     // Line 1 is "Chain ...", line 2 the column heads, then one line per rule.
@@ -324,6 +376,7 @@ fn chain_listing(set: &RuleSet, table: Table, chain: Chain) -> ChainListing {
         .map(|(i, rule)| {
             let mut entry = rows.next().map(columns).unwrap_or_default();
             entry.number = i as u32 + 1;
+            (entry.packets, entry.bytes) = counts.get(i).copied().unwrap_or_default();
             entry.spec = tokenize(&rule.to_string()).unwrap_or_default();
             entry
         })
@@ -376,7 +429,7 @@ mod tests {
 
     fn rules() -> (RulesControl, Arc<ArcSwap<CompiledRules>>) {
         let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
-        let r = RulesControl::new(RuleSet::new(), PORTS.map(String::from).to_vec(), compiled.clone()).unwrap();
+        let r = RulesControl::new(RuleSet::new(), PORTS.map(String::from).to_vec(), compiled.clone(), 2).unwrap();
         (r, compiled)
     }
 
@@ -514,13 +567,62 @@ mod tests {
     fn initial_rules_are_compiled_at_once() {
         let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
         let set = RuleSet::parse_save("*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n", &PORTS).unwrap();
-        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled.clone()).unwrap();
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled.clone(), 1).unwrap();
         assert_eq!(compiled.load().chain_len(Chain::Postrouting), 1);
         assert_eq!(r.snapshot().len(), 1);
         // A wildcard interface that matches no port does not compile.
         let set = RuleSet::parse_save("*nat\nCOMMIT\n", &PORTS).unwrap();
-        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled).unwrap();
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled, 1).unwrap();
         let e = r.append("nat", "POSTROUTING", &spec("-o ppp+ -j MASQUERADE"));
         assert!(e.is_err(), "{e:?}");
+    }
+
+    #[test]
+    fn listings_show_the_workers_counts_summed_and_a_change_resets_them() {
+        let (r, compiled) = rules();
+        r.append("nat", "POSTROUTING", &spec("-o wan -p tcp -j MASQUERADE")).unwrap();
+        r.append("nat", "POSTROUTING", &spec("-o wan -j MASQUERADE")).unwrap();
+        let set = compiled.load();
+        set.count(0, Chain::Postrouting, Some(1), 100);
+        set.count(1, Chain::Postrouting, Some(1), 60);
+        set.count(1, Chain::Postrouting, None, 60);
+        set.count(7, Chain::Postrouting, Some(0), 60);
+        let listing = r.list("nat", Some("POSTROUTING")).unwrap();
+        let rows: Vec<(u64, u64)> = listing.chains[0].rules.iter().map(|e| (e.packets, e.bytes)).collect();
+        assert_eq!(rows, [(0, 0), (2, 160)], "summed over workers; the policy and unknown workers count nothing");
+        r.policy("filter", "FORWARD", "DROP").unwrap();
+        let listing = r.list("nat", Some("POSTROUTING")).unwrap();
+        assert!(listing.chains[0].rules.iter().all(|e| (e.packets, e.bytes) == (0, 0)), "a new set starts at zero");
+    }
+
+    #[test]
+    fn snat_to_an_address_outside_the_pool_is_refused_and_changes_nothing() {
+        let (r, compiled) = rules();
+        let r = r.with_pool(vec!["203.0.113.2".parse().unwrap(), "203.0.113.1".parse().unwrap()]);
+        r.append("nat", "POSTROUTING", &spec("-o wan -p udp -j SNAT --to-source 203.0.113.1-203.0.113.2:2000-3000"))
+            .unwrap();
+        let before = compiled.load_full();
+        let e =
+            r.append("nat", "POSTROUTING", &spec("-o wan -j SNAT --to-source 203.0.113.2-203.0.113.3")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unsupported);
+        assert!(e.message.contains("203.0.113.3 is not in masqd's external pool (203.0.113.1, 203.0.113.2)"), "{e}");
+        assert!(e.message.contains("restart masqd with --rules"), "{e}");
+        let text = "*nat\n-A POSTROUTING -j SNAT --to-source 198.51.100.1\nCOMMIT\n";
+        assert_eq!(r.restore(text, false).unwrap_err().code, ErrorCode::Unsupported);
+        assert!(Arc::ptr_eq(&before, &compiled.load_full()), "nothing changed");
+        assert_eq!(r.snapshot().rules(Chain::Postrouting).len(), 1);
+    }
+
+    #[test]
+    fn counts_made_before_the_control_plane_took_over_are_kept() {
+        let set = RuleSet::parse_save("*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n", &PORTS).unwrap();
+        let ports = [("lan", 0), ("wan", 1)];
+        let start = CompiledRules::new(&set, &ports).unwrap().with_workers(1);
+        start.count(0, Chain::Postrouting, Some(0), 60);
+        let compiled = Arc::new(ArcSwap::from_pointee(start));
+        let r = RulesControl::new(set, PORTS.map(String::from).to_vec(), compiled.clone(), 1).unwrap();
+        compiled.load().count(0, Chain::Postrouting, Some(0), 40);
+        let listing = r.list("nat", Some("POSTROUTING")).unwrap();
+        assert_eq!((listing.chains[0].rules[0].packets, listing.chains[0].rules[0].bytes), (2, 100));
     }
 }

@@ -130,7 +130,7 @@ pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
 pub use key::{Endpoint, FlowKey, Proto, Tuple};
 pub use path::{Decision, NatPath, PathCounters, Plan, SharedRules};
-pub use ports::{PortCounters, PortInUse, PortPartition, PortRange};
+pub use ports::{PortCounters, PortInUse, PortPartition, PortRange, PortUse};
 pub use subscriber::Subscriber;
 pub use table::{ConnState, Session, SessionKind, SESSION_BYTES};
 pub use tcp::{TcpState, TCP_TRANSITIONS};
@@ -704,13 +704,13 @@ impl WorkerNat {
             }
         };
         let Some(m) = self.mappings.insert(inside, ix, port, proto) else {
-            self.ports.unreserve(ix, proto, port);
+            self.ports.undo_alloc(ix, proto, port);
             return Err(CreateError::SessionTableFull);
         };
         // Sets the paired address if this is the subscriber's first port.
         if self.subscribers.adjust(inside.addr, ix, 1, 0).is_err() {
             self.mappings.remove(m);
-            self.ports.unreserve(ix, proto, port);
+            self.ports.undo_alloc(ix, proto, port);
             return Err(CreateError::SubscriberLimit);
         }
         self.counters.mappings_created += 1;
@@ -927,6 +927,21 @@ impl WorkerNat {
     /// Live mappings (external ports in use).
     pub fn mapping_count(&self) -> u32 {
         self.mappings.len()
+    }
+
+    /// Port use per external address, from pool index `from` on: appends to `out` as
+    /// many as its spare capacity holds (no allocation) and returns the index to go on
+    /// from, or `None` when every address was reported.
+    pub fn port_usage(&self, from: usize, out: &mut Vec<PortUse>) -> Option<usize> {
+        let mut i = from;
+        while out.len() < out.capacity() {
+            match self.ports.usage(i) {
+                Some(u) => out.push(u),
+                None => return None,
+            }
+            i += 1;
+        }
+        (i < self.ports.addrs().len()).then_some(i)
     }
 
     /// A subscriber's accounting.

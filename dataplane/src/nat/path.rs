@@ -65,7 +65,7 @@ use crate::config::{Config, Filtering as ConfigFiltering, Role};
 use crate::counters::WorkerCounters;
 use crate::l3::route::RouteTable;
 use crate::packet::icmp::Icmpv4Message;
-use crate::policy::{Chain, CompiledRules, FlowMatch, RuleSet, Target};
+use crate::policy::{Chain, CompiledRules, FlowMatch, RuleSet, SourceNat, Target};
 use crate::stats::DropReason;
 use crate::time::Instant;
 
@@ -132,6 +132,37 @@ pub struct PathCounters {
     pub fragments: u64,
 }
 
+/// How often a port forward whose port was busy (a mapping, or its quarantine) tries
+/// again to reserve it.
+pub const STATIC_RETRY: crate::time::Duration = crate::time::Duration::from_secs(1);
+
+/// An external (address, port, protocol) reserved for a port forward, as a sort key.
+type StaticKey = (u32, u16, u8);
+
+/// The ports this worker keeps reserved for the port forwards of the rule set in force.
+///
+/// Rules change live, so the worker follows them itself: once per tick (at most once per
+/// millisecond, outside the burst loop) it compares the compiled set in force with the
+/// one it last reserved for, and on a change reserves the forwards' ports it owns that
+/// are new and releases those no rule forwards any more. It only ever releases what it
+/// reserved. A port that a mapping (or the quarantine after one) still holds cannot be
+/// reserved yet: it is retried every [`STATIC_RETRY`] until it can.
+///
+/// The work (and the one allocation, the wanted list) happens only on a change or a
+/// retry and is proportional to the forwarded ports this worker owns times the pool
+/// addresses they cover: trivial for ordinary forwards; a forward of a huge range on a
+/// large pool costs that worker a pause when it arrives.
+#[derive(Default)]
+struct StaticPorts {
+    /// The set the reservations follow (held, so its address cannot be reused).
+    set: Option<Arc<CompiledRules>>,
+    /// Reserved by this worker, sorted.
+    owned: Vec<StaticKey>,
+    /// Some wanted port could not be reserved: retry at `retry`.
+    pending: bool,
+    retry: Instant,
+}
+
 /// One worker's NAT, attached to its router.
 pub struct NatPath {
     nat: WorkerNat,
@@ -139,6 +170,7 @@ pub struct NatPath {
     outside: Box<[bool]>,
     counters: PathCounters,
     last_tick: Instant,
+    statics: StaticPorts,
     /// With more than one worker: which worker owns each packet.
     steering: Option<Steering>,
 }
@@ -152,6 +184,8 @@ struct Ctx<'a> {
     in_port: u16,
     outside_in: bool,
     now: Instant,
+    /// The packet's IPv4 length: what a rule it matches counts in bytes.
+    bytes: usize,
 }
 
 /// An ICMP query must travel the right way for its session: requests in the
@@ -167,14 +201,17 @@ impl NatPath {
     pub fn new(nat: WorkerNat, rules: SharedRules, outside: Vec<bool>) -> NatPath {
         let partition = *nat.partition();
         let steering = (partition.workers() > 1).then(|| Steering::new(nat.worker(), partition));
-        NatPath {
+        let mut path = NatPath {
             nat,
             rules,
             outside: outside.into(),
             counters: PathCounters::default(),
             last_tick: Instant::ZERO,
+            statics: StaticPorts::default(),
             steering,
-        }
+        };
+        path.sync_static_ports(Instant::ZERO);
+        path
     }
 
     /// The worker that owns `frame` (an Ethernet frame that arrived on `in_port`), if
@@ -202,8 +239,8 @@ impl NatPath {
         workers: u16,
         seed: u64,
     ) -> Result<NatPath, ConfigError> {
-        let mut nat = WorkerNat::new(nat_config(config, ruleset, worker, workers, seed), timeouts)?;
-        super::slowpath::reserve_static_ports(&mut nat, ruleset);
+        // The port forwards of `rules` (in force: `ruleset` compiled) are reserved by `new`.
+        let nat = WorkerNat::new(nat_config(config, ruleset, worker, workers, seed), timeouts)?;
         let outside = config.ports.iter().map(|p| p.role == Role::Outside).collect();
         Ok(NatPath::new(nat, rules, outside))
     }
@@ -249,6 +286,7 @@ impl NatPath {
             in_port,
             outside_in: self.outside.get(usize::from(in_port)).copied().unwrap_or(false),
             now,
+            bytes: ip.len(),
         };
         let d = match pkt.l4 {
             L4::Flow(f) => c.flow(ip, pkt, f, true),
@@ -331,6 +369,64 @@ impl NatPath {
         Some(plan)
     }
 
+    /// Follow the port forwards of the rule set in force (see [`StaticPorts`]): on a new
+    /// set, or when a busy port is due for another try. Returns whether it looked.
+    pub fn sync_static_ports(&mut self, now: Instant) -> bool {
+        let cur = self.rules.load();
+        let same = self.statics.set.as_ref().is_some_and(|s| Arc::ptr_eq(s, &cur));
+        if same && !(self.statics.pending && now >= self.statics.retry) {
+            return false;
+        }
+        let set = arc_swap::Guard::into_inner(cur);
+        let me = self.nat.worker();
+        let mut want: Vec<StaticKey> = Vec::new();
+        for f in set.static_forwards() {
+            let Some(proto) = Proto::from_ip(f.proto) else { continue };
+            for &addr in self.nat.external_addrs().iter().filter(|a| f.covers(**a)) {
+                for port in f.ports.first()..=f.ports.last() {
+                    if self.nat.partition().owner_of(port) == Some(me) {
+                        want.push((u32::from(addr), port, proto.number()));
+                    }
+                }
+            }
+        }
+        want.sort_unstable();
+        want.dedup();
+        let endpoint =
+            |k: StaticKey| (Endpoint::new(Ipv4Addr::from(k.0), k.1), Proto::from_ip(k.2).expect("a NAT protocol"));
+        // Release what no forward wants any more; reserve what is new.
+        let nat = &mut self.nat;
+        self.statics.owned.retain(|k| {
+            let keep = want.binary_search(k).is_ok();
+            if !keep {
+                let (ep, proto) = endpoint(*k);
+                nat.unreserve_port(ep, proto);
+            }
+            keep
+        });
+        let mut pending = false;
+        for k in want {
+            if self.statics.owned.binary_search(&k).is_ok() {
+                continue;
+            }
+            let (ep, proto) = endpoint(k);
+            match self.nat.reserve_port(ep, proto) {
+                Ok(()) => self.statics.owned.push(k),
+                Err(_) => pending = true,
+            }
+        }
+        self.statics.owned.sort_unstable();
+        self.statics.pending = pending;
+        self.statics.retry = now + STATIC_RETRY;
+        self.statics.set = Some(set);
+        true
+    }
+
+    /// External ports this worker holds reserved for port forwards.
+    pub fn static_ports_reserved(&self) -> usize {
+        self.statics.owned.len()
+    }
+
     /// Whether `addr` is one of the NAT's external addresses.
     pub fn is_external(&self, addr: Ipv4Addr) -> bool {
         self.nat.external_addrs().binary_search(&addr).is_ok()
@@ -345,6 +441,7 @@ impl NatPath {
             return 0;
         }
         self.last_tick = now;
+        self.sync_static_ports(now);
         let n = match self.nat.next_deadline() {
             Some(d) if d <= now => self.nat.expire(now, EXPIRE_BUDGET, |_| {}),
             _ => 0,
@@ -371,6 +468,20 @@ impl NatPath {
 }
 
 impl Ctx<'_> {
+    /// nat POSTROUTING, counted against the deciding rule.
+    fn postrouting(&self, rules: &CompiledRules, fm: &FlowMatch) -> SourceNat {
+        let v = rules.postrouting(fm);
+        rules.count(self.nat.worker(), Chain::Postrouting, v.rule, self.bytes);
+        v.nat
+    }
+
+    /// filter FORWARD, counted against the deciding rule.
+    fn forward(&self, rules: &CompiledRules, fm: &FlowMatch) -> bool {
+        let v = rules.forward_verdict(fm);
+        rules.count(self.nat.worker(), Chain::Forward, v.rule, self.bytes);
+        v.accept
+    }
+
     fn is_outside(&self, port: u16) -> bool {
         self.outside.get(usize::from(port)).copied().unwrap_or(false)
     }
@@ -488,10 +599,14 @@ impl Ctx<'_> {
         // second pass, as if the packet came back in by the outside port.
         if !hairpin {
             let inbound_addr = self.routes.port(self.in_port).address;
-            if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
-                if let Some(w) = self.dnat_owner(to.addr) {
-                    return Decision::Handoff(w);
-                }
+            let pre = rules.prerouting(&fm);
+            let target = dest_target(pre.nat, &t, inbound_addr);
+            // Another worker owns the flow this creates: it evaluates and counts.
+            if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr)) {
+                return Decision::Handoff(w);
+            }
+            rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
+            if let Some(to) = target {
                 return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
             }
             if self.is_local(pkt.dst) {
@@ -502,11 +617,11 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop.port);
-        if !rules.forward(&fm) {
+        if !self.forward(&rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         let action = if self.is_outside(hop.port) {
-            source_action(rules.postrouting(&fm).nat, self.routes.port(hop.port).address)
+            source_action(self.postrouting(&rules, &fm), self.routes.port(hop.port).address)
         } else {
             None
         };
@@ -602,11 +717,15 @@ impl Ctx<'_> {
         let rules = self.rules.load();
         let mut fm = Self::flow_match(arrival, &t, &pkt);
         let inbound_addr = self.routes.port(arrival).address;
-        if let Some(to) = dest_target(rules.prerouting(&fm).nat, &t, inbound_addr) {
-            // A hairpinned packet's first pass already created its source session here.
-            if let Some(w) = self.dnat_owner(to.addr).filter(|_| from_outside) {
-                return Decision::Handoff(w);
-            }
+        let pre = rules.prerouting(&fm);
+        let target = dest_target(pre.nat, &t, inbound_addr);
+        // Another worker owns the flow this creates: it evaluates and counts. (A
+        // hairpinned packet's first pass already created its source session here.)
+        if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr)).filter(|_| from_outside) {
+            return Decision::Handoff(w);
+        }
+        rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
+        if let Some(to) = target {
             return self.dnat(&rules, plan, f, t, fm, to);
         }
         // The router answers pings; anything else for an external address needed a
@@ -624,7 +743,7 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop.port);
-        if !rules.forward(&fm) {
+        if !self.forward(&rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         if tracks_untranslated(&rules, &fm) {
@@ -657,7 +776,7 @@ impl Ctx<'_> {
             if t.proto != Proto::Icmp {
                 fm.dst_port = to.port;
             }
-            if !rules.forward(&fm) {
+            if !self.forward(rules, &fm) {
                 return Decision::Drop(DropReason::PolicyDrop);
             }
         }
@@ -765,12 +884,12 @@ impl Ctx<'_> {
             dst_port: dp,
             icmp_type: pkt.icmp_type,
         };
-        if !rules.forward(&fm) {
+        if !self.forward(&rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         if refuse_snat
             && self.is_outside(hop.port)
-            && source_action(rules.postrouting(&fm).nat, Ipv4Addr::UNSPECIFIED).is_some()
+            && source_action(self.postrouting(&rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
         {
             return Decision::Drop(DropReason::L4Unsupported);
         }

@@ -167,6 +167,18 @@ struct Held {
     release_s: u32,
 }
 
+/// One (external address) of a worker's port space: how many ports it owns per
+/// protocol and how many of them mappings use, by protocol ([`Proto::code`] order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortUse {
+    pub addr: Ipv4Addr,
+    /// Ports of this worker's slices (privileged and normal), per protocol.
+    pub capacity: u32,
+    /// Ports held by live mappings, indexed by [`Proto::code`]. Reserved (static DNAT)
+    /// and quarantined ports are not counted.
+    pub in_use: [u32; 3],
+}
+
 /// A port is already in use, so it cannot be reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortInUse;
@@ -181,6 +193,9 @@ pub(crate) struct PortAllocator {
     maps: Box<[u64]>,
     /// Free ports per map and slice.
     free: Box<[[u32; 2]]>,
+    /// Ports held by mappings per map (allocated and not yet freed): plain integers,
+    /// updated on `alloc`/`free`, read by the control plane through the mailbox.
+    in_use: Box<[u32]>,
     ring: Box<[Held]>,
     head: usize,
     held: usize,
@@ -207,6 +222,7 @@ impl PortAllocator {
             words_per_map,
             maps: vec![0u64; nmaps * words_per_map].into_boxed_slice(),
             free,
+            in_use: vec![0u32; nmaps].into_boxed_slice(),
             ring: vec![Held { bit: 0, release_s: 0 }; quarantine.max(1)].into_boxed_slice(),
             head: 0,
             held: 0,
@@ -216,7 +232,10 @@ impl PortAllocator {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.maps.len() * 8 + self.free.len() * 8 + self.ring.len() * core::mem::size_of::<Held>()
+        self.maps.len() * 8
+            + self.free.len() * 8
+            + self.in_use.len() * 4
+            + self.ring.len() * core::mem::size_of::<Held>()
     }
 
     pub fn addrs(&self) -> &[Ipv4Addr] {
@@ -335,6 +354,7 @@ impl PortAllocator {
             }
             if let Some(port) = self.pick(map, class, span, want, rng) {
                 self.counters.allocated += 1;
+                self.in_use[map] += 1;
                 return Some(port);
             }
         }
@@ -383,6 +403,7 @@ impl PortAllocator {
         };
         debug_assert!(self.test(map, bit));
         self.counters.freed += 1;
+        self.in_use[map] = self.in_use[map].saturating_sub(1);
         if self.held == self.ring.len() {
             // Full: release the oldest early rather than lose track of this one.
             self.pop_held();
@@ -442,6 +463,29 @@ impl PortAllocator {
                 Ok(())
             }
         }
+    }
+
+    /// Give back a port [`alloc`](Self::alloc) just handed out, at once (no quarantine:
+    /// it was never used on the wire).
+    pub fn undo_alloc(&mut self, addr_ix: u16, proto: Proto, port: u16) {
+        let map = Self::map_of(addr_ix, proto);
+        if let Some((class, bit)) = self.bit_of(port) {
+            if self.test(map, bit) {
+                self.clear(map, class, bit);
+                self.in_use[map] = self.in_use[map].saturating_sub(1);
+                self.counters.allocated = self.counters.allocated.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Port use of the address with index `addr_ix` (`None` past the end of the pool).
+    pub fn usage(&self, addr_ix: usize) -> Option<PortUse> {
+        let addr = *self.addrs.get(addr_ix)?;
+        let mut in_use = [0u32; 3];
+        for p in Proto::ALL {
+            in_use[p.code()] = self.in_use[Self::map_of(addr_ix as u16, p)];
+        }
+        Some(PortUse { addr, capacity: self.bits_per_map, in_use })
     }
 
     /// Undo [`reserve`](Self::reserve). Only for ports this caller reserved.

@@ -11,9 +11,10 @@
 //! - [`dest_target`]: nat PREROUTING → the DNAT endpoint (a pool address chosen by a
 //!   hash of the client address, the original port kept when the rule's range allows
 //!   it); `REDIRECT` is DNAT to the inbound port's own address;
-//! - [`create`]: `WorkerNat::create` plus the deltas;
-//! - [`reserve_static_ports`]: keep the allocator off external ports that DNAT rules
-//!   forward.
+//! - [`create`]: `WorkerNat::create` plus the deltas.
+//!
+//! Keeping the allocator off the external ports that DNAT rules forward, as rules
+//! change, is [`NatPath::sync_static_ports`](super::path::NatPath::sync_static_ports).
 
 use std::net::Ipv4Addr;
 
@@ -22,7 +23,7 @@ use super::ports::PortRange as NatPortRange;
 use super::table::Session;
 use super::{CreateError, NatAction, SessionId, SnatTarget, WorkerNat};
 use crate::packet::checksum::Delta;
-use crate::policy::{Chain, CompiledRules, DestNat, FlowMatch, PortRange, RuleSet, SourceNat, Target};
+use crate::policy::{Chain, CompiledRules, DestNat, FlowMatch, PortRange, SourceNat};
 use crate::time::Instant;
 
 /// The in2out checksum deltas of a session: `[0]` for the IPv4 header (address),
@@ -102,38 +103,6 @@ pub fn tracks_untranslated(rules: &CompiledRules, any_flow: &FlowMatch) -> bool 
         && rules.chain_len(Chain::Postrouting) == 0
         && rules.chain_len(Chain::Forward) == 0;
     !(empty && rules.forward(any_flow))
-}
-
-/// Reserve, on this worker, every external port a DNAT or REDIRECT rule forwards, so
-/// that masquerading never hands it out and the forward stays reachable (a mapping
-/// found first would shadow the rule). Rules with `-d` reserve on that address only;
-/// ranges reserve each port. Returns the number of (address, port) pairs reserved.
-pub fn reserve_static_ports(nat: &mut WorkerNat, rules: &RuleSet) -> usize {
-    let addrs: Vec<Ipv4Addr> = nat.external_addrs().to_vec();
-    let mut n = 0;
-    for rule in rules.rules(Chain::Prerouting) {
-        if !matches!(rule.target, Target::Dnat { .. } | Target::Redirect { .. }) {
-            continue;
-        }
-        let m = &rule.matches;
-        let Some(proto) = m.proto.filter(|p| !p.negated).and_then(|p| Proto::from_ip(p.value.number())) else {
-            continue;
-        };
-        let Some(dport) = m.dst_port.filter(|p| !p.negated) else { continue };
-        for &a in &addrs {
-            if let Some(d) = m.dst {
-                if (u32::from(a) & d.value.mask() == u32::from(d.value.addr())) == d.negated {
-                    continue;
-                }
-            }
-            for port in dport.value.first()..=dport.value.last() {
-                if nat.reserve_port(Endpoint::new(a, port), proto).is_ok() {
-                    n += 1;
-                }
-            }
-        }
-    }
-    n
 }
 
 #[cfg(test)]

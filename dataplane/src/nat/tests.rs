@@ -773,3 +773,45 @@ proptest! {
         prop_assert_eq!(n.wheel.len(), 0);
     }
 }
+
+/// Per (address, protocol) in-use counts follow mappings: up on a new mapping, not on
+/// a second session of the same mapping, down when the last session expires; pages
+/// of the report fill only the spare room of the caller's buffer.
+#[test]
+fn port_usage_counts_mappings_per_address_and_protocol() {
+    let mut n = nat_with(cfg(&POOL, 1, 2));
+    let usage = |n: &WorkerNat| {
+        let mut all = Vec::new();
+        let mut from = Some(0);
+        while let Some(f) = from {
+            let mut page = Vec::with_capacity(3);
+            from = n.port_usage(f, &mut page);
+            assert!(page.len() <= 3);
+            all.extend(page);
+        }
+        all
+    };
+    let u = usage(&n);
+    assert_eq!(u.len(), POOL.len());
+    let own = n.partition().slice(1, true).len() + n.partition().slice(1, false).len();
+    assert!(u.iter().all(|p| p.capacity == own && p.in_use == [0; 3]));
+    let mut by_addr = HashMap::new();
+    for i in 0..20u8 {
+        let t = udp(ep(sub(i + 1), 40000), remote(1, 53));
+        masq(&mut n, &t, T0).unwrap();
+        // A second remote shares the mapping (EIM): no new port.
+        masq(&mut n, &udp(ep(sub(i + 1), 40000), remote(2, 53)), T0).unwrap();
+        *by_addr.entry(out(&n, &t).addr).or_insert(0u32) += 1;
+    }
+    masq(&mut n, &tcp(ep(sub(1), 5555), remote(1, 443)), T0).unwrap();
+    let u = usage(&n);
+    let udp_total: u32 = u.iter().map(|p| p.in_use[Proto::Udp.code()]).sum();
+    let tcp_total: u32 = u.iter().map(|p| p.in_use[Proto::Tcp.code()]).sum();
+    assert_eq!((udp_total, tcp_total), (20, 1));
+    for p in &u {
+        assert_eq!(p.in_use[Proto::Udp.code()], by_addr.get(&p.addr).copied().unwrap_or(0), "{}", p.addr);
+    }
+    assert_eq!(n.mapping_count(), 21);
+    expire_all(&mut n, secs(100_000));
+    assert!(usage(&n).iter().all(|p| p.in_use == [0; 3]), "freed ports are not in use (quarantine aside)");
+}

@@ -14,8 +14,26 @@
 //!
 //! Every verdict carries `rule`: the 0-based index, in [`RuleSet::rules`], of the rule
 //! that decided (`None` when the policy did), so the caller can keep per-rule counters.
+//!
+//! ## Per-rule counters
+//!
+//! A compiled set carries its own packet and byte counters ([`RuleCounters`]): one block
+//! per worker ([`CompiledRules::with_workers`]), indexed by the rule's position in the
+//! set, written only by that worker ([`CompiledRules::count`]: a relaxed load and store,
+//! no locked instruction) and summed by the control thread ([`CompiledRules::rule_counts`]).
+//! They count what iptables' would: a nat rule counts the first packet of each
+//! connection it decides (rules are evaluated only when a flow has no session), a
+//! FORWARD rule each packet it is evaluated on (here too: the first packet of a tracked
+//! flow, or every packet of an untracked one). Because they live in the set, **a change
+//! to the rules — any command that swaps in a new compiled set — starts every counter
+//! at zero again**; a worker still holding the old set for one decision counts into the
+//! old set, which nobody reads any more.
 
 use std::net::Ipv4Addr;
+
+use std::sync::Arc;
+
+use crate::counters::Counter;
 
 use super::rule::{AddrRange, Chain, Cidr, Iface, Negatable, Policy, PortRange, Rule, Target};
 use super::ruleset::RuleSet;
@@ -248,6 +266,47 @@ fn first_match<'a, A>(rules: &'a [CompiledRule<A>], flow: &FlowMatch) -> Option<
     rules.iter().enumerate().find(|(_, r)| r.filter.matches(flow)).map(|(i, r)| (i as u32, &r.action))
 }
 
+/// A port forward: a DNAT or REDIRECT rule of nat PREROUTING that names a protocol and
+/// (not negated) destination ports. The NAT keeps those external ports away from its
+/// allocator while the rule is in force, so a masqueraded flow never takes them.
+#[derive(Clone, Copy, Debug)]
+pub struct StaticForward {
+    /// IP protocol number.
+    pub proto: u8,
+    /// The forwarded external ports.
+    pub ports: PortRange,
+    dst: Option<AddrMatch>,
+}
+
+impl StaticForward {
+    /// Whether the rule's `-d` (if any) lets it forward packets to `addr`.
+    pub fn covers(&self, addr: Ipv4Addr) -> bool {
+        self.dst.is_none_or(|d| d.matches(addr))
+    }
+}
+
+/// One worker's counters of one compiled set: `[2·i]` packets and `[2·i + 1]` bytes of
+/// rule `i` (PREROUTING, then POSTROUTING, then FORWARD). Aligned, and padded to whole
+/// cache lines, so two workers never write one line.
+#[derive(Debug)]
+#[repr(align(64))]
+struct WorkerRuleCells(Box<[Counter]>);
+
+/// Per-worker packet and byte counters of every rule of a compiled set.
+#[derive(Debug, Default)]
+pub struct RuleCounters {
+    workers: Box<[WorkerRuleCells]>,
+}
+
+impl RuleCounters {
+    fn new(workers: usize, rules: usize) -> RuleCounters {
+        let cells = (2 * rules).next_multiple_of(8);
+        RuleCounters {
+            workers: (0..workers).map(|_| WorkerRuleCells((0..cells).map(|_| Counter::default()).collect())).collect(),
+        }
+    }
+}
+
 /// An immutable, evaluation-ready rule set. Build one per change and swap it in whole.
 #[derive(Clone, Debug)]
 pub struct CompiledRules {
@@ -256,6 +315,11 @@ pub struct CompiledRules {
     /// FORWARD, with RETURN already resolved to the policy.
     forward: Box<[CompiledRule<bool>]>,
     forward_policy: bool,
+    /// The port forwards of PREROUTING, in rule order.
+    forwards: Box<[StaticForward]>,
+    /// Per-rule counters (none until [`with_workers`](Self::with_workers)); shared by
+    /// clones, and by [`keep_counters_of`](Self::keep_counters_of).
+    counters: Arc<RuleCounters>,
 }
 
 impl Default for CompiledRules {
@@ -266,6 +330,8 @@ impl Default for CompiledRules {
             postrouting: Box::new([]),
             forward: Box::new([]),
             forward_policy: true,
+            forwards: Box::new([]),
+            counters: Arc::default(),
         }
     }
 }
@@ -298,7 +364,81 @@ impl CompiledRules {
             Target::Return => Some(forward_policy),
             _ => None,
         })?;
-        Ok(CompiledRules { prerouting, postrouting, forward, forward_policy })
+        let forwards = rules
+            .rules(Chain::Prerouting)
+            .iter()
+            .filter(|r| matches!(r.target, Target::Dnat { .. } | Target::Redirect { .. }))
+            .filter_map(|r| {
+                let m = &r.matches;
+                let proto = m.proto.filter(|p| !p.negated)?.value.number();
+                let ports = m.dst_port.filter(|p| !p.negated)?.value;
+                Some(StaticForward { proto, ports, dst: m.dst.map(AddrMatch::new) })
+            })
+            .collect();
+        Ok(CompiledRules { prerouting, postrouting, forward, forward_policy, forwards, counters: Arc::default() })
+    }
+
+    /// The port forwards (DNAT/REDIRECT with a protocol and destination ports).
+    pub fn static_forwards(&self) -> &[StaticForward] {
+        &self.forwards
+    }
+
+    /// Give the set zeroed per-rule counters for `workers` workers (worker indices
+    /// `0..workers`); without them [`count`](Self::count) counts nothing.
+    pub fn with_workers(mut self, workers: usize) -> CompiledRules {
+        let rules = self.prerouting.len() + self.postrouting.len() + self.forward.len();
+        self.counters = Arc::new(RuleCounters::new(workers, rules));
+        self
+    }
+
+    /// Count on in `old`'s counters instead of fresh ones — for a set compiled from the
+    /// same rules as `old` (masqd's control plane taking over the set the workers started
+    /// with), so nothing counted meanwhile is lost. Sets of another shape keep their own.
+    pub fn keep_counters_of(mut self, old: &CompiledRules) -> CompiledRules {
+        let same_shape = [Chain::Prerouting, Chain::Postrouting, Chain::Forward]
+            .iter()
+            .all(|c| self.chain_len(*c) == old.chain_len(*c))
+            && self.counters.workers.len() == old.counters.workers.len();
+        if same_shape {
+            self.counters = old.counters.clone();
+        }
+        self
+    }
+
+    /// Position of `chain`'s rule `rule` in the counter cells.
+    #[inline]
+    fn cell(&self, chain: Chain, rule: u32) -> usize {
+        let base = match chain {
+            Chain::Prerouting => 0,
+            Chain::Postrouting => self.prerouting.len(),
+            Chain::Forward => self.prerouting.len() + self.postrouting.len(),
+        };
+        2 * (base + rule as usize)
+    }
+
+    /// Count one packet of `bytes` bytes against the rule that decided a verdict (`rule`
+    /// from [`PreroutingVerdict`], [`PostroutingVerdict`] or [`ForwardVerdict`]; `None`,
+    /// the policy, counts nothing). Only worker `worker` may call this with its index.
+    #[inline]
+    pub fn count(&self, worker: u16, chain: Chain, rule: Option<u32>, bytes: usize) {
+        let Some(rule) = rule else { return };
+        if rule as usize >= self.chain_len(chain) {
+            return;
+        }
+        let Some(w) = self.counters.workers.get(usize::from(worker)) else { return };
+        let i = self.cell(chain, rule);
+        w.0[i].inc();
+        w.0[i + 1].add(bytes as u64);
+    }
+
+    /// `(packets, bytes)` of every rule of `chain`, in order, summed over workers.
+    pub fn rule_counts(&self, chain: Chain) -> Vec<(u64, u64)> {
+        (0..self.chain_len(chain) as u32)
+            .map(|r| {
+                let i = self.cell(chain, r);
+                self.counters.workers.iter().fold((0, 0), |(p, b), w| (p + w.0[i].get(), b + w.0[i + 1].get()))
+            })
+            .collect()
     }
 
     /// nat PREROUTING: destination translation for a new flow (before routing).

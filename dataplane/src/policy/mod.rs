@@ -64,7 +64,8 @@ pub mod rule;
 pub mod ruleset;
 
 pub use compiled::{
-    CompileError, CompiledRules, DestNat, FlowMatch, ForwardVerdict, PostroutingVerdict, PreroutingVerdict, SourceNat,
+    CompileError, CompiledRules, DestNat, FlowMatch, ForwardVerdict, PostroutingVerdict, PreroutingVerdict,
+    RuleCounters, SourceNat, StaticForward,
 };
 pub use parse::{parse_command, parse_rule, tokenize, ParseError, ParseErrorKind};
 pub use rule::{

@@ -1075,3 +1075,104 @@ mod two_workers {
         assert_eq!(steer.fragments_followed, 1);
     }
 }
+
+/// Per-rule counters: a nat rule counts the first packet of each connection it decides
+/// (later packets hit the session), a FORWARD rule each packet it is evaluated on; a
+/// rule that matches nothing stays at zero; a set without counter blocks counts nothing.
+#[test]
+fn rules_count_the_packets_and_bytes_they_decide() {
+    let rules = "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.3:22\n\
+                 -A PREROUTING -i wan -p udp --dport 9999 -j DNAT --to-destination 100.64.0.3:9\n\
+                 -A POSTROUTING -o wan -p tcp -j MASQUERADE\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n\
+                 *filter\n-A FORWARD -p icmp -j DROP\n-A FORWARD -i lan -j ACCEPT\nCOMMIT\n";
+    let mut l = lab(rules);
+    let fresh = l.rules.load().as_ref().clone().with_workers(1);
+    l.rules.store(Arc::new(fresh));
+    // Two UDP flows out, three packets each, replies too.
+    for sp in [40000, 40001] {
+        for _ in 0..3 {
+            let s = check(&l.through(LAN, &host_udp(0, sp, SERVER, 53), WAN), GW);
+            check(&l.through(WAN, &wan_udp(SERVER, 53, EXT, s.sport), LAN), lan_to(0));
+        }
+    }
+    // A port forward, one connection of three packets.
+    let client = [192, 0, 2, 50];
+    let syn = wan_tcp(client, 50000, EXT, 2222, "S");
+    check(&l.through(WAN, &syn, LAN), lan_to(1));
+    check(&l.through(LAN, &host_tcp(1, 22, client, 50000, "SA"), WAN), GW);
+    check(&l.through(WAN, &wan_tcp(client, 50000, EXT, 2222, "A"), LAN), lan_to(1));
+    let r = l.rules.load();
+    // Bytes are IPv4 lengths, as iptables counts them.
+    let one = (host_udp(0, 40000, SERVER, 53).len() - 14) as u64;
+    assert_eq!(r.rule_counts(Chain::Prerouting), vec![(1, (syn.len() - 14) as u64), (0, 0)], "the forward's SYN");
+    assert_eq!(r.rule_counts(Chain::Postrouting), vec![(0, 0), (2, 2 * one)], "first packets of two UDP flows");
+    // FORWARD: the two UDP flows' first packets (lan → ACCEPT); the forwarded SYN came
+    // in on wan and was decided by the policy, which counts nothing.
+    assert_eq!(r.rule_counts(Chain::Forward), vec![(0, 0), (2, 2 * one)]);
+    // An ICMP echo from lan is dropped by FORWARD rule 1: counted, per packet.
+    let (hmac, rmac, h) = from_host(0);
+    l.dropped(LAN, &echo(hmac, rmac, h, SERVER, 7, true));
+    l.dropped(LAN, &echo(hmac, rmac, h, SERVER, 7, true));
+    assert_eq!(l.rules.load().rule_counts(Chain::Forward)[0].0, 2);
+    // A new set (any change) starts at zero; without counter blocks nothing is counted.
+    l.rules.store(Arc::new(l.rules.load().as_ref().clone().with_workers(1)));
+    assert!(l.rules.load().rule_counts(Chain::Postrouting).iter().all(|c| *c == (0, 0)));
+    let (_, bare) = load_rules(rules, &l.config).unwrap();
+    l.rules.store(Arc::new(bare));
+    check(&l.through(LAN, &host_udp(0, 40005, SERVER, 53), WAN), GW);
+    assert_eq!(l.rules.load().rule_counts(Chain::Postrouting), vec![(0, 0), (0, 0)]);
+}
+
+const FWD_8080: &str = "*nat\n-A PREROUTING -i wan -p udp --dport 8080 -j DNAT --to-destination 100.64.0.3:80\n\
+                        -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+
+/// Swap in `rules` as the control plane does, and let the worker tick.
+fn swap_rules(l: &mut Lab, rules: &str) {
+    let (_, compiled) = load_rules(rules, &l.config).unwrap();
+    l.rules.store(Arc::new(compiled));
+    l.advance(1);
+}
+
+#[test]
+fn port_forwards_added_live_reserve_their_port_and_release_it_when_deleted() {
+    let mut l = lab(MASQ);
+    assert_eq!(l.path().static_ports_reserved(), 0);
+    swap_rules(&mut l, FWD_8080);
+    assert_eq!(l.path().static_ports_reserved(), 1);
+    // Masquerade never hands out the forwarded port ...
+    let s = check(&l.through(LAN, &host_udp(0, 8080, SERVER, 53), WAN), GW);
+    assert_ne!(s.sport, 8080, "the forward's port is reserved");
+    // ... and the forward works.
+    let f = check(&l.through(WAN, &wan_udp(SERVER, 999, EXT, 8080), LAN), lan_to(1));
+    assert_eq!((f.dst, f.dport), (H[1], 80));
+    // The same set swapped in again (another change) keeps the reservation.
+    swap_rules(&mut l, FWD_8080);
+    assert_eq!(l.path().static_ports_reserved(), 1);
+    // Deleted: released, and a new flow from source port 8080 keeps its port.
+    swap_rules(&mut l, MASQ);
+    assert_eq!(l.path().static_ports_reserved(), 0);
+    let s = check(&l.through(LAN, &host_udp(2, 8080, SERVER, 53), WAN), GW);
+    assert_eq!(s.sport, 8080, "released");
+}
+
+#[test]
+fn a_port_forward_whose_port_a_mapping_holds_reserves_it_once_released() {
+    let mut l = lab(MASQ);
+    let s = check(&l.through(LAN, &host_udp(0, 8080, SERVER, 53), WAN), GW);
+    assert_eq!(s.sport, 8080);
+    swap_rules(&mut l, FWD_8080);
+    assert_eq!(l.path().static_ports_reserved(), 0, "busy: a mapping holds it");
+    l.advance(31);
+    assert_eq!(l.nat().count(), 0, "the UDP session expired (30 s)");
+    assert_eq!(l.path().static_ports_reserved(), 0, "quarantined for 120 s");
+    l.advance(120);
+    l.advance(2);
+    assert_eq!(l.path().static_ports_reserved(), 1, "retried once the hold passed");
+    let s = check(&l.through(LAN, &host_udp(1, 8080, SERVER, 53), WAN), GW);
+    assert_ne!(s.sport, 8080);
+    // Released again only by this worker's own reservation: the mapping's port is not
+    // touched when the forward goes.
+    swap_rules(&mut l, MASQ);
+    assert_eq!(l.path().static_ports_reserved(), 0);
+    assert_eq!(l.nat().count(), 1);
+}

@@ -164,6 +164,9 @@ pub struct WorkersConfig {
     pub cores: Vec<usize>,
     /// Packets per RX burst (1..=256).
     pub burst: usize,
+    /// How long a frame may wait in a port's TX stage for more to send with it, in
+    /// microseconds (0: send at the end of every poll pass). See `docs/configuration.md`.
+    pub tx_drain_us: u32,
 }
 
 /// NAT sizing and behaviour.
@@ -306,6 +309,7 @@ struct RawPort {
 struct RawWorkers {
     cores: Option<Vec<usize>>,
     burst: Option<usize>,
+    tx_drain_us: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -517,6 +521,10 @@ impl RawConfig {
         if !(1..=256).contains(&burst) {
             return Err(ConfigError::new("workers.burst", format!("{burst} is outside 1..=256")));
         }
+        let tx_drain_us = raw_workers.tx_drain_us.unwrap_or(0);
+        if tx_drain_us > 1000 {
+            return Err(ConfigError::new("workers.tx_drain_us", format!("{tx_drain_us} is outside 0..=1000")));
+        }
 
         // The main thread sleeps between control requests: it may share a worker's core
         // (masqd then pins it there under another lcore id), so every core of a small
@@ -634,7 +642,15 @@ impl RawConfig {
             return Err(ConfigError::new("control.socket", "empty path"));
         }
 
-        Ok(Config { dpdk, ports, workers: WorkersConfig { cores, burst }, neighbors, nat, timeouts, control })
+        Ok(Config {
+            dpdk,
+            ports,
+            workers: WorkersConfig { cores, burst, tx_drain_us },
+            neighbors,
+            nat,
+            timeouts,
+            control,
+        })
     }
 }
 
@@ -689,6 +705,9 @@ mac = "02:00:00:00:02:01"
         assert_eq!(c.ports[1].mac, None);
         assert_eq!(c.workers.cores, vec![1]);
         assert_eq!(c.workers.burst, 32);
+        assert_eq!(c.workers.tx_drain_us, 0);
+        let e = err(&replace("cores = [1]", "cores = [1]\ntx_drain_us = 5000"));
+        assert_eq!(e.field, "workers.tx_drain_us");
         assert_eq!(c.dpdk.main_core, 0);
         assert_eq!(
             c.neighbors,

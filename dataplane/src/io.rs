@@ -62,6 +62,11 @@ pub trait PacketIo {
     fn tx(&mut self, port: u16, frame: Self::Frame);
     /// Send everything staged; report what went and what was refused since the last flush.
     fn flush(&mut self) -> TxReport;
+    /// End of a poll pass: send what is due (a backend may hold a partly filled stage
+    /// back for a bounded time to send it with more); report as [`PacketIo::flush`].
+    fn flush_due(&mut self) -> TxReport {
+        self.flush()
+    }
     /// Free a frame (drops are freed in bulk where the backend can).
     fn free(&mut self, frame: Self::Frame);
     /// A fresh empty frame for a packet the worker originates (ARP requests).

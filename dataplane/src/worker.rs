@@ -186,7 +186,7 @@ impl<Io: PacketIo> Worker<Io> {
             self.last_hold_service = now;
             self.service_hold(now);
         }
-        let report = self.io.flush();
+        let report = self.io.flush_due();
         self.account(report);
         self.counters.polls.inc();
         // control plane: latency per packet of this pass; the mailbox once per millisecond.

@@ -332,7 +332,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         all_counters.push(counters.clone());
         let nat = nats.next().context("one NAT per worker")?;
         let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone()).with_nat(nat);
-        let mut io = DpdkIo::new(rxq, txq, pool.clone());
+        let mut io = DpdkIo::new(rxq, txq, pool.clone()).with_tx_drain(config.workers.tx_drain_us);
         if let Some(rings) = handoffs.next() {
             io = io.with_handoff(rings);
         }

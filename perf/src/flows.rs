@@ -126,6 +126,12 @@ impl FlowSpace {
         })
     }
 
+    /// The same space with subscribers numbered from `first` (default 100.64.0.1).
+    pub fn with_base(mut self, first: Ipv4Addr) -> FlowSpace {
+        self.inside_base = u32::from(first);
+        self
+    }
+
     /// Number of flows (sessions when every flow is open).
     pub fn len(&self) -> u64 {
         u64::from(self.subscribers) * self.flows_per_subscriber

@@ -17,6 +17,8 @@
 #   integration      dataplane/tests/*.rs etc. against the release masqd, EAL with --no-huge
 #   integration-huge the same again on 2 MB hugepages (MASQ_TEST_HUGEPAGES=1); SKIP when
 #                    setup could not reserve them
+#   bench-smoke      masq-bench --quick --json (release): the JSON line parses and has the
+#                    headline keys (scripts/bench-smoke.sh; no timing assertions)
 # Integration tests run one at a time (--test-threads=1): each masqd busy-polls a core
 # and the machine has two. Override with MASQ_TEST_THREADS.
 #
@@ -157,6 +159,12 @@ main() {
         else
             skip_step integration-huge "hugepages not available (${free} MB free, need ${MASQ_TEST_MEM_MB})"
         fi
+    fi
+
+    if passed build-release; then
+        run_step bench-smoke 300 bash "$ROOT/scripts/bench-smoke.sh" "$TARGET/release/masq-bench"
+    else
+        skip_step bench-smoke "release build failed"
     fi
 
     summary "$(($(date +%s) - started))"

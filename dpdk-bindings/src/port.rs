@@ -277,7 +277,9 @@ impl Port {
         // up here were each ring's only consumer / producer end, so the port's
         // single RX / TX queue keeps the rings' SP/SC discipline. A negative
         // socket is SOCKET_ID_ANY, which DPDK reads back as -1.
-        let id = unsafe { sys::rte_eth_from_rings(cname.as_ptr(), rx_rings.as_ptr(), 1, tx_rings.as_ptr(), 1, socket as u32) };
+        let id = unsafe {
+            sys::rte_eth_from_rings(cname.as_ptr(), rx_rings.as_ptr(), 1, tx_rings.as_ptr(), 1, socket as u32)
+        };
         if id < 0 {
             return Err(Error::from_rte_errno("rte_eth_from_rings"));
         }

@@ -47,8 +47,7 @@ fn space(sessions: u64) -> FlowSpace {
 fn frame(l4: L4, g: u64, space: &FlowSpace) -> Vec<u8> {
     let w = FrameWriter::new(l4, 64, [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], SERVER).unwrap();
     let mut buf = vec![0u8; w.len()];
-    let (a, sp, dp) = space.flow(g);
-    w.write(&mut buf, true, a, sp, dp, 0x1234_5678, false);
+    w.write(&mut buf, true, space.flow(g), 0x1234_5678, false);
     buf
 }
 

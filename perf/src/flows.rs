@@ -199,7 +199,13 @@ pub struct FrameWriter {
 impl FrameWriter {
     /// Frames of `frame_size` bytes on the wire including the 4-byte FCS (so 64 B
     /// frames are 60 bytes in the buffer), from `src_mac` to `dst_mac`, to `dst`.
-    pub fn new(l4: L4, frame_size: usize, src_mac: [u8; 6], dst_mac: [u8; 6], dst: Ipv4Addr) -> Result<Self, FlowError> {
+    pub fn new(
+        l4: L4,
+        frame_size: usize,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        dst: Ipv4Addr,
+    ) -> Result<Self, FlowError> {
         let min = L4_OFF + l4.header_len() + STAMP_LEN + 4;
         if !(min.max(64)..=1518).contains(&frame_size) {
             return Err(FlowError::FrameSize { size: frame_size, min: min.max(64), l4 });
@@ -249,12 +255,13 @@ impl FrameWriter {
         L4_OFF + self.l4.header_len()
     }
 
-    /// Write flow `(src, sport, dport)` stamped with `stamp` into `buf` (at least
+    /// Write `flow` = `(src, sport, dport)` (as [`FlowSpace::flow`] gives it) stamped with `stamp` into `buf` (at least
     /// [`FrameWriter::len`] bytes; the payload after the stamp is zeroed the first time,
     /// `fresh`, and assumed still zero afterwards — the NAT never writes it). `syn` sets
     /// TCP's SYN instead of ACK.
     #[inline]
-    pub fn write(&self, buf: &mut [u8], fresh: bool, src: u32, sport: u16, dport: u16, stamp: u64, syn: bool) {
+    pub fn write(&self, buf: &mut [u8], fresh: bool, flow: (u32, u16, u16), stamp: u64, syn: bool) {
+        let (src, sport, dport) = flow;
         let hl = self.l4.header_len();
         let stamp_off = L4_OFF + hl;
         if fresh {
@@ -348,7 +355,7 @@ mod tests {
         for (i, g) in [0u64, 1, 77, 149].into_iter().enumerate() {
             let (a, sp, dp) = f.flow(g);
             let stamp = 0x1234_5678_9abc_def0u64.wrapping_mul(g + 1);
-            w.write(&mut buf, i == 0, a, sp, dp, stamp, g == 1);
+            w.write(&mut buf, i == 0, (a, sp, dp), stamp, g == 1);
             let frame = &buf[..w.len()];
             let eth = EthernetFrame::new_checked(frame).unwrap();
             let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();

@@ -152,7 +152,8 @@ impl Report {
             );
         }
         if let Some(p) = self.headline() {
-            let _ = writeln!(o, "latency added by the worker at {} sessions (generator -> worker -> sink):", p.sessions);
+            let _ =
+                writeln!(o, "latency added by the worker at {} sessions (generator -> worker -> sink):", p.sessions);
             let _ = writeln!(
                 o,
                 "{:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",

@@ -15,6 +15,8 @@
 //! Latency is measured with a paced generator (a TSC stamp in each payload, hdrhistogram)
 //! at fractions of the NAT rate. See perf/README.md.
 
+#![deny(unsafe_code)]
+
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -330,9 +332,9 @@ impl Traffic {
     fn write(&self, space: &FlowSpace, stash: &mut [Mbuf], fresh: &[bool], mut next: impl FnMut() -> u64, syn: bool) {
         let stamp = dpdk::cycles::rdtsc();
         for (i, m) in stash.iter_mut().enumerate() {
-            let (a, sp, dp) = space.flow(next());
+            let flow = space.flow(next());
             let _ = m.set_len(self.writer.len());
-            self.writer.write(m.data_mut(), fresh.get(i).copied().unwrap_or(true), a, sp, dp, stamp, syn && self.tcp);
+            self.writer.write(m.data_mut(), fresh.get(i).copied().unwrap_or(true), flow, stamp, syn && self.tcp);
         }
     }
 
@@ -387,10 +389,17 @@ impl Traffic {
         let wall = StdInstant::now();
         while wall.elapsed().as_secs_f64() < secs {
             let mut g = *start;
-            let (t, f, d) = self.batch(lane, pool, &self.flows, self.batch, || {
-                g += 1;
-                g
-            }, false)?;
+            let (t, f, d) = self.batch(
+                lane,
+                pool,
+                &self.flows,
+                self.batch,
+                || {
+                    g += 1;
+                    g
+                },
+                false,
+            )?;
             *start = g;
             ticks += t;
             frames += f;
@@ -440,8 +449,7 @@ impl Traffic {
             for _ in 0..n.min(stash.len()) {
                 let Some(mut m) = stash.pop() else { break };
                 g += 1;
-                let (a, sp, dp) = self.flows.flow(g);
-                self.writer.write(m.data_mut(), false, a, sp, dp, stamp, false);
+                self.writer.write(m.data_mut(), false, self.flows.flow(g), stamp, false);
                 if let Err(m) = b.push(m) {
                     stash.push(m);
                     break;
@@ -564,15 +572,17 @@ fn measure_point(
     let tr = Traffic { writer, flows, tcp: p.l4 == L4::Tcp, hz, batch: p.batch };
     progress(
         t0,
-        &format!("{n} sessions: {subs} subscribers x {per_sub} flows ({} source x {} destination ports each)",
-            tr.flows.sport_count(), tr.flows.dport_count()),
+        &format!(
+            "{n} sessions: {subs} subscribers x {per_sub} flows ({} source x {} destination ports each)",
+            tr.flows.sport_count(),
+            tr.flows.dport_count()
+        ),
     );
 
     // Memory baseline without any NAT, then the NAT sized to exactly n sessions.
     *nat_lane.worker_mut().router_mut() = make_router(&nat_lane.counters, None)?;
     let rss0 = rss_bytes();
-    *nat_lane.worker_mut().router_mut() =
-        make_router(&nat_lane.counters, Some((n, tr.flows.sport_count().max(1))))?;
+    *nat_lane.worker_mut().router_mut() = make_router(&nat_lane.counters, Some((n, tr.flows.sport_count().max(1))))?;
 
     // 1. Connection establishment: every frame a new flow, until the table is full.
     let run = launch(eal, lcore, nat_lane, clock)?;
@@ -582,11 +592,18 @@ fn measure_point(
     while g < n {
         let k = (n - g).min(tr.batch as u64) as usize;
         let mut next = g;
-        let (t, f, d) = tr.batch(nat_lane, pool, &tr.flows, k, || {
-            let v = next;
-            next += 1;
-            v
-        }, true)?;
+        let (t, f, d) = tr.batch(
+            nat_lane,
+            pool,
+            &tr.flows,
+            k,
+            || {
+                let v = next;
+                next += 1;
+                v
+            },
+            true,
+        )?;
         g = next;
         ticks += t;
         created += f - d;
@@ -599,10 +616,17 @@ fn measure_point(
     // drops) and the table stays full.
     let others = FlowSpace::new(1024, 64, 64)?.with_base(Ipv4Addr::new(100, 96, 0, 1));
     let mut beyond = 0u64;
-    let (_, _, overflow_drops) = tr.batch(nat_lane, pool, &others, tr.batch.min(4096), || {
-        beyond += 1;
-        beyond
-    }, true)?;
+    let (_, _, overflow_drops) = tr.batch(
+        nat_lane,
+        pool,
+        &others,
+        tr.batch.min(4096),
+        || {
+            beyond += 1;
+            beyond
+        },
+        true,
+    )?;
     run.stop(nat_lane)?;
     let new_per_sec = created as f64 * hz as f64 / ticks.max(1) as f64;
     let nat = nat_lane.worker_mut().router().nat().context("NAT lane without NAT")?.nat();
@@ -650,7 +674,14 @@ fn measure_point(
         l.load = load;
         progress(
             t0,
-            &format!("  latency at {:.0} %: p50 {:.1} µs, p99 {:.1} µs ({} sent, {} received)", load * 100.0, l.p50_us, l.p99_us, l.sent, l.received),
+            &format!(
+                "  latency at {:.0} %: p50 {:.1} µs, p99 {:.1} µs ({} sent, {} received)",
+                load * 100.0,
+                l.p50_us,
+                l.p99_us,
+                l.sent,
+                l.received
+            ),
         );
         latency.push(l);
     }
@@ -721,7 +752,8 @@ fn run(args: &Args) -> Result<()> {
         args.mem.to_string(),
     ];
     eal_args.push(if args.hugepages { "--huge-unlink" } else { "--no-huge" }.into());
-    let eal = Eal::init(&eal_args).with_context(|| format!("EAL initialisation failed (arguments: {})", eal_args[1..].join(" ")))?;
+    let eal = Eal::init(&eal_args)
+        .with_context(|| format!("EAL initialisation failed (arguments: {})", eal_args[1..].join(" ")))?;
     let lcore = *eal.worker_lcores().first().context("EAL enabled no worker lcore")?;
     let mbufs = ((2 * (p.batch + 2048) + 4096) as u32).next_power_of_two() - 1;
     let pool = Mempool::new("bench_pkts", mbufs, 256, dpdk::DEFAULT_DATA_ROOM, dpdk::SOCKET_ID_ANY)

@@ -117,9 +117,11 @@ fn translate(c: &mut Criterion) {
     g.finish();
 }
 
-/// Time `iters` creations; the table is emptied (untimed) whenever it fills.
-fn time_creates(iters: u64, flows_per_sub: u64, cap: u32) -> StdDuration {
-    let s = FlowSpace::new(4000, flows_per_sub, 16).unwrap();
+/// Time `iters` creations of flows of `subs` subscribers × `flows_per_sub` flows over at
+/// most `sports` source ports each; the table (capacity `cap`) is rebuilt (untimed)
+/// whenever it fills.
+fn time_creates(iters: u64, subs: u32, flows_per_sub: u64, sports: u32, cap: u32) -> StdDuration {
+    let s = FlowSpace::new(subs, flows_per_sub, sports).unwrap();
     let mut n = nat(cap);
     let mut total = StdDuration::ZERO;
     let mut done = 0u64;
@@ -147,12 +149,19 @@ fn time_creates(iters: u64, flows_per_sub: u64, cap: u32) -> StdDuration {
 fn allocate(c: &mut Criterion) {
     let mut g = c.benchmark_group("allocate");
     g.throughput(Throughput::Elements(1));
-    // One flow per subscriber: every session needs a new mapping, i.e. an external port.
-    g.bench_function("new session + new mapping (port allocation)", |b| {
-        b.iter_custom(|iters| time_creates(iters, 1, 4000))
+    // One flow per subscriber: every session needs a new mapping, i.e. an external port,
+    // with at most 4000 of the address's 64512 ports taken.
+    g.bench_function("new session + new mapping, ports <6% used", |b| {
+        b.iter_custom(|iters| time_creates(iters, 4000, 1, 1, 4000))
     });
-    // Many flows per source port: sessions reuse the subscriber's mapping (EIM).
-    g.bench_function("new session on an existing mapping", |b| b.iter_custom(|iters| time_creates(iters, 16, 60_000)));
+    // The same while the port space fills up to 93 % (60000 mappings on one address).
+    g.bench_function("new session + new mapping, ports filling to 93%", |b| {
+        b.iter_custom(|iters| time_creates(iters, 4000, 16, 16, 60_000))
+    });
+    // 16 flows per source port: sessions reuse the subscriber's mapping (EIM).
+    g.bench_function("new session on an existing mapping", |b| {
+        b.iter_custom(|iters| time_creates(iters, 4000, 16, 1, 60_000))
+    });
     g.finish();
 }
 

@@ -525,6 +525,10 @@ fn plan(args: &Args) -> Result<Plan> {
         ensure!(l > 0.0 && l <= 1.0, "--loads {l}: loads are fractions in (0, 1]");
     }
     ensure!(args.cores.len() == 2 && args.cores[0] != args.cores[1], "--cores: give two different cores, MAIN,WORKER");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    if let Some(c) = args.cores.iter().find(|&&c| c >= cpus) {
+        bail!("--cores: core {c} is not available (this process may use {cpus} CPUs: 0..={})", cpus - 1);
+    }
     let l4 = match args.proto {
         ProtoArg::Udp => L4::Udp,
         ProtoArg::Tcp => L4::Tcp,

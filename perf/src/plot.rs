@@ -67,17 +67,20 @@ pub fn write_svg(report: &Report, path: &Path) -> Result<(), String> {
         ("p99 at 90 % load", lat(0.9, |l| l.p99_us), BLACK),
         ("p99 at 10 % load", lat(0.1, |l| l.p99_us), GREEN),
     ];
-    let lmax = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).fold(0.0, f64::max) * 1.15 + 1.0;
+    // Latency spans µs (the worker) to ms (a preempted worker on a shared machine): log.
+    let series = series.map(|(n, d, c)| (n, d.into_iter().map(|(x, y)| (x, y.max(0.1))).collect::<Vec<_>>(), c));
+    let lmax = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).fold(1.0, f64::max) * 2.0;
     let mut c = ChartBuilder::on(&bottom)
         .caption("latency added by the worker (generator -> worker -> sink)", ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d((xmin..xmax).log_scale(), 0.0..lmax)
+        .build_cartesian_2d((xmin..xmax).log_scale(), (0.1..lmax).log_scale())
         .map_err(|x| e(&x))?;
     c.configure_mesh()
         .x_desc("active sessions")
-        .y_desc("µs")
+        .y_desc("µs (log)")
+        .y_label_formatter(&|v| format!("{v}"))
         .x_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(|x| e(&x))?;

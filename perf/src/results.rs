@@ -12,6 +12,8 @@ pub struct LatencyPoint {
     /// Offered load as a fraction of the measured NAT throughput.
     pub load: f64,
     pub offered_mpps: f64,
+    /// What the generator managed to send (below `offered_mpps` when it fell behind).
+    pub sent_mpps: f64,
     pub p50_us: f64,
     pub p90_us: f64,
     pub p99_us: f64,
@@ -156,16 +158,17 @@ impl Report {
                 writeln!(o, "latency added by the worker at {} sessions (generator -> worker -> sink):", p.sessions);
             let _ = writeln!(
                 o,
-                "{:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                "load", "Mpps", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "loss %"
+                "{:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "load", "offered", "sent Mpps", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "loss %"
             );
             for l in &p.latency {
                 let loss = if l.sent == 0 { 0.0 } else { 100.0 * (1.0 - l.received as f64 / l.sent as f64) };
                 let _ = writeln!(
                     o,
-                    "{:>5.0}% {:>9.3} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.3}",
+                    "{:>5.0}% {:>9.3} {:>9.3} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.3}",
                     l.load * 100.0,
                     l.offered_mpps,
+                    l.sent_mpps,
                     l.p50_us,
                     l.p90_us,
                     l.p99_us,

@@ -475,6 +475,7 @@ impl Traffic {
         Ok(LatencyPoint {
             load: 0.0,
             offered_mpps: pps / 1e6,
+            sent_mpps: sent as f64 / secs / 1e6,
             p50_us: us(0.5),
             p90_us: us(0.9),
             p99_us: us(0.99),

@@ -228,10 +228,6 @@ impl Lane {
         })
     }
 
-    fn drops(&self) -> u64 {
-        self.counters.drops.iter().map(|c| c.get()).sum()
-    }
-
     fn worker_mut(&mut self) -> &mut Worker<DpdkIo> {
         self.worker.as_mut().expect("worker is home between phases")
     }
@@ -338,8 +334,8 @@ impl Traffic {
         }
     }
 
-    /// One drained batch: enqueue the whole stash, wait until the worker has sent or
-    /// dropped all of it, take it back. Returns (TSC ticks, frames, drops).
+    /// One drained batch: enqueue the whole stash, wait until the worker has handled all
+    /// of it, take back what it sent. Returns (TSC ticks, frames, frames not delivered).
     #[allow(clippy::too_many_arguments)]
     fn batch(
         &self,
@@ -356,28 +352,35 @@ impl Traffic {
         let spare = stash.split_off(n.min(stash.len()));
         self.write(space, &mut stash, &fresh, next, syn);
         let k = stash.len();
-        let drops0 = lane.drops();
+        let c = lane.counters.clone();
+        let rx0 = c.rx_packets.get();
         let t0 = dpdk::cycles::rdtsc();
         enqueue_all(&mut lane.gen, &mut stash, self.hz)?;
         let deadline = t0 + 5 * self.hz;
-        loop {
-            // Poll at most every microsecond: reading the worker's counter line more often
-            // would slow the worker that writes it.
-            if lane.sink.len() as u64 + (lane.drops() - drops0) >= k as u64 {
-                break;
-            }
-            ensure!(dpdk::cycles::rdtsc() < deadline, "worker did not drain a batch of {k} frames in 5 s");
+        // Done when the worker has received every frame and finished the pass that did
+        // (its poll counter moved on twice). Poll at most every microsecond: reading the
+        // worker's counter line more often would slow the worker that writes it.
+        while c.rx_packets.get() - rx0 < k as u64 {
+            ensure!(dpdk::cycles::rdtsc() < deadline, "worker did not take a batch of {k} frames in 5 s");
             spin_us(self.hz, 1);
         }
+        let polls = c.polls.get();
+        while c.polls.get() < polls + 2 {
+            ensure!(dpdk::cycles::rdtsc() < deadline, "worker stopped polling");
+            dpdk::cycles::pause();
+        }
         let t1 = dpdk::cycles::rdtsc();
-        let drops = lane.drops() - drops0;
         let mut b = Burst::<32>::new();
+        let mut delivered = 0u64;
         while lane.sink.dequeue_burst(&mut b) > 0 {
+            delivered += b.len() as u64;
             stash.extend(b.drain());
         }
         while lane.back.dequeue_burst(&mut b) > 0 {
             b.clear();
         }
+        // Frames the worker dropped went back to the pool; count them by what arrived.
+        let drops = (k as u64).saturating_sub(delivered);
         stash.extend(spare);
         lane.stash = stash;
         Ok((t1 - t0, k as u64, drops))
@@ -643,7 +646,7 @@ fn measure_point(
     progress(
         t0,
         &format!(
-            "  {created} sessions created at {:.2} M/s; table holds {capacity} (overflow batch dropped {overflow_drops}); {:.0} B/session resident",
+            "  {created} sessions created at {:.2} M/s; table holds {capacity} ({overflow_drops} frames of a batch of new flows beyond it dropped); {:.0} B/session resident",
             new_per_sec / 1e6,
             bytes_per_session
         ),
@@ -739,9 +742,30 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// EAL leaves its runtime directory (config and lock files of `--file-prefix`) behind;
+/// every run has its own prefix, so remove it rather than pile them up.
+fn remove_runtime_dir(prefix: &str) {
+    let base = if std::env::var_os("XDG_RUNTIME_DIR").is_some() && !is_root() {
+        PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR").unwrap_or_default()).join("dpdk")
+    } else if is_root() {
+        PathBuf::from("/var/run/dpdk")
+    } else {
+        PathBuf::from("/tmp/dpdk")
+    };
+    let _ = std::fs::remove_dir_all(base.join(prefix));
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().next() == Some("0")))
+        .unwrap_or(false)
+}
+
 fn run(args: &Args) -> Result<()> {
     let p = plan(args)?;
     let t0 = StdInstant::now();
+    let prefix = format!("masq-bench-{}", std::process::id());
     let mut eal_args: Vec<String> = vec![
         "masq-bench".into(),
         "-l".into(),
@@ -750,7 +774,7 @@ fn run(args: &Args) -> Result<()> {
         args.cores[0].to_string(),
         "--no-pci".into(),
         "--file-prefix".into(),
-        format!("masq-bench-{}", std::process::id()),
+        prefix.clone(),
         "--log-level".into(),
         "warning".into(),
         "-m".into(),
@@ -796,6 +820,9 @@ fn run(args: &Args) -> Result<()> {
     drop(nat_lane);
     drop(fwd_lane);
     let in_use = pool.in_use();
+    drop(pool);
+    drop(eal);
+    remove_runtime_dir(&prefix);
     result?;
     if in_use != 0 {
         bail!("{in_use} mbufs did not come back to the pool");

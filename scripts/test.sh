@@ -20,6 +20,8 @@
 #   compare-linux    perf/compare-linux.sh with 2 s windows: the same traffic crosses an
 #                    nftables masquerade and masqd, all of it translated (no timing checks);
 #                    SKIP when not root
+#   bench-smoke      masq-bench --quick --json (release): the JSON line parses and has the
+#                    headline keys (scripts/bench-smoke.sh; no timing assertions)
 # Integration tests run one at a time (--test-threads=1): each masqd busy-polls a core
 # and the machine has two. Override with MASQ_TEST_THREADS.
 #
@@ -167,6 +169,12 @@ main() {
         else
             skip_step compare-linux "needs root (network namespaces)"
         fi
+    fi
+
+    if passed build-release; then
+        run_step bench-smoke 300 bash "$ROOT/scripts/bench-smoke.sh" "$TARGET/release/masq-bench"
+    else
+        skip_step bench-smoke "release build failed"
     fi
 
     summary "$(($(date +%s) - started))"

@@ -30,6 +30,7 @@ use crate::eal;
 use crate::error::{check, Error, Result};
 use crate::mempool::Mempool;
 use crate::queue::{RxQueue, TxQueue};
+use crate::ring::{MbufRingConsumer, MbufRingProducer, RingInner};
 
 /// RSS hash-field masks (`RTE_ETH_RSS_*`) for [`RssConfig::hash_fields`].
 pub mod rss {
@@ -64,6 +65,9 @@ pub(crate) struct PortShared {
     pub(crate) tx_claimed: [AtomicU64; QUEUE_WORDS],
     /// Pools the RX queues allocate from; kept alive while the port may use them.
     pools: Vec<Mempool>,
+    /// Rings a port made by [`Port::from_rings`] reads and writes; kept alive (and
+    /// drained of mbufs when the last handle goes) after the port is closed.
+    rings: Vec<Arc<RingInner>>,
 }
 
 impl PortShared {
@@ -248,8 +252,42 @@ impl Port {
                 rx_claimed: Default::default(),
                 tx_claimed: Default::default(),
                 pools: Vec::new(),
+                rings: Vec::new(),
             }),
         })
+    }
+
+    /// Create an ethdev port named `name` over two in-process rings
+    /// (`rte_eth_from_rings`, the net_ring PMD) and take it: what the port
+    /// receives is dequeued from `rx`, what it sends is enqueued on `tx`.
+    ///
+    /// The port becomes the rings' consumer (RX) and producer (TX) ends, so
+    /// the other ends stay with the caller: a traffic generator enqueues on
+    /// the producer of `rx` and a sink dequeues from the consumer of `tx`,
+    /// with no NIC. One RX and one TX queue; configure it as any port (the
+    /// mempool given to [`Port::configure`] is not used by this PMD). Mbufs
+    /// sent to a full `tx` ring are refused, as a full NIC ring would.
+    pub fn from_rings(name: &str, rx: MbufRingConsumer, tx: MbufRingProducer, socket: i32) -> Result<Port> {
+        let cname = CString::new(name).map_err(|_| Error::InvalidArgument("port name contains a NUL"))?;
+        let rx_rings = [rx.inner.ptr.as_ptr()];
+        let tx_rings = [tx.inner.ptr.as_ptr()];
+        // SAFETY: EAL is running (the rings exist); valid C string; each array holds one live
+        // ring pointer, kept alive below for as long as the port exists (the
+        // port attaches to the rings and never frees them). The handles given
+        // up here were each ring's only consumer / producer end, so the port's
+        // single RX / TX queue keeps the rings' SP/SC discipline. A negative
+        // socket is SOCKET_ID_ANY, which DPDK reads back as -1.
+        let id = unsafe {
+            sys::rte_eth_from_rings(cname.as_ptr(), rx_rings.as_ptr(), 1, tx_rings.as_ptr(), 1, socket as u32)
+        };
+        if id < 0 {
+            return Err(Error::from_rte_errno("rte_eth_from_rings"));
+        }
+        let mut port = Port::by_id(id as u16)?;
+        let shared = port.exclusive()?;
+        shared.rings.push(rx.inner);
+        shared.rings.push(tx.inner);
+        Ok(port)
     }
 
     /// The port id.

@@ -20,8 +20,8 @@ use crate::eal;
 use crate::error::{Error, Result};
 use crate::mbuf::Mbuf;
 
-struct RingInner {
-    ptr: NonNull<sys::rte_ring>,
+pub(crate) struct RingInner {
+    pub(crate) ptr: NonNull<sys::rte_ring>,
 }
 
 // SAFETY: the ring lives in shared DPDK memory; its SP/SC discipline (one
@@ -177,7 +177,7 @@ impl MbufRing {
 
 /// The enqueuing end of a split [`MbufRing`].
 pub struct MbufRingProducer {
-    inner: Arc<RingInner>,
+    pub(crate) inner: Arc<RingInner>,
 }
 
 impl MbufRingProducer {
@@ -196,7 +196,7 @@ impl MbufRingProducer {
 
 /// The dequeuing end of a split [`MbufRing`].
 pub struct MbufRingConsumer {
-    inner: Arc<RingInner>,
+    pub(crate) inner: Arc<RingInner>,
 }
 
 impl MbufRingConsumer {

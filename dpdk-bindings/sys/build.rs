@@ -40,6 +40,11 @@ fn main() {
     generate_bindings(&cflags);
     compile_shim(&cflags);
     emit_link_flags(&libs);
+    // `rte_eth_from_rings` (ports over in-process rings, used by masq-bench) lives in the
+    // net_ring PMD, which pkg-config's `--libs` does not list. Linked as-needed: only
+    // binaries that call it record the dependency; the EAL's own dlopen of the PMD
+    // directory then finds the library already loaded.
+    println!("cargo:rustc-link-lib=dylib=rte_net_ring");
 
     // Printed last: a failed run is rerun anyway, and this keeps cargo's
     // failure report down to our one line.
@@ -104,7 +109,8 @@ fn split_flags(s: &str) -> Vec<String> {
 
 /// Shared linking: every `-L` becomes a search path, every `-l` a dylib.
 /// rustc links with `--as-needed`, so only the libraries we really call
-/// (eal, mbuf, mempool, ethdev, ring) end up as NEEDED entries; the PMDs
+/// (eal, mbuf, mempool, ethdev, ring; net_ring for
+/// masq-bench) end up as NEEDED entries; the PMDs
 /// are dlopened by the EAL at run time from its driver directory.
 fn emit_link_flags(libs: &[String]) {
     for flag in libs {

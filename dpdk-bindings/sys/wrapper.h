@@ -17,5 +17,6 @@
 #include <rte_udp.h>
 #include <rte_icmp.h>
 #include <rte_arp.h>
+#include <rte_eth_ring.h>
 
 #include "src/shim.h"

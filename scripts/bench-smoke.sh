@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# CI smoke test of masq-bench: runs `masq-bench --quick --json` and checks that the last
+# line of its output is one JSON object with the headline keys. No timing assertions: the
+# figures depend on the machine and its load.
+#
+# Usage: scripts/bench-smoke.sh [PATH-TO-masq-bench]   (default: <target>/release/masq-bench)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
+
+BENCH="${1:-$(masq_target_dir "$ROOT")/release/masq-bench}"
+[ -x "$BENCH" ] || masq_die "masq-bench not found at $BENCH (cargo build --release -p perf)"
+command -v python3 >/dev/null 2>&1 || masq_die "python3 is needed to check the JSON (scripts/setup.sh installs it)"
+
+OUT="$(mktemp)"
+trap 'rm -f "$OUT"' EXIT
+masq_log "running: $BENCH --quick --json"
+"$BENCH" --quick --json | tee "$OUT"
+
+tail -n 1 "$OUT" | python3 -c '
+import json, math, sys
+line = sys.stdin.read()
+try:
+    v = json.loads(line)
+except ValueError as e:
+    sys.exit("bench-smoke: last line is not JSON (%s): %r" % (e, line[:200]))
+keys = ["sessions", "nat_mpps", "forward_mpps", "nat_forward_ratio",
+        "new_sessions_per_sec", "bytes_per_session", "latency_p99_us"]
+missing = [k for k in keys if k not in v]
+if missing:
+    sys.exit("bench-smoke: JSON lacks " + ", ".join(missing))
+bad = [k for k in keys if not isinstance(v[k], (int, float)) or not math.isfinite(v[k]) or v[k] < 0]
+if bad:
+    sys.exit("bench-smoke: not a finite non-negative number: " + ", ".join(bad))
+if v["sessions"] <= 0:
+    sys.exit("bench-smoke: no sessions were measured")
+print("bench-smoke: JSON line OK: " + ", ".join("%s=%s" % (k, v[k]) for k in keys))
+'

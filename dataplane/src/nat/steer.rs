@@ -77,13 +77,58 @@ pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
     hash
 }
 
+/// The Toeplitz hash of every value of each byte of an IPv4 address under [`RSS_KEY`]:
+/// the hash of an address is the XOR of its four bytes' entries.
+static ADDR_TABLE: [[u32; 256]; 4] = addr_table();
+
+const fn addr_table() -> [[u32; 256]; 4] {
+    let mut t = [[0u32; 256]; 4];
+    let mut pos = 0;
+    while pos < 4 {
+        let mut value = 0;
+        while value < 256 {
+            let mut h = 0u32;
+            let mut bit = 0;
+            while bit < 8 {
+                if value & (0x80 >> bit) != 0 {
+                    // The 32-bit key window starting at bit 8·pos + bit.
+                    let start = pos * 8 + bit;
+                    let mut w = 0u32;
+                    let mut k = 0;
+                    while k < 32 {
+                        let b = start + k;
+                        w = (w << 1) | ((RSS_KEY[b / 8] >> (7 - b % 8)) & 1) as u32;
+                        k += 1;
+                    }
+                    h ^= w;
+                }
+                bit += 1;
+            }
+            t[pos][value] = h;
+            value += 1;
+        }
+        pos += 1;
+    }
+    t
+}
+
+/// The Toeplitz hash of `addr` under [`RSS_KEY`] (table-driven: four lookups).
+#[inline]
+pub fn addr_hash(addr: Ipv4Addr) -> u32 {
+    let o = addr.octets();
+    ADDR_TABLE[0][usize::from(o[0])]
+        ^ ADDR_TABLE[1][usize::from(o[1])]
+        ^ ADDR_TABLE[2][usize::from(o[2])]
+        ^ ADDR_TABLE[3][usize::from(o[3])]
+}
+
 /// The worker that owns subscriber `addr` among `workers`.
 #[inline]
 pub fn subscriber_owner(addr: Ipv4Addr, workers: u16) -> u16 {
     if workers <= 1 {
         return 0;
     }
-    (toeplitz(&RSS_KEY, &addr.octets()) % u32::from(workers)) as u16
+    (addr_hash(addr) % u32::from(workers)) as u16
 }
 
 #[derive(Clone, Copy)]
@@ -240,6 +285,14 @@ mod tests {
         for (src, dst, want) in v {
             let input: Vec<u8> = src.iter().chain(dst.iter()).copied().collect();
             assert_eq!(toeplitz(&RSS_KEY, &input), want, "{src:?} -> {dst:?}");
+        }
+    }
+
+    #[test]
+    fn the_address_table_is_the_toeplitz_hash() {
+        for a in [0u32, 1, 0x6440_0002, 0x6440_0003, 0xc0a8_0101, 0xffff_ffff, 0x4209_95bb] {
+            let a = Ipv4Addr::from(a);
+            assert_eq!(addr_hash(a), toeplitz(&RSS_KEY, &a.octets()), "{a}");
         }
     }
 

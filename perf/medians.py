@@ -6,8 +6,9 @@ Usage: perf/medians.py [--best] OUT1 OUT2 OUT3 ...   (each the stdout of `masq-b
 Reads the JSON line that ends each file and prints, per session count, the median over
 the files of every headline figure (each run's figure is itself the median of its
 --runs throughput runs), as a Markdown table. --best takes each figure's best value
-instead (highest rate, lowest memory and latency): on a shared machine other processes
-only ever slow the worker down, so the best run is the closest to what it can do alone.
+instead (highest rate, lowest memory and latency; the ratio is best NAT rate over best
+forwarding rate): on a shared machine other processes only ever slow the worker down,
+so the best run is the closest to what it can do alone.
 """
 import json
 import statistics
@@ -64,6 +65,11 @@ def main(paths):
         pts = per[n]
         row = [f"{n:,}", str(len(pts))]
         for key, _, fmt in FIELDS:
+            if key == "nat_forward_ratio" and best:
+                # the best NAT rate over the best forwarding rate, not the luckiest ratio
+                top_f = max(p["forward_mpps"] for p in pts)
+                row.append(fmt.format(max(p["nat_mpps"] for p in pts) / top_f) if top_f else "-")
+                continue
             if key.endswith("cycles_per_packet") and best:
                 rate = "nat_mpps" if key.startswith("nat") else "forward_mpps"
                 hz = statistics.median(p.get("tsc_hz", 0) or 0 for p in pts)

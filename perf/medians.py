@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Medians over several masq-bench runs.
 
-Usage: perf/medians.py [--best] OUT1 OUT2 OUT3 ...   (each the stdout of `masq-bench --json`)
+Usage: perf/medians.py [--best] OUT1 OUT2 OUT3 ...   (each the stdout of `masq-bench --json`,
+or a file of such JSON lines, one per run)
 
-Reads the JSON line that ends each file and prints, per session count, the median over
-the files of every headline figure (each run's figure is itself the median of its
+Reads every masq-bench JSON line in the files and prints, per session count, the median
+over the runs of every headline figure (each run's figure is itself the median of its
 --runs throughput runs), as a Markdown table. --best takes each figure's best value
 instead (highest rate, lowest memory and latency; the ratio is best NAT rate over best
 forwarding rate): on a shared machine other processes only ever slow the worker down,
@@ -48,16 +49,20 @@ def main(paths):
     per = {}
     for p in paths:
         with open(p, encoding="utf-8") as f:
-            lines = [l for l in f.read().splitlines() if l.strip()]
-        if not lines:
-            sys.exit(f"{p}: empty")
-        try:
-            rep = json.loads(lines[-1])["report"]
-        except (ValueError, KeyError) as e:
-            sys.exit(f"{p}: last line is not masq-bench JSON ({e})")
-        for pt in rep["points"]:
-            pt["tsc_hz"] = rep.get("tsc_hz", 0)
-            per.setdefault(pt["sessions"], []).append(pt)
+            reports = []
+            for line in f.read().splitlines():
+                if not line.startswith("{"):
+                    continue
+                try:
+                    reports.append(json.loads(line)["report"])
+                except (ValueError, KeyError):
+                    continue
+        if not reports:
+            sys.exit(f"{p}: no masq-bench JSON line (run it with --json)")
+        for rep in reports:
+            for pt in rep["points"]:
+                pt["tsc_hz"] = rep.get("tsc_hz", 0)
+                per.setdefault(pt["sessions"], []).append(pt)
     heads = ["sessions", "runs"] + [h for _, h, _ in FIELDS] + [h for _, h in LAT]
     print("| " + " | ".join(heads) + " |")
     print("|" + "---|" * len(heads))

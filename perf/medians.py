@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Medians over several masq-bench runs.
 
-Usage: perf/medians.py [--best] OUT1 OUT2 OUT3 ...   (each the stdout of `masq-bench --json`)
+Usage: perf/medians.py [--best] OUT1 OUT2 OUT3 ...   (each the stdout of `masq-bench --json`,
+or a file of such JSON lines, one per run)
 
-Reads the JSON line that ends each file and prints, per session count, the median over
-the files of every headline figure (each run's figure is itself the median of its
+Reads every masq-bench JSON line in the files and prints, per session count, the median
+over the runs of every headline figure (each run's figure is itself the median of its
 --runs throughput runs), as a Markdown table. --best takes each figure's best value
-instead (highest rate, lowest memory and latency): on a shared machine other processes
-only ever slow the worker down, so the best run is the closest to what it can do alone.
+instead (highest rate, lowest memory and latency; the ratio is best NAT rate over best
+forwarding rate): on a shared machine other processes only ever slow the worker down,
+so the best run is the closest to what it can do alone.
 """
 import json
 import statistics
@@ -47,16 +49,20 @@ def main(paths):
     per = {}
     for p in paths:
         with open(p, encoding="utf-8") as f:
-            lines = [l for l in f.read().splitlines() if l.strip()]
-        if not lines:
-            sys.exit(f"{p}: empty")
-        try:
-            rep = json.loads(lines[-1])["report"]
-        except (ValueError, KeyError) as e:
-            sys.exit(f"{p}: last line is not masq-bench JSON ({e})")
-        for pt in rep["points"]:
-            pt["tsc_hz"] = rep.get("tsc_hz", 0)
-            per.setdefault(pt["sessions"], []).append(pt)
+            reports = []
+            for line in f.read().splitlines():
+                if not line.startswith("{"):
+                    continue
+                try:
+                    reports.append(json.loads(line)["report"])
+                except (ValueError, KeyError):
+                    continue
+        if not reports:
+            sys.exit(f"{p}: no masq-bench JSON line (run it with --json)")
+        for rep in reports:
+            for pt in rep["points"]:
+                pt["tsc_hz"] = rep.get("tsc_hz", 0)
+                per.setdefault(pt["sessions"], []).append(pt)
     heads = ["sessions", "runs"] + [h for _, h, _ in FIELDS] + [h for _, h in LAT]
     print("| " + " | ".join(heads) + " |")
     print("|" + "---|" * len(heads))
@@ -64,6 +70,11 @@ def main(paths):
         pts = per[n]
         row = [f"{n:,}", str(len(pts))]
         for key, _, fmt in FIELDS:
+            if key == "nat_forward_ratio" and best:
+                # the best NAT rate over the best forwarding rate, not the luckiest ratio
+                top_f = max(p["forward_mpps"] for p in pts)
+                row.append(fmt.format(max(p["nat_mpps"] for p in pts) / top_f) if top_f else "-")
+                continue
             if key.endswith("cycles_per_packet") and best:
                 rate = "nat_mpps" if key.startswith("nat") else "forward_mpps"
                 hz = statistics.median(p.get("tsc_hz", 0) or 0 for p in pts)

@@ -257,8 +257,8 @@ impl Port {
         })
     }
 
-    /// Create an ethdev port named `name` over two in-process rings
-    /// (`rte_eth_from_rings`, the net_ring PMD) and take it: what the port
+    /// Create an ethdev port over two in-process rings (`rte_eth_from_rings`,
+    /// the net_ring PMD; DPDK names the device `net_ring_<name>`) and take it: what the port
     /// receives is dequeued from `rx`, what it sends is enqueued on `tx`.
     ///
     /// The port becomes the rings' consumer (RX) and producer (TX) ends, so

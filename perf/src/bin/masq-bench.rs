@@ -102,6 +102,8 @@ struct Args {
 const LAN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 1];
 const WAN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 2];
 const GEN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 0x10];
+/// The outside gateway's MAC (a static neighbour in the config below).
+const GATEWAY_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 0x20];
 /// RFC 2544's benchmarking network (198.18.0.0/15) outside, RFC 6598's shared space inside.
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 
@@ -184,13 +186,17 @@ struct Lane {
     back: MbufRingConsumer,
     /// Frames owned by the generator between batches.
     stash: Vec<Mbuf>,
+    /// Whether this lane's router has the NAT (MASQUERADE to the outside address).
+    nat: bool,
+    /// Check the frames of the next drained batch (see [`check_output`]).
+    check_next: bool,
     _ports: Vec<Port>,
     /// Keeps the outside port's (unused) RX ring producer end alive.
     _wan_rx: MbufRingProducer,
 }
 
 impl Lane {
-    fn new(name: &'static str, pool: &Mempool, batch: usize) -> Result<Lane> {
+    fn new(name: &'static str, nat: bool, pool: &Mempool, batch: usize) -> Result<Lane> {
         let ring = |suffix: &str, size: usize| {
             MbufRing::new(&format!("{name}_{suffix}"), size as u32, dpdk::SOCKET_ID_ANY)
                 .with_context(|| format!("creating ring {name}_{suffix} (try more --mem)"))
@@ -223,6 +229,8 @@ impl Lane {
             sink: wan_tx_c,
             back: lan_tx_c,
             stash: Vec::with_capacity(batch + 64),
+            nat,
+            check_next: false,
             _ports: vec![lan, wan],
             _wan_rx: wan_rx_p,
         })
@@ -256,13 +264,55 @@ fn launch<'a>(eal: &'a Eal, lcore: u32, lane: &mut Lane, clock: TscClock) -> Res
 }
 
 impl Running<'_> {
-    fn stop(self, lane: &mut Lane) -> Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        let rc = self.eal.wait(self.lcore);
+    fn stop(mut self, lane: &mut Lane) -> Result<()> {
+        let rc = self.halt();
         ensure!(rc == 0, "worker on lcore {} exited with {rc}", self.lcore);
         lane.worker = Some(self.back.recv().context("worker did not come back")?);
         Ok(())
     }
+
+    fn halt(&mut self) -> i32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.eal.wait(self.lcore)
+    }
+}
+
+/// A phase that fails while the worker runs still stops it before anything is torn down
+/// (the worker, and the mbufs it holds, then go with the channel).
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// What the worker must have sent: routed (TTL 63, the gateway's MAC), checksums valid,
+/// and from the NAT lane the source MASQUERADEd to the outside address, from the
+/// forwarding lane untouched. Checked on the first batch of every throughput phase, so a
+/// broken path is an error rather than a fast figure.
+fn check_output(frames: &[Mbuf], nat: bool, tcp: bool) -> Result<()> {
+    use dataplane::packet::{EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
+    ensure!(!frames.is_empty(), "no frame came out");
+    let outside = Ipv4Addr::new(198, 18, 0, 1);
+    for (i, m) in frames.iter().enumerate() {
+        let eth = EthernetFrame::new_checked(m.data()).map_err(|e| anyhow::anyhow!("frame {i}: {e:?}"))?;
+        ensure!(eth.dst_addr().0 == GATEWAY_MAC, "frame {i}: not sent to the gateway's MAC");
+        let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|e| anyhow::anyhow!("frame {i}: IPv4 {e:?}"))?;
+        ensure!(ip.verify_checksum(), "frame {i}: bad IPv4 checksum");
+        ensure!(ip.ttl() == 63, "frame {i}: TTL {} (expected 63)", ip.ttl());
+        let src = ip.src_addr();
+        if nat {
+            ensure!(src == outside, "frame {i}: source {src} not translated to {outside}");
+        } else {
+            ensure!(src.octets()[0] == 100 && src.octets()[1] & 0xc0 == 64, "frame {i}: source {src} changed");
+        }
+        let ok = if tcp {
+            TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.verify_checksum(src, ip.dst_addr()))
+        } else {
+            UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.verify_checksum(src, ip.dst_addr()))
+        };
+        ensure!(ok, "frame {i}: bad {} checksum", if tcp { "TCP" } else { "UDP" });
+    }
+    Ok(())
 }
 
 /// Traffic shared by every phase of one point.
@@ -375,6 +425,12 @@ impl Traffic {
         while lane.sink.dequeue_burst(&mut b) > 0 {
             delivered += b.len() as u64;
             stash.extend(b.drain());
+        }
+        if lane.check_next {
+            lane.check_next = false;
+            check_output(&stash[..delivered as usize], lane.nat, self.tcp).with_context(|| {
+                format!("{} lane: the worker's output is wrong, so its rate means nothing", lane.name)
+            })?;
         }
         while lane.back.dequeue_burst(&mut b) > 0 {
             b.clear();
@@ -658,6 +714,8 @@ fn measure_point(
     for r in 0..=p.runs {
         // run 0 warms caches and is not counted
         let secs = if r == 0 { p.duration.min(0.3) } else { p.duration };
+        nat_lane.check_next = r == 0;
+        fwd_lane.check_next = r == 0;
         let run = launch(eal, lcore, nat_lane, clock)?;
         let (pps, d) = tr.throughput(nat_lane, pool, secs, &mut start)?;
         run.stop(nat_lane)?;
@@ -788,8 +846,8 @@ fn run(args: &Args) -> Result<()> {
     let pool = Mempool::new("bench_pkts", mbufs, 256, dpdk::DEFAULT_DATA_ROOM, dpdk::SOCKET_ID_ANY)
         .with_context(|| format!("creating a pool of {mbufs} mbufs (try a larger --mem)"))?;
     let clock = TscClock::new();
-    let mut nat_lane = Lane::new("nat", &pool, p.batch)?;
-    let mut fwd_lane = Lane::new("fwd", &pool, p.batch)?;
+    let mut nat_lane = Lane::new("nat", true, &pool, p.batch)?;
+    let mut fwd_lane = Lane::new("fwd", false, &pool, p.batch)?;
     progress(t0, &format!("EAL up, worker on lcore {lcore}, {mbufs} mbufs; measuring {:?} sessions", p.sweep));
 
     let mut report = Report {

@@ -171,20 +171,23 @@ impl PacketIo for DpdkIo {
     fn rx_burst(&mut self, port: u16) -> usize {
         let n = self.rxq[usize::from(port)].rx_burst(&mut self.rx);
         self.rx.as_mut_slice().reverse();
-        if let Some(first) = self.rx.as_slice().last() {
-            first.prefetch();
+        // The worker reads every header of the burst first (`peek_rx`): start them all.
+        for m in self.rx.as_slice() {
+            m.prefetch();
         }
         n
     }
 
     #[inline]
     fn next_rx(&mut self) -> Option<Mbuf> {
-        let m = self.rx.pop();
-        // Prefetch one ahead while this one is processed.
-        if let Some(next) = self.rx.as_slice().last() {
-            next.prefetch();
+        self.rx.pop()
+    }
+
+    #[inline]
+    fn peek_rx(&self, mut f: impl FnMut(&[u8])) {
+        for m in self.rx.as_slice() {
+            f(m.data());
         }
-        m
     }
 
     #[inline]

@@ -58,6 +58,10 @@ pub trait PacketIo {
     fn rx_burst(&mut self, port: u16) -> usize;
     /// Take the next received frame, in arrival order.
     fn next_rx(&mut self) -> Option<Self::Frame>;
+    /// Look at every frame of the current burst (not yet taken), in any order.
+    fn peek_rx(&self, mut f: impl FnMut(&[u8])) {
+        let _ = &mut f;
+    }
     /// Stage `frame` for transmission on `port` (sent when the stage fills or on flush).
     fn tx(&mut self, port: u16, frame: Self::Frame);
     /// Send everything staged; report what went and what was refused since the last flush.

@@ -19,6 +19,7 @@ pub mod l3;
 pub mod nat;
 pub mod packet;
 pub mod policy;
+pub mod prefetch;
 pub mod report;
 pub mod stats;
 pub mod time;

@@ -155,6 +155,9 @@ impl<Io: PacketIo> Worker<Io> {
             if received == 0 {
                 self.control.burst_begin(); // control plane: latency of this pass
             }
+            // Start every session lookup of the burst before handling the first packet.
+            let (io, router) = (&self.io, &self.router);
+            io.peek_rx(|frame| router.prefetch(port, frame));
             while let Some(frame) = self.io.next_rx() {
                 received += 1;
                 self.handle(port, frame, now);

@@ -156,6 +156,17 @@ impl Router {
         nat.steer(in_port, frame, now)
     }
 
+    /// Prefetch the NAT session lookup of `frame` (arrived on `in_port`); see
+    /// [`NatPath::prefetch`]. The worker calls it for a whole burst before handling it.
+    #[inline]
+    pub fn prefetch(&self, in_port: u16, frame: &[u8]) {
+        if let Some(nat) = self.nat.as_ref() {
+            if frame.len() > ETH_LEN + 20 && frame[12] == 0x08 && frame[13] == 0x00 {
+                nat.prefetch(in_port, &frame[ETH_LEN..]);
+            }
+        }
+    }
+
     /// Publish the NAT counters now (shutdown).
     pub fn nat_publish(&self) {
         if let Some(nat) = self.nat.as_ref() {

@@ -80,6 +80,13 @@ impl<S: Slot> RobinHood<S> {
         }
     }
 
+    /// Start loading the cache line of `tag`'s home slot (a later [`find`](Self::find)
+    /// of the same tag then does not wait for memory).
+    #[inline]
+    pub fn prefetch(&self, tag: u32) {
+        crate::prefetch::read(&self.slots[self.home(tag)]);
+    }
+
     /// Position of the first slot with `tag` for which `eq` holds.
     #[inline]
     pub fn find(&self, tag: u32, mut eq: impl FnMut(&S) -> bool) -> Option<usize> {

@@ -224,6 +224,14 @@ impl NatPath {
         (owner != s.me()).then_some(owner)
     }
 
+    /// Prefetch the session lookup of `ip` (an IPv4 packet as received on `in_port`,
+    /// not yet checked): TCP and UDP only, cheaply parsed; anything odd is skipped.
+    #[inline]
+    pub fn prefetch(&self, in_port: u16, ip: &[u8]) {
+        let Some(t) = quick_tuple(ip) else { return };
+        self.nat.prefetch(&t, self.is_outside(in_port));
+    }
+
     /// This worker's steering (none with one worker).
     pub fn steering(&self) -> Option<&Steering> {
         self.steering.as_ref()
@@ -895,6 +903,25 @@ impl Ctx<'_> {
         }
         Decision::Forward(Plan::new(pkt))
     }
+}
+
+/// The TCP/UDP tuple of an unfragmented IPv4 packet, read without any checks beyond
+/// bounds (for prefetching only: the real classification follows).
+#[inline]
+fn quick_tuple(ip: &[u8]) -> Option<Tuple> {
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let l4 = ip.get(ihl..ihl + 4)?;
+    if ihl < 20 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let proto = match ip[9] {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        _ => return None,
+    };
+    let addr = |at: usize| Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    Some(Tuple::new(Endpoint::new(addr(12), port(0)), Endpoint::new(addr(16), port(2)), proto))
 }
 
 /// An inbound session on mapping `m`, with its deltas.

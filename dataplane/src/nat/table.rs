@@ -323,6 +323,13 @@ impl SessionTable {
         Some(self.index.get(pos).val >> 1)
     }
 
+    /// Prefetch the index slot a [`find_inside`](Self::find_inside) (`Side::Inside`) or
+    /// [`find_outside`](Self::find_outside) of this key would read first.
+    #[inline]
+    pub fn prefetch(&self, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) {
+        self.index.prefetch(self.hasher.tag(pack5(local, remote, proto, side)));
+    }
+
     /// The session whose inside side is `inside` talking to `remote`.
     #[inline]
     pub fn find_inside(&self, inside: Endpoint, remote: Endpoint, proto: Proto) -> Option<u32> {

@@ -40,7 +40,7 @@ impl<S: Slot> RobinHood<S> {
     /// An index for at most `limit` entries.
     pub fn new(limit: usize) -> Self {
         let cap = (limit * LOAD_DEN).div_ceil(LOAD_NUM) + 1;
-        RobinHood { slots: vec![S::EMPTY; cap.max(2)].into_boxed_slice(), len: 0, limit }
+        RobinHood { slots: crate::hugemem::filled(cap.max(2), S::EMPTY), len: 0, limit }
     }
 
     /// Slots allocated (memory is `capacity * size_of::<S>()`).

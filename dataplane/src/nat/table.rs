@@ -284,7 +284,7 @@ impl SessionTable {
     /// Room for `max` sessions; `max` must be below 2^31 (index values carry a side bit).
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
         assert!(max < (1 << 31), "max_sessions must be below 2^31");
-        let mut slab = vec![Session::EMPTY; max as usize].into_boxed_slice();
+        let mut slab = crate::hugemem::filled(max as usize, Session::EMPTY);
         for (i, s) in slab.iter_mut().enumerate() {
             s.next = if i + 1 < max as usize { i as u32 + 1 } else { NIL };
         }

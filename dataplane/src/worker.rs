@@ -155,9 +155,13 @@ impl<Io: PacketIo> Worker<Io> {
             if received == 0 {
                 self.control.burst_begin(); // control plane: latency of this pass
             }
-            // Start every session lookup of the burst before handling the first packet.
-            let (io, router) = (&self.io, &self.router);
-            io.peek_rx(|frame| router.prefetch(port, frame));
+            // Start every session lookup of the burst before handling the first packet:
+            // the index slots, then the session records they point to.
+            if self.router.has_nat() {
+                let (io, router) = (&self.io, &self.router);
+                io.peek_rx(|frame| router.prefetch(port, frame, false));
+                io.peek_rx(|frame| router.prefetch(port, frame, true));
+            }
             while let Some(frame) = self.io.next_rx() {
                 received += 1;
                 self.handle(port, frame, now);

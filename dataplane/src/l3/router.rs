@@ -159,12 +159,17 @@ impl Router {
     /// Prefetch the NAT session lookup of `frame` (arrived on `in_port`); see
     /// [`NatPath::prefetch`]. The worker calls it for a whole burst before handling it.
     #[inline]
-    pub fn prefetch(&self, in_port: u16, frame: &[u8]) {
+    pub fn prefetch(&self, in_port: u16, frame: &[u8], record: bool) {
         if let Some(nat) = self.nat.as_ref() {
             if frame.len() > ETH_LEN + 20 && frame[12] == 0x08 && frame[13] == 0x00 {
-                nat.prefetch(in_port, &frame[ETH_LEN..]);
+                nat.prefetch(in_port, &frame[ETH_LEN..], record);
             }
         }
+    }
+
+    /// Whether [`prefetch`](Self::prefetch) does anything (a NAT is attached).
+    pub fn has_nat(&self) -> bool {
+        self.nat.is_some()
     }
 
     /// Publish the NAT counters now (shutdown).

@@ -87,6 +87,24 @@ impl<S: Slot> RobinHood<S> {
         crate::prefetch::read(&self.slots[self.home(tag)]);
     }
 
+    /// The first slot with `tag` on its probe path, without comparing keys (a likely
+    /// hit, for prefetching what it points to).
+    #[inline]
+    pub fn first_with_tag(&self, tag: u32) -> Option<&S> {
+        let mut pos = self.home(tag);
+        for d in 0..4 {
+            let s = &self.slots[pos];
+            if s.is_empty() || self.dist(pos, s.tag()) < d {
+                return None;
+            }
+            if s.tag() == tag {
+                return Some(s);
+            }
+            pos = self.next(pos);
+        }
+        None
+    }
+
     /// Position of the first slot with `tag` for which `eq` holds.
     #[inline]
     pub fn find(&self, tag: u32, mut eq: impl FnMut(&S) -> bool) -> Option<usize> {

@@ -463,16 +463,21 @@ impl WorkerNat {
 
     /// The session of a packet that arrived on the inside (`src` = inside endpoint).
     /// Prefetch what [`lookup_in2out`](Self::lookup_in2out) (`outside` false) or
-    /// [`lookup_out2in`](Self::lookup_out2in) (true) of `t` will read first, so that a
-    /// burst's lookups overlap their memory waits instead of taking them one by one.
+    /// [`lookup_out2in`](Self::lookup_out2in) (true) of `t` will read: the index slot, or
+    /// (`record`, a second pass once the slot is cached) the session record it points
+    /// to. A burst's lookups then overlap their memory waits instead of taking them one
+    /// by one.
     #[inline]
-    pub fn prefetch(&self, t: &Tuple, outside: bool) {
-        if outside {
-            let remote = Endpoint::new(t.src.addr, t.proto.remote_port(t.src.port));
-            self.sessions.prefetch(key::Side::Outside, t.dst, remote, t.proto);
+    pub fn prefetch(&self, t: &Tuple, outside: bool, record: bool) {
+        let (side, local, remote) = if outside {
+            (key::Side::Outside, t.dst, Endpoint::new(t.src.addr, t.proto.remote_port(t.src.port)))
         } else {
-            let remote = Endpoint::new(t.dst.addr, t.proto.remote_port(t.dst.port));
-            self.sessions.prefetch(key::Side::Inside, t.src, remote, t.proto);
+            (key::Side::Inside, t.src, Endpoint::new(t.dst.addr, t.proto.remote_port(t.dst.port)))
+        };
+        if record {
+            self.sessions.prefetch_record(side, local, remote, t.proto);
+        } else {
+            self.sessions.prefetch(side, local, remote, t.proto);
         }
     }
 

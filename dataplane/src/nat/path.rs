@@ -227,9 +227,9 @@ impl NatPath {
     /// Prefetch the session lookup of `ip` (an IPv4 packet as received on `in_port`,
     /// not yet checked): TCP and UDP only, cheaply parsed; anything odd is skipped.
     #[inline]
-    pub fn prefetch(&self, in_port: u16, ip: &[u8]) {
+    pub fn prefetch(&self, in_port: u16, ip: &[u8], record: bool) {
         let Some(t) = quick_tuple(ip) else { return };
-        self.nat.prefetch(&t, self.is_outside(in_port));
+        self.nat.prefetch(&t, self.is_outside(in_port), record);
     }
 
     /// This worker's steering (none with one worker).

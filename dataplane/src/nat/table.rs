@@ -330,6 +330,18 @@ impl SessionTable {
         self.index.prefetch(self.hasher.tag(pack5(local, remote, proto, side)));
     }
 
+    /// Second stage, once the index slot is likely cached: prefetch the session record
+    /// the slot with this key's tag points to.
+    #[inline]
+    pub fn prefetch_record(&self, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) {
+        let tag = self.hasher.tag(pack5(local, remote, proto, side));
+        if let Some(slot) = self.index.first_with_tag(tag) {
+            if let Some(s) = self.slab.get((slot.val >> 1) as usize) {
+                crate::prefetch::read(s);
+            }
+        }
+    }
+
     /// The session whose inside side is `inside` talking to `remote`.
     #[inline]
     pub fn find_inside(&self, inside: Endpoint, remote: Endpoint, proto: Proto) -> Option<u32> {

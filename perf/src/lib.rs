@@ -3,10 +3,12 @@
 //! The pieces that need no DPDK live here, so they are unit-tested and reused by the
 //! criterion benches: [`flows`] (the RFC 4814-style flow space and the frame writer the
 //! generator uses), [`results`] (what a run measured, its table and its JSON line) and
-//! [`plot`] (the SVG of throughput and latency against active sessions). The harness
+//! [`plot`] (the SVG of throughput and latency against active sessions) and [`topology`]
+//! (the ports, addresses and rules both harnesses build). The harness
 //! itself, which runs masqd's worker on DPDK mbufs, is `src/bin/masq-bench.rs`.
 #![deny(unsafe_code)]
 
 pub mod flows;
 pub mod plot;
 pub mod results;
+pub mod topology;

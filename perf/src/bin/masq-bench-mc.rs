@@ -43,6 +43,7 @@ use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
 use perf::flows::{FlowSpace, FrameWriter, L4};
 use perf::results::median;
+use perf::topology::{config_text, GEN_MAC, LAN_MAC, SERVER, WAN_MAC};
 
 /// One and two workers with NAT: multi-core scaling and the cost of software handoff.
 #[derive(Parser, Debug)]
@@ -68,37 +69,9 @@ struct Args {
     json: bool,
 }
 
-const LAN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 1];
-const WAN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 2];
-const GEN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 0x10];
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-const RULES: &str = "*nat\n-A POSTROUTING -o wan -s 100.64.0.0/10 -j MASQUERADE\nCOMMIT\n";
-
 fn config(max_sessions: u64) -> Result<Config> {
-    let text = format!(
-        r#"
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_ring0"
-address = "100.64.0.254/10"
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_ring1"
-address = "198.18.0.1/24"
-gateway = "198.18.0.254"
-[workers]
-cores = [1]
-[[neighbor]]
-port = "wan"
-address = "198.18.0.254"
-mac = "02:6d:71:00:00:20"
-[nat]
-max_sessions = {max_sessions}
-ports_per_subscriber = 64512
-"#
-    );
+    // Every port of the space per subscriber: the flows, not a limit, decide.
+    let text = config_text(max_sessions, 64512);
     Config::parse(&text).map_err(|e| anyhow::anyhow!("bench config: {e}"))
 }
 
@@ -116,7 +89,7 @@ struct Lane {
 /// `workers` lanes sharing one rule set, with handoff rings when there are two or more.
 fn lanes(tag: &str, workers: u16, pool: &Mempool, frames: usize, sessions: u64) -> Result<Vec<Lane>> {
     let config = config(sessions)?;
-    let (set, compiled) = nat::path::load_rules(RULES, &config).context("bench rules")?;
+    let (set, compiled) = nat::path::load_rules(perf::topology::RULES, &config).context("bench rules")?;
     let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
     let timeouts = nat::path::timeouts(&config);
     let routes = Arc::new(RouteTable::from_config(&config));

@@ -39,6 +39,7 @@ use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
 use perf::flows::{stamp_elapsed, FlowSpace, FrameWriter, L4};
 use perf::results::{gbps, median, LatencyPoint, Point, Report};
+use perf::topology::{config_text, GATEWAY_MAC, GEN_MAC, LAN_MAC, RULES, SERVER, WAN_MAC};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ProtoArg {
@@ -98,52 +99,6 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     cores: Vec<u32>,
 }
-
-const LAN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 1];
-const WAN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 2];
-const GEN_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 0x10];
-/// The outside gateway's MAC (a static neighbour in the config below).
-const GATEWAY_MAC: [u8; 6] = [0x02, 0x6d, 0x71, 0, 0, 0x20];
-/// RFC 2544's benchmarking network (198.18.0.0/15) outside, RFC 6598's shared space inside.
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-
-fn config_text(max_sessions: u64, ports_per_subscriber: u32) -> String {
-    format!(
-        r#"
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_ring0"
-address = "100.64.0.254/10"
-
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_ring1"
-address = "198.18.0.1/24"
-gateway = "198.18.0.254"
-
-[workers]
-cores = [1]
-
-[[neighbor]]
-port = "wan"
-address = "198.18.0.254"
-mac = "02:6d:71:00:00:20"
-
-[nat]
-max_sessions = {max_sessions}
-ports_per_subscriber = {ports_per_subscriber}
-"#
-    )
-}
-
-const RULES: &str = "*nat
-:PREROUTING ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan -s 100.64.0.0/10 -j MASQUERADE
-COMMIT
-";
 
 /// Resident memory of this process in bytes (`VmRSS` in /proc/self/status).
 fn rss_bytes() -> u64 {

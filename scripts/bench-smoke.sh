@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI smoke test of masq-bench: runs `masq-bench --quick --json` and checks that the last
+# CI smoke test of masq-bench: runs `masq-bench --quick --json` (and a small
+# `masq-bench-mc`) and checks that the last
 # line of its output is one JSON object with the headline keys. No timing assertions: the
 # figures depend on the machine and its load.
 #
@@ -37,4 +38,25 @@ if bad:
 if v["sessions"] <= 0:
     sys.exit("bench-smoke: no sessions were measured")
 print("bench-smoke: JSON line OK: " + ", ".join("%s=%s" % (k, v[k]) for k in keys))
+'
+
+# masq-bench-mc (one vs two workers) beside it: a small run, the JSON keys only.
+MC="$(dirname "$BENCH")/masq-bench-mc"
+[ -x "$MC" ] || masq_die "masq-bench-mc not found at $MC (cargo build --release -p perf)"
+masq_log "running: $MC --sessions 1000 --subscribers 100 --frames 4096 --runs 1 --mem 512 --json"
+"$MC" --sessions 1000 --subscribers 100 --frames 4096 --runs 1 --mem 512 --json | tee "$OUT"
+tail -n 1 "$OUT" | python3 -c '
+import json, math, sys
+v = json.loads(sys.stdin.read())
+keys = ["one_worker_mpps", "two_workers_rss_mpps", "two_workers_one_queue_mpps", "scaling_rss",
+        "scaling_one_queue", "handed_off_share_one_queue"]
+bad = [k for k in keys if not isinstance(v.get(k), (int, float)) or not math.isfinite(v[k]) or v[k] < 0]
+if bad:
+    sys.exit("bench-smoke: masq-bench-mc JSON lacks or has bad " + ", ".join(bad))
+# (drops are not checked: a full handoff ring is a counted, load-dependent drop)
+if v["sessions"] != 1000:
+    sys.exit("bench-smoke: masq-bench-mc held %s sessions, want 1000" % v["sessions"])
+if v["handed_off_share_one_queue"] <= 0:
+    sys.exit("bench-smoke: with one queue nothing was handed to the second worker")
+print("bench-smoke: masq-bench-mc JSON line OK")
 '

@@ -322,6 +322,13 @@ fn run(args: &Args) -> Result<()> {
     ensure!((1024..=1 << 20).contains(&args.frames), "--frames: 1024..=1048576");
     ensure!((1..=101).contains(&args.runs), "--runs: 1..=101");
     ensure!(args.subscribers >= 2, "--subscribers: at least 2");
+    // The NAT admits max_sessions / 4 subscribers per worker (nat.max_sessions sizes both).
+    ensure!(
+        args.sessions >= 4 * u64::from(args.subscribers),
+        "--sessions {} for {} subscribers: give at least 4 sessions per subscriber",
+        args.sessions,
+        args.subscribers
+    );
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     ensure!(cpus >= 2, "needs two CPUs (this process may use {cpus})");
     let prefix = format!("masq-bench-mc-{}", std::process::id());

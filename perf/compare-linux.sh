@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# masq vs Linux: the same traffic through Linux's own masquerade and through masqd.
+# masq vs Linux: the same traffic through Linux's own masquerade, through masqd, and through
+# DPDK's testpmd (no translation: the ceiling of any DPDK application on this testbed).
 #
 #   cmp-gen (netns)               cmp-rtr (netns)                         cmp-sink (netns)
 #   trafgen            eth0 ==== lan0   [ router ]   wan0 ==== eth0   sink 203.0.113.254/24
@@ -7,17 +8,21 @@
 #   from 100.64.0.0/10,                ip_forward, nftables masquerade
 #   64 B UDP to 203.0.113.254:9    (b) masqd: net_af_packet on lan0 and wan0, the same
 #                                      addresses, -j MASQUERADE
+#                                  (c) testpmd: the same net_af_packet devices,
+#                                      --forward-mode=mac, no translation
 #
 # For each router in turn the script builds the testbed afresh, starts the router, runs the
 # generator (trafgen, pinned to the generator core), lets it warm up, and counts the frames
 # the sink's eth0 receives over a fixed window (/sys/class/net/eth0/statistics/rx_packets
 # in cmp-sink). The sink drops them at its ingress hook (no ICMP back), counting those that
-# arrive translated (source 203.0.113.1). It prints both rates and the ratio masqd/linux;
-# --json adds one JSON line at the end. Every namespace, link, process and file it makes is
+# arrive translated (source 203.0.113.1; testpmd's frames arrive untranslated and all
+# count). It prints the rates and the ratios masqd/linux and masqd/testpmd; --json adds
+# one JSON line at the end. Every namespace, link, process and file it makes is
 # removed at the end, also on failure or Ctrl-C; traffic never leaves the namespaces.
 #
 # Cores: the generator runs on core 0. The router gets core 1: masqd's worker is pinned
-# there ([workers] cores = [1]; its main thread stays on core 0), and the Linux router's
+# there ([workers] cores = [1]; its main thread stays on core 0), so is testpmd's
+# forwarding lcore (-l 0,1, main lcore 0), and the Linux router's
 # forwarding softirq is steered there with RPS on lan0. Whatever follows a frame out of
 # the router (the sink's receive) runs on core 1 in both cases.
 #
@@ -28,7 +33,8 @@
 #   --duration S      measuring window in seconds, default 10
 #   --warmup S        traffic before the window (sessions, caches), default 3
 #   --runs R          alternate linux/masqd R times; prints each run and the medians, default 1
-#   --only linux|masqd  run one router only (no ratio)
+#   --only linux|masqd|testpmd  run one router only (no ratio)
+#   --tx-drain-us N   masqd's [workers] tx_drain_us (0..=1000); default: masqd's default (0)
 #   --linux-rps 0|1   1 (default): the Linux router's softirq on core 1; 0: leave it where
 #                     the frames arrive (the generator's core)
 #   --json            end with one JSON line (rates are medians over the runs)
@@ -36,9 +42,10 @@
 #   --no-build        do not build masqd (use $MASQD)
 #   --keep-log        keep masqd's log and config in /run/masq-cmp
 # Environment: MASQD=path (default <target>/release/masqd); MASQ_CMP_AF_PACKET_ARGS=",k=v..."
-#   appended to masqd's net_af_packet device strings (default ",framecnt=4096");
+#   appended to masqd's and testpmd's net_af_packet device strings (default
+#   ",framecnt=4096");
 #   MASQ_CMP_HUGEPAGES=1 runs masqd on hugepages (default --no-huge).
-# Needs root and two cores. Takes about 2 x (duration + warmup + 10) seconds per run; a
+# Needs root and two cores. Takes about 3 x (duration + warmup + 10) seconds per run; a
 # watchdog (timeout) stops it, cleaning up, after about three times that.
 set -euo pipefail
 
@@ -84,6 +91,7 @@ JSON=0
 RUN_SETUP=1
 BUILD=1
 KEEP_LOG=0
+TX_DRAIN_US=
 
 ARGS=("$@")
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -96,7 +104,7 @@ need_uint() { # option value
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --subscribers | --flows | --duration | --warmup | --runs | --only | --linux-rps)
+    --subscribers | --flows | --duration | --warmup | --runs | --only | --linux-rps | --tx-drain-us)
         [ $# -ge 2 ] || masq_die "$1 needs a value (try --help)"
         case "$1" in
         --subscribers) SUBSCRIBERS="$2" ;;
@@ -106,6 +114,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS="$2" ;;
         --only) ONLY="$2" ;;
         --linux-rps) LINUX_RPS="$2" ;;
+        --tx-drain-us) TX_DRAIN_US="$2" ;;
         esac
         shift 2
         ;;
@@ -125,12 +134,16 @@ need_uint --runs "$RUNS"
 # subscribers are 100.64.1.0 + i inside 100.64.0.0/10; source ports FIRST_SPORT + j
 [ "$SUBSCRIBERS" -le 4000000 ] || masq_die "--subscribers: at most 4000000 (100.64.0.0/10)"
 [ "$FLOWS" -le $((65536 - FIRST_SPORT)) ] || masq_die "--flows: at most $((65536 - FIRST_SPORT))"
-case "$ONLY" in "" | linux | masqd) ;; *) masq_die "--only: linux or masqd, got \"$ONLY\"" ;; esac
+case "$ONLY" in "" | linux | masqd | testpmd) ;; *) masq_die "--only: linux, masqd or testpmd, got \"$ONLY\"" ;; esac
 case "$LINUX_RPS" in 0 | 1) ;; *) masq_die "--linux-rps: 0 or 1, got \"$LINUX_RPS\"" ;; esac
+if [ -n "$TX_DRAIN_US" ]; then
+    { [[ "$TX_DRAIN_US" =~ ^[0-9]+$ ]] && [ "$TX_DRAIN_US" -le 1000 ]; } ||
+        masq_die "--tx-drain-us: an integer in 0..=1000, got \"$TX_DRAIN_US\""
+fi
 
-ROUTERS=(linux masqd)
+ROUTERS=(linux masqd testpmd)
 [ -z "$ONLY" ] || ROUTERS=("$ONLY")
-# both routers, each: setup + warm-up + window + stop; the watchdog allows three times that
+# every router, each: setup + warm-up + window + stop; the watchdog allows three times that
 RUN_BUDGET=$(((DURATION + WARMUP + 10 + READY_TIMEOUT / 3) * ${#ROUTERS[@]} * RUNS))
 MAX_RUNTIME=$((3 * RUN_BUDGET + 60))
 
@@ -141,6 +154,7 @@ if [ -z "${MASQ_CMP_WATCHDOG:-}" ]; then
 fi
 
 MASQD_PID=
+TESTPMD_PID=
 GEN_PID=
 RESULTS=() # "router pps offered translated_fraction router_core_kernel_share" per measurement
 
@@ -157,15 +171,19 @@ cleanup_testbed() {
     local pid ns
     [ -z "$GEN_PID" ] || masq_stop_pid "$GEN_PID" 3 || true
     [ -z "$MASQD_PID" ] || kill -KILL "$MASQD_PID" 2>/dev/null || true
+    [ -z "$TESTPMD_PID" ] || kill -KILL "$TESTPMD_PID" 2>/dev/null || true
     GEN_PID=
     MASQD_PID=
-    if [ -r "$STATE_DIR/masqd.pid" ]; then # a masqd left by a crashed earlier run
-        pid="$(cat "$STATE_DIR/masqd.pid")"
-        if [ -n "$pid" ] && grep -qs masqd "/proc/$pid/cmdline"; then
+    TESTPMD_PID=
+    local name
+    for name in masqd testpmd; do # a router left by a crashed earlier run
+        [ -r "$STATE_DIR/$name.pid" ] || continue
+        pid="$(cat "$STATE_DIR/$name.pid")"
+        if [ -n "$pid" ] && grep -qs "$name" "/proc/$pid/cmdline"; then
             kill -KILL "$pid" 2>/dev/null || true
         fi
-        rm -f "$STATE_DIR/masqd.pid"
-    fi
+        rm -f "$STATE_DIR/$name.pid"
+    done
     # whatever still runs in our namespaces was started by this script (trafgen's workers)
     for ns in "$GEN_NS" "$RTR_NS" "$SINK_NS"; do
         for pid in $(ip netns pids "$ns" 2>/dev/null); do
@@ -197,7 +215,7 @@ on_exit() {
         rc=1
     fi
     if [ "$KEEP_LOG" = 1 ]; then
-        say "masqd log and config kept in $STATE_DIR"
+        say "masqd's and testpmd's logs and masqd's config kept in $STATE_DIR"
     else
         rm -rf "$STATE_DIR"
     fi
@@ -291,6 +309,7 @@ gateway = "$SINK"
 
 [workers]
 cores = [$ROUTER_CORE]
+${TX_DRAIN_US:+tx_drain_us = $TX_DRAIN_US}
 
 [[neighbor]]
 port = "wan"
@@ -336,6 +355,46 @@ stop_masqd() {
     created="$(awk '$2 == "nat_sessions_created" { n += $3 } END { print n + 0 }' "$STATE_DIR/masqd.log")"
     drops="$(awk '$1 == "drop" && $3 > 0 { printf "%s%s=%s", sep, $2, $3; sep = " " }' "$STATE_DIR/masqd.log")"
     say "masqd: $created sessions created; drops: ${drops:-none}"
+}
+
+# DPDK's testpmd as the router: the same net_af_packet devices as masqd's, the same cores
+# (forwarding lcore on the router core, main lcore on the generator core), MAC forwarding
+# between the two ports (lan0 <-> wan0, destination MAC the peer behind the other port), no
+# translation: what any DPDK application can forward on this testbed with this PMD.
+start_testpmd() {
+    masq_quiet_port "$RTR_NS" lan0
+    masq_quiet_port "$RTR_NS" wan0
+    local mem=(--no-huge -m 512)
+    [ "${MASQ_CMP_HUGEPAGES:-0}" != 1 ] || mem=(-m 512 --huge-unlink)
+    : >"$STATE_DIR/testpmd.log"
+    # --stats-period keeps testpmd running without a terminal (it exits on SIGTERM);
+    # port 0 is lan0, port 1 wan0: frames from lan0 go to the sink, from wan0 to the generator
+    ip netns exec "$RTR_NS" dpdk-testpmd -l "$GEN_CORE,$ROUTER_CORE" --main-lcore "$GEN_CORE" \
+        "${mem[@]}" --file-prefix "$FILE_PREFIX" --no-pci \
+        --vdev "net_af_packet0,iface=lan0$AF_PACKET_ARGS" \
+        --vdev "net_af_packet1,iface=wan0$AF_PACKET_ARGS" -- \
+        --nb-cores=1 --rxq=1 --txq=1 --total-num-mbufs=32768 --forward-mode=mac \
+        --eth-peer="0,$GEN_MAC" --eth-peer="1,$SINK_MAC" --stats-period=3600 \
+        >>"$STATE_DIR/testpmd.log" 2>&1 </dev/null &
+    TESTPMD_PID=$!
+    echo "$TESTPMD_PID" >"$STATE_DIR/testpmd.pid"
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    # testpmd prints its port statistics once forwarding has started
+    while ! grep -q 'Port statistics' "$STATE_DIR/testpmd.log"; do
+        if ! kill -0 "$TESTPMD_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+            sed 's/^/  | /' "$STATE_DIR/testpmd.log" >&2
+            masq_die "testpmd did not start forwarding"
+        fi
+        sleep 0.2
+    done
+    say "testpmd: forwarding (mac, lan0 <-> wan0, lcore $ROUTER_CORE)"
+}
+
+stop_testpmd() {
+    # testpmd re-raises SIGTERM after its cleanup, so its exit status is 143: not checked
+    masq_stop_pid "$TESTPMD_PID" "$STOP_TIMEOUT" || true
+    TESTPMD_PID=
+    rm -f "$STATE_DIR/testpmd.pid"
 }
 
 # --- traffic -----------------------------------------------------------------------------
@@ -415,6 +474,7 @@ measure() {
     }
     stop_generator
     [ "$router" != masqd ] || stop_masqd
+    [ "$router" != testpmd ] || stop_testpmd
     # of all the frames the sink got in the whole run, how many came translated
     read -r translated other <<<"$(sink_counters)"
     local line
@@ -424,11 +484,13 @@ measure() {
     RESULTS+=("$line")
     local pps offered busy
     read -r _ pps offered translated busy <<<"$line"
-    say "$(printf '%-6s received %10s pps at the sink (offered %s pps; %s%% translated to %s; core %s %s%% in the kernel)' \
+    say "$(printf '%-7s received %10s pps at the sink (offered %s pps; %s%% translated to %s; core %s %s%% in the kernel)' \
         "$router" "$pps" "$offered" "$(awk -v f="$translated" 'BEGIN { printf "%.1f", f * 100 }')" "$WAN_ROUTER" \
         "$ROUTER_CORE" "$(awk -v f="$busy" 'BEGIN { printf "%.0f", f * 100 }')")"
     [ "$pps" -gt 0 ] || masq_die "$router: nothing reached the sink"
-    # both routers masquerade: anything that reached the sink untranslated is a failure
+    # linux and masqd masquerade: anything that reached the sink untranslated is a failure;
+    # testpmd forwards untranslated, every frame counts
+    [ "$router" != testpmd ] || return 0
     awk -v f="$translated" 'BEGIN { exit !(f >= 0.999) }' ||
         masq_die "$router: only $(awk -v f="$translated" 'BEGIN { printf "%.1f", f * 100 }')% of the frames at the sink came from $WAN_ROUTER"
 }
@@ -465,6 +527,9 @@ main() {
     for tool in ip nft trafgen taskset ethtool timeout; do
         command -v "$tool" >/dev/null 2>&1 || masq_die "$tool not found (scripts/setup.sh installs it)"
     done
+    if [[ " ${ROUTERS[*]} " == *" testpmd "* ]]; then
+        command -v dpdk-testpmd >/dev/null 2>&1 || masq_die "dpdk-testpmd not found (Debian package dpdk)"
+    fi
     masq_cargo_path
     if [[ " ${ROUTERS[*]} " == *" masqd "* ]]; then build_masqd; fi
 
@@ -475,6 +540,7 @@ main() {
     write_trafgen_cfg
     say "traffic: $SUBSCRIBERS subscribers x $FLOWS flows ($((SUBSCRIBERS * FLOWS)) flows), 64 B UDP frames to $SINK:$UDP_DPORT"
     say "generator: trafgen on core $GEN_CORE; router: core $ROUTER_CORE; window ${DURATION}s after ${WARMUP}s warm-up; $RUNS run(s)"
+    say "net_af_packet options: ${AF_PACKET_ARGS:-(none)}; masqd tx_drain_us: ${TX_DRAIN_US:-default}"
 
     local run router
     for run in $(seq 1 "$RUNS"); do
@@ -485,6 +551,7 @@ main() {
     done
 
     local linux_pps=0 masqd_pps=0 linux_off=0 masqd_off=0 ratio=null linux_busy=null
+    local testpmd_pps=0 testpmd_off=0 ceiling_ratio=null
     if [[ " ${ROUTERS[*]} " == *" linux "* ]]; then
         linux_pps="$(results_of linux 2 | median)"
         linux_off="$(results_of linux 3 | median)"
@@ -494,6 +561,10 @@ main() {
     if [[ " ${ROUTERS[*]} " == *" masqd "* ]]; then
         masqd_pps="$(results_of masqd 2 | median)"
         masqd_off="$(results_of masqd 3 | median)"
+    fi
+    if [[ " ${ROUTERS[*]} " == *" testpmd "* ]]; then
+        testpmd_pps="$(results_of testpmd 2 | median)"
+        testpmd_off="$(results_of testpmd 3 | median)"
     fi
     section "result (median of $RUNS run(s), packets per second received at the sink)"
     if [ "$linux_pps" != 0 ]; then
@@ -505,9 +576,17 @@ main() {
         ratio="$(awk -v m="$masqd_pps" -v l="$linux_pps" 'BEGIN { printf "%.2f", m / l }')"
         say "masqd / linux              $ratio"
     fi
+    [ "$testpmd_pps" = 0 ] || say "$(printf 'testpmd (mac fwd, ceiling) %10s pps' "$testpmd_pps")"
+    if [ "$testpmd_pps" != 0 ] && [ "$masqd_pps" != 0 ]; then
+        ceiling_ratio="$(awk -v m="$masqd_pps" -v t="$testpmd_pps" 'BEGIN { printf "%.2f", m / t }')"
+        say "masqd / testpmd            $ceiling_ratio"
+    fi
     if [ "$JSON" = 1 ]; then
-        printf '{"test":"compare-linux","frame_bytes":64,"subscribers":%s,"flows_per_subscriber":%s,"duration_s":%s,"runs":%s,"linux_rps":%s,"linux_pps":%s,"masqd_pps":%s,"masqd_linux_ratio":%s,"linux_offered_pps":%s,"masqd_offered_pps":%s,"linux_router_core_kernel":%s}\n' \
-            "$SUBSCRIBERS" "$FLOWS" "$DURATION" "$RUNS" "$LINUX_RPS" "$linux_pps" "$masqd_pps" "$ratio" "$linux_off" "$masqd_off" "$linux_busy"
+        local drain=null af_args
+        [ -z "$TX_DRAIN_US" ] || drain="$TX_DRAIN_US"
+        af_args="$(printf '%s' "$AF_PACKET_ARGS" | sed 's/[\\"]/\\&/g')"
+        printf '{"test":"compare-linux","frame_bytes":64,"subscribers":%s,"flows_per_subscriber":%s,"duration_s":%s,"runs":%s,"linux_rps":%s,"tx_drain_us":%s,"af_packet_args":"%s","linux_pps":%s,"masqd_pps":%s,"testpmd_pps":%s,"masqd_linux_ratio":%s,"masqd_over_testpmd":%s,"linux_offered_pps":%s,"masqd_offered_pps":%s,"testpmd_offered_pps":%s,"linux_router_core_kernel":%s}\n' \
+            "$SUBSCRIBERS" "$FLOWS" "$DURATION" "$RUNS" "$LINUX_RPS" "$drain" "$af_args" "$linux_pps" "$masqd_pps" "$testpmd_pps" "$ratio" "$ceiling_ratio" "$linux_off" "$masqd_off" "$testpmd_off" "$linux_busy"
     fi
 }
 

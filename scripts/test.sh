@@ -18,16 +18,12 @@
 #   integration-huge the same again on 2 MB hugepages (MASQ_TEST_HUGEPAGES=1); SKIP when
 #                    setup could not reserve them
 #   compare-linux    perf/compare-linux.sh with 2 s windows: the same traffic crosses an
-<<<<<<< HEAD
-#                    nftables masquerade and masqd, all of it translated (no timing checks);
-#                    SKIP when not root
-#   bench-smoke      masq-bench --quick --json (release): the JSON line parses and has the
-#                    headline keys (scripts/bench-smoke.sh; no timing assertions)
-=======
 #                    nftables masquerade and masqd, all of it translated, and testpmd
 #                    (untranslated, the af_packet ceiling; no timing checks); SKIP when
 #                    not root
->>>>>>> wip/ceiling
+#   bench-smoke      masq-bench --quick --json and a small masq-bench-mc (release): the
+#                    JSON lines parse and have the headline keys (scripts/bench-smoke.sh;
+#                    no timing assertions)
 # Integration tests run one at a time (--test-threads=1): each masqd busy-polls a core
 # and the machine has two. Override with MASQ_TEST_THREADS.
 #

@@ -229,6 +229,11 @@ pub mod mem {
         fn next_rx(&mut self) -> Option<MemFrame> {
             self.rx.pop_front()
         }
+        fn peek_rx(&self, mut f: impl FnMut(&[u8])) {
+            for frame in &self.rx {
+                f(frame.bytes());
+            }
+        }
         fn tx(&mut self, port: u16, frame: MemFrame) {
             self.staged[usize::from(port)].push(frame);
         }

@@ -1176,3 +1176,15 @@ fn a_port_forward_whose_port_a_mapping_holds_reserves_it_once_released() {
     assert_eq!(l.path().static_ports_reserved(), 0);
     assert_eq!(l.nat().count(), 1);
 }
+
+proptest::proptest! {
+    /// The prefetch parser reads untrusted bytes: any input, no panic, and a tuple only
+    /// for what is long enough to hold one.
+    #[test]
+    fn quick_tuple_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+        if let Some(t) = super::quick_tuple(&bytes) {
+            proptest::prop_assert!(bytes.len() >= 24);
+            proptest::prop_assert!(matches!(t.proto, Proto::Tcp | Proto::Udp));
+        }
+    }
+}

@@ -418,7 +418,7 @@ lacks() { ! has "$@"; }
 
 # What the server's UDP echo saw of a datagram from the LAN host's port $1.
 udp_seen_by_server() {
-    in_ns "$LAN_NS" timeout 10 python3 "$PEER" udp-ask "$LAN_HOST" "$1" "$SERVER" 7 2 2>/dev/null || true
+    masq_in_ns "$LAN_NS" timeout 10 python3 "$PEER" udp-ask "$LAN_HOST" "$1" "$SERVER" 7 2 2>/dev/null || true
 }
 
 # The operator's walkthrough (issue 4's "done when"): masqd runs with no rules; masqctl
@@ -452,7 +452,7 @@ step_masqctl() {
     masq_log ""
     masq_log "a port forward: $WAN_ROUTER:$FORWARD_PORT -> $LAN_HOST:80 (a web server on the LAN host)"
     ctl -t nat -A PREROUTING -i wan -p tcp --dport "$FORWARD_PORT" -j DNAT --to-destination "$LAN_HOST:80" || fail=1
-    out="$(in_ns "$SRV_NS" timeout 10 curl -sS -o /dev/null -w '%{http_code}' \
+    out="$(masq_in_ns "$SRV_NS" timeout 10 curl -sS -o /dev/null -w '%{http_code}' \
         "http://$WAN_ROUTER:$FORWARD_PORT/" 2>&1 || true)"
     masq_log "  on the server: curl http://$WAN_ROUTER:$FORWARD_PORT/ -> HTTP $out"
     check "the port forward answers (HTTP 200)" [ "$out" = 200 ] || fail=1

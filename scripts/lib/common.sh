@@ -67,3 +67,16 @@ masq_target_dir() {
     *) printf '%s\n' "$root/$dir" ;;
     esac
 }
+
+# masq_wait_ready PID LOG SECONDS: wait until masqd (PID, writing LOG) prints its ready
+# line; if it exits or the time is up, show its log and die.
+masq_wait_ready() {
+    local pid="$1" log="$2" deadline=$((SECONDS + $3))
+    while ! grep -qw ready "$log"; do
+        if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+            sed 's/^/  | /' "$log" >&2
+            masq_die "masqd did not become ready"
+        fi
+        sleep 0.2
+    done
+}

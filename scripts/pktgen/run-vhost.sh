@@ -201,14 +201,7 @@ start_masqd() {
         >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
     MASQD_PID=$!
     echo "$MASQD_PID" >"$STATE_DIR/masqd.pid"
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    while ! grep -qw ready "$STATE_DIR/masqd.log"; do
-        if ! kill -0 "$MASQD_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-            sed 's/^/  | /' "$STATE_DIR/masqd.log" >&2
-            masq_die "masqd did not become ready"
-        fi
-        sleep 0.2
-    done
+    masq_wait_ready "$MASQD_PID" "$STATE_DIR/masqd.log" "$READY_TIMEOUT"
     say "$(grep -w ready "$STATE_DIR/masqd.log" | head -1)"
 }
 

@@ -816,6 +816,29 @@ mod tests {
         assert_eq!(c.message(&msgs[2]).unwrap().0.sequence, 1);
     }
 
+    /// docs/logging.md's figure: IPFIX bytes per 1 000 sessions (create + delete each).
+    #[test]
+    fn volume_per_1000_sessions() {
+        let mut enc = IpfixEncoder::new(1, 1400, 60_000).unwrap();
+        enc.send_templates(T0, &mut |_| {});
+        let (mut bytes, mut msgs) = (0usize, 0usize);
+        for kind in [EventKind::SessionCreate, EventKind::SessionDelete] {
+            for _ in 0..1000 {
+                enc.encode(&session(kind), T0, T0, &mut |m| {
+                    bytes += m.len();
+                    msgs += 1;
+                });
+            }
+        }
+        enc.flush(T0, &mut |m| {
+            bytes += m.len();
+            msgs += 1;
+        });
+        println!("IPFIX per 1000 sessions: {bytes} bytes in {msgs} messages");
+        assert_eq!(msgs, 2000usize.div_ceil((1400 - 16 - 4) / 34));
+        assert!((68_000..=70_000).contains(&bytes), "{bytes}");
+    }
+
     #[test]
     fn mtu_is_checked() {
         assert_eq!(IpfixEncoder::new(1, 100, 1).err(), Some(IpfixError::Mtu(100)));

@@ -200,7 +200,8 @@ impl NatPath {
     /// `outside[i]`: whether port `i` faces outside.
     pub fn new(nat: WorkerNat, rules: SharedRules, outside: Vec<bool>) -> NatPath {
         let partition = *nat.partition();
-        let steering = (partition.workers() > 1).then(|| Steering::new(nat.worker(), partition));
+        let steering = (partition.workers() > 1)
+            .then(|| Steering::new(nat.worker(), partition).with_deterministic(nat.deterministic().clone()));
         let mut path = NatPath {
             nat,
             rules,
@@ -221,6 +222,7 @@ impl NatPath {
         let s = self.steering.as_mut()?;
         let outside = self.outside.get(usize::from(in_port)).copied().unwrap_or(false);
         let owner = s.owner(outside, frame, self.nat.external_addrs(), now);
+        debug_assert!(owner < s.workers());
         (owner != s.me()).then_some(owner)
     }
 
@@ -437,7 +439,7 @@ impl NatPath {
 
     /// Whether `addr` is one of the NAT's external addresses.
     pub fn is_external(&self, addr: Ipv4Addr) -> bool {
-        self.nat.external_addrs().binary_search(&addr).is_ok()
+        self.nat.is_external(addr)
     }
 
     /// Expire due sessions, quarantined ports and fragment entries, then publish the
@@ -472,6 +474,10 @@ impl NatPath {
         c.nat_hairpinned.set(self.counters.hairpinned);
         c.nat_icmp_errors_translated.set(self.counters.icmp_errors);
         c.nat_fragments_translated.set(self.counters.fragments);
+        let log = self.nat.log_counters();
+        c.log_events.set(log.events);
+        c.log_events_dropped.set(log.dropped);
+        c.log_alerts_suppressed.set(log.alerts_suppressed);
     }
 }
 
@@ -495,7 +501,7 @@ impl Ctx<'_> {
     }
 
     fn is_external(&self, addr: Ipv4Addr) -> bool {
-        self.nat.external_addrs().binary_search(&addr).is_ok()
+        self.nat.is_external(addr)
     }
 
     fn is_local(&self, addr: Ipv4Addr) -> bool {
@@ -959,6 +965,7 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
     let mut c = NatConfig::new(pool, worker, workers);
     c.max_sessions = config.nat.max_sessions;
     c.ports_per_subscriber = config.nat.ports_per_subscriber;
+    c.deterministic = config.nat.deterministic.clone();
     c.filtering = match config.nat.filtering {
         ConfigFiltering::EndpointIndependent => super::Filtering::EndpointIndependent,
         ConfigFiltering::AddressDependent => super::Filtering::AddressDependent,

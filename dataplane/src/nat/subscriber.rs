@@ -48,11 +48,12 @@ pub struct Subscriber {
 pub(crate) struct Subscribers {
     index: RobinHood<SubSlot>,
     hasher: FlowHasher,
+    max: u32,
 }
 
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        Subscribers { index: RobinHood::new(max as usize), hasher }
+        Subscribers { index: RobinHood::new(max as usize), hasher, max }
     }
 
     fn tag(&self, addr: u32) -> u32 {
@@ -65,6 +66,11 @@ impl Subscribers {
 
     pub fn is_full(&self) -> bool {
         self.index.is_full()
+    }
+
+    /// The configured subscriber capacity.
+    pub fn capacity(&self) -> u32 {
+        self.max
     }
 
     pub fn memory_bytes(&self) -> usize {

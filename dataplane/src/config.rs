@@ -411,11 +411,17 @@ impl RawLogging {
             Some("sessions") => Some(LogEvents::Sessions),
             Some("mappings") => Some(LogEvents::Mappings),
             Some("both") => Some(LogEvents::Both),
-            Some("blocks") => Some(LogEvents::Blocks),
+            Some("blocks") => {
+                return Err(ConfigError::new(
+                    "logging.events",
+                    "\"blocks\" logs port block records only, and needs port block allocation \
+                     (nat.port_block_size), which masq does not have yet",
+                ))
+            }
             Some(other) => {
                 return Err(ConfigError::new(
                     "logging.events",
-                    format!("unknown events \"{other}\" (expected sessions, mappings, both or blocks)"),
+                    format!("unknown events \"{other}\" (expected sessions, mappings or both)"),
                 ))
             }
         };
@@ -1121,6 +1127,7 @@ mac = "02:00:00:00:02:01"
             ("ipfix = [\"127.0.0.1\", \"127.0.0.1:4739\"]", "logging.ipfix[1]"),
             ("syslog = \"nowhere\"", "logging.syslog"),
             ("events = \"everything\"", "logging.events"),
+            ("events = \"blocks\"", "logging.events"),
             ("mtu = 100", "logging.mtu"),
             ("template_refresh = 0", "logging.template_refresh"),
             ("ring = 1", "logging.ring"),

@@ -276,3 +276,80 @@ fn sessions_are_logged_to_nfcapd_and_syslog_one_worker() {
 fn sessions_are_logged_to_nfcapd_and_syslog_two_workers() {
     sessions_are_logged_to_nfcapd_and_syslog(&[0, 1]);
 }
+
+/// Deterministic NAT (RFC 7422) for one subscriber, dynamic NAT for the other: the
+/// deterministic one's whole mapping is logged once at start and none of its sessions;
+/// `nat.lookup` answers both ways for both.
+fn deterministic_nat_is_logged_once_and_looked_up(cores: &[u32]) {
+    if !require_root_and_tools() {
+        return;
+    }
+    if !have("nfcapd") || !have("nfdump") {
+        if std::env::var_os("CI").is_some() {
+            panic!("nfcapd/nfdump missing: scripts/setup.sh installs nfdump");
+        }
+        skip("nfcapd/nfdump not installed (scripts/setup.sh installs nfdump)");
+        return;
+    }
+    const DET: &str = "203.0.113.2";
+    let collector = Nfcapd::start();
+    let serial = af_packet_serial();
+    let topo = LanWan::new();
+    topo.net.add_addr(&topo.lan_ns, "eth0", &format!("{HOST_B}/10"));
+    // HOST_B (100.64.0.3) is the only host of the table: the whole range 1024-65535.
+    let cfg = topo.masqd_config().rules(RULES).cores(cores).extra_toml(&format!(
+        "[[nat.deterministic]]\ninside = \"{HOST_B}/32\"\noutside = \"{DET}/32\"\n\n\
+         [logging]\nipfix = [\"127.0.0.1:{}\"]\n",
+        collector.port
+    ));
+    let mut masqd = Masqd::start(&cfg);
+    masqd.expect_ready(Duration::from_secs(20));
+    let mut run = Run { topo, masqd: Some(masqd), _serial: serial };
+    let srv = run.topo.srv_ns.clone();
+    let p = peer();
+    run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
+    std::thread::sleep(Duration::from_millis(400));
+    let masqd = run.masqd.as_ref().unwrap();
+    assert!(masqd.log().contains("deterministic NAT: 1 hosts"), "{}", masqd.log());
+
+    let seen_a = run.ask(HOST_A, "30000");
+    let seen_b = run.ask(HOST_B, "31000");
+    assert!(seen_a.starts_with(&format!("{EXTERNAL}:")), "dynamic: {seen_a}\n{}", masqd.log());
+    assert_eq!(seen_b, format!("{DET}:31000"), "deterministic, source port kept in its range\n{}", masqd.log());
+
+    let socket = masqd.socket().to_path_buf();
+    let r = control(&socket, "nat.lookup", serde_json::json!({"outside": seen_b, "protocol": "udp"}));
+    let m = r["matches"].as_array().unwrap();
+    assert_eq!(m.len(), 2, "{r}");
+    assert_eq!((m[0]["source"].as_str(), m[0]["inside_addr"].as_str()), (Some("deterministic"), Some(HOST_B)));
+    assert_eq!((m[0]["first_port"].as_u64(), m[0]["last_port"].as_u64()), (Some(1024), Some(65535)));
+    assert_eq!((m[1]["source"].as_str(), m[1]["inside_port"].as_u64()), (Some("session"), Some(31000)));
+    assert_eq!(m[1]["remote"].as_str(), Some(&*format!("{SERVER}:7")));
+    let r = control(&socket, "nat.lookup", serde_json::json!({"inside": HOST_A}));
+    let m = r["matches"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{r}");
+    let (xip, xport) = seen_a.split_once(':').unwrap();
+    assert_eq!((m[0]["outside_addr"].as_str(), m[0]["first_port"].as_u64()), (Some(xip), xport.parse().ok()));
+    let r = control(&socket, "nat.lookup", serde_json::json!({"outside": format!("{EXTERNAL}:1")}));
+    assert_eq!(r["matches"], serde_json::json!([]), "nobody: {r}");
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped = run.masqd.take().unwrap().stop(Duration::from_secs(10));
+    stopped.assert_clean();
+    let records = collector.stop_and_dump();
+    let block: Vec<&Value> = records.iter().filter(|r| str_of(r, "nat_event_id") == "16").collect();
+    assert_eq!(block.len(), 1, "one record of the whole mapping: {records:#?}");
+    assert_eq!((str_of(block[0], "src4_addr"), str_of(block[0], "src4_xlt_ip")), (HOST_B, DET));
+    assert!(nat_records(&records, HOST_B, 31000).is_empty(), "no session records for it: {records:#?}");
+    assert_eq!(nat_records(&records, HOST_A, 30000).len(), 1, "the dynamic one's create: {records:#?}");
+}
+
+#[test]
+fn deterministic_nat_is_logged_once_and_looked_up_one_worker() {
+    deterministic_nat_is_logged_once_and_looked_up(&[0]);
+}
+
+#[test]
+fn deterministic_nat_is_logged_once_and_looked_up_two_workers() {
+    deterministic_nat_is_logged_once_and_looked_up(&[0, 1]);
+}

@@ -393,6 +393,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         },
         config: control_plane::config_json(config, &worker_lcores, rules_file),
         external_addrs,
+        deterministic: config.nat.deterministic.clone(),
     })
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let control_handle = control_server.spawn(handler).context("control socket")?;

@@ -3,7 +3,9 @@
 
 use super::tcp::{ACK, FIN, RST, SYN};
 use super::*;
+use crate::packet::checksum::Delta;
 use proptest::prelude::*;
+use std::sync::Arc;
 use std::collections::{HashMap, HashSet};
 
 const POOL: [Ipv4Addr; 4] = [

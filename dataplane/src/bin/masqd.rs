@@ -31,9 +31,9 @@ use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
 use dataplane::nat::{self, NatPath};
-use dataplane::setup;
 use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
+use dataplane::setup;
 use dataplane::worker::{Worker, HOLD_CAPACITY};
 use dpdk::{Eal, Mempool, Port, PortConfig};
 

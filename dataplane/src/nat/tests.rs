@@ -5,8 +5,8 @@ use super::tcp::{ACK, FIN, RST, SYN};
 use super::*;
 use crate::packet::checksum::Delta;
 use proptest::prelude::*;
-use std::sync::Arc;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 const POOL: [Ipv4Addr; 4] = [
     Ipv4Addr::new(192, 0, 2, 1),

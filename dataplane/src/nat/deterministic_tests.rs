@@ -5,6 +5,9 @@ use super::deterministic::{DetTable, DetTables};
 use super::steer::{subscriber_owner, Steering};
 use super::*;
 use crate::logging::{ring, EventMask};
+use crate::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 const POOL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const DET: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
@@ -90,14 +93,10 @@ fn a_pool_address_cannot_be_deterministic() {
     );
 }
 
-fn frame(src: Ipv4Addr, sp: u16, dst: Ipv4Addr, dp: u16) -> Vec<u8> {
+fn frame(src: Ipv4Addr, sp: u16, dst: Ipv4Addr, dp: u16) -> super::classify::NatPacket {
     let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src.octets(), dst.octets(), 64)
-        .udp(sp, dp)
-        .write(&mut v, b"x")
-        .unwrap();
-    v
+    etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), 64).udp(sp, dp).write(&mut v, b"x").unwrap();
+    super::classify::classify(&v).unwrap()
 }
 
 #[test]

@@ -5,6 +5,10 @@
 use super::tcp::SYN;
 use super::*;
 use crate::logging::{ring, EventMask, LogDrain};
+use crate::logging::{EventKind, NatEvent, QuotaKind};
+use crate::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 const POOL: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)];
 const T0: Instant = Instant::from_secs(1000);

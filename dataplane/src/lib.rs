@@ -23,5 +23,7 @@ pub mod policy;
 pub mod prefetch;
 pub mod report;
 pub mod stats;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod worker;

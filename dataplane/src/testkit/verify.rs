@@ -31,6 +31,11 @@ pub struct Ipv4Info {
     pub icmp_code: Option<u8>,
     /// Identifier of an ICMP echo request/reply (what NAT translates like a port).
     pub icmp_id: Option<u16>,
+    /// ICMP: the four bytes after the checksum (identifier and sequence of a query; the
+    /// next-hop MTU of "fragmentation needed" in the last two; a parameter problem's pointer).
+    pub icmp_rest: Option<[u8; 4]>,
+    /// The TCP, UDP or ICMP checksum field as found (UDP: 0 means none).
+    pub l4_checksum: Option<u16>,
     /// Bytes after the transport header (for ICMP: after its 8-byte header, so for an
     /// error message the quoted datagram, see [`Ipv4Info::quoted`]).
     pub payload: Vec<u8>,
@@ -109,6 +114,8 @@ fn parse_ip(p: &[u8], src_mac: Mac, dst_mac: Mac, allow_truncated: bool) -> Opti
         icmp_type: None,
         icmp_code: None,
         icmp_id: None,
+        icmp_rest: None,
+        l4_checksum: None,
         payload: Vec::new(),
         truncated,
         ip_checksum_ok: fold(sum16(0, &p[..ihl])) == 0xffff,
@@ -130,6 +137,7 @@ fn parse_ip(p: &[u8], src_mac: Mac, dst_mac: Mac, allow_truncated: bool) -> Opti
             if l4.len() >= 8 {
                 let udp_len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
                 let csum = u16::from_be_bytes([l4[6], l4[7]]);
+                info.l4_checksum = Some(csum);
                 info.payload = l4[8..udp_len.clamp(8, l4.len())].to_vec();
                 info.l4_checksum_ok = verifiable
                     && (8..=l4.len()).contains(&udp_len)
@@ -143,6 +151,7 @@ fn parse_ip(p: &[u8], src_mac: Mac, dst_mac: Mac, allow_truncated: bool) -> Opti
                 info.tcp_seq = Some(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]));
                 info.tcp_ack = Some(u32::from_be_bytes([l4[8], l4[9], l4[10], l4[11]]));
                 info.tcp_flags = Some(l4[13]);
+                info.l4_checksum = Some(u16::from_be_bytes([l4[16], l4[17]]));
                 let off = usize::from(l4[12] >> 4) * 4;
                 info.payload = l4[off.clamp(20, l4.len())..].to_vec();
                 info.l4_checksum_ok = verifiable && off >= 20 && fold(sum16(pseudo(l4.len()), l4)) == 0xffff;
@@ -151,6 +160,8 @@ fn parse_ip(p: &[u8], src_mac: Mac, dst_mac: Mac, allow_truncated: bool) -> Opti
         PROTO_ICMP if first_fragment && l4.len() >= 8 => {
             info.icmp_type = Some(l4[0]);
             info.icmp_code = Some(l4[1]);
+            info.l4_checksum = Some(u16::from_be_bytes([l4[2], l4[3]]));
+            info.icmp_rest = Some([l4[4], l4[5], l4[6], l4[7]]);
             if matches!(l4[0], 0 | 8 | 13 | 14) {
                 info.icmp_id = Some(u16::from_be_bytes([l4[4], l4[5]]));
             }
@@ -346,6 +357,16 @@ mod tests {
         assert!(te.checksums_ok);
         let q = te.quoted().expect("quoted datagram");
         assert_eq!((q.src, q.dst, q.ttl, q.proto, q.icmp_id), (lan(), srv(), 1, PROTO_ICMP, Some(0x1234)));
+    }
+
+    #[test]
+    fn raw_fields_for_assertions() {
+        let f = icmp_echo_frame(A, B, lan(), srv(), 1, 0x1234, 9, b"x");
+        let p = parse_ipv4(&f).unwrap();
+        assert_eq!(p.icmp_rest, Some([0x12, 0x34, 0, 9]));
+        assert_eq!(p.l4_checksum, Some(u16::from_be_bytes([f[36], f[37]])));
+        let p = parse_ipv4(&udp_frame(A, B, lan(), srv(), 1, 2, 64, b"x")).unwrap();
+        assert_eq!((p.icmp_rest, p.l4_checksum.is_some()), (None, true));
     }
 
     #[test]

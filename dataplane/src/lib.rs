@@ -19,9 +19,11 @@ pub mod io;
 pub mod l3;
 pub mod nat;
 pub mod packet;
+pub mod pipeline;
 pub mod policy;
 pub mod prefetch;
 pub mod report;
+pub mod setup;
 pub mod stats;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -179,6 +179,21 @@ impl<S: Slot> RobinHood<S> {
         removed
     }
 
+    /// Mean and largest distance of the entries from their home slots (a successful
+    /// lookup probes `distance + 1` slots).
+    #[cfg(test)]
+    pub fn probe_stats(&self) -> (f64, usize) {
+        let (mut sum, mut max) = (0usize, 0usize);
+        for (pos, s) in self.slots.iter().enumerate() {
+            if !s.is_empty() {
+                let d = self.dist(pos, s.tag());
+                sum += d;
+                max = max.max(d);
+            }
+        }
+        (sum as f64 / self.len.max(1) as f64, max)
+    }
+
     /// Find and remove.
     pub fn remove(&mut self, tag: u32, eq: impl FnMut(&S) -> bool) -> Option<S> {
         let pos = self.find(tag, eq)?;

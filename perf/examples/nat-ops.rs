@@ -26,13 +26,13 @@ fn main() -> Result<()> {
     std::hint::black_box(natops::create_flows(&mut nat, &flows, 0, n));
     let c = nat.port_counters();
     println!(
-        "{}: {} sessions, {} mappings; ports allocated {} (preserved {}, scanned {})",
+        "{}: {} sessions, {} mappings; ports allocated {} (preserved {}, searched {})",
         scenario.name(),
         nat.count(),
         nat.counters().mappings_created,
         c.allocated,
         c.preserved,
-        c.scanned
+        c.searched
     );
     Ok(())
 }

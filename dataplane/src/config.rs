@@ -406,6 +406,16 @@ impl RawLogging {
             ipfix.push(a);
         }
         let syslog = self.syslog.as_deref().map(|s| collector("logging.syslog", s, 514)).transpose()?;
+        // One socket sends to all of them.
+        let mut all = ipfix.iter().chain(syslog.as_ref());
+        if let Some(first) = all.next() {
+            if let Some(other) = all.find(|a| a.is_ipv4() != first.is_ipv4()) {
+                return Err(ConfigError::new(
+                    "logging",
+                    format!("{first} and {other}: the IPFIX and syslog receivers must be all IPv4 or all IPv6"),
+                ));
+            }
+        }
         let events = match self.events.as_deref() {
             None => None,
             Some("sessions") => Some(LogEvents::Sessions),
@@ -1126,6 +1136,7 @@ mac = "02:00:00:00:02:01"
             ("ipfix = [\"127.0.0.1:0\"]", "logging.ipfix[0]"),
             ("ipfix = [\"127.0.0.1\", \"127.0.0.1:4739\"]", "logging.ipfix[1]"),
             ("syslog = \"nowhere\"", "logging.syslog"),
+            ("ipfix = [\"127.0.0.1\"]\nsyslog = \"[::1]:514\"", "logging"),
             ("events = \"everything\"", "logging.events"),
             ("events = \"blocks\"", "logging.events"),
             ("mtu = 100", "logging.mtu"),

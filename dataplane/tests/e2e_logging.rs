@@ -84,6 +84,8 @@ impl Nfcapd {
 
     /// Stop it (SIGTERM: it writes its file out) and read every record as JSON.
     fn stop_and_dump(mut self) -> Vec<Value> {
+        // Let it read what masqd sent last (its final flush at shutdown).
+        std::thread::sleep(Duration::from_millis(300));
         let mut child = self.child.take().unwrap();
         // `timeout` forwards SIGTERM to nfcapd.
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

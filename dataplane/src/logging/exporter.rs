@@ -181,21 +181,24 @@ impl<T: Transport + 'static> Exporter<T> {
         }
         for i in 0..self.drains.len() {
             let mut batch = [None; 64];
-            loop {
+            let mut from_ring = 0;
+            // At most DRAIN_BUDGET from each ring per pass, so no worker starves another.
+            while from_ring < DRAIN_BUDGET {
                 // Copy out a small batch, then encode (the drain borrows the ring).
                 let mut k = 0;
-                self.drains[i].drain(batch.len(), |e| {
+                self.drains[i].drain(batch.len().min(DRAIN_BUDGET - from_ring), |e| {
                     batch[k] = Some(*e);
                     k += 1;
                 });
                 for ev in batch[..k].iter().flatten() {
                     self.export(ev, now_ms);
                 }
-                n += k;
-                if k < batch.len() || n >= DRAIN_BUDGET * (i + 1) {
+                from_ring += k;
+                if k < batch.len() {
                     break;
                 }
             }
+            n += from_ring;
         }
         add(&self.stats.events, n as u64);
         self.poll(now_ms);
@@ -327,6 +330,21 @@ mod tests {
         assert_eq!(s.syslog_messages.load(Relaxed), 3);
         assert_eq!(s.ipfix_records.load(Relaxed), 3);
         assert_eq!(s.send_errors.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn one_pass_takes_at_most_the_budget_from_each_ring() {
+        let (mut a, ra) = ring(2 * DRAIN_BUDGET, 0, EventMask::SESSIONS);
+        let (mut b, rb) = ring(16, 1, EventMask::SESSIONS);
+        for i in 0..(DRAIN_BUDGET + 10) {
+            assert!(a.push(ev(1, i as u64)));
+        }
+        b.push(ev(2, 0));
+        let mut st = settings();
+        st.syslog = None;
+        let mut x = Exporter::new(st, vec![ra, rb], 0, Recorder::default()).unwrap();
+        assert_eq!(x.run_once(0), DRAIN_BUDGET + 1, "the budget from worker 0, and worker 1's event");
+        assert_eq!(x.run_once(0), 10);
     }
 
     #[test]

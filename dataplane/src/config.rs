@@ -206,6 +206,13 @@ pub struct ControlConfig {
     pub group: Option<String>,
 }
 
+/// The Prometheus exporter: `GET /metrics` over HTTP on `listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address and port to listen on (port 0: any free port, printed at start).
+    pub listen: std::net::SocketAddr,
+}
+
 /// masqd's whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -216,6 +223,8 @@ pub struct Config {
     pub nat: NatConfig,
     pub timeouts: TimeoutsConfig,
     pub control: ControlConfig,
+    /// `None` when there is no `[metrics]` section: no exporter.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -279,6 +288,7 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     control: RawControl,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize, Default)]
@@ -342,6 +352,29 @@ struct RawTimeouts {
 struct RawControl {
     socket: Option<String>,
     group: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+impl RawMetrics {
+    fn validate(&self) -> Result<MetricsConfig, ConfigError> {
+        let hint = "an address and port such as \"127.0.0.1:9469\"";
+        let listen = required(&self.listen, "metrics.listen", hint)?;
+        let listen = listen.parse().map_err(|_| {
+            ConfigError::new(
+                "metrics.listen",
+                format!(
+                    "\"{listen}\" is not an address and port (e.g. \"127.0.0.1:9469\", \"0.0.0.0:9469\" or \"[::1]:9469\"; \
+                     host names are not resolved)"
+                ),
+            )
+        })?;
+        Ok(MetricsConfig { listen })
+    }
 }
 
 fn required<T: Clone>(v: &Option<T>, field: &str, hint: &str) -> Result<T, ConfigError> {
@@ -638,6 +671,7 @@ impl RawConfig {
             socket: self.control.socket.unwrap_or_else(|| "/run/masq/masqd.sock".to_string()),
             group: self.control.group,
         };
+        let metrics = self.metrics.as_ref().map(RawMetrics::validate).transpose()?;
         if control.socket.is_empty() {
             return Err(ConfigError::new("control.socket", "empty path"));
         }
@@ -650,6 +684,7 @@ impl RawConfig {
             nat,
             timeouts,
             control,
+            metrics,
         })
     }
 }
@@ -818,6 +853,24 @@ mac = "02:00:00:00:02:01"
         assert_eq!(e.field, "nat.filtering");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));
         assert_eq!(e.field, "timeouts.udp");
+    }
+
+    #[test]
+    fn metrics_section_is_optional_and_its_address_checked() {
+        assert_eq!(Config::parse(EXAMPLE).unwrap().metrics, None, "off when absent");
+        let c = Config::parse(&format!("{EXAMPLE}\n[metrics]\nlisten = \"127.0.0.1:9469\"\n")).unwrap();
+        assert_eq!(c.metrics, Some(MetricsConfig { listen: "127.0.0.1:9469".parse().unwrap() }));
+        let c = Config::parse(&format!("{EXAMPLE}\n[metrics]\nlisten = \"[::]:9469\"\n")).unwrap();
+        assert_eq!(c.metrics.unwrap().listen.port(), 9469);
+        for bad in ["localhost:9469", "127.0.0.1", "127.0.0.1:99999", ":9469", ""] {
+            let e = err(&format!("{EXAMPLE}\n[metrics]\nlisten = \"{bad}\"\n"));
+            assert_eq!(e.field, "metrics.listen", "{bad}: {e}");
+            assert!(e.message.contains(&format!("\"{bad}\" is not an address and port")), "{e}");
+        }
+        let e = err(&format!("{EXAMPLE}\n[metrics]\n"));
+        assert_eq!((e.field.as_str(), e.message.starts_with("missing")), ("metrics.listen", true), "{e}");
+        let e = err(&format!("{EXAMPLE}\n[metrics]\nlisten = \"127.0.0.1:9469\"\nport = 1\n"));
+        assert!(e.field.starts_with("line ") && e.message.contains("port"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! and the `masqd` binary touch DPDK.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 // control plane: masqd's handler of the control protocol, worker mailboxes, latency
 pub mod control_plane;
@@ -22,6 +23,8 @@ pub mod packet;
 pub mod policy;
 pub mod prefetch;
 pub mod report;
+// systemd readiness notification (sd_notify)
+pub mod service;
 pub mod stats;
 pub mod time;
 pub mod worker;

@@ -332,6 +332,11 @@ pub struct NatCounters {
     pub mappings_freed: u64,
     /// Failed creations by [`CreateError`].
     pub create_failed: [u64; CreateError::COUNT],
+    /// Sessions created, by [`Proto::code`].
+    pub created_by_proto: [u64; 3],
+    /// Sessions ended (expired or removed), by [`Proto::code`]: created minus ended is
+    /// what each protocol has live.
+    pub ended_by_proto: [u64; 3],
 }
 
 /// Bytes held by each table of a [`WorkerNat`].
@@ -540,6 +545,7 @@ impl WorkerNat {
         match self.create_inner(t, action, tcp_flags, now) {
             Ok(idx) => {
                 self.counters.sessions_created += 1;
+                self.counters.created_by_proto[t.proto.code()] += 1;
                 Ok(SessionId(idx))
             }
             Err(e) => {
@@ -747,6 +753,7 @@ impl WorkerNat {
     /// Free an unscheduled session and everything only it held.
     fn free_session(&mut self, idx: u32, now: Instant) -> Session {
         let s = self.sessions.remove(idx);
+        self.counters.ended_by_proto[s.proto().code()] += 1;
         if s.flags & F_FILTER != 0 {
             if let Some(f) = &mut self.filter {
                 f.release(s.mapping, s.remote_addr);

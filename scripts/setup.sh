@@ -41,6 +41,11 @@ PACKAGES=(
     nftables netsniff-ng
     # test.sh lints the scripts
     shellcheck
+    # the metrics tests check the exporter's output with promtool (Debian's prometheus;
+    # its service is not started by the package here)
+    prometheus
+    # scripts/package-check.sh: man -w for the installed man pages, systemd-analyze verify
+    man-db systemd
 )
 
 did=()

@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod client;
 pub mod format;
+pub mod manual;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

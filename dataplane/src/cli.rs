@@ -8,7 +8,7 @@ use clap::Parser;
 /// masq carrier-grade NAT daemon: a DPDK poll-mode dataplane that routes and translates
 /// IPv4 (MASQUERADE, SNAT, DNAT, REDIRECT) between its ports.
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
-#[command(name = "masqd", version, about, long_about = None)]
+#[command(name = "masqd", version)]
 pub struct Args {
     /// Configuration file (TOML; see masqd.toml(5)).
     #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]

@@ -873,6 +873,59 @@ mac = "02:00:00:00:02:01"
         assert!(e.field.starts_with("line ") && e.message.contains("port"), "{e}");
     }
 
+    /// The names serde's "unknown field `zz_unknown`, expected ..." message lists.
+    fn expected_names(message: &str) -> Option<Vec<String>> {
+        let list = message.strip_prefix("unknown field `zz_unknown`, expected")?;
+        Some(list.split('`').skip(1).step_by(2).map(String::from).collect())
+    }
+
+    /// The keys serde accepts in a section: `(is_array, keys)`, or `None` if `name` is no
+    /// section.
+    fn accepted_keys(name: &str) -> Option<(bool, Vec<String>)> {
+        for (array, text) in
+            [(false, format!("[{name}]\nzz_unknown = 1\n")), (true, format!("[[{name}]]\nzz_unknown = 1\n"))]
+        {
+            if let Err(e) = toml::from_str::<RawConfig>(&text) {
+                if let Some(keys) = expected_names(e.message()) {
+                    return Some((array, keys));
+                }
+            }
+        }
+        None
+    }
+
+    /// docs/configuration.md documents every section and key the parser accepts, and
+    /// nothing else: its `## \`[section]\`` headings and the first column of each key table.
+    /// (masqd.toml(5) is generated from that file.)
+    #[test]
+    fn the_configuration_reference_documents_exactly_the_accepted_keys() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
+        let mut documented: Vec<(String, bool, Vec<String>)> = Vec::new();
+        for line in doc.lines() {
+            if let Some(head) = line.strip_prefix("## `[") {
+                let array = head.starts_with('[');
+                let name = head.trim_start_matches('[').split(']').next().unwrap().to_string();
+                documented.push((name, array, Vec::new()));
+            } else if let (Some(key), Some(current)) = (line.strip_prefix("| `"), documented.last_mut()) {
+                current.2.push(key.split('`').next().unwrap().to_string());
+            }
+        }
+        let top = toml::from_str::<RawConfig>("zz_unknown = 1\n").err().expect("unknown keys are refused");
+        let sections = expected_names(top.message()).unwrap_or_else(|| panic!("{top}"));
+        let mut names: Vec<&str> = documented.iter().map(|(n, _, _)| n.as_str()).collect();
+        names.sort_unstable();
+        let mut expected: Vec<&str> = sections.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected, "docs/configuration.md needs one `## `[section]`` heading per config section");
+        for (name, array, mut keys) in documented {
+            let (is_array, mut accepted) = accepted_keys(&name).unwrap_or_else(|| panic!("[{name}] is no section"));
+            assert_eq!(array, is_array, "[{name}]: documented as {}", if array { "[[array]]" } else { "[table]" });
+            keys.sort_unstable();
+            accepted.sort_unstable();
+            assert_eq!(keys, accepted, "docs/configuration.md's [{name}] table vs the keys masqd accepts");
+        }
+    }
+
     #[test]
     fn device_forms() {
         for ok in ["0000:03:00.0", "03:00.1", "net_pcap0,rx_pcap=a.pcap,tx_pcap=b.pcap", "net_null12", "net_ring0"] {

@@ -176,6 +176,11 @@ fn scrapes_of_a_live_masqd_move_with_traffic_and_pass_promtool() {
     assert!(second.contains_key("masq_dropped_packets_total{reason=\"no_route\"}"));
     assert_eq!(value(&second, "masq_build_info{version=\"0.1.0\"}"), 1.0);
 
+    // The exporter thread runs on the main lcore's CPU (core 0 here), never the worker's.
+    let pid = t.masqd.as_ref().expect("running").pid();
+    let cpus = thread_cpus(pid, "masq-metrics").unwrap_or_else(|| panic!("no masq-metrics thread in masqd {pid}"));
+    assert_eq!(cpus, "0", "the metrics thread may run on CPUs {cpus}; the worker has core 1");
+
     // The exporter and stats.get are one door: the per-worker counters agree with the
     // shutdown report's (which comes after, so is at least as large).
     let rx = value(&second, "masq_worker_rx_packets_total{worker=\"0\"}");
@@ -185,6 +190,19 @@ fn scrapes_of_a_live_masqd_move_with_traffic_and_pass_promtool() {
     // And it stopped serving with masqd.
     let after = Command::new("curl").args(["-sS", "--max-time", "2", &url]).output().expect("curl");
     assert!(!after.status.success(), "the exporter is gone with masqd");
+}
+
+/// `Cpus_allowed_list` of the thread of process `pid` named `name`.
+fn thread_cpus(pid: u32, name: &str) -> Option<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        if comm.trim() != name {
+            return None;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+    })
 }
 
 /// Config text for a masqd on `net_null` ports whose exporter listens on `listen`.

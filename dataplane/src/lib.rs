@@ -20,11 +20,13 @@ pub mod io;
 pub mod l3;
 pub mod nat;
 pub mod packet;
+pub mod pipeline;
 pub mod policy;
 pub mod prefetch;
 pub mod report;
 // systemd readiness notification (sd_notify)
 pub mod service;
+pub mod setup;
 pub mod stats;
 pub mod time;
 pub mod worker;

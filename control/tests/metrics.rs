@@ -1,5 +1,5 @@
 //! The exporter's output against Prometheus' own checker: a full snapshot (every family,
-//! several ports, workers, reasons, addresses, a latency histogram), scraped over HTTP
+//! several ports, workers, reasons, addresses, a latency histogram, per-stage runtime), scraped over HTTP
 //! from a live exporter, must pass `promtool check metrics` without a warning. promtool
 //! comes from Debian's `prometheus` package (scripts/setup.sh installs it); without it the
 //! test prints SKIP, and fails under CI.
@@ -61,7 +61,16 @@ impl Handler for Full {
             },
             ..Default::default()
         };
-        Ok(serde_json::to_value(stats).unwrap())
+        let mut result = serde_json::to_value(stats).unwrap();
+        // The pipeline's per-stage runtime, as stats.get carries it.
+        result["tsc_hz"] = serde_json::json!(2_400_000_000u64);
+        for w in 0..2 {
+            result["workers"][w]["runtime"] = serde_json::json!([
+                {"stage": "l2-input", "calls": 1000, "packets": 32000, "cycles": 640000},
+                {"stage": "nat-lookup", "calls": 990, "packets": 31000, "cycles": 2480000}
+            ]);
+        }
+        Ok(result)
     }
 }
 
@@ -90,6 +99,8 @@ fn a_full_scrape_passes_promtool() {
         "masq_sessions_created_total",
         "masq_nat_ports_in_use",
         "masq_packet_latency_seconds_bucket",
+        "masq_stage_packets_total",
+        "masq_stage_cpu_seconds_total",
     ] {
         assert!(body.contains(&format!("\n{family}{{")), "{family} missing:\n{body}");
     }

@@ -176,6 +176,24 @@ fn scrapes_of_a_live_masqd_move_with_traffic_and_pass_promtool() {
     assert!(second.contains_key("masq_dropped_packets_total{reason=\"no_route\"}"));
     assert_eq!(value(&second, "masq_build_info{version=\"0.1.0\"}"), 1.0);
 
+    // Per-stage runtime counters: whatever per-worker list of stage records stats.get
+    // carries (the pipeline's `show runtime`), the exporter publishes every entry.
+    let result = control::Client::connect(t.masqd.as_ref().expect("running").socket())
+        .and_then(|mut c| c.call(&control::Command::StatsGet))
+        .unwrap_or_else(|e| panic!("stats.get: {e}"));
+    let third = samples(&curl(&url));
+    for w in result["workers"].as_array().expect("workers") {
+        let lists = w.as_object().expect("a worker object").values().filter_map(|v| v.as_array());
+        for record in lists.flatten().filter(|r| r.get("stage").is_some()) {
+            let key = format!(
+                "masq_stage_packets_total{{worker=\"{}\",stage=\"{}\"}}",
+                w["worker"],
+                record["stage"].as_str().expect("a stage name")
+            );
+            assert!(third.contains_key(&key), "stats.get has {record} but the exporter has no {key}");
+        }
+    }
+
     // The exporter thread runs on the main lcore's CPU (core 0 here), never the worker's.
     let pid = t.masqd.as_ref().expect("running").pid();
     let cpus = thread_cpus(pid, "masq-metrics").unwrap_or_else(|| panic!("no masq-metrics thread in masqd {pid}"));

@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use serde::Deserialize;
+
 use crate::protocol::Stats;
 
 /// The `Content-Type` of [`render`]'s output.
@@ -24,20 +26,71 @@ pub struct BuildInfo {
     pub version: String,
 }
 
-/// Encode `stats` as Prometheus text.
-pub fn render(stats: &Stats, build: &BuildInfo) -> String {
+/// One scrape's figures: `stats.get`'s result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub stats: Stats,
+    /// Per-stage runtime counters, when the daemon reports them.
+    pub stages: StageRuntimes,
+}
+
+impl From<Stats> for Snapshot {
+    fn from(stats: Stats) -> Snapshot {
+        Snapshot { stats, stages: StageRuntimes::default() }
+    }
+}
+
+impl Snapshot {
+    /// Read `stats.get`'s result.
+    pub fn from_result(result: &serde_json::Value) -> Result<Snapshot, serde_json::Error> {
+        Ok(Snapshot { stats: Stats::deserialize(result)?, stages: StageRuntimes::deserialize(result)? })
+    }
+}
+
+/// The pipeline's per-stage runtime counters in `stats.get` (VPP's `show runtime`): each
+/// worker's `runtime` list and the TSC rate its cycles count in. Read from the result on
+/// their own, so the exporter publishes them from the first daemon that reports them;
+/// absent fields read as empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StageRuntimes {
+    #[serde(default)]
+    pub tsc_hz: u64,
+    #[serde(default)]
+    pub workers: Vec<WorkerStages>,
+}
+
+/// One worker's stages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct WorkerStages {
+    pub worker: u32,
+    #[serde(default)]
+    pub runtime: Vec<StageFigures>,
+}
+
+/// One stage of one worker, since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StageFigures {
+    /// Stable name (`l2-input`, `nat-lookup`, ...).
+    pub stage: String,
+    pub calls: u64,
+    pub packets: u64,
+    pub cycles: u64,
+}
+
+/// Encode a snapshot as Prometheus text.
+pub fn render(snapshot: &Snapshot, build: &BuildInfo) -> String {
     let mut registry = Registry::with_prefix("masq");
-    registry.register_collector(Box::new(Snapshot { stats: stats.clone(), build: build.clone() }));
+    registry.register_collector(Box::new(Collected { snapshot: snapshot.clone(), build: build.clone() }));
     let mut out = String::with_capacity(16 * 1024);
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
     out
 }
 
-/// One scrape's figures.
+/// What one scrape encodes.
 #[derive(Debug)]
-struct Snapshot {
-    stats: Stats,
+struct Collected {
+    snapshot: Snapshot,
     build: BuildInfo,
 }
 
@@ -87,9 +140,9 @@ fn label(key: &str, value: impl ToString) -> Vec<(&str, String)> {
     vec![(key, value.to_string())]
 }
 
-impl Collector for Snapshot {
+impl Collector for Collected {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = &self.stats;
+        let s = &self.snapshot.stats;
         let mut f = Family::new(&mut encoder);
 
         {
@@ -274,6 +327,56 @@ impl Collector for Snapshot {
                 None,
             )?;
         }
+
+        // ----- per-stage runtime (absent until the daemon reports it) -----
+        let rt = &self.snapshot.stages;
+        let stages = || {
+            rt.workers.iter().flat_map(|w| {
+                w.runtime
+                    .iter()
+                    .map(move |st| (vec![("worker", w.worker.to_string()), ("stage", st.stage.clone())], st))
+            })
+        };
+        if stages().next().is_some() {
+            f.counters(
+                "stage_calls",
+                "Times a pipeline stage ran (once per burst that reached it), per worker",
+                None,
+                stages().map(|(l, st)| (l, st.calls)),
+            )?;
+            f.counters(
+                "stage_packets",
+                "Packets a pipeline stage handled, per worker",
+                None,
+                stages().map(|(l, st)| (l, st.packets)),
+            )?;
+            f.counters(
+                "stage_cycles",
+                "TSC cycles a pipeline stage took, per worker (masq_tsc_hertz of them per second)",
+                None,
+                stages().map(|(l, st)| (l, st.cycles)),
+            )?;
+            if rt.tsc_hz > 0 {
+                let hz = rt.tsc_hz as f64;
+                {
+                    let mut family = f.encoder.encode_descriptor(
+                        "stage_cpu",
+                        "Time a pipeline stage took, per worker",
+                        Some(&Unit::Seconds),
+                        MetricType::Counter,
+                    )?;
+                    for (labels, st) in stages() {
+                        ConstCounter::new(st.cycles as f64 / hz).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+                f.gauges(
+                    "tsc_hertz",
+                    "Rate of the cycle counter the stage cycles count in",
+                    None,
+                    [(Vec::new(), rt.tsc_hz as i64)],
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -342,7 +445,7 @@ mod tests {
 
     #[test]
     fn every_family_is_typed_named_by_convention_and_labelled() {
-        let text = render(&stats(), &BuildInfo { version: "1.2.3".into() });
+        let text = render(&stats().into(), &BuildInfo { version: "1.2.3".into() });
         assert_eq!(line_of(&text, "masq_build_info"), r#"masq_build_info{version="1.2.3"} 1"#);
         assert_eq!(line_of(&text, "# TYPE masq_port_rx_packets_total"), "# TYPE masq_port_rx_packets_total counter");
         assert_eq!(
@@ -404,7 +507,7 @@ mod tests {
 
     #[test]
     fn latency_is_a_histogram_in_seconds_with_cumulative_buckets() {
-        let text = render(&stats(), &BuildInfo { version: "0".into() });
+        let text = render(&stats().into(), &BuildInfo { version: "0".into() });
         assert_eq!(
             line_of(&text, "# TYPE masq_packet_latency_seconds"),
             "# TYPE masq_packet_latency_seconds histogram"
@@ -425,8 +528,33 @@ mod tests {
     }
 
     #[test]
+    fn stage_runtimes_are_read_from_the_result_and_published_when_present() {
+        let mut result = serde_json::to_value(stats()).unwrap();
+        let snapshot = Snapshot::from_result(&result).unwrap();
+        let text = render(&snapshot, &BuildInfo { version: "0".into() });
+        assert!(!text.contains("masq_stage_"), "no stage families without stage figures");
+        result["tsc_hz"] = serde_json::json!(2_000_000_000u64);
+        result["workers"][0]["runtime"] = serde_json::json!([
+            {"stage": "l2-input", "calls": 10, "packets": 300, "cycles": 6000},
+            {"stage": "nat-lookup", "calls": 9, "packets": 250, "cycles": 20000}
+        ]);
+        let snapshot = Snapshot::from_result(&result).unwrap();
+        assert_eq!(snapshot.stats, stats(), "the rest of the snapshot reads the same");
+        let text = render(&snapshot, &BuildInfo { version: "0".into() });
+        for line in [
+            r#"masq_stage_calls_total{worker="0",stage="l2-input"} 10"#,
+            r#"masq_stage_packets_total{worker="0",stage="nat-lookup"} 250"#,
+            r#"masq_stage_cycles_total{worker="0",stage="nat-lookup"} 20000"#,
+            r#"masq_stage_cpu_seconds_total{worker="0",stage="l2-input"} 0.000003"#,
+            "masq_tsc_hertz 2000000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
     fn an_empty_snapshot_still_encodes() {
-        let text = render(&Stats::default(), &BuildInfo { version: "0".into() });
+        let text = render(&Stats::default().into(), &BuildInfo { version: "0".into() });
         assert!(text.contains("# TYPE masq_dropped_packets_total counter"));
         assert!(text.contains("masq_packet_latency_seconds_count 0"));
     }

@@ -16,5 +16,5 @@
 pub mod encode;
 pub mod server;
 
-pub use encode::{render, BuildInfo, CONTENT_TYPE};
+pub use encode::{render, BuildInfo, Snapshot, StageRuntimes, CONTENT_TYPE};
 pub use server::{MetricsError, MetricsHandle, MetricsOptions, MetricsServer};

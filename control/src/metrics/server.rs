@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::encode::{render, BuildInfo, CONTENT_TYPE};
+use super::encode::{render, BuildInfo, Snapshot, CONTENT_TYPE};
 use crate::io_reason;
-use crate::protocol::{Command, Stats};
+use crate::protocol::Command;
 use crate::server::Handler;
 
 /// Limits and timeouts.
@@ -232,12 +232,12 @@ fn serve<H: Handler>(mut stream: TcpStream, handler: &H, build: &BuildInfo, opti
 fn route<H: Handler>(path: &str, handler: &H, build: &BuildInfo) -> Reply {
     match path.split('?').next().unwrap_or(path) {
         "/metrics" => match scrape(handler) {
-            Ok(stats) => Reply {
+            Ok(snapshot) => Reply {
                 status: 200,
                 reason: "OK",
                 content_type: CONTENT_TYPE,
                 extra_header: None,
-                body: render(&stats, build),
+                body: render(&snapshot, build),
             },
             Err(why) => Reply::text(503, "Service Unavailable", format!("masqd could not gather statistics: {why}\n")),
         },
@@ -247,11 +247,11 @@ fn route<H: Handler>(path: &str, handler: &H, build: &BuildInfo) -> Reply {
 }
 
 /// The snapshot, through the control plane's own door.
-fn scrape<H: Handler>(handler: &H) -> Result<Stats, String> {
+fn scrape<H: Handler>(handler: &H) -> Result<Snapshot, String> {
     let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(Command::StatsGet)))
         .map_err(|_| "the handler panicked".to_string())?
         .map_err(|e| e.message)?;
-    serde_json::from_value(value).map_err(|e| format!("unexpected stats.get result: {e}"))
+    Snapshot::from_result(&value).map_err(|e| format!("unexpected stats.get result: {e}"))
 }
 
 /// Read until the request head is complete, within the limits.
@@ -296,7 +296,7 @@ fn read_head(stream: &mut TcpStream, options: &MetricsOptions) -> Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ControlError, WorkerStats};
+    use crate::protocol::{ControlError, Stats, WorkerStats};
     use serde_json::Value;
     use std::sync::atomic::AtomicU64;
 

@@ -28,5 +28,7 @@ pub mod report;
 pub mod service;
 pub mod setup;
 pub mod stats;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod worker;

@@ -367,6 +367,7 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     logging: RawLogging,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize, Default)]
@@ -489,7 +490,6 @@ impl RawLogging {
             syslog_hostname: self.syslog_hostname,
         })
     }
-    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize, Default)]

@@ -112,6 +112,7 @@ pub mod fastpath;
 pub mod filter;
 pub mod frag;
 pub mod hash;
+pub mod helper;
 pub(crate) mod index;
 pub mod key;
 mod mapping;
@@ -128,6 +129,7 @@ pub(crate) mod timers;
 pub use config::{ConfigError, NatConfig};
 pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
+pub use helper::{ExpectInfo, HelperCounter, HelperKind, HelperPort};
 pub use key::{Endpoint, FlowKey, Proto, Tuple};
 pub use path::{Decision, NatPath, PathCounters, Plan, SharedRules};
 pub use ports::{PortCounters, PortInUse, PortPartition, PortRange, PortUse};
@@ -146,7 +148,7 @@ use ports::PortAllocator;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use subscriber::Subscribers;
-use table::{SessionTable, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, UNREPLIED};
+use table::{SessionTable, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, S_LINKED, S_STATE, UNREPLIED};
 use tcp::RelDir;
 use timers::Wheel;
 
@@ -318,6 +320,10 @@ pub struct SessionInfo {
     pub idle: Duration,
     /// Until expiry (zero if due).
     pub expires_in: Duration,
+    /// The protocol helper of a helper session or of a data session it admitted.
+    pub helper: Option<HelperKind>,
+    /// A data session's control session.
+    pub parent: Option<SessionId>,
 }
 
 /// Per-worker NAT counters: plain integers written by the worker only.
@@ -343,12 +349,14 @@ pub struct MemoryReport {
     pub subscribers: usize,
     pub ports: usize,
     pub fragments: usize,
+    /// Helper links, line streams and expectations.
+    pub helpers: usize,
     pub max_sessions: u32,
 }
 
 impl MemoryReport {
     pub fn total(&self) -> usize {
-        self.sessions + self.mappings + self.filter + self.subscribers + self.ports + self.fragments
+        self.sessions + self.mappings + self.filter + self.subscribers + self.ports + self.fragments + self.helpers
     }
 
     /// Session, mapping and filter tables (records and index slots) per session.
@@ -375,6 +383,7 @@ pub struct WorkerNat {
     rng: PortRng,
     counters: NatCounters,
     flush_cursor: u32,
+    helpers: helper::Helpers,
 }
 
 #[inline]
@@ -440,6 +449,13 @@ impl WorkerNat {
             rng: PortRng::new(key()),
             counters: NatCounters::default(),
             flush_cursor: 0,
+            helpers: helper::Helpers::new(
+                &config.helpers,
+                config.helper_sessions(),
+                config.max_expectations,
+                FlowHasher::new(key()),
+                FlowHasher::new(key()),
+            ),
         })
     }
 
@@ -746,6 +762,9 @@ impl WorkerNat {
 
     /// Free an unscheduled session and everything only it held.
     fn free_session(&mut self, idx: u32, now: Instant) -> Session {
+        if self.sessions.get(idx).state & S_LINKED != 0 {
+            self.helper_release(idx, now);
+        }
         let s = self.sessions.remove(idx);
         if s.flags & F_FILTER != 0 {
             if let Some(f) = &mut self.filter {
@@ -778,18 +797,18 @@ impl WorkerNat {
         let proto = s.proto();
         let before = s.state();
         let rel = if dir == s.initiator() { RelDir::Orig } else { RelDir::Reply };
-        let old_state = s.state;
+        let old_state = s.state & S_STATE;
         s.state = match proto {
             Proto::Tcp => tcp::next_state(TcpState::from_u8(old_state), rel, tcp_flags) as u8,
             _ if rel == RelDir::Reply => REPLIED,
             _ => old_state,
-        };
+        } | (s.state & !S_STATE);
         let refresh = match mode {
             RefreshMode::Default => dir == Dir::In2Out || before.is_established(),
             RefreshMode::Force => true,
             RefreshMode::Suppress => false,
         };
-        let class = timeout_class(proto, s.state);
+        let class = timeout_class(proto, s.state & S_STATE);
         let mut earlier = false;
         if refresh || class != timeout_class(proto, old_state) {
             let base = if refresh {
@@ -823,15 +842,20 @@ impl WorkerNat {
     /// The earliest time `expire` may have work (sessions, port quarantine, fragments).
     /// Never later than a real deadline; may be earlier (the wheel cascades).
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.wheel.next_deadline().map(Instant::from_millis), self.ports.next_release(), self.frags.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.wheel.next_deadline().map(Instant::from_millis),
+            self.ports.next_release(),
+            self.frags.next_deadline(),
+            self.helper_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn info(&self, idx: u32, now: Instant) -> SessionInfo {
         let s = self.sessions.get(idx);
-        SessionInfo {
+        let mut info = SessionInfo {
             id: SessionId(idx),
             proto: s.proto(),
             kind: s.kind(),
@@ -842,7 +866,14 @@ impl WorkerNat {
             state: s.state(),
             idle: Duration::from_millis(u64::from(ms32(now).wrapping_sub(s.last_use))),
             expires_in: Duration::from_millis(s.expires.saturating_sub(now.as_millis())),
+            helper: None,
+            parent: None,
+        };
+        if let Some((h, parent)) = self.helper_of(SessionId(idx)) {
+            info.helper = Some(h);
+            info.parent = parent;
         }
+        info
     }
 
     /// Free up to `budget` sessions whose deadline is `<= now`, reporting each to
@@ -856,6 +887,14 @@ impl WorkerNat {
             let Some(idx) = self.wheel.poll(self.sessions.slab_mut(), now.as_millis(), &mut work) else {
                 break;
             };
+            if self.helper_defer_expiry(idx) {
+                // A control session with live data sessions: its timer starts again.
+                let s = self.sessions.get_mut(idx);
+                let expires = (now + self.timeouts.get(timeout_class(s.proto(), s.state & S_STATE))).as_millis();
+                s.expires = expires;
+                self.wheel.insert(self.sessions.slab_mut(), idx, expires);
+                continue;
+            }
             let info = self.info(idx, now);
             self.free_session(idx, now);
             on_expired(&info);
@@ -865,13 +904,18 @@ impl WorkerNat {
         self.counters.sessions_expired += n as u64;
         self.ports.release_due(now, budget);
         self.frags.expire(now, budget);
+        self.helper_expire(now);
         n
     }
 
     /// Remove one session now (control plane).
+    /// A control session's data sessions go with it (helpers).
     pub fn remove(&mut self, id: SessionId, now: Instant) -> Option<SessionInfo> {
         if !self.sessions.is_live(id.0) {
             return None;
+        }
+        while let Some(child) = self.helper_first_child(id) {
+            self.remove(child, now);
         }
         let info = self.info(id.0, now);
         self.wheel.remove(self.sessions.slab_mut(), id.0);
@@ -1014,6 +1058,7 @@ impl WorkerNat {
             subscribers: self.subscribers.memory_bytes(),
             ports: self.ports.memory_bytes(),
             fragments: self.frags.memory_bytes(),
+            helpers: self.helpers.memory_bytes(),
             max_sessions: self.sessions.capacity(),
         }
     }

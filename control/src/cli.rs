@@ -93,7 +93,7 @@ Options:
   -S, --socket PATH   masqd's control socket (default /run/masq/masqd.sock); iptables'
                       own -S is --list-rules here, and -S right after -M sets timeouts
   --json              print results as JSON
-  -t, --table TABLE   filter (default), nat, ...
+  -t, --table TABLE   filter (default), nat, raw (CT --helper only)
   -h, --help          this text
 
 Examples:

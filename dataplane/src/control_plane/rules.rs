@@ -334,13 +334,22 @@ fn set_error(e: RuleSetError, field: &str) -> ControlError {
     }
 }
 
-/// Chains declared (`:CHAIN POLICY`) anywhere in iptables-save text.
+/// Chains declared (`:CHAIN POLICY`) in iptables-save text, each in its `*table`
+/// (two tables have a PREROUTING).
 fn declared_chains(text: &str) -> Vec<Chain> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix(':'))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .filter_map(|name| Chain::ALL.into_iter().find(|c| c.name() == name))
-        .collect()
+    let mut table = None;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('*') {
+            table = Table::from_name(name.trim());
+        } else if let Some(rest) = line.strip_prefix(':') {
+            let name = rest.split_whitespace().next().unwrap_or_default();
+            if let Some(chain) = table.and_then(|t| t.chain(name)) {
+                out.push(chain);
+            }
+        }
+    }
+    out
 }
 
 /// The save text of one table: the header line, then `*table` .. `COMMIT` and its

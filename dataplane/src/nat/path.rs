@@ -964,6 +964,9 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
         ConfigFiltering::AddressDependent => super::Filtering::AddressDependent,
         ConfigFiltering::AddressPortDependent => super::Filtering::AddressPortDependent,
     };
+    c.helpers = config.nat.helpers.clone();
+    c.max_helper_sessions = config.nat.helper_sessions;
+    c.max_expectations = config.nat.helper_expectations;
     c.seed = seed;
     c
 }

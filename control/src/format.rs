@@ -343,7 +343,7 @@ pub fn stats(s: &Stats) -> String {
 
 /// Timeouts in `ipchains -M -S` order, plus ICMP.
 pub fn timeouts(t: &Timeouts) -> String {
-    format!("tcp {}  tcpfin {}  udp {}  icmp {}  (seconds)\n", t.tcp, t.tcpfin, t.udp, t.icmp)
+    format!("tcp {}  tcpfin {}  udp {}  icmp {}  other {}  (seconds)\n", t.tcp, t.tcpfin, t.udp, t.icmp, t.other)
 }
 
 /// masqctl's version and the daemon's.

@@ -198,11 +198,13 @@ pub struct TimeoutsConfig {
     pub udp: u32,
     /// ICMP query (RFC 5508 REQ-1: at least 60 s).
     pub icmp: u32,
+    /// Other IP protocols, translated by address only (GRE, ESP ...; Linux: 600 s).
+    pub other: u32,
 }
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
-        TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 }
+        TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 }
     }
 }
 
@@ -346,6 +348,7 @@ struct RawTimeouts {
     tcpfin: Option<u32>,
     udp: Option<u32>,
     icmp: Option<u32>,
+    other: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -666,12 +669,14 @@ impl RawConfig {
             tcpfin: self.timeouts.tcpfin.unwrap_or(d.tcpfin),
             udp: self.timeouts.udp.unwrap_or(d.udp),
             icmp: self.timeouts.icmp.unwrap_or(d.icmp),
+            other: self.timeouts.other.unwrap_or(d.other),
         };
         for (k, v) in [
             ("timeouts.tcp", timeouts.tcp),
             ("timeouts.tcpfin", timeouts.tcpfin),
             ("timeouts.udp", timeouts.udp),
             ("timeouts.icmp", timeouts.icmp),
+            ("timeouts.other", timeouts.other),
         ] {
             if v == 0 || v > 7 * 24 * 3600 {
                 return Err(ConfigError::new(k, format!("{v} s is outside 1..=604800")));
@@ -757,7 +762,7 @@ mac = "02:00:00:00:02:01"
             c.neighbors,
             vec![NeighborConfig { port: 1, address: Ipv4Addr::new(203, 0, 113, 254), mac: [2, 0, 0, 0, 2, 1] }]
         );
-        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 });
+        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 });
         assert_eq!(c.nat.filtering, Filtering::EndpointIndependent);
         assert_eq!(c.control.socket, "/run/masq/masqd.sock");
         assert_eq!(c.port_index("wan"), Some(1));
@@ -864,7 +869,7 @@ mac = "02:00:00:00:02:01"
                 helper_expectations: 1024,
             }
         );
-        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60 });
+        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60, other: 600 });
         let e = err(&format!("{EXAMPLE}\n[nat]\nfiltering = \"strict\"\n"));
         assert_eq!(e.field, "nat.filtering");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));

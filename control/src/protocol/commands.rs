@@ -207,15 +207,15 @@ command_table! {
     TimeoutsGet = "timeouts.get" {
         args: [],
         usage: "—",
-        result: "`{tcp, tcpfin, udp, icmp}`",
+        result: "`{tcp, tcpfin, udp, icmp, other}`",
         about: "the idle timeouts, in seconds",
     },
     /// `timeouts.set {tcp?, tcpfin?, udp?, icmp?}` (at least one, seconds > 0) → the new
     /// [`Timeouts`].
     TimeoutsSet(TimeoutsUpdate) = "timeouts.set" {
-        args: ["tcp", "tcpfin", "udp", "icmp"],
-        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp` (seconds, > 0)",
-        result: "the new `{tcp, tcpfin, udp, icmp}`",
+        args: ["tcp", "tcpfin", "udp", "icmp", "other"],
+        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp`, `other` (seconds, > 0)",
+        result: "the new `{tcp, tcpfin, udp, icmp, other}`",
         about: "change idle timeouts",
     },
     /// `config.get {}` → masqd's configuration as a JSON object (shape owned by masqd).
@@ -350,11 +350,12 @@ impl Command {
                     tcpfin: a.positive("tcpfin", "a number of seconds > 0")?,
                     udp: a.positive("udp", "a number of seconds > 0")?,
                     icmp: a.positive("icmp", "a number of seconds > 0")?,
+                    other: a.positive("other", "a number of seconds > 0")?,
                 };
                 if update.is_empty() {
                     return Err(ControlError::bad_args(
                         "args",
-                        "give at least one of tcp, tcpfin, udp, icmp (seconds)",
+                        "give at least one of tcp, tcpfin, udp, icmp, other (seconds)",
                     ));
                 }
                 Command::TimeoutsSet(update)
@@ -420,7 +421,9 @@ impl Command {
             }
             Command::SessionsCount { filter } | Command::SessionsFlush { filter } => filter.write_args(&mut m),
             Command::TimeoutsSet(u) => {
-                for (k, v) in [("tcp", u.tcp), ("tcpfin", u.tcpfin), ("udp", u.udp), ("icmp", u.icmp)] {
+                for (k, v) in
+                    [("tcp", u.tcp), ("tcpfin", u.tcpfin), ("udp", u.udp), ("icmp", u.icmp), ("other", u.other)]
+                {
                     if let Some(v) = v {
                         put(k, json!(v));
                     }
@@ -507,6 +510,8 @@ pub struct TimeoutsUpdate {
     pub udp: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<u32>,
 }
 
 impl TimeoutsUpdate {
@@ -522,6 +527,7 @@ impl TimeoutsUpdate {
             tcpfin: self.tcpfin.unwrap_or(current.tcpfin),
             udp: self.udp.unwrap_or(current.udp),
             icmp: self.icmp.unwrap_or(current.icmp),
+            other: self.other.unwrap_or(current.other),
         }
     }
 }
@@ -721,7 +727,7 @@ mod tests {
             Command::SessionsFlush { filter: SessionFilter::default() },
             Command::StatsGet,
             Command::TimeoutsGet,
-            Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), tcpfin: None, udp: Some(160), icmp: None }),
+            Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), udp: Some(160), ..Default::default() }),
             Command::ConfigGet,
             Command::Version,
         ]
@@ -845,7 +851,7 @@ mod tests {
 
     #[test]
     fn timeouts_update_applies_only_what_it_names() {
-        let now = Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 };
+        let now = Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 };
         let update = TimeoutsUpdate { udp: Some(120), ..Default::default() };
         assert_eq!(update.apply(now), Timeouts { udp: 120, ..now });
     }

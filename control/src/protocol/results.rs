@@ -169,6 +169,10 @@ pub struct Timeouts {
     pub udp: u32,
     /// ICMP queries.
     pub icmp: u32,
+    /// Other IP protocols, translated by address only (GRE, ESP ...). Absent from an
+    /// older masqd's answer: 0.
+    #[serde(default)]
+    pub other: u32,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ impl Mock {
             state: Mutex::new(State {
                 tables: builtin_tables(),
                 sessions,
-                timeouts: Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 },
+                timeouts: Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 },
             }),
         }
     }

@@ -107,7 +107,7 @@ impl MasqdHandler {
 
     fn timeouts_now(&self) -> Timeouts {
         let v = self.timeouts.load();
-        Timeouts { tcp: v.tcp, tcpfin: v.tcpfin, udp: v.udp, icmp: v.icmp }
+        Timeouts { tcp: v.tcp, tcpfin: v.tcpfin, udp: v.udp, icmp: v.icmp, other: v.other }
     }
 
     fn set_timeouts(&self, u: TimeoutsUpdate) -> Timeouts {
@@ -116,6 +116,7 @@ impl MasqdHandler {
             (TimeoutClass::TcpTransitory, u.tcpfin),
             (TimeoutClass::Udp, u.udp),
             (TimeoutClass::Icmp, u.icmp),
+            (TimeoutClass::Other, u.other),
         ] {
             if let Some(secs) = value {
                 self.timeouts.set(class, secs);
@@ -563,7 +564,7 @@ socket = "/tmp/x.sock"
     fn timeouts_set_then_get_and_the_nat_sees_them() {
         let f = fixture(vec![None]);
         let set = call(&f, r#"{"cmd": "timeouts.set", "args": {"tcp": 7200, "tcpfin": 10, "udp": 160}}"#).unwrap();
-        assert_eq!(set, json!({"tcp": 7200, "tcpfin": 10, "udp": 160, "icmp": 60}));
+        assert_eq!(set, json!({"tcp": 7200, "tcpfin": 10, "udp": 160, "icmp": 60, "other": 600}));
         assert_eq!(call(&f, r#"{"cmd": "timeouts.get"}"#).unwrap(), set);
         assert_eq!(f.timeouts.get(TimeoutClass::Udp), crate::time::Duration::from_secs(160));
         assert_eq!(call(&f, r#"{"cmd": "config.get"}"#).unwrap()["timeouts"]["tcpfin"], 10);

@@ -7,6 +7,7 @@ use super::*;
 use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::tcp::TcpPacket;
 use crate::packet::udp::UdpPacket;
+use std::sync::Arc;
 
 const EXT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const T0: Instant = Instant::from_secs(1000);

@@ -22,11 +22,14 @@
 //! need rewriting ([`Lines::candidate`]: `PORT 100,64,` ...), those bytes are cut from
 //! the segment and kept (at most [`LINE_MAX`]); the next segment gets them back in
 //! front, so the receiver sees the whole line, rewritten, in one piece, at the same
-//! sequence numbers. Nothing else changes: the bytes only travel a little later. If
-//! the sender retransmits the held bytes alone (it is waiting for their
-//! acknowledgement: Nagle's algorithm holds the rest of the line back), the helper
-//! gives up on that line, lets the bytes through and counts it
-//! ([`StreamEvent::SplitGivenUp`]). A line too long to hold is passed as is
+//! sequence numbers. Nothing else changes: the bytes only travel a little later. The
+//! held bytes stay unacknowledged, so the sender retransmits them after its
+//! retransmission timeout (200 ms at least on Linux): the first
+//! [`HOLD_RETRANSMISSIONS`] such retransmissions are emptied (still held: a sender that
+//! writes the rest a little later gets it rewritten); after that the helper gives up on
+//! the line, lets the bytes through and counts it ([`StreamEvent::SplitGivenUp`]) — a
+//! sender waiting for the acknowledgement before it sends the rest (Nagle's
+//! algorithm) would otherwise wait forever. A line too long to hold is passed as is
 //! ([`StreamEvent::LineTooLong`]).
 //!
 //! **Retransmissions** are never parsed again except the segment that carried the
@@ -43,6 +46,10 @@ pub const LINE_MAX: usize = 256;
 
 /// The longest replacement text a [`Lines`] implementation writes.
 pub const REPL_MAX: usize = 24;
+
+/// Retransmissions of held bytes (alone) that are emptied before the helper gives up
+/// on the line (the sender's backoff makes it 200 + 400 ms at least on Linux).
+pub const HOLD_RETRANSMISSIONS: u8 = 2;
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -113,6 +120,8 @@ pub struct Stream {
     next: u32,
     /// Bytes held back: `buf[..held]`, sender sequence numbers `[next - held, next)`.
     held: u16,
+    /// Retransmissions of the held bytes emptied so far.
+    held_resent: u8,
     flags: u8,
     /// Start of the last rewritten segment and the endpoint it got.
     last_seq: u32,
@@ -125,6 +134,7 @@ impl Stream {
         adj: SeqAdj { correction_pos: 0, offset_before: 0, offset_after: 0 },
         next: 0,
         held: 0,
+        held_resent: 0,
         flags: 0,
         last_seq: 0,
         last_ext: Endpoint::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
@@ -193,7 +203,13 @@ impl Stream {
                     self.next = start;
                     return self.in_order(seq, room, len, fin, lines, ev);
                 }
-                // The held bytes alone: the sender waits for them to be acknowledged.
+                // The held bytes alone: the sender's retransmission timer. Empty it a few
+                // times (the rest of the line may be on its way), then give up: the
+                // sender may be waiting for the acknowledgement before it sends more.
+                if self.held_resent < HOLD_RETRANSMISSIONS {
+                    self.held_resent += 1;
+                    return Outcome { len: 0, seq_of: seq, changed: true, clear_fin: fin };
+                }
                 ev(StreamEvent::SplitGivenUp);
                 self.held = 0;
                 self.set(F_MID_LINE, true);
@@ -298,6 +314,7 @@ impl Stream {
                     if partial.len() <= LINE_MAX {
                         self.buf[..partial.len()].copy_from_slice(&room[partial.clone()]);
                         self.held = partial.len() as u16;
+                        self.held_resent = 0;
                         out.len = pos;
                         out.changed = true;
                         ev(StreamEvent::Held);
@@ -534,11 +551,17 @@ mod tests {
     }
 
     #[test]
-    fn retransmission_of_the_held_bytes_alone_gives_up() {
+    fn retransmissions_of_the_held_bytes_alone_are_emptied_then_given_up() {
         let mut h = Harness::new(0);
         h.seg(0, b"A\r\nX1");
         assert_eq!(h.st.held(), 2);
-        // The sender resends its unacknowledged bytes (Nagle holds the rest back).
+        // The sender resends its unacknowledged bytes: emptied, still held ...
+        for _ in 0..HOLD_RETRANSMISSIONS {
+            let (o, out) = h.seg(3, b"X1");
+            assert_eq!((out.as_slice(), o.changed), (&b""[..], true));
+            assert_eq!(h.st.held(), 2);
+        }
+        // ... until the helper gives up (Nagle holds the rest back).
         let (_, out) = h.seg(3, b"X1");
         assert_eq!(out, b"X1");
         h.seg(5, b"2\r\nB\r\n");
@@ -547,6 +570,16 @@ mod tests {
         // Still in sync afterwards.
         h.seg(11, b"X9\r\n");
         assert_eq!(h.text(), "A\r\nX12\r\nB\r\nX65000\r\n");
+    }
+
+    #[test]
+    fn the_rest_after_an_emptied_retransmission() {
+        let mut h = Harness::new(0);
+        h.seg(0, b"A\r\nX1");
+        h.seg(3, b"X1");
+        let (_, out) = h.seg(5, b"2\r\n");
+        assert_eq!(out, b"X65000\r\n");
+        assert_eq!(h.text(), "A\r\nX65000\r\n");
     }
 
     #[test]

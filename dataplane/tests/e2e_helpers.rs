@@ -93,7 +93,17 @@ impl Helpers {
             &[PY, "-m", "pyftpdlib", "-i", addr, "-p", &port, "-d", &dir],
             Some(&self.files.join(format!("ftpd-{addr}-{port}.log"))),
         );
-        std::thread::sleep(Duration::from_millis(800));
+        self.wait_listening(ns, "-ltn", &port);
+    }
+
+    /// Wait (bounded) until something listens on `port` in `ns` (`ss -ltn` / `-lun`).
+    fn wait_listening(&self, ns: &str, flags: &str, port: &str) {
+        let filter = format!("sport = :{port}");
+        let up = wait_until(Duration::from_secs(15), || {
+            let o = self.topo.net.exec(ns, Duration::from_secs(5), &["ss", "-H", flags, &filter]);
+            !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+        });
+        assert!(up, "nothing listens on port {port} in {ns}");
     }
 
     /// curl in `ns`, downloading `url` to `out`: (exit code, stderr).
@@ -189,19 +199,59 @@ fn passive_ftp_to_a_server_behind_dnat(cores: &[u32]) {
     assert!(total(&stopped, "ftp_epsv") >= 1, "{}", stopped.log);
 }
 
+/// masqctl (`$MASQCTL`, else the release build next to masqd).
+fn masqctl(socket: &Path, args: &[&str]) -> String {
+    let bin = std::env::var_os("MASQCTL")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release").join("masqctl"));
+    let out = std::process::Command::new(&bin)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    assert!(out.status.success(), "masqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A PORT command cut across two segments is held and rewritten whole; the control
 /// connection goes on (PWD, a second PORT, RETR) after the length-changing rewrite.
+/// While the client waits after PORT, `masqctl -M -L` shows the FTP session and the
+/// expectation; after the transfer, the data session listed with its control session.
 fn a_split_port_command(cores: &[u32]) {
     let Some(mut t) = Helpers::start(cores, "") else { return };
     let srv = t.topo.srv_ns.clone();
     let lan = t.topo.lan_ns.clone();
     t.ftp_server(&srv, SERVER, 21);
     let script = tool("ftp_split.py");
-    let r = t.topo.net.exec(&lan, Duration::from_secs(40), &[PY, &script, HOST_A, SERVER, "blob"]);
-    let out = String::from_utf8_lossy(&r.stdout).trim().to_string();
-    assert!(r.status.success(), "ftp_split: {out} {}\n{}", String::from_utf8_lossy(&r.stderr), t.log());
+    let log = t.files.join("split.log");
+    t.topo.net.spawn(&lan, Duration::from_secs(40), &[PY, &script, HOST_A, SERVER, "blob", "3"], Some(&log));
+    let socket = t.masqd.as_ref().unwrap().socket().to_path_buf();
+    // pyftpdlib connects as soon as PORT is accepted: during the client's pause the data
+    // session is listed under its control session.
+    let mut listing = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            listing = masqctl(&socket, &["-M", "-L"]);
+            listing.contains("  ftp data of #")
+        }),
+        "no data session listed:\n{listing}\n{}",
+        t.log()
+    );
+    let lines: Vec<&str> = listing.lines().collect();
+    let control = lines.iter().position(|l| l.contains(":21 ") && l.contains("  ftp #")).expect("control listed");
+    assert!(lines[control + 1].contains("  ftp data of #"), "the data session follows its control session:\n{listing}");
     let want = sha256(&t.files.join("blob"));
-    assert_eq!(out, format!("{want} {want}"));
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log).unwrap_or_default().contains(&want)),
+        "ftp_split: {}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        t.log()
+    );
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(out.trim(), format!("{want} {want}"));
+
     let stopped = t.finish();
     assert!(total(&stopped, "helper_line_held") >= 1, "{}", stopped.log);
     assert!(total(&stopped, "ftp_port") >= 2, "{}", stopped.log);
@@ -217,7 +267,7 @@ fn tftp_get_through_masquerade(cores: &[u32]) {
     let log = t.files.join("tftpd.log");
     let script = tool("tftp_server.py");
     t.topo.net.spawn(&srv, Duration::from_secs(120), &[PY, &script, SERVER, &dir, &log.display().to_string()], None);
-    std::thread::sleep(Duration::from_millis(800));
+    t.wait_listening(&srv, "-lun", "69");
     let got = t.files.join("tftp-got");
     let g = got.display().to_string();
     let r = t.topo.net.exec(&lan, Duration::from_secs(60), &["tftp", "-m", "binary", SERVER, "-c", "get", "blob", &g]);

@@ -196,6 +196,13 @@ command_table! {
         result: "`{flushed}`",
         about: "remove the sessions that match a filter",
     },
+    /// `expectations.list {}` → [`ExpectationList`](super::ExpectationList).
+    ExpectationsList = "expectations.list" {
+        args: [],
+        usage: "—",
+        result: "`{expectations: [...]}`",
+        about: "data connections protocol helpers announced and wait for",
+    },
     /// `stats.get {}` → [`Stats`](super::Stats).
     StatsGet = "stats.get" {
         args: [],
@@ -343,6 +350,7 @@ impl Command {
             K::SessionsCount => Command::SessionsCount { filter: a.filter()? },
             K::SessionsFlush => Command::SessionsFlush { filter: a.filter()? },
             K::StatsGet => Command::StatsGet,
+            K::ExpectationsList => Command::ExpectationsList,
             K::TimeoutsGet => Command::TimeoutsGet,
             K::TimeoutsSet => {
                 let update = TimeoutsUpdate {
@@ -429,7 +437,11 @@ impl Command {
                     }
                 }
             }
-            Command::StatsGet | Command::TimeoutsGet | Command::ConfigGet | Command::Version => {}
+            Command::StatsGet
+            | Command::ExpectationsList
+            | Command::TimeoutsGet
+            | Command::ConfigGet
+            | Command::Version => {}
         }
         Value::Object(m)
     }
@@ -725,6 +737,7 @@ mod tests {
             },
             Command::SessionsCount { filter: SessionFilter { protocol: Some(Protocol::Udp), ..Default::default() } },
             Command::SessionsFlush { filter: SessionFilter::default() },
+            Command::ExpectationsList,
             Command::StatsGet,
             Command::TimeoutsGet,
             Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), udp: Some(160), ..Default::default() }),
@@ -835,6 +848,9 @@ mod tests {
             state: "ESTABLISHED".into(),
             expires_in_secs: 7000,
             worker: 1,
+            id: None,
+            helper: None,
+            parent: None,
         };
         assert!(SessionFilter::default().matches(&s));
         let f = |json: Value| match Command::parse("sessions.count", json).unwrap() {

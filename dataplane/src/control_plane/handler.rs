@@ -12,15 +12,16 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use control::protocol::{
-    to_result, Command, ControlError, Flushed, PortStats, PortUtilisation, SessionCount, SessionFilter, SessionPage,
-    Stats, Timeouts, TimeoutsUpdate, VersionInfo,
+    to_result, Command, ControlError, ExpectationList, Flushed, PortStats, PortUtilisation, SessionCount,
+    SessionFilter, SessionPage, Stats, Timeouts, TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
 use serde_json::{json, Value};
 
 use super::latency::{self, LatencyHistogram};
 use super::mailbox::{
-    session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink, PORT_USAGE_CHUNK, SCAN_CHUNK,
+    expectation_entry, session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink,
+    PORT_USAGE_CHUNK, SCAN_CHUNK,
 };
 use super::rules::RulesControl;
 use super::stats::{drops_by_reason, worker_stats};
@@ -31,6 +32,9 @@ use crate::policy::{CompiledRules, RuleSet};
 
 /// How long one mailbox request may take before the command fails (`internal`).
 pub const MAILBOX_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Expectations listed per worker at most (its table's default size).
+const EXPECTATIONS_PER_WORKER: usize = 1024;
 
 /// A `sessions.list` page is cut short (with a cursor to go on) after this long.
 pub const PAGE_TIME: Duration = Duration::from_millis(250);
@@ -278,6 +282,18 @@ impl MasqdHandler {
         Ok(SessionCount { count })
     }
 
+    /// Every worker's open expectations (each worker's table is bounded).
+    fn expectations(&self) -> Result<ExpectationList, ControlError> {
+        let mut out = ExpectationList::default();
+        for (i, w) in self.workers.iter().enumerate() {
+            let buf = Vec::with_capacity(EXPECTATIONS_PER_WORKER);
+            if let Reply::Expectations { buf } = w.link.ask(Request::Expectations { buf }, MAILBOX_TIMEOUT)? {
+                out.expectations.extend(buf.iter().map(|e| expectation_entry(e, i as u32)));
+            }
+        }
+        Ok(out)
+    }
+
     fn flush_sessions(&self, filter: &SessionFilter) -> Result<Flushed, ControlError> {
         let selector = SessionSelector::from_filter(filter)?;
         if !selector.is_empty() {
@@ -344,6 +360,7 @@ impl Handler for MasqdHandler {
             Command::SessionsCount { filter } => to_result(&self.count_sessions(&filter)?),
             Command::SessionsFlush { filter } => to_result(&self.flush_sessions(&filter)?),
             Command::StatsGet => to_result(&self.stats()),
+            Command::ExpectationsList => to_result(&self.expectations()?),
             Command::TimeoutsGet => to_result(&self.timeouts_now()),
             Command::TimeoutsSet(update) => to_result(&self.set_timeouts(update)),
             Command::ConfigGet => Ok(self.config()),

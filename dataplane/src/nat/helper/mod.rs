@@ -885,9 +885,13 @@ impl WorkerNat {
 
     // ----- introspection -----
 
-    /// Open expectations, appended to `out` (control path).
+    /// Open expectations, appended to `out` as far as its spare capacity goes (no
+    /// allocation: a control-path call on the worker).
     pub fn expectations(&self, now: Instant, out: &mut Vec<ExpectInfo>) {
         for (_, e) in self.helpers.expects.iter() {
+            if out.len() == out.capacity() {
+                break;
+            }
             let inside = match e.target {
                 Target::Mapping(m) if self.mappings.is_live(m) => self.mappings.get(m).inside(),
                 Target::Mapping(_) => Endpoint::new(Ipv4Addr::UNSPECIFIED, 0),

@@ -178,6 +178,7 @@ fn every_command_answers_on_a_live_masqd() {
         Command::SessionsList { filter: SessionFilter::default(), cursor: None, limit: 100 },
         Command::SessionsCount { filter: SessionFilter::default() },
         Command::SessionsFlush { filter: SessionFilter::default() },
+        Command::ExpectationsList,
         Command::StatsGet,
         Command::TimeoutsGet,
         Command::TimeoutsSet(TimeoutsUpdate { icmp: Some(30), ..Default::default() }),

@@ -257,6 +257,44 @@ fn a_split_port_command(cores: &[u32]) {
     assert!(total(&stopped, "ftp_port") >= 2, "{}", stopped.log);
 }
 
+/// An expectation is listed while it waits: a passive client outside pauses between
+/// the 227 reply (rewritten to the external address) and its data connection.
+fn the_expectation_is_listed_while_it_waits(cores: &[u32]) {
+    let Some(mut t) = Helpers::start(cores, "") else { return };
+    let srv = t.topo.srv_ns.clone();
+    let lan = t.topo.lan_ns.clone();
+    t.ftp_server(&lan, HOST_A, 21);
+    let log = t.files.join("pasv.log");
+    t.topo.net.spawn(
+        &srv,
+        Duration::from_secs(40),
+        &[PY, &tool("ftp_pasv_wait.py"), EXTERNAL, "small", "3"],
+        Some(&log),
+    );
+    let socket = t.masqd.as_ref().unwrap().socket().to_path_buf();
+    let mut listing = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            listing = masqctl(&socket, &["-M", "-L"]);
+            listing.contains("Expected connections")
+        }),
+        "no expectation listed:\n{listing}\n{}",
+        t.log()
+    );
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    let line = listing.lines().find(|l| l.starts_with("ftp ")).unwrap_or_default();
+    assert!(seen.starts_with(&format!("227 {EXTERNAL}:")), "the 227 reply names the external address: {seen}");
+    assert!(line.contains(&format!("{SERVER}:*")) && line.contains(&format!("{HOST_A}:")), "{listing}");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&log).unwrap_or_default().lines().count() >= 2),
+        "{}",
+        t.log()
+    );
+    let json = masqctl(&socket, &["json", r#"{"id":1,"cmd":"expectations.list"}"#]);
+    assert!(json.contains(r#""expectations":[]"#), "used up: {json}");
+    t.finish();
+}
+
 /// TFTP get through masquerade: the server answers from a new port, which only the
 /// expectation lets in (port-dependent filtering).
 fn tftp_get_through_masquerade(cores: &[u32]) {
@@ -316,6 +354,11 @@ one_and_two_workers! {
 #[test]
 fn split_port_command_1w() {
     a_split_port_command(&[1]);
+}
+
+#[test]
+fn expectation_listed_1w() {
+    the_expectation_is_listed_while_it_waits(&[1]);
 }
 
 #[test]

@@ -65,6 +65,7 @@ fn every_documented_example_is_true() {
                     Command::ExpectationsList => same_shape::<ExpectationList>(result),
                     Command::TimeoutsGet | Command::TimeoutsSet(_) => same_shape::<Timeouts>(result),
                     Command::ConfigGet => assert!(result.is_object()),
+                    Command::NatLookup { .. } => same_shape::<control::protocol::LookupResult>(result),
                     Command::Version => same_shape::<VersionInfo>(result),
                 }
             }

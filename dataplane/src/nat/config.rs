@@ -48,6 +48,9 @@ pub struct NatConfig {
     pub max_helper_sessions: u32,
     /// Open expectations this worker can hold at once.
     pub max_expectations: u32,
+    /// Deterministic NAT tables (RFC 7422); their external addresses must not be in
+    /// `external_addrs`.
+    pub deterministic: super::deterministic::DetTables,
     /// Secret for the table hash and the port PRF. The daemon draws it from the OS;
     /// tests fix it.
     pub seed: u64,
@@ -76,6 +79,7 @@ impl NatConfig {
             helpers: HelperPort::defaults(),
             max_helper_sessions: 0,
             max_expectations: 1024,
+            deterministic: Default::default(),
             seed: 0x6d61_7371,
         }
     }
@@ -114,6 +118,8 @@ pub enum ConfigError {
     TooManyAddresses,
     #[error("the port space of one worker must stay below 2^32 ports")]
     PortSpace,
+    #[error("{0} is both a deterministic NAT address and in the dynamic pool (an outside port's or an SNAT rule's)")]
+    DeterministicInPool(Ipv4Addr),
 }
 
 #[cfg(test)]

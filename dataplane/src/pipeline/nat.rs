@@ -214,4 +214,8 @@ pub fn publish_nat(path: &NatPath, c: &WorkerCounters) {
     for (cell, v) in c.helpers.iter().zip(nat.helper_counters()) {
         cell.set(*v);
     }
+    let log = nat.log_counters();
+    c.log_events.set(log.events);
+    c.log_events_dropped.set(log.dropped);
+    c.log_alerts_suppressed.set(log.alerts_suppressed);
 }

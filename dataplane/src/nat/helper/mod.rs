@@ -597,7 +597,7 @@ impl WorkerNat {
             None => {
                 let sub = self.subscribers.get(inside.addr);
                 let target = SnatTarget { addrs: (ext_addr, ext_addr), ports: None };
-                let m = self.new_mapping(inside, proto, sub, Some(target)).map_err(|_| HelperCounter::NoPort)?;
+                let m = self.new_mapping(inside, proto, sub, Some(target), now).map_err(|_| HelperCounter::NoPort)?;
                 (m, true)
             }
         };

@@ -49,10 +49,14 @@ pub struct SessionPage {
 }
 
 /// `sessions.count`'s result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCount {
-    /// Sessions matching the filter.
+    /// Sessions matching the filter (from the cursor on, when one was given).
     pub count: u64,
+    /// Present when masqd's deadline cut the scan short: pass it as `cursor` to count the
+    /// rest, and add the counts. Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -132,10 +136,14 @@ pub struct RuleAdded {
 }
 
 /// `rules.flush` / `sessions.flush` result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flushed {
     /// Rules or sessions removed.
     pub flushed: u64,
+    /// `sessions.flush` only, present when masqd's deadline cut the flush short: pass it
+    /// as `cursor` to go on (`flushed` says how far this step got). Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `rules.save` result.

@@ -634,6 +634,28 @@ fn with_sessions_under(dir: &TempDir, n: u16, rules: &str) -> Live {
 }
 
 #[test]
+fn stats_carry_the_counters_of_the_shutdown_report() {
+    let dir = TempDir::new("ctl-counters");
+    let live = with_sessions(&dir, 20);
+    let stats: Stats = live.call_as(&Command::StatsGet);
+    let w = &stats.workers[0].counters;
+    for key in ["nat_hairpinned", "handoff_out", "handoff_in", "nat_icmp_errors_translated", "nat_fragments_translated"]
+    {
+        assert_eq!(w.get(key), Some(&0), "{key}: {w:?}");
+    }
+    assert_eq!((w["nat_mappings"], w["nat_sessions_created"], w["forwarded"]), (20, 20, 20), "{w:?}");
+    assert_eq!(stats.counters["forwarded"], 20, "{:?}", stats.counters);
+    let out = live.masqctl(&["stats"]);
+    assert!(text(&out).contains("nat_mappings") && text(&out).contains("Counters (all workers):"), "{}", text(&out));
+    // The traffic is over (pcap ports read once): the report says the same, name for name.
+    let stopped = live.stop();
+    stopped.assert_clean();
+    for (key, value) in w.iter().filter(|(k, _)| !matches!(k.as_str(), "polls" | "rx_packets" | "rx_bytes")) {
+        assert_eq!(stopped.expect_counter(&format!("worker:0 {key}")), *value, "{key}");
+    }
+}
+
+#[test]
 fn sessions_list_count_and_flush_on_a_live_masqd() {
     let dir = TempDir::new("ctl-sessions");
     let live = with_sessions(&dir, 300);

@@ -203,6 +203,9 @@ pub struct Stats {
     pub port_utilisation: Vec<PortUtilisation>,
     /// Per-packet processing latency, microseconds.
     pub latency_us: Percentiles,
+    /// Every counter of [`WorkerStats::counters`], summed over the workers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// One port's counters.
@@ -240,6 +243,12 @@ pub struct WorkerStats {
     pub drops: u64,
     /// Sessions in this worker's table.
     pub sessions_active: u64,
+    /// Every counter the worker keeps, by the name masqd's shutdown report gives it
+    /// (`forwarded`, `nat_hairpinned`, `nat_icmp_errors_translated`,
+    /// `nat_fragments_translated`, `nat_mappings`, `handoff_out`, `handoff_in`, the
+    /// `nat_create_failed_*` refusals, ...): the report's `worker:N` lines, live.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// How much of one external address's port space is in use.

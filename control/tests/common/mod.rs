@@ -299,6 +299,8 @@ pub fn canned_stats(sessions: usize) -> Stats {
             icmp: 5,
         }],
         latency_us: Percentiles { samples: 1980, p50: 1.5, p90: 2.5, p99: 7.0, p99_9: 15.0, max: 40.0 },
+        counters: [("forwarded".to_string(), 1970), ("nat_hairpinned".to_string(), 3), ("handoff_out".to_string(), 0)]
+            .into(),
     }
 }
 

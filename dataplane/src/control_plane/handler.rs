@@ -23,7 +23,7 @@ use super::mailbox::{
     session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink, PORT_USAGE_CHUNK, SCAN_CHUNK,
 };
 use super::rules::RulesControl;
-use super::stats::{drops_by_reason, worker_stats};
+use super::stats::{counter_totals, drops_by_reason, worker_stats};
 use crate::config::{Config, Filtering};
 use crate::counters::WorkerCounters;
 use crate::nat::{self, TimeoutClass};
@@ -178,6 +178,7 @@ impl MasqdHandler {
             }
             stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
         }
+        stats.counters = counter_totals(&stats.workers);
         stats.port_utilisation = self.port_utilisation(deadline);
         stats
     }

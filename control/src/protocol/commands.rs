@@ -221,6 +221,14 @@ command_table! {
         about: "remove the sessions that match a filter",
         mutates: true,
     },
+    /// `expectations.list {}` → [`ExpectationList`](super::ExpectationList).
+    ExpectationsList = "expectations.list" {
+        args: [],
+        usage: "—",
+        result: "`{expectations: [...]}`",
+        about: "data connections protocol helpers announced and wait for",
+        mutates: false,
+    },
     /// `stats.get {}` → [`Stats`](super::Stats).
     StatsGet = "stats.get" {
         args: [],
@@ -233,16 +241,16 @@ command_table! {
     TimeoutsGet = "timeouts.get" {
         args: [],
         usage: "—",
-        result: "`{tcp, tcpfin, udp, icmp}`",
+        result: "`{tcp, tcpfin, udp, icmp, other}`",
         about: "the idle timeouts, in seconds",
         mutates: false,
     },
     /// `timeouts.set {tcp?, tcpfin?, udp?, icmp?}` (at least one, seconds > 0) → the new
     /// [`Timeouts`].
     TimeoutsSet(TimeoutsUpdate) = "timeouts.set" {
-        args: ["tcp", "tcpfin", "udp", "icmp"],
-        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp` (seconds, 1 to 604800)",
-        result: "the new `{tcp, tcpfin, udp, icmp}`",
+        args: ["tcp", "tcpfin", "udp", "icmp", "other"],
+        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp`, `other` (seconds, 1 to 604800)",
+        result: "the new `{tcp, tcpfin, udp, icmp, other}`",
         about: "change idle timeouts",
         mutates: true,
     },
@@ -402,6 +410,7 @@ impl Command {
             K::SessionsCount => Command::SessionsCount { filter: a.filter()?, cursor: a.string("cursor")? },
             K::SessionsFlush => Command::SessionsFlush { filter: a.filter()?, cursor: a.string("cursor")? },
             K::StatsGet => Command::StatsGet,
+            K::ExpectationsList => Command::ExpectationsList,
             K::TimeoutsGet => Command::TimeoutsGet,
             K::TimeoutsSet => {
                 let update = TimeoutsUpdate {
@@ -409,11 +418,12 @@ impl Command {
                     tcpfin: a.positive("tcpfin", "a number of seconds > 0")?,
                     udp: a.positive("udp", "a number of seconds > 0")?,
                     icmp: a.positive("icmp", "a number of seconds > 0")?,
+                    other: a.positive("other", "a number of seconds > 0")?,
                 };
                 if update.is_empty() {
                     return Err(ControlError::bad_args(
                         "args",
-                        "give at least one of tcp, tcpfin, udp, icmp (seconds)",
+                        "give at least one of tcp, tcpfin, udp, icmp, other (seconds)",
                     ));
                 }
                 Command::TimeoutsSet(update)
@@ -508,7 +518,9 @@ impl Command {
                 }
             }
             Command::TimeoutsSet(u) => {
-                for (k, v) in [("tcp", u.tcp), ("tcpfin", u.tcpfin), ("udp", u.udp), ("icmp", u.icmp)] {
+                for (k, v) in
+                    [("tcp", u.tcp), ("tcpfin", u.tcpfin), ("udp", u.udp), ("icmp", u.icmp), ("other", u.other)]
+                {
                     if let Some(v) = v {
                         put(k, json!(v));
                     }
@@ -524,7 +536,11 @@ impl Command {
                     put("protocol", json!(p.as_str()));
                 }
             }
-            Command::StatsGet | Command::TimeoutsGet | Command::ConfigGet | Command::Version => {}
+            Command::StatsGet
+            | Command::ExpectationsList
+            | Command::TimeoutsGet
+            | Command::ConfigGet
+            | Command::Version => {}
         }
         Value::Object(m)
     }
@@ -605,6 +621,8 @@ pub struct TimeoutsUpdate {
     pub udp: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<u32>,
 }
 
 impl TimeoutsUpdate {
@@ -620,6 +638,7 @@ impl TimeoutsUpdate {
             tcpfin: self.tcpfin.unwrap_or(current.tcpfin),
             udp: self.udp.unwrap_or(current.udp),
             icmp: self.icmp.unwrap_or(current.icmp),
+            other: self.other.unwrap_or(current.other),
         }
     }
 }
@@ -822,9 +841,10 @@ mod tests {
             Command::SessionsCount { filter: SessionFilter::default(), cursor: Some("1:2:3".into()) },
             Command::SessionsFlush { filter: SessionFilter::default(), cursor: None },
             Command::SessionsFlush { filter: SessionFilter::default(), cursor: Some("0:0:0".into()) },
+            Command::ExpectationsList,
             Command::StatsGet,
             Command::TimeoutsGet,
-            Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), tcpfin: None, udp: Some(160), icmp: None }),
+            Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), udp: Some(160), ..Default::default() }),
             Command::ConfigGet,
             Command::NatLookup {
                 query: LookupQuery::Outside { addr: Ipv4Addr::new(203, 0, 113, 1), port: Some(40001) },
@@ -941,6 +961,9 @@ mod tests {
             state: "ESTABLISHED".into(),
             expires_in_secs: 7000,
             worker: 1,
+            id: None,
+            helper: None,
+            parent: None,
         };
         assert!(SessionFilter::default().matches(&s));
         let f = |json: Value| match Command::parse("sessions.count", json).unwrap() {
@@ -957,7 +980,7 @@ mod tests {
 
     #[test]
     fn timeouts_update_applies_only_what_it_names() {
-        let now = Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 };
+        let now = Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 };
         let update = TimeoutsUpdate { udp: Some(120), ..Default::default() };
         assert_eq!(update.apply(now), Timeouts { udp: 120, ..now });
     }

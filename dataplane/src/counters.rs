@@ -114,6 +114,10 @@ worker_counters! {
     handoff_out,
     /// Packets other workers handed to this one.
     handoff_in,
+    /// Frames handed toward the kernel's host interfaces (taken by the host ring).
+    host_punted,
+    /// Frames the kernel sent on host interfaces, handled by this worker.
+    host_from_kernel,
 }
 
 impl WorkerCounters {

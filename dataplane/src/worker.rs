@@ -183,6 +183,12 @@ impl<Io: PacketIo> Worker<Io> {
                 }
             }
         }
+        // Frames the kernel sent on host interfaces (none without them).
+        if self.io.host_burst() > 0 {
+            while let Some((port, frame)) = self.io.next_host() {
+                self.from_host(port, frame, now);
+            }
+        }
         if !self.deferred.is_empty() {
             self.retry_deferred(received > 0, now);
         }
@@ -214,6 +220,10 @@ impl<Io: PacketIo> Worker<Io> {
             self.counters.count_drop(DropReason::MultiSegment);
             self.io.free(frame);
             return;
+        }
+        // ARP for our address: the kernel of the port's host interface sees a copy.
+        if self.router.arp_for_host(port, frame.bytes()) {
+            self.mirror_to_host(port, &frame, now);
         }
         // With several workers: the owner of the packet's session handles it.
         if let Some(owner) = self.router.steer(port, frame.bytes(), now) {
@@ -250,8 +260,54 @@ impl<Io: PacketIo> Worker<Io> {
             Verdict::Drop => self.io.free(frame),
             Verdict::Defer => return Some(frame),
             Verdict::Handoff { worker } => self.hand_off(worker, port, frame),
+            Verdict::Punt { port, len } => {
+                let _ = frame.set_len(len);
+                if let Err(frame) = self.io.punt(port, frame) {
+                    // No host rings: a configuration the daemon never builds.
+                    self.counters.count_drop(DropReason::LocalUnhandled);
+                    self.io.free(frame);
+                }
+            }
         }
         None
+    }
+
+    /// A frame the kernel sent on `port`'s host interface: out by that port (see
+    /// [`Router::from_host`]).
+    fn from_host(&mut self, port: u16, mut frame: Io::Frame, now: Instant) {
+        self.counters.host_from_kernel.inc();
+        if !frame.is_contiguous() {
+            self.counters.count_drop(DropReason::MultiSegment);
+            self.io.free(frame);
+            return;
+        }
+        let len = frame.len();
+        match self.router.from_host(port, frame.room_mut(), len, now) {
+            Verdict::Tx { port, len } if frame.set_len(len) => self.io.tx(port, frame),
+            _ => self.io.free(frame),
+        }
+    }
+
+    /// A copy of `frame` (ARP for our address on `port`) for the kernel.
+    fn mirror_to_host(&mut self, port: u16, frame: &Io::Frame, now: Instant) {
+        if !self.router.punt_allowed(now) {
+            return;
+        }
+        let Some(mut copy) = self.io.alloc() else { return };
+        let bytes = frame.bytes();
+        let room = copy.room_mut();
+        if room.len() < bytes.len() {
+            self.io.free(copy);
+            return;
+        }
+        room[..bytes.len()].copy_from_slice(bytes);
+        if !copy.set_len(bytes.len()) {
+            self.io.free(copy);
+            return;
+        }
+        if let Err(copy) = self.io.punt(port, copy) {
+            self.io.free(copy);
+        }
     }
 
     fn park(&mut self, d: Deferred<Io::Frame>) {
@@ -364,6 +420,8 @@ impl<Io: PacketIo> Worker<Io> {
         self.counters.drops[DropReason::TxFull.index()].add(report.refused);
         self.counters.handoff_out.add(report.handed_off);
         self.counters.drops[DropReason::HandoffFull.index()].add(report.handoff_refused);
+        self.counters.host_punted.add(report.punted);
+        self.counters.drops[DropReason::HostPuntLimited.index()].add(report.punt_refused);
     }
 
     /// Give `frame` (received on `port`) to worker `to`, which owns it.

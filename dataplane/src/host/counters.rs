@@ -49,9 +49,7 @@ pub struct HostCounters {
 impl HostCounters {
     /// One entry per `(interface name, port name)`.
     pub fn new(names: impl IntoIterator<Item = (String, String)>) -> HostCounters {
-        HostCounters {
-            interfaces: names.into_iter().map(|(i, p)| (i, p, HostInterfaceCounters::default())).collect(),
-        }
+        HostCounters { interfaces: names.into_iter().map(|(i, p)| (i, p, HostInterfaceCounters::default())).collect() }
     }
 }
 

@@ -39,7 +39,8 @@ pub enum KernelError {
 /// Run `ip ARGS`; the command line on success, an error with `ip`'s message otherwise.
 pub fn ip(args: &[&str]) -> Result<String, KernelError> {
     let cmd = format!("ip {}", args.join(" "));
-    let out = Command::new("ip").args(args).output().map_err(|source| KernelError::Spawn { cmd: cmd.clone(), source })?;
+    let out =
+        Command::new("ip").args(args).output().map_err(|source| KernelError::Spawn { cmd: cmd.clone(), source })?;
     if out.status.success() {
         Ok(cmd)
     } else {

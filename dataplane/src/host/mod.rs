@@ -37,6 +37,8 @@
 
 pub mod counters;
 pub mod kernel;
+#[cfg(feature = "dpdk")]
+pub mod pump;
 
 use std::net::Ipv4Addr;
 
@@ -271,3 +273,6 @@ mod tests {
         assert_eq!(reserved, 2 * 1000, "every port of the range, TCP and UDP, exactly once over the workers");
     }
 }
+
+#[cfg(test)]
+mod path_tests;

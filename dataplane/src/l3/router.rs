@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::counters::WorkerCounters;
+use crate::host::HostPorts;
 use crate::l3::neighbor::{Neighbor, NeighborTable};
 use crate::l3::route::RouteTable;
 use crate::nat::path::{Decision, NatPath, Plan};
@@ -48,6 +49,10 @@ pub enum Verdict {
     /// Another worker owns this packet's session-to-be (a port forward to a host that
     /// worker owns): hand the frame, unmodified, to `worker`.
     Handoff { worker: u16 },
+    /// For the kernel: hand the frame (now `len` long, translated if a REDIRECT claimed
+    /// it) to the host interface of `port` (see [`crate::host`]). The punt limiter
+    /// already let it through.
+    Punt { port: u16, len: usize },
 }
 
 #[derive(Clone, Copy)]
@@ -71,6 +76,8 @@ pub struct Router {
     refresh_due: [Option<(u16, Ipv4Addr)>; REFRESH_SLOTS],
     /// The worker's NAT, if any (none: a plain router).
     nat: Option<NatPath>,
+    /// Host interfaces, if any port has one (none: what is ours and unanswered is dropped).
+    host: Option<HostPorts>,
 }
 
 fn malformed_ipv4(ip: &[u8]) -> Option<DropReason> {
@@ -117,7 +124,26 @@ impl Router {
             refreshed: [None; REFRESH_SLOTS],
             refresh_due: [None; REFRESH_SLOTS],
             nat: None,
+            host: None,
         }
+    }
+
+    /// Give the ports `host` names a host interface: what arrives for the router's own
+    /// addresses and nothing else claims (no session, no DNAT/REDIRECT rule, not ARP or an
+    /// echo request masqd answers) goes to the kernel ([`Verdict::Punt`]), rate-limited.
+    /// The NAT (attach it first) learns which ports punt.
+    pub fn with_host(mut self, host: HostPorts) -> Router {
+        if let Some(nat) = self.nat.as_mut() {
+            nat.set_host_ports(host.ports());
+        }
+        self.host = Some(host);
+        self
+    }
+
+    /// Whether port `port` has a host interface.
+    #[inline]
+    pub fn has_host(&self, port: u16) -> bool {
+        self.host.as_ref().is_some_and(|h| h.has(port))
     }
 
     /// Put `nat` in the packet path: every IPv4 packet that passes the sanity checks
@@ -311,7 +337,7 @@ impl Router {
                 Decision::Forward(plan) => self.forward_ipv4(room, len, plan.dst, Some(plan), now),
                 Decision::Local(plan) => {
                     nat.apply(&mut room[ETH_LEN..len], &plan, now);
-                    self.local(room, len, now)
+                    self.local(in_port, room, len, now)
                 }
                 Decision::Drop(DropReason::FragmentNoState) => Verdict::Defer,
                 Decision::Handoff(worker) => Verdict::Handoff { worker },
@@ -323,7 +349,7 @@ impl Router {
             };
         }
         if self.routes.local_port(dst).is_some() {
-            return self.local(room, len, now);
+            return self.local(in_port, room, len, now);
         }
         self.forward_ipv4(room, len, dst, None, now)
     }
@@ -371,8 +397,9 @@ impl Router {
         self.forward_to(room, len, hop.port, hop.via, now)
     }
 
-    /// Packets for the router's own addresses: answer pings, drop the rest.
-    fn local(&mut self, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+    /// Packets for the router's own addresses: answer pings; hand the rest to the
+    /// kernel where the arrival port has a host interface, else drop.
+    fn local(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
         let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
         let is_echo = ip.next_header() == IpProtocol::Icmp
             && !ip.is_fragment()
@@ -380,8 +407,7 @@ impl Router {
                 .map(|p| p.msg_type() == Icmpv4Message::EchoRequest && p.verify_checksum())
                 .unwrap_or(false);
         if !is_echo {
-            self.counters.count_drop(DropReason::LocalUnhandled);
-            return Verdict::Drop;
+            return self.punt(in_port, len, now);
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let mut ip = Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]);
@@ -406,6 +432,96 @@ impl Router {
         };
         self.counters.icmp_sent.inc();
         self.forward_to(room, len, back.port, back.via, now)
+    }
+
+    /// To the kernel by `port`'s host interface, if it has one and the limiter allows.
+    fn punt(&mut self, port: u16, len: usize, now: Instant) -> Verdict {
+        match self.host.as_mut() {
+            Some(h) if h.has(port) => {
+                if h.limiter.allow(now) {
+                    Verdict::Punt { port, len }
+                } else {
+                    self.counters.count_drop(DropReason::HostPuntLimited);
+                    Verdict::Drop
+                }
+            }
+            _ => {
+                self.counters.count_drop(DropReason::LocalUnhandled);
+                Verdict::Drop
+            }
+        }
+    }
+
+    /// Whether one more frame may go to the kernel now (an ARP copy); counts
+    /// `host_punt_limited` when not.
+    pub fn punt_allowed(&mut self, now: Instant) -> bool {
+        let Some(h) = self.host.as_mut() else { return false };
+        let ok = h.limiter.allow(now);
+        if !ok {
+            self.counters.count_drop(DropReason::HostPuntLimited);
+        }
+        ok
+    }
+
+    /// Whether `frame` (arrived on `port`) is ARP the kernel of `port`'s host interface
+    /// should see too: a request or reply for the port's own address, so the kernel
+    /// learns the neighbours it talks to (masqd answers the request itself).
+    #[inline]
+    pub fn arp_for_host(&self, port: u16, frame: &[u8]) -> bool {
+        if frame.len() < ETH_LEN + 28 || frame[12..14] != [0x08, 0x06] || !self.has_host(port) {
+            return false;
+        }
+        let target = Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]);
+        target == self.routes.port(port).address
+    }
+
+    /// A frame the kernel sent on `port`'s host interface: its ARP requests leave as they
+    /// are (its replies do not: masqd answers ARP for its addresses), IPv4 leaves by the
+    /// port, translated first if a NAT session claims it (the reply of a REDIRECT'd flow).
+    /// The kernel resolved the next hop and wrote the MACs itself.
+    pub fn from_host(&mut self, port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+        let Some(frame) = room.get(..len) else {
+            self.counters.count_drop(DropReason::EthTruncated);
+            return Verdict::Drop;
+        };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.counters.count_drop(DropReason::EthTruncated);
+            return Verdict::Drop;
+        };
+        match eth.ethertype() {
+            EtherType::Arp => {
+                let op = ArpPacket::new_checked(&room[ETH_LEN..len]).and_then(|p| ArpRepr::parse(&p));
+                match op {
+                    Ok(r) if r.operation == ArpOperation::Request => Verdict::Tx { port, len },
+                    Ok(_) => {
+                        self.counters.count_drop(DropReason::HostArpReply);
+                        Verdict::Drop
+                    }
+                    Err(_) => {
+                        self.counters.count_drop(DropReason::ArpMalformed);
+                        Verdict::Drop
+                    }
+                }
+            }
+            EtherType::Ipv4 => {
+                if let Some(reason) = malformed_ipv4(&room[ETH_LEN..len]) {
+                    self.counters.count_drop(reason);
+                    return Verdict::Drop;
+                }
+                let ip_len = usize::from(Ipv4Packet::new_unchecked(&room[ETH_LEN..len]).total_len());
+                let len = ETH_LEN + ip_len;
+                if let Some(nat) = self.nat.as_mut() {
+                    if let Some(plan) = nat.host_egress(&room[ETH_LEN..len]) {
+                        nat.apply(&mut room[ETH_LEN..len], &plan, now);
+                    }
+                }
+                Verdict::Tx { port, len }
+            }
+            _ => {
+                self.counters.count_drop(DropReason::EthUnsupportedType);
+                Verdict::Drop
+            }
+        }
     }
 
     fn take_icmp_token(&mut self, now: Instant) -> bool {

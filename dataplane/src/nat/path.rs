@@ -173,6 +173,9 @@ pub struct NatPath {
     statics: StaticPorts,
     /// With more than one worker: which worker owns each packet.
     steering: Option<Steering>,
+    /// Per port, whether it has a host interface: what arrives there for one of our
+    /// addresses and nothing claims goes to the kernel (see [`crate::host`]).
+    host: Box<[bool]>,
 }
 
 /// One decision's context: disjoint borrows of the path's parts.
@@ -186,6 +189,9 @@ struct Ctx<'a> {
     now: Instant,
     /// The packet's IPv4 length: what a rule it matches counts in bytes.
     bytes: usize,
+    /// Whether the arrival port has a host interface (unclaimed packets for our own
+    /// addresses are then `Local`, for the kernel, instead of dropped).
+    host_in: bool,
 }
 
 /// An ICMP query must travel the right way for its session: requests in the
@@ -209,6 +215,7 @@ impl NatPath {
             last_tick: Instant::ZERO,
             statics: StaticPorts::default(),
             steering,
+            host: Box::default(),
         };
         path.sync_static_ports(Instant::ZERO);
         path
@@ -230,6 +237,29 @@ impl NatPath {
     pub fn prefetch(&self, in_port: u16, ip: &[u8], record: bool) {
         let Some(t) = quick_tuple(ip) else { return };
         self.nat.prefetch(&t, self.is_outside(in_port), record);
+    }
+
+    /// Ports with a host interface (`host[i]` for port `i`): packets for our own
+    /// addresses that no session or rule claims are `Local` there, for the kernel.
+    pub fn set_host_ports(&mut self, host: &[bool]) {
+        self.host = host.into();
+    }
+
+    /// The translation of a frame the kernel sent (an IPv4 packet from a host
+    /// interface), if a session claims it: the reply of a REDIRECT'd flow (the router is
+    /// the session's inside), or an ICMP error about one. `None`: it leaves as it is.
+    pub fn host_egress(&self, ip: &[u8]) -> Option<Plan> {
+        let pkt = classify(ip).ok()?;
+        match pkt.l4 {
+            L4::IcmpError(q) => {
+                let s = self.nat.lookup_in2out(&q.lookup_tuple())?;
+                let mut plan = Plan::new(pkt);
+                plan.push(s.id, Dir::In2Out);
+                Some(plan)
+            }
+            L4::Flow(_) => self.local_reply(ip).filter(Plan::is_tracked),
+            _ => None,
+        }
     }
 
     /// This worker's steering (none with one worker).
@@ -295,6 +325,7 @@ impl NatPath {
             outside_in: self.outside.get(usize::from(in_port)).copied().unwrap_or(false),
             now,
             bytes: ip.len(),
+            host_in: self.host.get(usize::from(in_port)).copied().unwrap_or(false),
         };
         let d = match pkt.l4 {
             L4::Flow(f) => c.flow(ip, pkt, f, true),
@@ -557,6 +588,23 @@ impl Ctx<'_> {
         (owner != self.nat.worker()).then_some(owner)
     }
 
+    /// Whether a new flow from inside to `t.dst`, one of the router's own outside
+    /// addresses, is for the kernel: the arrival port has a host interface, and neither
+    /// a mapping on that endpoint nor a PREROUTING rule (evaluated as if the packet came
+    /// in by the outside port, as hairpinning does) claims it. Echo requests stay with
+    /// masqd, which answers them.
+    fn host_for_kernel(&self, rules: &CompiledRules, t: &Tuple, fm: &FlowMatch) -> bool {
+        if !self.host_in || t.proto == Proto::Icmp || !self.is_local(t.dst.addr) {
+            return false;
+        }
+        if self.nat.lookup_outside(t.dst, t.proto).is_some() {
+            return false;
+        }
+        let Some(arrival) = self.routes.local_port(t.dst.addr) else { return false };
+        let fm = FlowMatch { in_port: arrival, ..*fm };
+        dest_target(rules.prerouting(&fm).nat, t, t.dst.addr).is_none()
+    }
+
     fn no_route() -> Decision {
         Decision::Error { reason: DropReason::NoRoute, msg: Icmpv4Message::DstUnreachable, code: 0 }
     }
@@ -603,6 +651,11 @@ impl Ctx<'_> {
         let t = f.tuple;
         let mut fm = Self::flow_match(self.in_port, &t, &pkt);
         let hairpin = self.is_external(pkt.dst);
+        // To the router's own outside address from inside, claimed by no mapping and no
+        // rule: for the kernel, untranslated (Linux delivers it locally, no SNAT).
+        if hairpin && self.host_for_kernel(&rules, &t, &fm) {
+            return Decision::Local(Plan::new(pkt));
+        }
         // To one of our external addresses: hairpinning; PREROUTING is evaluated on the
         // second pass, as if the packet came back in by the outside port.
         if !hairpin {
@@ -737,9 +790,14 @@ impl Ctx<'_> {
             return self.dnat(&rules, plan, f, t, fm, to);
         }
         // The router answers pings; anything else for an external address needed a
-        // session or a forward.
+        // session or a forward — or goes to the kernel, if it is our own address and a
+        // host interface is there.
         let echo = t.proto == Proto::Icmp && f.request;
         if self.is_external(t.dst.addr) && !(echo && self.is_local(t.dst.addr)) {
+            if self.host_in && from_outside && self.is_local(t.dst.addr) {
+                plan.dst = t.dst.addr;
+                return Decision::Local(plan);
+            }
             return Decision::Drop(DropReason::NoSession);
         }
         if self.is_local(t.dst.addr) {
@@ -857,6 +915,10 @@ impl Ctx<'_> {
                 return Decision::Forward(plan);
             }
         }
+        if self.host_in && self.is_local(pkt.dst) {
+            // About something the kernel sent (its own connections are no sessions).
+            return Decision::Local(plan);
+        }
         if self.is_external(pkt.dst) || self.is_local(pkt.dst) {
             return Decision::Drop(DropReason::NoSession);
         }
@@ -865,7 +927,7 @@ impl Ctx<'_> {
 
     /// Something the NAT cannot translate: other protocols, other ICMP types.
     fn other(&mut self, pkt: NatPacket) -> Decision {
-        if self.is_local(pkt.dst) && (self.outside_in || !self.is_external(pkt.dst)) {
+        if self.is_local(pkt.dst) && (self.outside_in || self.host_in || !self.is_external(pkt.dst)) {
             return Decision::Local(Plan::new(pkt));
         }
         if self.is_external(pkt.dst) {

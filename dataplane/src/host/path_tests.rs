@@ -1,0 +1,402 @@
+//! The exception path through the in-memory worker: frames in from ports and from the
+//! kernel, frames out to ports and to the kernel, each checked by etherparse (an
+//! independent implementation: IPv4 header, TCP/UDP/ICMP checksums).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+use super::*;
+use crate::config::Config;
+use crate::counters::WorkerCounters;
+use crate::io::mem::MemIo;
+use crate::l3::neighbor::NeighborTable;
+use crate::l3::route::RouteTable;
+use crate::l3::router::Router;
+use crate::nat::path::{load_rules, timeouts, NatPath, SharedRules};
+use crate::stats::DropReason;
+use crate::time::Duration;
+use crate::worker::Worker;
+
+const LAN: u16 = 0;
+const WAN: u16 = 1;
+const MAC_LAN: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const MAC_WAN: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const GW_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
+const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+const LAN_ADDR: [u8; 4] = [100, 64, 0, 1];
+const EXT: [u8; 4] = [203, 0, 113, 1];
+const GW: [u8; 4] = [203, 0, 113, 254];
+const SERVER: [u8; 4] = [198, 51, 100, 7];
+const HOST: [u8; 4] = [100, 64, 0, 2];
+
+const MASQ: &str = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+
+const CONFIG: &str = r#"
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_null0"
+address = "100.64.0.1/10"
+host_interface = "lan0"
+[[port]]
+name = "wan"
+role = "outside"
+device = "net_null1"
+address = "203.0.113.1/24"
+gateway = "203.0.113.254"
+host_interface = "wan0"
+[workers]
+cores = [1]
+[nat]
+max_sessions = 1024
+"#;
+
+struct Lab {
+    w: Worker<MemIo>,
+    c: Arc<WorkerCounters>,
+    now: Instant,
+}
+
+/// A worker with `rules` and the configuration after `tweak` (`host_interface`s on both
+/// ports unless removed), host ports reserved as masqd does.
+fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
+    let mut config = Config::parse(CONFIG).unwrap();
+    tweak(&mut config);
+    let (set, compiled) = load_rules(rules, &config).unwrap_or_else(|e| panic!("{e}"));
+    let shared: SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
+    let mut nat = NatPath::from_config(&config, &set, shared, timeouts(&config), 0, 1, 42).unwrap();
+    reserve_host_ports(nat.nat_mut(), &host_external_addrs(&config), config.host.ports);
+    let routes = Arc::new(RouteTable::from_config(&config));
+    let neighbors = Arc::new(NeighborTable::new(64));
+    neighbors.add_static(WAN, Ipv4Addr::from(GW), GW_MAC).unwrap();
+    neighbors.add_static(LAN, Ipv4Addr::from(HOST), HOST_MAC).unwrap();
+    let c = Arc::new(WorkerCounters::default());
+    let mut router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone()).with_nat(nat);
+    let mut io = MemIo::new(2);
+    if let Some(host) = HostPorts::from_config(&config) {
+        router = router.with_host(host);
+        io = io.with_host();
+    }
+    Lab { w: Worker::new(io, router, c.clone()), c, now: Instant::from_secs(1) }
+}
+
+fn lab(rules: &str) -> Lab {
+    lab_with(rules, |_| {})
+}
+
+/// What a frame carries, after etherparse checked every checksum.
+#[derive(Debug)]
+struct Seen {
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    sport: u16,
+    dport: u16,
+    icmp: (u8, u8),
+    /// The datagram an ICMP error quotes (IPv4 header and at least 8 bytes).
+    quote: Vec<u8>,
+}
+
+fn check(frame: &[u8], dst_mac: [u8; 6]) -> Seen {
+    assert_eq!(&frame[0..6], &dst_mac, "destination MAC");
+    let p = SlicedPacket::from_ethernet(frame).expect("valid frame");
+    let Some(NetSlice::Ipv4(v4)) = &p.net else { panic!("not IPv4") };
+    let h = v4.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
+    let mut s = Seen {
+        src: h.source,
+        dst: h.destination,
+        ttl: h.time_to_live,
+        sport: 0,
+        dport: 0,
+        icmp: (0, 0),
+        quote: Vec::new(),
+    };
+    match &p.transport {
+        Some(TransportSlice::Udp(u)) => {
+            let hdr = u.to_header();
+            assert_eq!(hdr.checksum, hdr.calc_checksum_ipv4_raw(h.source, h.destination, u.payload()).unwrap());
+            (s.sport, s.dport) = (hdr.source_port, hdr.destination_port);
+        }
+        Some(TransportSlice::Tcp(t)) => {
+            assert_eq!(t.checksum(), t.calc_checksum_ipv4(h.source, h.destination).unwrap(), "TCP checksum");
+            (s.sport, s.dport) = (t.source_port(), t.destination_port());
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            assert_eq!(i.checksum(), i.icmp_type().calc_checksum(i.payload()), "ICMP checksum");
+            s.icmp = (i.type_u8(), i.code_u8());
+            s.quote = i.payload().to_vec();
+        }
+        other => panic!("unexpected transport {other:?}"),
+    }
+    s
+}
+
+fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, syn: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).tcp(sp, dp, 1000, 4096);
+    let b = if syn { b.syn() } else { b.syn().ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).udp(sp, dp).write(&mut v, b"query").unwrap();
+    v
+}
+
+fn echo_request(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .icmpv4_echo_request(5, 1)
+        .write(&mut v, b"p")
+        .unwrap();
+    v
+}
+
+fn arp(op: u16, src_mac: [u8; 6], src_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&[0xff; 6]);
+    v.extend_from_slice(&src_mac);
+    v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
+    v.extend_from_slice(&op.to_be_bytes());
+    v.extend_from_slice(&src_mac);
+    v.extend_from_slice(&src_ip);
+    v.extend_from_slice(&[0; 6]);
+    v.extend_from_slice(&target_ip);
+    v.resize(60, 0);
+    v
+}
+
+impl Lab {
+    fn send(&mut self, port: u16, frame: &[u8]) {
+        self.w.io_mut().inject(port, frame);
+        self.w.poll(self.now);
+    }
+
+    /// As if the kernel sent `frame` on `port`'s host interface.
+    fn kernel_sends(&mut self, port: u16, frame: &[u8]) {
+        self.w.io_mut().inject_host(port, frame);
+        self.w.poll(self.now);
+    }
+
+    fn out(&mut self, port: u16) -> Vec<Vec<u8>> {
+        self.w.io_mut().take_output(port)
+    }
+
+    fn to_kernel(&mut self, port: u16) -> Vec<Vec<u8>> {
+        self.w.io_mut().take_host_output(port)
+    }
+
+    /// Send and expect exactly one frame, to `port`'s kernel, and nothing else anywhere.
+    fn punted(&mut self, in_port: u16, frame: &[u8], host_port: u16) -> Vec<u8> {
+        self.send(in_port, frame);
+        for p in [LAN, WAN] {
+            assert!(self.out(p).is_empty(), "nothing leaves by port {p}");
+        }
+        let other = self.to_kernel(1 - host_port);
+        assert!(other.is_empty(), "nothing for the other kernel interface");
+        let mut k = self.to_kernel(host_port);
+        assert_eq!(k.len(), 1, "one frame for the kernel of port {host_port}; drops: {:?}", self.drops());
+        k.pop().unwrap()
+    }
+
+    /// Send and expect one frame out by `out_port`, none for the kernel.
+    fn through(&mut self, in_port: u16, frame: &[u8], out_port: u16) -> Vec<u8> {
+        self.send(in_port, frame);
+        assert!(self.to_kernel(LAN).is_empty() && self.to_kernel(WAN).is_empty(), "nothing for the kernel");
+        let mut out = self.out(out_port);
+        assert!(self.out(1 - out_port).is_empty());
+        assert_eq!(out.len(), 1, "one frame out by port {out_port}; drops: {:?}", self.drops());
+        out.pop().unwrap()
+    }
+
+    fn drops(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL.iter().filter(|r| self.c.drops_for(**r) > 0).map(|r| (r.name(), self.c.drops_for(*r))).collect()
+    }
+}
+
+#[test]
+fn unclaimed_traffic_for_the_inside_address_reaches_the_kernel_and_its_reply_leaves_untouched() {
+    let mut l = lab(MASQ);
+    let syn = tcp(HOST_MAC, MAC_LAN, HOST, 40000, LAN_ADDR, 53, true);
+    let k = l.punted(LAN, &syn, LAN);
+    assert_eq!(k, syn, "delivered as it arrived: no TTL decrement, no translation");
+    let dns = udp(HOST_MAC, MAC_LAN, HOST, 40001, LAN_ADDR, 53);
+    assert_eq!(l.punted(LAN, &dns, LAN), dns);
+    // The kernel answers; the frame (MACs written by the kernel) leaves by the port as is.
+    let reply = tcp(MAC_LAN, HOST_MAC, LAN_ADDR, 53, HOST, 40000, false);
+    l.kernel_sends(LAN, &reply);
+    assert_eq!(l.out(LAN), vec![reply]);
+    assert!(l.out(WAN).is_empty());
+    assert_eq!((l.c.host_punted.get(), l.c.host_from_kernel.get()), (2, 1));
+    assert_eq!(l.c.drops_total(), 0);
+    assert_eq!(l.w.router().nat().unwrap().nat().count(), 0, "host traffic makes no sessions");
+}
+
+#[test]
+fn without_a_host_interface_nothing_changes() {
+    let mut l = lab_with(MASQ, |c| c.ports.iter_mut().for_each(|p| p.host_interface = None));
+    l.send(LAN, &tcp(HOST_MAC, MAC_LAN, HOST, 40000, LAN_ADDR, 53, true));
+    l.send(WAN, &tcp(GW_MAC, MAC_WAN, SERVER, 4000, EXT, 22, true));
+    l.send(WAN, &udp(GW_MAC, MAC_WAN, SERVER, 53, EXT, 61000));
+    assert!(l.out(LAN).is_empty() && l.out(WAN).is_empty());
+    assert_eq!(l.c.drops_for(DropReason::LocalUnhandled), 1);
+    assert_eq!(l.c.drops_for(DropReason::NoSession), 2);
+    // Port 61000 is an ordinary NAT port then.
+    let f = l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 61000, SERVER, 53), WAN);
+    assert_eq!(check(&f, GW_MAC).sport, 61000);
+}
+
+#[test]
+fn sessions_and_rules_win_over_the_kernel_on_the_outside_address() {
+    let rules = "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.2:22\n\
+                 -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+    let mut l = lab(rules);
+    // Unclaimed: SSH to the router's outside address reaches the kernel.
+    let ssh = tcp(GW_MAC, MAC_WAN, SERVER, 50000, EXT, 22, true);
+    assert_eq!(l.punted(WAN, &ssh, WAN), ssh);
+    // A rule claims 2222: forwarded to the LAN host.
+    let f = l.through(WAN, &tcp(GW_MAC, MAC_WAN, SERVER, 50001, EXT, 2222, true), LAN);
+    let s = check(&f, HOST_MAC);
+    assert_eq!((s.dst, s.dport), (HOST, 22));
+    // A mapping claims its port: the LAN host's UDP flow gets its reply.
+    let out = check(&l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 40000, SERVER, 53), WAN), GW_MAC);
+    let back = l.through(WAN, &udp(GW_MAC, MAC_WAN, SERVER, 53, EXT, out.sport), LAN);
+    assert_eq!(check(&back, HOST_MAC).dport, 40000);
+    // Pings to the outside address stay with masqd.
+    let r = check(&l.through(WAN, &echo_request(GW_MAC, MAC_WAN, SERVER, EXT), WAN), GW_MAC);
+    assert_eq!((r.src, r.dst, r.icmp), (EXT, SERVER, (0, 0)));
+    assert_eq!(l.c.drops_total(), 0, "{:?}", l.drops());
+}
+
+#[test]
+fn host_ports_are_never_mapped_and_their_replies_reach_the_kernel() {
+    let mut l = lab(MASQ);
+    for sp in [61000, 61500, 61999] {
+        let f = l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, sp, SERVER, 53), WAN);
+        let s = check(&f, GW_MAC);
+        assert!(!(61000..=61999).contains(&s.sport), "{sp} was mapped to {}, a host port", s.sport);
+    }
+    // The kernel's own query from a host port: out as it is; the answer comes back to it.
+    let q = udp(MAC_WAN, GW_MAC, EXT, 61234, SERVER, 53);
+    l.kernel_sends(WAN, &q);
+    assert_eq!(l.out(WAN), vec![q]);
+    let a = udp(GW_MAC, MAC_WAN, SERVER, 53, EXT, 61234);
+    assert_eq!(l.punted(WAN, &a, WAN), a);
+}
+
+#[test]
+fn the_outside_address_from_the_lan_reaches_the_kernel_untranslated() {
+    let mut l = lab(MASQ);
+    let syn = tcp(HOST_MAC, MAC_LAN, HOST, 40000, EXT, 22, true);
+    assert_eq!(l.punted(LAN, &syn, LAN), syn, "as Linux delivers it: local, no SNAT");
+    assert_eq!(l.w.router().nat().unwrap().nat().count(), 0);
+}
+
+#[test]
+fn redirect_tcp_and_udp_reach_local_services_and_replies_go_back_translated() {
+    let rules = "*nat\n-A PREROUTING -i lan -p tcp --dport 80 -j REDIRECT --to-ports 3128\n\
+                 -A PREROUTING -i lan -p udp --dport 53 -j REDIRECT --to-ports 5353\n\
+                 -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+    let mut l = lab(rules);
+    let k = check(&l.punted(LAN, &tcp(HOST_MAC, MAC_LAN, HOST, 40000, SERVER, 80, true), LAN), MAC_LAN);
+    assert_eq!((k.src, k.sport, k.dst, k.dport, k.ttl), (HOST, 40000, LAN_ADDR, 3128, 64));
+    let synack = tcp(MAC_LAN, HOST_MAC, LAN_ADDR, 3128, HOST, 40000, false);
+    l.kernel_sends(LAN, &synack);
+    let out = l.out(LAN);
+    assert_eq!(out.len(), 1);
+    let r = check(&out[0], HOST_MAC);
+    assert_eq!((r.src, r.sport, r.dst, r.dport), (SERVER, 80, HOST, 40000), "the client sees whom it called");
+
+    let k = check(&l.punted(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 40002, SERVER, 53), LAN), MAC_LAN);
+    assert_eq!((k.dst, k.dport), (LAN_ADDR, 5353));
+    l.kernel_sends(LAN, &udp(MAC_LAN, HOST_MAC, LAN_ADDR, 5353, HOST, 40002));
+    let r = check(&l.out(LAN)[0], HOST_MAC);
+    assert_eq!((r.src, r.sport), (SERVER, 53));
+
+    // Nothing listens: the kernel's port unreachable quotes the redirected datagram; the
+    // client gets it about the datagram it sent.
+    let quoted = &udp(HOST_MAC, MAC_LAN, HOST, 40003, LAN_ADDR, 5353)[14..];
+    l.punted(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 40003, SERVER, 53), LAN);
+    let mut err = Vec::new();
+    PacketBuilder::ethernet2(MAC_LAN, HOST_MAC)
+        .ipv4(LAN_ADDR, HOST, 64)
+        .icmpv4_raw(3, 3, [0; 4])
+        .write(&mut err, quoted)
+        .unwrap();
+    l.kernel_sends(LAN, &err);
+    let e = check(&l.out(LAN)[0], HOST_MAC);
+    // As Linux's NAT does: the outer source too is the address the client called.
+    assert_eq!((e.src, e.dst, e.icmp), (SERVER, HOST, (3, 3)));
+    let q = SlicedPacket::from_ip(&e.quote).expect("quoted datagram");
+    let Some(NetSlice::Ipv4(qv4)) = &q.net else { panic!("quote") };
+    assert_eq!(qv4.header().destination(), SERVER);
+    let Some(TransportSlice::Udp(qu)) = &q.transport else { panic!("quoted UDP") };
+    assert_eq!((qu.source_port(), qu.destination_port()), (40003, 53));
+    assert_eq!(l.c.drops_total(), 0, "{:?}", l.drops());
+}
+
+#[test]
+fn arp_for_our_address_is_mirrored_and_the_kernels_arp_replies_stay_home() {
+    let mut l = lab(MASQ);
+    let req = arp(1, HOST_MAC, HOST, LAN_ADDR);
+    l.send(LAN, &req);
+    assert_eq!(l.out(LAN).len(), 1, "masqd answers");
+    assert_eq!(l.to_kernel(LAN), vec![req], "the kernel learns its neighbour");
+    l.send(LAN, &arp(1, HOST_MAC, HOST, [100, 64, 0, 9]));
+    assert!(l.to_kernel(LAN).is_empty(), "ARP for other addresses is not the kernel's");
+    // The kernel resolves a neighbour: its request leaves; its replies do not (masqd
+    // answered already).
+    let kreq = arp(1, MAC_LAN, LAN_ADDR, HOST);
+    l.kernel_sends(LAN, &kreq);
+    assert_eq!(l.out(LAN), vec![kreq]);
+    l.kernel_sends(LAN, &arp(2, MAC_LAN, LAN_ADDR, HOST));
+    assert!(l.out(LAN).is_empty());
+    assert_eq!(l.c.drops_for(DropReason::HostArpReply), 1);
+}
+
+#[test]
+fn punts_are_rate_limited_and_bounded_and_both_are_counted() {
+    let mut l = lab_with(MASQ, |c| c.host.max_pps = 100);
+    for i in 0..100u16 {
+        l.w.io_mut().inject(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 40000 + i, LAN_ADDR, 53));
+    }
+    for _ in 0..4 {
+        l.w.poll(l.now);
+    }
+    assert_eq!(l.to_kernel(LAN).len(), 32, "the burst");
+    assert_eq!(l.c.drops_for(DropReason::HostPuntLimited), 68);
+    // A second later the bucket is full again.
+    l.now = l.now + Duration::from_secs(1);
+    l.send(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 50000, LAN_ADDR, 53));
+    assert_eq!(l.to_kernel(LAN).len(), 1);
+    // The ring toward the kernel takes 2 per pass: the rest is dropped, counted alike.
+    l.w.io_mut().punt_limit = 2;
+    l.now = l.now + Duration::from_secs(1);
+    for i in 0..5u16 {
+        l.w.io_mut().inject(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 50001 + i, LAN_ADDR, 53));
+    }
+    l.w.poll(l.now);
+    assert_eq!(l.to_kernel(LAN).len(), 2);
+    assert_eq!(l.c.drops_for(DropReason::HostPuntLimited), 71);
+    assert_eq!(l.c.host_punted.get(), 35);
+}
+
+#[test]
+fn transit_traffic_never_reaches_the_kernel() {
+    let mut l = lab(MASQ);
+    for i in 0..50u16 {
+        let f = l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 30000 + i, SERVER, 9), WAN);
+        assert_eq!(check(&f, GW_MAC).src, EXT);
+        // Inbound to an address that is not ours: routed (to the LAN host), not punted.
+        let g = l.through(WAN, &udp(GW_MAC, MAC_WAN, GW, 7, HOST, 20000 + i), LAN);
+        assert_eq!(check(&g, HOST_MAC).dst, HOST);
+    }
+    assert_eq!(l.c.host_punted.get(), 0);
+}

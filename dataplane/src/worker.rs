@@ -186,7 +186,7 @@ impl<Io: PacketIo> Worker<Io> {
         // Frames the kernel sent on host interfaces (none without them).
         if self.io.host_burst() > 0 {
             while let Some((port, frame)) = self.io.next_host() {
-                self.from_host(port, frame, now);
+                self.kernel_frame(port, frame, now);
             }
         }
         if !self.deferred.is_empty() {
@@ -273,8 +273,8 @@ impl<Io: PacketIo> Worker<Io> {
     }
 
     /// A frame the kernel sent on `port`'s host interface: out by that port (see
-    /// [`Router::from_host`]).
-    fn from_host(&mut self, port: u16, mut frame: Io::Frame, now: Instant) {
+    /// [`Router::kernel_frame`]).
+    fn kernel_frame(&mut self, port: u16, mut frame: Io::Frame, now: Instant) {
         self.counters.host_from_kernel.inc();
         if !frame.is_contiguous() {
             self.counters.count_drop(DropReason::MultiSegment);
@@ -282,7 +282,7 @@ impl<Io: PacketIo> Worker<Io> {
             return;
         }
         let len = frame.len();
-        match self.router.from_host(port, frame.room_mut(), len, now) {
+        match self.router.kernel_frame(port, frame.room_mut(), len, now) {
             Verdict::Tx { port, len } if frame.set_len(len) => self.io.tx(port, frame),
             _ => self.io.free(frame),
         }

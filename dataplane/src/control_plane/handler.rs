@@ -68,6 +68,8 @@ pub struct HandlerParts {
     /// The NAT's external pool (fixed at start): SNAT rules to other addresses are
     /// refused. Empty: not checked (no NAT).
     pub external_addrs: Vec<std::net::Ipv4Addr>,
+    /// The host interfaces' counters (none configured: `None`).
+    pub host: Option<Arc<crate::host::HostCounters>>,
 }
 
 /// masqd's [`Handler`].
@@ -77,6 +79,7 @@ pub struct MasqdHandler {
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
     config: Value,
+    host: Option<Arc<crate::host::HostCounters>>,
 }
 
 impl MasqdHandler {
@@ -97,6 +100,7 @@ impl MasqdHandler {
             workers: parts.workers,
             port_stats: parts.port_stats,
             config: parts.config,
+            host: parts.host,
         })
     }
 
@@ -155,6 +159,9 @@ impl MasqdHandler {
             stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
         }
         stats.port_utilisation = self.port_utilisation(deadline);
+        if let Some(host) = &self.host {
+            stats.host_interfaces = super::stats::host_interface_stats(host);
+        }
         stats
     }
 
@@ -494,6 +501,7 @@ socket = "/tmp/x.sock"
             port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
             external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
+            host: None,
         })
         .unwrap();
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }

@@ -118,6 +118,24 @@ pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active
     }
 }
 
+/// Every host interface's counters for `stats.get`.
+pub fn host_interface_stats(host: &crate::host::HostCounters) -> Vec<control::protocol::HostInterfaceStats> {
+    host.interfaces
+        .iter()
+        .map(|(name, port, c)| control::protocol::HostInterfaceStats {
+            name: name.clone(),
+            port: port.clone(),
+            rx_packets: c.rx_packets.get(),
+            rx_bytes: c.rx_bytes.get(),
+            rx_dropped: c.rx_dropped.get(),
+            tx_packets: c.tx_packets.get(),
+            tx_bytes: c.tx_bytes.get(),
+            tx_dropped: c.tx_dropped.get(),
+            tx_unsupported: c.tx_unsupported.get(),
+        })
+        .collect()
+}
+
 /// Drops by reason over all workers: every reason by its stable name, zero or not.
 pub fn drops_by_reason(workers: &[&WorkerCounters]) -> BTreeMap<String, u64> {
     DropReason::ALL.iter().map(|r| (r.name().to_string(), workers.iter().map(|w| w.drops_for(*r)).sum())).collect()

@@ -53,6 +53,17 @@ impl HostCounters {
     }
 }
 
+/// The shutdown report's lines for the host interfaces: `host:<name> <counter> <value>`.
+pub fn render(c: &HostCounters) -> String {
+    let mut out = String::new();
+    for (name, _, k) in &c.interfaces {
+        for (counter, v) in k.all() {
+            out.push_str(&format!("host:{name} {counter} {v}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +77,8 @@ mod tests {
         assert_eq!((name.as_str(), port.as_str()), ("lan0", "lan"));
         assert_eq!(k.all()[0], ("rx_packets", 2));
         assert_eq!(k.all()[6], ("tx_unsupported", 1));
+        let text = render(&c);
+        assert!(text.starts_with("host:lan0 rx_packets 2\n"), "{text}");
+        assert!(text.contains("host:lan0 tx_unsupported 1\n"), "{text}");
     }
 }

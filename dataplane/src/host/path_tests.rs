@@ -189,7 +189,7 @@ impl Lab {
         self.w.io_mut().take_output(port)
     }
 
-    fn to_kernel(&mut self, port: u16) -> Vec<Vec<u8>> {
+    fn kernel_got(&mut self, port: u16) -> Vec<Vec<u8>> {
         self.w.io_mut().take_host_output(port)
     }
 
@@ -199,9 +199,9 @@ impl Lab {
         for p in [LAN, WAN] {
             assert!(self.out(p).is_empty(), "nothing leaves by port {p}");
         }
-        let other = self.to_kernel(1 - host_port);
+        let other = self.kernel_got(1 - host_port);
         assert!(other.is_empty(), "nothing for the other kernel interface");
-        let mut k = self.to_kernel(host_port);
+        let mut k = self.kernel_got(host_port);
         assert_eq!(k.len(), 1, "one frame for the kernel of port {host_port}; drops: {:?}", self.drops());
         k.pop().unwrap()
     }
@@ -209,7 +209,7 @@ impl Lab {
     /// Send and expect one frame out by `out_port`, none for the kernel.
     fn through(&mut self, in_port: u16, frame: &[u8], out_port: u16) -> Vec<u8> {
         self.send(in_port, frame);
-        assert!(self.to_kernel(LAN).is_empty() && self.to_kernel(WAN).is_empty(), "nothing for the kernel");
+        assert!(self.kernel_got(LAN).is_empty() && self.kernel_got(WAN).is_empty(), "nothing for the kernel");
         let mut out = self.out(out_port);
         assert!(self.out(1 - out_port).is_empty());
         assert_eq!(out.len(), 1, "one frame out by port {out_port}; drops: {:?}", self.drops());
@@ -348,9 +348,9 @@ fn arp_for_our_address_is_mirrored_and_the_kernels_arp_replies_stay_home() {
     let req = arp(1, HOST_MAC, HOST, LAN_ADDR);
     l.send(LAN, &req);
     assert_eq!(l.out(LAN).len(), 1, "masqd answers");
-    assert_eq!(l.to_kernel(LAN), vec![req], "the kernel learns its neighbour");
+    assert_eq!(l.kernel_got(LAN), vec![req], "the kernel learns its neighbour");
     l.send(LAN, &arp(1, HOST_MAC, HOST, [100, 64, 0, 9]));
-    assert!(l.to_kernel(LAN).is_empty(), "ARP for other addresses is not the kernel's");
+    assert!(l.kernel_got(LAN).is_empty(), "ARP for other addresses is not the kernel's");
     // The kernel resolves a neighbour: its request leaves; its replies do not (masqd
     // answered already).
     let kreq = arp(1, MAC_LAN, LAN_ADDR, HOST);
@@ -370,12 +370,12 @@ fn punts_are_rate_limited_and_bounded_and_both_are_counted() {
     for _ in 0..4 {
         l.w.poll(l.now);
     }
-    assert_eq!(l.to_kernel(LAN).len(), 32, "the burst");
+    assert_eq!(l.kernel_got(LAN).len(), 32, "the burst");
     assert_eq!(l.c.drops_for(DropReason::HostPuntLimited), 68);
     // A second later the bucket is full again.
     l.now = l.now + Duration::from_secs(1);
     l.send(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 50000, LAN_ADDR, 53));
-    assert_eq!(l.to_kernel(LAN).len(), 1);
+    assert_eq!(l.kernel_got(LAN).len(), 1);
     // The ring toward the kernel takes 2 per pass: the rest is dropped, counted alike.
     l.w.io_mut().punt_limit = 2;
     l.now = l.now + Duration::from_secs(1);
@@ -383,7 +383,7 @@ fn punts_are_rate_limited_and_bounded_and_both_are_counted() {
         l.w.io_mut().inject(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 50001 + i, LAN_ADDR, 53));
     }
     l.w.poll(l.now);
-    assert_eq!(l.to_kernel(LAN).len(), 2);
+    assert_eq!(l.kernel_got(LAN).len(), 2);
     assert_eq!(l.c.drops_for(DropReason::HostPuntLimited), 71);
     assert_eq!(l.c.host_punted.get(), 35);
 }

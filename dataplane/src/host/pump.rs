@@ -103,11 +103,11 @@ impl HostPump {
 
     /// One pass both ways; returns the number of frames moved.
     pub fn pass(&mut self) -> usize {
-        self.to_kernel() + self.from_kernel()
+        self.punts_to_taps() + self.taps_to_workers()
     }
 
     /// Workers' punts to the TAPs.
-    fn to_kernel(&mut self) -> usize {
+    fn punts_to_taps(&mut self) -> usize {
         let mut moved = 0;
         for ring in &mut self.from_workers {
             if ring.dequeue_burst(&mut self.burst) == 0 {
@@ -142,7 +142,7 @@ impl HostPump {
     }
 
     /// The kernel's frames to their workers.
-    fn from_kernel(&mut self) -> usize {
+    fn taps_to_workers(&mut self) -> usize {
         let workers = self.to_workers.len() as u16;
         let mut moved = 0;
         for (t, tap) in self.taps.iter_mut().enumerate() {

@@ -479,7 +479,7 @@ impl Router {
     /// are (its replies do not: masqd answers ARP for its addresses), IPv4 leaves by the
     /// port, translated first if a NAT session claims it (the reply of a REDIRECT'd flow).
     /// The kernel resolved the next hop and wrote the MACs itself.
-    pub fn from_host(&mut self, port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+    pub fn kernel_frame(&mut self, port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
         let Some(frame) = room.get(..len) else {
             self.counters.count_drop(DropReason::EthTruncated);
             return Verdict::Drop;

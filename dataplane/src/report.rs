@@ -9,7 +9,9 @@
 //! mempool in_use 0
 //! ```
 //!
-//! `drop` lines are summed over workers and list every reason, zero or not. The final line
+//! `drop` lines are summed over workers and list every reason, zero or not. With host
+//! interfaces, masqd adds `host:<interface> <counter> <value>` lines after `mempool`
+//! (`crate::host::counters::render`). The final line
 //! is written by masqd itself: `masqd: clean shutdown`, or `masqd: LEAK <n> mbufs`.
 
 use std::fmt::Write;

@@ -185,7 +185,7 @@ pub const LOCAL_PORT_RANGE: &str = "net/ipv4/ip_local_port_range";
 impl LocalPortRange {
     /// Set the range to `range`; the previous value is put back by [`restore`](Self::restore).
     pub fn set(range: (u16, u16)) -> Result<LocalPortRange, KernelError> {
-        let previous = sysctl_read(LOCAL_PORT_RANGE)?;
+        let previous = sysctl_read(LOCAL_PORT_RANGE)?.split_whitespace().collect::<Vec<_>>().join(" ");
         sysctl_write(LOCAL_PORT_RANGE, &format!("{} {}", range.0, range.1))?;
         Ok(LocalPortRange { previous })
     }

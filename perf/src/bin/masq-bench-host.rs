@@ -94,7 +94,7 @@ fn measure(runs: usize, mut f: impl FnMut() -> Result<(u64, u64)>) -> Result<f64
         let (cycles, units) = f()?;
         v.push(cycles as f64 / units.max(1) as f64);
     }
-    Ok(median(&mut v))
+    Ok(median(&v))
 }
 
 fn main() -> Result<()> {

@@ -26,7 +26,8 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 use crate::format::{RulesView, View};
 use crate::protocol::{
-    Command, Ipv4Net, Protocol, RuleSelector, SessionFilter, TimeoutsUpdate, DEFAULT_SOCKET, DEFAULT_TABLE,
+    Command, Ipv4Net, Protocol, RuleSelector, SessionFilter, TimeoutsUpdate, COMMANDS, DEFAULT_SOCKET, DEFAULT_TABLE,
+    FILTER_ARGS,
 };
 
 /// What one masqctl run does.
@@ -102,6 +103,23 @@ Examples:
   masqctl -t nat -L -n -v --line-numbers
   masqctl save > rules.v4 ; masqctl restore < rules.v4
 ";
+
+/// masqctl's `--help`: [`HELP`], then every command of the control protocol from the
+/// command table ([`COMMANDS`]), for `masqctl json` and scripts.
+pub fn help() -> String {
+    let mut text = format!(
+        "{HELP}\nControl protocol commands (masqctl json '{{\"id\":1,\"cmd\":\"NAME\",\"args\":{{...}}}}'; \
+         docs/control-protocol.md):\n"
+    );
+    for c in COMMANDS {
+        text.push_str(&format!("  {:<15} {}\n", c.name, c.about));
+        if c.usage != "—" {
+            text.push_str(&format!("  {:<15}   args: {}\n", "", c.usage.replace('`', "")));
+        }
+    }
+    text.push_str(&format!("  (a filter is any of: {})\n", FILTER_ARGS.join(", ")));
+    text
+}
 
 /// The subcommand words (anything else that does not start with `-` is an error).
 const SUBCOMMANDS: &[&str] = &["save", "restore", "stats", "sessions", "timeouts", "config", "version", "json", "help"];
@@ -293,7 +311,7 @@ fn parse_subcommand(args: &[String]) -> Result<Invocation, UsageError> {
             }
             Action::Raw(request)
         }
-        Sub::Help => Action::Help(HELP.to_string()),
+        Sub::Help => Action::Help(help()),
     };
     Ok(Invocation { socket: cli.socket, json: cli.json, action })
 }
@@ -452,7 +470,7 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
         };
         match flag.as_str() {
             "-h" | "--help" => {
-                return Ok(Invocation { socket: DEFAULT_SOCKET.into(), json, action: Action::Help(HELP.into()) })
+                return Ok(Invocation { socket: DEFAULT_SOCKET.into(), json, action: Action::Help(help()) })
             }
             "-t" | "--table" => {
                 if table.is_some() {
@@ -904,6 +922,12 @@ mod tests {
     #[test]
     fn help_and_usage_errors() {
         assert!(matches!(action("--help"), Action::Help(text) if text.contains("-M -S")));
+        // The protocol's commands, from the command table.
+        let Action::Help(text) = action("help") else { panic!("help") };
+        for c in COMMANDS {
+            assert!(text.contains(&format!("  {:<15} {}\n", c.name, c.about)), "{}", c.name);
+        }
+        assert!(text.contains("args: table?, chain, position? (1-based, default 1), spec\n"), "{text}");
         assert!(matches!(action("-h"), Action::Help(_)));
         assert!(matches!(action("help"), Action::Help(_)));
         assert!(matches!(action("save --help"), Action::Help(text) if text.contains("--table")));

@@ -375,6 +375,7 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
                 "gateway": p.gateway.map(|g| g.to_string()),
                 "mtu": p.mtu,
                 "mac": p.mac.map(|m| crate::packet::EthernetAddress(m).to_string()),
+                "host_interface": p.host_interface,
             })
         })
         .collect();
@@ -405,6 +406,12 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
         "control": {
             "socket": config.control.socket,
             "group": config.control.group,
+        },
+        "host": {
+            "ports": format!("{}-{}", config.host.ports.0, config.host.ports.1),
+            "max_pps": config.host.max_pps,
+            "queue": config.host.queue,
+            "set_local_port_range": config.host.set_local_port_range,
         },
         "rules_file": rules_file.map(|p| p.display().to_string()),
         "version": env!("CARGO_PKG_VERSION"),

@@ -20,9 +20,13 @@ pub mod io;
 pub mod l3;
 pub mod nat;
 pub mod packet;
+pub mod pipeline;
 pub mod policy;
 pub mod prefetch;
 pub mod report;
+pub mod setup;
 pub mod stats;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod worker;

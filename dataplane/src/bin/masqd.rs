@@ -34,6 +34,7 @@ use dataplane::l3::router::Router;
 use dataplane::nat::{self, NatPath};
 use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
+use dataplane::setup;
 use dataplane::worker::{Worker, HOLD_CAPACITY};
 use dpdk::{Eal, Mempool, Port, PortConfig};
 
@@ -105,20 +106,20 @@ fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, 
         None => (RuleSet::new(), CompiledRules::default()),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            nat::path::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
+            setup::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
         }
     };
     let workers = config.workers.cores.len() as u16;
     // With per-rule counters from the first packet (the control plane's copy replaces it).
     let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled.with_workers(usize::from(workers))));
-    let timeouts = nat::path::timeouts(config);
+    let timeouts = setup::timeouts(config);
     let seed = {
         use std::hash::{BuildHasher, Hasher};
         std::collections::hash_map::RandomState::new().build_hasher().finish()
     };
     let mut paths: Vec<NatPath> = (0..workers)
         .map(|w| {
-            NatPath::from_config(config, &set, shared.clone(), timeouts.clone(), w, workers, seed)
+            setup::nat_path(config, &set, shared.clone(), timeouts.clone(), w, workers, seed)
                 .map_err(|e| format!("nat: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -360,13 +361,14 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         let counters = Arc::new(WorkerCounters::default());
         all_counters.push(counters.clone());
         let nat = nats.next().context("one NAT per worker")?;
-        let mut router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone()).with_nat(nat);
+        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
         let mut io = DpdkIo::new(rxq, txq, pool.clone()).with_tx_drain(config.workers.tx_drain_us);
         if let Some(rings) = handoffs.next() {
             io = io.with_handoff(rings);
         }
-        if let (Some(rings), Some(host)) = (host_rings.next(), HostPorts::from_config(config)) {
-            router = router.with_host(host);
+        let mut host = None;
+        if let (Some(rings), Some(h)) = (host_rings.next(), HostPorts::from_config(config)) {
+            host = Some(h);
             io = io.with_host(rings);
         }
         // The control plane's ends: the worker's mailbox and latency histogram.
@@ -382,7 +384,11 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         });
         let stop = stop.clone();
         eal.launch(*lcore, move || {
-            let mut worker = Worker::new(io, router, counters).with_control(WorkerControl::new(mailbox, probe));
+            let mut worker =
+                Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
+            if let Some(host) = host {
+                worker = worker.with_host(host);
+            }
             let clock = TscClock::new();
             worker.run(&stop, || clock.now());
             0
@@ -392,7 +398,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     // Serve the control socket (its threads inherit the main lcore's CPU, off the workers').
     let port_board = Arc::new(PortStatsBoard::new());
     // The external pool the workers' allocators were built for (fixed from here on).
-    let external_addrs = nat::path::nat_config(config, &rules, 0, 1, 0).external_addrs;
+    let external_addrs = setup::nat_config(config, &rules, 0, 1, 0).external_addrs;
     let handler = MasqdHandler::new(HandlerParts {
         rules,
         port_names: config.ports.iter().map(|p| p.name.clone()).collect(),

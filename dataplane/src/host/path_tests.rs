@@ -15,7 +15,8 @@ use crate::io::mem::MemIo;
 use crate::l3::neighbor::NeighborTable;
 use crate::l3::route::RouteTable;
 use crate::l3::router::Router;
-use crate::nat::path::{load_rules, timeouts, NatPath, SharedRules};
+use crate::nat::SharedRules;
+use crate::setup::{load_rules, nat_path, timeouts};
 use crate::stats::DropReason;
 use crate::time::Duration;
 use crate::worker::Worker;
@@ -67,20 +68,21 @@ fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
     tweak(&mut config);
     let (set, compiled) = load_rules(rules, &config).unwrap_or_else(|e| panic!("{e}"));
     let shared: SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
-    let mut nat = NatPath::from_config(&config, &set, shared, timeouts(&config), 0, 1, 42).unwrap();
+    let mut nat = nat_path(&config, &set, shared, timeouts(&config), 0, 1, 42).unwrap();
     reserve_host_ports(nat.nat_mut(), &host_external_addrs(&config), config.host.ports);
     let routes = Arc::new(RouteTable::from_config(&config));
     let neighbors = Arc::new(NeighborTable::new(64));
     neighbors.add_static(WAN, Ipv4Addr::from(GW), GW_MAC).unwrap();
     neighbors.add_static(LAN, Ipv4Addr::from(HOST), HOST_MAC).unwrap();
     let c = Arc::new(WorkerCounters::default());
-    let mut router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone()).with_nat(nat);
-    let mut io = MemIo::new(2);
-    if let Some(host) = HostPorts::from_config(&config) {
-        router = router.with_host(host);
-        io = io.with_host();
+    let router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone());
+    let host = HostPorts::from_config(&config);
+    let io = if host.is_some() { MemIo::new(2).with_host() } else { MemIo::new(2) };
+    let mut w = Worker::new(io, router, c.clone()).with_nat(nat);
+    if let Some(host) = host {
+        w = w.with_host(host);
     }
-    Lab { w: Worker::new(io, router, c.clone()), c, now: Instant::from_secs(1) }
+    Lab { w, c, now: Instant::from_secs(1) }
 }
 
 fn lab(rules: &str) -> Lab {
@@ -236,7 +238,7 @@ fn unclaimed_traffic_for_the_inside_address_reaches_the_kernel_and_its_reply_lea
     assert!(l.out(WAN).is_empty());
     assert_eq!((l.c.host_punted.get(), l.c.host_from_kernel.get()), (2, 1));
     assert_eq!(l.c.drops_total(), 0);
-    assert_eq!(l.w.router().nat().unwrap().nat().count(), 0, "host traffic makes no sessions");
+    assert_eq!(l.w.nat().unwrap().nat().count(), 0, "host traffic makes no sessions");
 }
 
 #[test]
@@ -296,7 +298,7 @@ fn the_outside_address_from_the_lan_reaches_the_kernel_untranslated() {
     let mut l = lab(MASQ);
     let syn = tcp(HOST_MAC, MAC_LAN, HOST, 40000, EXT, 22, true);
     assert_eq!(l.punted(LAN, &syn, LAN), syn, "as Linux delivers it: local, no SNAT");
-    assert_eq!(l.w.router().nat().unwrap().nat().count(), 0);
+    assert_eq!(l.w.nat().unwrap().nat().count(), 0);
 }
 
 #[test]

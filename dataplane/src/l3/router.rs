@@ -1,21 +1,33 @@
-//! The per-worker router: classify a frame, answer ARP, check IPv4 sanity, route, and
-//! build the ICMP errors a router owes (RFC 1812).
+//! The per-worker router: layer 2 and 3 around the NAT — which frames are ours, ARP,
+//! IPv4 sanity, routing, TTL and MTU, and the packets a router owes (ARP replies, ICMP
+//! errors, echo replies; RFC 826, RFC 1812).
 //!
-//! Sans-I/O: [`Router::process`] takes the frame's bytes (with the buffer's tailroom, so
-//! an ICMP error can be built in place) and returns a [`Verdict`]. It counts every drop
-//! itself, by reason, in the worker's [`WorkerCounters`].
+//! Sans-I/O and free of the NAT: the worker holds its [`Router`] and its NAT side by
+//! side, and the pipeline's stages (`crate::pipeline`) call one method each, per packet
+//! of their vector:
+//!
+//! | stage         | call                                                                 |
+//! |---------------|----------------------------------------------------------------------|
+//! | `l2-input`    | [`Router::l2_input`] (ours? which EtherType?), [`Router::arp`]       |
+//! | `ip4-input`   | [`Router::ip4_input`]: one validation pass through the IPv4 view     |
+//! | `ip4-forward` | [`Router::forward`]: route, TTL, MTU; [`Router::icmp_error`] builds the error in place |
+//! | `ip4-local`   | [`Router::answer_local`]: echo replies to the router's own addresses |
+//! | `l2-output`   | [`Router::neighbor`], [`Router::fill_l2`]                            |
+//!
+//! It counts what it originates (ARP replies, ICMP messages, learned neighbours) in the
+//! worker's [`WorkerCounters`]; the drops it finds it returns as [`DropReason`]s for the
+//! pipeline's `drop` stage to count, except where one packet is counted twice by design
+//! (an ICMP error that is suppressed counts its cause and `icmp_error_suppressed`).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::counters::WorkerCounters;
-use crate::host::HostPorts;
 use crate::l3::neighbor::{Neighbor, NeighborTable};
-use crate::l3::route::RouteTable;
-use crate::nat::path::{Decision, NatPath, Plan};
+use crate::l3::route::{NextHop, RouteTable};
 use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
 use crate::packet::icmp::{self, Icmpv4Message, Icmpv4Packet};
-use crate::packet::ipv4::{IpProtocol, Ipv4Packet};
+use crate::packet::ipv4::{self, IpProtocol, Ipv4Packet};
 use crate::packet::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame};
 use crate::stats::DropReason;
 use crate::time::Instant;
@@ -29,30 +41,46 @@ pub const ICMP_ERROR_BURST: u32 = 100;
 /// TTL of packets the router originates.
 pub const DEFAULT_TTL: u8 = 64;
 
-const IPV4_LEN: usize = 20;
+const IPV4_LEN: usize = ipv4::HEADER_LEN;
 const ICMP_HEADER_LEN: usize = 8;
 const REFRESH_SLOTS: usize = 8;
 
-/// What to do with a frame after [`Router::process`].
+/// What a frame carries, for `l2-input`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Send the frame, whose MACs are written, on `port`; its length is now `len`.
-    Tx { port: u16, len: usize },
-    /// Layer 3 is done; resolve `via` on `port`, fill the MACs ([`Router::fill_l2`]), send.
-    Resolve { port: u16, via: Ipv4Addr, len: usize },
-    /// Free the frame. If it was a drop, it has been counted.
-    Drop,
-    /// Not yet: a non-first fragment that arrived before its first fragment. The frame is
-    /// unmodified; the worker parks it and offers it again later (RFC 4787 REQ-14), and
-    /// counts `fragment_no_state` if its first fragment never comes.
-    Defer,
-    /// Another worker owns this packet's session-to-be (a port forward to a host that
-    /// worker owns): hand the frame, unmodified, to `worker`.
-    Handoff { worker: u16 },
-    /// For the kernel: hand the frame (now `len` long, translated if a REDIRECT claimed
-    /// it) to the host interface of `port` (see [`crate::host`]). The punt limiter
-    /// already let it through.
-    Punt { port: u16, len: usize },
+pub enum L2Kind {
+    Ipv4,
+    Arp,
+}
+
+/// What [`Router::arp`] did with an ARP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpOutcome {
+    /// The frame is now our reply, `len` bytes, MACs written: send it back out.
+    Reply { len: usize },
+    /// Used (a reply to our request, learned): free it, no drop to count.
+    Consumed,
+    /// Drop it for this reason.
+    Drop(DropReason),
+}
+
+/// An ICMP error the router owes the sender of a packet it drops (RFC 1812).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpErrorReq {
+    /// The drop reason (counted when the error is built or suppressed).
+    pub reason: DropReason,
+    pub msg: Icmpv4Message,
+    pub code: u8,
+    /// Bytes 4..8 of the ICMP header (the next-hop MTU of "fragmentation needed").
+    pub rest: u32,
+}
+
+/// Why [`Router::forward`] does not forward a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotForwarded {
+    /// Answer with this ICMP error.
+    Icmp(IcmpErrorReq),
+    /// Drop silently for this reason.
+    Drop(DropReason),
 }
 
 #[derive(Clone, Copy)]
@@ -74,31 +102,6 @@ pub struct Router {
     refreshed: [Option<Refresh>; REFRESH_SLOTS],
     /// Stale neighbours to re-ask now (drained by the worker).
     refresh_due: [Option<(u16, Ipv4Addr)>; REFRESH_SLOTS],
-    /// The worker's NAT, if any (none: a plain router).
-    nat: Option<NatPath>,
-    /// Host interfaces, if any port has one (none: what is ours and unanswered is dropped).
-    host: Option<HostPorts>,
-}
-
-fn malformed_ipv4(ip: &[u8]) -> Option<DropReason> {
-    if ip.len() < IPV4_LEN {
-        return Some(DropReason::Ipv4Truncated);
-    }
-    if ip[0] >> 4 != 4 {
-        return Some(DropReason::Ipv4BadVersion);
-    }
-    let header_len = usize::from(ip[0] & 0x0f) * 4;
-    if header_len < IPV4_LEN || header_len > ip.len() {
-        return Some(DropReason::Ipv4BadIhl);
-    }
-    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if total_len < header_len {
-        return Some(DropReason::Ipv4BadLength);
-    }
-    if total_len > ip.len() {
-        return Some(DropReason::Ipv4Truncated);
-    }
-    None
 }
 
 fn is_martian_source(a: Ipv4Addr) -> bool {
@@ -123,136 +126,59 @@ impl Router {
             icmp_refill: Instant::ZERO,
             refreshed: [None; REFRESH_SLOTS],
             refresh_due: [None; REFRESH_SLOTS],
-            nat: None,
-            host: None,
         }
     }
 
-    /// Give the ports `host` names a host interface: what arrives for the router's own
-    /// addresses and nothing else claims (no session, no DNAT/REDIRECT rule, not ARP or an
-    /// echo request masqd answers) goes to the kernel ([`Verdict::Punt`]), rate-limited.
-    /// The NAT (attach it first) learns which ports punt.
-    pub fn with_host(mut self, host: HostPorts) -> Router {
-        if let Some(nat) = self.nat.as_mut() {
-            nat.set_host_ports(host.ports());
-        }
-        self.host = Some(host);
-        self
+    /// The route table (the NAT's slow path reads it through [`crate::nat::Routing`]).
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
     }
 
-    /// Whether port `port` has a host interface.
+    // ----- l2-input -----
+
+    /// Whether `frame`, arrived on `in_port`, is ours (our MAC or broadcast) and what it
+    /// carries.
     #[inline]
-    pub fn has_host(&self, port: u16) -> bool {
-        self.host.as_ref().is_some_and(|h| h.has(port))
-    }
-
-    /// Put `nat` in the packet path: every IPv4 packet that passes the sanity checks
-    /// goes through [`NatPath::decide`] before routing.
-    pub fn with_nat(mut self, nat: NatPath) -> Router {
-        self.nat = Some(nat);
-        self
-    }
-
-    pub fn nat(&self) -> Option<&NatPath> {
-        self.nat.as_ref()
-    }
-
-    pub fn nat_mut(&mut self) -> Option<&mut NatPath> {
-        self.nat.as_mut()
-    }
-
-    /// NAT timers and counters, at most once per millisecond (see [`NatPath::tick`]).
-    #[inline]
-    pub fn nat_tick(&mut self, now: Instant) {
-        if let Some(nat) = self.nat.as_mut() {
-            nat.tick(now, &self.counters);
-        }
-    }
-
-    /// The worker that owns `frame` (arrived on `in_port`) if not this one: `None` with
-    /// one worker or no NAT (see [`crate::nat::steer`]).
-    #[inline]
-    pub fn steer(&mut self, in_port: u16, frame: &[u8], now: Instant) -> Option<u16> {
-        let nat = self.nat.as_mut().filter(|n| n.steering().is_some())?;
-        // Frames for another MAC are dropped here, whoever would own them.
-        let ours = self.macs.get(usize::from(in_port))?;
-        if frame.get(..6)? != ours.0.as_slice() {
-            return None;
-        }
-        nat.steer(in_port, frame, now)
-    }
-
-    /// Prefetch the NAT session lookup of `frame` (arrived on `in_port`); see
-    /// [`NatPath::prefetch`]. The worker calls it for a whole burst before handling it.
-    #[inline]
-    pub fn prefetch(&self, in_port: u16, frame: &[u8], record: bool) {
-        if let Some(nat) = self.nat.as_ref() {
-            if frame.len() > ETH_LEN + 20 && frame[12] == 0x08 && frame[13] == 0x00 {
-                nat.prefetch(in_port, &frame[ETH_LEN..], record);
-            }
-        }
-    }
-
-    /// Whether [`prefetch`](Self::prefetch) does anything (a NAT is attached).
-    pub fn has_nat(&self) -> bool {
-        self.nat.is_some()
-    }
-
-    /// Publish the NAT counters now (shutdown).
-    pub fn nat_publish(&self) {
-        if let Some(nat) = self.nat.as_ref() {
-            nat.publish(&self.counters);
-        }
-    }
-
-    /// Handle one frame that arrived on `in_port`. `room` holds the frame in its first
-    /// `len` bytes followed by the buffer's tailroom.
-    pub fn process(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
-        let Some(frame) = room.get(..len) else {
-            self.counters.count_drop(DropReason::EthTruncated);
-            return Verdict::Drop;
-        };
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            self.counters.count_drop(DropReason::EthTruncated);
-            return Verdict::Drop;
-        };
+    pub fn l2_input(&self, in_port: u16, frame: &[u8]) -> Result<L2Kind, DropReason> {
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::EthTruncated)?;
         let dst = eth.dst_addr();
         if dst != self.macs[usize::from(in_port)] && !dst.is_broadcast() {
-            self.counters.count_drop(DropReason::EthNotForUs);
-            return Verdict::Drop;
+            return Err(DropReason::EthNotForUs);
         }
         match eth.ethertype() {
-            EtherType::Ipv4 => self.ipv4(in_port, room, len, now),
-            EtherType::Arp => self.arp(in_port, room, len, now),
-            _ => {
-                self.counters.count_drop(DropReason::EthUnsupportedType);
-                Verdict::Drop
-            }
+            EtherType::Ipv4 => Ok(L2Kind::Ipv4),
+            EtherType::Arp => Ok(L2Kind::Arp),
+            _ => Err(DropReason::EthUnsupportedType),
         }
     }
 
-    fn arp(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+    /// An ARP packet that arrived on `in_port` (`room` holds the frame in its first `len`
+    /// bytes, then the buffer's tailroom): learn the sender if RFC 826 says so, answer a
+    /// request for one of our addresses in place. `claims(addr)`: whether `addr` on this
+    /// port's link is ours besides the port's own address (the NAT's pool on an outside
+    /// link: proxy ARP, so SNAT pools need no static routes upstream).
+    pub fn arp(
+        &mut self,
+        in_port: u16,
+        room: &mut [u8],
+        len: usize,
+        now: Instant,
+        claims: impl Fn(Ipv4Addr) -> bool,
+    ) -> ArpOutcome {
         let repr = match ArpPacket::new_checked(&room[ETH_LEN..len]).and_then(|p| ArpRepr::parse(&p)) {
             Ok(r) => r,
-            Err(_) => {
-                self.counters.count_drop(DropReason::ArpMalformed);
-                return Verdict::Drop;
-            }
+            Err(_) => return ArpOutcome::Drop(DropReason::ArpMalformed),
         };
         let port = self.routes.port(in_port);
         let sender_on_link = port.prefix.contains(repr.source_protocol_addr)
             && repr.source_protocol_addr != port.address
             && !repr.source_hw_addr.is_multicast();
         let target = repr.target_protocol_addr;
-        // The NAT's external pool addresses on an outside port's link are ours too
-        // (proxy ARP), so SNAT pools need no static routes upstream.
-        let pool = |n: &NatPath| n.is_outside(in_port) && port.prefix.contains(target) && n.is_external(target);
-        if target != port.address && !self.nat.as_ref().is_some_and(pool) {
+        if target != port.address && !(port.prefix.contains(target) && claims(target)) {
             if sender_on_link {
                 self.neighbors.refresh_if_known(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
             }
-            self.counters.count_drop(DropReason::ArpIgnored);
-            return Verdict::Drop;
+            return ArpOutcome::Drop(DropReason::ArpIgnored);
         }
         if sender_on_link
             && self.neighbors.learn(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now).is_ok()
@@ -271,14 +197,11 @@ impl Router {
                 };
                 let out_len = self.emit_arp(room, repr.source_hw_addr, ours, &reply);
                 self.counters.arp_replies_sent.inc();
-                Verdict::Tx { port: in_port, len: out_len }
+                ArpOutcome::Reply { len: out_len }
             }
             // A reply to our request: learned above; nothing to send.
-            ArpOperation::Reply => Verdict::Drop,
-            _ => {
-                self.counters.count_drop(DropReason::ArpIgnored);
-                Verdict::Drop
-            }
+            ArpOperation::Reply => ArpOutcome::Consumed,
+            _ => ArpOutcome::Drop(DropReason::ArpIgnored),
         }
     }
 
@@ -310,218 +233,83 @@ impl Router {
         self.emit_arp(room, EthernetAddress::BROADCAST, ours, &req)
     }
 
-    fn ipv4(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
-        if let Some(reason) = malformed_ipv4(&room[ETH_LEN..len]) {
-            self.counters.count_drop(reason);
-            return Verdict::Drop;
+    // ----- ip4-input -----
+
+    /// Validate `ip` (everything after the Ethernet header) once, through the IPv4 view's
+    /// accessors, in this order: length of the fixed header, version, IHL, total length
+    /// (then every accessor of the view is in bounds: its `check_len` holds), header
+    /// checksum, martian addresses, and destinations no router forwards (broadcast,
+    /// multicast, a directed broadcast of one of our prefixes). Returns the total length:
+    /// Ethernet padding beyond it is not part of the packet.
+    #[inline]
+    pub fn ip4_input(&self, ip: &[u8]) -> Result<usize, DropReason> {
+        if ip.len() < IPV4_LEN {
+            return Err(DropReason::Ipv4Truncated);
         }
-        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
-        if !ip.verify_checksum() {
-            self.counters.count_drop(DropReason::Ipv4BadChecksum);
-            return Verdict::Drop;
+        let p = Ipv4Packet::new_unchecked(ip);
+        if p.version() != 4 {
+            return Err(DropReason::Ipv4BadVersion);
         }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let ip_len = usize::from(ip.total_len());
-        // Ethernet padding beyond the IPv4 total length is not part of the packet.
-        let len = ETH_LEN + ip_len;
+        let header_len = usize::from(p.header_len());
+        if header_len < IPV4_LEN || header_len > ip.len() {
+            return Err(DropReason::Ipv4BadIhl);
+        }
+        let total_len = usize::from(p.total_len());
+        if total_len < header_len {
+            return Err(DropReason::Ipv4BadLength);
+        }
+        if total_len > ip.len() {
+            return Err(DropReason::Ipv4Truncated);
+        }
+        debug_assert!(p.check_len().is_ok());
+        if !p.verify_checksum() {
+            return Err(DropReason::Ipv4BadChecksum);
+        }
+        let (src, dst) = (p.src_addr(), p.dst_addr());
         if is_martian_source(src) || dst.octets()[0] == 0 || dst.octets()[0] == 127 {
-            self.counters.count_drop(DropReason::Ipv4BadAddress);
-            return Verdict::Drop;
+            return Err(DropReason::Ipv4BadAddress);
         }
         if dst.is_broadcast() || dst.is_multicast() || self.routes.is_directed_broadcast(dst) {
-            self.counters.count_drop(DropReason::LocalUnhandled);
-            return Verdict::Drop;
+            return Err(DropReason::LocalUnhandled);
         }
-        if let Some(nat) = self.nat.as_mut() {
-            return match nat.decide(in_port, &room[ETH_LEN..len], &self.routes, now) {
-                Decision::Forward(plan) => self.forward_ipv4(room, len, plan.dst, Some(plan), now),
-                Decision::Local(plan) => {
-                    nat.apply(&mut room[ETH_LEN..len], &plan, now);
-                    self.local(in_port, room, len, now)
-                }
-                Decision::Drop(DropReason::FragmentNoState) => Verdict::Defer,
-                Decision::Handoff(worker) => Verdict::Handoff { worker },
-                Decision::Drop(reason) => {
-                    self.counters.count_drop(reason);
-                    Verdict::Drop
-                }
-                Decision::Error { reason, msg, code } => self.icmp_error(room, len, now, reason, msg, code, 0),
-            };
-        }
-        if self.routes.local_port(dst).is_some() {
-            return self.local(in_port, room, len, now);
-        }
-        self.forward_ipv4(room, len, dst, None, now)
+        Ok(total_len)
     }
 
-    /// Route toward `dst`, check TTL and MTU against the packet as it arrived (so an
-    /// ICMP error quotes what its sender sent), apply the NAT `plan`, decrement the
-    /// TTL and send.
-    fn forward_ipv4(
-        &mut self,
-        room: &mut [u8],
-        len: usize,
-        dst: Ipv4Addr,
-        plan: Option<Plan>,
-        now: Instant,
-    ) -> Verdict {
-        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
-        let (ttl, ip_len, dont_frag) = (ip.ttl(), usize::from(ip.total_len()), ip.dont_frag());
+    // ----- ip4-forward -----
+
+    /// Whether `addr` is one of the router's own port addresses.
+    #[inline]
+    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
+        self.routes.local_port(addr).is_some()
+    }
+
+    /// The next hop toward `dst`.
+    #[inline]
+    pub fn route(&self, dst: Ipv4Addr) -> Option<NextHop> {
+        self.routes.lookup(dst)
+    }
+
+    /// Route `ip` (checked by [`ip4_input`](Self::ip4_input), as it arrived) toward `dst`
+    /// (its destination after translation) and check TTL and MTU against it, so an
+    /// ICMP error quotes what its sender sent (RFC 1812 §5.3.1, §4.3.2.3). The caller
+    /// decrements the TTL.
+    #[inline]
+    pub fn forward(&self, ip: &Ipv4Packet<&[u8]>, dst: Ipv4Addr) -> Result<NextHop, NotForwarded> {
+        let error = |reason, msg, code, rest| NotForwarded::Icmp(IcmpErrorReq { reason, msg, code, rest });
         let Some(hop) = self.routes.lookup(dst) else {
-            return self.icmp_error(room, len, now, DropReason::NoRoute, Icmpv4Message::DstUnreachable, 0, 0);
+            return Err(error(DropReason::NoRoute, Icmpv4Message::DstUnreachable, 0, 0));
         };
-        if ttl <= 1 {
-            return self.icmp_error(room, len, now, DropReason::TtlExceeded, Icmpv4Message::TimeExceeded, 0, 0);
+        if ip.ttl() <= 1 {
+            return Err(error(DropReason::TtlExceeded, Icmpv4Message::TimeExceeded, 0, 0));
         }
         let mtu = self.routes.port(hop.port).mtu;
-        if ip_len > usize::from(mtu) {
-            if dont_frag {
-                return self.icmp_error(
-                    room,
-                    len,
-                    now,
-                    DropReason::NeedFragmentation,
-                    Icmpv4Message::DstUnreachable,
-                    4,
-                    u32::from(mtu),
-                );
+        if ip.total_len() > mtu {
+            if ip.dont_frag() {
+                return Err(error(DropReason::NeedFragmentation, Icmpv4Message::DstUnreachable, 4, u32::from(mtu)));
             }
-            self.counters.count_drop(DropReason::TooBig);
-            return Verdict::Drop;
+            return Err(NotForwarded::Drop(DropReason::TooBig));
         }
-        if let (Some(plan), Some(nat)) = (plan, self.nat.as_mut()) {
-            nat.apply(&mut room[ETH_LEN..len], &plan, now);
-        }
-        Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]).decrement_ttl();
-        self.counters.forwarded.inc();
-        self.forward_to(room, len, hop.port, hop.via, now)
-    }
-
-    /// Packets for the router's own addresses: answer pings; hand the rest to the
-    /// kernel where the arrival port has a host interface, else drop.
-    fn local(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
-        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
-        let is_echo = ip.next_header() == IpProtocol::Icmp
-            && !ip.is_fragment()
-            && Icmpv4Packet::new_checked(ip.payload())
-                .map(|p| p.msg_type() == Icmpv4Message::EchoRequest && p.verify_checksum())
-                .unwrap_or(false);
-        if !is_echo {
-            return self.punt(in_port, len, now);
-        }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let mut ip = Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]);
-        ip.set_src_addr(dst);
-        ip.set_dst_addr(src);
-        ip.set_ttl(DEFAULT_TTL);
-        ip.fill_checksum();
-        let mut echo = Icmpv4Packet::new_unchecked(ip.payload_mut());
-        echo.set_msg_type(Icmpv4Message::EchoReply);
-        echo.fill_checksum();
-        // A reply to a translated request (REDIRECT, hairpin) goes back through the NAT.
-        let mut to = src;
-        if let Some(nat) = self.nat.as_mut() {
-            if let Some(plan) = nat.local_reply(&room[ETH_LEN..len]) {
-                nat.apply(&mut room[ETH_LEN..len], &plan, now);
-                to = plan.dst;
-            }
-        }
-        let Some(back) = self.routes.lookup(to) else {
-            self.counters.count_drop(DropReason::NoRoute);
-            return Verdict::Drop;
-        };
-        self.counters.icmp_sent.inc();
-        self.forward_to(room, len, back.port, back.via, now)
-    }
-
-    /// To the kernel by `port`'s host interface, if it has one and the limiter allows.
-    fn punt(&mut self, port: u16, len: usize, now: Instant) -> Verdict {
-        match self.host.as_mut() {
-            Some(h) if h.has(port) => {
-                if h.limiter.allow(now) {
-                    Verdict::Punt { port, len }
-                } else {
-                    self.counters.count_drop(DropReason::HostPuntLimited);
-                    Verdict::Drop
-                }
-            }
-            _ => {
-                self.counters.count_drop(DropReason::LocalUnhandled);
-                Verdict::Drop
-            }
-        }
-    }
-
-    /// Whether one more frame may go to the kernel now (an ARP copy); counts
-    /// `host_punt_limited` when not.
-    pub fn punt_allowed(&mut self, now: Instant) -> bool {
-        let Some(h) = self.host.as_mut() else { return false };
-        let ok = h.limiter.allow(now);
-        if !ok {
-            self.counters.count_drop(DropReason::HostPuntLimited);
-        }
-        ok
-    }
-
-    /// Whether `frame` (arrived on `port`) is ARP the kernel of `port`'s host interface
-    /// should see too: a request or reply for the port's own address, so the kernel
-    /// learns the neighbours it talks to (masqd answers the request itself).
-    #[inline]
-    pub fn arp_for_host(&self, port: u16, frame: &[u8]) -> bool {
-        if frame.len() < ETH_LEN + 28 || frame[12..14] != [0x08, 0x06] || !self.has_host(port) {
-            return false;
-        }
-        let target = Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]);
-        target == self.routes.port(port).address
-    }
-
-    /// A frame the kernel sent on `port`'s host interface: its ARP requests leave as they
-    /// are (its replies do not: masqd answers ARP for its addresses), IPv4 leaves by the
-    /// port, translated first if a NAT session claims it (the reply of a REDIRECT'd flow).
-    /// The kernel resolved the next hop and wrote the MACs itself.
-    pub fn kernel_frame(&mut self, port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
-        let Some(frame) = room.get(..len) else {
-            self.counters.count_drop(DropReason::EthTruncated);
-            return Verdict::Drop;
-        };
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            self.counters.count_drop(DropReason::EthTruncated);
-            return Verdict::Drop;
-        };
-        match eth.ethertype() {
-            EtherType::Arp => {
-                let op = ArpPacket::new_checked(&room[ETH_LEN..len]).and_then(|p| ArpRepr::parse(&p));
-                match op {
-                    Ok(r) if r.operation == ArpOperation::Request => Verdict::Tx { port, len },
-                    Ok(_) => {
-                        self.counters.count_drop(DropReason::HostArpReply);
-                        Verdict::Drop
-                    }
-                    Err(_) => {
-                        self.counters.count_drop(DropReason::ArpMalformed);
-                        Verdict::Drop
-                    }
-                }
-            }
-            EtherType::Ipv4 => {
-                if let Some(reason) = malformed_ipv4(&room[ETH_LEN..len]) {
-                    self.counters.count_drop(reason);
-                    return Verdict::Drop;
-                }
-                let ip_len = usize::from(Ipv4Packet::new_unchecked(&room[ETH_LEN..len]).total_len());
-                let len = ETH_LEN + ip_len;
-                if let Some(nat) = self.nat.as_mut() {
-                    if let Some(plan) = nat.host_egress(&room[ETH_LEN..len]) {
-                        nat.apply(&mut room[ETH_LEN..len], &plan, now);
-                    }
-                }
-                Verdict::Tx { port, len }
-            }
-            _ => {
-                self.counters.count_drop(DropReason::EthUnsupportedType);
-                Verdict::Drop
-            }
-        }
+        Ok(hop)
     }
 
     fn take_icmp_token(&mut self, now: Instant) -> bool {
@@ -538,43 +326,41 @@ impl Router {
         true
     }
 
-    /// Drop the packet for `reason` and, where RFC 1812 allows, turn its buffer into an
-    /// ICMP error back to its source.
-    #[allow(clippy::too_many_arguments)]
-    fn icmp_error(
+    /// The packet in `room` (its first `len` bytes) is dropped for `err.reason` (counted
+    /// here): where RFC 1812 allows and the rate limit has a token, turn its buffer into
+    /// the ICMP error back to its source. Returns the error's frame length and next hop,
+    /// or `None` when no error is sent (counted as `icmp_error_suppressed`).
+    pub fn icmp_error(
         &mut self,
         room: &mut [u8],
         len: usize,
         now: Instant,
-        reason: DropReason,
-        msg: Icmpv4Message,
-        code: u8,
-        rest_of_header: u32,
-    ) -> Verdict {
-        self.counters.count_drop(reason);
+        err: IcmpErrorReq,
+    ) -> Option<(usize, NextHop)> {
+        self.counters.count_drop(err.reason);
         let original = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
+        let suppressed = |c: &WorkerCounters| {
+            c.count_drop(DropReason::IcmpErrorSuppressed);
+            None
+        };
         if !icmp::may_send_error_about(&original) || !self.take_icmp_token(now) {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         }
         let to = original.src_addr();
         let Some(back) = self.routes.lookup(to) else {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         };
         let quote_len = icmp::error_quote_len(&room[ETH_LEN..len]);
         let quote_at = ETH_LEN + IPV4_LEN + ICMP_HEADER_LEN;
         if room.len() < (quote_at + quote_len).max(MIN_FRAME) {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         }
         room.copy_within(ETH_LEN..ETH_LEN + quote_len, quote_at);
         let from = self.routes.port(back.port).address;
         let Ok(ip_len) =
-            icmp::emit_error(&mut room[ETH_LEN..], from, to, DEFAULT_TTL, msg, code, rest_of_header, quote_len)
+            icmp::emit_error(&mut room[ETH_LEN..], from, to, DEFAULT_TTL, err.msg, err.code, err.rest, quote_len)
         else {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         };
         let mut out_len = ETH_LEN + ip_len;
         if out_len < MIN_FRAME {
@@ -583,22 +369,56 @@ impl Router {
         }
         EthernetFrame::new_unchecked(&mut room[..out_len]).set_ethertype(EtherType::Ipv4);
         self.counters.icmp_sent.inc();
-        self.forward_to(room, out_len, back.port, back.via, now)
+        Some((out_len, back))
     }
 
-    /// Finish a routed frame: MACs if the next hop is known, else ask the worker to resolve.
-    fn forward_to(&mut self, room: &mut [u8], len: usize, port: u16, via: Ipv4Addr, now: Instant) -> Verdict {
+    // ----- ip4-local -----
+
+    /// A packet for one of the router's own addresses (`ip`, as translated): answer an
+    /// echo request in place (the reply's addresses swapped, checksums filled); anything
+    /// else is `local_unhandled`. The caller translates the reply if its request was
+    /// translated, routes it and counts it sent.
+    pub fn answer_local(&self, ip: &mut [u8]) -> Result<(), DropReason> {
+        let p = Ipv4Packet::new_unchecked(&*ip);
+        let is_echo = p.next_header() == IpProtocol::Icmp
+            && !p.is_fragment()
+            && Icmpv4Packet::new_checked(p.payload())
+                .map(|m| m.msg_type() == Icmpv4Message::EchoRequest && m.verify_checksum())
+                .unwrap_or(false);
+        if !is_echo {
+            return Err(DropReason::LocalUnhandled);
+        }
+        let (src, dst) = (p.src_addr(), p.dst_addr());
+        let mut p = Ipv4Packet::new_unchecked(ip);
+        p.set_src_addr(dst);
+        p.set_dst_addr(src);
+        p.set_ttl(DEFAULT_TTL);
+        p.fill_checksum();
+        let mut echo = Icmpv4Packet::new_unchecked(p.payload_mut());
+        echo.set_msg_type(Icmpv4Message::EchoReply);
+        echo.fill_checksum();
+        Ok(())
+    }
+
+    /// Count a message the router originated (an ICMP error or echo reply) as sent.
+    #[inline]
+    pub fn count_icmp_sent(&self) {
+        self.counters.icmp_sent.inc();
+    }
+
+    // ----- l2-output -----
+
+    /// The MAC of next hop `via` on `port`, if known. A stale entry is still used, and
+    /// asked for again ([`take_refresh`](Self::take_refresh)), at most once a second.
+    #[inline]
+    pub fn neighbor(&mut self, port: u16, via: Ipv4Addr, now: Instant) -> Option<[u8; 6]> {
         match self.neighbors.lookup(port, via, now) {
-            Neighbor::Fresh(mac) => {
-                self.fill_l2(port, mac, room);
-                Verdict::Tx { port, len }
-            }
+            Neighbor::Fresh(mac) => Some(mac),
             Neighbor::Stale(mac) => {
                 self.note_stale(port, via, now);
-                self.fill_l2(port, mac, room);
-                Verdict::Tx { port, len }
+                Some(mac)
             }
-            Neighbor::Missing => Verdict::Resolve { port, via, len },
+            Neighbor::Missing => None,
         }
     }
 
@@ -645,8 +465,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::io::mem::MemIo;
+    use crate::testkit::{self, Ipv4Info};
     use crate::worker::Worker;
-    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
     const LAN: u16 = 0;
     const WAN: u16 = 1;
@@ -689,33 +509,18 @@ cores = [1]
     }
 
     fn udp_from_host(ttl: u8, payload_len: usize) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, ttl).udp(40000, 53);
-        let payload = vec![0xab; payload_len];
-        let mut out = Vec::new();
-        b.write(&mut out, &payload).unwrap();
-        out
+        testkit::udp_frame(HOST, MAC_LAN, HOST_IP.into(), SERVER_IP.into(), 40000, 53, ttl, &vec![0xab; payload_len])
     }
 
     fn arp_frame(op: u16, src_mac: [u8; 6], src_ip: [u8; 4], dst_mac: [u8; 6], target_ip: [u8; 4]) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&dst_mac);
-        f.extend_from_slice(&src_mac);
-        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
-        f.extend_from_slice(&op.to_be_bytes());
-        f.extend_from_slice(&src_mac);
-        f.extend_from_slice(&src_ip);
-        f.extend_from_slice(&[0; 6]);
-        f.extend_from_slice(&target_ip);
-        f
+        testkit::arp_frame(dst_mac, op, src_mac, src_ip.into(), [0; 6], target_ip.into())
     }
 
-    /// Parse a frame and check every checksum with etherparse as an independent oracle.
-    fn parse(frame: &[u8]) -> SlicedPacket<'_> {
-        let p = SlicedPacket::from_ethernet(frame).expect("valid frame");
-        if let Some(NetSlice::Ipv4(ip)) = &p.net {
-            let h = ip.header().to_header();
-            assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
-        }
+    /// Parse an IPv4 frame and check every checksum with the testkit, an oracle written
+    /// apart from masq's packet code.
+    fn parse(frame: &[u8]) -> Ipv4Info {
+        let p = testkit::parse_ipv4(frame).expect("a valid IPv4 frame");
+        assert!(p.checksums_ok, "checksums: {p:?}");
         p
     }
 
@@ -731,10 +536,9 @@ cores = [1]
         assert_eq!(&f[0..6], &GW);
         assert_eq!(&f[6..12], &MAC_WAN);
         let p = parse(f);
-        let Some(NetSlice::Ipv4(ip)) = p.net else { panic!("not ipv4") };
-        assert_eq!(ip.header().ttl(), 63);
-        assert_eq!(ip.header().source(), HOST_IP);
-        assert_eq!(ip.header().destination(), SERVER_IP);
+        assert_eq!(p.ttl, 63);
+        assert_eq!(p.src.octets(), HOST_IP);
+        assert_eq!(p.dst.octets(), SERVER_IP);
         // Only TTL (offset 8) and the header checksum (10..12) changed.
         assert_eq!(f[14..14 + 8], input[14..14 + 8]);
         assert_eq!(f[14 + 9], input[14 + 9]);
@@ -757,14 +561,10 @@ cores = [1]
         assert_eq!(&f[0..6], &HOST);
         assert_eq!(&f[6..12], &MAC_LAN);
         let p = parse(f);
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
-        assert_eq!(ip.header().source(), [100, 64, 0, 1]);
-        assert_eq!(ip.header().destination(), HOST_IP);
-        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!("not icmp") };
-        assert_eq!(icmp.type_u8(), 11);
-        assert_eq!(icmp.code_u8(), 0);
-        let payload = icmp.payload();
-        assert_eq!(icmp.icmp_type().calc_checksum(payload), icmp.checksum(), "ICMP checksum");
+        assert_eq!(p.src.octets(), [100, 64, 0, 1]);
+        assert_eq!(p.dst.octets(), HOST_IP);
+        assert_eq!((p.icmp_type, p.icmp_code), (Some(11), Some(0)), "time exceeded");
+        let payload = &p.payload[..];
         // The quote is the original IPv4 header plus the first 8 bytes of its payload.
         assert_eq!(payload, &input[14..14 + 28]);
         assert_eq!(c.drops_for(DropReason::TtlExceeded), 1);
@@ -876,40 +676,33 @@ cores = [1]
     #[test]
     fn df_packets_over_the_mtu_get_fragmentation_needed() {
         let (mut w, c, _) = setup(true);
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, 64).udp(1, 2);
-        let mut f = Vec::new();
-        b.write(&mut f, &[0u8; 1450]).unwrap();
-        // etherparse sets DF by default; check that.
+        let f = testkit::udp_frame(HOST, MAC_LAN, HOST_IP.into(), SERVER_IP.into(), 1, 2, 64, &[0u8; 1450]);
+        // The testkit sets DF; check that.
         assert_ne!(f[14 + 6] & 0x40, 0);
         w.io_mut().inject(LAN, &f);
         w.poll(Instant::from_secs(1));
         let out = w.io_mut().take_output(LAN);
         assert_eq!(out.len(), 1);
         let p = parse(&out[0]);
-        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
-        assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 4));
-        assert_eq!(u16::from_be_bytes([icmp.bytes5to8()[2], icmp.bytes5to8()[3]]), 1400);
+        assert_eq!((p.icmp_type, p.icmp_code), (Some(3), Some(4)));
+        let rest = p.icmp_rest.unwrap();
+        assert_eq!(u16::from_be_bytes([rest[2], rest[3]]), 1400);
         assert_eq!(c.drops_for(DropReason::NeedFragmentation), 1);
     }
 
     #[test]
     fn answers_pings_to_its_own_address() {
         let (mut w, c, _) = setup(true);
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, [100, 64, 0, 1], 64).icmpv4_echo_request(7, 1);
-        let mut f = Vec::new();
-        b.write(&mut f, b"ping").unwrap();
+        let f = testkit::icmp_echo_frame(HOST, MAC_LAN, HOST_IP.into(), [100, 64, 0, 1].into(), 64, 7, 1, b"ping");
         w.io_mut().inject(LAN, &f);
         w.poll(Instant::from_secs(1));
         let out = w.io_mut().take_output(LAN);
         assert_eq!(out.len(), 1);
         let p = parse(&out[0]);
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
-        assert_eq!(ip.header().source(), [100, 64, 0, 1]);
-        assert_eq!(ip.header().destination(), HOST_IP);
-        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
-        assert_eq!(icmp.type_u8(), 0);
-        assert_eq!(icmp.icmp_type().calc_checksum(icmp.payload()), icmp.checksum());
-        assert_eq!(icmp.payload(), b"ping");
+        assert_eq!(p.src.octets(), [100, 64, 0, 1]);
+        assert_eq!(p.dst.octets(), HOST_IP);
+        assert_eq!((p.icmp_type, p.icmp_id), (Some(0), Some(7)));
+        assert_eq!(p.payload, b"ping");
         assert_eq!(c.icmp_sent.get(), 1);
     }
 
@@ -924,9 +717,8 @@ cores = [1]
         assert_eq!(w.io_mut().take_output(LAN).len(), ICMP_ERROR_BURST as usize);
         assert_eq!(c.drops_for(DropReason::IcmpErrorSuppressed), 10);
         // An ICMP error with TTL 1 gets no error about it.
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, 1).icmpv4_raw(3, 3, [0; 4]);
-        let mut f = Vec::new();
-        b.write(&mut f, &[0u8; 28]).unwrap();
+        let f =
+            testkit::ethernet(HOST, MAC_LAN, &testkit::ipv4(HOST_IP, SERVER_IP).ttl(1).icmp_error(3, 3, &[0u8; 28]));
         w.io_mut().inject(LAN, &f);
         w.poll(Instant::from_secs(10));
         assert!(w.io_mut().take_output(LAN).is_empty());

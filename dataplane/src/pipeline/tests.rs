@@ -1,23 +1,28 @@
 //! End to end through the in-memory worker: frames in, frames out, time moved by hand.
 //!
-//! Every frame that comes out is checked by etherparse, an independent implementation:
-//! the IPv4 header checksum and the TCP, UDP or ICMP checksum (UDP's 0 aside), and for
-//! ICMP errors the quoted datagram's header and, when the quote holds it whole, its
-//! transport checksum.
+//! Frames are built, and every frame that comes out is checked, by `crate::testkit`,
+//! written apart from masq's packet code: the IPv4 header checksum and the TCP, UDP or
+//! ICMP checksum (UDP's 0 aside), and for ICMP errors the quoted datagram's header and,
+//! when the quote holds it whole, its transport checksum.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use crate::testkit::{self, TcpSeg};
 use arc_swap::ArcSwap;
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-use super::*;
 use crate::config::{Config, Filtering as ConfigFiltering};
 use crate::counters::WorkerCounters;
 use crate::io::mem::MemIo;
 use crate::l3::neighbor::NeighborTable;
+use crate::l3::route::RouteTable;
 use crate::l3::router::Router;
+use crate::nat::{ConnState, Endpoint, NatPath, Out2In, Proto, SharedRules, TcpState, Tuple, WorkerNat};
 use crate::packet::ipv4::Ipv4Packet;
+use crate::policy::Chain;
+use crate::setup::{load_rules, nat_path, timeouts};
+use crate::stats::DropReason;
+use crate::time::Instant;
 use crate::worker::Worker;
 
 const LAN: u16 = 0;
@@ -77,7 +82,7 @@ fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
     tweak(&mut config);
     let (set, compiled) = load_rules(rules, &config).unwrap_or_else(|e| panic!("{e}"));
     let shared: SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
-    let nat = NatPath::from_config(&config, &set, shared.clone(), timeouts(&config), 0, 1, 42).unwrap();
+    let nat = nat_path(&config, &set, shared.clone(), timeouts(&config), 0, 1, 42).unwrap();
     let routes = Arc::new(RouteTable::from_config(&config));
     let neighbors = Arc::new(NeighborTable::new(64));
     neighbors.add_static(WAN, Ipv4Addr::new(203, 0, 113, 254), GW).unwrap();
@@ -85,11 +90,12 @@ fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
         neighbors.add_static(LAN, Ipv4Addr::from(*ip), mac).unwrap();
     }
     let c = Arc::new(WorkerCounters::default());
-    let router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone()).with_nat(nat);
-    Lab { w: Worker::new(MemIo::new(2), router, c.clone()), c, rules: shared, config, now: Instant::from_secs(1) }
+    let router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone());
+    let w = Worker::new(MemIo::new(2), router, c.clone()).with_nat(nat);
+    Lab { w, c, rules: shared, config, now: Instant::from_secs(1) }
 }
 
-/// What a frame carries, as parsed by etherparse after checking every checksum.
+/// What a frame carries, as parsed by the testkit after checking every checksum.
 #[derive(Debug, Clone)]
 struct Seen {
     src: [u8; 4],
@@ -114,46 +120,22 @@ impl Seen {
 
 /// Parse an IPv4 packet (no Ethernet) and check its checksums.
 fn check_ip(ip: &[u8]) -> Seen {
-    let p = SlicedPacket::from_ip(ip).expect("valid IPv4");
-    let Some(NetSlice::Ipv4(v4)) = &p.net else { panic!("not IPv4") };
-    let h = v4.header().to_header();
-    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
-    let mut s = Seen {
-        src: h.source,
-        dst: h.destination,
-        ttl: h.time_to_live,
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        icmp: (0, 0),
-        rest: [0; 4],
-        l4_csum: 0,
-        payload: Vec::new(),
-    };
-    match &p.transport {
-        Some(TransportSlice::Udp(u)) => {
-            let hdr = u.to_header();
-            if hdr.checksum != 0 {
-                let want = hdr.calc_checksum_ipv4_raw(h.source, h.destination, u.payload()).unwrap();
-                assert_eq!(hdr.checksum, want, "UDP checksum");
-            }
-            (s.sport, s.dport, s.l4_csum, s.payload) =
-                (hdr.source_port, hdr.destination_port, hdr.checksum, u.payload().to_vec());
-        }
-        Some(TransportSlice::Tcp(t)) => {
-            assert_eq!(t.checksum(), t.calc_checksum_ipv4(h.source, h.destination).unwrap(), "TCP checksum");
-            (s.sport, s.dport, s.l4_csum) = (t.source_port(), t.destination_port(), t.checksum());
-            s.tcp_flags = t.slice()[13];
-            s.payload = t.payload().to_vec();
-        }
-        Some(TransportSlice::Icmpv4(i)) => {
-            assert_eq!(i.checksum(), i.icmp_type().calc_checksum(i.payload()), "ICMP checksum");
-            (s.icmp, s.rest, s.l4_csum) = ((i.type_u8(), i.code_u8()), i.bytes5to8(), i.checksum());
-            s.payload = i.payload().to_vec();
-        }
-        other => panic!("unexpected transport {other:?}"),
+    let p = testkit::parse_ipv4_packet(ip).expect("valid IPv4");
+    assert!(p.ip_checksum_ok, "IPv4 header checksum");
+    assert!(matches!(p.proto, 1 | 6 | 17), "unexpected transport {}", p.proto);
+    assert!(p.l4_checksum_ok, "transport checksum (protocol {})", p.proto);
+    Seen {
+        src: p.src.octets(),
+        dst: p.dst.octets(),
+        ttl: p.ttl,
+        sport: p.sport.unwrap_or(0),
+        dport: p.dport.unwrap_or(0),
+        tcp_flags: p.tcp_flags.unwrap_or(0),
+        icmp: (p.icmp_type.unwrap_or(0), p.icmp_code.unwrap_or(0)),
+        rest: p.icmp_rest.unwrap_or([0; 4]),
+        l4_csum: p.l4_checksum.unwrap_or(0),
+        payload: p.payload,
     }
-    s
 }
 
 /// Check a frame sent to `mac` and parse its IPv4 packet.
@@ -169,33 +151,19 @@ fn from_host(h: usize) -> ([u8; 6], [u8; 6], [u8; 4]) {
 }
 
 fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).udp(sp, dp).write(&mut v, payload).unwrap();
-    v
+    testkit::ethernet(src_mac, dst_mac, &testkit::ipv4(src, dst).udp(sp, dp, payload))
 }
 
 fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).tcp(sp, dp, 1000, 4096);
-    for f in flags.chars() {
-        b = match f {
-            'S' => b.syn(),
-            'A' => b.ack(1),
-            'F' => b.fin(),
-            'R' => b.rst(),
-            _ => panic!("flag {f}"),
-        };
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
-    v
+    let ack = u32::from(flags.contains('A'));
+    let seg = TcpSeg { window: 4096, ..TcpSeg::flags(flags, 1000, ack) };
+    testkit::ethernet(src_mac, dst_mac, &testkit::ipv4(src, dst).tcp(sp, dp, seg, &[]))
 }
 
 fn echo(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ident: u16, request: bool) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64);
-    let b = if request { b.icmpv4_echo_request(ident, 1) } else { b.icmpv4_echo_reply(ident, 1) };
-    let mut v = Vec::new();
-    b.write(&mut v, b"ping").unwrap();
-    v
+    let ip = testkit::ipv4(src, dst);
+    let packet = if request { ip.icmp_echo_request(ident, 1, b"ping") } else { ip.icmp_echo_reply(ident, 1, b"ping") };
+    testkit::ethernet(src_mac, dst_mac, &packet)
 }
 
 fn host_udp(h: usize, sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
@@ -226,13 +194,7 @@ fn icmp_error(
     code: u8,
     quoted: &[u8],
 ) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .icmpv4_raw(ty, code, [0; 4])
-        .write(&mut v, quoted)
-        .unwrap();
-    v
+    testkit::ethernet(src_mac, dst_mac, &testkit::ipv4(src, dst).icmp_error(ty, code, quoted))
 }
 
 impl Lab {
@@ -275,11 +237,11 @@ impl Lab {
     }
 
     fn nat(&self) -> &WorkerNat {
-        self.w.router().nat().unwrap().nat()
+        self.w.nat().unwrap().nat()
     }
 
     fn path(&self) -> &NatPath {
-        self.w.router().nat().unwrap()
+        self.w.nat().unwrap()
     }
 }
 
@@ -378,7 +340,7 @@ fn dnat_port_forward_in_and_replies_out() {
         Endpoint::new(client.into(), 50000),
         Proto::Tcp,
     ));
-    assert_eq!(sess.unwrap().state(), super::super::ConnState::Tcp(super::super::TcpState::Established));
+    assert_eq!(sess.unwrap().state(), ConnState::Tcp(TcpState::Established));
     // The forwarded port is never handed to a masqueraded flow.
     let m = check(&l.through(LAN, &host_tcp(0, 2222, SERVER, 80, "S"), WAN), GW);
     assert_ne!(m.sport, 2222);
@@ -557,7 +519,7 @@ fn tcp_lifecycle_with_short_timers() {
     let mut l = lab(MASQ);
     let t = Tuple::new(Endpoint::new(H[0].into(), 5555), Endpoint::new(SERVER.into(), 80), Proto::Tcp);
     let state = |l: &Lab| l.nat().lookup_in2out(&t).map(|s| s.state());
-    use super::super::{ConnState::Tcp, TcpState::*};
+    use crate::nat::{ConnState::Tcp, TcpState::*};
     let p = check(&l.through(LAN, &host_tcp(0, 5555, SERVER, 80, "S"), WAN), GW).sport;
     assert_eq!(state(&l), Some(Tcp(SynSent)));
     l.through(WAN, &wan_tcp(SERVER, 80, EXT, p, "SA"), LAN);
@@ -614,21 +576,8 @@ fn subscriber_limit_sends_host_unreachable() {
 /// multiple of 8) of its payload, with identification `id`.
 fn fragments(frame: &[u8], at: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
     let (eth, ip) = frame.split_at(14);
-    let payload = &ip[20..];
-    let mk = |data: &[u8], offset: usize, more: bool| {
-        let mut v = eth.to_vec();
-        v.extend_from_slice(&ip[..20]);
-        v.extend_from_slice(data);
-        let mut p = Ipv4Packet::new_unchecked(&mut v[14..]);
-        p.set_total_len((20 + data.len()) as u16);
-        p.set_ident(id);
-        p.clear_flags();
-        p.set_more_frags(more);
-        p.set_frag_offset(offset as u16);
-        p.fill_checksum();
-        v
-    };
-    (mk(&payload[..at], 0, true), mk(&payload[at..], at, false))
+    let (first, later) = testkit::fragments(ip, id, at);
+    ([eth, &first].concat(), [eth, &later].concat())
 }
 
 fn frag_parts(frame: &[u8]) -> (Ipv4Packet<&[u8]>, &[u8]) {
@@ -929,12 +878,11 @@ mod two_workers {
         let tmo = timeouts(&config);
         let (mut w, mut c) = (Vec::new(), Vec::new());
         for i in 0..2u16 {
-            let nat = NatPath::from_config(&config, &set, shared.clone(), tmo.clone(), i, 2, 42).unwrap();
+            let nat = nat_path(&config, &set, shared.clone(), tmo.clone(), i, 2, 42).unwrap();
             let counters = Arc::new(WorkerCounters::default());
-            let router =
-                Router::new(routes.clone(), neighbors.clone(), vec![MAC_LAN, MAC_WAN], counters.clone()).with_nat(nat);
+            let router = Router::new(routes.clone(), neighbors.clone(), vec![MAC_LAN, MAC_WAN], counters.clone());
             let io = MemIo::new(2).with_handoff(i, rings.clone());
-            w.push(Worker::new(io, router, counters.clone()));
+            w.push(Worker::new(io, router, counters.clone()).with_nat(nat));
             c.push(counters);
         }
         Pair { w, c, now: Instant::from_secs(1) }
@@ -965,7 +913,7 @@ mod two_workers {
         }
 
         fn sessions(&self, w: usize) -> u32 {
-            self.w[w].router().nat().unwrap().nat().count()
+            self.w[w].nat().unwrap().nat().count()
         }
     }
 
@@ -983,7 +931,7 @@ mod two_workers {
         assert_eq!(by, owner);
         let s = check(&f, GW);
         assert_eq!((s.src, s.dst, s.dport), (EXT, SERVER, 53));
-        assert_eq!(p.w[owner].router().nat().unwrap().nat().partition().owner_of(s.sport), Some(owner as u16));
+        assert_eq!(p.w[owner].nat().unwrap().nat().partition().owner_of(s.sport), Some(owner as u16));
         assert_eq!((p.sessions(owner), p.sessions(other)), (1, 0));
         // The reply, on either worker's queue, reaches the owner and goes back translated.
         for on in [0, 1] {
@@ -1071,7 +1019,7 @@ mod two_workers {
         let (by, l) = p.one(1 - owner, WAN, &later, LAN);
         assert_eq!(by, owner);
         assert_eq!(&l[0..6], &lan_to(0));
-        let steer = p.w[1 - owner].router().nat().unwrap().steering().unwrap();
+        let steer = p.w[1 - owner].nat().unwrap().steering().unwrap();
         assert_eq!(steer.fragments_followed, 1);
     }
 }
@@ -1175,16 +1123,4 @@ fn a_port_forward_whose_port_a_mapping_holds_reserves_it_once_released() {
     swap_rules(&mut l, MASQ);
     assert_eq!(l.path().static_ports_reserved(), 0);
     assert_eq!(l.nat().count(), 1);
-}
-
-proptest::proptest! {
-    /// The prefetch parser reads untrusted bytes: any input, no panic, and a tuple only
-    /// for what is long enough to hold one.
-    #[test]
-    fn quick_tuple_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-        if let Some(t) = super::quick_tuple(&bytes) {
-            proptest::prop_assert!(bytes.len() >= 24);
-            proptest::prop_assert!(matches!(t.proto, Proto::Tcp | Proto::Udp));
-        }
-    }
 }

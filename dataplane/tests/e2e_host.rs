@@ -49,6 +49,10 @@ impl Lab {
         if !require_root_and_tools() {
             return None;
         }
+        if !Path::new("/dev/net/tun").exists() {
+            skip("needs /dev/net/tun (the kernel's TUN/TAP driver) for host interfaces");
+            return None;
+        }
         let serial = af_packet_serial();
         let mut net = Netns::new();
         let lan = net.add_ns("lan");
@@ -454,7 +458,6 @@ one_and_two_workers! {
     the_routers_own_connections_beside_nat_traffic_on_the_same_ports: own_connections_1w, own_connections_2w;
     tcp_services_on_the_inside_and_outside_addresses: tcp_services_1w, tcp_services_2w;
 }
-
 
 #[test]
 fn punt_flood_1w() {

@@ -1,12 +1,11 @@
 //! The exception path through the in-memory worker: frames in from ports and from the
-//! kernel, frames out to ports and to the kernel, each checked by etherparse (an
-//! independent implementation: IPv4 header, TCP/UDP/ICMP checksums).
+//! kernel, frames out to ports and to the kernel, built and checked with the testkit
+//! (etherparse builders; parsers that verify every checksum themselves).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 use super::*;
 use crate::config::Config;
@@ -18,6 +17,8 @@ use crate::l3::router::Router;
 use crate::nat::SharedRules;
 use crate::setup::{load_rules, nat_path, timeouts};
 use crate::stats::DropReason;
+use crate::testkit::frames::{arp_frame, ethernet, ipv4, TcpSeg};
+use crate::testkit::verify::{parse_ipv4, Ipv4Info};
 use crate::time::Duration;
 use crate::worker::Worker;
 
@@ -89,90 +90,30 @@ fn lab(rules: &str) -> Lab {
     lab_with(rules, |_| {})
 }
 
-/// What a frame carries, after etherparse checked every checksum.
-#[derive(Debug)]
-struct Seen {
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    sport: u16,
-    dport: u16,
-    icmp: (u8, u8),
-    /// The datagram an ICMP error quotes (IPv4 header and at least 8 bytes).
-    quote: Vec<u8>,
-}
-
-fn check(frame: &[u8], dst_mac: [u8; 6]) -> Seen {
-    assert_eq!(&frame[0..6], &dst_mac, "destination MAC");
-    let p = SlicedPacket::from_ethernet(frame).expect("valid frame");
-    let Some(NetSlice::Ipv4(v4)) = &p.net else { panic!("not IPv4") };
-    let h = v4.header().to_header();
-    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
-    let mut s = Seen {
-        src: h.source,
-        dst: h.destination,
-        ttl: h.time_to_live,
-        sport: 0,
-        dport: 0,
-        icmp: (0, 0),
-        quote: Vec::new(),
-    };
-    match &p.transport {
-        Some(TransportSlice::Udp(u)) => {
-            let hdr = u.to_header();
-            assert_eq!(hdr.checksum, hdr.calc_checksum_ipv4_raw(h.source, h.destination, u.payload()).unwrap());
-            (s.sport, s.dport) = (hdr.source_port, hdr.destination_port);
-        }
-        Some(TransportSlice::Tcp(t)) => {
-            assert_eq!(t.checksum(), t.calc_checksum_ipv4(h.source, h.destination).unwrap(), "TCP checksum");
-            (s.sport, s.dport) = (t.source_port(), t.destination_port());
-        }
-        Some(TransportSlice::Icmpv4(i)) => {
-            assert_eq!(i.checksum(), i.icmp_type().calc_checksum(i.payload()), "ICMP checksum");
-            s.icmp = (i.type_u8(), i.code_u8());
-            s.quote = i.payload().to_vec();
-        }
-        other => panic!("unexpected transport {other:?}"),
-    }
-    s
+/// A frame sent to `dst_mac`, parsed with every checksum verified.
+fn check(frame: &[u8], dst_mac: [u8; 6]) -> Ipv4Info {
+    let i = parse_ipv4(frame).expect("an IPv4 frame");
+    assert_eq!(i.dst_mac, dst_mac, "destination MAC");
+    assert!(i.checksums_ok, "checksums: {i:?}");
+    i
 }
 
 fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, syn: bool) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).tcp(sp, dp, 1000, 4096);
-    let b = if syn { b.syn() } else { b.syn().ack(1) };
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
-    v
+    let seg = if syn { TcpSeg::flags("S", 1000, 0) } else { TcpSeg::flags("SA", 1000, 1) };
+    ethernet(src_mac, dst_mac, &ipv4(src, dst).tcp(sp, dp, seg, &[]))
 }
 
 fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).udp(sp, dp).write(&mut v, b"query").unwrap();
-    v
+    ethernet(src_mac, dst_mac, &ipv4(src, dst).udp(sp, dp, b"query"))
 }
 
 fn echo_request(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .icmpv4_echo_request(5, 1)
-        .write(&mut v, b"p")
-        .unwrap();
-    v
+    ethernet(src_mac, dst_mac, &ipv4(src, dst).icmp_echo_request(5, 1, b"p"))
 }
 
+/// An ARP request (`op` 1, broadcast) or reply (`op` 2) from `src` asking for `target`.
 fn arp(op: u16, src_mac: [u8; 6], src_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&[0xff; 6]);
-    v.extend_from_slice(&src_mac);
-    v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
-    v.extend_from_slice(&op.to_be_bytes());
-    v.extend_from_slice(&src_mac);
-    v.extend_from_slice(&src_ip);
-    v.extend_from_slice(&[0; 6]);
-    v.extend_from_slice(&target_ip);
-    v.resize(60, 0);
-    v
+    arp_frame([0xff; 6], op, src_mac, src_ip.into(), [0; 6], target_ip.into())
 }
 
 impl Lab {
@@ -252,7 +193,7 @@ fn without_a_host_interface_nothing_changes() {
     assert_eq!(l.c.drops_for(DropReason::NoSession), 2);
     // Port 61000 is an ordinary NAT port then.
     let f = l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 61000, SERVER, 53), WAN);
-    assert_eq!(check(&f, GW_MAC).sport, 61000);
+    assert_eq!(check(&f, GW_MAC).sport, Some(61000));
 }
 
 #[test]
@@ -266,14 +207,14 @@ fn sessions_and_rules_win_over_the_kernel_on_the_outside_address() {
     // A rule claims 2222: forwarded to the LAN host.
     let f = l.through(WAN, &tcp(GW_MAC, MAC_WAN, SERVER, 50001, EXT, 2222, true), LAN);
     let s = check(&f, HOST_MAC);
-    assert_eq!((s.dst, s.dport), (HOST, 22));
+    assert_eq!((s.dst, s.dport), (Ipv4Addr::from(HOST), Some(22)));
     // A mapping claims its port: the LAN host's UDP flow gets its reply.
     let out = check(&l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 40000, SERVER, 53), WAN), GW_MAC);
-    let back = l.through(WAN, &udp(GW_MAC, MAC_WAN, SERVER, 53, EXT, out.sport), LAN);
-    assert_eq!(check(&back, HOST_MAC).dport, 40000);
+    let back = l.through(WAN, &udp(GW_MAC, MAC_WAN, SERVER, 53, EXT, out.sport.unwrap()), LAN);
+    assert_eq!(check(&back, HOST_MAC).dport, Some(40000));
     // Pings to the outside address stay with masqd.
     let r = check(&l.through(WAN, &echo_request(GW_MAC, MAC_WAN, SERVER, EXT), WAN), GW_MAC);
-    assert_eq!((r.src, r.dst, r.icmp), (EXT, SERVER, (0, 0)));
+    assert_eq!((r.src, r.dst, r.icmp_type, r.icmp_code), (EXT.into(), SERVER.into(), Some(0), Some(0)));
     assert_eq!(l.c.drops_total(), 0, "{:?}", l.drops());
 }
 
@@ -283,7 +224,8 @@ fn host_ports_are_never_mapped_and_their_replies_reach_the_kernel() {
     for sp in [61000, 61500, 61999] {
         let f = l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, sp, SERVER, 53), WAN);
         let s = check(&f, GW_MAC);
-        assert!(!(61000..=61999).contains(&s.sport), "{sp} was mapped to {}, a host port", s.sport);
+        let mapped = s.sport.unwrap();
+        assert!(!(61000..=61999).contains(&mapped), "{sp} was mapped to {mapped}, a host port");
     }
     // The kernel's own query from a host port: out as it is; the answer comes back to it.
     let q = udp(MAC_WAN, GW_MAC, EXT, 61234, SERVER, 53);
@@ -308,39 +250,35 @@ fn redirect_tcp_and_udp_reach_local_services_and_replies_go_back_translated() {
                  -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
     let mut l = lab(rules);
     let k = check(&l.punted(LAN, &tcp(HOST_MAC, MAC_LAN, HOST, 40000, SERVER, 80, true), LAN), MAC_LAN);
-    assert_eq!((k.src, k.sport, k.dst, k.dport, k.ttl), (HOST, 40000, LAN_ADDR, 3128, 64));
+    assert_eq!((k.src, k.sport, k.dst, k.dport, k.ttl), (HOST.into(), Some(40000), LAN_ADDR.into(), Some(3128), 64));
     let synack = tcp(MAC_LAN, HOST_MAC, LAN_ADDR, 3128, HOST, 40000, false);
     l.kernel_sends(LAN, &synack);
     let out = l.out(LAN);
     assert_eq!(out.len(), 1);
     let r = check(&out[0], HOST_MAC);
-    assert_eq!((r.src, r.sport, r.dst, r.dport), (SERVER, 80, HOST, 40000), "the client sees whom it called");
+    assert_eq!(
+        (r.src, r.sport, r.dst, r.dport),
+        (SERVER.into(), Some(80), HOST.into(), Some(40000)),
+        "the client sees whom it called"
+    );
 
     let k = check(&l.punted(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 40002, SERVER, 53), LAN), MAC_LAN);
-    assert_eq!((k.dst, k.dport), (LAN_ADDR, 5353));
+    assert_eq!((k.dst, k.dport), (LAN_ADDR.into(), Some(5353)));
     l.kernel_sends(LAN, &udp(MAC_LAN, HOST_MAC, LAN_ADDR, 5353, HOST, 40002));
     let r = check(&l.out(LAN)[0], HOST_MAC);
-    assert_eq!((r.src, r.sport), (SERVER, 53));
+    assert_eq!((r.src, r.sport), (SERVER.into(), Some(53)));
 
     // Nothing listens: the kernel's port unreachable quotes the redirected datagram; the
     // client gets it about the datagram it sent.
     let quoted = &udp(HOST_MAC, MAC_LAN, HOST, 40003, LAN_ADDR, 5353)[14..];
     l.punted(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 40003, SERVER, 53), LAN);
-    let mut err = Vec::new();
-    PacketBuilder::ethernet2(MAC_LAN, HOST_MAC)
-        .ipv4(LAN_ADDR, HOST, 64)
-        .icmpv4_raw(3, 3, [0; 4])
-        .write(&mut err, quoted)
-        .unwrap();
+    let err = ethernet(MAC_LAN, HOST_MAC, &ipv4(LAN_ADDR, HOST).icmp_error(3, 3, quoted));
     l.kernel_sends(LAN, &err);
     let e = check(&l.out(LAN)[0], HOST_MAC);
     // As Linux's NAT does: the outer source too is the address the client called.
-    assert_eq!((e.src, e.dst, e.icmp), (SERVER, HOST, (3, 3)));
-    let q = SlicedPacket::from_ip(&e.quote).expect("quoted datagram");
-    let Some(NetSlice::Ipv4(qv4)) = &q.net else { panic!("quote") };
-    assert_eq!(qv4.header().destination(), SERVER);
-    let Some(TransportSlice::Udp(qu)) = &q.transport else { panic!("quoted UDP") };
-    assert_eq!((qu.source_port(), qu.destination_port()), (40003, 53));
+    assert_eq!((e.src, e.dst, e.icmp_type, e.icmp_code), (SERVER.into(), HOST.into(), Some(3), Some(3)));
+    let q = e.quoted().expect("the quoted datagram");
+    assert_eq!((q.src, q.dst, q.sport, q.dport), (HOST.into(), SERVER.into(), Some(40003), Some(53)));
     assert_eq!(l.c.drops_total(), 0, "{:?}", l.drops());
 }
 
@@ -395,10 +333,10 @@ fn transit_traffic_never_reaches_the_kernel() {
     let mut l = lab(MASQ);
     for i in 0..50u16 {
         let f = l.through(LAN, &udp(HOST_MAC, MAC_LAN, HOST, 30000 + i, SERVER, 9), WAN);
-        assert_eq!(check(&f, GW_MAC).src, EXT);
+        assert_eq!(check(&f, GW_MAC).src, Ipv4Addr::from(EXT));
         // Inbound to an address that is not ours: routed (to the LAN host), not punted.
         let g = l.through(WAN, &udp(GW_MAC, MAC_WAN, GW, 7, HOST, 20000 + i), LAN);
-        assert_eq!(check(&g, HOST_MAC).dst, HOST);
+        assert_eq!(check(&g, HOST_MAC).dst, Ipv4Addr::from(HOST));
     }
     assert_eq!(l.c.host_punted.get(), 0);
 }

@@ -465,6 +465,12 @@ step_masqctl() {
         >"$STATE_DIR/lan-http.log" 2>&1 </dev/null &
     BG_PIDS+=($!)
     sleep 0.5
+    # On a busy machine Python takes longer to bind: wait (bounded) for the UDP echo.
+    local i
+    for i in $(seq 1 30); do
+        masq_in_ns "$SRV_NS" ss -Hlun "sport = :7" | grep -q . && break
+        sleep 0.1
+    done
 
     masq_log "masqd runs with no rules: it routes, and translates nothing"
     out="$(ctl save)" || fail=1

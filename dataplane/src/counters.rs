@@ -118,6 +118,12 @@ worker_counters! {
     host_punted,
     /// Frames the kernel sent on host interfaces, handled by this worker.
     host_from_kernel,
+    /// NAT events queued for the logging thread.
+    log_events,
+    /// NAT events lost because the worker's log ring was full.
+    log_events_dropped,
+    /// Exhaustion and quota alerts not logged (over the per-second limit).
+    log_alerts_suppressed,
 }
 
 impl WorkerCounters {

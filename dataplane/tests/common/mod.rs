@@ -652,7 +652,8 @@ fn toml_control_socket(toml: &str) -> Option<PathBuf> {
 ///   workers, **every** reason listed, zeros included, by its `DropReason` name),
 ///   `host:<host interface>` (e.g. `host:lan0 rx_packets 3`: frames delivered to that
 ///   kernel interface; only with `host_interface`s) or `mempool` (`mempool in_use 0`:
-///   mbufs not back in their pool after the ports closed);
+///   mbufs not back in their pool after the ports closed)
+///   or, with `[logging]` on, `logging` (the logging thread's counters: `logging events 4`);
 /// - `name` is snake_case, `value` a decimal `u64`; fields are separated by one space;
 /// - then a final line: `masqd: clean shutdown` when every mbuf came back (exit 0), or
 ///   `masqd: LEAK <n> mbufs` (non-zero exit).
@@ -668,6 +669,7 @@ pub fn report_counters(log: &str) -> BTreeMap<String, u64> {
         };
         let scope_ok = scope == "drop"
             || scope == "mempool"
+            || scope == "logging"
             || scope.strip_prefix("port:").is_some_and(|p| !p.is_empty())
             || scope.strip_prefix("host:").is_some_and(|p| !p.is_empty())
             || scope.strip_prefix("worker:").is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()));

@@ -3,7 +3,7 @@
 //! `ip4-local` (the router's own addresses: echo replies; the rest to `host-punt` on ports
 //! with a host interface).
 
-use super::{Stage, F_HAIRPIN, F_LOCAL};
+use super::{Stage, F_HAIRPIN, F_HELPER, F_LOCAL};
 use crate::io::{Frame, PacketIo};
 use crate::l3::router::{IcmpErrorReq, NotForwarded};
 use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
@@ -59,7 +59,12 @@ impl<Io: PacketIo> Worker<Io> {
                             meta.out_port = hop.port;
                             meta.via = hop.via;
                             forwarded += 1;
-                            self.vec.send(i, if translated { Stage::NatRewrite } else { Stage::L2Output });
+                            let next = match translated {
+                                true if meta.flags & F_HELPER != 0 => Stage::Helper,
+                                true => Stage::NatRewrite,
+                                false => Stage::L2Output,
+                            };
+                            self.vec.send(i, next);
                             continue;
                         }
                         Err(NotForwarded::Drop(reason)) => {

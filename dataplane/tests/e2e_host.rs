@@ -349,31 +349,51 @@ fn a_flood_at_the_punt_path_is_limited_and_transit_carries_on(cores: &[u32]) {
     t.daemon(&srv, &["python3", "-m", "http.server", "8000", "--bind", SERVER, "--directory", &d], None);
     t.wait_http(&srv, &format!("http://{SERVER}:8000/"));
     let lan = t.lan.clone();
+    // The same download through the NAT, timed by curl: `%{time_total}` seconds.
+    let download = |t: &Lab, what: &str| -> f64 {
+        let (rc, out, err) = t.exec(
+            &lan,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "7",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{time_total}",
+                &format!("http://{SERVER}:8000/blob"),
+            ],
+        );
+        let (status, secs) = out.rsplit_once(' ').unwrap_or((out.as_str(), ""));
+        assert_eq!((rc, status), (0, "200 4194304"), "transit {what}: {err}\n{}", t.log());
+        secs.parse().unwrap_or_else(|_| panic!("curl's time_total: {out:?}"))
+    };
+    // Without the flood first (the first download also warms ARP and the server).
+    download(&t, "before the flood");
+    let quiet = download(&t, "before the flood");
     // Flood the router's inside address (nothing listens: every datagram is for the
-    // kernel) for 3 s at 20 times the punt limit, while the LAN host downloads through
+    // kernel) for 5 s at 20 times the punt limit, while the LAN host downloads through
     // the NAT. (Not at line rate: on af_packet a flood at line rate fills the port's
     // receive ring, which transit shares, whatever happens to the flood after it.)
     let flood_log = dir.join("flood.log");
     let started = Instant::now();
-    t.peer_daemon(&lan, &["udp-flood", LAN_ROUTER, "9", "3", "20000"], Some(&flood_log));
-    let (rc, out, err) = t.exec(
-        &lan,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "7",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download}",
-            &format!("http://{SERVER}:8000/blob"),
-        ],
+    t.peer_daemon(&lan, &["udp-flood", LAN_ROUTER, "9", "5", "20000"], Some(&flood_log));
+    std::thread::sleep(Duration::from_millis(300));
+    let flooded = download(&t, "during the flood");
+    assert!(started.elapsed() < Duration::from_secs(5), "the download outlasted the flood: {flooded:.3} s");
+    // Transit is not slowed by the punt path: the worker drops the excess in its limiter
+    // and never waits for the kernel. The bound is loose on purpose: the flood's sender
+    // competes for the same CPUs as curl and the server, which is not masqd's doing.
+    eprintln!("download: {quiet:.3} s quiet, {flooded:.3} s during the flood");
+    assert!(
+        flooded <= 3.0 * quiet + 0.5,
+        "the flood slowed transit: {flooded:.3} s against {quiet:.3} s without it\n{}",
+        t.log()
     );
-    assert_eq!((rc, out.as_str()), (0, "200 4194304"), "transit during the flood: {err}\n{}", t.log());
     assert!(t.net.exec(&lan, STEP, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", SERVER]).status.success());
     // Let the flood end.
-    while started.elapsed() < Duration::from_secs(4) {
+    while started.elapsed() < Duration::from_secs(6) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let sent: u64 = std::fs::read_to_string(&flood_log).unwrap_or_default().trim().parse().unwrap_or(0);
@@ -381,10 +401,10 @@ fn a_flood_at_the_punt_path_is_limited_and_transit_carries_on(cores: &[u32]) {
     let punted = stopped.expect_counter("host:lan0 rx_packets");
     let limited = stopped.expect_counter("drop host_punt_limited");
     eprintln!("flood: {sent} sent, {punted} to the kernel, {limited} limited");
-    assert!(sent > 20_000, "the flood sent {sent}");
+    assert!(sent > 40_000, "the flood sent {sent}");
     assert!(limited > 0, "the limiter dropped some of {sent}:\n{}", stopped.log);
-    // At most max_pps per worker per second plus one burst each (the flood ran < 4 s).
-    let bound = cores.len() as u64 * (4 * 1000 + 100) + 100;
+    // At most max_pps per worker per second plus one burst each (the flood ran < 6 s).
+    let bound = cores.len() as u64 * (6 * 1000 + 100) + 100;
     assert!(punted <= bound, "{punted} frames reached the kernel, more than {bound}:\n{}", stopped.log);
 }
 
@@ -459,6 +479,9 @@ one_and_two_workers! {
     tcp_services_on_the_inside_and_outside_addresses: tcp_services_1w, tcp_services_2w;
 }
 
+// One worker only: two workers busy-poll both of a 2-core machine's cores, and the
+// flood's sender, curl and the server would then time the CPUs, not the punt path (the
+// per-worker bound is covered by the limiter's unit tests and the bound below).
 #[test]
 fn punt_flood_1w() {
     a_flood_at_the_punt_path_is_limited_and_transit_carries_on(&[1]);

@@ -401,6 +401,9 @@ pub fn stats(s: &Stats) -> String {
         "\nSessions: {} active, {} created, {} expired",
         s.sessions_active, s.sessions_created, s.sessions_expired
     );
+    if let Some(m) = &s.mempool {
+        let _ = writeln!(out, "Packet buffers: {} of {} in use", m.in_use, m.size);
+    }
 
     // What the shutdown report has beyond the tables above: hairpins, handoffs, ICMP errors
     // and fragments translated, mappings, refused creations... (the Workers table has the
@@ -472,7 +475,9 @@ pub fn version(masqctl: &str, daemon: &VersionInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ChainListing, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry, WorkerStats};
+    use crate::protocol::{
+        ChainListing, MempoolStats, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry, WorkerStats,
+    };
 
     fn nat_listing() -> RuleListing {
         RuleListing {
@@ -661,6 +666,7 @@ num   pkts bytes target     prot opt in     out     source               destina
                 ("polls".to_string(), 77),
             ]
             .into(),
+            mempool: Some(MempoolStats { size: 8192, in_use: 12 }),
             ..Default::default()
         };
         let text = stats(&s);
@@ -675,6 +681,7 @@ num   pkts bytes target     prot opt in     out     source               destina
             "inside",
             "port 0 PMD: imissed=3",
             "Sessions: 1 active, 5 created, 4 expired",
+            "Packet buffers: 12 of 8192 in use",
             "no_route",
             "203.0.113.1",
             "25.0%",

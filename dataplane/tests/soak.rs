@@ -85,15 +85,17 @@ fn stats(client: &mut Client) -> Stats {
     client.call_as(&Command::StatsGet).expect("stats.get")
 }
 
-/// `(in, out)` of the frame balance over all workers: in = received + ARP requests sent +
-/// ICMP errors sent; out = sent + drops - icmp_error_suppressed + ARP replies received.
+/// `(in, out)` of the frame balance over all workers (docs/control-protocol.md,
+/// stats.get): in = received + ARP requests sent + ICMP errors sent + frames from the
+/// kernel; out = sent + drops - icmp_error_suppressed + ARP replies received + frames
+/// punted to the kernel.
 fn balance(s: &Stats) -> (u64, u64) {
     let c = |k: &str| s.counters.get(k).copied().unwrap_or_else(|| panic!("no counter {k} in {:?}", s.counters));
     let drops: u64 = s.drops.values().sum();
     let suppressed = s.drops.get("icmp_error_suppressed").copied().unwrap_or(0);
     (
-        c("rx_packets") + c("arp_requests_sent") + c("icmp_errors_sent"),
-        c("tx_packets") + drops - suppressed + c("arp_replies_received"),
+        c("rx_packets") + c("arp_requests_sent") + c("icmp_errors_sent") + c("host_from_kernel"),
+        c("tx_packets") + drops - suppressed + c("arp_replies_received") + c("host_punted"),
     )
 }
 

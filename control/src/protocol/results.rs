@@ -304,6 +304,9 @@ pub struct Stats {
     /// The packet-buffer pool, read live (absent when the daemon has none to report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mempool: Option<MempoolStats>,
+    /// Per host interface (the kernel TAPs of `[[port]] host_interface`); empty without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_interfaces: Vec<HostInterfaceStats>,
 }
 
 /// The packet-buffer (mbuf) pool: `in_use` counts the buffers held anywhere (device
@@ -316,6 +319,26 @@ pub struct MempoolStats {
     pub size: u64,
     /// Buffers allocated from it now.
     pub in_use: u64,
+}
+
+/// One host interface's counters, named as `ip -s link show NAME` names them: `rx` is
+/// what masqd delivered to the kernel, `tx` what the kernel sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInterfaceStats {
+    /// The kernel interface's name.
+    pub name: String,
+    /// The port it belongs to.
+    pub port: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Frames for the kernel the interface did not take.
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames from the kernel a worker's full ring did not take.
+    pub tx_dropped: u64,
+    /// Frames from the kernel that are neither IPv4 nor ARP (dropped).
+    pub tx_unsupported: u64,
 }
 
 /// One port's counters.

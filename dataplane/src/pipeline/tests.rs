@@ -728,8 +728,11 @@ fn every_frame_is_sent_dropped_or_consumed_in_the_counters() {
     let balance = |held: u64| {
         let suppressed = c.drops_for(DropReason::IcmpErrorSuppressed);
         (
-            c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get(),
-            c.tx_packets.get() + c.drops_total() - suppressed + c.arp_replies_received.get() + held,
+            c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get() + c.host_from_kernel.get(),
+            c.tx_packets.get() + c.drops_total() - suppressed
+                + c.arp_replies_received.get()
+                + c.host_punted.get()
+                + held,
         )
     };
     // An ICMP error made of a dropped packet's buffer (TTL 1).
@@ -898,8 +901,8 @@ mod robustness {
             let c = &l.c;
             let suppressed = c.drops_for(DropReason::IcmpErrorSuppressed);
             prop_assert_eq!(
-                c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get(),
-                c.tx_packets.get() + c.drops_total() - suppressed + c.arp_replies_received.get() + held,
+                c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get() + c.host_from_kernel.get(),
+                c.tx_packets.get() + c.drops_total() - suppressed + c.arp_replies_received.get() + c.host_punted.get() + held,
                 "{:?}", c.scalars()
             );
         }

@@ -172,12 +172,32 @@ fn active_ftp_through_masquerade(cores: &[u32]) {
     assert!(r.status.success(), "two transfers: {}\n{}", String::from_utf8_lossy(&r.stderr), t.log());
     assert_eq!(sha256(&a), want);
     assert_eq!(std::fs::read(&b).unwrap(), b"hello through the helper\n");
+    // The helpers' counters, live: stats.get per worker and summed, and masqctl stats.
+    let socket = t.masqd.as_ref().unwrap().socket().to_path_buf();
+    let json = masqctl(&socket, &["json", r#"{"id":1,"cmd":"stats.get"}"#]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let stats = &v["result"];
+    let text = masqctl(&socket, &["stats"]);
     let stopped = t.finish();
     assert!(total(&stopped, "ftp_port") >= 3, "{}", stopped.log);
     assert!(total(&stopped, "ftp_eprt") >= 1, "{}", stopped.log);
     assert!(total(&stopped, "helper_expect_used") >= 4, "{}", stopped.log);
     // 100,64,0,2 became 203,0,113,1: one byte longer, so later segments were moved.
     assert!(total(&stopped, "helper_seq_adjusted") >= 1, "{}", stopped.log);
+    // Nothing happened between the query and the shutdown: the same figures.
+    for name in ["helper_sessions", "ftp_port", "ftp_eprt", "helper_expect_created", "helper_expect_used"] {
+        let want = total(&stopped, name);
+        assert_eq!(stats["counters"][name].as_u64(), Some(want), "stats.get counters.{name}: {json}");
+        let per_worker: u64 =
+            stats["workers"].as_array().expect("workers").iter().filter_map(|w| w["counters"][name].as_u64()).sum();
+        assert_eq!(per_worker, want, "stats.get workers[].counters.{name}: {json}");
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+        assert_eq!(
+            line.and_then(|l| l.split_whitespace().nth(1)),
+            Some(want.to_string().as_str()),
+            "masqctl stats:\n{text}"
+        );
+    }
 }
 
 /// Passive FTP from a client outside to a server inside behind DNAT: PASV (227,

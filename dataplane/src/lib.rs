@@ -21,6 +21,7 @@ pub mod nat;
 pub mod packet;
 pub mod policy;
 pub mod prefetch;
+pub mod ratelimit;
 pub mod report;
 pub mod stats;
 pub mod time;

@@ -12,9 +12,16 @@
       Accept connections; answer each with "<peer ip>:<peer port>" and close.
   peer.py tcp-ask DST_IP DST_PORT [TIMEOUT]
       Connect, print what the server says.
+  peer.py arp-flood IFACE COUNT FIRST_SENDER_IP TARGET_IP
+      Send COUNT broadcast ARP requests for TARGET_IP out of IFACE (raw socket), each
+      from a different spoofed sender: FIRST_SENDER_IP, the next address, ... with a
+      MAC made from the counter. Paced in bursts of 256; prints how many were sent.
 """
+import ipaddress
 import socket
+import struct
 import sys
+import time
 
 
 def udp_echo(bind_ip, port):
@@ -81,12 +88,33 @@ def tcp_ask(dst_ip, dst_port, timeout="3"):
     return 0
 
 
+def arp_flood(iface, count, first_sender, target):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    src_mac = s.getsockname()[4]
+    first = int(ipaddress.IPv4Address(first_sender))
+    tpa = ipaddress.IPv4Address(target).packed
+    sent = 0
+    for i in range(int(count)):
+        mac = bytes([0x02, 0xEE]) + struct.pack("!I", i)
+        spa = struct.pack("!I", first + i)
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + spa + b"\0" * 6 + tpa
+        frame = b"\xff" * 6 + src_mac + b"\x08\x06" + arp
+        s.send(frame.ljust(60, b"\0"))
+        sent += 1
+        if sent % 256 == 0:
+            time.sleep(0.002)
+    print(sent)
+    return 0
+
+
 COMMANDS = {
     "udp-echo": udp_echo,
     "udp-ask": udp_ask,
     "udp-listen": udp_listen,
     "tcp-echo-peer": tcp_echo_peer,
     "tcp-ask": tcp_ask,
+    "arp-flood": arp_flood,
 }
 
 if __name__ == "__main__":

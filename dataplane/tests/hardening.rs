@@ -53,3 +53,129 @@ fn a_flood_of_spoofed_arp_senders_leaves_room_for_a_real_host() {
     assert!(learned < 200, "learned {learned}\n{}", stopped.log);
     assert_eq!(stopped.expect_counter("worker:0 neighbor_table_full"), 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 6: start-up and shutdown faults, panics, SIGHUP
+// ---------------------------------------------------------------------------------------
+
+/// Two `net_null` ports: no namespaces, no root needed beyond what EAL wants.
+fn null_config() -> MasqdConfig {
+    MasqdConfig::new().inside("lan", "net_null0", "100.64.0.1/10").outside(
+        "wan",
+        "net_null1",
+        "203.0.113.1/24",
+        Some("203.0.113.254"),
+    )
+}
+
+fn start_with_env(cfg: &MasqdConfig, env: &[(&str, &str)]) -> Masqd {
+    Masqd::start_text_env(&masqd_path(), &cfg.to_toml(), cfg.rules.as_deref(), &[], env)
+}
+
+fn client(masqd: &Masqd) -> control::Client {
+    control::Client::connect(masqd.socket()).unwrap_or_else(|e| panic!("{e}\n{}", masqd.log()))
+}
+
+/// The rules of `table` as `iptables-save` prints them (no counters).
+fn saved(masqd: &Masqd, table: &str) -> String {
+    let v = client(masqd)
+        .call(&control::protocol::Command::RulesSave { table: Some(table.into()) })
+        .unwrap_or_else(|e| panic!("rules.save: {e}\n{}", masqd.log()));
+    v["text"].as_str().unwrap_or_default().to_string()
+}
+
+fn wait_for_log(masqd: &Masqd, needle: &str, nth: usize) -> bool {
+    wait_until(Duration::from_secs(5), || masqd.log().matches(needle).count() >= nth)
+}
+
+/// SIGHUP reloads the `--rules` file: a good file replaces the rules, a broken one is
+/// reported (with its line) and changes nothing, and masqd never stops on it.
+#[test]
+fn sighup_reloads_the_rules_file_all_or_nothing() {
+    let rules = "*nat\n-A POSTROUTING -o wan -s 100.64.0.0/10 -j MASQUERADE\nCOMMIT\n";
+    let mut masqd = Masqd::start(&null_config().rules(rules));
+    masqd.expect_ready(READY);
+    let file = masqd.dir().join("rules.v4");
+    assert!(saved(&masqd, "nat").contains("-A POSTROUTING -s 100.64.0.0/10 -o wan -j MASQUERADE"));
+
+    std::fs::write(
+        &file,
+        "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.2:22\nCOMMIT\n\
+         *filter\n:FORWARD DROP [0:0]\n-A FORWARD -i lan -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    masqd.signal("HUP");
+    assert!(wait_for_log(&masqd, "rules reloaded", 1), "no reload:\n{}", masqd.log());
+    assert!(masqd.is_running(), "SIGHUP stopped masqd:\n{}", masqd.log());
+    let nat = saved(&masqd, "nat");
+    assert!(nat.contains("--dport 2222 -j DNAT"), "{nat}");
+    assert!(!nat.contains("MASQUERADE"), "the file's rules replace the old ones: {nat}");
+    let filter = saved(&masqd, "filter");
+    assert!(filter.contains(":FORWARD DROP") && filter.contains("-A FORWARD -i lan -j ACCEPT"), "{filter}");
+
+    // A broken file: reported, nothing changes.
+    std::fs::write(
+        &file,
+        "*nat\n-A POSTROUTING -o wan -j MASQUERADE\n-A POSTROUTING -o nowhere -j MASQUERADE\nCOMMIT\n",
+    )
+    .unwrap();
+    masqd.signal("HUP");
+    assert!(wait_for_log(&masqd, "rules unchanged", 1), "no report:\n{}", masqd.log());
+    let log = masqd.log();
+    let line = log.lines().find(|l| l.contains("rules unchanged")).unwrap();
+    assert!(line.contains("line 3") && line.contains("nowhere"), "the error names the line: {line}");
+    assert_eq!(saved(&masqd, "nat"), nat, "unchanged after a broken file");
+    assert!(saved(&masqd, "filter").contains(":FORWARD DROP"));
+
+    // A file that went away: reported, nothing changes.
+    std::fs::remove_file(&file).unwrap();
+    masqd.signal("HUP");
+    assert!(wait_for_log(&masqd, "rules unchanged", 2), "no report:\n{}", masqd.log());
+    assert_eq!(saved(&masqd, "nat"), nat);
+    assert!(masqd.is_running());
+    masqd.stop(STOP).assert_clean();
+}
+
+#[test]
+fn sighup_without_a_rules_file_is_reported_and_harmless() {
+    let mut masqd = Masqd::start(&null_config());
+    masqd.expect_ready(READY);
+    for _ in 0..3 {
+        masqd.signal("HUP");
+    }
+    assert!(wait_for_log(&masqd, "started without --rules", 1), "{}", masqd.log());
+    assert!(masqd.is_running(), "SIGHUP stopped masqd:\n{}", masqd.log());
+    client(&masqd).call(&control::protocol::Command::Version).unwrap();
+    masqd.stop(STOP).assert_clean();
+}
+
+/// An error once the workers run (here injected) stops them, prints the error and exits
+/// non-zero — it used to leave them polling and wait for them forever.
+#[test]
+fn an_error_after_the_workers_started_stops_them_and_exits_1() {
+    let masqd = start_with_env(&null_config(), &[("MASQD_FAULT", "error-after-launch")]);
+    let socket = masqd.socket().to_path_buf();
+    let stopped = masqd.wait_exit(Duration::from_secs(20));
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.log);
+    assert!(stopped.log.contains("masqd: error: MASQD_FAULT=error-after-launch"), "{}", stopped.log);
+    assert!(stopped.log.contains("stopping the workers after an error"), "{}", stopped.log);
+    assert!(!socket.exists(), "socket removed");
+}
+
+/// A panic on a worker or on the main thread is reported (thread, place, message) and
+/// masqd exits 4 with its socket removed, instead of aborting with SIGABRT.
+#[test]
+fn a_panic_is_reported_and_masqd_exits_4() {
+    for (fault, thread) in [("panic-worker", "rte-worker-"), ("panic-main", "main")] {
+        let masqd = start_with_env(&null_config(), &[("MASQD_FAULT", fault)]);
+        let socket = masqd.socket().to_path_buf();
+        let stopped = masqd.wait_exit(Duration::from_secs(20));
+        assert_eq!(stopped.status.code(), Some(4), "{fault}: {}", stopped.log);
+        let line =
+            stopped.log.lines().find(|l| l.contains("masqd: fatal:")).unwrap_or_else(|| panic!("{}", stopped.log));
+        assert!(line.contains(&format!("MASQD_FAULT={fault}")) && line.contains("masqd.rs:"), "{line}");
+        assert!(line.contains(thread), "{fault}: thread named: {line}");
+        assert!(stopped.log.contains("exiting after a panic"), "{}", stopped.log);
+        assert!(!socket.exists(), "{fault}: socket removed");
+    }
+}

@@ -72,7 +72,7 @@ pub struct HandlerParts {
 
 /// masqd's [`Handler`].
 pub struct MasqdHandler {
-    rules: RulesControl,
+    rules: Arc<RulesControl>,
     timeouts: Arc<nat::Timeouts>,
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
@@ -87,11 +87,7 @@ impl MasqdHandler {
         Ok(MasqdHandler {
             rules: {
                 let rules = RulesControl::new(parts.rules, parts.port_names, parts.compiled, workers)?;
-                if parts.external_addrs.is_empty() {
-                    rules
-                } else {
-                    rules.with_pool(parts.external_addrs)
-                }
+                Arc::new(if parts.external_addrs.is_empty() { rules } else { rules.with_pool(parts.external_addrs) })
             },
             timeouts: parts.timeouts,
             workers: parts.workers,
@@ -103,6 +99,12 @@ impl MasqdHandler {
     /// The rules part (tests, and masqd's shutdown).
     pub fn rules(&self) -> &RulesControl {
         &self.rules
+    }
+
+    /// The rules part, shared: masqd's main thread reloads the rules file through it on
+    /// SIGHUP while the control socket serves the same set.
+    pub fn rules_shared(&self) -> Arc<RulesControl> {
+        Arc::clone(&self.rules)
     }
 
     fn timeouts_now(&self) -> Timeouts {

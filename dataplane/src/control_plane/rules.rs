@@ -251,6 +251,24 @@ impl RulesControl {
     }
 }
 
+impl RulesControl {
+    /// Replace every table with what `text` (a whole rules file, iptables-save format)
+    /// holds: the rules masqd would run after a restart with `--rules` on that file
+    /// (masqd's SIGHUP). All or nothing, as [`restore`](Self::restore): an error anywhere
+    /// changes nothing. Counts the rules of every table.
+    pub fn reload(&self, text: &str) -> Result<RestoreSummary, ControlError> {
+        let (parsed, _) = parse_save(text, &self.known()).map_err(|e| ControlError::conflict(e.to_string()))?;
+        self.change(|set| {
+            *set = parsed.clone();
+            Ok(())
+        })?;
+        Ok(RestoreSummary {
+            tables: Table::ALL.iter().map(|t| t.name().to_string()).collect(),
+            rules: Chain::ALL.iter().map(|&c| parsed.rules(c).len() as u64).sum(),
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Names and errors
 // ---------------------------------------------------------------------------------------
@@ -435,6 +453,30 @@ mod tests {
 
     fn spec(s: &str) -> Vec<String> {
         tokenize(s).unwrap()
+    }
+
+    /// SIGHUP's reload: the file's rules replace every table (a table the file leaves
+    /// out is emptied, as after a restart); a file with an error changes nothing.
+    #[test]
+    fn reload_replaces_every_table_or_nothing() {
+        let (r, compiled) = rules();
+        r.append("filter", "FORWARD", &spec("-i lan -j ACCEPT")).unwrap();
+        r.policy("filter", "FORWARD", "DROP").unwrap();
+        let file = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\n\
+                    -A POSTROUTING -o lan -j MASQUERADE\nCOMMIT\n";
+        let summary = r.reload(file).unwrap();
+        assert_eq!(summary.rules, 2);
+        assert_eq!(compiled.load().chain_len(Chain::Postrouting), 2);
+        assert_eq!(compiled.load().chain_len(Chain::Forward), 0, "filter emptied: not in the file");
+        assert_eq!(r.snapshot().policy(Chain::Forward), Policy::Accept);
+        let before = r.save(None).unwrap();
+        let before_compiled = compiled.load_full();
+        let broken = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\n-A POSTROUTING -o nowhere -j MASQUERADE\nCOMMIT\n";
+        let e = r.reload(broken).unwrap_err();
+        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(e.message.contains("nowhere"), "{}", e.message);
+        assert_eq!(r.save(None).unwrap(), before, "unchanged");
+        assert!(Arc::ptr_eq(&before_compiled, &compiled.load_full()), "workers keep the same compiled set");
     }
 
     #[test]

@@ -37,6 +37,11 @@
 #   --tx-drain-us N   masqd's [workers] tx_drain_us (0..=1000); default: masqd's default (0)
 #   --linux-rps 0|1   1 (default): the Linux router's softirq on core 1; 0: leave it where
 #                     the frames arrive (the generator's core)
+#   --gen sendto|ring how trafgen sends: sendto (default) one blocking sendto(2) per frame,
+#                     which waits while the socket's send buffer is full; ring: packet(7)'s
+#                     TX_RING, which exits ("Flushing TX_RING failed") as soon as the send
+#                     buffer is full, i.e. unless net.core.wmem_default was raised (see
+#                     docs/benchmarking.md); the script never changes global sysctls
 #   --json            end with one JSON line (rates are medians over the runs)
 #   --no-setup        do not run scripts/setup.sh
 #   --no-build        do not build masqd (use $MASQD)
@@ -87,6 +92,7 @@ WARMUP=3
 RUNS=1
 ONLY=
 LINUX_RPS=1
+GEN_MODE=sendto
 JSON=0
 RUN_SETUP=1
 BUILD=1
@@ -104,7 +110,7 @@ need_uint() { # option value
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --subscribers | --flows | --duration | --warmup | --runs | --only | --linux-rps | --tx-drain-us)
+    --subscribers | --flows | --duration | --warmup | --runs | --only | --linux-rps | --tx-drain-us | --gen)
         [ $# -ge 2 ] || masq_die "$1 needs a value (try --help)"
         case "$1" in
         --subscribers) SUBSCRIBERS="$2" ;;
@@ -115,6 +121,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY="$2" ;;
         --linux-rps) LINUX_RPS="$2" ;;
         --tx-drain-us) TX_DRAIN_US="$2" ;;
+        --gen) GEN_MODE="$2" ;;
         esac
         shift 2
         ;;
@@ -136,6 +143,7 @@ need_uint --runs "$RUNS"
 [ "$FLOWS" -le $((65536 - FIRST_SPORT)) ] || masq_die "--flows: at most $((65536 - FIRST_SPORT))"
 case "$ONLY" in "" | linux | masqd | testpmd) ;; *) masq_die "--only: linux, masqd or testpmd, got \"$ONLY\"" ;; esac
 case "$LINUX_RPS" in 0 | 1) ;; *) masq_die "--linux-rps: 0 or 1, got \"$LINUX_RPS\"" ;; esac
+case "$GEN_MODE" in sendto | ring) ;; *) masq_die "--gen: sendto or ring, got \"$GEN_MODE\"" ;; esac
 if [ -n "$TX_DRAIN_US" ]; then
     { [[ "$TX_DRAIN_US" =~ ^[0-9]+$ ]] && [ "$TX_DRAIN_US" -le 1000 ]; } ||
         masq_die "--tx-drain-us: an integer in 0..=1000, got \"$TX_DRAIN_US\""
@@ -154,6 +162,8 @@ if [ -z "${MASQ_CMP_WATCHDOG:-}" ]; then
 fi
 
 MASQD_PID=
+BACKLOG=
+WMEM_DEFAULT=
 TESTPMD_PID=
 GEN_PID=
 RESULTS=() # "router pps offered translated_fraction router_core_kernel_share" per measurement
@@ -361,8 +371,12 @@ start_testpmd() {
     [ "${MASQ_CMP_HUGEPAGES:-0}" != 1 ] || mem=(-m 512 --huge-unlink)
     : >"$STATE_DIR/testpmd.log"
     # --stats-period keeps testpmd running without a terminal (it exits on SIGTERM);
-    # port 0 is lan0, port 1 wan0: frames from lan0 go to the sink, from wan0 to the generator
-    ip netns exec "$RTR_NS" dpdk-testpmd -l "$GEN_CORE,$ROUTER_CORE" --main-lcore "$GEN_CORE" \
+    # port 0 is lan0, port 1 wan0: frames from lan0 go to the sink, from wan0 to the generator.
+    # stdbuf -oL: testpmd's stdout is a file here, so without it the lines below reach the log
+    # only when testpmd flushes, which it does first when it prints its statistics, after
+    # --stats-period seconds counted from boot (i.e. never on a machine up for less than an
+    # hour with the period used here).
+    ip netns exec "$RTR_NS" stdbuf -oL dpdk-testpmd -l "$GEN_CORE,$ROUTER_CORE" --main-lcore "$GEN_CORE" \
         "${mem[@]}" --file-prefix "$FILE_PREFIX" --no-pci \
         --vdev "net_af_packet0,iface=lan0$AF_PACKET_ARGS" \
         --vdev "net_af_packet1,iface=wan0$AF_PACKET_ARGS" -- \
@@ -372,8 +386,9 @@ start_testpmd() {
     TESTPMD_PID=$!
     echo "$TESTPMD_PID" >"$STATE_DIR/testpmd.pid"
     local deadline=$((SECONDS + READY_TIMEOUT))
-    # testpmd prints its port statistics once forwarding has started
-    while ! grep -q 'Port statistics' "$STATE_DIR/testpmd.log"; do
+    # testpmd prints its forwarding configuration ("mac packet forwarding packets/burst=32")
+    # just before it launches the forwarding lcore
+    while ! grep -q 'packets/burst=' "$STATE_DIR/testpmd.log"; do
         if ! kill -0 "$TESTPMD_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
             sed 's/^/  | /' "$STATE_DIR/testpmd.log" >&2
             masq_die "testpmd did not start forwarding"
@@ -407,12 +422,24 @@ write_trafgen_cfg() {
 EOF
 }
 
+# How trafgen sends. Its TX_RING mode flushes the ring with a non-blocking send: every
+# frame in flight (queued for another core by RPS, or waiting in a veth's backlog) still
+# holds its share of the socket's send buffer, and once net.core.wmem_default (the buffer a
+# new socket gets, 208 KiB on a fresh machine: about 270 frames) is used up the flush fails
+# with EAGAIN and trafgen exits. sendto(2) mode (-t 0, no gap) blocks instead and goes on
+# when the buffer drains, so it works the same whatever the machine's socket memory and
+# backlog settings are, and nothing global has to be raised (and restored).
+gen_mode_args() {
+    if [ "$GEN_MODE" = sendto ]; then printf '%s\n' -t 0; fi
+}
+
 start_generator() {
-    local seconds="$1"
+    local seconds="$1" mode
+    mapfile -t mode < <(gen_mode_args)
     # one trafgen process pinned to the generator core; --no-sock-mem and --notouch-irq
     # leave the machine's socket memory limits and IRQ affinities alone
     ip netns exec "$GEN_NS" timeout -s INT "$seconds" taskset -c "$GEN_CORE" \
-        trafgen -o eth0 -i "$STATE_DIR/flows.trafgen" -P 1 --no-sock-mem --notouch-irq -C \
+        trafgen -o eth0 -i "$STATE_DIR/flows.trafgen" -P 1 "${mode[@]}" --no-sock-mem --notouch-irq -C \
         >"$STATE_DIR/trafgen.log" 2>&1 </dev/null &
     GEN_PID=$!
 }
@@ -463,6 +490,10 @@ measure() {
     read -r b1 j1 <<<"$(cpu_jiffies "$ROUTER_CORE")"
     kill -0 "$GEN_PID" 2>/dev/null || {
         sed 's/^/  | /' "$STATE_DIR/trafgen.log" >&2
+        if grep -q 'Flushing TX_RING failed' "$STATE_DIR/trafgen.log"; then
+            masq_warn "trafgen's TX_RING mode ran out of socket send buffer" \
+                "(net.core.wmem_default = $(sysctl -n net.core.wmem_default)); use --gen sendto (the default)"
+        fi
         masq_die "the generator stopped before the window ended"
     }
     stop_generator
@@ -534,6 +565,10 @@ main() {
     say "traffic: $SUBSCRIBERS subscribers x $FLOWS flows ($((SUBSCRIBERS * FLOWS)) flows), 64 B UDP frames to $SINK:$UDP_DPORT"
     say "generator: trafgen on core $GEN_CORE; router: core $ROUTER_CORE; window ${DURATION}s after ${WARMUP}s warm-up; $RUNS run(s)"
     say "net_af_packet options: ${AF_PACKET_ARGS:-(none)}; masqd tx_drain_us: ${TX_DRAIN_US:-default}"
+    # global settings the figures depend on; read, never changed (see gen_mode_args)
+    BACKLOG="$(sysctl -n net.core.netdev_max_backlog)"
+    WMEM_DEFAULT="$(sysctl -n net.core.wmem_default)"
+    say "trafgen mode: $GEN_MODE; net.core.netdev_max_backlog $BACKLOG, net.core.wmem_default $WMEM_DEFAULT (as found)"
 
     local run router
     for run in $(seq 1 "$RUNS"); do
@@ -578,8 +613,8 @@ main() {
         local drain=null af_args
         [ -z "$TX_DRAIN_US" ] || drain="$TX_DRAIN_US"
         af_args="$(printf '%s' "$AF_PACKET_ARGS" | sed 's/[\\"]/\\&/g')"
-        printf '{"test":"compare-linux","frame_bytes":64,"subscribers":%s,"flows_per_subscriber":%s,"duration_s":%s,"runs":%s,"linux_rps":%s,"tx_drain_us":%s,"af_packet_args":"%s","linux_pps":%s,"masqd_pps":%s,"testpmd_pps":%s,"masqd_linux_ratio":%s,"masqd_over_testpmd":%s,"linux_offered_pps":%s,"masqd_offered_pps":%s,"testpmd_offered_pps":%s,"linux_router_core_kernel":%s}\n' \
-            "$SUBSCRIBERS" "$FLOWS" "$DURATION" "$RUNS" "$LINUX_RPS" "$drain" "$af_args" "$linux_pps" "$masqd_pps" "$testpmd_pps" "$ratio" "$ceiling_ratio" "$linux_off" "$masqd_off" "$testpmd_off" "$linux_busy"
+        printf '{"test":"compare-linux","frame_bytes":64,"subscribers":%s,"flows_per_subscriber":%s,"duration_s":%s,"runs":%s,"linux_rps":%s,"tx_drain_us":%s,"af_packet_args":"%s","gen_mode":"%s","netdev_max_backlog":%s,"wmem_default":%s,"linux_pps":%s,"masqd_pps":%s,"testpmd_pps":%s,"masqd_linux_ratio":%s,"masqd_over_testpmd":%s,"linux_offered_pps":%s,"masqd_offered_pps":%s,"testpmd_offered_pps":%s,"linux_router_core_kernel":%s}\n' \
+            "$SUBSCRIBERS" "$FLOWS" "$DURATION" "$RUNS" "$LINUX_RPS" "$drain" "$af_args" "$GEN_MODE" "$BACKLOG" "$WMEM_DEFAULT" "$linux_pps" "$masqd_pps" "$testpmd_pps" "$ratio" "$ceiling_ratio" "$linux_off" "$masqd_off" "$testpmd_off" "$linux_busy"
     fi
 }
 

@@ -1,13 +1,21 @@
 //! masqctl's command line: iptables' own syntax, plus a few subcommands, turned into
 //! [`Command`]s. No socket here: [`parse`] is pure, so every form is unit-tested.
 //!
+//! This is masq's one iptables command-line parser: masqctl uses it, and the dataplane's
+//! tests that start from a command line go through it too (then through masqd's reading
+//! of the request, as a live masqd would).
+//!
 //! iptables' argv does not fit a derive model (the meaning of a token depends on the
 //! command flag, and the rule specification is an open-ended tail), so it is parsed by
 //! hand: the table (`-t`), one command flag (`-A -I -D -F -P -L --list-rules -M`), its
 //! chain and position, and list modifiers (`-n -v -x --line-numbers`) are taken out;
 //! every other token is the rule specification, passed through verbatim for masqd to
-//! parse. Subcommands (`save`, `restore`, `stats`, `sessions`, `timeouts`, `config`,
-//! `version`, `json`) and the global flags go through clap.
+//! parse (it owns the rule grammar). The one thing this parser knows of that grammar is
+//! that a `--comment` value is free text: it goes with its option whatever it looks like,
+//! so `--comment -F` is never a flush. As in iptables, flags may be clustered (`-nvL`),
+//! `!` is never a chain name, and `-n`, `-x` and `--line-numbers` go only with `-L`.
+//! Subcommands (`save`, `restore`, `stats`, `sessions`, `timeouts`, `config`, `version`,
+//! `json`) and the global flags go through clap.
 //!
 //! `-S` is `--socket`, so iptables' `-S` (list rules as specifications) is spelled
 //! `--list-rules`; right after `-M`, `-S` is ipchains' "set timeouts".
@@ -18,7 +26,8 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 use crate::format::{RulesView, View};
 use crate::protocol::{
-    Command, Ipv4Net, Protocol, RuleSelector, SessionFilter, TimeoutsUpdate, DEFAULT_SOCKET, DEFAULT_TABLE,
+    Command, Ipv4Net, Protocol, RuleSelector, SessionFilter, TimeoutsUpdate, COMMANDS, DEFAULT_SOCKET, DEFAULT_TABLE,
+    FILTER_ARGS,
 };
 
 /// What one masqctl run does.
@@ -94,6 +103,23 @@ Examples:
   masqctl -t nat -L -n -v --line-numbers
   masqctl save > rules.v4 ; masqctl restore < rules.v4
 ";
+
+/// masqctl's `--help`: [`HELP`], then every command of the control protocol from the
+/// command table ([`COMMANDS`]), for `masqctl json` and scripts.
+pub fn help() -> String {
+    let mut text = format!(
+        "{HELP}\nControl protocol commands (masqctl json '{{\"id\":1,\"cmd\":\"NAME\",\"args\":{{...}}}}'; \
+         docs/control-protocol.md):\n"
+    );
+    for c in COMMANDS {
+        text.push_str(&format!("  {:<15} {}\n", c.name, c.about));
+        if c.usage != "—" {
+            text.push_str(&format!("  {:<15}   args: {}\n", "", c.usage.replace('`', "")));
+        }
+    }
+    text.push_str(&format!("  (a filter is any of: {})\n", FILTER_ARGS.join(", ")));
+    text
+}
 
 /// The subcommand words (anything else that does not start with `-` is an error).
 const SUBCOMMANDS: &[&str] = &["save", "restore", "stats", "sessions", "timeouts", "config", "version", "json", "help"];
@@ -285,7 +311,7 @@ fn parse_subcommand(args: &[String]) -> Result<Invocation, UsageError> {
             }
             Action::Raw(request)
         }
-        Sub::Help => Action::Help(HELP.to_string()),
+        Sub::Help => Action::Help(help()),
     };
     Ok(Invocation { socket: cli.socket, json: cli.json, action })
 }
@@ -328,22 +354,16 @@ enum Ipt {
     Version,
 }
 
-/// Split clustered list flags as iptables users type them (`-nvL`, `-Lnv`, `-vnxL`).
-fn expand_clusters(args: &[String]) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len());
-    for arg in args {
-        let cluster = arg.len() > 2
-            && arg.starts_with('-')
-            && !arg.starts_with("--")
-            && arg[1..].chars().all(|c| "nvxL".contains(c));
-        if cluster {
-            out.extend(arg[1..].chars().map(|c| format!("-{c}")));
-        } else {
-            out.push(arg.clone());
-        }
-    }
-    out
+/// The letters of a cluster of flags as iptables users type them (`-nvL`, `-Lnv`,
+/// `-vnxL`), or `None` for any other token.
+fn cluster(arg: &str) -> Option<Vec<String>> {
+    let letters = arg.strip_prefix('-').filter(|l| l.len() > 1 && l.chars().all(|c| "nvxL".contains(c)))?;
+    Some(letters.chars().map(|c| format!("-{c}")).collect())
 }
+
+/// Options of a rule specification whose value may look like anything, an option
+/// included (`-m comment --comment "-F for now"`): the value goes with it, unread.
+const FREE_TEXT_OPTIONS: &[&str] = &["--comment"];
 
 fn is_number(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
@@ -371,20 +391,29 @@ impl Cursor {
         self.next().map_or_else(|| usage(format!("{flag} requires {what}")), Ok)
     }
 
+    /// Whether the next token can be a chain name: not an option, not `!`.
+    fn chain_next(&self) -> bool {
+        self.peek().is_some_and(|p| !p.starts_with('-') && p != "!")
+    }
+
     /// A required chain name after `flag`.
     fn chain(&mut self, flag: &str) -> Result<String, UsageError> {
-        match self.peek() {
-            Some(p) if !p.starts_with('-') => Ok(self.next().unwrap_or_default()),
-            _ => usage(format!("{flag} requires a chain name")),
+        if self.chain_next() {
+            Ok(self.next().unwrap_or_default())
+        } else {
+            usage(format!("{flag} requires a chain name"))
         }
     }
 
     /// An optional chain name after `flag`.
     fn optional_chain(&mut self) -> Option<String> {
-        match self.peek() {
-            Some(p) if !p.starts_with('-') => self.next(),
-            _ => None,
-        }
+        self.chain_next().then(|| self.next()).flatten()
+    }
+
+    /// Put `tokens` in place of the token just read (a cluster of flags, expanded).
+    fn replace_last(&mut self, tokens: Vec<String>) {
+        self.at -= 1;
+        self.args.splice(self.at..=self.at, tokens);
     }
 
     /// An optional rule number (≥ 1).
@@ -407,7 +436,7 @@ fn seconds(flag: &str, token: &str) -> Result<u32, UsageError> {
 }
 
 fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
-    let mut c = Cursor { args: expand_clusters(args), at: 0 };
+    let mut c = Cursor { args: args.to_vec(), at: 0 };
     let mut socket: Option<PathBuf> = None;
     let mut json = false;
     let mut table: Option<String> = None;
@@ -416,6 +445,7 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
     let mut view = RulesView::default();
     let mut icmp: Option<u32> = None;
     let mut spec: Vec<String> = Vec::new();
+    let mut list_only: Option<String> = None;
 
     let set = |command: &mut Option<(String, Ipt)>, flag: &str, ipt: Ipt| match command {
         Some((previous, _)) => usage(format!("only one command at a time: {previous} and {flag}")),
@@ -426,6 +456,10 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
     };
 
     while let Some(arg) = c.next() {
+        if let Some(flags) = cluster(&arg) {
+            c.replace_last(flags);
+            continue;
+        }
         let (flag, inline) = match arg.split_once('=') {
             Some((f @ ("--table" | "--socket" | "--icmp"), v)) => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
@@ -436,13 +470,18 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
         };
         match flag.as_str() {
             "-h" | "--help" => {
-                return Ok(Invocation { socket: DEFAULT_SOCKET.into(), json, action: Action::Help(HELP.into()) })
+                return Ok(Invocation { socket: DEFAULT_SOCKET.into(), json, action: Action::Help(help()) })
             }
             "-t" | "--table" => {
                 if table.is_some() {
                     return usage("-t given twice");
                 }
-                table = Some(value(&mut c, "a table name")?);
+                let name = match &inline {
+                    Some(v) => v.clone(),
+                    None if c.peek().is_some_and(|p| !p.starts_with('-')) => c.next().unwrap_or_default(),
+                    None => return usage(format!("{flag} requires a table name")),
+                };
+                table = Some(name);
             }
             "-S" if masq && command.is_none() => {
                 let mut values = Vec::new();
@@ -491,13 +530,22 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
             }
             "-M" | "--masquerading" => masq = true,
             "--icmp" => icmp = Some(seconds("--icmp", &value(&mut c, "a number of seconds")?)?),
-            "-n" | "--numeric" => {}
+            "-n" | "--numeric" | "-x" | "--exact" | "--line-numbers" => {
+                list_only.get_or_insert_with(|| flag.clone());
+                match flag.as_str() {
+                    "-x" | "--exact" => view.exact = true,
+                    "--line-numbers" => view.line_numbers = true,
+                    _ => {} // addresses are always numeric
+                }
+            }
             "-v" | "--verbose" => view.verbose = true,
-            "-x" | "--exact" => view.exact = true,
-            "--line-numbers" => view.line_numbers = true,
             "-N" | "--new-chain" | "-X" | "--delete-chain" | "-E" | "--rename-chain" | "-Z" | "--zero" | "-C"
             | "--check" | "-R" | "--replace" => {
                 return usage(format!("{flag} is not supported by masqd (use save, edit, restore)"))
+            }
+            _ if FREE_TEXT_OPTIONS.contains(&flag.as_str()) => {
+                spec.push(arg);
+                spec.extend(c.next());
             }
             _ => spec.push(arg),
         }
@@ -509,6 +557,9 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
     };
     if icmp.is_some() && !matches!(ipt, Ipt::MasqTimeouts { .. }) {
         return usage("--icmp only goes with -M -S");
+    }
+    if let Some(option) = list_only.filter(|_| !matches!(ipt, Ipt::List { .. })) {
+        return usage(format!("{option} only goes with -L (it changes how rules are listed)"));
     }
     let takes_spec = matches!(ipt, Ipt::Append { .. } | Ipt::Insert { .. } | Ipt::Delete { number: None, .. });
     if !takes_spec {
@@ -814,8 +865,69 @@ mod tests {
     }
 
     #[test]
+    fn a_comment_is_one_value_whatever_it_looks_like() {
+        for comment in ["-F", "-S", "-nvL", "--json", "-h", "-A", "!", "-t", "", "two words"] {
+            let args = ["-A", "FORWARD", "-m", "comment", "--comment", comment, "-j", "ACCEPT"];
+            let inv = parse(args).unwrap_or_else(|e| panic!("{comment:?}: {e}"));
+            assert_eq!(inv.socket, PathBuf::from(DEFAULT_SOCKET), "{comment:?}");
+            assert!(!inv.json, "{comment:?}");
+            assert_eq!(
+                inv.action,
+                Action::Call {
+                    command: Command::RulesAppend {
+                        table: "filter".into(),
+                        chain: "FORWARD".into(),
+                        spec: ["-m", "comment", "--comment", comment, "-j", "ACCEPT"].map(String::from).to_vec(),
+                    },
+                    view: View::Silent
+                },
+                "{comment:?}"
+            );
+        }
+        // At the end of the line, --comment goes to masqd, which says what is missing.
+        assert_eq!(
+            command("-A FORWARD -j ACCEPT --comment").0,
+            Command::RulesAppend {
+                table: "filter".into(),
+                chain: "FORWARD".into(),
+                spec: tokens("-j ACCEPT --comment"),
+            }
+        );
+    }
+
+    #[test]
+    fn negation_is_never_a_chain() {
+        assert!(error("-A ! -s 10.0.0.0/8 -j DROP").contains("-A requires a chain name"));
+        assert!(error("-F ! -s 1.2.3.4").contains("unexpected argument `!` with -F"));
+    }
+
+    #[test]
+    fn list_flags_only_with_list() {
+        assert!(error("-n -A FORWARD -j DROP").contains("-n only goes with -L"));
+        assert!(error("-A FORWARD -j DROP --line-numbers").contains("--line-numbers only goes with -L"));
+        assert!(error("-x -F").contains("-x only goes with -L"));
+        assert!(error("--list-rules -n").contains("-n only goes with -L"));
+        assert!(error("-M -S 1 2 3 -n").contains("-n only goes with -L"));
+        // -v is iptables' verbose mode, accepted with every command.
+        assert!(matches!(action("-v -A FORWARD -j DROP"), Action::Call { command: Command::RulesAppend { .. }, .. }));
+        assert!(matches!(action("-M -L -n"), Action::ListSessions { .. }));
+    }
+
+    #[test]
+    fn the_table_is_a_name() {
+        assert!(error("-t -L").contains("-t requires a table name"));
+        assert_eq!(command("--table=nat -L").0, Command::RulesList { table: "nat".into(), chain: None });
+    }
+
+    #[test]
     fn help_and_usage_errors() {
         assert!(matches!(action("--help"), Action::Help(text) if text.contains("-M -S")));
+        // The protocol's commands, from the command table.
+        let Action::Help(text) = action("help") else { panic!("help") };
+        for c in COMMANDS {
+            assert!(text.contains(&format!("  {:<15} {}\n", c.name, c.about)), "{}", c.name);
+        }
+        assert!(text.contains("args: table?, chain, position? (1-based, default 1), spec\n"), "{text}");
         assert!(matches!(action("-h"), Action::Help(_)));
         assert!(matches!(action("help"), Action::Help(_)));
         assert!(matches!(action("save --help"), Action::Help(text) if text.contains("--table")));

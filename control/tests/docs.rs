@@ -79,3 +79,25 @@ fn every_documented_example_is_true() {
     let missing: Vec<_> = Command::NAMES.iter().filter(|n| !documented.contains(*n)).collect();
     assert!(missing.is_empty(), "commands without an example: {missing:?}");
 }
+
+/// The command table of docs/control-protocol.md is the protocol's command table
+/// (`control::protocol::COMMANDS`): the same commands, in the same order, with the same
+/// arguments and results; and each command has its own section.
+#[test]
+fn the_documented_command_table_is_the_command_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/control-protocol.md");
+    let text = std::fs::read_to_string(path).expect("docs/control-protocol.md");
+    let section = text.split("\n## Commands\n").nth(1).expect("a ## Commands section");
+    let rows: Vec<&str> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| command |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let expected: Vec<String> =
+        control::protocol::COMMANDS.iter().map(|c| format!("| `{}` | {} | {} |", c.name, c.usage, c.result)).collect();
+    assert_eq!(rows, expected, "docs/control-protocol.md's command table and COMMANDS differ");
+    for c in control::protocol::COMMANDS {
+        assert!(text.contains(&format!("\n### {}\n", c.name)), "no section for {}", c.name);
+    }
+}

@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use control::protocol::{
-    ChainListing, ControlError, Flushed, RestoreSummary, RuleAdded, RuleEntry, RuleListing, RuleSelector, SavedRules,
+    self, ChainListing, ControlError, Flushed, RestoreSummary, RuleAdded, RuleEntry, RuleListing, RuleSelector,
+    SavedRules,
 };
 
-use crate::policy::parse::parse_save;
+use crate::policy::parse::save::parse_save;
 use crate::policy::{
-    parse_rule, tokenize, Chain, CompiledRules, ListOptions, ParseError, ParseErrorKind, Policy, Rule, RuleSet,
-    RuleSetError, Table, Target,
+    parse_chain, parse_policy, parse_rule_spec, parse_table, tokenize, Applied, Chain, Command, CompiledRules,
+    ListOptions, ParseErrorKind, RuleSet, RuleSetError, Table, Target,
 };
 
 /// The rules of a running masqd: the text model and the compiled set the workers use.
@@ -124,20 +125,25 @@ impl RulesControl {
         self.lock().clone()
     }
 
-    /// Parse a rule specification (argv tokens after `-A CHAIN`).
-    fn parse_spec(&self, table: Table, chain: Chain, spec: &[String]) -> Result<Rule, ControlError> {
-        let mut tokens = vec!["-A", chain.name()];
-        tokens.extend(spec.iter().map(String::as_str));
-        parse_rule(table, &tokens, &self.known()).map(|(_, rule)| rule).map_err(|e| spec_error(spec, &e))
+    /// Read a rule command of the protocol and apply it to a copy of the rule set; on
+    /// success compile and swap it in. All or nothing.
+    fn run(&self, request: &protocol::Command) -> Result<Applied, ControlError> {
+        let command = rule_command(request, &self.known())?;
+        let field = match command {
+            Command::Insert { .. } => "position",
+            Command::SetPolicy { .. } => "policy",
+            _ => "spec",
+        };
+        self.change(|set| set.apply(command).map_err(|e| set_error(e, field)))
     }
 
     // ----- commands -----
 
     /// `rules.list`.
     pub fn list(&self, table: &str, chain: Option<&str>) -> Result<RuleListing, ControlError> {
-        let table = resolve_table(table)?;
+        let table = table_of(table)?;
         let chains = match chain {
-            Some(name) => vec![resolve_chain(table, name)?],
+            Some(name) => vec![chain_of(table, name)?],
             None => table.chains().to_vec(),
         };
         let set = self.lock();
@@ -150,64 +156,42 @@ impl RulesControl {
 
     /// `rules.append`.
     pub fn append(&self, table: &str, chain: &str, spec: &[String]) -> Result<RuleAdded, ControlError> {
-        let table = resolve_table(table)?;
-        let chain = resolve_chain(table, chain)?;
-        let rule = self.parse_spec(table, chain, spec)?;
-        self.change(|set| {
-            set.append(chain, rule).map_err(|e| set_error(e, "spec"))?;
-            Ok(RuleAdded { number: set.rules(chain).len() as u32 })
-        })
+        let request = protocol::Command::RulesAppend { table: table.into(), chain: chain.into(), spec: spec.to_vec() };
+        Ok(RuleAdded { number: added(self.run(&request)?) })
     }
 
     /// `rules.insert`.
     pub fn insert(&self, table: &str, chain: &str, position: u32, spec: &[String]) -> Result<RuleAdded, ControlError> {
-        let table = resolve_table(table)?;
-        let chain = resolve_chain(table, chain)?;
-        let rule = self.parse_spec(table, chain, spec)?;
-        self.change(|set| {
-            set.insert(chain, position as usize, rule).map_err(|e| set_error(e, "position"))?;
-            Ok(RuleAdded { number: position })
-        })
+        let request =
+            protocol::Command::RulesInsert { table: table.into(), chain: chain.into(), position, spec: spec.to_vec() };
+        Ok(RuleAdded { number: added(self.run(&request)?) })
     }
 
     /// `rules.delete`.
     pub fn delete(&self, table: &str, chain: &str, rule: &RuleSelector) -> Result<(), ControlError> {
-        let table = resolve_table(table)?;
-        let chain = resolve_chain(table, chain)?;
-        match rule {
-            RuleSelector::Number(n) => {
-                self.change(|set| set.delete_at(chain, *n as usize).map(drop).map_err(not_found))
-            }
-            RuleSelector::Spec(spec) => {
-                let rule = self.parse_spec(table, chain, spec)?;
-                self.change(|set| set.delete_matching(chain, &rule).map(drop).map_err(not_found))
-            }
-        }
+        let request = protocol::Command::RulesDelete { table: table.into(), chain: chain.into(), rule: rule.clone() };
+        self.run(&request).map(drop)
     }
 
     /// `rules.flush`.
     pub fn flush(&self, table: &str, chain: Option<&str>) -> Result<Flushed, ControlError> {
-        let table = resolve_table(table)?;
-        let chain = chain.map(|c| resolve_chain(table, c)).transpose()?;
-        self.change(|set| {
-            let n = set.flush(table, chain).map_err(not_found)?;
-            Ok(Flushed { flushed: n as u64 })
-        })
+        let request = protocol::Command::RulesFlush { table: table.into(), chain: chain.map(String::from) };
+        match self.run(&request)? {
+            Applied::Flushed { rules } => Ok(Flushed { flushed: rules as u64 }),
+            _ => Ok(Flushed { flushed: 0 }),
+        }
     }
 
     /// `rules.policy`.
     pub fn policy(&self, table: &str, chain: &str, policy: &str) -> Result<(), ControlError> {
-        let table = resolve_table(table)?;
-        let chain = resolve_chain(table, chain)?;
-        let policy = Policy::from_name(policy).ok_or_else(|| {
-            ControlError::bad_args("policy", format!("`policy`: unknown policy {policy:?} (expected ACCEPT or DROP)"))
-        })?;
-        self.change(|set| set.set_policy(chain, policy).map_err(|e| set_error(e, "policy")))
+        let request =
+            protocol::Command::RulesPolicy { table: table.into(), chain: chain.into(), policy: policy.into() };
+        self.run(&request).map(drop)
     }
 
     /// `rules.save`: iptables-save text of every table, or of one.
     pub fn save(&self, table: Option<&str>) -> Result<SavedRules, ControlError> {
-        let table = table.map(resolve_table).transpose()?;
+        let table = table.map(table_of).transpose()?;
         let text = self.lock().to_save_text();
         Ok(SavedRules {
             text: match table {
@@ -273,26 +257,83 @@ impl RulesControl {
 // Names and errors
 // ---------------------------------------------------------------------------------------
 
-fn resolve_table(name: &str) -> Result<Table, ControlError> {
-    Table::from_name(name)
-        .ok_or_else(|| ControlError::not_found(format!("no table {name:?} (masq has tables nat and filter)")))
+/// A rule command of the protocol (`rules.append`, `.insert`, `.delete`, `.flush`,
+/// `.policy`) as a typed [`Command`], its names and tokens read by the policy parser, each
+/// error as the protocol reports it: an unknown table or chain `not_found`, a spec that
+/// does not parse `bad_args` naming the token at fault (`spec[3]`), a bad policy name
+/// `bad_args` on `policy`, a policy the chain may not have `conflict`.
+pub fn rule_command(request: &protocol::Command, known_ports: &[&str]) -> Result<Command, ControlError> {
+    use protocol::Command as P;
+    Ok(match request {
+        P::RulesAppend { table, chain, spec } => {
+            let chain = chain_of(table_of(table)?, chain)?;
+            Command::Append { chain, rule: spec_of(chain, spec, known_ports)? }
+        }
+        P::RulesInsert { table, chain, position, spec } => {
+            let chain = chain_of(table_of(table)?, chain)?;
+            Command::Insert { chain, pos: *position as usize, rule: spec_of(chain, spec, known_ports)? }
+        }
+        P::RulesDelete { table, chain, rule } => {
+            let chain = chain_of(table_of(table)?, chain)?;
+            match rule {
+                RuleSelector::Number(n) => Command::DeleteAt { chain, pos: *n as usize },
+                RuleSelector::Spec(spec) => Command::DeleteMatching { chain, rule: spec_of(chain, spec, known_ports)? },
+            }
+        }
+        P::RulesFlush { table, chain } => {
+            let table = table_of(table)?;
+            Command::Flush { table, chain: chain.as_deref().map(|c| chain_of(table, c)).transpose()? }
+        }
+        P::RulesPolicy { table, chain, policy } => {
+            let chain = chain_of(table_of(table)?, chain)?;
+            let policy = parse_policy(chain, policy).map_err(|e| match e {
+                ParseErrorKind::PolicyNotAllowed { .. } => ControlError::conflict(e.to_string()),
+                _ => ControlError::bad_args("policy", e.to_string()),
+            })?;
+            Command::SetPolicy { chain, policy }
+        }
+        other => return Err(ControlError::internal(format!("{} does not change rules", other.name()))),
+    })
 }
 
-fn resolve_chain(table: Table, name: &str) -> Result<Chain, ControlError> {
-    if let Some(chain) = table.chain(name) {
-        return Ok(chain);
+/// A masqctl command line (`-t nat -A POSTROUTING -o wan -j MASQUERADE`), read by
+/// masqctl's parser and then as masqd reads the request: the path every rule change from
+/// the command line takes, for tests that start from a command line.
+#[cfg(test)]
+pub(crate) fn masqctl_command(line: &str, known_ports: &[&str]) -> Result<Command, String> {
+    let args = tokenize(line).map_err(|e| e.to_string())?;
+    match control::cli::parse(args).map_err(|e| e.to_string())?.action {
+        control::cli::Action::Call { command, .. } => rule_command(&command, known_ports).map_err(|e| e.message),
+        other => Err(format!("not a rule command: {other:?}")),
     }
-    let expected = table.chains().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ");
-    let message = match Chain::ALL.into_iter().find(|c| c.name() == name) {
-        Some(chain) => {
-            format!("chain {chain} is not in table {table} (it is in table {}; {table} has {expected})", chain.table())
-        }
-        None if name == "INPUT" || name == "OUTPUT" => {
-            format!("chain {name} is not supported: masq forwards only and has no local stack ({table} has {expected})")
-        }
-        None => format!("no chain {name:?} in table {table} ({table} has {expected})"),
-    };
-    Err(ControlError::not_found(message))
+}
+
+fn table_of(name: &str) -> Result<Table, ControlError> {
+    parse_table(name).map_err(|e| ControlError::not_found(e.to_string()))
+}
+
+fn chain_of(table: Table, name: &str) -> Result<Chain, ControlError> {
+    parse_chain(table, name).map_err(|e| ControlError::not_found(e.to_string()))
+}
+
+/// A spec that does not parse: `bad_args` naming the offending token (`spec[3]`) when
+/// the error names one found in the spec, else `spec`.
+fn spec_of(chain: Chain, spec: &[String], known_ports: &[&str]) -> Result<crate::policy::Rule, ControlError> {
+    parse_rule_spec(chain, spec, known_ports).map_err(|e| {
+        let field = e
+            .token()
+            .and_then(|t| spec.iter().position(|s| s == t))
+            .map_or_else(|| "spec".to_string(), |i| format!("spec[{i}]"));
+        ControlError::bad_args(field, e.to_string())
+    })
+}
+
+/// The position an append or insert gave the new rule.
+fn added(applied: Applied) -> u32 {
+    match applied {
+        Applied::Added { number } => number as u32,
+        _ => 0,
+    }
 }
 
 /// A rule set error, as the protocol reports it; `field` names the argument at fault
@@ -309,40 +350,6 @@ fn set_error(e: RuleSetError, field: &str) -> ControlError {
         RuleSetError::PolicyNotAllowed { .. } => ControlError::conflict(e.to_string()),
         RuleSetError::InvalidRule { .. } => ControlError::bad_args(field, e.to_string()),
     }
-}
-
-fn not_found(e: RuleSetError) -> ControlError {
-    set_error(e, "")
-}
-
-/// The token a parse error is about, when it names one.
-fn offending_token(kind: &ParseErrorKind) -> Option<&str> {
-    use ParseErrorKind as K;
-    match kind {
-        K::UnknownInterface { token, .. }
-        | K::UnknownTarget { token }
-        | K::UnknownOption { token, .. }
-        | K::UnexpectedToken { token, .. }
-        | K::BadAddress { token }
-        | K::BadProtocol { token }
-        | K::BadPort { token }
-        | K::BadNatPorts { token }
-        | K::BadNatRange { token, .. }
-        | K::BadIcmpType { token }
-        | K::UnknownMatch { token }
-        | K::NegationMisplaced { token } => Some(token),
-        K::MissingValue { option, .. } => Some(option),
-        _ => None,
-    }
-}
-
-/// A spec that does not parse: `bad_args` naming the offending token (`spec[3]`) when
-/// the error names one found in the spec, else `spec`.
-fn spec_error(spec: &[String], e: &ParseError) -> ControlError {
-    let field = offending_token(&e.kind)
-        .and_then(|t| spec.iter().position(|s| s == t))
-        .map_or_else(|| "spec".to_string(), |i| format!("spec[{i}]"));
-    ControlError::bad_args(field, e.kind.to_string())
 }
 
 /// Chains declared (`:CHAIN POLICY`) anywhere in iptables-save text.

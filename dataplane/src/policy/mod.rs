@@ -2,14 +2,15 @@
 //!
 //! masqd loads rules at start (`--rules FILE`, iptables-save format) and the control
 //! plane edits them live with iptables' own command language (`masqctl -t nat -A
-//! POSTROUTING ...`). This module is sans-I/O: it reads text, keeps the configuration
+//! POSTROUTING ...`: masqctl reads the command line, masqd the table, chain and rule
+//! specification it sends). This module is sans-I/O: it reads text, keeps the configuration
 //! and evaluates it; it never opens a file or a socket.
 //!
 //! | file            | role                                                              |
 //! |-----------------|-------------------------------------------------------------------|
 //! | [`rule`]        | the model: [`Table`], [`Chain`], [`Policy`], [`Matches`], [`Target`], [`Rule`] |
-//! | [`parse`]       | [`tokenize`], [`parse_rule`], [`parse_command`]; typed [`ParseError`] with line numbers |
-//! | [`ruleset`]     | [`RuleSet`]: both tables; save/restore; append, insert, delete, flush, policy; [`Command`] |
+//! | [`parse`]       | reading rules: [`tokenize`], rule specs ([`parse_rule_spec`], [`parse_rule`]), iptables-save files, the names of a rule command; typed [`ParseError`] with line numbers |
+//! | [`ruleset`]     | [`RuleSet`]: both tables; save/restore; append, insert, delete, flush, policy; [`Command`] and [`RuleSet::apply`] |
 //! | [`format`](mod@format) | canonical iptables-save text, `-S` and `-L` output                |
 //! | [`compiled`]    | [`CompiledRules`]: immutable, `Send + Sync`, evaluated per new flow without allocating |
 //!
@@ -21,17 +22,17 @@
 //! counters can be added by the caller.
 //!
 //! ```
-//! use dataplane::policy::{CompiledRules, FlowMatch, RuleSet, SourceNat, parse_command};
+//! use dataplane::policy::{parse_rule_spec, Chain, Command, CompiledRules, FlowMatch, Policy, RuleSet, SourceNat};
 //!
 //! let ports = ["wan", "lan"];
 //! let mut rules = RuleSet::parse_save(
 //!     "*nat\n-A POSTROUTING -o wan -s 100.64.0.0/10 -j MASQUERADE\nCOMMIT\n",
 //!     &ports,
 //! )?;
-//! let args: Vec<String> = ["-P", "FORWARD", "DROP"].map(String::from).into();
-//! rules.apply(parse_command(&args, &ports)?)?;
-//! let args: Vec<String> = ["-A", "FORWARD", "-i", "lan", "-j", "ACCEPT"].map(String::from).into();
-//! rules.apply(parse_command(&args, &ports)?)?;
+//! // masqctl -P FORWARD DROP; masqctl -A FORWARD -i lan -j ACCEPT
+//! rules.apply(Command::SetPolicy { chain: Chain::Forward, policy: Policy::Drop })?;
+//! let rule = parse_rule_spec(Chain::Forward, &["-i", "lan", "-j", "ACCEPT"], &ports)?;
+//! rules.apply(Command::Append { chain: Chain::Forward, rule })?;
 //!
 //! let compiled = CompiledRules::new(&rules, &[("wan", 0), ("lan", 1)])?;
 //! let flow = FlowMatch {
@@ -67,11 +68,13 @@ pub use compiled::{
     CompileError, CompiledRules, DestNat, FlowMatch, ForwardVerdict, PostroutingVerdict, PreroutingVerdict,
     RuleCounters, SourceNat, StaticForward,
 };
-pub use parse::{parse_command, parse_rule, tokenize, ParseError, ParseErrorKind};
+pub use parse::{
+    parse_chain, parse_policy, parse_rule, parse_rule_spec, parse_table, tokenize, ParseError, ParseErrorKind,
+};
 pub use rule::{
     AddrRange, Chain, Cidr, Iface, Matches, Negatable, Policy, PortRange, Protocol, Rule, RuleProblem, Table, Target,
 };
-pub use ruleset::{Command, ListOptions, RuleSet, RuleSetError};
+pub use ruleset::{Applied, Command, ListOptions, RuleSet, RuleSetError};
 
 /// The example rules file of the documentation, shared by the tests.
 #[cfg(test)]

@@ -21,8 +21,10 @@ pub struct ListOptions {
     pub line_numbers: bool,
 }
 
-/// One masqctl rule command, as [`parse_command`](super::parse_command) reads it.
-/// Positions are 1-based, as in iptables.
+/// One rule command, typed: what `rules.append`, `rules.insert`, `rules.delete`,
+/// `rules.flush` and `rules.policy` ask for once their names and tokens are read
+/// (`control_plane::rules` builds it from the request with [`super::parse::command`]'s
+/// functions). Positions are 1-based, as in iptables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// `-A CHAIN spec`
@@ -69,29 +71,30 @@ pub enum Command {
         /// Its new policy.
         policy: Policy,
     },
-    /// `-L [CHAIN]`
-    List {
-        /// The table (`-t`).
-        table: Table,
-        /// The chain, or all of the table's.
-        chain: Option<Chain>,
-        /// `-n`, `-v`, `--line-numbers`.
-        options: ListOptions,
-    },
-    /// `-S [CHAIN]`
-    ListRules {
-        /// The table (`-t`).
-        table: Table,
-        /// The chain, or all of the table's.
-        chain: Option<Chain>,
-    },
 }
 
-impl Command {
-    /// Whether the command changes the rule set (and so needs a recompile and swap).
-    pub fn is_mutation(&self) -> bool {
-        !matches!(self, Command::List { .. } | Command::ListRules { .. })
-    }
+/// What a [`Command`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Append or insert: the new rule's 1-based position.
+    Added {
+        /// Its position.
+        number: usize,
+    },
+    /// A rule was deleted.
+    Deleted {
+        /// The rule removed.
+        rule: Rule,
+        /// Its former 1-based position.
+        number: usize,
+    },
+    /// Flush: how many rules went.
+    Flushed {
+        /// Rules removed.
+        rules: usize,
+    },
+    /// The policy is set.
+    PolicySet,
 }
 
 /// Why a rule set operation was refused.
@@ -124,7 +127,7 @@ pub enum RuleSetError {
         rule: String,
     },
     /// A chain named with the wrong table.
-    #[error("chain {chain} is not in table {table} (it is in -t {})", .chain.table())]
+    #[error("chain {chain} is not in table {table} (it is in table {})", .chain.table())]
     ChainNotInTable {
         /// The table.
         table: Table,
@@ -173,13 +176,13 @@ impl RuleSet {
     /// checked against `known_ports`; errors carry the line number. Tables absent from
     /// the text are empty with ACCEPT policies.
     pub fn parse_save(text: &str, known_ports: &[&str]) -> Result<RuleSet, ParseError> {
-        parse::parse_save(text, known_ports).map(|(rules, _)| rules)
+        parse::save::parse_save(text, known_ports).map(|(rules, _)| rules)
     }
 
     /// iptables-restore: replace the tables present in `text`, keep the others. All or
     /// nothing: on error the set is unchanged.
     pub fn restore(&mut self, text: &str, known_ports: &[&str]) -> Result<(), ParseError> {
-        let (new, seen) = parse::parse_save(text, known_ports)?;
+        let (new, seen) = parse::save::parse_save(text, known_ports)?;
         for chain in Chain::ALL {
             if seen[chain.table() as usize] {
                 self.chains[chain.index()] = new.chains[chain.index()].clone();
@@ -294,19 +297,29 @@ impl RuleSet {
         Ok(format::list_rules(self, self.chains_of(table, chain)?))
     }
 
-    /// Perform a parsed command: the one door masqctl and the control server share.
-    /// Returns the listing for `-L` and `-S`, `None` for mutations.
-    pub fn apply(&mut self, command: Command) -> Result<Option<String>, RuleSetError> {
-        match command {
-            Command::Append { chain, rule } => self.append(chain, rule).map(|()| None),
-            Command::Insert { chain, pos, rule } => self.insert(chain, pos, rule).map(|()| None),
-            Command::DeleteAt { chain, pos } => self.delete_at(chain, pos).map(|_| None),
-            Command::DeleteMatching { chain, rule } => self.delete_matching(chain, &rule).map(|_| None),
-            Command::Flush { table, chain } => self.flush(table, chain).map(|_| None),
-            Command::SetPolicy { chain, policy } => self.set_policy(chain, policy).map(|()| None),
-            Command::List { table, chain, options } => self.list(table, chain, options).map(Some),
-            Command::ListRules { table, chain } => self.list_rules(table, chain).map(Some),
-        }
+    /// Perform a command: the one door every rule change goes through (the control
+    /// server's `rules.*`, and tests). All or nothing: on error the set is unchanged.
+    pub fn apply(&mut self, command: Command) -> Result<Applied, RuleSetError> {
+        Ok(match command {
+            Command::Append { chain, rule } => {
+                self.append(chain, rule)?;
+                Applied::Added { number: self.rules(chain).len() }
+            }
+            Command::Insert { chain, pos, rule } => {
+                self.insert(chain, pos, rule)?;
+                Applied::Added { number: pos }
+            }
+            Command::DeleteAt { chain, pos } => Applied::Deleted { rule: self.delete_at(chain, pos)?, number: pos },
+            Command::DeleteMatching { chain, rule } => {
+                let number = self.delete_matching(chain, &rule)?;
+                Applied::Deleted { rule, number }
+            }
+            Command::Flush { table, chain } => Applied::Flushed { rules: self.flush(table, chain)? },
+            Command::SetPolicy { chain, policy } => {
+                self.set_policy(chain, policy)?;
+                Applied::PolicySet
+            }
+        })
     }
 
     fn chains_of(&self, table: Table, chain: Option<Chain>) -> Result<&'static [Chain], RuleSetError> {
@@ -325,7 +338,8 @@ impl RuleSet {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::policy::parse::{parse_command, parse_rule, tokenize};
+    use crate::control_plane::rules::masqctl_command;
+    use crate::policy::parse::{parse_rule, tokenize};
     use crate::policy::rule::{AddrRange, Cidr, Iface, Matches, Negatable, PortRange, Protocol, Target};
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
@@ -340,14 +354,9 @@ pub(crate) mod tests {
         parse_rule(table, &tokens, PORTS).unwrap()
     }
 
-    fn run(set: &mut RuleSet, line: &str) -> Result<Option<String>, RuleSetError> {
-        let args = tokenize(line).unwrap();
-        set.apply(parse_command(&args, PORTS).unwrap())
-    }
-
-    fn err_line(text: &str) -> (Option<usize>, String) {
-        let e = RuleSet::parse_save(text, PORTS).unwrap_err();
-        (e.line, e.to_string())
+    /// A masqctl command line, read as masqctl and masqd read it, applied to `set`.
+    fn run(set: &mut RuleSet, line: &str) -> Result<Applied, RuleSetError> {
+        set.apply(masqctl_command(line, PORTS).unwrap_or_else(|e| panic!("{line}: {e}")))
     }
 
     #[test]
@@ -388,83 +397,6 @@ COMMIT
         assert_eq!(again, set);
         assert_eq!(again.to_save_text(), saved);
         assert_eq!(RuleSet::new().to_save_text(), RuleSet::parse_save("", PORTS).unwrap().to_save_text());
-    }
-
-    #[test]
-    fn file_syntax_extras() {
-        let text = "\
-# a comment
-
-*filter
-:FORWARD ACCEPT [12:3456]
-[5:600] -A FORWARD -p tcp -m tcp ! --dport 22 -m comment --comment \"no \\\"ssh\\\"\" -j DROP
-   -A FORWARD -j ACCEPT   
-COMMIT
-";
-        let set = RuleSet::parse_save(text, PORTS).unwrap();
-        assert_eq!(set.rules(Chain::Forward).len(), 2);
-        assert_eq!(set.rules(Chain::Forward)[0].comment.as_deref(), Some("no \"ssh\""));
-        let saved = set.to_save_text();
-        assert!(
-            saved.contains("-A FORWARD -p tcp -m tcp ! --dport 22 -m comment --comment \"no \\\"ssh\\\"\" -j DROP\n"),
-            "{saved}"
-        );
-        assert_eq!(RuleSet::parse_save(&saved, PORTS).unwrap(), set);
-    }
-
-    #[test]
-    fn file_errors_carry_line_numbers() {
-        let (line, msg) =
-            err_line("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j SANT\nCOMMIT\n");
-        assert_eq!(line, Some(4));
-        assert_eq!(
-            msg,
-            "line 4: unknown target \"SANT\" (expected one of MASQUERADE, SNAT, DNAT, REDIRECT, ACCEPT, DROP, RETURN)"
-        );
-
-        let (line, msg) = err_line("*filter\n-A FORWARD --dport 22 -p tcp -j ACCEPT\nCOMMIT\n");
-        assert_eq!((line, msg.as_str()), (Some(2), "line 2: --dport needs -p tcp or -p udp before it"));
-
-        let text = "*filter\n\n# x\n\n\n\n-A FORWARD -s 10.0.0.300/8 -j DROP\nCOMMIT\n";
-        let (line, msg) = err_line(text);
-        assert_eq!(line, Some(7));
-        assert!(msg.starts_with("line 7: bad address \"10.0.0.300/8\" (expected an IPv4 address"), "{msg}");
-
-        let (line, msg) = err_line("*nat\n-A POSTROUTING -j MASQUERADE\n");
-        assert_eq!((line, msg.as_str()), (None, "missing COMMIT for table nat"));
-        let (line, msg) = err_line("*nat\n*filter\nCOMMIT\n");
-        assert_eq!((line, msg.as_str()), (Some(2), "line 2: missing COMMIT for table nat"));
-
-        let (line, msg) = err_line("*filter\n-A FORWARD -i eth0 -j ACCEPT\nCOMMIT\n");
-        assert_eq!(line, Some(2));
-        assert!(msg.ends_with("unknown interface \"eth0\" (expected one of the configured ports: wan, lan, lan2)"));
-
-        let cases: &[(&str, usize, &str)] = &[
-            ("*mangle\nCOMMIT\n", 1, "unknown table \"mangle\" (expected nat or filter)"),
-            ("*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", 2, "chain OUTPUT is not supported: masq forwards only and has no local stack"),
-            ("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2, "chain INPUT is not supported"),
-            ("*filter\n:MINE - [0:0]\nCOMMIT\n", 2, "user-defined chain \"MINE\" is not supported"),
-            ("*filter\n-N MINE\nCOMMIT\n", 2, "user-defined chain \"MINE\""),
-            ("*filter\n:FORWARD REJECT [0:0]\nCOMMIT\n", 2, "bad policy \"REJECT\" (expected ACCEPT or DROP)"),
-            ("*nat\n:POSTROUTING DROP [0:0]\nCOMMIT\n", 2, "policy DROP is not allowed for nat chain POSTROUTING (expected ACCEPT"),
-            ("*filter\n:FORWARD DROP [0:0\nCOMMIT\n", 2, "bad counters \"[0:0\" (expected [PACKETS:BYTES])"),
-            ("*filter\n:FORWARD DROP [0:0] x\nCOMMIT\n", 2, "unexpected \"x\""),
-            ("*filter\n:FORWARD DROP\n:FORWARD DROP\nCOMMIT\n", 3, "chain FORWARD declared twice"),
-            ("*filter\nCOMMIT\n*filter\nCOMMIT\n", 3, "table filter appears twice"),
-            ("-A FORWARD -j ACCEPT\n", 1, "\"-A\" outside a table (expected *nat or *filter before it)"),
-            ("COMMIT\n", 1, "\"COMMIT\" outside a table"),
-            ("*filter\n-I FORWARD -j ACCEPT\nCOMMIT\n", 2, "unexpected line starting \"-I\""),
-            ("*filter\nhello\nCOMMIT\n", 2, "unexpected line starting \"hello\" (expected *TABLE, :CHAIN POLICY, -A CHAIN RULE, COMMIT or a # comment)"),
-            ("*filter\n-A FORWARD -m comment --comment \"open\nCOMMIT\n", 2, "unterminated quote"),
-            ("*nat\n-A FORWARD -j ACCEPT\nCOMMIT\n", 2, "chain FORWARD is not in table nat (expected PREROUTING or POSTROUTING; FORWARD is in -t filter)"),
-            ("*nat\n-A PREROUTING -j DROP\nCOMMIT\n", 2, "target DROP is not allowed in nat chain PREROUTING"),
-        ];
-        for (text, line, expected) in cases {
-            let (got_line, msg) = err_line(text);
-            assert_eq!(got_line, Some(*line), "{text:?}: {msg}");
-            let prefix = format!("line {line}: {expected}");
-            assert!(msg.starts_with(&prefix), "{text:?}:\n got  {msg}\n want {prefix}");
-        }
     }
 
     #[test]
@@ -580,14 +512,16 @@ COMMIT
     }
 
     #[test]
-    fn apply_lists() {
+    fn apply_says_what_it_did() {
         let mut set = RuleSet::parse_save(EXAMPLE, PORTS).unwrap();
-        let out = run(&mut set, "-t nat -S POSTROUTING").unwrap().unwrap();
-        assert_eq!(out, "-P POSTROUTING ACCEPT\n-A POSTROUTING -s 100.64.0.0/10 -o wan -j MASQUERADE\n");
-        let out = run(&mut set, "-L -n").unwrap().unwrap();
-        assert!(out.starts_with("Chain FORWARD (policy DROP)\n"));
-        assert!(!Command::List { table: Table::Nat, chain: None, options: ListOptions::default() }.is_mutation());
-        assert!(Command::Flush { table: Table::Nat, chain: None }.is_mutation());
+        assert_eq!(run(&mut set, "-A FORWARD -i wan -j DROP"), Ok(Applied::Added { number: 2 }));
+        assert_eq!(run(&mut set, "-I FORWARD 2 -i lan2 -j DROP"), Ok(Applied::Added { number: 2 }));
+        let (_, dropped) = rule(Table::Filter, "-A FORWARD -i wan -j DROP");
+        assert_eq!(run(&mut set, "-D FORWARD -i wan -j DROP"), Ok(Applied::Deleted { rule: dropped, number: 3 }));
+        assert!(matches!(run(&mut set, "-D FORWARD 1"), Ok(Applied::Deleted { number: 1, .. })));
+        assert_eq!(run(&mut set, "-t nat -F"), Ok(Applied::Flushed { rules: 2 }));
+        assert_eq!(run(&mut set, "-P FORWARD ACCEPT"), Ok(Applied::PolicySet));
+        assert_eq!(set.list_rules(Table::Filter, None).unwrap(), "-P FORWARD ACCEPT\n-A FORWARD -i lan2 -j DROP\n");
     }
 
     // --- round trip property ---------------------------------------------------------
@@ -728,8 +662,8 @@ COMMIT
             for table in Table::ALL {
                 let mut rebuilt = RuleSet::new();
                 for line in set.list_rules(table, None).unwrap().lines() {
-                    let args = tokenize(&format!("-t {table} {line}")).unwrap();
-                    let command = parse_command(&args, PORTS).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+                    let command = masqctl_command(&format!("-t {table} {line}"), PORTS)
+                        .map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
                     rebuilt.apply(command).unwrap();
                 }
                 for &chain in table.chains() {

@@ -1,0 +1,281 @@
+//! What each command answers: the `result` of a successful response, one type per
+//! command (see [`COMMANDS`](super::COMMANDS) for which is which).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::errors::ControlError;
+use super::values::Protocol;
+use super::PROTOCOL_VERSION;
+
+/// Serialize a typed result for a handler's `Ok(...)`.
+pub fn to_result<T: Serialize>(value: &T) -> Result<Value, ControlError> {
+    Ok(serde_json::to_value(value)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------------------
+
+/// One translation (a row of `masqctl -M -L`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEntry {
+    /// Transport protocol.
+    pub proto: Protocol,
+    /// Subscriber side, `"100.64.0.2:40000"` (ICMP: address and query id).
+    pub inside: SocketAddrV4,
+    /// The external address and port it is translated to.
+    pub outside: SocketAddrV4,
+    /// The remote peer.
+    pub remote: SocketAddrV4,
+    /// Tracking state as the NAT names it (`"ESTABLISHED"`, `"SYN_SENT"`, `"UDP"`, ...).
+    pub state: String,
+    /// Seconds until the session expires if idle.
+    pub expires_in_secs: u64,
+    /// The worker that owns it.
+    pub worker: u32,
+}
+
+/// One page of `sessions.list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPage {
+    /// At most `limit` sessions.
+    pub sessions: Vec<SessionEntry>,
+    /// Pass as `cursor` to get the next page; `null` on the last page. Opaque.
+    pub next_cursor: Option<String>,
+}
+
+/// `sessions.count`'s result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCount {
+    /// Sessions matching the filter.
+    pub count: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Rules
+// ---------------------------------------------------------------------------------------
+
+/// `rules.list`'s result: one table's chains.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleListing {
+    /// The table listed.
+    pub table: String,
+    /// The chains, in the table's order (or the one chain asked for).
+    pub chains: Vec<ChainListing>,
+}
+
+/// One chain of a [`RuleListing`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainListing {
+    /// Chain name.
+    pub chain: String,
+    /// Built-in chains: the policy (`"ACCEPT"`, `"DROP"`); user chains: `null`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Packets that met the policy.
+    #[serde(default)]
+    pub packets: u64,
+    /// Bytes that met the policy.
+    #[serde(default)]
+    pub bytes: u64,
+    /// User chains: rules that jump to this chain.
+    #[serde(default)]
+    pub references: u32,
+    /// The rules, in order.
+    pub rules: Vec<RuleEntry>,
+}
+
+/// One rule. `spec` is canonical; the display columns (as `iptables -L -n` shows them) are
+/// filled by the dataplane, which owns the grammar.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleEntry {
+    /// 1-based position in the chain.
+    pub number: u32,
+    /// Packets matched.
+    pub packets: u64,
+    /// Bytes matched.
+    pub bytes: u64,
+    /// The rule as argv tokens, without `-A CHAIN` (what `iptables -S` prints after it).
+    pub spec: Vec<String>,
+    /// `target` column: `"MASQUERADE"`, `"DNAT"`, a chain name, or `""` for none.
+    #[serde(default)]
+    pub target: String,
+    /// `prot` column: `"all"`, `"tcp"`, ...; a leading `!` marks negation.
+    #[serde(default)]
+    pub protocol: String,
+    /// `in` column: interface, or `"*"` for any.
+    #[serde(default)]
+    pub in_iface: String,
+    /// `out` column: interface, or `"*"` for any.
+    #[serde(default)]
+    pub out_iface: String,
+    /// `source` column: `"0.0.0.0/0"`, `"100.64.0.0/10"`, `"!10.0.0.0/8"`.
+    #[serde(default)]
+    pub source: String,
+    /// `destination` column.
+    #[serde(default)]
+    pub destination: String,
+    /// The free-form tail: matches and target options (`"tcp dpt:8080 to:100.64.0.2:80"`).
+    #[serde(default)]
+    pub options: String,
+}
+
+/// `rules.append` / `rules.insert` result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleAdded {
+    /// The new rule's 1-based position.
+    pub number: u32,
+}
+
+/// `rules.flush` / `sessions.flush` result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flushed {
+    /// Rules or sessions removed.
+    pub flushed: u64,
+}
+
+/// `rules.save` result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedRules {
+    /// `iptables-save` text: `*table`, `:CHAIN POLICY [packets:bytes]`, `-A ...`, `COMMIT`.
+    pub text: String,
+}
+
+/// `rules.restore` result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    /// Tables the text replaced (or added to, with `noflush`).
+    pub tables: Vec<String>,
+    /// Rules the text added.
+    pub rules: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Timeouts
+// ---------------------------------------------------------------------------------------
+
+/// Idle timeouts in seconds, as `ipchains -M -S tcp tcpfin udp`, plus ICMP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    /// Established TCP.
+    pub tcp: u32,
+    /// Transitory TCP (opening, closing, reset).
+    pub tcpfin: u32,
+    /// UDP.
+    pub udp: u32,
+    /// ICMP queries.
+    pub icmp: u32,
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics and version
+// ---------------------------------------------------------------------------------------
+
+/// `stats.get`'s result: a snapshot read without stopping the workers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Per port.
+    pub ports: Vec<PortStats>,
+    /// Per worker.
+    pub workers: Vec<WorkerStats>,
+    /// Dropped packets by reason (the dataplane's stable `DropReason` names), all workers.
+    pub drops: BTreeMap<String, u64>,
+    /// Sessions now in the tables, all workers.
+    #[serde(default)]
+    pub sessions_active: u64,
+    /// Sessions created since start.
+    pub sessions_created: u64,
+    /// Sessions expired (or flushed) since start.
+    pub sessions_expired: u64,
+    /// External port use per external address.
+    pub port_utilisation: Vec<PortUtilisation>,
+    /// Per-packet processing latency, microseconds.
+    pub latency_us: Percentiles,
+}
+
+/// One port's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    /// DPDK port id.
+    pub port: u16,
+    /// Configured name (`"inside"`, `"wan"`).
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Packets the NIC dropped on receive (no descriptor / no mbuf: `imissed` + `rx_nombuf`).
+    pub rx_drops: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Packets the TX queue refused and masq freed.
+    pub tx_drops: u64,
+    /// Raw PMD counters (`ierrors`, `oerrors`, `imissed`, `rx_nombuf`, xstats ...).
+    #[serde(default)]
+    pub pmd: BTreeMap<String, u64>,
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// Worker index.
+    pub worker: u32,
+    /// The lcore it runs on.
+    pub lcore: u32,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Packets this worker dropped, all reasons.
+    pub drops: u64,
+    /// Sessions in this worker's table.
+    pub sessions_active: u64,
+}
+
+/// How much of one external address's port space is in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortUtilisation {
+    /// The external address.
+    pub address: Ipv4Addr,
+    /// Ports available for translation per protocol on this address.
+    pub capacity: u32,
+    /// TCP ports in use.
+    pub tcp: u32,
+    /// UDP ports in use.
+    pub udp: u32,
+    /// ICMP identifiers in use.
+    pub icmp: u32,
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Samples behind the figures.
+    pub samples: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    /// The 99.9th percentile.
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+/// `version`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// The daemon's name, `"masqd"`.
+    pub daemon: String,
+    /// The daemon's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// [`PROTOCOL_VERSION`] the daemon speaks.
+    pub protocol: u32,
+}
+
+impl VersionInfo {
+    /// masqd's own answer: this build's version and protocol.
+    pub fn masqd() -> VersionInfo {
+        VersionInfo { daemon: "masqd".into(), version: env!("CARGO_PKG_VERSION").into(), protocol: PROTOCOL_VERSION }
+    }
+}

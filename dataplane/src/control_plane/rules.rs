@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(summary.rules, 2);
         assert_eq!(compiled.load().chain_len(Chain::Postrouting), 2);
         assert_eq!(compiled.load().chain_len(Chain::Forward), 0, "filter emptied: not in the file");
-        assert_eq!(r.snapshot().policy(Chain::Forward), Policy::Accept);
+        assert_eq!(r.snapshot().policy(Chain::Forward), crate::policy::Policy::Accept);
         let before = r.save(None).unwrap();
         let before_compiled = compiled.load_full();
         let broken = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\n-A POSTROUTING -o nowhere -j MASQUERADE\nCOMMIT\n";

@@ -179,3 +179,41 @@ fn a_panic_is_reported_and_masqd_exits_4() {
         assert!(!socket.exists(), "{fault}: socket removed");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 8: link state
+// ---------------------------------------------------------------------------------------
+
+/// `ip link set DEV down/up` on masqd's end of a veth (af_packet): masqd sees the link
+/// go down and come back (logged), keeps running, and traffic resumes when the link is
+/// back.
+#[test]
+fn a_port_going_down_and_up_does_not_stop_masqd() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let _serial = af_packet_serial();
+    let topo = LanWan::new();
+    let mut masqd = Masqd::start(&topo.masqd_config());
+    masqd.expect_ready(READY);
+    assert!(topo.ping_from_lan(addr::SERVER, 2), "ping before:\n{}", masqd.log());
+    for dev in [&topo.wan_if, &topo.lan_if] {
+        let out = std::process::Command::new("ip").args(["link", "set", dev, "down"]).output().unwrap();
+        assert!(out.status.success());
+        assert!(!topo.ping_from_lan(addr::SERVER, 1), "ping with {dev} down");
+        let name = if dev == &topo.wan_if { "wan" } else { "lan" };
+        let down = format!("port \"{name}\": link down");
+        assert!(wait_for_log(&masqd, &down, 1), "no link-down line:\n{}", masqd.log());
+        assert!(masqd.is_running(), "masqd stopped with {dev} down:\n{}", masqd.log());
+        let out = std::process::Command::new("ip").args(["link", "set", dev, "up"]).output().unwrap();
+        assert!(out.status.success());
+        // veth carrier and the kernel's neighbour state take a moment.
+        assert!(
+            wait_until(Duration::from_secs(10), || topo.ping_from_lan(addr::SERVER, 1)),
+            "no traffic after {dev} came back:\n{}",
+            masqd.log()
+        );
+        assert!(wait_for_log(&masqd, &format!("port \"{name}\": link up"), 1), "{}", masqd.log());
+    }
+    masqd.stop(STOP).assert_clean();
+}

@@ -38,6 +38,7 @@ use dataplane::dpdk_io::{DpdkIo, HandoffRings, TscClock, HANDOFF_RING};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
+use dataplane::link::{self, LinkMonitor, LinkReading};
 use dataplane::nat::{self, NatPath};
 use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
@@ -350,6 +351,27 @@ struct RunningPort {
     port: Port,
     /// The MAC the router uses: the configured one, else the device's.
     mac: [u8; 6],
+    /// The kernel interface under a `net_af_packet` port, whose state is the link's.
+    kernel_iface: Option<String>,
+}
+
+impl RunningPort {
+    /// The link now: the driver's reading, and for af_packet the kernel interface's state
+    /// too (see `dataplane::link`). `None` if the driver cannot say.
+    fn read_link(&self) -> Option<LinkReading> {
+        let l = self.port.link().ok()?;
+        let kernel_up = self.kernel_iface.as_deref().and_then(link::kernel_link_up).unwrap_or(true);
+        Some(LinkReading { up: l.up && kernel_up, speed_mbps: l.speed_mbps, full_duplex: l.full_duplex })
+    }
+}
+
+/// Read every port's link and log what changed (main thread).
+fn poll_links(ports: &[RunningPort], links: &mut LinkMonitor) {
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(change) = links.update(i, p.read_link()) {
+            eprintln!("masqd: port \"{}\": link {}", p.name, change.now);
+        }
+    }
 }
 
 fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals) -> Result<ExitCode> {
@@ -451,8 +473,13 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
             n_workers,
             if n_workers > 1 && !port.rss_active() { " (no RSS)" } else { "" }
         );
-        ports.push(RunningPort { name: pc.name.clone(), port, mac });
+        let kernel_iface = link::af_packet_iface(&pc.device).map(String::from);
+        ports.push(RunningPort { name: pc.name.clone(), port, mac, kernel_iface });
     }
+
+    // Link state from now on, polled by this thread; a port that starts down is logged.
+    let mut links = LinkMonitor::new(ports.len());
+    poll_links(&ports, &mut links);
 
     let routes = Arc::new(RouteTable::from_config(config));
     let neighbors = Arc::new(NeighborTable::new(NEIGHBORS));
@@ -554,8 +581,13 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
 
     assert!(fault != Fault::PanicMain, "MASQD_FAULT=panic-main");
 
+    let mut last_link_poll = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
+        if last_link_poll.elapsed() >= link::POLL_INTERVAL {
+            last_link_poll = std::time::Instant::now();
+            poll_links(&ports, &mut links);
+        }
         port_board.serve(|| control_port_stats(&ports));
         if signals.hup.swap(false, Ordering::Relaxed) {
             reload_rules(&rules_control, rules_file);

@@ -249,6 +249,11 @@ impl PacketIo for DpdkIo {
     }
 
     #[inline]
+    fn cycles(&self) -> u64 {
+        dpdk::cycles::rdtsc()
+    }
+
+    #[inline]
     fn handoff(&mut self, to: u16, port: u16, mut frame: Mbuf) -> Result<(), Mbuf> {
         let Some(out) = self.handoff.as_mut().and_then(|h| h.out.get_mut(usize::from(to))).and_then(Option::as_mut)
         else {

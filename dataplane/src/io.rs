@@ -76,8 +76,16 @@ pub trait PacketIo {
     /// A fresh empty frame for a packet the worker originates (ARP requests).
     fn alloc(&mut self) -> Option<Self::Frame>;
 
+    /// The CPU's cycle counter (the TSC on DPDK), read between pipeline stages for the
+    /// per-stage runtime table; a backend without one returns 0.
+    fn cycles(&self) -> u64 {
+        0
+    }
+
     /// Stage `frame`, received on `port`, for worker `to` (sent with the next flush,
     /// counted in its [`TxReport`]). A backend without handoff gives the frame back.
+    /// `port` travels with the frame untouched (the pipeline keeps a flag in its top
+    /// bit, `pipeline::HANDOFF_HAIRPIN`).
     fn handoff(&mut self, to: u16, port: u16, frame: Self::Frame) -> Result<(), Self::Frame> {
         let _ = (to, port);
         Err(frame)
@@ -104,7 +112,7 @@ pub trait PacketIo {
 /// In-memory I/O for tests: frames are `Vec<u8>`s with fixed room.
 pub mod mem {
     use super::{Frame, PacketIo, TxReport};
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::collections::VecDeque;
     use std::rc::Rc;
 
@@ -175,6 +183,9 @@ pub mod mem {
         refused_handoffs: u64,
         handed_total: u64,
         handoff_rx: VecDeque<(u16, MemFrame)>,
+        /// A fake cycle counter: advances by `cycle_step` at every read.
+        clock: Cell<u64>,
+        pub cycle_step: u64,
     }
 
     impl MemIo {
@@ -194,6 +205,8 @@ pub mod mem {
                 refused_handoffs: 0,
                 handed_total: 0,
                 handoff_rx: VecDeque::new(),
+                clock: Cell::new(0),
+                cycle_step: 100,
             }
         }
 
@@ -258,6 +271,11 @@ pub mod mem {
         }
         fn free(&mut self, _frame: MemFrame) {
             self.freed += 1;
+        }
+        fn cycles(&self) -> u64 {
+            let now = self.clock.get().wrapping_add(self.cycle_step);
+            self.clock.set(now);
+            now
         }
         fn alloc(&mut self) -> Option<MemFrame> {
             if self.alloc_budget == 0 {

@@ -1,10 +1,13 @@
 //! The poll loop: one per worker core, generic over [`PacketIo`] so tests run it in memory.
 //!
-//! Each pass receives a burst from every port, runs each frame through the [`Router`]
-//! (which counts its own drops), stages what must go out per port, parks frames whose next
-//! hop is still being resolved, and flushes. Nothing here allocates after construction:
-//! the hold queue's capacity is fixed up front. Once per millisecond it lets the NAT
-//! expire what is due, with a bounded budget ([`Router::nat_tick`]).
+//! A worker owns its I/O, its layer-3 state ([`Router`]) and its NAT ([`NatPath`]) side by
+//! side, and the vector the pipeline runs on. Each pass receives a burst from every port
+//! and runs it through the stages ([`crate::pipeline`]: the stages themselves are
+//! methods of [`Worker`] in that module's files), then the frames other workers handed
+//! it, then the parked fragments; then it sends ARP refreshes, lets the NAT expire what
+//! is due (at most once per millisecond, bounded work), releases frames whose next hop
+//! got resolved, and flushes. Nothing here allocates after construction: the vector,
+//! the hold queue and the parking lot have fixed capacities.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +16,9 @@ use std::sync::Arc;
 use crate::control_plane::WorkerControl; // control plane
 use crate::counters::WorkerCounters;
 use crate::io::{Frame, PacketIo, TxReport};
-use crate::l3::router::{Router, Verdict};
-use crate::nat::WorkerNat; // control plane
+use crate::l3::router::Router;
+use crate::nat::NatPath;
+use crate::pipeline::{Meta, Stage, Vector, WorkerRuntime, F_HAIRPIN, F_HANDED, HANDOFF_HAIRPIN};
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 
@@ -29,17 +33,13 @@ pub const DEFER_CAPACITY: usize = 64;
 /// How long a fragment waits for its first fragment (the NAT's fragment state lifetime).
 pub const DEFER_TIMEOUT: Duration = Duration::from_millis(2000);
 
-/// A frame the router could not handle yet (see [`Verdict::Defer`]).
-struct Deferred<F> {
-    frame: F,
-    port: u16,
-    deadline: Instant,
-}
-
-/// control plane: the NAT the worker's mailbox answers from (none: a plain router, and
-/// `sessions.*` answer empty).
-fn router_nat(router: &mut Router) -> Option<&mut WorkerNat> {
-    router.nat_mut().map(|path| path.nat_mut())
+/// A frame the slow path could not handle yet: a later fragment whose first fragment
+/// has not come. Parked unmodified and offered again.
+pub(crate) struct Deferred<F> {
+    pub frame: F,
+    pub port: u16,
+    pub flags: u8,
+    pub deadline: Instant,
 }
 
 struct Held<F> {
@@ -72,16 +72,25 @@ impl<F> HoldQueue<F> {
     }
 }
 
-/// One poll-mode worker: its I/O, its router and its counters.
+/// One poll-mode worker: its I/O, its router and NAT, its vector and its counters.
 pub struct Worker<Io: PacketIo> {
-    io: Io,
-    router: Router,
+    pub(crate) io: Io,
+    /// Layer 2 and 3: neighbours, routes, ARP, ICMP.
+    pub(crate) l3: Router,
+    /// The NAT (none: a plain router).
+    pub(crate) nat: Option<NatPath>,
+    /// The burst being run through the stages.
+    pub(crate) vec: Vector<Io::Frame>,
+    pub(crate) counters: Arc<WorkerCounters>,
+    /// Per-stage calls, packets and cycles (shared with the control plane).
+    runtime: Arc<WorkerRuntime>,
+    /// Whether the stages are timed (see [`Worker::set_runtime_counting`]).
+    timing: bool,
     hold: HoldQueue<Io::Frame>,
     /// Out-of-order fragments waiting for their first fragment (fixed capacity), and an
     /// equally sized spare that retries swap with, so nothing allocates after `new`.
-    deferred: Vec<Deferred<Io::Frame>>,
+    pub(crate) deferred: Vec<Deferred<Io::Frame>>,
     deferred_spare: Vec<Deferred<Io::Frame>>,
-    counters: Arc<WorkerCounters>,
     last_hold_service: Instant,
     /// control plane: mailbox and latency probe (see `with_control`).
     control: WorkerControl,
@@ -91,14 +100,24 @@ impl<Io: PacketIo> Worker<Io> {
     pub fn new(io: Io, router: Router, counters: Arc<WorkerCounters>) -> Self {
         Worker {
             io,
-            router,
+            l3: router,
+            nat: None,
+            vec: Vector::new(),
+            counters,
+            runtime: Arc::new(WorkerRuntime::default()),
+            timing: true,
             hold: HoldQueue::with_capacity(HOLD_CAPACITY),
             deferred: Vec::with_capacity(DEFER_CAPACITY),
             deferred_spare: Vec::with_capacity(DEFER_CAPACITY),
-            counters,
             last_hold_service: Instant::ZERO,
             control: WorkerControl::default(),
         }
+    }
+
+    /// Put `nat` in the packet path, beside the router.
+    pub fn with_nat(mut self, nat: NatPath) -> Self {
+        self.nat = Some(nat);
+        self
     }
 
     /// control plane: answer the control thread's mailbox and record latency.
@@ -119,12 +138,36 @@ impl<Io: PacketIo> Worker<Io> {
         &self.counters
     }
 
+    /// The per-stage runtime table (clone the `Arc` to read it from elsewhere).
+    pub fn runtime(&self) -> &Arc<WorkerRuntime> {
+        &self.runtime
+    }
+
+    /// Time the stages (on by default). Off, the runtime table counts nothing: only for
+    /// measuring what counting costs (`masq-bench --no-runtime`).
+    pub fn set_runtime_counting(&mut self, on: bool) {
+        self.timing = on;
+    }
+
     pub fn router(&self) -> &Router {
-        &self.router
+        &self.l3
     }
 
     pub fn router_mut(&mut self) -> &mut Router {
-        &mut self.router
+        &mut self.l3
+    }
+
+    pub fn nat(&self) -> Option<&NatPath> {
+        self.nat.as_ref()
+    }
+
+    pub fn nat_mut(&mut self) -> Option<&mut NatPath> {
+        self.nat.as_mut()
+    }
+
+    /// Replace the NAT (none: a plain router). Benchmarks swap tables between phases.
+    pub fn set_nat(&mut self, nat: Option<NatPath>) {
+        self.nat = nat;
     }
 
     /// Frames currently waiting for ARP resolution.
@@ -145,9 +188,32 @@ impl<Io: PacketIo> Worker<Io> {
         self.shutdown();
     }
 
+    /// The cycle counter, if the stages are timed.
+    #[inline]
+    fn cycles(&self) -> u64 {
+        if self.timing {
+            self.io.cycles()
+        } else {
+            0
+        }
+    }
+
+    /// Charge `stage` with `packets` and the cycles since `since`; returns the time now
+    /// (the next stage's start: one counter read per stage).
+    #[inline]
+    fn record(&self, stage: Stage, packets: usize, since: u64) -> u64 {
+        if !self.timing {
+            return 0;
+        }
+        let now = self.io.cycles();
+        self.runtime.record(stage, packets, now.wrapping_sub(since));
+        now
+    }
+
     /// One pass over every port. Returns the number of frames received.
     pub fn poll(&mut self, now: Instant) -> usize {
         let mut received = 0;
+        let mut t = self.cycles();
         for port in 0..self.io.port_count() as u16 {
             if self.io.rx_burst(port) == 0 {
                 continue;
@@ -155,17 +221,22 @@ impl<Io: PacketIo> Worker<Io> {
             if received == 0 {
                 self.control.burst_begin(); // control plane: latency of this pass
             }
-            // Start every session lookup of the burst before handling the first packet:
-            // the index slots, then the session records they point to.
-            if self.router.has_nat() {
-                let (io, router) = (&self.io, &self.router);
-                io.peek_rx(|frame| router.prefetch(port, frame, false));
-                io.peek_rx(|frame| router.prefetch(port, frame, true));
-            }
+            let (mut n, mut bytes) = (0, 0);
             while let Some(frame) = self.io.next_rx() {
-                received += 1;
-                self.handle(port, frame, now);
+                n += 1;
+                bytes += frame.len() as u64;
+                let meta = Meta::new(port, frame_len(&frame), 0);
+                if let Err(frame) = self.vec.push(frame, meta, Stage::L2Input) {
+                    // More than the vector holds: a backend that ignored the burst size.
+                    self.counters.count_drop(DropReason::TxFull);
+                    self.io.free(frame);
+                }
             }
+            received += n;
+            self.counters.rx_packets.add(n as u64);
+            self.counters.rx_bytes.add(bytes);
+            t = self.record(Stage::PortRx, n, t);
+            t = self.run_vector(now, t);
         }
         // Frames other workers received but this one owns (multi-worker only).
         for source in 0..self.io.handoff_sources() {
@@ -175,25 +246,41 @@ impl<Io: PacketIo> Worker<Io> {
             if received == 0 {
                 self.control.burst_begin();
             }
-            while let Some((port, frame)) = self.io.next_handoff() {
-                received += 1;
-                self.counters.handoff_in.inc();
-                if let Some(frame) = self.dispatch(port, frame, now) {
-                    self.park(Deferred { frame, port, deadline: now + DEFER_TIMEOUT });
+            let mut n = 0;
+            let first = if self.nat.is_some() { Stage::NatClassify } else { Stage::L2Input };
+            while let Some((tag, frame)) = self.io.next_handoff() {
+                n += 1;
+                let flags = F_HANDED | if tag & HANDOFF_HAIRPIN != 0 { F_HAIRPIN } else { 0 };
+                let meta = Meta::new(tag & !HANDOFF_HAIRPIN, frame_len(&frame), flags);
+                if let Err(frame) = self.vec.push(frame, meta, first) {
+                    self.counters.count_drop(DropReason::HandoffFull);
+                    self.io.free(frame);
                 }
             }
+            received += n;
+            self.counters.handoff_in.add(n as u64);
+            t = self.record(Stage::HandoffRx, n, t);
+            t = self.run_vector(now, t);
         }
         if !self.deferred.is_empty() {
-            self.retry_deferred(received > 0, now);
+            t = self.retry_deferred(received > 0, now, t);
         }
         self.send_refreshes(now);
         // NAT expiry, amortised: at most once per millisecond, bounded work.
-        self.router.nat_tick(now);
+        if let Some(nat) = self.nat.as_mut() {
+            if let Some(expired) = nat.tick(now) {
+                crate::pipeline::publish_nat(nat, &self.counters);
+                t = self.record(Stage::NatExpire, expired, t);
+            }
+        }
         if !self.hold.held.is_empty() && now != self.last_hold_service {
             self.last_hold_service = now;
             self.service_hold(now);
         }
         let report = self.io.flush_due();
+        if report.packets + report.refused > 0 {
+            self.record(Stage::PortTx, report.packets as usize, t);
+        }
         self.account(report);
         self.counters.polls.inc();
         // control plane: latency per packet of this pass; the mailbox once per millisecond.
@@ -201,60 +288,50 @@ impl<Io: PacketIo> Worker<Io> {
             self.control.burst_end(received);
         }
         if self.control.mailbox_due(now) {
-            self.control.serve_mailbox(router_nat(&mut self.router), now);
+            self.control.serve_mailbox(self.nat.as_mut().map(NatPath::nat_mut), now);
         }
         received
     }
 
+    /// Run the vector through the stages, in order, each over the frames that reached
+    /// it; `t` is the cycle count at the start. Returns the cycle count at the end.
+    fn run_vector(&mut self, now: Instant, mut t: u64) -> u64 {
+        for stage in Stage::PIPELINE {
+            let n = self.vec.queued(stage);
+            if n == 0 {
+                continue;
+            }
+            self.run_stage(stage, now);
+            self.vec.clear(stage);
+            t = self.record(stage, n, t);
+        }
+        self.vec.reset();
+        t
+    }
+
+    /// The dispatch: one line per stage.
     #[inline]
-    fn handle(&mut self, port: u16, frame: Io::Frame, now: Instant) {
-        self.counters.rx_packets.inc();
-        self.counters.rx_bytes.add(frame.len() as u64);
-        if !frame.is_contiguous() {
-            self.counters.count_drop(DropReason::MultiSegment);
-            self.io.free(frame);
-            return;
-        }
-        // With several workers: the owner of the packet's session handles it.
-        if let Some(owner) = self.router.steer(port, frame.bytes(), now) {
-            self.hand_off(owner, port, frame);
-            return;
-        }
-        if let Some(frame) = self.dispatch(port, frame, now) {
-            self.park(Deferred { frame, port, deadline: now + DEFER_TIMEOUT });
+    fn run_stage(&mut self, stage: Stage, now: Instant) {
+        match stage {
+            Stage::L2Input => self.l2_input(now),
+            Stage::Ip4Input => self.ip4_input(),
+            Stage::NatClassify => self.nat_classify(now),
+            Stage::NatLookup => self.nat_lookup(),
+            Stage::NatSlowpath => self.nat_slowpath(now),
+            Stage::Ip4Forward => self.ip4_forward(now),
+            Stage::NatRewrite => self.nat_rewrite(now),
+            Stage::Ip4Local => self.ip4_local(now),
+            Stage::Handoff => self.handoff(),
+            Stage::L2Output => self.l2_output(now),
+            Stage::Drop => self.drop_stage(),
+            // Poll-loop steps, not stages over the vector: nothing is ever queued there.
+            Stage::PortRx | Stage::HandoffRx | Stage::PortTx | Stage::NatExpire => {}
         }
     }
 
-    /// Run one frame through the router and act on the verdict. A frame the router
-    /// defers is handed back, unmodified, for the caller to park.
-    #[inline]
-    fn dispatch(&mut self, port: u16, mut frame: Io::Frame, now: Instant) -> Option<Io::Frame> {
-        let len = frame.len();
-        match self.router.process(port, frame.room_mut(), len, now) {
-            Verdict::Tx { port, len } => {
-                if frame.set_len(len) {
-                    self.io.tx(port, frame);
-                } else {
-                    self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-                    self.io.free(frame);
-                }
-            }
-            Verdict::Resolve { port, via, len } => {
-                if !frame.set_len(len) {
-                    self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-                    self.io.free(frame);
-                } else {
-                    self.hold_frame(frame, port, via, now);
-                }
-            }
-            Verdict::Drop => self.io.free(frame),
-            Verdict::Defer => return Some(frame),
-            Verdict::Handoff { worker } => self.hand_off(worker, port, frame),
-        }
-        None
-    }
-
-    fn park(&mut self, d: Deferred<Io::Frame>) {
+    /// Park a later fragment that came before its first (fixed capacity; full: dropped
+    /// as `fragment_no_state`).
+    pub(crate) fn park(&mut self, d: Deferred<Io::Frame>) {
         if self.deferred.len() < self.deferred.capacity() {
             self.deferred.push(d);
         } else {
@@ -263,10 +340,10 @@ impl<Io: PacketIo> Worker<Io> {
         }
     }
 
-    /// Parked fragments: offered to the router again after a pass that received frames
-    /// (their first fragment may have come), dropped as `fragment_no_state` when their
-    /// time is up. Order is kept.
-    fn retry_deferred(&mut self, received: bool, now: Instant) {
+    /// Parked fragments: run through the pipeline again after a pass that received
+    /// frames (their first fragment may have come), dropped as `fragment_no_state` when
+    /// their time is up. Order is kept.
+    fn retry_deferred(&mut self, received: bool, now: Instant, t: u64) -> u64 {
         let mut pending = std::mem::take(&mut self.deferred);
         std::mem::swap(&mut self.deferred, &mut self.deferred_spare);
         for d in pending.drain(..) {
@@ -275,14 +352,24 @@ impl<Io: PacketIo> Worker<Io> {
                 self.io.free(d.frame);
             } else if !received {
                 self.park(d);
-            } else if let Some(frame) = self.dispatch(d.port, d.frame, now) {
-                self.park(Deferred { frame, ..d });
+            } else {
+                // Already steered (or handed here): never steered again.
+                let mut meta = Meta::new(d.port, frame_len(&d.frame), d.flags | F_HANDED);
+                meta.parked_until = d.deadline;
+                if let Err(frame) = self.vec.push(d.frame, meta, Stage::NatClassify) {
+                    self.counters.count_drop(DropReason::FragmentNoState);
+                    self.io.free(frame);
+                }
             }
         }
         self.deferred_spare = pending;
+        if self.vec.is_empty() {
+            return t;
+        }
+        self.run_vector(now, t)
     }
 
-    fn hold_frame(&mut self, frame: Io::Frame, port: u16, via: Ipv4Addr, now: Instant) {
+    pub(crate) fn hold_frame(&mut self, frame: Io::Frame, port: u16, via: Ipv4Addr, now: Instant) {
         if self.hold.is_full() {
             self.counters.count_drop(DropReason::ArpHoldFull);
             self.io.free(frame);
@@ -298,7 +385,7 @@ impl<Io: PacketIo> Worker<Io> {
 
     fn send_arp_request(&mut self, port: u16, via: Ipv4Addr, now: Instant) {
         let Some(mut frame) = self.io.alloc() else { return };
-        let len = self.router.emit_arp_request(port, via, frame.room_mut(), now);
+        let len = self.l3.emit_arp_request(port, via, frame.room_mut(), now);
         if len > 0 && frame.set_len(len) {
             self.counters.arp_requests_sent.inc();
             self.io.tx(port, frame);
@@ -309,7 +396,7 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// Ask again for neighbours the router found stale while forwarding.
     fn send_refreshes(&mut self, now: Instant) {
-        while let Some((port, via)) = self.router.take_refresh() {
+        while let Some((port, via)) = self.l3.take_refresh() {
             self.send_arp_request(port, via, now);
         }
     }
@@ -319,9 +406,9 @@ impl<Io: PacketIo> Worker<Io> {
         let mut i = 0;
         while i < self.hold.held.len() {
             let h = &self.hold.held[i];
-            if let Some(mac) = self.router.resolved(h.port, h.via, now) {
+            if let Some(mac) = self.l3.resolved(h.port, h.via, now) {
                 let mut h = self.hold.held.remove(i);
-                self.router.fill_l2(h.port, mac, h.frame.room_mut());
+                self.l3.fill_l2(h.port, mac, h.frame.room_mut());
                 self.io.tx(h.port, h.frame);
             } else if now >= h.deadline {
                 let h = self.hold.held.remove(i);
@@ -348,7 +435,9 @@ impl<Io: PacketIo> Worker<Io> {
             self.counters.count_drop(DropReason::FragmentNoState);
             self.io.free(d.frame);
         }
-        self.router.nat_publish();
+        if let Some(nat) = self.nat.as_ref() {
+            crate::pipeline::publish_nat(nat, &self.counters);
+        }
         for h in self.hold.held.drain(..) {
             self.counters.count_drop(DropReason::ArpUnresolved);
             self.io.free(h.frame);
@@ -365,13 +454,11 @@ impl<Io: PacketIo> Worker<Io> {
         self.counters.handoff_out.add(report.handed_off);
         self.counters.drops[DropReason::HandoffFull.index()].add(report.handoff_refused);
     }
+}
 
-    /// Give `frame` (received on `port`) to worker `to`, which owns it.
-    fn hand_off(&mut self, to: u16, port: u16, frame: Io::Frame) {
-        if let Err(frame) = self.io.handoff(to, port, frame) {
-            // No ring to that worker: a configuration the daemon never builds.
-            self.counters.count_drop(DropReason::HandoffFull);
-            self.io.free(frame);
-        }
-    }
+/// A frame's length for [`Meta::len`] (frames are at most an mbuf's room, far below
+/// 64 KiB; anything longer is cut to a length `l2-input` refuses).
+#[inline]
+fn frame_len<F: Frame>(frame: &F) -> u16 {
+    u16::try_from(frame.len()).unwrap_or(0)
 }

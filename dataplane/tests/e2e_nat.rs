@@ -144,6 +144,13 @@ fn ping_and_a_tcp_download_with_curl_cross_the_nat(cores: &[u32]) {
             "-sS",
             "--max-time",
             "15",
+            // python's server may still be starting on a loaded machine: a refused
+            // connection is tried again (a NAT that drops the flow still fails).
+            "--retry",
+            "10",
+            "--retry-connrefused",
+            "--retry-delay",
+            "1",
             "-o",
             "/dev/null",
             "-w",
@@ -169,26 +176,41 @@ fn dnat_forwards_a_port_into_the_lan_and_replies_go_back(cores: &[u32]) {
     t.finish();
 }
 
+/// RFC 4787 REQ-9a (hairpinning with endpoint-independent mapping): A, which already
+/// has a mapping for its socket, sends from that socket to B's external endpoint; B must
+/// see A's mapping — the endpoint the server saw — not some other translation of A. With
+/// two workers A and B are subscribers of different workers (asserted below), so the
+/// datagram's two halves are translated on two workers.
 fn hairpinning_reaches_another_subscriber_through_its_external_address(cores: &[u32]) {
+    if cores.len() == 2 {
+        use dataplane::nat::steer::subscriber_owner;
+        let owner = |a: &str| subscriber_owner(a.parse().unwrap(), 2);
+        assert_ne!(owner(HOST_A), owner(HOST_B), "A and B must live on different workers");
+    }
     let Some(mut t) = Nat::start(cores) else { return };
     let srv = t.topo.srv_ns.clone();
     t.daemon(&srv, &["udp-echo", "0.0.0.0", "7"], None);
-    // B creates its mapping by talking to the server.
+    // B creates its mapping by talking to the server; so does A, from the socket it then
+    // uses to reach B.
     let (rc, b_ext) = t.lan(&["udp-ask", HOST_B, "6000", SERVER, "7"]);
     assert_eq!(rc, 0, "{}", t.log());
+    let (rc, a_ext) = t.lan(&["udp-ask", HOST_A, "41010", SERVER, "7"]);
+    assert_eq!(rc, 0, "{}", t.log());
+    assert!(a_ext.starts_with("203.0.113.1:") && b_ext.starts_with("203.0.113.1:"), "{a_ext} {b_ext}");
     let (_, b_port) = b_ext.split_once(':').unwrap();
-    // B listens on the same socket address; A sends to B's *external* address and port.
+    // B listens on the same socket address; A sends to B's *external* address and port,
+    // and B's answer goes back to A's external endpoint, hairpinned the other way.
     let dir = TempDir::new("e2e-hairpin");
     let log: PathBuf = dir.join("listen.log");
     let lan = t.topo.lan_ns.clone();
     t.daemon(&lan, &["udp-listen", HOST_B, "6000", "6"], Some(&log));
-    // With two workers the hairpinned flow lives with B's mapping, on B's worker, so A's
-    // port is kept only in that worker's slice: 40001 is in both setups' slices.
-    let (rc, answer) = t.lan(&["udp-ask", HOST_A, "40001", EXTERNAL, b_port]);
+    let (rc, answer) = t.lan(&["udp-ask", HOST_A, "41010", EXTERNAL, b_port]);
     assert_eq!((rc, answer.as_str()), (0, "ok"), "A reached B via {b_ext}:\n{}", t.log());
     let heard = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(heard.trim(), "203.0.113.1:40001 hello", "B sees A's external address and port");
-    t.finish();
+    assert_eq!(heard.trim(), format!("{a_ext} hello"), "B sees A's mapping, the one the server saw");
+    let stopped = t.finish();
+    let hairpinned: u64 = (0..cores.len()).map(|w| stopped.expect_counter(&format!("worker:{w} nat_hairpinned"))).sum();
+    assert_eq!(hairpinned, 2, "A to B and B's answer, each counted once:\n{}", stopped.log);
 }
 
 fn icmp_port_unreachable_comes_back_to_the_right_host(cores: &[u32]) {

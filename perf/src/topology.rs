@@ -61,6 +61,6 @@ mod tests {
     fn the_topology_parses_with_its_rules() {
         let config = dataplane::config::Config::parse(&super::config_text(1000, 64)).unwrap();
         assert_eq!(config.ports.len(), 2);
-        dataplane::nat::path::load_rules(super::RULES, &config).unwrap();
+        dataplane::setup::load_rules(super::RULES, &config).unwrap();
     }
 }

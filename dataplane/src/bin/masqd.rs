@@ -42,6 +42,7 @@ use dataplane::link::{self, LinkMonitor, LinkReading};
 use dataplane::nat::{self, NatPath};
 use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
+use dataplane::setup;
 use dataplane::worker::{Worker, HOLD_CAPACITY};
 use dpdk::{Eal, Mempool, Port, PortConfig};
 
@@ -264,20 +265,20 @@ fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, 
         None => (RuleSet::new(), CompiledRules::default()),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            nat::path::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
+            setup::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
         }
     };
     let workers = config.workers.cores.len() as u16;
     // With per-rule counters from the first packet (the control plane's copy replaces it).
     let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled.with_workers(usize::from(workers))));
-    let timeouts = nat::path::timeouts(config);
+    let timeouts = setup::timeouts(config);
     let seed = {
         use std::hash::{BuildHasher, Hasher};
         std::collections::hash_map::RandomState::new().build_hasher().finish()
     };
     let paths = (0..workers)
         .map(|w| {
-            NatPath::from_config(config, &set, shared.clone(), timeouts.clone(), w, workers, seed)
+            setup::nat_path(config, &set, shared.clone(), timeouts.clone(), w, workers, seed)
                 .map_err(|e| format!("nat: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -518,7 +519,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
         let counters = Arc::new(WorkerCounters::default());
         all_counters.push(counters.clone());
         let nat = nats.next().context("one NAT per worker")?;
-        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone()).with_nat(nat);
+        let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
         let mut io = DpdkIo::new(rxq, txq, pool.clone()).with_tx_drain(config.workers.tx_drain_us);
         if let Some(rings) = handoffs.next() {
             io = io.with_handoff(rings);
@@ -538,7 +539,8 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
         let panic_now = fault == Fault::PanicWorker && w == 0;
         workers
             .launch(*lcore, move || {
-                let mut worker = Worker::new(io, router, counters).with_control(WorkerControl::new(mailbox, probe));
+                let mut worker =
+                    Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
                 let clock = TscClock::new();
                 assert!(!panic_now, "MASQD_FAULT=panic-worker");
                 worker.run(&stop, || clock.now());
@@ -549,7 +551,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
     // Serve the control socket (its threads inherit the main lcore's CPU, off the workers').
     let port_board = Arc::new(PortStatsBoard::new());
     // The external pool the workers' allocators were built for (fixed from here on).
-    let external_addrs = nat::path::nat_config(config, &rules, 0, 1, 0).external_addrs;
+    let external_addrs = setup::nat_config(config, &rules, 0, 1, 0).external_addrs;
     let handler = MasqdHandler::new(HandlerParts {
         rules,
         port_names: config.ports.iter().map(|p| p.name.clone()).collect(),

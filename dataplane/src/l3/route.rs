@@ -95,6 +95,24 @@ impl RouteTable {
     }
 }
 
+/// What the NAT's slow path asks of routing (policy matches on the egress port).
+impl crate::nat::Routing for RouteTable {
+    #[inline]
+    fn egress(&self, dst: Ipv4Addr) -> Option<u16> {
+        self.lookup(dst).map(|h| h.port)
+    }
+
+    #[inline]
+    fn is_local(&self, addr: Ipv4Addr) -> bool {
+        self.local_port(addr).is_some()
+    }
+
+    #[inline]
+    fn port_address(&self, port: u16) -> Ipv4Addr {
+        self.port(port).address
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

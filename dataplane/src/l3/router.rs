@@ -1,20 +1,33 @@
-//! The per-worker router: classify a frame, answer ARP, check IPv4 sanity, route, and
-//! build the ICMP errors a router owes (RFC 1812).
+//! The per-worker router: layer 2 and 3 around the NAT — which frames are ours, ARP,
+//! IPv4 sanity, routing, TTL and MTU, and the packets a router owes (ARP replies, ICMP
+//! errors, echo replies; RFC 826, RFC 1812).
 //!
-//! Sans-I/O: [`Router::process`] takes the frame's bytes (with the buffer's tailroom, so
-//! an ICMP error can be built in place) and returns a [`Verdict`]. It counts every drop
-//! itself, by reason, in the worker's [`WorkerCounters`].
+//! Sans-I/O and free of the NAT: the worker holds its [`Router`] and its NAT side by
+//! side, and the pipeline's stages (`crate::pipeline`) call one method each, per packet
+//! of their vector:
+//!
+//! | stage         | call                                                                 |
+//! |---------------|----------------------------------------------------------------------|
+//! | `l2-input`    | [`Router::l2_input`] (ours? which EtherType?), [`Router::arp`]       |
+//! | `ip4-input`   | [`Router::ip4_input`]: one validation pass through the IPv4 view     |
+//! | `ip4-forward` | [`Router::forward`]: route, TTL, MTU; [`Router::icmp_error`] builds the error in place |
+//! | `ip4-local`   | [`Router::answer_local`]: echo replies to the router's own addresses |
+//! | `l2-output`   | [`Router::neighbor`], [`Router::fill_l2`]                            |
+//!
+//! It counts what it originates (ARP replies, ICMP messages, learned neighbours) in the
+//! worker's [`WorkerCounters`]; the drops it finds it returns as [`DropReason`]s for the
+//! pipeline's `drop` stage to count, except where one packet is counted twice by design
+//! (an ICMP error that is suppressed counts its cause and `icmp_error_suppressed`).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::counters::WorkerCounters;
 use crate::l3::neighbor::{Evict, Neighbor, NeighborTable};
-use crate::l3::route::RouteTable;
-use crate::nat::path::{Decision, NatPath, Plan};
+use crate::l3::route::{NextHop, RouteTable};
 use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
 use crate::packet::icmp::{self, Icmpv4Message, Icmpv4Packet};
-use crate::packet::ipv4::{IpProtocol, Ipv4Packet};
+use crate::packet::ipv4::{self, IpProtocol, Ipv4Packet};
 use crate::packet::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame};
 use crate::ratelimit::TokenBucket;
 use crate::stats::DropReason;
@@ -34,26 +47,46 @@ pub const NEIGHBOR_LEARN_PER_SEC: u32 = 100;
 /// Burst of such new neighbours allowed before the rate applies.
 pub const NEIGHBOR_LEARN_BURST: u32 = 100;
 
-const IPV4_LEN: usize = 20;
+const IPV4_LEN: usize = ipv4::HEADER_LEN;
 const ICMP_HEADER_LEN: usize = 8;
 const REFRESH_SLOTS: usize = 8;
 
-/// What to do with a frame after [`Router::process`].
+/// What a frame carries, for `l2-input`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Send the frame, whose MACs are written, on `port`; its length is now `len`.
-    Tx { port: u16, len: usize },
-    /// Layer 3 is done; resolve `via` on `port`, fill the MACs ([`Router::fill_l2`]), send.
-    Resolve { port: u16, via: Ipv4Addr, len: usize },
-    /// Free the frame. If it was a drop, it has been counted.
-    Drop,
-    /// Not yet: a non-first fragment that arrived before its first fragment. The frame is
-    /// unmodified; the worker parks it and offers it again later (RFC 4787 REQ-14), and
-    /// counts `fragment_no_state` if its first fragment never comes.
-    Defer,
-    /// Another worker owns this packet's session-to-be (a port forward to a host that
-    /// worker owns): hand the frame, unmodified, to `worker`.
-    Handoff { worker: u16 },
+pub enum L2Kind {
+    Ipv4,
+    Arp,
+}
+
+/// What [`Router::arp`] did with an ARP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpOutcome {
+    /// The frame is now our reply, `len` bytes, MACs written: send it back out.
+    Reply { len: usize },
+    /// Used (a reply to our request, learned): free it, no drop to count.
+    Consumed,
+    /// Drop it for this reason.
+    Drop(DropReason),
+}
+
+/// An ICMP error the router owes the sender of a packet it drops (RFC 1812).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpErrorReq {
+    /// The drop reason (counted when the error is built or suppressed).
+    pub reason: DropReason,
+    pub msg: Icmpv4Message,
+    pub code: u8,
+    /// Bytes 4..8 of the ICMP header (the next-hop MTU of "fragmentation needed").
+    pub rest: u32,
+}
+
+/// Why [`Router::forward`] does not forward a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotForwarded {
+    /// Answer with this ICMP error.
+    Icmp(IcmpErrorReq),
+    /// Drop silently for this reason.
+    Drop(DropReason),
 }
 
 #[derive(Clone, Copy)]
@@ -77,29 +110,6 @@ pub struct Router {
     refreshed: [Option<Refresh>; REFRESH_SLOTS],
     /// Stale neighbours to re-ask now (drained by the worker).
     refresh_due: [Option<(u16, Ipv4Addr)>; REFRESH_SLOTS],
-    /// The worker's NAT, if any (none: a plain router).
-    nat: Option<NatPath>,
-}
-
-fn malformed_ipv4(ip: &[u8]) -> Option<DropReason> {
-    if ip.len() < IPV4_LEN {
-        return Some(DropReason::Ipv4Truncated);
-    }
-    if ip[0] >> 4 != 4 {
-        return Some(DropReason::Ipv4BadVersion);
-    }
-    let header_len = usize::from(ip[0] & 0x0f) * 4;
-    if header_len < IPV4_LEN || header_len > ip.len() {
-        return Some(DropReason::Ipv4BadIhl);
-    }
-    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if total_len < header_len {
-        return Some(DropReason::Ipv4BadLength);
-    }
-    if total_len > ip.len() {
-        return Some(DropReason::Ipv4Truncated);
-    }
-    None
 }
 
 fn is_martian_source(a: Ipv4Addr) -> bool {
@@ -125,117 +135,59 @@ impl Router {
             learn_tokens: TokenBucket::full(NEIGHBOR_LEARN_BURST, Instant::ZERO),
             refreshed: [None; REFRESH_SLOTS],
             refresh_due: [None; REFRESH_SLOTS],
-            nat: None,
         }
     }
 
-    /// Put `nat` in the packet path: every IPv4 packet that passes the sanity checks
-    /// goes through [`NatPath::decide`] before routing.
-    pub fn with_nat(mut self, nat: NatPath) -> Router {
-        self.nat = Some(nat);
-        self
+    /// The route table (the NAT's slow path reads it through [`crate::nat::Routing`]).
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
     }
 
-    pub fn nat(&self) -> Option<&NatPath> {
-        self.nat.as_ref()
-    }
+    // ----- l2-input -----
 
-    pub fn nat_mut(&mut self) -> Option<&mut NatPath> {
-        self.nat.as_mut()
-    }
-
-    /// NAT timers and counters, at most once per millisecond (see [`NatPath::tick`]).
+    /// Whether `frame`, arrived on `in_port`, is ours (our MAC or broadcast) and what it
+    /// carries.
     #[inline]
-    pub fn nat_tick(&mut self, now: Instant) {
-        if let Some(nat) = self.nat.as_mut() {
-            nat.tick(now, &self.counters);
-        }
-    }
-
-    /// The worker that owns `frame` (arrived on `in_port`) if not this one: `None` with
-    /// one worker or no NAT (see [`crate::nat::steer`]).
-    #[inline]
-    pub fn steer(&mut self, in_port: u16, frame: &[u8], now: Instant) -> Option<u16> {
-        let nat = self.nat.as_mut().filter(|n| n.steering().is_some())?;
-        // Frames for another MAC are dropped here, whoever would own them.
-        let ours = self.macs.get(usize::from(in_port))?;
-        if frame.get(..6)? != ours.0.as_slice() {
-            return None;
-        }
-        nat.steer(in_port, frame, now)
-    }
-
-    /// Prefetch the NAT session lookup of `frame` (arrived on `in_port`); see
-    /// [`NatPath::prefetch`]. The worker calls it for a whole burst before handling it.
-    #[inline]
-    pub fn prefetch(&self, in_port: u16, frame: &[u8], record: bool) {
-        if let Some(nat) = self.nat.as_ref() {
-            if frame.len() > ETH_LEN + 20 && frame[12] == 0x08 && frame[13] == 0x00 {
-                nat.prefetch(in_port, &frame[ETH_LEN..], record);
-            }
-        }
-    }
-
-    /// Whether [`prefetch`](Self::prefetch) does anything (a NAT is attached).
-    pub fn has_nat(&self) -> bool {
-        self.nat.is_some()
-    }
-
-    /// Publish the NAT counters now (shutdown).
-    pub fn nat_publish(&self) {
-        if let Some(nat) = self.nat.as_ref() {
-            nat.publish(&self.counters);
-        }
-    }
-
-    /// Handle one frame that arrived on `in_port`. `room` holds the frame in its first
-    /// `len` bytes followed by the buffer's tailroom.
-    pub fn process(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
-        let Some(frame) = room.get(..len) else {
-            self.counters.count_drop(DropReason::EthTruncated);
-            return Verdict::Drop;
-        };
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            self.counters.count_drop(DropReason::EthTruncated);
-            return Verdict::Drop;
-        };
+    pub fn l2_input(&self, in_port: u16, frame: &[u8]) -> Result<L2Kind, DropReason> {
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::EthTruncated)?;
         let dst = eth.dst_addr();
         if dst != self.macs[usize::from(in_port)] && !dst.is_broadcast() {
-            self.counters.count_drop(DropReason::EthNotForUs);
-            return Verdict::Drop;
+            return Err(DropReason::EthNotForUs);
         }
         match eth.ethertype() {
-            EtherType::Ipv4 => self.ipv4(in_port, room, len, now),
-            EtherType::Arp => self.arp(in_port, room, len, now),
-            _ => {
-                self.counters.count_drop(DropReason::EthUnsupportedType);
-                Verdict::Drop
-            }
+            EtherType::Ipv4 => Ok(L2Kind::Ipv4),
+            EtherType::Arp => Ok(L2Kind::Arp),
+            _ => Err(DropReason::EthUnsupportedType),
         }
     }
 
-    fn arp(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
+    /// An ARP packet that arrived on `in_port` (`room` holds the frame in its first `len`
+    /// bytes, then the buffer's tailroom): learn the sender if RFC 826 says so, answer a
+    /// request for one of our addresses in place. `claims(addr)`: whether `addr` on this
+    /// port's link is ours besides the port's own address (the NAT's pool on an outside
+    /// link: proxy ARP, so SNAT pools need no static routes upstream).
+    pub fn arp(
+        &mut self,
+        in_port: u16,
+        room: &mut [u8],
+        len: usize,
+        now: Instant,
+        claims: impl Fn(Ipv4Addr) -> bool,
+    ) -> ArpOutcome {
         let repr = match ArpPacket::new_checked(&room[ETH_LEN..len]).and_then(|p| ArpRepr::parse(&p)) {
             Ok(r) => r,
-            Err(_) => {
-                self.counters.count_drop(DropReason::ArpMalformed);
-                return Verdict::Drop;
-            }
+            Err(_) => return ArpOutcome::Drop(DropReason::ArpMalformed),
         };
         let port = self.routes.port(in_port);
         let sender_on_link = port.prefix.contains(repr.source_protocol_addr)
             && repr.source_protocol_addr != port.address
             && !repr.source_hw_addr.is_multicast();
         let target = repr.target_protocol_addr;
-        // The NAT's external pool addresses on an outside port's link are ours too
-        // (proxy ARP), so SNAT pools need no static routes upstream.
-        let pool = |n: &NatPath| n.is_outside(in_port) && port.prefix.contains(target) && n.is_external(target);
-        if target != port.address && !self.nat.as_ref().is_some_and(pool) {
+        if target != port.address && !(port.prefix.contains(target) && claims(target)) {
             if sender_on_link {
                 self.neighbors.merge(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
             }
-            self.counters.count_drop(DropReason::ArpIgnored);
-            return Verdict::Drop;
+            return ArpOutcome::Drop(DropReason::ArpIgnored);
         }
         if sender_on_link {
             self.learn_sender(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
@@ -252,14 +204,11 @@ impl Router {
                 };
                 let out_len = self.emit_arp(room, repr.source_hw_addr, ours, &reply);
                 self.counters.arp_replies_sent.inc();
-                Verdict::Tx { port: in_port, len: out_len }
+                ArpOutcome::Reply { len: out_len }
             }
             // A reply to our request: learned above; nothing to send.
-            ArpOperation::Reply => Verdict::Drop,
-            _ => {
-                self.counters.count_drop(DropReason::ArpIgnored);
-                Verdict::Drop
-            }
+            ArpOperation::Reply => ArpOutcome::Consumed,
+            _ => ArpOutcome::Drop(DropReason::ArpIgnored),
         }
     }
 
@@ -311,128 +260,83 @@ impl Router {
         self.emit_arp(room, EthernetAddress::BROADCAST, ours, &req)
     }
 
-    fn ipv4(&mut self, in_port: u16, room: &mut [u8], len: usize, now: Instant) -> Verdict {
-        if let Some(reason) = malformed_ipv4(&room[ETH_LEN..len]) {
-            self.counters.count_drop(reason);
-            return Verdict::Drop;
+    // ----- ip4-input -----
+
+    /// Validate `ip` (everything after the Ethernet header) once, through the IPv4 view's
+    /// accessors, in this order: length of the fixed header, version, IHL, total length
+    /// (then every accessor of the view is in bounds: its `check_len` holds), header
+    /// checksum, martian addresses, and destinations no router forwards (broadcast,
+    /// multicast, a directed broadcast of one of our prefixes). Returns the total length:
+    /// Ethernet padding beyond it is not part of the packet.
+    #[inline]
+    pub fn ip4_input(&self, ip: &[u8]) -> Result<usize, DropReason> {
+        if ip.len() < IPV4_LEN {
+            return Err(DropReason::Ipv4Truncated);
         }
-        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
-        if !ip.verify_checksum() {
-            self.counters.count_drop(DropReason::Ipv4BadChecksum);
-            return Verdict::Drop;
+        let p = Ipv4Packet::new_unchecked(ip);
+        if p.version() != 4 {
+            return Err(DropReason::Ipv4BadVersion);
         }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let ip_len = usize::from(ip.total_len());
-        // Ethernet padding beyond the IPv4 total length is not part of the packet.
-        let len = ETH_LEN + ip_len;
+        let header_len = usize::from(p.header_len());
+        if header_len < IPV4_LEN || header_len > ip.len() {
+            return Err(DropReason::Ipv4BadIhl);
+        }
+        let total_len = usize::from(p.total_len());
+        if total_len < header_len {
+            return Err(DropReason::Ipv4BadLength);
+        }
+        if total_len > ip.len() {
+            return Err(DropReason::Ipv4Truncated);
+        }
+        debug_assert!(p.check_len().is_ok());
+        if !p.verify_checksum() {
+            return Err(DropReason::Ipv4BadChecksum);
+        }
+        let (src, dst) = (p.src_addr(), p.dst_addr());
         if is_martian_source(src) || dst.octets()[0] == 0 || dst.octets()[0] == 127 {
-            self.counters.count_drop(DropReason::Ipv4BadAddress);
-            return Verdict::Drop;
+            return Err(DropReason::Ipv4BadAddress);
         }
         if dst.is_broadcast() || dst.is_multicast() || self.routes.is_directed_broadcast(dst) {
-            self.counters.count_drop(DropReason::LocalUnhandled);
-            return Verdict::Drop;
+            return Err(DropReason::LocalUnhandled);
         }
-        if let Some(nat) = self.nat.as_mut() {
-            return match nat.decide(in_port, &room[ETH_LEN..len], &self.routes, now) {
-                Decision::Forward(plan) => self.forward_ipv4(room, len, plan.dst, Some(plan), now),
-                Decision::Local(plan) => {
-                    nat.apply(&mut room[ETH_LEN..len], &plan, now);
-                    self.local(room, len, now)
-                }
-                Decision::Drop(DropReason::FragmentNoState) => Verdict::Defer,
-                Decision::Handoff(worker) => Verdict::Handoff { worker },
-                Decision::Drop(reason) => {
-                    self.counters.count_drop(reason);
-                    Verdict::Drop
-                }
-                Decision::Error { reason, msg, code } => self.icmp_error(room, len, now, reason, msg, code, 0),
-            };
-        }
-        if self.routes.local_port(dst).is_some() {
-            return self.local(room, len, now);
-        }
-        self.forward_ipv4(room, len, dst, None, now)
+        Ok(total_len)
     }
 
-    /// Route toward `dst`, check TTL and MTU against the packet as it arrived (so an
-    /// ICMP error quotes what its sender sent), apply the NAT `plan`, decrement the
-    /// TTL and send.
-    fn forward_ipv4(
-        &mut self,
-        room: &mut [u8],
-        len: usize,
-        dst: Ipv4Addr,
-        plan: Option<Plan>,
-        now: Instant,
-    ) -> Verdict {
-        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
-        let (ttl, ip_len, dont_frag) = (ip.ttl(), usize::from(ip.total_len()), ip.dont_frag());
+    // ----- ip4-forward -----
+
+    /// Whether `addr` is one of the router's own port addresses.
+    #[inline]
+    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
+        self.routes.local_port(addr).is_some()
+    }
+
+    /// The next hop toward `dst`.
+    #[inline]
+    pub fn route(&self, dst: Ipv4Addr) -> Option<NextHop> {
+        self.routes.lookup(dst)
+    }
+
+    /// Route `ip` (checked by [`ip4_input`](Self::ip4_input), as it arrived) toward `dst`
+    /// (its destination after translation) and check TTL and MTU against it, so an
+    /// ICMP error quotes what its sender sent (RFC 1812 §5.3.1, §4.3.2.3). The caller
+    /// decrements the TTL.
+    #[inline]
+    pub fn forward(&self, ip: &Ipv4Packet<&[u8]>, dst: Ipv4Addr) -> Result<NextHop, NotForwarded> {
+        let error = |reason, msg, code, rest| NotForwarded::Icmp(IcmpErrorReq { reason, msg, code, rest });
         let Some(hop) = self.routes.lookup(dst) else {
-            return self.icmp_error(room, len, now, DropReason::NoRoute, Icmpv4Message::DstUnreachable, 0, 0);
+            return Err(error(DropReason::NoRoute, Icmpv4Message::DstUnreachable, 0, 0));
         };
-        if ttl <= 1 {
-            return self.icmp_error(room, len, now, DropReason::TtlExceeded, Icmpv4Message::TimeExceeded, 0, 0);
+        if ip.ttl() <= 1 {
+            return Err(error(DropReason::TtlExceeded, Icmpv4Message::TimeExceeded, 0, 0));
         }
         let mtu = self.routes.port(hop.port).mtu;
-        if ip_len > usize::from(mtu) {
-            if dont_frag {
-                return self.icmp_error(
-                    room,
-                    len,
-                    now,
-                    DropReason::NeedFragmentation,
-                    Icmpv4Message::DstUnreachable,
-                    4,
-                    u32::from(mtu),
-                );
+        if ip.total_len() > mtu {
+            if ip.dont_frag() {
+                return Err(error(DropReason::NeedFragmentation, Icmpv4Message::DstUnreachable, 4, u32::from(mtu)));
             }
-            self.counters.count_drop(DropReason::TooBig);
-            return Verdict::Drop;
+            return Err(NotForwarded::Drop(DropReason::TooBig));
         }
-        if let (Some(plan), Some(nat)) = (plan, self.nat.as_mut()) {
-            nat.apply(&mut room[ETH_LEN..len], &plan, now);
-        }
-        Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]).decrement_ttl();
-        self.counters.forwarded.inc();
-        self.forward_to(room, len, hop.port, hop.via, now)
-    }
-
-    /// Packets for the router's own addresses: answer pings, drop the rest.
-    fn local(&mut self, room: &mut [u8], len: usize, now: Instant) -> Verdict {
-        let ip = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
-        let is_echo = ip.next_header() == IpProtocol::Icmp
-            && !ip.is_fragment()
-            && Icmpv4Packet::new_checked(ip.payload())
-                .map(|p| p.msg_type() == Icmpv4Message::EchoRequest && p.verify_checksum())
-                .unwrap_or(false);
-        if !is_echo {
-            self.counters.count_drop(DropReason::LocalUnhandled);
-            return Verdict::Drop;
-        }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let mut ip = Ipv4Packet::new_unchecked(&mut room[ETH_LEN..len]);
-        ip.set_src_addr(dst);
-        ip.set_dst_addr(src);
-        ip.set_ttl(DEFAULT_TTL);
-        ip.fill_checksum();
-        let mut echo = Icmpv4Packet::new_unchecked(ip.payload_mut());
-        echo.set_msg_type(Icmpv4Message::EchoReply);
-        echo.fill_checksum();
-        // A reply to a translated request (REDIRECT, hairpin) goes back through the NAT.
-        let mut to = src;
-        if let Some(nat) = self.nat.as_mut() {
-            if let Some(plan) = nat.local_reply(&room[ETH_LEN..len]) {
-                nat.apply(&mut room[ETH_LEN..len], &plan, now);
-                to = plan.dst;
-            }
-        }
-        let Some(back) = self.routes.lookup(to) else {
-            self.counters.count_drop(DropReason::NoRoute);
-            return Verdict::Drop;
-        };
-        self.counters.icmp_sent.inc();
-        self.forward_to(room, len, back.port, back.via, now)
+        Ok(hop)
     }
 
     fn take_icmp_token(&mut self, now: Instant) -> bool {
@@ -449,43 +353,41 @@ impl Router {
         true
     }
 
-    /// Drop the packet for `reason` and, where RFC 1812 allows, turn its buffer into an
-    /// ICMP error back to its source.
-    #[allow(clippy::too_many_arguments)]
-    fn icmp_error(
+    /// The packet in `room` (its first `len` bytes) is dropped for `err.reason` (counted
+    /// here): where RFC 1812 allows and the rate limit has a token, turn its buffer into
+    /// the ICMP error back to its source. Returns the error's frame length and next hop,
+    /// or `None` when no error is sent (counted as `icmp_error_suppressed`).
+    pub fn icmp_error(
         &mut self,
         room: &mut [u8],
         len: usize,
         now: Instant,
-        reason: DropReason,
-        msg: Icmpv4Message,
-        code: u8,
-        rest_of_header: u32,
-    ) -> Verdict {
-        self.counters.count_drop(reason);
+        err: IcmpErrorReq,
+    ) -> Option<(usize, NextHop)> {
+        self.counters.count_drop(err.reason);
         let original = Ipv4Packet::new_unchecked(&room[ETH_LEN..len]);
+        let suppressed = |c: &WorkerCounters| {
+            c.count_drop(DropReason::IcmpErrorSuppressed);
+            None
+        };
         if !icmp::may_send_error_about(&original) || !self.take_icmp_token(now) {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         }
         let to = original.src_addr();
         let Some(back) = self.routes.lookup(to) else {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         };
         let quote_len = icmp::error_quote_len(&room[ETH_LEN..len]);
         let quote_at = ETH_LEN + IPV4_LEN + ICMP_HEADER_LEN;
         if room.len() < (quote_at + quote_len).max(MIN_FRAME) {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         }
         room.copy_within(ETH_LEN..ETH_LEN + quote_len, quote_at);
         let from = self.routes.port(back.port).address;
         let Ok(ip_len) =
-            icmp::emit_error(&mut room[ETH_LEN..], from, to, DEFAULT_TTL, msg, code, rest_of_header, quote_len)
+            icmp::emit_error(&mut room[ETH_LEN..], from, to, DEFAULT_TTL, err.msg, err.code, err.rest, quote_len)
         else {
-            self.counters.count_drop(DropReason::IcmpErrorSuppressed);
-            return Verdict::Drop;
+            return suppressed(&self.counters);
         };
         let mut out_len = ETH_LEN + ip_len;
         if out_len < MIN_FRAME {
@@ -494,22 +396,56 @@ impl Router {
         }
         EthernetFrame::new_unchecked(&mut room[..out_len]).set_ethertype(EtherType::Ipv4);
         self.counters.icmp_sent.inc();
-        self.forward_to(room, out_len, back.port, back.via, now)
+        Some((out_len, back))
     }
 
-    /// Finish a routed frame: MACs if the next hop is known, else ask the worker to resolve.
-    fn forward_to(&mut self, room: &mut [u8], len: usize, port: u16, via: Ipv4Addr, now: Instant) -> Verdict {
+    // ----- ip4-local -----
+
+    /// A packet for one of the router's own addresses (`ip`, as translated): answer an
+    /// echo request in place (the reply's addresses swapped, checksums filled); anything
+    /// else is `local_unhandled`. The caller translates the reply if its request was
+    /// translated, routes it and counts it sent.
+    pub fn answer_local(&self, ip: &mut [u8]) -> Result<(), DropReason> {
+        let p = Ipv4Packet::new_unchecked(&*ip);
+        let is_echo = p.next_header() == IpProtocol::Icmp
+            && !p.is_fragment()
+            && Icmpv4Packet::new_checked(p.payload())
+                .map(|m| m.msg_type() == Icmpv4Message::EchoRequest && m.verify_checksum())
+                .unwrap_or(false);
+        if !is_echo {
+            return Err(DropReason::LocalUnhandled);
+        }
+        let (src, dst) = (p.src_addr(), p.dst_addr());
+        let mut p = Ipv4Packet::new_unchecked(ip);
+        p.set_src_addr(dst);
+        p.set_dst_addr(src);
+        p.set_ttl(DEFAULT_TTL);
+        p.fill_checksum();
+        let mut echo = Icmpv4Packet::new_unchecked(p.payload_mut());
+        echo.set_msg_type(Icmpv4Message::EchoReply);
+        echo.fill_checksum();
+        Ok(())
+    }
+
+    /// Count a message the router originated (an ICMP error or echo reply) as sent.
+    #[inline]
+    pub fn count_icmp_sent(&self) {
+        self.counters.icmp_sent.inc();
+    }
+
+    // ----- l2-output -----
+
+    /// The MAC of next hop `via` on `port`, if known. A stale entry is still used, and
+    /// asked for again ([`take_refresh`](Self::take_refresh)), at most once a second.
+    #[inline]
+    pub fn neighbor(&mut self, port: u16, via: Ipv4Addr, now: Instant) -> Option<[u8; 6]> {
         match self.neighbors.lookup(port, via, now) {
-            Neighbor::Fresh(mac) => {
-                self.fill_l2(port, mac, room);
-                Verdict::Tx { port, len }
-            }
+            Neighbor::Fresh(mac) => Some(mac),
             Neighbor::Stale(mac) => {
                 self.note_stale(port, via, now);
-                self.fill_l2(port, mac, room);
-                Verdict::Tx { port, len }
+                Some(mac)
             }
-            Neighbor::Missing => Verdict::Resolve { port, via, len },
+            Neighbor::Missing => None,
         }
     }
 

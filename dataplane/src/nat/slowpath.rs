@@ -1,10 +1,61 @@
-//! The slow path: a packet that matched no session.
+//! The slow path: a packet the fast path could not translate by itself — a miss, a
+//! hairpin, an ICMP error, a fragment, an ICMP query the wrong way — goes through the
+//! whole decision here, in Linux's order, and may create a session.
 //!
-//! It turns the policy's verdicts into a [`NatAction`], creates the session, and
-//! precomputes the session's checksum deltas ([`csum_deltas`]) so that this packet and
-//! every later one of the flow take the [fast path](super::fastpath). The order of
-//! evaluation and the routing live in [`path`](super::path); this file holds the
-//! pieces that do not depend on where the packet is:
+//! [`NatPath::slow_path`] is the `nat-slowpath` stage's call. It evaluates the rules
+//! (`CompiledRules`, swapped whole by the control plane) once per new flow: nat
+//! PREROUTING (destination), routing, filter FORWARD (which sees the translated
+//! destination and the egress port), nat POSTROUTING (source; only for flows from an
+//! inside port leaving by an outside one). Established flows never see the rules.
+//! Flows without translation are tracked by an identity session unless the rule set is
+//! empty (then masq is a plain router and tracks nothing). A new session gets its
+//! checksum deltas here ([`csum_deltas`]), so this packet and every later one of the
+//! flow take the [fast path](super::fastpath).
+//!
+//! ```text
+//!  inside port ─▶ lookup_in2out ── hit ─────────────────────────────┐
+//!                  │ miss                                           │ (src: inside → outside)
+//!                  ├ lookup_out2in (DNAT'd at the inside, REDIRECT) ── hit ─▶ dst → inside
+//!                  └ PREROUTING (DNAT/REDIRECT) | route, FORWARD,
+//!                    POSTROUTING (egress outside) ─▶ create ─────────┤
+//!                                                                   ▼
+//!                  dst one of our external addresses? ── yes: hairpin, as if back in on the
+//!                                                     │   outside port; on the worker that owns
+//!                                                     │   the destination (Decision::Hairpin) ─┐
+//!                                                     ▼ no                                     │
+//!  outside port ─▶ lookup_out2in ── Session ─▶ dst: outside → inside ◀─────────────────────────┘
+//!                  ├ Mapping (TCP/UDP) ─▶ filter allows: create Inbound ─▶ dst → inside
+//!                  ├ Filtered ─▶ drop filtered_endpoint
+//!                  └ Miss ─▶ PREROUTING DNAT/REDIRECT ─▶ create (on the target's worker) ─▶ dst → inside
+//!                            else our port address ─▶ the router (echo reply)
+//!                            else our external address ─▶ drop no_session
+//!                            else route untranslated (FORWARD)
+//! ```
+//!
+//! Inbound packets that reach an endpoint-independent mapping from a new remote are
+//! governed by the configured filtering (RFC 4787 REQ-8), not by FORWARD: they are
+//! related to the mapping the subscriber opened.
+//!
+//! **Hairpinning** (RFC 4787 REQ-9, RFC 5382 REQ-8): a packet from inside to one of our
+//! external endpoints is translated twice — in2out for its sender (the sender's own
+//! mapping: endpoint-independent mapping holds for hairpinned traffic too, REQ-9a),
+//! then out2in as if it had left by the outside port and come back. The sender's
+//! mapping lives on the sender's worker, the destination's on the worker that owns the
+//! destination port (or, for a port forward not yet in use, the target's worker): when
+//! that is another worker, the first half is applied here and the translated packet is
+//! handed over ([`Decision::Hairpin`]); the owner runs the second half
+//! (`slow_path(.., hairpin = true, ..)`) and counts it as hairpinned.
+//!
+//! ICMP errors (RFC 5508) never create, end or refresh a session: an error is matched
+//! to the session of the datagram it quotes and translated with it.
+//!
+//! Fragments: the first fragment of a datagram records its ports and whether it was
+//! translated; later fragments, in any order after it, are translated by address
+//! alone. A later fragment that overtakes its first is parked by the worker and offered
+//! again (`Decision::Drop(FragmentNoState)`), and dropped as `fragment_no_state` if its
+//! first fragment never comes.
+//!
+//! The pieces that do not depend on where the packet is:
 //!
 //! - [`source_action`]: nat POSTROUTING → `MASQUERADE` is SNAT to the egress port's
 //!   address (with `--to-ports`), `SNAT` to its pool;
@@ -14,17 +65,609 @@
 //! - [`create`]: `WorkerNat::create` plus the deltas.
 //!
 //! Keeping the allocator off the external ports that DNAT rules forward, as rules
-//! change, is [`NatPath::sync_static_ports`](super::path::NatPath::sync_static_ports).
+//! change, is [`super::static_ports`].
 
 use std::net::Ipv4Addr;
 
+use arc_swap::ArcSwap;
+
+use super::classify::{verify_l4, Flow, Frag, NatPacket, L4};
+use super::fastpath::translated;
+use super::frag::FragInfo;
 use super::key::{Endpoint, Proto, Tuple};
+use super::path::{icmp_ok, Decision, NatPath, Plan, Routing};
 use super::ports::PortRange as NatPortRange;
+use super::steer::subscriber_owner;
 use super::table::Session;
-use super::{CreateError, NatAction, SessionId, SnatTarget, WorkerNat};
+use super::{CreateError, Dir, MappingId, NatAction, Out2In, SessionId, SnatTarget, WorkerNat};
 use crate::packet::checksum::Delta;
+use crate::packet::icmp::Icmpv4Message;
 use crate::policy::{Chain, CompiledRules, DestNat, FlowMatch, PortRange, SourceNat};
+use crate::stats::DropReason;
 use crate::time::Instant;
+
+const VERDICT_PASS: u32 = 1;
+const VERDICT_REQUEST: u32 = 2;
+
+impl NatPath {
+    /// Decide what to do with `ip` (an IPv4 packet cut at its total length, checked by
+    /// `ip4-input`) that arrived on `in_port`, summarised by `pkt`. May create sessions;
+    /// never modifies the packet. `hairpin`: the packet was hairpinned by another worker,
+    /// which applied its sender's translation; this worker runs the second half.
+    pub fn slow_path(
+        &mut self,
+        in_port: u16,
+        ip: &[u8],
+        pkt: NatPacket,
+        routes: &dyn Routing,
+        hairpin: bool,
+        now: Instant,
+    ) -> Decision {
+        let mut c = Ctx {
+            nat: &mut self.nat,
+            rules: &self.rules,
+            outside: &self.outside,
+            routes,
+            in_port,
+            outside_in: self.outside.get(usize::from(in_port)).copied().unwrap_or(false),
+            hairpin_in: hairpin,
+            now,
+            bytes: ip.len(),
+        };
+        let d = if hairpin {
+            c.hairpin_in(ip, pkt)
+        } else {
+            match pkt.l4 {
+                L4::Flow(f) => c.flow(ip, pkt, f, true),
+                L4::Fragment => c.later_fragment(ip, pkt),
+                L4::IcmpError(_) => c.icmp_error(pkt),
+                L4::Other => c.other(pkt),
+            }
+        };
+        match (pkt.frag, pkt.l4, d) {
+            (
+                Frag::First,
+                L4::Flow(f),
+                Decision::Forward(p) | Decision::Local(p) | Decision::Hairpin { plan: p, .. },
+            ) => {
+                let verdict =
+                    if p.is_tracked() { 0 } else { VERDICT_PASS } | if f.request { VERDICT_REQUEST } else { 0 };
+                let info = FragInfo { src_port: f.tuple.src.port, dst_port: f.tuple.dst.port, verdict };
+                match self.nat.fragments().first_fragment(&pkt.frag_key(), info, now) {
+                    Ok(()) => d,
+                    Err(e) => Decision::Drop(e.drop_reason()),
+                }
+            }
+            _ => d,
+        }
+    }
+}
+
+/// One decision's context: disjoint borrows of the path's parts.
+struct Ctx<'a> {
+    nat: &'a mut WorkerNat,
+    rules: &'a ArcSwap<CompiledRules>,
+    outside: &'a [bool],
+    routes: &'a dyn Routing,
+    in_port: u16,
+    outside_in: bool,
+    /// The second half of a packet another worker hairpinned.
+    hairpin_in: bool,
+    now: Instant,
+    /// The packet's IPv4 length: what a rule it matches counts in bytes.
+    bytes: usize,
+}
+
+impl Ctx<'_> {
+    /// nat POSTROUTING, counted against the deciding rule.
+    fn postrouting(&self, rules: &CompiledRules, fm: &FlowMatch) -> SourceNat {
+        let v = rules.postrouting(fm);
+        rules.count(self.nat.worker(), Chain::Postrouting, v.rule, self.bytes);
+        v.nat
+    }
+
+    /// filter FORWARD, counted against the deciding rule.
+    fn forward(&self, rules: &CompiledRules, fm: &FlowMatch) -> bool {
+        let v = rules.forward_verdict(fm);
+        rules.count(self.nat.worker(), Chain::Forward, v.rule, self.bytes);
+        v.accept
+    }
+
+    fn is_outside(&self, port: u16) -> bool {
+        self.outside.get(usize::from(port)).copied().unwrap_or(false)
+    }
+
+    fn is_external(&self, addr: Ipv4Addr) -> bool {
+        self.nat.external_addrs().binary_search(&addr).is_ok()
+    }
+
+    fn is_local(&self, addr: Ipv4Addr) -> bool {
+        self.routes.is_local(addr)
+    }
+
+    /// `Local` if `plan.dst` is one of our port addresses, else `Forward`.
+    fn deliver(&self, plan: Plan) -> Decision {
+        if self.is_local(plan.dst) {
+            Decision::Local(plan)
+        } else {
+            Decision::Forward(plan)
+        }
+    }
+
+    fn session(&self, id: SessionId) -> Session {
+        *self.nat.session(id).expect("live session").session
+    }
+
+    fn find_in2out(&self, t: &Tuple, f: &Flow) -> Option<(SessionId, Session)> {
+        let s = self.nat.lookup_in2out(t)?;
+        icmp_ok(f, &s, Dir::In2Out).then_some((s.id, *s.session))
+    }
+
+    fn find_out2in(&self, t: &Tuple, f: &Flow) -> Option<(SessionId, Session)> {
+        match self.nat.lookup_out2in(t) {
+            Out2In::Session(s) if icmp_ok(f, &s, Dir::Out2In) => Some((s.id, *s.session)),
+            _ => None,
+        }
+    }
+
+    fn flow_match(in_port: u16, t: &Tuple, pkt: &NatPacket) -> FlowMatch {
+        let (sp, dp) = if t.proto == Proto::Icmp { (0, 0) } else { (t.src.port, t.dst.port) };
+        FlowMatch {
+            in_port,
+            out_port: None,
+            proto: pkt.ip_proto,
+            src: t.src.addr,
+            dst: t.dst.addr,
+            src_port: sp,
+            dst_port: dp,
+            icmp_type: pkt.icmp_type,
+        }
+    }
+
+    /// With several workers, the worker that must own a session DNAT'd to `to` when it
+    /// is not this one: the replies come from `to`, so if it lies behind an inside port
+    /// they reach `to`'s worker ([`super::steer`]).
+    fn dnat_owner(&self, to: Ipv4Addr) -> Option<u16> {
+        let workers = self.nat.partition().workers();
+        if workers <= 1 || self.is_local(to) {
+            return None;
+        }
+        let hop = self.routes.egress(to)?;
+        if self.is_outside(hop) {
+            return None;
+        }
+        let owner = subscriber_owner(to, workers);
+        (owner != self.nat.worker()).then_some(owner)
+    }
+
+    /// With several workers, the worker that owns the destination of a hairpinned
+    /// packet `t2` (after its sender's translation) when it is not this one: the owner of
+    /// the external port, where its mapping lives.
+    fn hairpin_owner(&self, t2: &Tuple) -> Option<u16> {
+        let partition = self.nat.partition();
+        if partition.workers() <= 1 {
+            return None;
+        }
+        let owner = partition.owner_of(t2.dst.port)?;
+        (owner != self.nat.worker()).then_some(owner)
+    }
+
+    /// Hand a hairpinned packet to `owner` once `plan` (its first half, perhaps empty)
+    /// is applied. A TTL that runs out is answered here, where the error can still
+    /// quote what the sender sent.
+    fn hairpin(&self, pkt: &NatPacket, plan: Plan, owner: u16) -> Decision {
+        if pkt.ttl <= 1 && !self.hairpin_in {
+            return Decision::Error { reason: DropReason::TtlExceeded, msg: Icmpv4Message::TimeExceeded, code: 0 };
+        }
+        Decision::Hairpin { plan, owner }
+    }
+
+    /// The second half of a packet another worker hairpinned (its sender's translation
+    /// applied there): out2in, as if it came back in by the port it would leave by.
+    fn hairpin_in(&mut self, ip: &[u8], pkt: NatPacket) -> Decision {
+        let arrival = |c: &Self, dst: Ipv4Addr| c.routes.egress(dst).unwrap_or(c.in_port);
+        match pkt.l4 {
+            L4::Flow(f) => {
+                let egress = arrival(self, f.tuple.dst.addr);
+                self.dst_side(ip, pkt, f, f.tuple, egress, Plan::new(pkt), false, true)
+            }
+            L4::Fragment => {
+                let info = match self.nat.fragments().later_fragment(&pkt.frag_key(), self.now) {
+                    Ok(i) => i,
+                    Err(e) => return Decision::Drop(e.drop_reason()),
+                };
+                let Some(proto) = Proto::from_ip(pkt.ip_proto).filter(|_| info.verdict & VERDICT_PASS == 0) else {
+                    return self.deliver(Plan::new(pkt));
+                };
+                let tuple =
+                    Tuple::new(Endpoint::new(pkt.src, info.src_port), Endpoint::new(pkt.dst, info.dst_port), proto);
+                let f = Flow { tuple, tcp_flags: 0, request: info.verdict & VERDICT_REQUEST != 0 };
+                let egress = arrival(self, pkt.dst);
+                self.dst_side(ip, pkt, f, tuple, egress, Plan::new(pkt), false, false)
+            }
+            L4::IcmpError(q) => match self.nat.lookup_out2in(&q.lookup_tuple()) {
+                Out2In::Session(s) => {
+                    let mut plan = Plan::new(pkt);
+                    plan.push(s.id, Dir::Out2In);
+                    plan.dst = s.inside().addr;
+                    self.deliver(plan)
+                }
+                _ => Decision::Drop(DropReason::NoSession),
+            },
+            L4::Other => Decision::Drop(DropReason::NoSession),
+        }
+    }
+
+    fn no_route() -> Decision {
+        Decision::Error { reason: DropReason::NoRoute, msg: Icmpv4Message::DstUnreachable, code: 0 }
+    }
+
+    /// RFC 6888 REQ-8 / RFC 5508: a subscriber whose flow gets no mapping hears
+    /// "host unreachable".
+    fn refused(reason: DropReason) -> Decision {
+        Decision::Error { reason, msg: Icmpv4Message::DstUnreachable, code: 1 }
+    }
+
+    /// TCP, UDP or an ICMP query (whole, first fragment, or a later fragment with the
+    /// first fragment's ports when `create` is false).
+    fn flow(&mut self, ip: &[u8], pkt: NatPacket, f: Flow, create: bool) -> Decision {
+        let t = f.tuple;
+        if self.outside_in {
+            return self.dst_side(ip, pkt, f, t, self.in_port, Plan::new(pkt), true, create);
+        }
+        if let Some((id, s)) = self.find_in2out(&t, &f) {
+            let mut plan = Plan::new(pkt);
+            plan.push(id, Dir::In2Out);
+            let t2 = translated(t, &s, Dir::In2Out);
+            let egress = self.routes.egress(t2.dst.addr).unwrap_or(self.in_port);
+            return self.after_src(ip, pkt, f, t2, plan, egress, create);
+        }
+        // Forward packets of a flow DNAT'd at the inside (REDIRECT, DNAT from inside).
+        if let Some((id, s)) = self.find_out2in(&t, &f) {
+            let mut plan = Plan::new(pkt);
+            plan.push(id, Dir::Out2In);
+            plan.dst = s.inside().addr;
+            return self.deliver(plan);
+        }
+        if !create {
+            return Decision::Drop(DropReason::NoSession);
+        }
+        self.new_from_inside(ip, pkt, f)
+    }
+
+    /// A new flow from an inside port.
+    fn new_from_inside(&mut self, ip: &[u8], pkt: NatPacket, f: Flow) -> Decision {
+        if !verify_l4(ip, &pkt) {
+            return Decision::Drop(DropReason::L4BadChecksum);
+        }
+        let rules = self.rules.load();
+        let t = f.tuple;
+        let mut fm = Self::flow_match(self.in_port, &t, &pkt);
+        let hairpin = self.is_external(pkt.dst);
+        // To one of our external addresses: hairpinning; PREROUTING is evaluated on the
+        // second pass, as if the packet came back in by the outside port.
+        if !hairpin {
+            let inbound_addr = self.routes.port_address(self.in_port);
+            let pre = rules.prerouting(&fm);
+            let target = dest_target(pre.nat, &t, inbound_addr);
+            // Another worker owns the flow this creates: it evaluates and counts.
+            if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr)) {
+                return Decision::Handoff(w);
+            }
+            rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
+            if let Some(to) = target {
+                return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
+            }
+            if self.is_local(pkt.dst) {
+                return Decision::Local(Plan::new(pkt));
+            }
+        }
+        let Some(hop) = self.routes.egress(pkt.dst) else {
+            return Self::no_route();
+        };
+        fm.out_port = Some(hop);
+        if !self.forward(&rules, &fm) {
+            return Decision::Drop(DropReason::PolicyDrop);
+        }
+        let action = if self.is_outside(hop) {
+            source_action(self.postrouting(&rules, &fm), self.routes.port_address(hop))
+        } else {
+            None
+        };
+        let action = action.or_else(|| tracks_untranslated(&rules, &fm).then_some(NatAction::NoNat));
+        let mut plan = Plan::new(pkt);
+        let mut t2 = t;
+        if let Some(a) = action {
+            match self::create(self.nat, &t, a, f.tcp_flags, self.now) {
+                Ok(id) => {
+                    plan.push(id, Dir::In2Out);
+                    t2 = translated(t, &self.session(id), Dir::In2Out);
+                }
+                Err(e) => return Self::refused(e.drop_reason()),
+            }
+        }
+        self.after_src(ip, pkt, f, t2, plan, hop, true)
+    }
+
+    /// After the source side of a packet from inside: hairpin if it is addressed to
+    /// one of our external endpoints (RFC 4787 REQ-9, RFC 5382 REQ-8), else send.
+    #[allow(clippy::too_many_arguments)]
+    fn after_src(
+        &mut self,
+        ip: &[u8],
+        pkt: NatPacket,
+        f: Flow,
+        t2: Tuple,
+        plan: Plan,
+        egress: u16,
+        create: bool,
+    ) -> Decision {
+        if self.is_external(t2.dst.addr) {
+            // Back in as if it had left by the outside port and returned: here, or on
+            // the worker that owns the destination.
+            if let Some(owner) = self.hairpin_owner(&t2) {
+                return self.hairpin(&pkt, plan, owner);
+            }
+            return self.dst_side(ip, pkt, f, t2, egress, plan, false, create);
+        }
+        let mut plan = plan;
+        plan.dst = t2.dst.addr;
+        self.deliver(plan)
+    }
+
+    /// The destination side: a packet from outside (`from_outside`), or the second
+    /// pass of a hairpinned one; `t` as it is now, `arrival` the port PREROUTING sees.
+    #[allow(clippy::too_many_arguments)]
+    fn dst_side(
+        &mut self,
+        ip: &[u8],
+        pkt: NatPacket,
+        f: Flow,
+        t: Tuple,
+        arrival: u16,
+        mut plan: Plan,
+        from_outside: bool,
+        create: bool,
+    ) -> Decision {
+        match self.nat.lookup_out2in(&t) {
+            Out2In::Session(s) if icmp_ok(&f, &s, Dir::Out2In) => {
+                plan.push(s.id, Dir::Out2In);
+                plan.dst = s.inside().addr;
+                return self.deliver(plan);
+            }
+            Out2In::Mapping(m) if t.proto != Proto::Icmp => {
+                if !create {
+                    return Decision::Drop(DropReason::NoSession);
+                }
+                if !verify_l4(ip, &pkt) {
+                    return Decision::Drop(DropReason::L4BadChecksum);
+                }
+                return match create_inbound(self.nat, &t, m.id, f.tcp_flags, self.now) {
+                    Ok(id) => {
+                        plan.push(id, Dir::Out2In);
+                        plan.dst = m.inside.addr;
+                        self.deliver(plan)
+                    }
+                    Err(r) => Decision::Drop(r),
+                };
+            }
+            Out2In::Filtered(_) if t.proto != Proto::Icmp => return Decision::Drop(DropReason::FilteredEndpoint),
+            _ => {}
+        }
+        if from_outside {
+            // Replies of a flow DNAT'd at the inside whose target is outside.
+            if let Some((id, _)) = self.find_in2out(&t, &f) {
+                plan.push(id, Dir::In2Out);
+                return Decision::Forward(plan);
+            }
+        }
+        if !create {
+            return Decision::Drop(DropReason::NoSession);
+        }
+        if !verify_l4(ip, &pkt) {
+            return Decision::Drop(DropReason::L4BadChecksum);
+        }
+        let rules = self.rules.load();
+        let mut fm = Self::flow_match(arrival, &t, &pkt);
+        let inbound_addr = self.routes.port_address(arrival);
+        let pre = rules.prerouting(&fm);
+        let target = dest_target(pre.nat, &t, inbound_addr);
+        // Another worker owns the flow this creates: it evaluates and counts. A
+        // hairpinned packet goes on with its first half applied (its source session
+        // lives here, or on the worker that handed it here).
+        if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr)) {
+            if from_outside {
+                return Decision::Handoff(w);
+            }
+            return self.hairpin(&pkt, plan, w);
+        }
+        rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
+        if let Some(to) = target {
+            return self.dnat(&rules, plan, f, t, fm, to);
+        }
+        // The router answers pings; anything else for an external address needed a
+        // session or a forward.
+        let echo = t.proto == Proto::Icmp && f.request;
+        if self.is_external(t.dst.addr) && !(echo && self.is_local(t.dst.addr)) {
+            return Decision::Drop(DropReason::NoSession);
+        }
+        if self.is_local(t.dst.addr) {
+            plan.dst = t.dst.addr;
+            return Decision::Local(plan);
+        }
+        // Not ours: routed untranslated (only from outside; hairpins are external).
+        let Some(hop) = self.routes.egress(t.dst.addr) else {
+            return Self::no_route();
+        };
+        fm.out_port = Some(hop);
+        if !self.forward(&rules, &fm) {
+            return Decision::Drop(DropReason::PolicyDrop);
+        }
+        if tracks_untranslated(&rules, &fm) {
+            match self::create(self.nat, &t, NatAction::NoNatInbound, f.tcp_flags, self.now) {
+                Ok(id) => plan.push(id, Dir::Out2In),
+                Err(e) => return Decision::Drop(e.drop_reason()),
+            }
+        }
+        plan.dst = t.dst.addr;
+        Decision::Forward(plan)
+    }
+
+    /// DNAT (or REDIRECT) flow `t` to `to`: FORWARD sees the new destination and its
+    /// egress port (unless `to` is the router itself), then the session is created.
+    fn dnat(
+        &mut self,
+        rules: &CompiledRules,
+        mut plan: Plan,
+        f: Flow,
+        t: Tuple,
+        mut fm: FlowMatch,
+        to: Endpoint,
+    ) -> Decision {
+        if !self.is_local(to.addr) {
+            let Some(hop) = self.routes.egress(to.addr) else {
+                return Self::no_route();
+            };
+            fm.out_port = Some(hop);
+            fm.dst = to.addr;
+            if t.proto != Proto::Icmp {
+                fm.dst_port = to.port;
+            }
+            if !self.forward(rules, &fm) {
+                return Decision::Drop(DropReason::PolicyDrop);
+            }
+        }
+        match self::create(self.nat, &t, NatAction::Dnat { to }, f.tcp_flags, self.now) {
+            Ok(id) => {
+                plan.push(id, Dir::Out2In);
+                plan.dst = to.addr;
+                self.deliver(plan)
+            }
+            Err(e) if !self.outside_in => Self::refused(e.drop_reason()),
+            Err(e) => Decision::Drop(e.drop_reason()),
+        }
+    }
+
+    /// A non-first fragment: translated like its first fragment, by address.
+    fn later_fragment(&mut self, ip: &[u8], pkt: NatPacket) -> Decision {
+        let info = match self.nat.fragments().later_fragment(&pkt.frag_key(), self.now) {
+            Ok(i) => i,
+            Err(e) => return Decision::Drop(e.drop_reason()),
+        };
+        let Some(proto) = Proto::from_ip(pkt.ip_proto).filter(|_| info.verdict & VERDICT_PASS == 0) else {
+            return self.deliver(Plan::new(pkt));
+        };
+        let tuple = Tuple::new(Endpoint::new(pkt.src, info.src_port), Endpoint::new(pkt.dst, info.dst_port), proto);
+        let f = Flow { tuple, tcp_flags: 0, request: info.verdict & VERDICT_REQUEST != 0 };
+        self.flow(ip, pkt, f, false)
+    }
+
+    /// An ICMP error: found by the quoted datagram's session, never creating one.
+    fn icmp_error(&mut self, pkt: NatPacket) -> Decision {
+        let L4::IcmpError(q) = pkt.l4 else { return Decision::Drop(DropReason::L4Malformed) };
+        let t = q.lookup_tuple();
+        let mut plan = Plan::new(pkt);
+        let out2in = |nat: &WorkerNat, t: &Tuple| match nat.lookup_out2in(t) {
+            Out2In::Session(s) => Some((s.id, *s.session)),
+            _ => None,
+        };
+        let in2out = |nat: &WorkerNat, t: &Tuple| nat.lookup_in2out(t).map(|s| (s.id, *s.session));
+        if !self.outside_in {
+            if let Some((id, s)) = in2out(self.nat, &t) {
+                // About a packet delivered inside: the quote's destination and the outer
+                // source become the outside endpoint.
+                plan.push(id, Dir::In2Out);
+                if self.is_external(pkt.dst) {
+                    // Hairpinned: now find the session of the packet's sender, here or
+                    // on the worker that owns it.
+                    let t2 = translated(t, &s, Dir::In2Out);
+                    if let Some(owner) = self.hairpin_owner(&t2) {
+                        return self.hairpin(&pkt, plan, owner);
+                    }
+                    let Some((id2, s2)) = out2in(self.nat, &t2) else {
+                        return Decision::Drop(DropReason::NoSession);
+                    };
+                    plan.push(id2, Dir::Out2In);
+                    plan.dst = s2.inside().addr;
+                }
+                return self.deliver(plan);
+            }
+            if let Some((id, s)) = out2in(self.nat, &t) {
+                plan.push(id, Dir::Out2In);
+                plan.dst = s.inside().addr;
+                return self.deliver(plan);
+            }
+        } else {
+            if let Some((id, s)) = out2in(self.nat, &t) {
+                // About a packet we sent out: the quote's source and the outer
+                // destination become the inside endpoint.
+                plan.push(id, Dir::Out2In);
+                plan.dst = s.inside().addr;
+                return self.deliver(plan);
+            }
+            if let Some((id, _)) = in2out(self.nat, &t) {
+                plan.push(id, Dir::In2Out);
+                return Decision::Forward(plan);
+            }
+        }
+        if self.is_external(pkt.dst) || self.is_local(pkt.dst) {
+            return Decision::Drop(DropReason::NoSession);
+        }
+        self.untranslated(pkt, false)
+    }
+
+    /// Something the NAT cannot translate: other protocols, other ICMP types.
+    fn other(&mut self, pkt: NatPacket) -> Decision {
+        if self.is_local(pkt.dst) && (self.outside_in || !self.is_external(pkt.dst)) {
+            return Decision::Local(Plan::new(pkt));
+        }
+        if self.is_external(pkt.dst) {
+            return Decision::Drop(DropReason::L4Unsupported);
+        }
+        self.untranslated(pkt, !self.outside_in)
+    }
+
+    /// Route untranslated if FORWARD allows, statelessly. `refuse_snat`: drop
+    /// (`l4_unsupported`) when POSTROUTING would translate what we cannot.
+    fn untranslated(&mut self, pkt: NatPacket, refuse_snat: bool) -> Decision {
+        let Some(hop) = self.routes.egress(pkt.dst) else {
+            return Self::no_route();
+        };
+        let rules = self.rules.load();
+        let (sp, dp) = pkt.ports();
+        let fm = FlowMatch {
+            in_port: self.in_port,
+            out_port: Some(hop),
+            proto: pkt.ip_proto,
+            src: pkt.src,
+            dst: pkt.dst,
+            src_port: sp,
+            dst_port: dp,
+            icmp_type: pkt.icmp_type,
+        };
+        if !self.forward(&rules, &fm) {
+            return Decision::Drop(DropReason::PolicyDrop);
+        }
+        if refuse_snat
+            && self.is_outside(hop)
+            && source_action(self.postrouting(&rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
+        {
+            return Decision::Drop(DropReason::L4Unsupported);
+        }
+        Decision::Forward(Plan::new(pkt))
+    }
+}
+
+/// An inbound session on mapping `m`, with its deltas.
+fn create_inbound(
+    nat: &mut WorkerNat,
+    t: &Tuple,
+    m: MappingId,
+    tcp_flags: u8,
+    now: Instant,
+) -> Result<SessionId, DropReason> {
+    create(nat, t, NatAction::Inbound(m), tcp_flags, now).map_err(|e| e.drop_reason())
+}
 
 /// The in2out checksum deltas of a session: `[0]` for the IPv4 header (address),
 /// `[1]` for the transport checksum (TCP/UDP: address and port, since the

@@ -10,7 +10,7 @@
 //! | from an inside port | the **subscriber's** worker: [`subscriber_owner`] of the source address |
 //! | from an outside port, to one of our external addresses | the owner of the **destination port** (TCP/UDP port, ICMP identifier; for an ICMP error, the quoted packet's source port) |
 //! | from an outside port, to anything else (routed, untranslated) | the subscriber's worker of the destination address |
-//! | from an inside port, to one of our external addresses (hairpinning) | the owner of the destination port, where the destination's mapping lives |
+//! | from an inside port, to one of our external addresses (hairpinning) | the sender's (subscriber's) worker first, for the sender's own mapping; then the owner of the destination port, where the destination's mapping lives (see [`super::slowpath`]) |
 //!
 //! A subscriber's flows all land on one worker, so per-subscriber limits and paired
 //! pooling need no shared state; since that worker allocates from its own port slice,
@@ -39,7 +39,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::classify::{classify, Frag, L4};
+use super::classify::{Frag, NatPacket, L4};
 use super::frag::FragKey;
 use super::ports::PortPartition;
 use crate::time::{Duration, Instant};
@@ -56,9 +56,6 @@ pub const RSS_KEY: [u8; 40] = [
 pub const FRAG_OWNERS: usize = 256;
 /// How long a fragment's owner is remembered.
 pub const FRAG_OWNER_TTL: Duration = Duration::from_millis(2000);
-
-const ETH_LEN: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
 
 /// The Toeplitz hash of `input` under `key` (`key` at least `input.len() + 4` bytes).
 pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
@@ -167,19 +164,17 @@ impl Steering {
         self.workers
     }
 
-    /// The worker that owns `frame` (an Ethernet frame received on a port that faces
-    /// outside if `outside`), given the external addresses (sorted). Anything that is
-    /// not a well-formed IPv4 packet stays here: the router drops and counts it.
-    pub fn owner(&mut self, outside: bool, frame: &[u8], external: &[Ipv4Addr], now: Instant) -> u16 {
-        if frame.len() < ETH_LEN + 20 || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4 {
-            return self.me;
+    /// The worker that owns `pkt` (received on a port that faces outside if
+    /// `outside`), given the external addresses (sorted).
+    pub fn owner(&mut self, outside: bool, pkt: &NatPacket, external: &[Ipv4Addr], now: Instant) -> u16 {
+        if !outside {
+            // The subscriber's, whatever the destination: a packet to one of our
+            // external endpoints (hairpinning) takes its sender's mapping there first.
+            return subscriber_owner(pkt.src, self.workers);
         }
-        let Ok(pkt) = classify(&frame[ETH_LEN..]) else { return self.me };
         let is_external = |a: Ipv4Addr| external.binary_search(&a).is_ok();
-        let to_external = is_external(pkt.dst);
-        if !to_external {
-            let subscriber = if outside { pkt.dst } else { pkt.src };
-            return subscriber_owner(subscriber, self.workers);
+        if !is_external(pkt.dst) {
+            return subscriber_owner(pkt.dst, self.workers);
         }
         // To one of our external addresses: the port names the owner.
         let port = match pkt.l4 {
@@ -189,7 +184,7 @@ impl Steering {
             _ => None,
         };
         let Some(owner) = port.and_then(|p| self.partition.owner_of(p)) else {
-            return if outside { self.me } else { subscriber_owner(pkt.src, self.workers) };
+            return self.me;
         };
         if pkt.frag == Frag::First && owner != self.me {
             self.remember(pkt.frag_key(), owner, now);
@@ -317,11 +312,9 @@ mod tests {
         Steering::new(me, PortPartition::new(2, PortRange::new(1024, 65535)).unwrap())
     }
 
-    fn frame(ip: Vec<u8>) -> Vec<u8> {
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        f.extend_from_slice(&ip);
-        f
+    /// What nat-classify hands the steering.
+    fn frame(ip: Vec<u8>) -> NatPacket {
+        crate::nat::classify::classify(&ip).expect("a valid packet")
     }
 
     #[test]
@@ -344,9 +337,10 @@ mod tests {
             // Routed (untranslated) traffic from outside: the destination's worker.
             let routed = frame(udp_packet(server, host, 53, 40000, b"r"));
             assert_eq!(s.owner(true, &routed, &[EXT], now), owner);
-            // Not IPv4, or garbage: stays.
-            assert_eq!(s.owner(true, &[0u8; 60], &[EXT], now), me);
-            assert_eq!(s.owner(true, &frame(vec![0x45, 0, 0]), &[EXT], now), me);
+            // From inside to one of our external endpoints (hairpinning): the sender's.
+            let hairpin = frame(udp_packet(host, EXT, 40000, 65535, b"h"));
+            assert_eq!(s.owner(false, &hairpin, &[EXT], now), owner);
+            let _ = me;
         }
     }
 
@@ -384,8 +378,8 @@ mod tests {
 
     proptest::proptest! {
         /// Every worker computes the same owner for the same packet (so a handed-off
-        /// packet is never handed on), and a reply to a port from worker w's slice is
-        /// owned by w.
+        /// packet is never handed on), a reply to a port from worker w's slice is owned
+        /// by w, and whatever comes from inside by its sender's worker.
         #[test]
         fn all_workers_agree_on_the_owner(
             n in 1u16..=8, src in proptest::prelude::any::<u32>(), dst in proptest::prelude::any::<u32>(),
@@ -402,7 +396,9 @@ mod tests {
                 .map(|me| Steering::new(me, partition).owner(outside, &f, &external, now))
                 .collect();
             proptest::prop_assert!(owners.iter().all(|&o| o == owners[0] && o < n), "{:?}", owners);
-            if let Some(w) = partition.owner_of(dport) {
+            if !outside {
+                proptest::prop_assert_eq!(owners[0], subscriber_owner(src, n));
+            } else if let Some(w) = partition.owner_of(dport) {
                 proptest::prop_assert_eq!(owners[0], w);
             }
         }

@@ -316,25 +316,37 @@ impl SessionTable {
 
     #[inline]
     fn find(&self, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) -> Option<u32> {
-        let tag = self.hasher.tag(pack5(local, remote, proto, side));
+        self.find_tagged(self.tag(side, local, remote, proto), side, local, remote, proto)
+    }
+
+    /// The index tag of a key: hash it once, then [`prefetch_slot`](Self::prefetch_slot),
+    /// [`prefetch_record`](Self::prefetch_record) and
+    /// [`find_tagged`](Self::find_tagged) with it (the burst lookup's three passes).
+    #[inline]
+    pub fn tag(&self, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) -> u32 {
+        self.hasher.tag(pack5(local, remote, proto, side))
+    }
+
+    /// [`find_inside`](Self::find_inside) / [`find_outside`](Self::find_outside) with the
+    /// key's [`tag`](Self::tag) already computed.
+    #[inline]
+    pub fn find_tagged(&self, tag: u32, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) -> Option<u32> {
         let pos = self.index.find(tag, |slot| {
             slot.val & 1 == side as u32 && self.slab[(slot.val >> 1) as usize].matches(side, local, remote, proto)
         })?;
         Some(self.index.get(pos).val >> 1)
     }
 
-    /// Prefetch the index slot a [`find_inside`](Self::find_inside) (`Side::Inside`) or
-    /// [`find_outside`](Self::find_outside) of this key would read first.
+    /// Start loading the index slot a lookup of `tag` reads first.
     #[inline]
-    pub fn prefetch(&self, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) {
-        self.index.prefetch(self.hasher.tag(pack5(local, remote, proto, side)));
+    pub fn prefetch_slot(&self, tag: u32) {
+        self.index.prefetch(tag);
     }
 
-    /// Second stage, once the index slot is likely cached: prefetch the session record
-    /// the slot with this key's tag points to.
+    /// Second pass, once the index slot is likely cached: start loading the session
+    /// record the slot with `tag` points to.
     #[inline]
-    pub fn prefetch_record(&self, side: Side, local: Endpoint, remote: Endpoint, proto: Proto) {
-        let tag = self.hasher.tag(pack5(local, remote, proto, side));
+    pub fn prefetch_record(&self, tag: u32) {
         if let Some(slot) = self.index.first_with_tag(tag) {
             if let Some(s) = self.slab.get((slot.val >> 1) as usize) {
                 crate::prefetch::read(s);

@@ -3,8 +3,10 @@
 
 use super::tcp::{ACK, FIN, RST, SYN};
 use super::*;
+use crate::packet::checksum::Delta;
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 const POOL: [Ipv4Addr; 4] = [
     Ipv4Addr::new(192, 0, 2, 1),

@@ -37,8 +37,9 @@ use dataplane::dpdk_io::{DpdkIo, HandoffRings, TscClock, HANDOFF_RING};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
+use dataplane::nat;
 use dataplane::nat::steer::subscriber_owner;
-use dataplane::nat::{self, NatPath};
+use dataplane::setup;
 use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
 use perf::flows::{FlowSpace, FrameWriter, L4};
@@ -89,9 +90,9 @@ struct Lane {
 /// `workers` lanes sharing one rule set, with handoff rings when there are two or more.
 fn lanes(tag: &str, workers: u16, pool: &Mempool, frames: usize, sessions: u64) -> Result<Vec<Lane>> {
     let config = config(sessions)?;
-    let (set, compiled) = nat::path::load_rules(perf::topology::RULES, &config).context("bench rules")?;
+    let (set, compiled) = setup::load_rules(perf::topology::RULES, &config).context("bench rules")?;
     let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
-    let timeouts = nat::path::timeouts(&config);
+    let timeouts = setup::timeouts(&config);
     let routes = Arc::new(RouteTable::from_config(&config));
     let neighbors = Arc::new(NeighborTable::new(64));
     for n in &config.neighbors {
@@ -120,10 +121,9 @@ fn lanes(tag: &str, workers: u16, pool: &Mempool, frames: usize, sessions: u64) 
             p.start().context("starting a ring port")?;
         }
         let counters = Arc::new(WorkerCounters::default());
-        let path = NatPath::from_config(&config, &set, shared.clone(), timeouts.clone(), w, workers, 0x6d63)
+        let path = setup::nat_path(&config, &set, shared.clone(), timeouts.clone(), w, workers, 0x6d63)
             .context("bench NAT")?;
-        let router =
-            Router::new(routes.clone(), neighbors.clone(), vec![LAN_MAC, WAN_MAC], counters.clone()).with_nat(path);
+        let router = Router::new(routes.clone(), neighbors.clone(), vec![LAN_MAC, WAN_MAC], counters.clone());
         let mut io = DpdkIo::new(
             vec![lan.rx_queue(0)?, wan.rx_queue(0)?],
             vec![lan.tx_queue(0)?, wan.tx_queue(0)?],
@@ -133,7 +133,7 @@ fn lanes(tag: &str, workers: u16, pool: &Mempool, frames: usize, sessions: u64) 
             io = io.with_handoff(h);
         }
         out.push(Lane {
-            worker: Some(Worker::new(io, router, counters.clone())),
+            worker: Some(Worker::new(io, router, counters.clone()).with_nat(path)),
             counters,
             gen: lan_rx_p,
             sink: wan_tx_c,

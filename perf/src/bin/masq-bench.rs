@@ -35,6 +35,7 @@ use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
 use dataplane::nat::{self, NatPath};
+use dataplane::setup;
 use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
 use perf::flows::{stamp_elapsed, FlowSpace, FrameWriter, L4};
@@ -110,8 +111,9 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// A router for the bench topology; with NAT when `nat` is Some(capacity).
-fn make_router(counters: &Arc<WorkerCounters>, nat: Option<(u64, u32)>) -> Result<Router> {
+/// The router for the bench topology and, when `nat` is Some((capacity, ports per
+/// subscriber)), the NAT beside it.
+fn make_router(counters: &Arc<WorkerCounters>, nat: Option<(u64, u32)>) -> Result<(Router, Option<NatPath>)> {
     let (cap, pps) = nat.unwrap_or((16, 1));
     let config = Config::parse(&config_text(cap, pps)).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
     let routes = Arc::new(RouteTable::from_config(&config));
@@ -121,13 +123,21 @@ fn make_router(counters: &Arc<WorkerCounters>, nat: Option<(u64, u32)>) -> Resul
     }
     let router = Router::new(routes, neighbors, vec![LAN_MAC, WAN_MAC], counters.clone());
     if nat.is_none() {
-        return Ok(router);
+        return Ok((router, None));
     }
-    let (set, compiled) = nat::path::load_rules(RULES, &config).context("bench rules")?;
+    let (set, compiled) = setup::load_rules(RULES, &config).context("bench rules")?;
     let shared: nat::SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
-    let path = NatPath::from_config(&config, &set, shared, nat::path::timeouts(&config), 0, 1, 0x6d61_7371_6265_6e63)
+    let path = setup::nat_path(&config, &set, shared, setup::timeouts(&config), 0, 1, 0x6d61_7371_6265_6e63)
         .context("bench NAT")?;
-    Ok(router.with_nat(path))
+    Ok((router, Some(path)))
+}
+
+/// Give `worker` a fresh router and NAT (see [`make_router`]).
+fn reset_nat(worker: &mut Worker<DpdkIo>, counters: &Arc<WorkerCounters>, nat: Option<(u64, u32)>) -> Result<()> {
+    let (router, path) = make_router(counters, nat)?;
+    *worker.router_mut() = router;
+    worker.set_nat(path);
+    Ok(())
 }
 
 /// One worker with its two ring-backed ports, and the generator's and sink's ring ends.
@@ -175,7 +185,7 @@ impl Lane {
             vec![lan.tx_queue(0)?, wan.tx_queue(0)?],
             pool.clone(),
         );
-        let worker = Worker::new(io, make_router(&counters, None)?, counters.clone());
+        let worker = Worker::new(io, make_router(&counters, None)?.0, counters.clone());
         Ok(Lane {
             name,
             worker: Some(worker),
@@ -599,9 +609,10 @@ fn measure_point(
     );
 
     // Memory baseline without any NAT, then the NAT sized to exactly n sessions.
-    *nat_lane.worker_mut().router_mut() = make_router(&nat_lane.counters, None)?;
+    let counters = nat_lane.counters.clone();
+    reset_nat(nat_lane.worker_mut(), &counters, None)?;
     let rss0 = rss_bytes();
-    *nat_lane.worker_mut().router_mut() = make_router(&nat_lane.counters, Some((n, tr.flows.sport_count().max(1))))?;
+    reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))))?;
 
     // 1. Connection establishment: every frame a new flow, until the table is full.
     let run = launch(eal, lcore, nat_lane, clock)?;
@@ -648,7 +659,7 @@ fn measure_point(
     )?;
     run.stop(nat_lane)?;
     let new_per_sec = created as f64 * hz as f64 / ticks.max(1) as f64;
-    let nat = nat_lane.worker_mut().router().nat().context("NAT lane without NAT")?.nat();
+    let nat = nat_lane.worker_mut().nat().context("NAT lane without NAT")?.nat();
     let capacity = u64::from(nat.count());
     let mem = nat.memory();
     let rss1 = rss_bytes();
@@ -710,7 +721,7 @@ fn measure_point(
 
     // 4. Tear-down: flush the full table, as `masqctl sessions flush` does, in steps.
     let now = clock.now();
-    let nat = nat_lane.worker_mut().router_mut().nat_mut().context("NAT lane without NAT")?.nat_mut();
+    let nat = nat_lane.worker_mut().nat_mut().context("NAT lane without NAT")?.nat_mut();
     let before = u64::from(nat.count());
     let f0 = StdInstant::now();
     while nat.count() > 0 {
@@ -720,7 +731,7 @@ fn measure_point(
     }
     let teardown = (before - u64::from(nat.count())) as f64 / f0.elapsed().as_secs_f64().max(1e-9);
     // Free the NAT's tables before the next point.
-    *nat_lane.worker_mut().router_mut() = make_router(&nat_lane.counters, None)?;
+    reset_nat(nat_lane.worker_mut(), &counters, None)?;
 
     Ok(Point {
         sessions: capacity,

@@ -11,13 +11,18 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-use super::*;
 use crate::config::{Config, Filtering as ConfigFiltering};
 use crate::counters::WorkerCounters;
 use crate::io::mem::MemIo;
 use crate::l3::neighbor::NeighborTable;
+use crate::l3::route::RouteTable;
 use crate::l3::router::Router;
+use crate::nat::{ConnState, Endpoint, NatPath, Out2In, Proto, SharedRules, TcpState, Tuple, WorkerNat};
 use crate::packet::ipv4::Ipv4Packet;
+use crate::policy::Chain;
+use crate::setup::{load_rules, nat_path, timeouts};
+use crate::stats::DropReason;
+use crate::time::Instant;
 use crate::worker::Worker;
 
 const LAN: u16 = 0;
@@ -77,7 +82,7 @@ fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
     tweak(&mut config);
     let (set, compiled) = load_rules(rules, &config).unwrap_or_else(|e| panic!("{e}"));
     let shared: SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
-    let nat = NatPath::from_config(&config, &set, shared.clone(), timeouts(&config), 0, 1, 42).unwrap();
+    let nat = nat_path(&config, &set, shared.clone(), timeouts(&config), 0, 1, 42).unwrap();
     let routes = Arc::new(RouteTable::from_config(&config));
     let neighbors = Arc::new(NeighborTable::new(64));
     neighbors.add_static(WAN, Ipv4Addr::new(203, 0, 113, 254), GW).unwrap();
@@ -85,8 +90,9 @@ fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
         neighbors.add_static(LAN, Ipv4Addr::from(*ip), mac).unwrap();
     }
     let c = Arc::new(WorkerCounters::default());
-    let router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone()).with_nat(nat);
-    Lab { w: Worker::new(MemIo::new(2), router, c.clone()), c, rules: shared, config, now: Instant::from_secs(1) }
+    let router = Router::new(routes, neighbors, vec![MAC_LAN, MAC_WAN], c.clone());
+    let w = Worker::new(MemIo::new(2), router, c.clone()).with_nat(nat);
+    Lab { w, c, rules: shared, config, now: Instant::from_secs(1) }
 }
 
 /// What a frame carries, as parsed by etherparse after checking every checksum.
@@ -275,11 +281,11 @@ impl Lab {
     }
 
     fn nat(&self) -> &WorkerNat {
-        self.w.router().nat().unwrap().nat()
+        self.w.nat().unwrap().nat()
     }
 
     fn path(&self) -> &NatPath {
-        self.w.router().nat().unwrap()
+        self.w.nat().unwrap()
     }
 }
 
@@ -378,7 +384,7 @@ fn dnat_port_forward_in_and_replies_out() {
         Endpoint::new(client.into(), 50000),
         Proto::Tcp,
     ));
-    assert_eq!(sess.unwrap().state(), super::super::ConnState::Tcp(super::super::TcpState::Established));
+    assert_eq!(sess.unwrap().state(), ConnState::Tcp(TcpState::Established));
     // The forwarded port is never handed to a masqueraded flow.
     let m = check(&l.through(LAN, &host_tcp(0, 2222, SERVER, 80, "S"), WAN), GW);
     assert_ne!(m.sport, 2222);
@@ -557,7 +563,7 @@ fn tcp_lifecycle_with_short_timers() {
     let mut l = lab(MASQ);
     let t = Tuple::new(Endpoint::new(H[0].into(), 5555), Endpoint::new(SERVER.into(), 80), Proto::Tcp);
     let state = |l: &Lab| l.nat().lookup_in2out(&t).map(|s| s.state());
-    use super::super::{ConnState::Tcp, TcpState::*};
+    use crate::nat::{ConnState::Tcp, TcpState::*};
     let p = check(&l.through(LAN, &host_tcp(0, 5555, SERVER, 80, "S"), WAN), GW).sport;
     assert_eq!(state(&l), Some(Tcp(SynSent)));
     l.through(WAN, &wan_tcp(SERVER, 80, EXT, p, "SA"), LAN);
@@ -929,12 +935,11 @@ mod two_workers {
         let tmo = timeouts(&config);
         let (mut w, mut c) = (Vec::new(), Vec::new());
         for i in 0..2u16 {
-            let nat = NatPath::from_config(&config, &set, shared.clone(), tmo.clone(), i, 2, 42).unwrap();
+            let nat = nat_path(&config, &set, shared.clone(), tmo.clone(), i, 2, 42).unwrap();
             let counters = Arc::new(WorkerCounters::default());
-            let router =
-                Router::new(routes.clone(), neighbors.clone(), vec![MAC_LAN, MAC_WAN], counters.clone()).with_nat(nat);
+            let router = Router::new(routes.clone(), neighbors.clone(), vec![MAC_LAN, MAC_WAN], counters.clone());
             let io = MemIo::new(2).with_handoff(i, rings.clone());
-            w.push(Worker::new(io, router, counters.clone()));
+            w.push(Worker::new(io, router, counters.clone()).with_nat(nat));
             c.push(counters);
         }
         Pair { w, c, now: Instant::from_secs(1) }
@@ -965,7 +970,7 @@ mod two_workers {
         }
 
         fn sessions(&self, w: usize) -> u32 {
-            self.w[w].router().nat().unwrap().nat().count()
+            self.w[w].nat().unwrap().nat().count()
         }
     }
 
@@ -983,7 +988,7 @@ mod two_workers {
         assert_eq!(by, owner);
         let s = check(&f, GW);
         assert_eq!((s.src, s.dst, s.dport), (EXT, SERVER, 53));
-        assert_eq!(p.w[owner].router().nat().unwrap().nat().partition().owner_of(s.sport), Some(owner as u16));
+        assert_eq!(p.w[owner].nat().unwrap().nat().partition().owner_of(s.sport), Some(owner as u16));
         assert_eq!((p.sessions(owner), p.sessions(other)), (1, 0));
         // The reply, on either worker's queue, reaches the owner and goes back translated.
         for on in [0, 1] {
@@ -1071,7 +1076,7 @@ mod two_workers {
         let (by, l) = p.one(1 - owner, WAN, &later, LAN);
         assert_eq!(by, owner);
         assert_eq!(&l[0..6], &lan_to(0));
-        let steer = p.w[1 - owner].router().nat().unwrap().steering().unwrap();
+        let steer = p.w[1 - owner].nat().unwrap().steering().unwrap();
         assert_eq!(steer.fragments_followed, 1);
     }
 }
@@ -1175,16 +1180,4 @@ fn a_port_forward_whose_port_a_mapping_holds_reserves_it_once_released() {
     swap_rules(&mut l, MASQ);
     assert_eq!(l.path().static_ports_reserved(), 0);
     assert_eq!(l.nat().count(), 1);
-}
-
-proptest::proptest! {
-    /// The prefetch parser reads untrusted bytes: any input, no panic, and a tuple only
-    /// for what is long enough to hold one.
-    #[test]
-    fn quick_tuple_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-        if let Some(t) = super::quick_tuple(&bytes) {
-            proptest::prop_assert!(bytes.len() >= 24);
-            proptest::prop_assert!(matches!(t.proto, Proto::Tcp | Proto::Udp));
-        }
-    }
 }

@@ -1,0 +1,707 @@
+//! [`WorkerNat`]: all the NAT state of one worker and the operations on it — lookups,
+//! creation, refresh, expiry, removal, listing, static-port reservation. The types it
+//! speaks ([`SessionId`], [`NatAction`], [`Out2In`], ...) are declared in the module
+//! root (`nat/mod.rs`), whose docs describe the data model and memory budget.
+
+use super::filter::{AddrFilter, Filtering};
+use super::frag::FragTable;
+use super::hash::{self, FlowHasher, PortRng};
+use super::key::{self, Endpoint, Proto, Tuple};
+use super::mapping::MappingTable;
+use super::ports::{PortAllocator, PortCounters, PortInUse, PortPartition, PortUse};
+use super::subscriber::{Subscriber, Subscribers};
+use super::table::{self, Session, SessionKind, SessionTable, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, UNREPLIED};
+use super::tcp::{self, RelDir, TcpState};
+use super::timeouts::{TimeoutClass, Timeouts};
+use super::timers::Wheel;
+use super::{
+    ConfigError, CreateError, Dir, MappingId, MappingRef, MemoryReport, NatAction, NatConfig, NatCounters, Out2In,
+    RefreshMode, Refreshed, SessionId, SessionInfo, SessionRef, SnatTarget,
+};
+use crate::packet::checksum::Delta;
+use crate::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// All NAT state of one worker.
+pub struct WorkerNat {
+    worker: u16,
+    partition: PortPartition,
+    filtering: Filtering,
+    ports_per_subscriber: u32,
+    sessions_per_subscriber: u32,
+    timeouts: Arc<Timeouts>,
+    pub(super) sessions: SessionTable,
+    mappings: MappingTable,
+    subscribers: Subscribers,
+    filter: Option<AddrFilter>,
+    ports: PortAllocator,
+    pub(super) wheel: Wheel,
+    frags: FragTable,
+    rng: PortRng,
+    counters: NatCounters,
+    flush_cursor: u32,
+}
+
+#[inline]
+fn timeout_class(proto: Proto, state: u8) -> TimeoutClass {
+    match proto {
+        Proto::Tcp => TcpState::from_u8(state).timeout_class(),
+        Proto::Udp => TimeoutClass::Udp,
+        Proto::Icmp => TimeoutClass::Icmp,
+    }
+}
+
+#[inline]
+fn ms32(t: Instant) -> u32 {
+    t.as_millis() as u32
+}
+
+impl WorkerNat {
+    /// Allocate every table for `config`. The only allocating call.
+    pub fn new(mut config: NatConfig, timeouts: Arc<Timeouts>) -> Result<Self, ConfigError> {
+        let partition = config.partition()?;
+        if config.worker_index >= config.worker_count {
+            return Err(ConfigError::WorkerIndex);
+        }
+        if config.max_sessions == 0 || config.max_sessions > 1 << 30 {
+            return Err(ConfigError::MaxSessions);
+        }
+        config.external_addrs.sort();
+        config.external_addrs.dedup();
+        let addrs = &config.external_addrs;
+        if addrs.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::TooManyAddresses);
+        }
+        let w = config.worker_index;
+        let owned = partition.slice(w, true).len() + partition.slice(w, false).len();
+        let total_ports = addrs.len() as u64 * Proto::ALL.len() as u64 * u64::from(owned);
+        if total_ports >= u64::from(u32::MAX) {
+            return Err(ConfigError::PortSpace);
+        }
+        let quarantine = match config.quarantine_capacity {
+            0 => total_ports.min(2 * u64::from(config.max_sessions)).max(1) as usize,
+            n => n as usize,
+        };
+        // Independent keys per table from the one secret (and the worker index, so
+        // workers do not share hash functions).
+        let mut s = config.seed ^ (u64::from(w) << 48);
+        let mut key = || hash::splitmix64(&mut s);
+        let max = config.max_sessions;
+        Ok(WorkerNat {
+            worker: w,
+            partition,
+            filtering: config.filtering,
+            ports_per_subscriber: config.ports_per_subscriber,
+            sessions_per_subscriber: config.sessions_per_subscriber,
+            timeouts,
+            sessions: SessionTable::new(max, FlowHasher::new(key())),
+            mappings: MappingTable::new(max, FlowHasher::new(key()), addrs),
+            subscribers: Subscribers::new(config.subscribers(), FlowHasher::new(key())),
+            filter: (config.filtering == Filtering::AddressDependent)
+                .then(|| AddrFilter::new(max, FlowHasher::new(key()))),
+            ports: PortAllocator::new(addrs, partition, w, config.port_hold, quarantine),
+            wheel: Wheel::new(max, 0),
+            frags: FragTable::new(config.max_fragments as usize, config.fragment_timeout, FlowHasher::new(key())),
+            rng: PortRng::new(key()),
+            counters: NatCounters::default(),
+            flush_cursor: 0,
+        })
+    }
+
+    // ----- lookups (fast path) -----
+
+    #[inline]
+    fn sref(&self, idx: u32) -> SessionRef<'_> {
+        SessionRef { id: SessionId(idx), session: self.sessions.get(idx) }
+    }
+
+    fn mref(&self, idx: u32) -> MappingRef {
+        let m = self.mappings.get(idx);
+        MappingRef {
+            id: MappingId(idx),
+            proto: m.proto,
+            inside: m.inside(),
+            outside: self.mappings.outside(m),
+            sessions: m.refs,
+        }
+    }
+
+    /// The local and remote endpoints of `t`'s session key on one side: the inside
+    /// (a packet that arrived inside, `src` = inside endpoint) or the outside (`dst` =
+    /// outside endpoint).
+    #[inline]
+    fn key_of(t: &Tuple, outside: bool) -> (key::Side, Endpoint, Endpoint) {
+        if outside {
+            (key::Side::Outside, t.dst, Endpoint::new(t.src.addr, t.proto.remote_port(t.src.port)))
+        } else {
+            (key::Side::Inside, t.src, Endpoint::new(t.dst.addr, t.proto.remote_port(t.dst.port)))
+        }
+    }
+
+    /// The burst lookup, first pass: the session-index tag of `t`'s key (as
+    /// [`lookup_in2out`](Self::lookup_in2out) or, `outside`, the session part of
+    /// [`lookup_out2in`](Self::lookup_out2in) would compute it), and start loading its
+    /// index slot. Hash once: the tag serves the next two passes.
+    #[inline]
+    pub fn lookup_begin(&self, t: &Tuple, outside: bool) -> u32 {
+        let (side, local, remote) = Self::key_of(t, outside);
+        let tag = self.sessions.tag(side, local, remote, t.proto);
+        self.sessions.prefetch_slot(tag);
+        tag
+    }
+
+    /// Second pass, once the slot is likely cached: start loading the session record it
+    /// points to. A burst's lookups overlap their memory waits instead of taking them
+    /// one by one.
+    #[inline]
+    pub fn lookup_prefetch(&self, tag: u32) {
+        self.sessions.prefetch_record(tag);
+    }
+
+    /// Third pass: the session of `t` (a session only: no mapping or filter fallback),
+    /// found with the tag of [`lookup_begin`](Self::lookup_begin).
+    #[inline]
+    pub fn lookup_tagged(&self, t: &Tuple, outside: bool, tag: u32) -> Option<SessionRef<'_>> {
+        let (side, local, remote) = Self::key_of(t, outside);
+        self.sessions.find_tagged(tag, side, local, remote, t.proto).map(|i| self.sref(i))
+    }
+
+    /// The session of a packet that arrived on the inside (`src` = inside endpoint).
+    #[inline]
+    pub fn lookup_in2out(&self, t: &Tuple) -> Option<SessionRef<'_>> {
+        let remote = Endpoint::new(t.dst.addr, t.proto.remote_port(t.dst.port));
+        self.sessions.find_inside(t.src, remote, t.proto).map(|i| self.sref(i))
+    }
+
+    /// The session, or mapping and filtering verdict, of a packet that arrived on the
+    /// outside (`dst` = outside endpoint) — or of a hairpinned packet after its in2out
+    /// translation. The filter check is at most one more lookup.
+    #[inline]
+    pub fn lookup_out2in(&self, t: &Tuple) -> Out2In<'_> {
+        let remote = Endpoint::new(t.src.addr, t.proto.remote_port(t.src.port));
+        if let Some(i) = self.sessions.find_outside(t.dst, remote, t.proto) {
+            return Out2In::Session(self.sref(i));
+        }
+        let Some(m) = self.mappings.find_outside(t.dst, t.proto) else {
+            return Out2In::Miss;
+        };
+        let accepted = match (self.filtering, &self.filter) {
+            (Filtering::EndpointIndependent, _) => true,
+            (Filtering::AddressDependent, Some(f)) => f.contains(m, u32::from(remote.addr)),
+            _ => false,
+        };
+        if accepted {
+            Out2In::Mapping(self.mref(m))
+        } else {
+            Out2In::Filtered(self.mref(m))
+        }
+    }
+
+    /// The mapping that owns external endpoint `ext` (hairpinning, diagnostics).
+    pub fn lookup_outside(&self, ext: Endpoint, proto: Proto) -> Option<MappingRef> {
+        self.mappings.find_outside(ext, proto).map(|m| self.mref(m))
+    }
+
+    /// The mapping of inside endpoint `inside`, if it has one.
+    pub fn mapping_of(&self, inside: Endpoint, proto: Proto) -> Option<MappingRef> {
+        self.mappings.find_inside(inside, proto).map(|m| self.mref(m))
+    }
+
+    /// A live session by id.
+    pub fn session(&self, id: SessionId) -> Option<SessionRef<'_>> {
+        self.sessions.is_live(id.0).then(|| self.sref(id.0))
+    }
+
+    // ----- creation (slow path) -----
+
+    /// Create the session for a new flow whose first packet is `t` (with TCP `flags`,
+    /// ignored for UDP and ICMP). Never evicts anything.
+    pub fn create(
+        &mut self,
+        t: &Tuple,
+        action: NatAction,
+        tcp_flags: u8,
+        now: Instant,
+    ) -> Result<SessionId, CreateError> {
+        match self.create_inner(t, action, tcp_flags, now) {
+            Ok(idx) => {
+                self.counters.sessions_created += 1;
+                Ok(SessionId(idx))
+            }
+            Err(e) => {
+                self.counters.create_failed[e as usize] += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn create_inner(&mut self, t: &Tuple, action: NatAction, flags: u8, now: Instant) -> Result<u32, CreateError> {
+        if self.sessions.is_full() {
+            return Err(CreateError::SessionTableFull);
+        }
+        let proto = t.proto;
+        let session = match action {
+            NatAction::Masquerade | NatAction::Snat(_) => {
+                let target = match action {
+                    NatAction::Snat(s) => Some(s),
+                    _ => None,
+                };
+                let inside = t.src;
+                let remote = Endpoint::new(t.dst.addr, proto.remote_port(t.dst.port));
+                if self.sessions.find_inside(inside, remote, proto).is_some() {
+                    return Err(CreateError::TupleInUse);
+                }
+                let sub = self.subscribers.get(inside.addr);
+                self.check_session_limit(sub)?;
+                let (m, fresh) = match self.mappings.find_inside(inside, proto) {
+                    Some(m) => (m, false),
+                    None => (self.new_mapping(inside, proto, sub, target)?, true),
+                };
+                let outside = self.mappings.outside(self.mappings.get(m));
+                if self.sessions.find_outside(outside, remote, proto).is_some() {
+                    if fresh {
+                        self.release_mapping(m, now);
+                    }
+                    return Err(CreateError::TupleInUse);
+                }
+                self.bind_mapping_session(m, inside, outside, remote, proto, 0)
+            }
+            NatAction::NoNat => {
+                let ep = t.src;
+                let remote = Endpoint::new(t.dst.addr, proto.remote_port(t.dst.port));
+                self.check_free(ep, ep, remote, proto)?;
+                let sub = self.subscribers.get(ep.addr);
+                self.check_session_limit(sub)?;
+                self.subscribers.adjust(ep.addr, 0, 0, 1).map_err(|_| CreateError::SubscriberLimit)?;
+                table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_COUNTED)
+            }
+            NatAction::NoNatInbound => {
+                let ep = t.dst;
+                let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
+                self.check_free(ep, ep, remote, proto)?;
+                table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_INBOUND)
+            }
+            NatAction::Dnat { to } => {
+                let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
+                self.check_free(to, t.dst, remote, proto)?;
+                table::Session::new(SessionKind::DestNat, proto, to, t.dst, remote, NIL, F_INBOUND)
+            }
+            NatAction::Inbound(MappingId(m)) => {
+                if !self.mappings.is_live(m) {
+                    return Err(CreateError::NoMapping);
+                }
+                let map = *self.mappings.get(m);
+                let outside = self.mappings.outside(&map);
+                if map.proto != proto || outside != t.dst {
+                    return Err(CreateError::NoMapping);
+                }
+                let inside = map.inside();
+                let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
+                self.check_free(inside, outside, remote, proto)?;
+                self.check_session_limit(self.subscribers.get(inside.addr))?;
+                self.bind_mapping_session(m, inside, outside, remote, proto, F_INBOUND)
+            }
+        };
+        let idx = self.sessions.insert(session).expect("checked not full");
+        let s = self.sessions.get_mut(idx);
+        s.state = match proto {
+            Proto::Tcp => tcp::next_state(TcpState::New, RelDir::Orig, flags) as u8,
+            _ => UNREPLIED,
+        };
+        s.last_use = ms32(now);
+        s.expires = (now + self.timeouts.get(timeout_class(proto, s.state))).as_millis();
+        let expires = s.expires;
+        self.wheel.insert(self.sessions.slab_mut(), idx, expires);
+        Ok(idx)
+    }
+
+    fn check_free(
+        &self,
+        inside: Endpoint,
+        outside: Endpoint,
+        remote: Endpoint,
+        proto: Proto,
+    ) -> Result<(), CreateError> {
+        if self.sessions.find_inside(inside, remote, proto).is_some()
+            || self.sessions.find_outside(outside, remote, proto).is_some()
+        {
+            return Err(CreateError::TupleInUse);
+        }
+        Ok(())
+    }
+
+    fn check_session_limit(&self, sub: Option<Subscriber>) -> Result<(), CreateError> {
+        let limit = self.sessions_per_subscriber;
+        match sub {
+            Some(s) if limit != 0 && s.sessions >= limit => Err(CreateError::SubscriberLimit),
+            None if self.subscribers.is_full() => Err(CreateError::SubscriberLimit),
+            _ => Ok(()),
+        }
+    }
+
+    /// Account a new session on mapping `m` and build its record.
+    fn bind_mapping_session(
+        &mut self,
+        m: u32,
+        inside: Endpoint,
+        outside: Endpoint,
+        remote: Endpoint,
+        proto: Proto,
+        extra: u8,
+    ) -> Session {
+        let mut flags = F_COUNTED | extra;
+        if let Some(f) = &mut self.filter {
+            // Cannot fail: one entry at most per session, sized for max_sessions.
+            if f.acquire(m, u32::from(remote.addr)).is_ok() {
+                flags |= F_FILTER;
+            }
+        }
+        self.mappings.get_mut(m).refs += 1;
+        let r = self.subscribers.adjust(inside.addr, 0, 0, 1);
+        debug_assert!(r.is_ok(), "the mapping's subscriber exists");
+        Session::new(SessionKind::SourceNat, proto, inside, outside, remote, m, flags)
+    }
+
+    /// Pick an external endpoint for `inside` and create its mapping (refs 0).
+    fn new_mapping(
+        &mut self,
+        inside: Endpoint,
+        proto: Proto,
+        sub: Option<Subscriber>,
+        target: Option<SnatTarget>,
+    ) -> Result<u32, CreateError> {
+        if let Some(s) = sub {
+            if self.ports_per_subscriber != 0 && s.ports >= self.ports_per_subscriber {
+                return Err(CreateError::SubscriberLimit);
+            }
+        }
+        let addrs = self.ports.addrs();
+        let (lo, hi) = match target {
+            None => (0, addrs.len()),
+            Some(t) => (addrs.partition_point(|a| *a < t.addrs.0), addrs.partition_point(|a| *a <= t.addrs.1)),
+        };
+        if lo >= hi {
+            return Err(CreateError::PortsExhausted);
+        }
+        let range = target.and_then(|t| t.ports);
+        // Paired pooling: a subscriber holding ports keeps its address.
+        let paired = sub.filter(|s| s.ports > 0).map(|s| usize::from(s.ext));
+        let (ix, port) = match paired {
+            Some(ext) if (lo..hi).contains(&ext) => {
+                let ix = ext as u16;
+                let p = self
+                    .ports
+                    .alloc(ix, proto, inside.port, range, &mut self.rng)
+                    .ok_or(CreateError::PortsExhausted)?;
+                (ix, p)
+            }
+            // First mapping (or an SNAT rule whose range excludes the paired address):
+            // start at a hash of the subscriber for an even spread, then go round.
+            _ => {
+                let n = (hi - lo) as u64;
+                let start = ((self.subscribers.spread(inside.addr) >> 32) * n) >> 32;
+                (0..n)
+                    .find_map(|k| {
+                        let ix = (lo as u64 + (start + k) % n) as u16;
+                        self.ports.alloc(ix, proto, inside.port, range, &mut self.rng).map(|p| (ix, p))
+                    })
+                    .ok_or(CreateError::PortsExhausted)?
+            }
+        };
+        let Some(m) = self.mappings.insert(inside, ix, port, proto) else {
+            self.ports.undo_alloc(ix, proto, port);
+            return Err(CreateError::SessionTableFull);
+        };
+        // Sets the paired address if this is the subscriber's first port.
+        if self.subscribers.adjust(inside.addr, ix, 1, 0).is_err() {
+            self.mappings.remove(m);
+            self.ports.undo_alloc(ix, proto, port);
+            return Err(CreateError::SubscriberLimit);
+        }
+        self.counters.mappings_created += 1;
+        Ok(m)
+    }
+
+    fn release_mapping(&mut self, m: u32, now: Instant) {
+        let map = self.mappings.remove(m);
+        let r = self.subscribers.adjust(Ipv4Addr::from(map.inside_addr), 0, -1, 0);
+        debug_assert!(r.is_ok());
+        self.ports.free(map.outside_ix, map.proto, map.outside_port, now);
+        self.counters.mappings_freed += 1;
+    }
+
+    /// Free an unscheduled session and everything only it held.
+    fn free_session(&mut self, idx: u32, now: Instant) -> Session {
+        let s = self.sessions.remove(idx);
+        if s.flags & F_FILTER != 0 {
+            if let Some(f) = &mut self.filter {
+                f.release(s.mapping, s.remote_addr);
+            }
+        }
+        if s.flags & F_COUNTED != 0 {
+            let r = self.subscribers.adjust(Ipv4Addr::from(s.inside_addr), 0, 0, -1);
+            debug_assert!(r.is_ok());
+        }
+        if s.mapping != NIL {
+            let m = self.mappings.get_mut(s.mapping);
+            m.refs -= 1;
+            if m.refs == 0 {
+                self.release_mapping(s.mapping, now);
+            }
+        }
+        s
+    }
+
+    // ----- per packet -----
+
+    /// Account a packet of session `id` travelling `dir`: advance its state and, per
+    /// `mode`, refresh its timer. Reads the live timeout for the session's class, so a
+    /// changed timeout applies from this packet on.
+    #[inline]
+    pub fn refresh(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, mode: RefreshMode, now: Instant) -> Refreshed {
+        let s = self.sessions.get_mut(id.0);
+        debug_assert!(s.is_live());
+        let proto = s.proto();
+        let before = s.state();
+        let rel = if dir == s.initiator() { RelDir::Orig } else { RelDir::Reply };
+        let old_state = s.state;
+        s.state = match proto {
+            Proto::Tcp => tcp::next_state(TcpState::from_u8(old_state), rel, tcp_flags) as u8,
+            _ if rel == RelDir::Reply => REPLIED,
+            _ => old_state,
+        };
+        let refresh = match mode {
+            RefreshMode::Default => dir == Dir::In2Out || before.is_established(),
+            RefreshMode::Force => true,
+            RefreshMode::Suppress => false,
+        };
+        let class = timeout_class(proto, s.state);
+        let mut earlier = false;
+        if refresh || class != timeout_class(proto, old_state) {
+            let base = if refresh {
+                s.last_use = ms32(now);
+                now
+            } else {
+                // Class changed without a refresh: count from the last refresh.
+                Instant::from_millis(now.as_millis().saturating_sub(u64::from(ms32(now).wrapping_sub(s.last_use))))
+            };
+            let expires = (base + self.timeouts.get(class)).as_millis();
+            earlier = expires < s.expires;
+            s.expires = expires;
+        }
+        let out = Refreshed { refreshed: refresh, state: s.state(), expires: Instant::from_millis(s.expires) };
+        if earlier {
+            // Deadlines only move earlier on a shorter class or a lowered timeout.
+            let e = out.expires.as_millis();
+            self.wheel.reschedule(self.sessions.slab_mut(), id.0, e);
+        }
+        out
+    }
+
+    /// Store the precomputed checksum deltas of a session (the slow path's job; see
+    /// [`Session`]).
+    pub fn set_csum_deltas(&mut self, id: SessionId, deltas: [Delta; 2]) {
+        self.sessions.get_mut(id.0).csum = deltas;
+    }
+
+    // ----- timers -----
+
+    /// The earliest time `expire` may have work (sessions, port quarantine, fragments).
+    /// Never later than a real deadline; may be earlier (the wheel cascades).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.wheel.next_deadline().map(Instant::from_millis), self.ports.next_release(), self.frags.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn info(&self, idx: u32, now: Instant) -> SessionInfo {
+        let s = self.sessions.get(idx);
+        SessionInfo {
+            id: SessionId(idx),
+            proto: s.proto(),
+            kind: s.kind(),
+            initiator: s.initiator(),
+            inside: s.inside(),
+            outside: s.outside(),
+            remote: s.remote(),
+            state: s.state(),
+            idle: Duration::from_millis(u64::from(ms32(now).wrapping_sub(s.last_use))),
+            expires_in: Duration::from_millis(s.expires.saturating_sub(now.as_millis())),
+        }
+    }
+
+    /// Free up to `budget` sessions whose deadline is `<= now`, reporting each to
+    /// `on_expired` (the session log) before it goes; also releases quarantined ports
+    /// and fragment entries that are due. Work per call is bounded by `budget`.
+    /// Returns the number of sessions expired.
+    pub fn expire(&mut self, now: Instant, budget: usize, mut on_expired: impl FnMut(&SessionInfo)) -> usize {
+        let mut work = budget.saturating_mul(4).saturating_add(64);
+        let mut n = 0;
+        while n < budget {
+            let Some(idx) = self.wheel.poll(self.sessions.slab_mut(), now.as_millis(), &mut work) else {
+                break;
+            };
+            let info = self.info(idx, now);
+            self.free_session(idx, now);
+            on_expired(&info);
+            n += 1;
+        }
+        debug_assert_eq!(self.wheel.len(), self.sessions.len() as usize);
+        self.counters.sessions_expired += n as u64;
+        self.ports.release_due(now, budget);
+        self.frags.expire(now, budget);
+        n
+    }
+
+    /// Remove one session now (control plane).
+    pub fn remove(&mut self, id: SessionId, now: Instant) -> Option<SessionInfo> {
+        if !self.sessions.is_live(id.0) {
+            return None;
+        }
+        let info = self.info(id.0, now);
+        self.wheel.remove(self.sessions.slab_mut(), id.0);
+        self.free_session(id.0, now);
+        self.counters.sessions_removed += 1;
+        Some(info)
+    }
+
+    /// Remove up to `budget` sessions (control plane "flush"), scanning a bounded
+    /// stretch of the slab per call; call again until [`count`](Self::count) is 0.
+    pub fn flush(&mut self, now: Instant, budget: usize, mut on_removed: impl FnMut(&SessionInfo)) -> usize {
+        let cap = self.sessions.capacity();
+        let mut scan = budget.saturating_mul(16).saturating_add(1024).min(cap as usize);
+        let mut n = 0;
+        while n < budget && scan > 0 && self.sessions.len() > 0 {
+            let i = self.flush_cursor;
+            self.flush_cursor = if i + 1 == cap { 0 } else { i + 1 };
+            scan -= 1;
+            if let Some(info) = self.remove(SessionId(i), now) {
+                on_removed(&info);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// List live sessions from slab index `cursor` on: appends up to `limit` to `out`
+    /// and returns the cursor to continue from, or `None` at the end. Scans a bounded
+    /// number of slots per call, so a page may be short; millions list without stalls.
+    pub fn sessions_after(&self, cursor: u32, limit: usize, now: Instant, out: &mut Vec<SessionInfo>) -> Option<u32> {
+        let cap = self.sessions.capacity();
+        let mut scan = limit.saturating_mul(16).saturating_add(1024);
+        let mut i = cursor;
+        let mut added = 0;
+        while i < cap && added < limit && scan > 0 {
+            if self.sessions.is_live(i) {
+                out.push(self.info(i, now));
+                added += 1;
+            }
+            i += 1;
+            scan -= 1;
+        }
+        (i < cap).then_some(i)
+    }
+
+    // ----- static ports -----
+
+    /// Keep the allocator away from a statically forwarded external port (a DNAT
+    /// rule's). Addresses outside the pool and ports outside this worker's slices
+    /// need no reservation and succeed.
+    pub fn reserve_port(&mut self, ext: Endpoint, proto: Proto) -> Result<(), PortInUse> {
+        match self.ports.addr_index(ext.addr) {
+            Some(ix) => self.ports.reserve(ix, proto, ext.port),
+            None => Ok(()),
+        }
+    }
+
+    /// Undo [`reserve_port`](Self::reserve_port).
+    pub fn unreserve_port(&mut self, ext: Endpoint, proto: Proto) {
+        if let Some(ix) = self.ports.addr_index(ext.addr) {
+            self.ports.unreserve(ix, proto, ext.port);
+        }
+    }
+
+    // ----- introspection -----
+
+    /// Live sessions.
+    pub fn count(&self) -> u32 {
+        self.sessions.len()
+    }
+
+    /// Live mappings (external ports in use).
+    pub fn mapping_count(&self) -> u32 {
+        self.mappings.len()
+    }
+
+    /// Port use per external address, from pool index `from` on: appends to `out` as
+    /// many as its spare capacity holds (no allocation) and returns the index to go on
+    /// from, or `None` when every address was reported.
+    pub fn port_usage(&self, from: usize, out: &mut Vec<PortUse>) -> Option<usize> {
+        let mut i = from;
+        while out.len() < out.capacity() {
+            match self.ports.usage(i) {
+                Some(u) => out.push(u),
+                None => return None,
+            }
+            i += 1;
+        }
+        (i < self.ports.addrs().len()).then_some(i)
+    }
+
+    /// A subscriber's accounting.
+    pub fn subscriber(&self, inside: Ipv4Addr) -> Option<Subscriber> {
+        self.subscribers.get(inside)
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    pub fn counters(&self) -> &NatCounters {
+        &self.counters
+    }
+
+    pub fn port_counters(&self) -> &PortCounters {
+        &self.ports.counters
+    }
+
+    /// Ports currently held in quarantine.
+    pub fn ports_held(&self) -> usize {
+        self.ports.held()
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    pub fn partition(&self) -> &PortPartition {
+        &self.partition
+    }
+
+    /// The sorted external pool.
+    pub fn external_addrs(&self) -> &[Ipv4Addr] {
+        self.ports.addrs()
+    }
+
+    pub fn timeouts(&self) -> &Arc<Timeouts> {
+        &self.timeouts
+    }
+
+    pub fn fragments(&mut self) -> &mut FragTable {
+        &mut self.frags
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        MemoryReport {
+            sessions: self.sessions.memory_bytes(),
+            mappings: self.mappings.memory_bytes(),
+            filter: self.filter.as_ref().map_or(0, AddrFilter::memory_bytes),
+            subscribers: self.subscribers.memory_bytes(),
+            ports: self.ports.memory_bytes(),
+            fragments: self.frags.memory_bytes(),
+            max_sessions: self.sessions.capacity(),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The packet path: stages over the burst.
+//!
+//! A worker receives a burst (32 frames by default, `[workers] burst`) and runs it
+//! through **stages**, each one loop over the packets that reached it, in the manner of
+//! VPP's graph nodes and DPDK l3fwd's vector paths — not one packet through every
+//! function. The worker keeps a per-burst [`Vector`]: the frames, a [`Meta`] per frame
+//! (arrival port, length, the NAT's summary of the packet, the plan, next hop, drop
+//! reason) and, per stage, the list of frames waiting for it. A stage reads its list in
+//! arrival order and appends each frame to the list of the stage it goes to next.
+//! Stages only ever send frames to stages later in the order below, so one pass over the
+//! order runs the whole vector; a stage no frame reached is not called.
+//!
+//! ```text
+//!  port-rx / handoff-rx            frames into the vector (metadata zeroed, port, length)
+//!   ─▶ l2-input      ours? (MAC), EtherType; ARP answered in place (─▶ l2-output);
+//!                    multi-segment and bad frames dropped
+//!   ─▶ ip4-input     one validation pass through the IPv4 view: lengths, IHL, version,
+//!                    checksum, martians; Ethernet padding trimmed
+//!   ─▶ nat-classify  the NAT's summary (tuple, ICMP quote, fragment), computed once;
+//!                    TTL 1 answered before any state; the owning worker (─▶ handoff)
+//!   ─▶ nat-lookup    whole TCP/UDP/ICMP-query packets: hash once, prefetch index slot
+//!                    then session for the whole vector, hit ─▶ session + destination
+//!   ─▶ nat-slowpath  everything else (misses, hairpins, ICMP errors, fragments): policy,
+//!                    allocation, session creation; fragments early ─▶ parked
+//!   ─▶ ip4-forward   local? (─▶ ip4-local); one route lookup, one TTL check, MTU,
+//!                    TTL−1; ICMP errors built in place
+//!   ─▶ nat-rewrite   the sessions' stored deltas, refresh
+//!   ─▶ ip4-local     echo replies to the router's own addresses (translated back)
+//!   ─▶ handoff       frames another worker owns leave here: steered by nat-classify,
+//!                    new port-forward flows and cross-worker hairpins from the slow path
+//!   ─▶ l2-output     neighbour, MAC fill, TX staging, or the ARP hold queue
+//!   ─▶ drop          freed in bulk, each counted by reason
+//!  port-tx, nat-expire            the flush, the NAT's timers (not per packet)
+//! ```
+//!
+//! Without a NAT (a plain router) `ip4-input` sends straight to `ip4-forward`.
+//!
+//! ## Why this cut
+//!
+//! Each packet is classified once (`nat-classify`): steering, the lookup's hash and the
+//! slow path reuse that summary. It is routed once and its TTL checked and decremented
+//! once (`ip4-forward`); the NAT never routes a hit. The fast path (`nat-lookup`) never
+//! sees rules or the port allocator, and sessions found there reach `nat-rewrite`
+//! without any decision enum. `handoff` sits after `nat-rewrite`, not right after
+//! `nat-classify` as a picture of the ideal graph would have it, because a hairpinned
+//! packet leaves for the worker that owns its destination only once its sender's half
+//! of the translation is applied; frames steered by `nat-classify` simply skip the
+//! stages in between. Per-stage figures (`masqctl stats --runtime`) are in
+//! `docs/pipeline.md` and `BENCHMARKS.md`.
+//!
+//! ## Adding a stage
+//!
+//! 1. a [`Stage`] variant, in the place of the order where it runs, with its name
+//!    (`stages!` below): the runtime table picks it up;
+//! 2. a method `fn my_stage(&mut self, now: Instant)` on [`crate::worker::Worker`] in a
+//!    file of this module, looping over `self.vec.queue(Stage::MyStage)` and sending
+//!    each frame on with `self.vec.send(i, next)` (or `self.vec.drop(i, reason)`);
+//! 3. a line in [`crate::worker::Worker::run_stage`]'s `match`;
+//! 4. the stages that feed it send frames to it. Anything per-packet it needs to hand on
+//!    goes in [`Meta`] (keep it `Copy`, no heap).
+//!
+//! Nothing in a stage allocates, locks, logs or makes a system call; the vector's arrays
+//! are allocated once, for the largest burst ([`MAX_BURST`]).
+
+mod ip4;
+mod l2;
+mod nat;
+pub mod runtime;
+#[cfg(test)]
+mod tests;
+
+use std::net::Ipv4Addr;
+
+pub use nat::publish_nat;
+pub use runtime::{StageFigures, WorkerRuntime};
+
+use crate::l3::router::IcmpErrorReq;
+use crate::nat::classify::{Frag, NatPacket, L4};
+use crate::nat::{Dir, SessionId};
+use crate::stats::DropReason;
+use crate::time::Instant;
+
+/// Frames per RX burst unless `[workers] burst` says otherwise.
+pub const DEFAULT_BURST: usize = 32;
+/// The largest burst: the vector's capacity (frame indices fit a `u8`).
+pub const MAX_BURST: usize = 256;
+
+macro_rules! stages {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
+        /// A stage of the pipeline, or a step of the poll loop counted with them (the
+        /// `port-*`, `handoff-rx` and `nat-expire` entries). Declaration order is the
+        /// order stages run in and the order `masqctl stats --runtime` lists them in.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Stage {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Stage {
+            /// Every stage, in order.
+            pub const ALL: &'static [Stage] = &[$(Stage::$variant,)*];
+            /// Number of stages: the length of the runtime and queue arrays.
+            pub const COUNT: usize = Stage::ALL.len();
+
+            /// The stable name (`masqctl stats --runtime`, `stats.get`).
+            pub const fn name(self) -> &'static str {
+                match self { $(Stage::$variant => $name,)* }
+            }
+
+            /// Look a stage up by its name.
+            pub fn from_name(name: &str) -> Option<Stage> {
+                Stage::ALL.iter().copied().find(|s| s.name() == name)
+            }
+        }
+    };
+}
+
+stages! {
+    /// Frames received from the ports (calls: non-empty bursts).
+    PortRx = "port-rx",
+    /// Frames other workers handed to this one.
+    HandoffRx = "handoff-rx",
+    L2Input = "l2-input",
+    Ip4Input = "ip4-input",
+    NatClassify = "nat-classify",
+    NatLookup = "nat-lookup",
+    NatSlowpath = "nat-slowpath",
+    Ip4Forward = "ip4-forward",
+    NatRewrite = "nat-rewrite",
+    Ip4Local = "ip4-local",
+    Handoff = "handoff",
+    L2Output = "l2-output",
+    Drop = "drop",
+    /// Staged frames sent (packets: accepted by the ports).
+    PortTx = "port-tx",
+    /// The NAT's timers, at most once per millisecond (packets: sessions expired).
+    NatExpire = "nat-expire",
+}
+
+impl Stage {
+    /// The stages that run over the vector, in order (the others are poll-loop steps).
+    pub const PIPELINE: [Stage; 11] = [
+        Stage::L2Input,
+        Stage::Ip4Input,
+        Stage::NatClassify,
+        Stage::NatLookup,
+        Stage::NatSlowpath,
+        Stage::Ip4Forward,
+        Stage::NatRewrite,
+        Stage::Ip4Local,
+        Stage::Handoff,
+        Stage::L2Output,
+        Stage::Drop,
+    ];
+
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// [`Meta::flags`]: the frame came from another worker, or was parked here (never
+/// steered again).
+pub const F_HANDED: u8 = 1;
+/// The second half of a hairpinned packet whose first half another worker applied.
+pub const F_HAIRPIN: u8 = 2;
+/// A hairpinned packet whose second half another worker owns: hand it over once its
+/// first half is applied.
+pub const F_HAIRPIN_OUT: u8 = 16;
+/// For the router itself (`ip4-forward` found its destination local).
+pub const F_LOCAL: u8 = 4;
+/// The frame's MACs are written (an ARP reply): `l2-output` sends it as it is.
+pub const F_L2_DONE: u8 = 8;
+
+/// The top bit of the `port` value a frame travels with over a handoff ring: the frame
+/// is the second half of a hairpin (the rest is its arrival port).
+pub const HANDOFF_HAIRPIN: u16 = 0x8000;
+
+/// What the stages know about one frame. `Copy` and fixed size: a vector holds
+/// [`MAX_BURST`] of them, allocated once.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    /// The port it arrived on.
+    pub port: u16,
+    /// Frame length in bytes (`ip4-input` cuts Ethernet padding; ICMP errors and ARP
+    /// replies built in place change it).
+    pub len: u16,
+    /// `F_*` bits.
+    pub flags: u8,
+    /// Why it is dropped (`drop`); `None`: freed without counting (already counted,
+    /// or used up, like an ARP reply to our request).
+    pub drop: Option<DropReason>,
+    /// Egress port (`ip4-forward`, `l2-output`).
+    pub out_port: u16,
+    /// The next hop `l2-output` resolves on `out_port`.
+    pub via: Ipv4Addr,
+    /// The destination to route: the packet's, or the NAT's after translation.
+    pub dst: Ipv4Addr,
+    /// The worker `handoff` gives the frame to.
+    pub owner: u16,
+    /// `nat-lookup`: the session-index tag of the packet's key (hashed once).
+    pub tag: u32,
+    /// `nat-classify`'s summary of the packet.
+    pub pkt: NatPacket,
+    /// Sessions `nat-rewrite` applies, in order.
+    pub steps: [Option<(SessionId, Dir)>; 2],
+    /// The ICMP error `ip4-forward` sends instead of forwarding.
+    pub error: Option<IcmpErrorReq>,
+    /// A parked fragment offered again: when it gives up (`ZERO`: never parked).
+    pub parked_until: Instant,
+}
+
+/// A packet summary that summarises nothing: what a fresh [`Meta`] holds.
+const NO_PACKET: NatPacket = NatPacket {
+    src: Ipv4Addr::UNSPECIFIED,
+    dst: Ipv4Addr::UNSPECIFIED,
+    ttl: 0,
+    ip_proto: 0,
+    ip_id: 0,
+    frag: Frag::Whole,
+    icmp_type: None,
+    l4: L4::Other,
+};
+
+impl Meta {
+    /// A frame of `len` bytes that arrived on `port`.
+    pub const fn new(port: u16, len: u16, flags: u8) -> Meta {
+        Meta {
+            port,
+            len,
+            flags,
+            drop: None,
+            out_port: 0,
+            via: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+            owner: 0,
+            tag: 0,
+            pkt: NO_PACKET,
+            steps: [None; 2],
+            error: None,
+            parked_until: Instant::ZERO,
+        }
+    }
+}
+
+/// One burst's frames, their metadata and each stage's list of frames to handle.
+/// Allocated once, for [`MAX_BURST`] frames.
+pub struct Vector<F> {
+    frames: Box<[Option<F>]>,
+    meta: Box<[Meta]>,
+    /// Frames in the vector.
+    len: usize,
+    /// `queues[stage][..queued[stage]]`: the frames waiting for `stage`, in order.
+    queues: Box<[[u8; MAX_BURST]]>,
+    queued: [u16; Stage::COUNT],
+}
+
+impl<F> Default for Vector<F> {
+    fn default() -> Self {
+        Vector::new()
+    }
+}
+
+impl<F> Vector<F> {
+    pub fn new() -> Vector<F> {
+        Vector {
+            frames: (0..MAX_BURST).map(|_| None).collect(),
+            meta: vec![Meta::new(0, 0, 0); MAX_BURST].into_boxed_slice(),
+            len: 0,
+            queues: vec![[0u8; MAX_BURST]; Stage::COUNT].into_boxed_slice(),
+            queued: [0; Stage::COUNT],
+        }
+    }
+
+    /// Frames in the vector.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_BURST
+    }
+
+    /// Add `frame` with `meta`, queued for `first`. The caller keeps within
+    /// [`MAX_BURST`] (a full vector gives the frame back).
+    #[inline]
+    pub fn push(&mut self, frame: F, meta: Meta, first: Stage) -> Result<(), F> {
+        if self.len == MAX_BURST {
+            return Err(frame);
+        }
+        let i = self.len;
+        self.frames[i] = Some(frame);
+        self.meta[i] = meta;
+        self.len += 1;
+        self.send(i, first);
+        Ok(())
+    }
+
+    /// Frames waiting for `stage`.
+    #[inline]
+    pub fn queued(&self, stage: Stage) -> usize {
+        usize::from(self.queued[stage.index()])
+    }
+
+    /// The `k`-th frame waiting for `stage` (an index into the vector).
+    #[inline]
+    pub fn at(&self, stage: Stage, k: usize) -> usize {
+        usize::from(self.queues[stage.index()][k])
+    }
+
+    /// Empty `stage`'s list (the stage has handled it).
+    #[inline]
+    pub fn clear(&mut self, stage: Stage) {
+        self.queued[stage.index()] = 0;
+    }
+
+    /// Send frame `i` to `stage`. Stages only send to stages later in the order.
+    #[inline]
+    pub fn send(&mut self, i: usize, stage: Stage) {
+        let s = stage.index();
+        let n = usize::from(self.queued[s]);
+        debug_assert!(n < MAX_BURST && i < MAX_BURST);
+        self.queues[s][n] = i as u8;
+        self.queued[s] = (n + 1) as u16;
+    }
+
+    /// Send frame `i` to `drop`, to be counted as `reason` (`None`: not counted).
+    #[inline]
+    pub fn drop(&mut self, i: usize, reason: Option<DropReason>) {
+        self.meta[i].drop = reason;
+        self.send(i, Stage::Drop);
+    }
+
+    #[inline]
+    pub fn meta(&self, i: usize) -> &Meta {
+        &self.meta[i]
+    }
+
+    #[inline]
+    pub fn meta_mut(&mut self, i: usize) -> &mut Meta {
+        &mut self.meta[i]
+    }
+
+    /// Frame `i` (present until a terminal stage takes it).
+    #[inline]
+    pub fn frame(&self, i: usize) -> Option<&F> {
+        self.frames[i].as_ref()
+    }
+
+    #[inline]
+    pub fn frame_mut(&mut self, i: usize) -> Option<&mut F> {
+        self.frames[i].as_mut()
+    }
+
+    /// Frame `i` and its metadata, both mutable.
+    #[inline]
+    pub fn frame_meta_mut(&mut self, i: usize) -> (Option<&mut F>, &mut Meta) {
+        (self.frames[i].as_mut(), &mut self.meta[i])
+    }
+
+    /// Take frame `i` out (a terminal stage: TX, hold, handoff, drop, park).
+    #[inline]
+    pub fn take(&mut self, i: usize) -> Option<F> {
+        self.frames[i].take()
+    }
+
+    /// Forget the vector's frames (all taken by now) and lists: ready for the next burst.
+    #[inline]
+    pub fn reset(&mut self) {
+        debug_assert!(self.frames[..self.len].iter().all(Option::is_none), "a frame left the pipeline untaken");
+        debug_assert!(self.queued.iter().all(|&n| n == 0));
+        self.len = 0;
+    }
+}

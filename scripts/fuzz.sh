@@ -8,6 +8,7 @@
 #   masqctl_line    masqctl's command line
 #   config_toml     masqd's TOML configuration
 #   control_request control-protocol lines into masqd's handler (a worker answering)
+#   frames          frame sequences through two workers with NAT, rules and handoff
 #
 # Usage: scripts/fuzz.sh [--build-only] [--time SECONDS] [--jobs N] [TARGET...]
 #   --time SECONDS   per target (default 60); CI runs every target with the default
@@ -23,7 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/common.sh
 . "$ROOT/scripts/lib/common.sh"
 
-ALL_TARGETS=(packet_parser rules_save masqctl_line config_toml control_request)
+ALL_TARGETS=(packet_parser rules_save masqctl_line config_toml control_request frames)
 TIME=60
 JOBS=1
 BUILD_ONLY=0

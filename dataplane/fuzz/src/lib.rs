@@ -8,8 +8,10 @@
 //! not one JSON line, an mbuf lost or duplicated by the worker).
 
 pub mod control_request;
+pub mod frames;
 
 pub use control_request::control_request;
+pub use frames::frames;
 
 use dataplane::config::Config;
 use dataplane::l3::route::RouteTable;

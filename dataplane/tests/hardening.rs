@@ -217,3 +217,50 @@ fn a_port_going_down_and_up_does_not_stop_masqd() {
     }
     masqd.stop(STOP).assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 2: port forwards that cannot stall a worker
+// ---------------------------------------------------------------------------------------
+
+/// A pool of 16 external addresses (the outside port's and 15 SNAT ones).
+const POOL_16: &str = "*nat\n-A POSTROUTING -o wan -s 100.64.1.0/24 -j SNAT --to-source 203.0.113.10-203.0.113.24\n\
+                       -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+const WIDE_FORWARD: &str = "-i wan -p tcp --dport 1024:65535 -j DNAT --to-destination 100.64.0.2";
+
+/// `--dport 1024:65535` on a pool of 16 addresses is refused, live and in the rules file,
+/// with a message that says what to do; narrowed to one address it is accepted and masqd
+/// keeps forwarding.
+#[test]
+fn a_port_forward_of_every_port_on_a_big_pool_is_refused() {
+    let mut masqd = Masqd::start(&null_config().rules(POOL_16));
+    masqd.expect_ready(READY);
+    let spec: Vec<String> = WIDE_FORWARD.split_whitespace().map(String::from).collect();
+    let append = |spec: Vec<String>| {
+        client(&masqd).call(&control::protocol::Command::RulesAppend {
+            table: "nat".into(),
+            chain: "PREROUTING".into(),
+            spec,
+        })
+    };
+    match append(spec.clone()) {
+        Err(control::ClientError::Server(e)) => {
+            assert_eq!(e.code, control::ErrorCode::Conflict);
+            assert!(e.message.contains("forwards 64512 ports on 16 external address"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}\n{}", masqd.log()),
+    }
+    assert!(!saved(&masqd, "nat").contains("DNAT"), "nothing changed");
+    let mut narrowed = vec!["-d".to_string(), "203.0.113.1".to_string()];
+    narrowed.extend(spec);
+    append(narrowed).unwrap_or_else(|e| panic!("narrowed forward refused: {e}\n{}", masqd.log()));
+    assert!(saved(&masqd, "nat").contains("--dport 1024:65535 -j DNAT"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(masqd.is_running());
+    masqd.stop(STOP).assert_clean();
+
+    // The same forward in the rules file: refused before EAL starts.
+    let rules = format!("*nat\n-A PREROUTING {WIDE_FORWARD}\n{}", POOL_16.trim_start_matches("*nat\n"));
+    let stopped = Masqd::start(&null_config().rules(&rules)).wait_exit(Duration::from_secs(20));
+    assert_eq!(stopped.status.code(), Some(2), "{}", stopped.log);
+    assert!(stopped.log.contains("forwards 64512 ports on 16 external address"), "{}", stopped.log);
+}

@@ -115,6 +115,10 @@ impl RulesControl {
         let out = change(&mut next)?;
         self.check_pool(&next)?;
         let compiled = self.compile(&next)?;
+        if let Some(pool) = &self.pool {
+            crate::nat::static_ports::check_limit(&compiled, pool)
+                .map_err(|e| ControlError::conflict(e.to_string()))?;
+        }
         self.compiled.store(Arc::new(compiled));
         *guard = next;
         Ok(out)
@@ -460,6 +464,26 @@ mod tests {
 
     fn spec(s: &str) -> Vec<String> {
         tokenize(s).unwrap()
+    }
+
+    /// Issue 11 item 2: a port forward that would reserve too many external ports of
+    /// the pool is refused live (append, restore, reload alike) and changes nothing.
+    #[test]
+    fn port_forwards_reserving_too_many_ports_are_refused() {
+        let (r, compiled) = rules();
+        let pool: Vec<Ipv4Addr> = (1..=16).map(|i| Ipv4Addr::new(203, 0, 113, i)).collect();
+        let r = r.with_pool(pool);
+        let wide = "-i wan -p tcp --dport 1024:65535 -j DNAT --to-destination 100.64.0.2";
+        let e = r.append("nat", "PREROUTING", &spec(wide)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("PREROUTING rule 1 forwards 64512 ports on 16 external address"), "{}", e.message);
+        assert_eq!(compiled.load().chain_len(Chain::Prerouting), 0, "nothing changed");
+        let file = format!("*nat\n-A PREROUTING {wide}\nCOMMIT\n");
+        assert_eq!(r.restore(&file, false).unwrap_err().code, ErrorCode::Conflict);
+        assert_eq!(r.reload(&file).unwrap_err().code, ErrorCode::Conflict);
+        // Narrowed to one address: accepted.
+        r.append("nat", "PREROUTING", &spec(&format!("-d 203.0.113.1 {wide}"))).unwrap();
+        assert_eq!(compiled.load().chain_len(Chain::Prerouting), 1);
     }
 
     /// SIGHUP's reload: the file's rules replace every table (a table the file leaves

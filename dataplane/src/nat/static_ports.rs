@@ -214,7 +214,7 @@ impl StaticPorts {
             let bit = self.release_at;
             self.release_at += 1;
             // A word with nothing held costs one step.
-            if bit % 64 == 0 && self.old.held[(bit / 64) as usize] == 0 {
+            if bit & 63 == 0 && self.old.held[(bit / 64) as usize] == 0 {
                 self.release_at = (bit + 64).min(self.old.total());
                 budget -= 1;
                 continue;

@@ -27,5 +27,7 @@ pub mod ratelimit;
 pub mod report;
 pub mod setup;
 pub mod stats;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod worker;

@@ -255,27 +255,24 @@ impl Drop for Running<'_> {
 /// forwarding lane untouched. Checked on the first batch of every throughput phase, so a
 /// broken path is an error rather than a fast figure.
 fn check_output(frames: &[Mbuf], nat: bool, tcp: bool) -> Result<()> {
-    use dataplane::packet::{EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
+    use dataplane::testkit::{parse_ipv4, PROTO_TCP, PROTO_UDP};
     ensure!(!frames.is_empty(), "no frame came out");
     let outside = Ipv4Addr::new(198, 18, 0, 1);
+    let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
     for (i, m) in frames.iter().enumerate() {
-        let eth = EthernetFrame::new_checked(m.data()).map_err(|e| anyhow::anyhow!("frame {i}: {e:?}"))?;
-        ensure!(eth.dst_addr().0 == GATEWAY_MAC, "frame {i}: not sent to the gateway's MAC");
-        let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|e| anyhow::anyhow!("frame {i}: IPv4 {e:?}"))?;
-        ensure!(ip.verify_checksum(), "frame {i}: bad IPv4 checksum");
-        ensure!(ip.ttl() == 63, "frame {i}: TTL {} (expected 63)", ip.ttl());
-        let src = ip.src_addr();
+        // The shared test parser, which verifies every checksum independently of masq's code.
+        let Some(p) = parse_ipv4(m.data()) else { anyhow::bail!("frame {i}: not an IPv4 frame") };
+        ensure!(p.dst_mac == GATEWAY_MAC, "frame {i}: not sent to the gateway's MAC");
+        ensure!(p.ip_checksum_ok, "frame {i}: bad IPv4 checksum");
+        ensure!(p.ttl == 63, "frame {i}: TTL {} (expected 63)", p.ttl);
+        ensure!(p.proto == proto, "frame {i}: protocol {} (expected {proto})", p.proto);
+        let src = p.src;
         if nat {
             ensure!(src == outside, "frame {i}: source {src} not translated to {outside}");
         } else {
             ensure!(src.octets()[0] == 100 && src.octets()[1] & 0xc0 == 64, "frame {i}: source {src} changed");
         }
-        let ok = if tcp {
-            TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.verify_checksum(src, ip.dst_addr()))
-        } else {
-            UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.verify_checksum(src, ip.dst_addr()))
-        };
-        ensure!(ok, "frame {i}: bad {} checksum", if tcp { "TCP" } else { "UDP" });
+        ensure!(p.l4_checksum_ok, "frame {i}: bad {} checksum", if tcp { "TCP" } else { "UDP" });
     }
     Ok(())
 }

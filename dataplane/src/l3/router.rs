@@ -661,17 +661,13 @@ cores = [1]
         // A new host, in the same second (no learning budget left): out to the server...
         let new_mac = [2, 0, 0, 0, 1, 0x77];
         let new_ip = [100, 64, 0, 77];
-        let b = PacketBuilder::ethernet2(new_mac, MAC_LAN).ipv4(new_ip, SERVER_IP, 64).udp(5353, 53);
-        let mut out = Vec::new();
-        b.write(&mut out, b"query").unwrap();
+        let out = testkit::udp_frame(new_mac, MAC_LAN, new_ip.into(), SERVER_IP.into(), 5353, 53, 64, b"query");
         w.io_mut().inject(LAN, &out);
         w.poll(t);
         assert_eq!(w.io_mut().take_output(WAN).len(), 1, "forwarded out");
         // ...and the server's answer back, which needs the host's MAC: masqd asks,
         // the host answers, the held answer goes out.
-        let b = PacketBuilder::ethernet2(GW, MAC_WAN).ipv4(SERVER_IP, new_ip, 64).udp(53, 5353);
-        let mut back = Vec::new();
-        b.write(&mut back, b"answer").unwrap();
+        let back = testkit::udp_frame(GW, MAC_WAN, SERVER_IP.into(), new_ip.into(), 53, 5353, 64, b"answer");
         w.io_mut().inject(WAN, &back);
         w.poll(t);
         let asks = w.io_mut().take_output(LAN);

@@ -176,8 +176,19 @@ pub struct NatConfig {
     pub max_sessions: u32,
     /// External ports one subscriber may hold at once.
     pub ports_per_subscriber: u32,
+    /// Sessions one subscriber may hold at once, per worker (0: no limit).
+    pub sessions_per_subscriber: u32,
+    /// New sessions one subscriber may open per second (0: no limit).
+    pub new_sessions_per_second: u32,
+    /// New sessions one subscriber may open at once before the rate applies.
+    pub new_sessions_burst: u32,
     pub filtering: Filtering,
 }
+
+/// `[nat] sessions_per_subscriber` when not set.
+pub const DEFAULT_SESSIONS_PER_SUBSCRIBER: u32 = 10_000;
+/// `[nat] new_sessions_per_second` when not set.
+pub const DEFAULT_NEW_SESSIONS_PER_SECOND: u32 = 2000;
 
 /// Idle timeouts in seconds, as `ipchains -M -S tcp tcpfin udp` plus ICMP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,6 +336,9 @@ struct RawNeighbor {
 struct RawNat {
     max_sessions: Option<u32>,
     ports_per_subscriber: Option<u32>,
+    sessions_per_subscriber: Option<u32>,
+    new_sessions_per_second: Option<u32>,
+    new_sessions_burst: Option<u32>,
     filtering: Option<String>,
 }
 
@@ -614,7 +628,37 @@ impl RawConfig {
                 format!("{ports_per_subscriber} is outside 1..=64512"),
             ));
         }
-        let nat = NatConfig { max_sessions, ports_per_subscriber, filtering };
+        // Unset: the default, or the whole table if that is smaller.
+        let sessions_per_subscriber =
+            self.nat.sessions_per_subscriber.unwrap_or(DEFAULT_SESSIONS_PER_SUBSCRIBER.min(max_sessions));
+        if sessions_per_subscriber > max_sessions {
+            return Err(ConfigError::new(
+                "nat.sessions_per_subscriber",
+                format!("{sessions_per_subscriber} is more than nat.max_sessions ({max_sessions}); 0 means no limit"),
+            ));
+        }
+        let new_sessions_per_second = self.nat.new_sessions_per_second.unwrap_or(DEFAULT_NEW_SESSIONS_PER_SECOND);
+        if new_sessions_per_second > 1_000_000 {
+            return Err(ConfigError::new(
+                "nat.new_sessions_per_second",
+                format!("{new_sessions_per_second} is outside 0..=1000000 (0 means no limit)"),
+            ));
+        }
+        let new_sessions_burst = self.nat.new_sessions_burst.unwrap_or(new_sessions_per_second.max(1));
+        if !(1..=1_000_000).contains(&new_sessions_burst) {
+            return Err(ConfigError::new(
+                "nat.new_sessions_burst",
+                format!("{new_sessions_burst} is outside 1..=1000000"),
+            ));
+        }
+        let nat = NatConfig {
+            max_sessions,
+            ports_per_subscriber,
+            sessions_per_subscriber,
+            new_sessions_per_second,
+            new_sessions_burst,
+            filtering,
+        };
 
         let d = TimeoutsConfig::default();
         let timeouts = TimeoutsConfig {
@@ -811,11 +855,36 @@ mac = "02:00:00:00:02:01"
         let c = Config::parse(&text).unwrap();
         assert_eq!(
             c.nat,
-            NatConfig { max_sessions: 1000, ports_per_subscriber: 64, filtering: Filtering::AddressPortDependent }
+            NatConfig {
+                max_sessions: 1000,
+                ports_per_subscriber: 64,
+                sessions_per_subscriber: 1000,
+                new_sessions_per_second: 2000,
+                new_sessions_burst: 2000,
+                filtering: Filtering::AddressPortDependent
+            }
         );
         assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60 });
         let e = err(&format!("{EXAMPLE}\n[nat]\nfiltering = \"strict\"\n"));
         assert_eq!(e.field, "nat.filtering");
+        let limits = format!(
+            "{EXAMPLE}\n[nat]\nsessions_per_subscriber = 500\nnew_sessions_per_second = 100\nnew_sessions_burst = 20\n"
+        );
+        let c = Config::parse(&limits).unwrap();
+        assert_eq!(
+            (c.nat.sessions_per_subscriber, c.nat.new_sessions_per_second, c.nat.new_sessions_burst),
+            (500, 100, 20)
+        );
+        let c = Config::parse(&format!("{EXAMPLE}\n[nat]\nnew_sessions_per_second = 300\n")).unwrap();
+        assert_eq!(c.nat.new_sessions_burst, 300, "the burst defaults to one second's worth");
+        let c = Config::parse(&format!("{EXAMPLE}\n[nat]\nsessions_per_subscriber = 0\nnew_sessions_per_second = 0\n"))
+            .unwrap();
+        assert_eq!((c.nat.sessions_per_subscriber, c.nat.new_sessions_per_second), (0, 0), "0: no limit");
+        let e = err(&format!("{EXAMPLE}\n[nat]\nmax_sessions = 1000\nsessions_per_subscriber = 2000\n"));
+        assert_eq!(e.field, "nat.sessions_per_subscriber");
+        assert!(e.to_string().contains("more than nat.max_sessions (1000)"), "{e}");
+        let e = err(&format!("{EXAMPLE}\n[nat]\nnew_sessions_burst = 0\n"));
+        assert_eq!(e.field, "nat.new_sessions_burst");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));
         assert_eq!(e.field, "timeouts.udp");
     }

@@ -104,6 +104,8 @@ worker_counters! {
     nat_create_failed_session_table_full,
     /// Session creations refused: subscriber at its port or session limit.
     nat_create_failed_subscriber_limit,
+    /// Session creations refused: subscriber over its new-session rate.
+    nat_create_failed_rate_limited,
     /// Session creations refused: no free external port.
     nat_create_failed_ports_exhausted,
     /// Session creations refused: the tuple is already in use.

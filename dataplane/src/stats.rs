@@ -104,8 +104,11 @@ drop_reasons! {
     FilteredEndpoint = "filtered_endpoint", "inbound packet from an endpoint the mapping does not accept";
     /// No free external port for the subscriber (ICMP host unreachable sent).
     PortsExhausted = "ports_exhausted", "no free external port";
-    /// Subscriber reached its port limit (ICMP host unreachable sent).
-    SubscriberLimit = "subscriber_limit", "subscriber reached its port limit";
+    /// Subscriber reached its port or session limit (ICMP host unreachable sent).
+    SubscriberLimit = "subscriber_limit", "subscriber reached its port or session limit";
+    /// Subscriber opens new sessions faster than `[nat] new_sessions_per_second` (ICMP
+    /// host unreachable sent).
+    SubscriberRateLimit = "subscriber_rate_limit", "subscriber opens new sessions too fast";
     /// Session table full (ICMP host unreachable sent).
     SessionTableFull = "session_table_full", "session table full";
     /// Non-first fragment with no state from its first fragment.

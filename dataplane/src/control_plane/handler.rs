@@ -395,6 +395,9 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
         "nat": {
             "max_sessions": config.nat.max_sessions,
             "ports_per_subscriber": config.nat.ports_per_subscriber,
+            "sessions_per_subscriber": config.nat.sessions_per_subscriber,
+            "new_sessions_per_second": config.nat.new_sessions_per_second,
+            "new_sessions_burst": config.nat.new_sessions_burst,
             "filtering": filtering,
         },
         "control": {

@@ -537,7 +537,8 @@ impl Ctx<'_> {
                 return Decision::Drop(DropReason::PolicyDrop);
             }
         }
-        match self::create(self.nat, &t, NatAction::Dnat { to }, f.tcp_flags, self.now) {
+        let action = NatAction::Dnat { to, from_inside: !self.outside_in };
+        match self::create(self.nat, &t, action, f.tcp_flags, self.now) {
             Ok(id) => {
                 plan.push(id, Dir::Out2In);
                 plan.dst = to.addr;

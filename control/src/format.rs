@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::protocol::{Flushed, RuleListing, SavedRules, SessionCount, SessionEntry, Stats, Timeouts, VersionInfo};
+use crate::protocol::{
+    Flushed, LookupResult, RuleListing, SavedRules, SessionCount, SessionEntry, Stats, Timeouts, VersionInfo,
+};
 
 /// How to show a `rules.list` table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub enum View {
     Count,
     /// [`Flushed`].
     Flushed,
+    /// [`LookupResult`] as a table.
+    Lookup,
     /// [`VersionInfo`] beside masqctl's own version.
     Version,
     /// Any value as pretty JSON.
@@ -55,9 +59,50 @@ pub fn render(view: View, result: Value) -> Result<String, serde_json::Error> {
         View::Timeouts => timeouts(&serde_json::from_value(result)?),
         View::Count => format!("{}\n", serde_json::from_value::<SessionCount>(result)?.count),
         View::Flushed => format!("flushed {}\n", serde_json::from_value::<Flushed>(result)?.flushed),
+        View::Lookup => lookup(&serde_json::from_value(result)?),
         View::Version => version(env!("CARGO_PKG_VERSION"), &serde_json::from_value(result)?),
         View::Json => json(&result),
     })
+}
+
+/// `nat.lookup`: one line per match, deterministic ranges first.
+pub fn lookup(r: &LookupResult) -> String {
+    if r.matches.is_empty() {
+        return "no match\n".to_string();
+    }
+    let mut out = format!(
+        "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}\n",
+        "source", "inside", "outside", "proto", "remote", "state", "idle", "expires"
+    );
+    for m in &r.matches {
+        let inside = match m.inside_port {
+            Some(p) => format!("{}:{p}", m.inside_addr),
+            None => m.inside_addr.to_string(),
+        };
+        let outside = if m.first_port == m.last_port {
+            format!("{}:{}", m.outside_addr, m.first_port)
+        } else {
+            format!("{}:{}-{}", m.outside_addr, m.first_port, m.last_port)
+        };
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        let line = format!(
+            "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}",
+            m.source,
+            inside,
+            outside,
+            opt(m.protocol.map(|p| p.to_string())),
+            opt(m.remote.map(|r| r.to_string())),
+            opt(m.state.clone()),
+            opt(m.idle_secs.map(|s| format!("{s}s"))),
+            opt(m.expires_in_secs.map(|s| format!("{s}s"))),
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if r.truncated {
+        out.push_str("(more live sessions matched; narrow with --proto or a port)\n");
+    }
+    out
 }
 
 /// Pretty JSON with a final newline (`--json`).
@@ -252,6 +297,17 @@ pub fn translations(sessions: &[SessionEntry], verbose: bool) -> String {
     out
 }
 
+/// A port's link for the ports table: `up`, `up 10G`, `down`, `?` (unknown).
+fn link(p: &crate::protocol::PortStats) -> String {
+    match (p.link_up, p.link_speed_mbps) {
+        (Some(true), Some(m)) if m >= 1000 && m % 1000 == 0 => format!("up {}G", m / 1000),
+        (Some(true), Some(m)) if m > 0 => format!("up {m}M"),
+        (Some(true), _) => "up".to_string(),
+        (Some(false), _) => "down".to_string(),
+        (None, _) => "?".to_string(),
+    }
+}
+
 /// Statistics, section by section.
 pub fn stats(s: &Stats) -> String {
     let mut out = String::new();
@@ -259,18 +315,29 @@ pub fn stats(s: &Stats) -> String {
     push_line(
         &mut out,
         &format!(
-            "  {:>4} {:<10} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
-            "port", "name", "rx packets", "rx bytes", "rx drops", "tx packets", "tx bytes", "tx drops"
+            "  {:>4} {:<10} {:<13} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
+            "port", "name", "link", "rx packets", "rx bytes", "rx drops", "tx packets", "tx bytes", "tx drops"
         ),
     );
     for p in &s.ports {
         push_line(
             &mut out,
             &format!(
-                "  {:>4} {:<10} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
-                p.port, p.name, p.rx_packets, p.rx_bytes, p.rx_drops, p.tx_packets, p.tx_bytes, p.tx_drops
+                "  {:>4} {:<10} {:<13} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
+                p.port,
+                p.name,
+                link(p),
+                p.rx_packets,
+                p.rx_bytes,
+                p.rx_drops,
+                p.tx_packets,
+                p.tx_bytes,
+                p.tx_drops
             ),
         );
+    }
+    for p in s.ports.iter().filter(|p| p.link_changes > 0) {
+        let _ = writeln!(out, "  port {} link changes: {}", p.port, p.link_changes);
     }
     for p in s.ports.iter().filter(|p| !p.pmd.is_empty()) {
         let counters: Vec<String> = p.pmd.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -487,13 +554,18 @@ num   pkts bytes target     prot opt in     out     source               destina
     #[test]
     fn stats_show_every_section() {
         let s = Stats {
-            ports: vec![PortStats {
-                port: 0,
-                name: "inside".into(),
-                rx_packets: 10,
-                pmd: [("imissed".to_string(), 3)].into(),
-                ..Default::default()
-            }],
+            ports: vec![
+                PortStats {
+                    port: 0,
+                    name: "inside".into(),
+                    rx_packets: 10,
+                    pmd: [("imissed".to_string(), 3)].into(),
+                    link_up: Some(true),
+                    link_speed_mbps: Some(10_000),
+                    ..Default::default()
+                },
+                PortStats { port: 1, name: "wan".into(), link_up: Some(false), link_changes: 3, ..Default::default() },
+            ],
             workers: vec![WorkerStats { worker: 0, lcore: 2, rx_packets: 10, ..Default::default() }],
             drops: [("no_route".to_string(), 4), ("ttl_exceeded".to_string(), 0)].into(),
             sessions_active: 1,
@@ -507,11 +579,15 @@ num   pkts bytes target     prot opt in     out     source               destina
                 icmp: 0,
             }],
             latency_us: Percentiles { samples: 100, p50: 1.0, p90: 2.0, p99: 3.0, p99_9: 4.0, max: 5.5 },
+            ..Default::default()
         };
         let text = stats(&s);
         for needle in [
             "inside",
             "port 0 PMD: imissed=3",
+            "up 10G",
+            " down ",
+            "port 1 link changes: 3",
             "Sessions: 1 active, 5 created, 4 expired",
             "no_route",
             "203.0.113.1",

@@ -54,6 +54,7 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
     c.sessions_per_subscriber = config.nat.sessions_per_subscriber;
     c.new_sessions_per_second = config.nat.new_sessions_per_second;
     c.new_sessions_burst = config.nat.new_sessions_burst;
+    c.deterministic = config.nat.deterministic.clone();
     c.filtering = match config.nat.filtering {
         ConfigFiltering::EndpointIndependent => Filtering::EndpointIndependent,
         ConfigFiltering::AddressDependent => Filtering::AddressDependent,

@@ -184,9 +184,28 @@ fn a_panic_is_reported_and_masqd_exits_4() {
 // Item 8: link state
 // ---------------------------------------------------------------------------------------
 
+fn port_stats(masqd: &Masqd, name: &str) -> control::protocol::PortStats {
+    let v = client(masqd).call(&control::protocol::Command::StatsGet).expect("stats.get");
+    let stats: control::protocol::Stats = serde_json::from_value(v).expect("Stats");
+    stats.ports.into_iter().find(|p| p.name == name).expect("the port")
+}
+
+/// `masqctl stats` against `masqd` (the release masqctl, built beside masqd).
+fn masqctl_stats(masqd: &Masqd) -> String {
+    let masqctl = std::env::var_os("MASQCTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release").join("masqctl"));
+    let out = std::process::Command::new(&masqctl)
+        .args(["--socket", masqd.socket().to_str().expect("UTF-8"), "stats"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", masqctl.display()));
+    assert!(out.status.success(), "masqctl stats: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `ip link set DEV down/up` on masqd's end of a veth (af_packet): masqd sees the link
-/// go down and come back (logged), keeps running, and traffic resumes when the link is
-/// back.
+/// go down and come back (logged, in `stats.get` and `masqctl stats`), keeps running, and
+/// traffic resumes when the link is back.
 #[test]
 fn a_port_going_down_and_up_does_not_stop_masqd() {
     if !require_root_and_tools() {
@@ -205,6 +224,11 @@ fn a_port_going_down_and_up_does_not_stop_masqd() {
         let down = format!("port \"{name}\": link down");
         assert!(wait_for_log(&masqd, &down, 1), "no link-down line:\n{}", masqd.log());
         assert!(masqd.is_running(), "masqd stopped with {dev} down:\n{}", masqd.log());
+        let port = port_stats(&masqd, name);
+        assert_eq!((port.link_up, port.link_speed_mbps), (Some(false), None), "stats.get: {port:?}");
+        let text = masqctl_stats(&masqd);
+        let row = text.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_default();
+        assert_eq!(row.split_whitespace().nth(2), Some("down"), "masqctl stats:\n{text}");
         let out = std::process::Command::new("ip").args(["link", "set", dev, "up"]).output().unwrap();
         assert!(out.status.success());
         // veth carrier and the kernel's neighbour state take a moment.
@@ -214,6 +238,8 @@ fn a_port_going_down_and_up_does_not_stop_masqd() {
             masqd.log()
         );
         assert!(wait_for_log(&masqd, &format!("port \"{name}\": link up"), 1), "{}", masqd.log());
+        let port = port_stats(&masqd, name);
+        assert_eq!((port.link_up, port.link_changes), (Some(true), 2), "stats.get: {port:?}");
     }
     masqd.stop(STOP).assert_clean();
 }

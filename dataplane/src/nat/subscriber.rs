@@ -64,6 +64,7 @@ pub struct Subscriber {
 pub(crate) struct Subscribers {
     index: RobinHood<SubSlot>,
     hasher: FlowHasher,
+    max: u32,
     /// Where the last `get` or `adjust` found its subscriber (see the module docs).
     hint: Cell<usize>,
     /// New sessions per second per subscriber (0: no limit) and the bucket's size.
@@ -75,7 +76,7 @@ pub(crate) struct Subscribers {
 
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        Subscribers { index: RobinHood::new(max as usize), hasher, hint: Cell::new(0), rate: 0, burst: 0, clock: 0 }
+        Subscribers { index: RobinHood::new(max as usize), hasher, max, hint: Cell::new(0), rate: 0, burst: 0, clock: 0 }
     }
 
     /// The time new records start their bucket at (milliseconds).
@@ -125,6 +126,11 @@ impl Subscribers {
 
     pub fn is_full(&self) -> bool {
         self.index.is_full()
+    }
+
+    /// The configured subscriber capacity.
+    pub fn capacity(&self) -> u32 {
+        self.max
     }
 
     pub fn memory_bytes(&self) -> usize {

@@ -76,7 +76,15 @@ pub(crate) struct Subscribers {
 
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        Subscribers { index: RobinHood::new(max as usize), hasher, max, hint: Cell::new(0), rate: 0, burst: 0, clock: 0 }
+        Subscribers {
+            index: RobinHood::new(max as usize),
+            hasher,
+            max,
+            hint: Cell::new(0),
+            rate: 0,
+            burst: 0,
+            clock: 0,
+        }
     }
 
     /// The time new records start their bucket at (milliseconds).

@@ -88,6 +88,7 @@ fn fixture() -> &'static Fixture {
             }),
             config: config_json(&config, &[1], Some(Path::new("/etc/masq/rules.v4"))),
             external_addrs: vec![Ipv4Addr::new(203, 0, 113, 1)],
+            host: None,
             deterministic: Default::default(),
         })
         .expect("fixture handler");

@@ -16,6 +16,11 @@
       Send COUNT broadcast ARP requests for TARGET_IP out of IFACE (raw socket), each
       from a different spoofed sender: FIRST_SENDER_IP, the next address, ... with a
       MAC made from the counter. Paced in bursts of 256; prints how many were sent.
+  peer.py tcp-ask-from SRC_IP SRC_PORT DST_IP DST_PORT [TIMEOUT]
+      The same from a given source address and port.
+  peer.py udp-flood DST_IP DST_PORT SECONDS [PPS]
+      Send small datagrams to DST for SECONDS, at about PPS per second (default: as
+      fast as possible); print how many.
 """
 import ipaddress
 import socket
@@ -108,6 +113,46 @@ def arp_flood(iface, count, first_sender, target):
     return 0
 
 
+def tcp_ask_from(src_ip, src_port, dst_ip, dst_port, timeout="3"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((src_ip, int(src_port)))
+    s.settimeout(float(timeout))
+    s.connect((dst_ip, int(dst_port)))
+    data = b""
+    while True:
+        chunk = s.recv(2048)
+        if not chunk:
+            break
+        data += chunk
+    print(data.decode())
+    return 0
+
+
+def udp_flood(dst_ip, dst_port, seconds, pps="0"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    start = time.monotonic()
+    end = start + float(seconds)
+    rate = float(pps)
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if rate > 0 and sent >= rate * (now - start):
+            time.sleep(0.001)
+            continue
+        for _ in range(16):
+            try:
+                s.sendto(b"flood", (dst_ip, int(dst_port)))
+                sent += 1
+            except (BlockingIOError, ConnectionRefusedError):
+                pass
+    print(sent)
+    return 0
+
+
 COMMANDS = {
     "udp-echo": udp_echo,
     "udp-ask": udp_ask,
@@ -115,6 +160,8 @@ COMMANDS = {
     "tcp-echo-peer": tcp_echo_peer,
     "tcp-ask": tcp_ask,
     "arp-flood": arp_flood,
+    "tcp-ask-from": tcp_ask_from,
+    "udp-flood": udp_flood,
 }
 
 if __name__ == "__main__":

@@ -109,6 +109,10 @@ drop_reasons! {
     /// Subscriber opens new sessions faster than `[nat] new_sessions_per_second` (ICMP
     /// host unreachable sent).
     SubscriberRateLimit = "subscriber_rate_limit", "subscriber opens new sessions too fast";
+    /// Address-only protocol (GRE, ESP, ...): every external address the flow may take
+    /// already carries another inside host's flow to the same remote on the same
+    /// protocol (ICMP host unreachable sent).
+    AddrOnlyInUse = "addr_only_in_use", "no external address free for this remote and protocol (GRE, ESP...)";
     /// Session table full (ICMP host unreachable sent).
     SessionTableFull = "session_table_full", "session table full";
     /// Non-first fragment with no state from its first fragment.

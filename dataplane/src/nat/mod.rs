@@ -274,10 +274,14 @@ pub enum CreateError {
     NoMapping = 4,
     /// The subscriber opens new sessions faster than `new_sessions_per_second`.
     RateLimited = 5,
+    /// An address-only flow (GRE, ESP, ...): every external address it may take
+    /// already carries another inside host's flow to the same remote on the same
+    /// protocol.
+    AddressInUse = 6,
 }
 
 impl CreateError {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     pub const fn drop_reason(self) -> DropReason {
         match self {
@@ -287,6 +291,7 @@ impl CreateError {
             CreateError::PortsExhausted | CreateError::TupleInUse => DropReason::PortsExhausted,
             CreateError::NoMapping => DropReason::NoSession,
             CreateError::RateLimited => DropReason::SubscriberRateLimit,
+            CreateError::AddressInUse => DropReason::AddrOnlyInUse,
         }
     }
 }
@@ -346,11 +351,11 @@ pub struct NatCounters {
     pub mappings_freed: u64,
     /// Failed creations by [`CreateError`].
     pub create_failed: [u64; CreateError::COUNT],
-    /// Sessions created, by [`Proto::code`].
-    pub created_by_proto: [u64; 3],
+    /// Sessions created, by [`Proto::code`] (3: every address-only protocol).
+    pub created_by_proto: [u64; Proto::CODES],
     /// Sessions ended (expired or removed), by [`Proto::code`]: created minus ended is
     /// what each protocol has live.
-    pub ended_by_proto: [u64; 3],
+    pub ended_by_proto: [u64; Proto::CODES],
 }
 
 /// Bytes held by each table of a [`WorkerNat`].

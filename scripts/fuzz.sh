@@ -9,6 +9,7 @@
 #   config_toml     masqd's TOML configuration
 #   control_request control-protocol lines into masqd's handler (a worker answering)
 #   frames          frame sequences through two workers with NAT, rules and handoff
+#   helper_parsers  FTP, IRC DCC and TFTP payloads through the protocol helpers' parsers
 #
 # Usage: scripts/fuzz.sh [--build-only] [--time SECONDS] [--jobs N] [TARGET...]
 #   --time SECONDS   per target (default 60); CI runs every target with the default
@@ -24,7 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/common.sh
 . "$ROOT/scripts/lib/common.sh"
 
-ALL_TARGETS=(packet_parser rules_save masqctl_line config_toml control_request frames)
+ALL_TARGETS=(packet_parser rules_save masqctl_line config_toml control_request frames helper_parsers)
 TIME=60
 JOBS=1
 BUILD_ONLY=0

@@ -51,3 +51,19 @@ pub fn config_toml(data: &[u8]) {
     let cores: Vec<u32> = config.workers.cores.iter().map(|c| *c as u32).collect();
     let _ = dataplane::control_plane::config_json(&config, &cores, None);
 }
+
+/// `helper_parsers`: the protocol helpers' payload parsers. The first byte picks the
+/// parser (modulo 3: FTP, IRC, TFTP), the rest is the payload: FTP and IRC split it into
+/// lines and run the candidate check on every prefix, the parser, and (FTP) the
+/// formatter, asserting the spans they report lie within the line
+/// (`dataplane::nat::helper::{ftp,irc}::fuzz_lines`); TFTP parses it as a request
+/// (`dataplane::nat::helper::tftp::fuzz`).
+pub fn helper_parsers(data: &[u8]) {
+    use dataplane::nat::helper::{ftp, irc, tftp};
+    let Some((&which, payload)) = data.split_first() else { return };
+    match which % 3 {
+        0 => ftp::fuzz_lines(payload),
+        1 => irc::fuzz_lines(payload),
+        _ => tftp::fuzz(payload),
+    }
+}

@@ -32,6 +32,8 @@ pub enum View {
     Saved,
     /// [`Stats`].
     Stats,
+    /// [`Stats`]' per-stage runtime tables.
+    Runtime,
     /// [`Timeouts`].
     Timeouts,
     /// [`SessionCount`].
@@ -52,6 +54,7 @@ pub fn render(view: View, result: Value) -> Result<String, serde_json::Error> {
         View::RuleSpecs => rule_specs(&serde_json::from_value(result)?),
         View::Saved => serde_json::from_value::<SavedRules>(result)?.text,
         View::Stats => stats(&serde_json::from_value(result)?),
+        View::Runtime => runtime(&serde_json::from_value(result)?),
         View::Timeouts => timeouts(&serde_json::from_value(result)?),
         View::Count => format!("{}\n", serde_json::from_value::<SessionCount>(result)?.count),
         View::Flushed => format!("flushed {}\n", serde_json::from_value::<Flushed>(result)?.flushed),
@@ -341,6 +344,45 @@ pub fn stats(s: &Stats) -> String {
     out
 }
 
+/// Every worker's runtime table, as VPP's `show runtime`: per pipeline stage, calls,
+/// packets, packets per call (the vector size) and TSC cycles per packet, since start.
+pub fn runtime(s: &Stats) -> String {
+    let mut out = String::new();
+    let ghz = s.tsc_hz as f64 / 1e9;
+    let _ = writeln!(out, "Runtime per stage since start (TSC {ghz:.2} GHz; cycles per packet of each stage):");
+    let ratio = |a: u64, b: u64| if b == 0 { "-".to_string() } else { format!("{:.1}", a as f64 / b as f64) };
+    for w in &s.workers {
+        let received: u64 =
+            w.runtime.iter().filter(|r| r.stage == "port-rx" || r.stage == "handoff-rx").map(|r| r.packets).sum();
+        let cycles: u64 = w.runtime.iter().map(|r| r.cycles).sum();
+        let _ = writeln!(
+            out,
+            "\nworker {} (lcore {}): {received} packets in, {} cycles per packet over all stages",
+            w.worker,
+            w.lcore,
+            ratio(cycles, received)
+        );
+        push_line(
+            &mut out,
+            &format!("  {:<14} {:>12} {:>14} {:>10} {:>11}", "stage", "calls", "packets", "pkts/call", "cycles/pkt"),
+        );
+        for r in &w.runtime {
+            push_line(
+                &mut out,
+                &format!(
+                    "  {:<14} {:>12} {:>14} {:>10} {:>11}",
+                    r.stage,
+                    r.calls,
+                    r.packets,
+                    ratio(r.packets, r.calls),
+                    ratio(r.cycles, r.packets)
+                ),
+            );
+        }
+    }
+    out
+}
+
 /// Timeouts in `ipchains -M -S` order, plus ICMP.
 pub fn timeouts(t: &Timeouts) -> String {
     format!("tcp {}  tcpfin {}  udp {}  icmp {}  (seconds)\n", t.tcp, t.tcpfin, t.udp, t.icmp)
@@ -354,7 +396,9 @@ pub fn version(masqctl: &str, daemon: &VersionInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ChainListing, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry, WorkerStats};
+    use crate::protocol::{
+        ChainListing, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry, StageRuntime, WorkerStats,
+    };
 
     fn nat_listing() -> RuleListing {
         RuleListing {
@@ -507,6 +551,7 @@ num   pkts bytes target     prot opt in     out     source               destina
                 icmp: 0,
             }],
             latency_us: Percentiles { samples: 100, p50: 1.0, p90: 2.0, p99: 3.0, p99_9: 4.0, max: 5.5 },
+            tsc_hz: 0,
         };
         let text = stats(&s);
         for needle in [
@@ -521,6 +566,35 @@ num   pkts bytes target     prot opt in     out     source               destina
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
         assert!(!text.contains("ttl_exceeded"), "zero drop counters are left out");
+    }
+
+    #[test]
+    fn runtime_tables_per_worker_with_vector_size_and_cycles_per_packet() {
+        let stage = |stage: &str, calls, packets, cycles| StageRuntime { stage: stage.into(), calls, packets, cycles };
+        let s = Stats {
+            workers: vec![WorkerStats {
+                worker: 1,
+                lcore: 3,
+                runtime: vec![
+                    stage("port-rx", 10, 320, 6400),
+                    stage("nat-lookup", 10, 320, 32000),
+                    stage("nat-slowpath", 0, 0, 0),
+                ],
+                ..Default::default()
+            }],
+            tsc_hz: 2_600_000_000,
+            ..Default::default()
+        };
+        let text = runtime(&s);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("TSC 2.60 GHz"), "{text}");
+        assert!(text.contains("worker 1 (lcore 3): 320 packets in, 120.0 cycles per packet over all stages"), "{text}");
+        let row = |name: &str| lines.iter().find(|l| l.trim_start().starts_with(name)).copied().unwrap();
+        let cols = |name: &str| row(name).split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(cols("nat-lookup"), ["nat-lookup", "10", "320", "32.0", "100.0"]);
+        assert_eq!(cols("port-rx"), ["port-rx", "10", "320", "32.0", "20.0"]);
+        assert_eq!(cols("nat-slowpath"), ["nat-slowpath", "0", "0", "-", "-"], "never called: no ratio");
+        assert!(render(View::Runtime, serde_json::to_value(&s).unwrap()).unwrap() == text);
     }
 
     #[test]

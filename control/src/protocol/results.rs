@@ -195,6 +195,10 @@ pub struct Stats {
     pub port_utilisation: Vec<PortUtilisation>,
     /// Per-packet processing latency, microseconds.
     pub latency_us: Percentiles,
+    /// TSC ticks per second of the workers' cores: what the `cycles` of
+    /// [`WorkerStats::runtime`] count in.
+    #[serde(default)]
+    pub tsc_hz: u64,
 }
 
 /// One port's counters.
@@ -232,6 +236,22 @@ pub struct WorkerStats {
     pub drops: u64,
     /// Sessions in this worker's table.
     pub sessions_active: u64,
+    /// Per pipeline stage, in pipeline order, since start: VPP's `show runtime`.
+    #[serde(default)]
+    pub runtime: Vec<StageRuntime>,
+}
+
+/// One pipeline stage of one worker, since start (see docs/pipeline.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRuntime {
+    /// The stage's stable name (`l2-input`, `nat-lookup`, ...).
+    pub stage: String,
+    /// Times it ran (each time over the packets of one burst that reached it).
+    pub calls: u64,
+    /// Packets it handled.
+    pub packets: u64,
+    /// TSC cycles it took (see [`Stats::tsc_hz`]).
+    pub cycles: u64,
 }
 
 /// How much of one external address's port space is in use.

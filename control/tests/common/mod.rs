@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use control::protocol::{
     to_result, ChainListing, Flushed, Percentiles, PortStats, PortUtilisation, Protocol, RestoreSummary, RuleAdded,
-    RuleEntry, RuleListing, RuleSelector, SavedRules, SessionCount, SessionEntry, SessionPage, Stats, Timeouts,
-    VersionInfo, WorkerStats,
+    RuleEntry, RuleListing, RuleSelector, SavedRules, SessionCount, SessionEntry, SessionPage, StageRuntime, Stats,
+    Timeouts, VersionInfo, WorkerStats,
 };
 use control::{Command, ControlError, Handler, Server, ServerHandle, ServerOptions};
 use serde_json::{json, Value};
@@ -271,6 +271,10 @@ pub fn canned_stats(sessions: usize) -> Stats {
                 rx_packets: 990,
                 tx_packets: 995,
                 sessions_active: 13,
+                runtime: vec![
+                    StageRuntime { stage: "port-rx".into(), calls: 40, packets: 990, cycles: 49500 },
+                    StageRuntime { stage: "nat-lookup".into(), calls: 40, packets: 980, cycles: 98000 },
+                ],
                 ..Default::default()
             },
             WorkerStats {
@@ -294,6 +298,7 @@ pub fn canned_stats(sessions: usize) -> Stats {
             icmp: 5,
         }],
         latency_us: Percentiles { samples: 1980, p50: 1.5, p90: 2.5, p99: 7.0, p99_9: 15.0, max: 40.0 },
+        tsc_hz: 2_600_000_000,
     }
 }
 

@@ -341,17 +341,18 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         let (mailbox, link) = control_plane::mailbox::channel(w as u32);
         let latency = Arc::new(control_plane::LatencyHistogram::default());
         let probe = control_plane::LatencyRecorder::new(latency.clone(), dpdk::cycles::rdtsc, dpdk::cycles::tsc_hz());
+        let mut worker =
+            Worker::new(io, router, counters.clone()).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
         control_workers.push(WorkerHandle {
             index: w as u32,
             lcore: *lcore,
-            counters: counters.clone(),
+            counters,
             latency,
+            runtime: worker.runtime().clone(),
             link,
         });
         let stop = stop.clone();
         eal.launch(*lcore, move || {
-            let mut worker =
-                Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
             let clock = TscClock::new();
             worker.run(&stop, || clock.now());
             0
@@ -374,6 +375,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         },
         config: control_plane::config_json(config, &worker_lcores, rules_file),
         external_addrs,
+        tsc_hz: dpdk::cycles::tsc_hz(),
     })
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let control_handle = control_server.spawn(handler).context("control socket")?;

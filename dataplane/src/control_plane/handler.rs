@@ -27,6 +27,7 @@ use super::stats::{drops_by_reason, worker_stats};
 use crate::config::{Config, Filtering};
 use crate::counters::WorkerCounters;
 use crate::nat::{self, TimeoutClass};
+use crate::pipeline::WorkerRuntime;
 use crate::policy::{CompiledRules, RuleSet};
 
 /// How long one mailbox request may take before the command fails (`internal`).
@@ -43,6 +44,8 @@ pub struct WorkerHandle {
     pub lcore: u32,
     pub counters: Arc<WorkerCounters>,
     pub latency: Arc<LatencyHistogram>,
+    /// Its per-stage runtime table.
+    pub runtime: Arc<WorkerRuntime>,
     /// Its mailbox.
     pub link: WorkerLink,
 }
@@ -68,6 +71,8 @@ pub struct HandlerParts {
     /// The NAT's external pool (fixed at start): SNAT rules to other addresses are
     /// refused. Empty: not checked (no NAT).
     pub external_addrs: Vec<std::net::Ipv4Addr>,
+    /// TSC ticks per second (the unit of the runtime tables' cycles).
+    pub tsc_hz: u64,
 }
 
 /// masqd's [`Handler`].
@@ -77,6 +82,7 @@ pub struct MasqdHandler {
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
     config: Value,
+    tsc_hz: u64,
 }
 
 impl MasqdHandler {
@@ -97,6 +103,7 @@ impl MasqdHandler {
             workers: parts.workers,
             port_stats: parts.port_stats,
             config: parts.config,
+            tsc_hz: parts.tsc_hz,
         })
     }
 
@@ -138,6 +145,7 @@ impl MasqdHandler {
             ports,
             drops: drops_by_reason(&counters),
             latency_us: latency::percentiles(&histograms),
+            tsc_hz: self.tsc_hz,
             ..Stats::default()
         };
         for (w, pending) in self.workers.iter().zip(pending) {
@@ -152,7 +160,7 @@ impl MasqdHandler {
                 stats.sessions_created += s.counters.sessions_created;
                 stats.sessions_expired += s.counters.sessions_expired + s.counters.sessions_removed;
             }
-            stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
+            stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, &w.runtime, active));
         }
         stats.port_utilisation = self.port_utilisation(deadline);
         stats
@@ -467,7 +475,9 @@ socket = "/tmp/x.sock"
             counters.push(c.clone());
             let latency = Arc::new(LatencyHistogram::default());
             latency.record(1500, 10);
-            workers.push(WorkerHandle { index: i, lcore: i + 1, counters: c, latency, link });
+            let runtime = Arc::new(WorkerRuntime::default());
+            runtime.record(crate::pipeline::Stage::L2Input, 8, 400);
+            workers.push(WorkerHandle { index: i, lcore: i + 1, counters: c, latency, runtime, link });
         }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -494,6 +504,7 @@ socket = "/tmp/x.sock"
             port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
             external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
+            tsc_hz: 2_000_000_000,
         })
         .unwrap();
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }
@@ -597,6 +608,15 @@ socket = "/tmp/x.sock"
         );
         assert_eq!(s.latency_us.samples, 20);
         assert!((s.latency_us.p50 - 1.5).abs() < 0.1, "{:?}", s.latency_us);
+        // Each worker's runtime table, every stage, in order, with the TSC rate.
+        assert_eq!(s.tsc_hz, 2_000_000_000);
+        for w in &s.workers {
+            let names: Vec<&str> = w.runtime.iter().map(|r| r.stage.as_str()).collect();
+            let all: Vec<&str> = crate::pipeline::Stage::ALL.iter().map(|s| s.name()).collect();
+            assert_eq!(names, all);
+            let l2 = w.runtime.iter().find(|r| r.stage == "l2-input").unwrap();
+            assert_eq!((l2.calls, l2.packets, l2.cycles), (1, 8, 400));
+        }
     }
 
     #[test]

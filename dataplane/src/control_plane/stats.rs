@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use control::protocol::{PortStats, WorkerStats};
+use control::protocol::{PortStats, StageRuntime, WorkerStats};
 
 use crate::counters::WorkerCounters;
+use crate::pipeline::WorkerRuntime;
 use crate::stats::DropReason;
 
 /// A port's basic counters, as `rte_eth_stats_get` gives them (no DPDK types here).
@@ -105,7 +106,13 @@ impl PortStatsBoard {
 }
 
 /// One worker's entry of `stats.get` (its session count comes from its mailbox).
-pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active: u64) -> WorkerStats {
+pub fn worker_stats(
+    worker: u32,
+    lcore: u32,
+    c: &WorkerCounters,
+    runtime: &WorkerRuntime,
+    sessions_active: u64,
+) -> WorkerStats {
     WorkerStats {
         worker,
         lcore,
@@ -115,7 +122,22 @@ pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active
         tx_bytes: c.tx_bytes.get(),
         drops: c.drops_total(),
         sessions_active,
+        runtime: stage_runtime(runtime),
     }
+}
+
+/// A worker's runtime table for `stats.get`: every stage, in pipeline order.
+pub fn stage_runtime(runtime: &WorkerRuntime) -> Vec<StageRuntime> {
+    runtime
+        .figures()
+        .into_iter()
+        .map(|f| StageRuntime {
+            stage: f.stage.name().to_string(),
+            calls: f.calls,
+            packets: f.packets,
+            cycles: f.cycles,
+        })
+        .collect()
 }
 
 /// Drops by reason over all workers: every reason by its stable name, zero or not.
@@ -126,6 +148,7 @@ pub fn drops_by_reason(workers: &[&WorkerCounters]) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Stage;
     use std::sync::Arc;
 
     #[test]
@@ -181,7 +204,13 @@ mod tests {
         assert_eq!(d.len(), DropReason::COUNT);
         assert_eq!(d["no_route"], 2);
         assert_eq!(d["tx_full"], 0);
-        let w = worker_stats(1, 3, &a, 5);
+        let runtime = WorkerRuntime::default();
+        runtime.record(Stage::NatLookup, 32, 1600);
+        let w = worker_stats(1, 3, &a, &runtime, 5);
         assert_eq!((w.worker, w.lcore, w.drops, w.sessions_active), (1, 3, 1, 5));
+        assert_eq!(w.runtime.len(), Stage::COUNT);
+        assert_eq!(w.runtime[0].stage, "port-rx");
+        let lookup = w.runtime.iter().find(|s| s.stage == "nat-lookup").unwrap();
+        assert_eq!((lookup.calls, lookup.packets, lookup.cycles), (1, 32, 1600));
     }
 }

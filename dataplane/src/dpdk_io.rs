@@ -9,8 +9,10 @@ use dpdk::{Burst, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, R
 use crate::io::{Frame, PacketIo, TxReport};
 use crate::time::Instant;
 
-/// Frames per RX burst and per TX stage.
+/// Frames per TX stage and handoff stage, and the default RX burst.
 pub const BURST: usize = 32;
+/// The largest RX burst (`[workers] burst`): the pipeline's vector capacity.
+pub const MAX_RX_BURST: usize = crate::pipeline::MAX_BURST;
 
 impl Frame for Mbuf {
     #[inline]
@@ -40,7 +42,9 @@ pub struct DpdkIo {
     txq: Vec<TxQueue>,
     pool: Mempool,
     /// Received frames, stored in reverse so `pop` yields arrival order.
-    rx: Burst<BURST>,
+    rx: Burst<MAX_RX_BURST>,
+    /// Frames per RX burst (`[workers] burst`), at most [`MAX_RX_BURST`].
+    rx_max: usize,
     tx: Vec<Burst<BURST>>,
     garbage: Burst<BURST>,
     report: TxReport,
@@ -121,6 +125,7 @@ impl DpdkIo {
             txq,
             pool,
             rx: Burst::new(),
+            rx_max: BURST,
             tx,
             garbage: Burst::new(),
             report: TxReport::default(),
@@ -135,6 +140,13 @@ impl DpdkIo {
     /// burst (`net_af_packet`) send fewer, fuller bursts. 0 sends every pass.
     pub fn with_tx_drain(mut self, us: u32) -> DpdkIo {
         self.drain_cycles = dpdk::cycles::tsc_hz() / 1_000_000 * u64::from(us);
+        self
+    }
+
+    /// Receive up to `n` frames per burst (`[workers] burst`; clamped to
+    /// 1..=[`MAX_RX_BURST`]). The default is [`BURST`].
+    pub fn with_burst(mut self, n: usize) -> DpdkIo {
+        self.rx_max = n.clamp(1, MAX_RX_BURST);
         self
     }
 
@@ -169,7 +181,7 @@ impl PacketIo for DpdkIo {
 
     #[inline]
     fn rx_burst(&mut self, port: u16) -> usize {
-        let n = self.rxq[usize::from(port)].rx_burst(&mut self.rx);
+        let n = self.rxq[usize::from(port)].rx_burst_up_to(&mut self.rx, self.rx_max);
         self.rx.as_mut_slice().reverse();
         // The worker reads every header of the burst first (`peek_rx`): start them all.
         for m in self.rx.as_slice() {

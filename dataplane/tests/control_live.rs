@@ -835,7 +835,8 @@ fn multiqueue_pcap(index: u32, dir: &TempDir, name: &str, queues: usize) -> Stri
 /// The per-stage runtime table of a live masqd (`stats.get`, `masqctl stats --runtime`):
 /// traffic that takes every stage — ARP, new flows and hits, a flow of the other worker's
 /// subscriber (handed over), a ping to the router, a bad checksum, sessions expiring —
-/// through two workers, then every stage shows packets, calls and cycles.
+/// through two workers, then every stage shows packets, calls and cycles. Also
+/// `[workers] burst`: the whole capture arrives as one burst of 64.
 #[test]
 fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
     let dir = TempDir::new("ctl-runtime");
@@ -863,6 +864,7 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
         .neighbor("lan", "100.64.0.3", HOST_MAC)
         .rules("*nat\n-A POSTROUTING -o wan -s 100.64.0.0/10 -j MASQUERADE\nCOMMIT\n")
         .cores(&[0, 1])
+        .burst(64)
         .extra_toml("[timeouts]\nudp = 1\nicmp = 1\n");
     let live = Live::start(cfg);
     // Stage name -> (calls, packets, cycles), summed over the workers.
@@ -915,7 +917,10 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
             "{stage}: {calls} calls, {packets} packets, {cycles} cycles"
         );
     }
-    // What went in, stage by stage: 44 frames received, one handed over, one dropped.
+    // What went in, stage by stage: 44 frames received — in one burst of up to 64
+    // (`[workers] burst`; 32 would take two) — one handed over, one dropped.
+    let rx0 = &stats.workers[0].runtime[0];
+    assert_eq!((rx0.stage.as_str(), rx0.calls, rx0.packets), ("port-rx", 1, lan0.len() as u64));
     assert_eq!(t["port-rx"].1, lan0.len() as u64);
     assert_eq!((t["handoff"].1, t["handoff-rx"].1), (1, 1));
     assert_eq!(t["l2-input"].1, lan0.len() as u64);

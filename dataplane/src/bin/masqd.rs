@@ -180,7 +180,8 @@ fn pool_size(config: &Config) -> u32 {
     let ports = config.ports.len() as u32;
     let workers = config.workers.cores.len() as u32;
     let rings = ports * workers * (u32::from(config.dpdk.rx_desc) + u32::from(config.dpdk.tx_desc));
-    let staging = workers * ((ports + 2) * 32 + HOLD_CAPACITY as u32);
+    // Per worker: the RX vector, a TX stage per port, the free stage, the hold queue.
+    let staging = workers * (config.workers.burst as u32 + (ports + 1) * 32 + HOLD_CAPACITY as u32);
     let caches = (workers + 1) * 256;
     // Handoff rings between every pair of workers, per port, and their stages.
     let handoff = workers * workers.saturating_sub(1) * (HANDOFF_RING + 32);
@@ -333,7 +334,9 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         all_counters.push(counters.clone());
         let nat = nats.next().context("one NAT per worker")?;
         let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
-        let mut io = DpdkIo::new(rxq, txq, pool.clone()).with_tx_drain(config.workers.tx_drain_us);
+        let mut io = DpdkIo::new(rxq, txq, pool.clone())
+            .with_burst(config.workers.burst)
+            .with_tx_drain(config.workers.tx_drain_us);
         if let Some(rings) = handoffs.next() {
             io = io.with_handoff(rings);
         }

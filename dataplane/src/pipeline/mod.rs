@@ -288,19 +288,16 @@ impl<F> Vector<F> {
         self.len == MAX_BURST
     }
 
-    /// Add `frame` with `meta`, queued for `first`. The caller keeps within
-    /// [`MAX_BURST`] (a full vector gives the frame back).
+    /// Add `frame` with `meta`, queued for `first`. The caller runs the vector when it
+    /// [`is_full`](Self::is_full) first.
     #[inline]
-    pub fn push(&mut self, frame: F, meta: Meta, first: Stage) -> Result<(), F> {
-        if self.len == MAX_BURST {
-            return Err(frame);
-        }
-        let i = self.len;
+    pub fn push(&mut self, frame: F, meta: Meta, first: Stage) {
+        debug_assert!(self.len < MAX_BURST, "push into a full vector");
+        let i = self.len.min(MAX_BURST - 1);
         self.frames[i] = Some(frame);
         self.meta[i] = meta;
-        self.len += 1;
+        self.len = i + 1;
         self.send(i, first);
-        Ok(())
     }
 
     /// Frames waiting for `stage`.

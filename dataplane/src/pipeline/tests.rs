@@ -308,6 +308,76 @@ fn masquerade_udp_out_and_back() {
     assert_eq!(l.c.drops_total(), 0);
 }
 
+/// Every stage counts the packets that reached it, one call per burst, and the cycles
+/// between the counter reads before and after it (MemIo's fake counter advances 100 per
+/// read: one read per stage call).
+#[test]
+fn the_runtime_table_counts_each_stage_once_per_burst() {
+    use super::Stage;
+    let mut l = lab(MASQ);
+    // One burst: a new flow's first two packets (both slow: the session is created by
+    // the first), a bad checksum, a ping to the router.
+    let mut bad = host_udp(1, 40001, SERVER, 53);
+    bad[14 + 10] ^= 0xff;
+    for f in [host_udp(0, 40000, SERVER, 53), host_udp(0, 40000, SERVER, 53), bad] {
+        l.w.io_mut().inject(LAN, &f);
+    }
+    l.w.io_mut().inject(LAN, &echo(HMAC[0], MAC_LAN, H[0], LAN_ADDR, 9, true));
+    l.w.poll(l.now);
+    assert_eq!(l.out(WAN).len(), 2);
+    assert_eq!(l.out(LAN).len(), 1, "the echo reply");
+    let r = l.w.runtime().clone();
+    let seen = |s: Stage| {
+        let f = r.stage(s);
+        (f.calls, f.packets)
+    };
+    assert_eq!(seen(Stage::PortRx), (1, 4));
+    assert_eq!(seen(Stage::L2Input), (1, 4));
+    assert_eq!(seen(Stage::Ip4Input), (1, 4));
+    assert_eq!(seen(Stage::NatClassify), (1, 3), "the bad checksum stopped at ip4-input");
+    assert_eq!(seen(Stage::NatLookup), (1, 3));
+    assert_eq!(seen(Stage::NatSlowpath), (1, 3), "no session yet for any of them");
+    assert_eq!(seen(Stage::Ip4Forward), (1, 3));
+    assert_eq!(seen(Stage::NatRewrite), (1, 2), "the ping to the router is not translated");
+    assert_eq!(seen(Stage::Ip4Local), (1, 1));
+    assert_eq!(seen(Stage::L2Output), (1, 3));
+    assert_eq!(seen(Stage::Drop), (1, 1));
+    assert_eq!(seen(Stage::PortTx), (1, 3));
+    assert_eq!(seen(Stage::Handoff), (0, 0));
+    for s in [Stage::PortRx, Stage::L2Input, Stage::NatLookup, Stage::Drop] {
+        assert_eq!(r.stage(s).cycles, 100, "{s:?}: one counter read after it, 100 apart");
+    }
+    // The next burst of the flow hits the fast path: lookup, forward, rewrite, out.
+    l.w.io_mut().inject(LAN, &host_udp(0, 40000, SERVER, 53));
+    l.w.poll(l.now);
+    assert_eq!((seen(Stage::NatLookup), seen(Stage::NatSlowpath)), ((2, 4), (1, 3)));
+    assert_eq!(seen(Stage::NatRewrite), (2, 3));
+    // Counting off: nothing more is recorded.
+    l.w.set_runtime_counting(false);
+    l.w.io_mut().inject(LAN, &host_udp(0, 40000, SERVER, 53));
+    l.w.poll(l.now);
+    assert_eq!(seen(Stage::NatLookup), (2, 4));
+    assert_eq!(l.out(WAN).len(), 2, "still forwarded");
+}
+
+/// A backend burst larger than the vector (256 frames) is run in vector-sized parts.
+#[test]
+fn a_burst_larger_than_the_vector_is_run_in_parts() {
+    use super::{Stage, MAX_BURST};
+    let mut l = lab(MASQ);
+    l.w.io_mut().burst = 300;
+    for i in 0..300u16 {
+        l.w.io_mut().inject(LAN, &host_udp(0, 10000 + i, SERVER, 53));
+    }
+    assert_eq!(l.w.poll(l.now), 300);
+    assert_eq!(l.out(WAN).len(), 300);
+    assert_eq!(l.c.drops_total(), 0);
+    let r = l.w.runtime();
+    assert_eq!((r.stage(Stage::L2Input).calls, r.stage(Stage::L2Input).packets), (2, 300));
+    assert_eq!(r.stage(Stage::PortRx).packets, 300);
+    assert_eq!(MAX_BURST, 256);
+}
+
 #[test]
 fn masquerade_tcp_and_icmp_echo() {
     let mut l = lab(MASQ);

@@ -53,6 +53,20 @@ pub struct Point {
     /// The NAT's own accounting of its tables, per session of capacity.
     pub nat_table_bytes_per_session: f64,
     pub latency: Vec<LatencyPoint>,
+    /// The NAT worker's runtime table over its throughput runs: TSC cycles per packet of
+    /// each pipeline stage that ran (`masqctl stats --runtime`'s figures). Empty with
+    /// `--no-runtime`.
+    #[serde(default)]
+    pub nat_stage_cycles: Vec<StageCycles>,
+}
+
+/// One pipeline stage's cost over a measurement.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct StageCycles {
+    pub stage: String,
+    /// Packets per call (the vector size the stage saw).
+    pub packets_per_call: f64,
+    pub cycles_per_packet: f64,
 }
 
 impl Point {

@@ -139,7 +139,7 @@ pub use config::{ConfigError, NatConfig};
 pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
 pub use key::{Endpoint, FlowKey, Proto, Tuple};
-pub use path::{Decision, Hit, NatPath, PathCounters, Plan, Routing, SharedRules};
+pub use path::{Decision, Hit, Lookup, NatPath, PathCounters, Plan, Routing, SharedRules, SlowHints};
 pub use ports::{PortCounters, PortInUse, PortPartition, PortRange, PortUse};
 pub use subscriber::Subscriber;
 pub use table::{ConnState, Session, SessionKind, SESSION_BYTES};

@@ -119,6 +119,29 @@ pub struct Hit {
     pub dst: Ipv4Addr,
 }
 
+/// What [`NatPath::lookup`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A session: translate with it.
+    Hit(Hit),
+    /// No session has the packet's key (as of this lookup).
+    Miss,
+    /// A session, but the slow path must decide (a hairpin, an ICMP query travelling
+    /// the wrong way for its session).
+    Slow,
+}
+
+/// What the `nat-slowpath` stage knows about a packet beyond its summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowHints {
+    /// The second half of a packet another worker hairpinned (its sender's translation
+    /// applied there): run only the destination side.
+    pub hairpin: bool,
+    /// The fast path found no session for the packet's key and none has been created
+    /// for it since: the slow path need not look again (a packet from inside).
+    pub no_session: bool,
+}
+
 /// Counters of the packet path (the NAT core counts sessions itself).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PathCounters {
@@ -238,23 +261,23 @@ impl NatPath {
     }
 
     /// Third pass: the session of flow `f` (a whole packet, arrived on `in_port`), with
-    /// the tag of the first pass. `None` sends the packet to the slow path: no session,
+    /// the tag of the first pass. Anything but a hit goes to the slow path: no session,
     /// an ICMP query travelling the wrong way for its session, or a packet from inside
     /// to one of our external addresses (hairpinning).
     #[inline]
-    pub fn lookup(&self, in_port: u16, f: &Flow, tag: u32) -> Option<Hit> {
+    pub fn lookup(&self, in_port: u16, f: &Flow, tag: u32) -> Lookup {
         let outside = self.is_outside(in_port);
-        let s = self.nat.lookup_tagged(&f.tuple, outside, tag)?;
+        let Some(s) = self.nat.lookup_tagged(&f.tuple, outside, tag) else { return Lookup::Miss };
         let dir = if outside { Dir::Out2In } else { Dir::In2Out };
         if !icmp_ok(f, &s, dir) {
-            return None;
+            return Lookup::Slow;
         }
         let dst = match dir {
             Dir::Out2In => s.inside().addr,
-            Dir::In2Out if self.is_external(f.tuple.dst.addr) => return None,
+            Dir::In2Out if self.is_external(f.tuple.dst.addr) => return Lookup::Slow,
             Dir::In2Out => f.tuple.dst.addr,
         };
-        Some(Hit { id: s.id, dir, dst })
+        Lookup::Hit(Hit { id: s.id, dir, dst })
     }
 
     // ----- nat-rewrite -----
@@ -275,23 +298,23 @@ impl NatPath {
     ) {
         let mut n = 0;
         for &(id, dir) in steps.iter().flatten() {
-            let Some(s) = self.nat.session(id).map(|r| *r.session) else { continue };
+            let Some(s) = self.nat.session(id).map(|r| r.session) else { continue };
             match pkt.l4 {
                 L4::Flow(f) => {
-                    fastpath::translate(ip, f.tuple.proto, &s, dir);
+                    fastpath::translate(ip, f.tuple.proto, s, dir);
                     let rst = f.tuple.proto == Proto::Tcp && f.tcp_flags & RST != 0;
                     let mode = if rst && dir == Dir::In2Out { RefreshMode::Suppress } else { RefreshMode::Default };
                     self.nat.refresh(id, dir, f.tcp_flags, mode, now);
                 }
                 L4::Fragment => {
-                    fastpath::translate_fragment(ip, &s, dir);
+                    fastpath::translate_fragment(ip, s, dir);
                     self.nat.refresh(id, dir, 0, RefreshMode::Default, now);
                     if n == 0 && !hairpin_in {
                         self.counters.fragments += 1;
                     }
                 }
                 L4::IcmpError(q) => {
-                    fastpath::translate_icmp_error(ip, &q, &s, dir);
+                    fastpath::translate_icmp_error(ip, &q, s, dir);
                     if n == 0 && !hairpin_in {
                         self.counters.icmp_errors += 1;
                     }
@@ -417,11 +440,15 @@ mod tests {
         let L4::Flow(f) = classify(ip).unwrap().l4 else { panic!("not a flow") };
         let tag = p.lookup_begin(port, &f);
         p.lookup_prefetch(tag);
-        p.lookup(port, &f, tag)
+        match p.lookup(port, &f, tag) {
+            Lookup::Hit(hit) => Some(hit),
+            Lookup::Miss | Lookup::Slow => None,
+        }
     }
 
     fn slow(p: &mut NatPath, port: u16, ip: &[u8], hairpin: bool) -> Decision {
-        p.slow_path(port, ip, classify(ip).unwrap(), &Routes, hairpin, Instant::from_secs(1))
+        let hints = SlowHints { hairpin, no_session: false };
+        p.slow_path(port, ip, classify(ip).unwrap(), &Routes, hints, Instant::from_secs(1))
     }
 
     /// Apply `plan` to `ip`, as nat-rewrite does; returns (src, sport, dst, dport).

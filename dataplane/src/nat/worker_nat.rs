@@ -41,6 +41,8 @@ pub struct WorkerNat {
     rng: PortRng,
     counters: NatCounters,
     flush_cursor: u32,
+    /// Live sessions of kind `DestNat` (the slow path looks for them only when any exist).
+    dest_nat: u32,
 }
 
 #[inline]
@@ -106,6 +108,7 @@ impl WorkerNat {
             rng: PortRng::new(key()),
             counters: NatCounters::default(),
             flush_cursor: 0,
+            dest_nat: 0,
         })
     }
 
@@ -303,7 +306,9 @@ impl WorkerNat {
                 self.bind_mapping_session(m, inside, outside, remote, proto, F_INBOUND)
             }
         };
+        let dest_nat = session.kind() == SessionKind::DestNat;
         let idx = self.sessions.insert(session).expect("checked not full");
+        self.dest_nat += u32::from(dest_nat);
         let s = self.sessions.get_mut(idx);
         s.state = match proto {
             Proto::Tcp => tcp::next_state(TcpState::New, RelDir::Orig, flags) as u8,
@@ -434,6 +439,7 @@ impl WorkerNat {
     /// Free an unscheduled session and everything only it held.
     fn free_session(&mut self, idx: u32, now: Instant) -> Session {
         let s = self.sessions.remove(idx);
+        self.dest_nat -= u32::from(s.kind() == SessionKind::DestNat);
         if s.flags & F_FILTER != 0 {
             if let Some(f) = &mut self.filter {
                 f.release(s.mapping, s.remote_addr);
@@ -628,6 +634,12 @@ impl WorkerNat {
     /// Live sessions.
     pub fn count(&self) -> u32 {
         self.sessions.len()
+    }
+
+    /// Live sessions that translate a destination (DNAT, REDIRECT): while there are
+    /// none, a packet from inside cannot belong to one by its outside key.
+    pub fn dest_nat_sessions(&self) -> u32 {
+        self.dest_nat
     }
 
     /// Live mappings (external ports in use).

@@ -360,6 +360,24 @@ fn the_runtime_table_counts_each_stage_once_per_burst() {
     assert_eq!(l.out(WAN).len(), 2, "still forwarded");
 }
 
+/// Several packets of one new flow in one burst: all miss in nat-lookup, the first
+/// creates the session in nat-slowpath, the others find it there (not a second one).
+#[test]
+fn packets_of_a_new_flow_in_one_burst_share_one_session() {
+    let mut l = lab(MASQ);
+    for _ in 0..3 {
+        l.w.io_mut().inject(LAN, &host_udp(0, 40000, SERVER, 53));
+        l.w.io_mut().inject(LAN, &host_udp(1, 40000, SERVER, 53));
+    }
+    l.w.poll(l.now);
+    let out: Vec<Seen> = l.out(WAN).iter().map(|f| check(f, GW)).collect();
+    assert_eq!(out.len(), 6, "drops: {:?}", l.drops());
+    assert_eq!(l.nat().count(), 2);
+    let ports: std::collections::BTreeSet<u16> = out.iter().map(|s| s.sport).collect();
+    assert_eq!(ports.len(), 2, "one external port per host, the same for each of its packets");
+    assert_eq!(l.c.drops_total(), 0);
+}
+
 /// A backend burst larger than the vector (256 frames) is run in vector-sized parts.
 #[test]
 fn a_burst_larger_than_the_vector_is_run_in_parts() {

@@ -35,11 +35,12 @@ use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
 use dataplane::nat::{self, NatPath};
+use dataplane::pipeline::StageFigures;
 use dataplane::setup;
 use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
 use perf::flows::{stamp_elapsed, FlowSpace, FrameWriter, L4};
-use perf::results::{gbps, median, LatencyPoint, Point, Report};
+use perf::results::{gbps, median, LatencyPoint, Point, Report, StageCycles};
 use perf::topology::{config_text, GATEWAY_MAC, GEN_MAC, LAN_MAC, RULES, SERVER, WAN_MAC};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -96,6 +97,10 @@ struct Args {
     /// EAL memory in MB (mbufs only; the NAT's tables are ordinary heap memory).
     #[arg(long, default_value_t = 512)]
     mem: u32,
+    /// Do not time the pipeline's stages (to measure what the always-on runtime
+    /// counting costs: compare with a run without this flag).
+    #[arg(long)]
+    no_runtime: bool,
     /// Main lcore (generator and sink) and worker lcore.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     cores: Vec<u32>,
@@ -677,11 +682,16 @@ fn measure_point(
     // 2. Throughput with every session active, NAT and forwarding interleaved.
     let mut start = 0u64;
     let (mut nat_runs, mut fwd_runs, mut nat_drops) = (vec![], vec![], 0u64);
+    let mut stages_before = nat_lane.worker_mut().runtime().figures();
     for r in 0..=p.runs {
         // run 0 warms caches and is not counted
         let secs = if r == 0 { p.duration.min(0.3) } else { p.duration };
         nat_lane.check_next = r == 0;
         fwd_lane.check_next = r == 0;
+        if r == 1 {
+            // The warm-up run is not counted in the stage table either.
+            stages_before = nat_lane.worker_mut().runtime().figures();
+        }
         let run = launch(eal, lcore, nat_lane, clock)?;
         let (pps, d) = tr.throughput(nat_lane, pool, secs, &mut start)?;
         run.stop(nat_lane)?;
@@ -697,6 +707,13 @@ fn measure_point(
     }
     let nat_mpps = median(&nat_runs);
     let fwd_mpps = median(&fwd_runs);
+    let nat_stage_cycles = stage_cycles(&stages_before, &nat_lane.worker_mut().runtime().figures());
+    if !nat_stage_cycles.is_empty() {
+        progress(t0, "  NAT worker per stage over the runs (packets/call, cycles/packet):");
+        for s in &nat_stage_cycles {
+            progress(t0, &format!("    {:<14} {:>6.1} {:>8.1}", s.stage, s.packets_per_call, s.cycles_per_packet));
+        }
+    }
 
     // 3. Latency at fractions of the NAT rate.
     let mut latency = vec![];
@@ -752,7 +769,26 @@ fn measure_point(
         bytes_per_session,
         nat_table_bytes_per_session: table_bytes,
         latency,
+        nat_stage_cycles,
     })
+}
+
+/// Each stage that ran between two snapshots of a worker's runtime table: packets per
+/// call and cycles per packet.
+fn stage_cycles(before: &[StageFigures], after: &[StageFigures]) -> Vec<StageCycles> {
+    after
+        .iter()
+        .zip(before)
+        .filter(|(a, b)| a.calls > b.calls && a.packets > b.packets)
+        .map(|(a, b)| {
+            let (calls, packets, cycles) = (a.calls - b.calls, a.packets - b.packets, a.cycles - b.cycles);
+            StageCycles {
+                stage: a.stage.name().to_string(),
+                packets_per_call: packets as f64 / calls as f64,
+                cycles_per_packet: cycles as f64 / packets as f64,
+            }
+        })
+        .collect()
 }
 
 fn main() -> std::process::ExitCode {
@@ -814,6 +850,9 @@ fn run(args: &Args) -> Result<()> {
     let clock = TscClock::new();
     let mut nat_lane = Lane::new("nat", true, &pool, p.batch)?;
     let mut fwd_lane = Lane::new("fwd", false, &pool, p.batch)?;
+    for lane in [&mut nat_lane, &mut fwd_lane] {
+        lane.worker_mut().set_runtime_counting(!args.no_runtime);
+    }
     progress(t0, &format!("EAL up, worker on lcore {lcore}, {mbufs} mbufs; measuring {:?} sessions", p.sweep));
 
     let mut report = Report {

@@ -42,8 +42,7 @@ impl<Io: PacketIo> Worker<Io> {
                     rest: 0,
                 });
                 Stage::Ip4Forward
-            } else if let Some(owner) = (meta.flags & F_HANDED == 0).then(|| nat.owner(meta.port, &pkt, now)).flatten()
-            {
+            } else if let Some(owner) = (meta.flags & F_HANDED == 0).then(|| nat.owner(meta.port, pkt, now)).flatten() {
                 meta.owner = owner;
                 Stage::Handoff
             } else if pkt.frag == Frag::Whole && matches!(pkt.l4, L4::Flow(_)) {

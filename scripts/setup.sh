@@ -39,8 +39,15 @@ PACKAGES=(
     dnsmasq-base
     # perf/compare-linux.sh: Linux's own masquerade (nft) and the traffic generator (trafgen)
     nftables netsniff-ng
+    # NAT event logging tests: a real IPFIX collector (nfcapd) and its reader (nfdump)
+    nfdump
     # test.sh lints the scripts
     shellcheck
+    # the metrics tests check the exporter's output with promtool (Debian's prometheus;
+    # its service is not started by the package here)
+    prometheus
+    # scripts/package-check.sh: man -w for the installed man pages, systemd-analyze verify
+    man-db systemd
 )
 
 did=()

@@ -114,6 +114,12 @@ worker_counters! {
     handoff_out,
     /// Packets other workers handed to this one.
     handoff_in,
+    /// NAT events queued for the logging thread.
+    log_events,
+    /// NAT events lost because the worker's log ring was full.
+    log_events_dropped,
+    /// Exhaustion and quota alerts not logged (over the per-second limit).
+    log_alerts_suppressed,
 }
 
 impl WorkerCounters {

@@ -8,6 +8,7 @@
 //! and the `masqd` binary touch DPDK.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 // control plane: masqd's handler of the control protocol, worker mailboxes, latency
 pub mod control_plane;
@@ -17,13 +18,18 @@ pub mod dpdk_io;
 pub mod hugemem;
 pub mod io;
 pub mod l3;
+pub mod logging;
 pub mod nat;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
 pub mod prefetch;
 pub mod report;
+// systemd readiness notification (sd_notify)
+pub mod service;
 pub mod setup;
 pub mod stats;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod worker;

@@ -14,6 +14,7 @@ use dataplane::nat::{classify, fastpath, Dir, Endpoint, NatAction, NatConfig, Pr
 use dataplane::packet::{EthernetFrame, Ipv4Packet, UdpPacket};
 use dataplane::time::Instant;
 use perf::flows::{FlowSpace, FrameWriter, L4};
+use perf::natops::{self, Scenario};
 
 const EXT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
@@ -117,29 +118,24 @@ fn translate(c: &mut Criterion) {
     g.finish();
 }
 
-/// Time `iters` creations of flows of `subs` subscribers × `flows_per_sub` flows over at
-/// most `sports` source ports each; the table (capacity `cap`) is rebuilt (untimed)
-/// whenever it fills.
-fn time_creates(iters: u64, subs: u32, flows_per_sub: u64, sports: u32, cap: u32) -> StdDuration {
-    let s = FlowSpace::new(subs, flows_per_sub, sports).unwrap();
-    let mut n = nat(cap);
+/// Time `iters` creations of `scenario`'s flows; the table is rebuilt (untimed) each time
+/// it is full, so every figure averages a fill from empty to full.
+fn time_creates(iters: u64, scenario: Scenario) -> StdDuration {
+    let flows = scenario.flows();
+    let cap = u64::from(natops::TABLE_SESSIONS);
+    let mut n = scenario.nat();
+    let mut g = 0u64;
     let mut total = StdDuration::ZERO;
     let mut done = 0u64;
-    let mut g = 0u64;
     while done < iters {
-        let chunk = (iters - done).min(u64::from(cap) - u64::from(n.count()));
+        let chunk = (iters - done).min(cap - g);
         let t0 = StdInstant::now();
-        for _ in 0..chunk {
-            let r = dataplane::nat::slowpath::create(&mut n, &tuple(&s, g), NatAction::Masquerade, 0, Instant::ZERO);
-            black_box(r.ok());
-            g += 1;
-        }
+        black_box(natops::create_flows(&mut n, &flows, g, g + chunk));
         total += t0.elapsed();
         done += chunk;
-        if n.count() >= cap - 1 {
-            n.flush(Instant::from_secs(1), usize::MAX, |_| {});
-            // Freed ports are quarantined (port hold); start over on a fresh table.
-            n = nat(cap);
+        g += chunk;
+        if g == cap {
+            n = scenario.nat();
             g = 0;
         }
     }
@@ -149,19 +145,10 @@ fn time_creates(iters: u64, subs: u32, flows_per_sub: u64, sports: u32, cap: u32
 fn allocate(c: &mut Criterion) {
     let mut g = c.benchmark_group("allocate");
     g.throughput(Throughput::Elements(1));
-    // One flow per subscriber: every session needs a new mapping, i.e. an external port,
-    // with at most 4000 of the address's 64512 ports taken.
-    g.bench_function("new session + new mapping, ports <6% used", |b| {
-        b.iter_custom(|iters| time_creates(iters, 4000, 1, 1, 4000))
-    });
-    // The same while the port space fills up to 93 % (60000 mappings on one address).
-    g.bench_function("new session + new mapping, ports filling to 93%", |b| {
-        b.iter_custom(|iters| time_creates(iters, 4000, 16, 16, 60_000))
-    });
-    // 16 flows per source port: sessions reuse the subscriber's mapping (EIM).
-    g.bench_function("new session on an existing mapping", |b| {
-        b.iter_custom(|iters| time_creates(iters, 4000, 16, 1, 60_000))
-    });
+    // The same table size (60 000 sessions) in each; see perf::natops for the shapes.
+    for scenario in Scenario::ALL {
+        g.bench_function(scenario.describe(), |b| b.iter_custom(|iters| time_creates(iters, scenario)));
+    }
     g.finish();
 }
 

@@ -39,6 +39,48 @@ pub struct SessionEntry {
     pub worker: u32,
 }
 
+/// One answer of `nat.lookup`: a deterministic mapping (a host's whole range) or a live
+/// session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupMatch {
+    /// `"deterministic"` (computed, RFC 7422) or `"session"` (live).
+    pub source: String,
+    /// The subscriber.
+    pub inside_addr: Ipv4Addr,
+    /// The subscriber's port (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside_port: Option<u16>,
+    pub outside_addr: Ipv4Addr,
+    /// The external ports: the host's range (deterministic), or the one port (session).
+    pub first_port: u16,
+    pub last_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// The remote peer (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<SocketAddrV4>,
+    /// Tracking state (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Seconds since the session's last packet that refreshed it (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<u64>,
+    /// Seconds until it expires if idle (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+    /// The worker that holds it (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u32>,
+}
+
+/// `nat.lookup`'s result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupResult {
+    pub matches: Vec<LookupMatch>,
+    /// More live sessions matched than were returned (at most 1000).
+    pub truncated: bool,
+}
+
 /// One page of `sessions.list`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionPage {
@@ -199,6 +241,12 @@ pub struct Stats {
     /// [`WorkerStats::runtime`] count in.
     #[serde(default)]
     pub tsc_hz: u64,
+    /// Sessions by protocol (`"tcp"`, `"udp"`, `"icmp"`), all workers.
+    #[serde(default)]
+    pub sessions_by_protocol: BTreeMap<String, ProtocolSessions>,
+    /// The same latency samples as `latency_us`, as a histogram (Prometheus' shape).
+    #[serde(default)]
+    pub latency_histogram: LatencyHistogram,
 }
 
 /// One port's counters.
@@ -219,6 +267,9 @@ pub struct PortStats {
     /// Raw PMD counters (`ierrors`, `oerrors`, `imissed`, `rx_nombuf`, xstats ...).
     #[serde(default)]
     pub pmd: BTreeMap<String, u64>,
+    /// Carrier up, as the PMD reports it; `null` when the PMD cannot tell.
+    #[serde(default)]
+    pub link_up: Option<bool>,
 }
 
 /// One worker's counters.
@@ -236,6 +287,15 @@ pub struct WorkerStats {
     pub drops: u64,
     /// Sessions in this worker's table.
     pub sessions_active: u64,
+    /// Poll-loop passes (idle ones included: a busy-polling worker makes millions a second).
+    #[serde(default)]
+    pub polls: u64,
+    /// Packets this worker received but another owns, handed to the owner over a ring.
+    #[serde(default)]
+    pub handoff_out: u64,
+    /// Packets other workers handed to this one.
+    #[serde(default)]
+    pub handoff_in: u64,
     /// Per pipeline stage, in pipeline order, since start: VPP's `show runtime`.
     #[serde(default)]
     pub runtime: Vec<StageRuntime>,
@@ -252,6 +312,35 @@ pub struct StageRuntime {
     pub packets: u64,
     /// TSC cycles it took (see [`Stats::tsc_hz`]).
     pub cycles: u64,
+}
+
+/// One protocol's sessions, all workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolSessions {
+    /// In the tables now.
+    pub active: u64,
+    /// Created since start.
+    pub created: u64,
+    /// Ended since start: expired, or removed by `sessions.flush`.
+    pub expired: u64,
+}
+
+/// A latency histogram: cumulative counts at fixed upper bounds, as Prometheus has them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyHistogram {
+    /// Ascending bounds; the last bucket's count is not `count` (that is the `+Inf` one).
+    pub buckets: Vec<LatencyBucket>,
+    /// Samples (packets) in all.
+    pub count: u64,
+    /// Their sum, microseconds.
+    pub sum_us: f64,
+}
+
+/// Samples at or below `le_us` microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyBucket {
+    pub le_us: f64,
+    pub count: u64,
 }
 
 /// How much of one external address's port space is in use.

@@ -84,7 +84,7 @@ impl AddrFilter {
                 self.index.get_mut(pos).refs += 1;
                 Ok(())
             }
-            None => self.index.insert(FilterSlot { tag, refs: 1, mapping, remote }),
+            None => self.index.insert(FilterSlot { tag, refs: 1, mapping, remote }).map(|_| ()),
         }
     }
 

@@ -134,25 +134,28 @@ impl<S: Slot> RobinHood<S> {
         &mut self.slots[pos]
     }
 
-    /// Insert without a duplicate check (callers look up first).
-    pub fn insert(&mut self, slot: S) -> Result<(), Full> {
+    /// Insert without a duplicate check (callers look up first). Returns the new
+    /// entry's position (valid until the next insert or remove).
+    pub fn insert(&mut self, slot: S) -> Result<usize, Full> {
         if self.len >= self.limit {
             return Err(Full);
         }
         let mut cur = slot;
         let mut pos = self.home(cur.tag());
         let mut d = 0;
+        let mut placed = None;
         loop {
             let s = self.slots[pos];
             if s.is_empty() {
                 self.slots[pos] = cur;
                 self.len += 1;
-                return Ok(());
+                return Ok(placed.unwrap_or(pos));
             }
             let sd = self.dist(pos, s.tag());
             if sd < d {
                 // Rob the richer entry: the newcomer takes its place, it moves on.
                 self.slots[pos] = cur;
+                placed.get_or_insert(pos);
                 cur = s;
                 d = sd;
             }
@@ -177,6 +180,21 @@ impl<S: Slot> RobinHood<S> {
         }
         self.len -= 1;
         removed
+    }
+
+    /// Mean and largest distance of the entries from their home slots (a successful
+    /// lookup probes `distance + 1` slots).
+    #[cfg(test)]
+    pub fn probe_stats(&self) -> (f64, usize) {
+        let (mut sum, mut max) = (0usize, 0usize);
+        for (pos, s) in self.slots.iter().enumerate() {
+            if !s.is_empty() {
+                let d = self.dist(pos, s.tag());
+                sum += d;
+                max = max.max(d);
+            }
+        }
+        (sum as f64 / self.len.max(1) as f64, max)
     }
 
     /// Find and remove.
@@ -272,7 +290,8 @@ mod tests {
                     } else {
                         let r = t.insert(KV { tag, key: k, val: v, live: true });
                         if model.len() < limit {
-                            assert_eq!(r, Ok(()));
+                            let pos = r.expect("room left");
+                            assert_eq!(t.find(tag, |s| s.key == k), Some(pos), "insert returns where the entry is");
                             model.insert(k, v);
                         } else {
                             assert_eq!(r, Err(Full));

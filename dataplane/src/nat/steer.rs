@@ -143,6 +143,9 @@ pub struct Steering {
     frags: Box<[Option<FragOwner>]>,
     /// Later fragments sent after their first.
     pub fragments_followed: u64,
+    /// Deterministic NAT: a packet to one of its (address, port)s belongs to the
+    /// worker of the host the arithmetic names.
+    det: super::deterministic::DetTables,
 }
 
 impl Steering {
@@ -153,7 +156,14 @@ impl Steering {
             partition,
             frags: vec![None; FRAG_OWNERS].into_boxed_slice(),
             fragments_followed: 0,
+            det: Default::default(),
         }
+    }
+
+    /// Steer packets to deterministic NAT addresses by the host owning the port.
+    pub fn with_deterministic(mut self, det: super::deterministic::DetTables) -> Steering {
+        self.det = det;
+        self
     }
 
     pub fn me(&self) -> u16 {
@@ -171,6 +181,22 @@ impl Steering {
             // The subscriber's, whatever the destination: a packet to one of our
             // external endpoints (hairpinning) takes its sender's mapping there first.
             return subscriber_owner(pkt.src, self.workers);
+        }
+        if !self.det.is_empty() && self.det.is_outside(pkt.dst) {
+            // Deterministic NAT: the worker of the host that owns the destination port,
+            // which holds the mapping.
+            let port = match pkt.l4 {
+                L4::Flow(f) => Some(f.tuple.dst.port),
+                L4::IcmpError(q) if self.det.is_outside(q.tuple.src.addr) => Some(q.tuple.src.port),
+                L4::Fragment => return self.later_fragment(&pkt.frag_key(), now),
+                _ => None,
+            };
+            let host = port.and_then(|p| self.det.owner_host(pkt.dst, p));
+            let owner = host.map_or(self.me, |h| subscriber_owner(h, self.workers));
+            if pkt.frag == Frag::First && owner != self.me {
+                self.remember(pkt.frag_key(), owner, now);
+            }
+            return owner;
         }
         let is_external = |a: Ipv4Addr| external.binary_search(&a).is_ok();
         if !is_external(pkt.dst) {
@@ -217,54 +243,22 @@ impl Steering {
 mod tests {
     use super::*;
     use crate::nat::ports::PortRange;
-    use etherparse::{Icmpv4Type, PacketBuilder};
+    use crate::testkit::{fragments, ipv4, TcpSeg};
 
     fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64).udp(sp, dp).write(&mut v, payload).unwrap();
-        v
+        ipv4(src, dst).udp(sp, dp, payload)
     }
 
     fn tcp_packet(src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
-            .tcp(sp, dp, 1, 1000)
-            .syn()
-            .ack(1)
-            .write(&mut v, &[])
-            .unwrap();
-        v
+        ipv4(src, dst).tcp(sp, dp, TcpSeg { window: 1000, ..TcpSeg::flags("SA", 1, 1) }, &[])
     }
 
     fn icmp_echo_reply(src: Ipv4Addr, dst: Ipv4Addr, ident: u16) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64).icmpv4_echo_reply(ident, 1).write(&mut v, b"ping").unwrap();
-        v
+        ipv4(src, dst).icmp_echo_reply(ident, 1, b"ping")
     }
 
     fn port_unreachable(src: Ipv4Addr, dst: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
-        use etherparse::icmpv4::DestUnreachableHeader;
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
-            .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port))
-            .write(&mut v, quoted)
-            .unwrap();
-        v
-    }
-
-    /// Split an IPv4 packet (20-byte header) after `at` payload bytes (a multiple of 8).
-    fn fragment(whole: &[u8], id: u16, at: usize) -> (Vec<u8>, Vec<u8>) {
-        let (hdr, payload) = whole.split_at(20);
-        let part = |data: &[u8], offset: usize, more: bool| {
-            let mut h = hdr.to_vec();
-            h[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
-            h[4..6].copy_from_slice(&id.to_be_bytes());
-            let flags = if more { 0x2000 } else { 0 } | (offset / 8) as u16;
-            h[6..8].copy_from_slice(&flags.to_be_bytes());
-            h.extend_from_slice(data);
-            h
-        };
-        (part(&payload[..at], 0, true), part(&payload[at..], at, false))
+        ipv4(src, dst).icmp_error(3, 3, quoted)
     }
 
     /// The verification vectors of Microsoft's RSS specification (IPv4, addresses only).
@@ -366,7 +360,7 @@ mod tests {
         let mut s = steering(0);
         let now = Instant::from_millis(5);
         let whole = udp_packet(server, EXT, 53, 50000, &[7u8; 64]);
-        let (first, later) = fragment(&whole, 0x1234, 32);
+        let (first, later) = fragments(&whole, 0x1234, 32);
         // A later fragment before its first: stays.
         assert_eq!(s.owner(true, &frame(later.clone()), &[EXT], now), 0);
         assert_eq!(s.owner(true, &frame(first), &[EXT], now), 1);

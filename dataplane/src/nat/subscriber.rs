@@ -7,9 +7,16 @@
 //! `sessions_per_subscriber`). The record exists while either count is non-zero.
 //!
 //! Inline Robin Hood slots of 20 bytes; sized by `max_subscribers`.
+//!
+//! Creating a session reads its subscriber ([`Subscribers::get`], limits and paired
+//! address) and then updates it ([`Subscribers::adjust`]): the position `get` found is
+//! kept as a hint, and `adjust` uses it when the slot there still holds the same
+//! address — checked by content, so a hint made stale by an insert or removal in
+//! between costs one comparison, never a wrong answer.
 
 use super::hash::FlowHasher;
 use super::index::{Full, RobinHood, Slot};
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 
 #[derive(Clone, Copy, Debug)]
@@ -48,11 +55,14 @@ pub struct Subscriber {
 pub(crate) struct Subscribers {
     index: RobinHood<SubSlot>,
     hasher: FlowHasher,
+    max: u32,
+    /// Where the last `get` or `adjust` found its subscriber (see the module docs).
+    hint: Cell<usize>,
 }
 
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        Subscribers { index: RobinHood::new(max as usize), hasher }
+        Subscribers { index: RobinHood::new(max as usize), hasher, max, hint: Cell::new(0) }
     }
 
     fn tag(&self, addr: u32) -> u32 {
@@ -67,6 +77,11 @@ impl Subscribers {
         self.index.is_full()
     }
 
+    /// The configured subscriber capacity.
+    pub fn capacity(&self) -> u32 {
+        self.max
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.index.capacity() * core::mem::size_of::<SubSlot>()
     }
@@ -76,9 +91,24 @@ impl Subscribers {
         self.hasher.hash2(u64::from(u32::from(addr)), 0x9001)
     }
 
+    /// The position of `addr`'s record: the hint if it still holds `addr`, else a lookup.
+    #[inline]
+    fn position(&self, a: u32) -> Option<usize> {
+        let h = self.hint.get();
+        if h < self.index.capacity() {
+            let s = self.index.get(h);
+            if !s.is_empty() && s.addr == a {
+                return Some(h);
+            }
+        }
+        let pos = self.index.find(self.tag(a), |s| s.addr == a)?;
+        self.hint.set(pos);
+        Some(pos)
+    }
+
     pub fn get(&self, addr: Ipv4Addr) -> Option<Subscriber> {
         let a = u32::from(addr);
-        let pos = self.index.find(self.tag(a), |s| s.addr == a)?;
+        let pos = self.position(a)?;
         let s = self.index.get(pos);
         Some(Subscriber { ext: s.ext, ports: s.ports, sessions: s.sessions })
     }
@@ -88,13 +118,14 @@ impl Subscribers {
     /// address when the subscriber takes its first port.
     pub fn adjust(&mut self, addr: Ipv4Addr, ext: u16, ports: i32, sessions: i32) -> Result<(), Full> {
         let a = u32::from(addr);
-        let tag = self.tag(a);
-        let pos = match self.index.find(tag, |s| s.addr == a) {
+        let pos = match self.position(a) {
             Some(p) => p,
             None => {
                 debug_assert!(ports >= 0 && sessions >= 0);
-                self.index.insert(SubSlot { tag, addr: a, ports: 0, sessions: 0, ext, live: true })?;
-                self.index.find(tag, |s| s.addr == a).expect("just inserted")
+                let tag = self.tag(a);
+                let p = self.index.insert(SubSlot { tag, addr: a, ports: 0, sessions: 0, ext, live: true })?;
+                self.hint.set(p);
+                p
             }
         };
         let s = self.index.get_mut(pos);
@@ -114,6 +145,54 @@ impl Subscribers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Gets and adjusts in any order (the position hint going stale as records come
+        /// and go, moved by Robin Hood's shifts) agree with a map.
+        #[test]
+        fn matches_a_model(ops in prop::collection::vec((0u32..24, 0u8..4, any::<bool>()), 1..300)) {
+            let mut t = Subscribers::new(16, FlowHasher::new(9));
+            let mut model: HashMap<u32, Subscriber> = HashMap::new();
+            for (a, op, port) in ops {
+                let addr = Ipv4Addr::from(0x6440_0000 + a);
+                match op {
+                    0 => {
+                        prop_assert_eq!(t.get(addr), model.get(&a).copied());
+                    }
+                    1 => {
+                        let (p, s) = if port { (1, 0) } else { (0, 1) };
+                        let r = t.adjust(addr, a as u16, p, s);
+                        if model.contains_key(&a) || model.len() < 16 {
+                            prop_assert!(r.is_ok());
+                            let e = model.entry(a).or_insert(Subscriber { ext: a as u16, ports: 0, sessions: 0 });
+                            if e.ports == 0 && p > 0 {
+                                e.ext = a as u16;
+                            }
+                            e.ports += p as u32;
+                            e.sessions += s as u32;
+                        } else {
+                            prop_assert_eq!(r, Err(Full));
+                        }
+                    }
+                    _ => {
+                        // take back one port or session, if it has one
+                        let Some(e) = model.get_mut(&a) else { continue };
+                        let (p, s) = if port && e.ports > 0 { (-1, 0) } else if e.sessions > 0 { (0, -1) } else { (-1, 0) };
+                        t.adjust(addr, 0, p, s).unwrap();
+                        e.ports = e.ports.wrapping_add_signed(p);
+                        e.sessions = e.sessions.wrapping_add_signed(s);
+                        if e.ports == 0 && e.sessions == 0 {
+                            model.remove(&a);
+                        }
+                    }
+                }
+                prop_assert_eq!(t.len(), model.len());
+            }
+        }
+    }
 
     #[test]
     fn counts_and_disappears_at_zero() {

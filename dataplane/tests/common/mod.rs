@@ -1,6 +1,6 @@
 //! Test support for masq's integration tests. Include it with `mod common;` from any
-//! `dataplane/tests/*.rs`; it needs only std and the dev-dependencies `pcap-file`,
-//! `etherparse` and `serde_json`. Exercised by `tests/harness_selftest.rs`.
+//! `dataplane/tests/*.rs`; it needs only std, `dataplane::testkit` and the
+//! dev-dependencies `pcap-file` and `serde_json`. Exercised by `tests/harness_selftest.rs`.
 //!
 //! What is here:
 //! - [`masqd_path`], [`eal_mem_args`]: which binary, which EAL memory mode;
@@ -8,8 +8,10 @@
 //! - the shutdown report: [`log_counter`], [`report_counters`], [`shutdown_verdict`] —
 //!   the format masqd prints is fixed here, see [`report_counters`];
 //! - pcap files: [`write_pcap`], [`read_pcap`], [`pcap_device`];
-//! - frames: [`udp_frame`], [`tcp_frame`], [`icmp_echo_frame`], [`arp_request`], ... and
-//!   independent parsers that verify every checksum: [`parse_ipv4`], [`parse_arp`];
+//! - frames: `dataplane::testkit`, re-exported here — builders ([`udp_frame`],
+//!   [`tcp_frame`], [`icmp_echo_frame`], [`arp_request`], [`ipv4`]`(..).udp(..)`, ...) and
+//!   independent parsers that verify every checksum ([`parse_ipv4`], [`parse_arp`]), the
+//!   same ones the unit tests and `perf/` use;
 //! - network namespaces: [`Netns`] (namespaces, veth pairs, commands with a time limit,
 //!   all removed on drop), [`LanWan`] (the demo's two-host topology), and
 //!   [`require_root_and_tools`] to skip where they cannot run.
@@ -23,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write as _;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -628,7 +629,8 @@ fn toml_control_socket(toml: &str) -> Option<PathBuf> {
 /// - `scope` is `port:<port name>` (e.g. `port:lan rx_packets 5`), `worker:<index>`
 ///   (e.g. `worker:0 tx_packets 4`), `drop` (e.g. `drop ipv4_bad_checksum 1`: summed over
 ///   workers, **every** reason listed, zeros included, by its `DropReason` name) or
-///   `mempool` (`mempool in_use 0`: mbufs not back in their pool after the ports closed);
+///   `mempool` (`mempool in_use 0`: mbufs not back in their pool after the ports closed)
+///   or, with `[logging]` on, `logging` (the logging thread's counters: `logging events 4`);
 /// - `name` is snake_case, `value` a decimal `u64`; fields are separated by one space;
 /// - then a final line: `masqd: clean shutdown` when every mbuf came back (exit 0), or
 ///   `masqd: LEAK <n> mbufs` (non-zero exit).
@@ -644,6 +646,7 @@ pub fn report_counters(log: &str) -> BTreeMap<String, u64> {
         };
         let scope_ok = scope == "drop"
             || scope == "mempool"
+            || scope == "logging"
             || scope.strip_prefix("port:").is_some_and(|p| !p.is_empty())
             || scope.strip_prefix("worker:").is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()));
         if let (true, Ok(v)) = (scope_ok, value.parse::<u64>()) {
@@ -715,397 +718,10 @@ pub fn pcap_device(index: u32, rx: &Path, tx: &Path) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Frames
+// Frames: dataplane::testkit, the one set of builders and parsers
 // ---------------------------------------------------------------------------------------
 
-pub type Mac = [u8; 6];
-pub const BROADCAST: Mac = [0xff; 6];
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-pub const ETHERTYPE_ARP: u16 = 0x0806;
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_PSH: u8 = 0x08;
-pub const TCP_ACK: u8 = 0x10;
-
-/// `"02:00:00:00:01:02"` -> bytes. Panics on anything else.
-pub fn mac(s: &str) -> Mac {
-    let parts: Vec<u8> =
-        s.split(':').map(|p| u8::from_str_radix(p, 16).unwrap_or_else(|_| panic!("bad MAC {s}"))).collect();
-    parts.try_into().unwrap_or_else(|_| panic!("bad MAC {s}"))
-}
-
-/// `"100.64.0.2"` -> address. Panics on anything else.
-pub fn ip4(s: &str) -> Ipv4Addr {
-    s.parse().unwrap_or_else(|_| panic!("bad IPv4 address {s}"))
-}
-
-/// A UDP datagram in an Ethernet frame, all checksums correct, DF set, ident 0.
-#[allow(clippy::too_many_arguments)]
-pub fn udp_frame(
-    src_mac: Mac,
-    dst_mac: Mac,
-    src_ip: Ipv4Addr,
-    dst_ip: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    ttl: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src_ip.octets(), dst_ip.octets(), ttl)
-        .udp(sport, dport);
-    let mut v = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut v, payload).expect("build UDP frame");
-    v
-}
-
-/// TCP segment fields for [`tcp_frame`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpSeg {
-    /// `TCP_SYN | TCP_ACK` etc.
-    pub flags: u8,
-    pub seq: u32,
-    pub ack: u32,
-    pub window: u16,
-}
-
-impl TcpSeg {
-    pub fn new(flags: u8, seq: u32, ack: u32) -> TcpSeg {
-        TcpSeg { flags, seq, ack, window: 65535 }
-    }
-
-    pub fn syn(seq: u32) -> TcpSeg {
-        TcpSeg::new(TCP_SYN, seq, 0)
-    }
-}
-
-/// A TCP segment in an Ethernet frame, all checksums correct.
-#[allow(clippy::too_many_arguments)]
-pub fn tcp_frame(
-    src_mac: Mac,
-    dst_mac: Mac,
-    src_ip: Ipv4Addr,
-    dst_ip: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    ttl: u8,
-    seg: TcpSeg,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut h = etherparse::TcpHeader::new(sport, dport, seg.seq, seg.window);
-    h.fin = seg.flags & TCP_FIN != 0;
-    h.syn = seg.flags & TCP_SYN != 0;
-    h.rst = seg.flags & TCP_RST != 0;
-    h.psh = seg.flags & TCP_PSH != 0;
-    h.ack = seg.flags & TCP_ACK != 0;
-    h.acknowledgment_number = seg.ack;
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src_ip.octets(), dst_ip.octets(), ttl)
-        .tcp_header(h);
-    let mut v = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut v, payload).expect("build TCP frame");
-    v
-}
-
-/// An ICMP echo request in an Ethernet frame.
-#[allow(clippy::too_many_arguments)]
-pub fn icmp_echo_frame(
-    src_mac: Mac,
-    dst_mac: Mac,
-    src_ip: Ipv4Addr,
-    dst_ip: Ipv4Addr,
-    ttl: u8,
-    id: u16,
-    seq: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src_ip.octets(), dst_ip.octets(), ttl)
-        .icmpv4_echo_request(id, seq);
-    let mut v = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut v, payload).expect("build ICMP frame");
-    v
-}
-
-/// An ICMP echo reply in an Ethernet frame.
-#[allow(clippy::too_many_arguments)]
-pub fn icmp_echo_reply_frame(
-    src_mac: Mac,
-    dst_mac: Mac,
-    src_ip: Ipv4Addr,
-    dst_ip: Ipv4Addr,
-    ttl: u8,
-    id: u16,
-    seq: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src_ip.octets(), dst_ip.octets(), ttl)
-        .icmpv4_echo_reply(id, seq);
-    let mut v = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut v, payload).expect("build ICMP frame");
-    v
-}
-
-fn arp_frame(eth_dst: Mac, op: u16, sha: Mac, spa: Ipv4Addr, tha: Mac, tpa: Ipv4Addr) -> Vec<u8> {
-    let mut v = Vec::with_capacity(42);
-    v.extend_from_slice(&eth_dst);
-    v.extend_from_slice(&sha);
-    v.extend_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    v.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]); // Ethernet, IPv4, hlen 6, plen 4
-    v.extend_from_slice(&op.to_be_bytes());
-    v.extend_from_slice(&sha);
-    v.extend_from_slice(&spa.octets());
-    v.extend_from_slice(&tha);
-    v.extend_from_slice(&tpa.octets());
-    v
-}
-
-/// A broadcast ARP request "who has `target_ip`? tell `src_ip`" (42 bytes, unpadded).
-pub fn arp_request(src_mac: Mac, src_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
-    arp_frame(BROADCAST, 1, src_mac, src_ip, [0; 6], target_ip)
-}
-
-/// A unicast ARP reply "`src_ip` is at `src_mac`" to `dst_mac`/`dst_ip`.
-pub fn arp_reply(src_mac: Mac, src_ip: Ipv4Addr, dst_mac: Mac, dst_ip: Ipv4Addr) -> Vec<u8> {
-    arp_frame(dst_mac, 2, src_mac, src_ip, dst_mac, dst_ip)
-}
-
-/// Zero-pad a frame to Ethernet's 60-byte minimum (as a NIC or the kernel would).
-pub fn pad_to_min(mut frame: Vec<u8>) -> Vec<u8> {
-    if frame.len() < 60 {
-        frame.resize(60, 0);
-    }
-    frame
-}
-
-/// RFC 1071 Internet checksum of `data` (the value to store in a checksum field).
-pub fn internet_checksum(data: &[u8]) -> u16 {
-    !fold(sum16(0, data))
-}
-
-fn sum16(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// Recompute the IPv4 header checksum of an Ethernet frame in place (after a test has
-/// edited the header).
-pub fn set_ipv4_checksum(frame: &mut [u8]) {
-    let ihl = usize::from(frame[14] & 0x0f) * 4;
-    frame[24] = 0;
-    frame[25] = 0;
-    let c = internet_checksum(&frame[14..14 + ihl]);
-    frame[24..26].copy_from_slice(&c.to_be_bytes());
-}
-
-/// What an IPv4 frame says, for assertions. Checksums are verified here, independently of
-/// masq's own code.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ipv4Info {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-    pub ttl: u8,
-    pub proto: u8,
-    pub ident: u16,
-    pub dont_fragment: bool,
-    /// More-fragments set or a non-zero offset.
-    pub fragment: bool,
-    pub total_len: u16,
-    /// UDP/TCP ports.
-    pub sport: Option<u16>,
-    pub dport: Option<u16>,
-    pub tcp_flags: Option<u8>,
-    pub tcp_seq: Option<u32>,
-    pub tcp_ack: Option<u32>,
-    pub icmp_type: Option<u8>,
-    pub icmp_code: Option<u8>,
-    /// Identifier of an ICMP echo request/reply (what NAT translates like a port).
-    pub icmp_id: Option<u16>,
-    /// Bytes after the transport header (for ICMP: after its 8-byte header, so for an
-    /// error message the quoted datagram, see [`Ipv4Info::quoted`]).
-    pub payload: Vec<u8>,
-    /// Total length claims more than the frame holds (only [`Ipv4Info::quoted`] allows it).
-    pub truncated: bool,
-    pub ip_checksum_ok: bool,
-    /// TCP/UDP/ICMP checksum verifies (UDP checksum 0 = none = ok); false when it cannot be
-    /// verified (truncated, fragment); true for other protocols.
-    pub l4_checksum_ok: bool,
-    /// Both of the above.
-    pub checksums_ok: bool,
-}
-
-impl Ipv4Info {
-    /// For an ICMP error (destination unreachable, time exceeded, ...): the quoted
-    /// datagram. Its header checksum is verified; its transport checksum usually cannot be.
-    pub fn quoted(&self) -> Option<Ipv4Info> {
-        if self.proto != PROTO_ICMP || !matches!(self.icmp_type, Some(3 | 4 | 5 | 11 | 12)) {
-            return None;
-        }
-        parse_ip(&self.payload, [0; 6], [0; 6], true)
-    }
-}
-
-/// Parse an Ethernet frame carrying IPv4. `None` if it is not IPv4 or shorter than its
-/// headers or its total length claim.
-pub fn parse_ipv4(frame: &[u8]) -> Option<Ipv4Info> {
-    if frame.len() < 14 || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let dst_mac: Mac = frame[0..6].try_into().ok()?;
-    let src_mac: Mac = frame[6..12].try_into().ok()?;
-    parse_ip(&frame[14..], src_mac, dst_mac, false)
-}
-
-/// Parse a bare IPv4 packet (no Ethernet header).
-pub fn parse_ipv4_packet(packet: &[u8]) -> Option<Ipv4Info> {
-    parse_ip(packet, [0; 6], [0; 6], false)
-}
-
-fn parse_ip(p: &[u8], src_mac: Mac, dst_mac: Mac, allow_truncated: bool) -> Option<Ipv4Info> {
-    if p.len() < 20 || p[0] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total_len = u16::from_be_bytes([p[2], p[3]]);
-    if ihl < 20 || p.len() < ihl || usize::from(total_len) < ihl {
-        return None;
-    }
-    let truncated = p.len() < usize::from(total_len);
-    if truncated && !allow_truncated {
-        return None;
-    }
-    let end = usize::from(total_len).min(p.len());
-    let frag = u16::from_be_bytes([p[6], p[7]]);
-    let fragment = frag & 0x2000 != 0 || frag & 0x1fff != 0;
-    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
-    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-    let proto = p[9];
-    let mut info = Ipv4Info {
-        src_mac,
-        dst_mac,
-        src,
-        dst,
-        ttl: p[8],
-        proto,
-        ident: u16::from_be_bytes([p[4], p[5]]),
-        dont_fragment: frag & 0x4000 != 0,
-        fragment,
-        total_len,
-        sport: None,
-        dport: None,
-        tcp_flags: None,
-        tcp_seq: None,
-        tcp_ack: None,
-        icmp_type: None,
-        icmp_code: None,
-        icmp_id: None,
-        payload: Vec::new(),
-        truncated,
-        ip_checksum_ok: fold(sum16(0, &p[..ihl])) == 0xffff,
-        l4_checksum_ok: false,
-        checksums_ok: false,
-    };
-    let l4 = &p[ihl..end];
-    let verifiable = !truncated && !fragment;
-    let pseudo = |len: usize| {
-        let mut acc = sum16(0, &p[12..20]);
-        acc += u64::from(proto) + len as u64;
-        acc
-    };
-    let first_fragment = frag & 0x1fff == 0;
-    match proto {
-        PROTO_UDP if first_fragment && l4.len() >= 4 => {
-            info.sport = Some(u16::from_be_bytes([l4[0], l4[1]]));
-            info.dport = Some(u16::from_be_bytes([l4[2], l4[3]]));
-            if l4.len() >= 8 {
-                let udp_len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
-                let csum = u16::from_be_bytes([l4[6], l4[7]]);
-                info.payload = l4[8..udp_len.clamp(8, l4.len())].to_vec();
-                info.l4_checksum_ok = verifiable
-                    && (8..=l4.len()).contains(&udp_len)
-                    && (csum == 0 || fold(sum16(pseudo(udp_len), &l4[..udp_len])) == 0xffff);
-            }
-        }
-        PROTO_TCP if first_fragment && l4.len() >= 4 => {
-            info.sport = Some(u16::from_be_bytes([l4[0], l4[1]]));
-            info.dport = Some(u16::from_be_bytes([l4[2], l4[3]]));
-            if l4.len() >= 20 {
-                info.tcp_seq = Some(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]));
-                info.tcp_ack = Some(u32::from_be_bytes([l4[8], l4[9], l4[10], l4[11]]));
-                info.tcp_flags = Some(l4[13]);
-                let off = usize::from(l4[12] >> 4) * 4;
-                info.payload = l4[off.clamp(20, l4.len())..].to_vec();
-                info.l4_checksum_ok = verifiable && off >= 20 && fold(sum16(pseudo(l4.len()), l4)) == 0xffff;
-            }
-        }
-        PROTO_ICMP if first_fragment && l4.len() >= 8 => {
-            info.icmp_type = Some(l4[0]);
-            info.icmp_code = Some(l4[1]);
-            if matches!(l4[0], 0 | 8 | 13 | 14) {
-                info.icmp_id = Some(u16::from_be_bytes([l4[4], l4[5]]));
-            }
-            info.payload = l4[8..].to_vec();
-            info.l4_checksum_ok = verifiable && fold(sum16(0, l4)) == 0xffff;
-        }
-        PROTO_UDP | PROTO_TCP | PROTO_ICMP => {}
-        _ => info.l4_checksum_ok = true,
-    }
-    info.checksums_ok = info.ip_checksum_ok && info.l4_checksum_ok;
-    Some(info)
-}
-
-/// What an ARP frame says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArpInfo {
-    pub eth_src: Mac,
-    pub eth_dst: Mac,
-    /// 1 request, 2 reply.
-    pub op: u16,
-    pub sender_mac: Mac,
-    pub sender_ip: Ipv4Addr,
-    pub target_mac: Mac,
-    pub target_ip: Ipv4Addr,
-}
-
-/// Parse an Ethernet/IPv4 ARP frame; `None` for anything else.
-pub fn parse_arp(frame: &[u8]) -> Option<ArpInfo> {
-    if frame.len() < 42 || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_ARP {
-        return None;
-    }
-    let a = &frame[14..];
-    if a[0..6] != [0, 1, 0x08, 0x00, 6, 4] {
-        return None;
-    }
-    Some(ArpInfo {
-        eth_dst: frame[0..6].try_into().ok()?,
-        eth_src: frame[6..12].try_into().ok()?,
-        op: u16::from_be_bytes([a[6], a[7]]),
-        sender_mac: a[8..14].try_into().ok()?,
-        sender_ip: Ipv4Addr::new(a[14], a[15], a[16], a[17]),
-        target_mac: a[18..24].try_into().ok()?,
-        target_ip: Ipv4Addr::new(a[24], a[25], a[26], a[27]),
-    })
-}
+pub use dataplane::testkit::*;
 
 // ---------------------------------------------------------------------------------------
 // Skipping
@@ -1438,10 +1054,6 @@ fn secs(d: Duration) -> String {
 }
 
 /// `02:00:00:00:01:02`
-pub fn format_mac(m: Mac) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
 fn offloads_off(ns: Option<&str>, ifname: &str) {
     let mut cmd = match ns {
         Some(ns) => {

@@ -40,7 +40,7 @@ use dataplane::setup;
 use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
 use perf::flows::{stamp_elapsed, FlowSpace, FrameWriter, L4};
-use perf::results::{gbps, median, LatencyPoint, Point, Report, StageCycles};
+use perf::results::{gbps, median, LatencyPoint, LoggingPoint, Point, Report, StageCycles};
 use perf::topology::{config_text, GATEWAY_MAC, GEN_MAC, LAN_MAC, RULES, SERVER, WAN_MAC};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -104,6 +104,11 @@ struct Args {
     /// Main lcore (generator and sink) and worker lcore.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     cores: Vec<u32>,
+    /// Also measure new sessions per second with NAT event logging on (session records
+    /// as IPFIX to a local UDP socket, the logging thread on the main lcore), in the
+    /// same run, and report events exported and dropped.
+    #[arg(long)]
+    logging: bool,
 }
 
 /// Resident memory of this process in bytes (`VmRSS` in /proc/self/status).
@@ -143,6 +148,41 @@ fn reset_nat(worker: &mut Worker<DpdkIo>, counters: &Arc<WorkerCounters>, nat: O
     *worker.router_mut() = router;
     worker.set_nat(path);
     Ok(())
+}
+
+/// A UDP socket on 127.0.0.1 that reads and counts what the logging thread sends.
+struct LocalCollector {
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl LocalCollector {
+    fn start() -> Result<LocalCollector> {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").context("collector socket")?;
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))?;
+        let addr = sock.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            let mut bytes = 0u64;
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => bytes += n as u64,
+                    Err(_) if s2.load(Ordering::Relaxed) => return bytes,
+                    Err(_) => {}
+                }
+            }
+        });
+        Ok(LocalCollector { addr, stop, thread })
+    }
+
+    /// Stop and return the bytes received.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
 }
 
 /// One worker with its two ring-backed ports, and the generator's and sink's ring ends.
@@ -260,27 +300,24 @@ impl Drop for Running<'_> {
 /// forwarding lane untouched. Checked on the first batch of every throughput phase, so a
 /// broken path is an error rather than a fast figure.
 fn check_output(frames: &[Mbuf], nat: bool, tcp: bool) -> Result<()> {
-    use dataplane::packet::{EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
+    use dataplane::testkit::{parse_ipv4, PROTO_TCP, PROTO_UDP};
     ensure!(!frames.is_empty(), "no frame came out");
     let outside = Ipv4Addr::new(198, 18, 0, 1);
+    let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
     for (i, m) in frames.iter().enumerate() {
-        let eth = EthernetFrame::new_checked(m.data()).map_err(|e| anyhow::anyhow!("frame {i}: {e:?}"))?;
-        ensure!(eth.dst_addr().0 == GATEWAY_MAC, "frame {i}: not sent to the gateway's MAC");
-        let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|e| anyhow::anyhow!("frame {i}: IPv4 {e:?}"))?;
-        ensure!(ip.verify_checksum(), "frame {i}: bad IPv4 checksum");
-        ensure!(ip.ttl() == 63, "frame {i}: TTL {} (expected 63)", ip.ttl());
-        let src = ip.src_addr();
+        // The shared test parser, which verifies every checksum independently of masq's code.
+        let Some(p) = parse_ipv4(m.data()) else { anyhow::bail!("frame {i}: not an IPv4 frame") };
+        ensure!(p.dst_mac == GATEWAY_MAC, "frame {i}: not sent to the gateway's MAC");
+        ensure!(p.ip_checksum_ok, "frame {i}: bad IPv4 checksum");
+        ensure!(p.ttl == 63, "frame {i}: TTL {} (expected 63)", p.ttl);
+        ensure!(p.proto == proto, "frame {i}: protocol {} (expected {proto})", p.proto);
+        let src = p.src;
         if nat {
             ensure!(src == outside, "frame {i}: source {src} not translated to {outside}");
         } else {
             ensure!(src.octets()[0] == 100 && src.octets()[1] & 0xc0 == 64, "frame {i}: source {src} changed");
         }
-        let ok = if tcp {
-            TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.verify_checksum(src, ip.dst_addr()))
-        } else {
-            UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.verify_checksum(src, ip.dst_addr()))
-        };
-        ensure!(ok, "frame {i}: bad {} checksum", if tcp { "TCP" } else { "UDP" });
+        ensure!(p.l4_checksum_ok, "frame {i}: bad {} checksum", if tcp { "TCP" } else { "UDP" });
     }
     Ok(())
 }
@@ -525,6 +562,7 @@ struct Plan {
     runs: usize,
     batch: usize,
     loads: Vec<f64>,
+    logging: bool,
 }
 
 fn plan(args: &Args) -> Result<Plan> {
@@ -577,6 +615,7 @@ fn plan(args: &Args) -> Result<Plan> {
         runs,
         batch: if args.quick { args.batch.min(4096) } else { args.batch },
         loads: args.loads.clone(),
+        logging: args.logging,
     })
 }
 
@@ -618,6 +657,74 @@ fn measure_point(
     reset_nat(nat_lane.worker_mut(), &counters, None)?;
     let rss0 = rss_bytes();
     reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))))?;
+
+    // 0. With --logging: connection establishment with session logging to a local
+    // IPFIX socket, on a fresh table, then a fresh table again for what follows.
+    let logging = if p.logging {
+        let (sink, drain) =
+            dataplane::logging::ring(dataplane::logging::DEFAULT_RING, 0, dataplane::logging::EventMask::SESSIONS);
+        nat_lane.worker_mut().nat_mut().context("NAT lane without NAT")?.nat_mut().set_log(sink);
+        let collector = LocalCollector::start()?;
+        let settings = dataplane::logging::ExporterSettings {
+            ipfix: vec![collector.addr],
+            syslog: None,
+            observation_domain: 1,
+            mtu: 1400,
+            template_refresh_ms: 60_000,
+            facility: 16,
+            hostname: "masq-bench".into(),
+        };
+        let exporter = dataplane::logging::Exporter::udp(settings, vec![drain], 0).context("logging exporter")?;
+        let stats = exporter.stats();
+        let stop_log = Arc::new(AtomicBool::new(false));
+        let log_thread = exporter.spawn(stop_log.clone()).context("logging thread")?;
+        let run = launch(eal, lcore, nat_lane, clock)?;
+        let (mut lticks, mut lcreated, mut g) = (0u64, 0u64, 0u64);
+        while g < n {
+            let k = (n - g).min(tr.batch as u64) as usize;
+            let mut next = g;
+            let (t, f, d) = tr.batch(
+                nat_lane,
+                pool,
+                &tr.flows,
+                k,
+                || {
+                    let v = next;
+                    next += 1;
+                    v
+                },
+                true,
+            )?;
+            g = next;
+            lticks += t;
+            lcreated += f - d;
+        }
+        run.stop(nat_lane)?;
+        stop_log.store(true, Ordering::Relaxed);
+        log_thread.join().map_err(|_| anyhow::anyhow!("the logging thread panicked"))?;
+        let log = nat_lane.worker_mut().nat().context("NAT lane without NAT")?.nat().log_counters();
+        let rate = lcreated as f64 * hz as f64 / lticks.max(1) as f64;
+        let received = collector.stop();
+        let exported = stats.ipfix_records.load(Ordering::Relaxed);
+        progress(
+            t0,
+            &format!(
+                "  with logging: {lcreated} sessions created at {:.2} M/s; {} events, {} dropped, {exported} IPFIX records, {received} bytes received",
+                rate / 1e6,
+                log.events,
+                log.dropped
+            ),
+        );
+        reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))))?;
+        Some(LoggingPoint {
+            new_sessions_per_sec: rate,
+            events: log.events,
+            dropped: log.dropped,
+            ipfix_records: exported,
+        })
+    } else {
+        None
+    };
 
     // 1. Connection establishment: every frame a new flow, until the table is full.
     let run = launch(eal, lcore, nat_lane, clock)?;
@@ -750,7 +857,21 @@ fn measure_point(
     // Free the NAT's tables before the next point.
     reset_nat(nat_lane.worker_mut(), &counters, None)?;
 
+    if let Some(l) = &logging {
+        progress(
+            t0,
+            &format!(
+                "  logging costs {:.1} % of the new-session rate ({:.2} -> {:.2} M/s), {} of {} events dropped",
+                100.0 * (1.0 - l.new_sessions_per_sec / new_per_sec.max(1e-9)),
+                new_per_sec / 1e6,
+                l.new_sessions_per_sec / 1e6,
+                l.dropped,
+                l.events + l.dropped
+            ),
+        );
+    }
     Ok(Point {
+        logging,
         sessions: capacity,
         subscribers: subs,
         nat_mpps,

@@ -112,7 +112,7 @@ mod tests {
             let name = sub.get_name();
             let args: Vec<&str> = match name {
                 "json" => vec![name, "{}"],
-                "lookup" => vec![name, "--outside", "203.0.113.1"],
+                "lookup" => vec![name, "--outside", "203.0.113.1:40001"],
                 _ => vec![name],
             };
             parse(args.clone()).unwrap_or_else(|e| panic!("masqctl {args:?}: {e}"));

@@ -140,7 +140,9 @@ pub struct SlowHints {
     /// applied there): run only the destination side.
     pub hairpin: bool,
     /// The fast path found no session for the packet's key and none has been created
-    /// for it since: the slow path need not look again (a packet from inside).
+    /// with it since ([`WorkerNat::created_since`], which sees every session created,
+    /// whichever key the packet that created it had): the slow path need not look
+    /// again (a packet from inside).
     pub no_session: bool,
 }
 

@@ -48,6 +48,9 @@ pub struct WorkerNat {
     flush_cursor: u32,
     /// Live sessions of kind `DestNat` (the slow path looks for them only when any exist).
     dest_nat: u32,
+    /// The inside keys (by their index tag's low byte) of sessions created since
+    /// [`forget_created`](Self::forget_created): see [`created_since`](Self::created_since).
+    created: [u64; 4],
     /// Protocol helpers' state ([`super::helper`]).
     pub(super) helpers: super::helper::Helpers,
     /// NAT event logging: none when logging is off (see [`crate::logging`]).
@@ -173,6 +176,7 @@ impl WorkerNat {
             counters: NatCounters::default(),
             flush_cursor: 0,
             dest_nat: 0,
+            created: [0; 4],
             helpers: super::helper::Helpers::new(
                 &config.helpers,
                 config.helper_sessions(),
@@ -492,8 +496,10 @@ impl WorkerNat {
             }
         };
         let dest_nat = session.kind() == SessionKind::DestNat;
+        let inside_tag = self.sessions.tag(key::Side::Inside, session.inside(), session.remote(), proto);
         let idx = self.sessions.insert(session).expect("checked not full");
         self.dest_nat += u32::from(dest_nat);
+        self.created[usize::from(inside_tag as u8 >> 6)] |= 1 << (inside_tag & 63);
         let s = self.sessions.get_mut(idx);
         s.state = match proto {
             Proto::Tcp => tcp::next_state(TcpState::New, RelDir::Orig, flags) as u8,
@@ -936,6 +942,24 @@ impl WorkerNat {
     /// none, a packet from inside cannot belong to one by its outside key.
     pub fn dest_nat_sessions(&self) -> u32 {
         self.dest_nat
+    }
+
+    /// Start a new record of the sessions created (see
+    /// [`created_since`](Self::created_since)): the `nat-slowpath` stage, once per burst.
+    #[inline]
+    pub fn forget_created(&mut self) {
+        self.created = [0; 4];
+    }
+
+    /// Whether a session may have been created since
+    /// [`forget_created`](Self::forget_created) whose inside key has the index tag `tag`
+    /// ([`lookup_begin`](Self::lookup_begin) of a packet from inside). `false` is certain:
+    /// a packet from inside the fast path missed still has no session, whatever the
+    /// burst created before it — its own flow, a hairpin's session on the destination's
+    /// mapping, a helper's expected connection. `true` may be another key (256 bits).
+    #[inline]
+    pub fn created_since(&self, tag: u32) -> bool {
+        self.created[usize::from(tag as u8 >> 6)] & 1 << (tag & 63) != 0
     }
 
     /// Live mappings (external ports in use).

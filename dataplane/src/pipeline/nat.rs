@@ -104,21 +104,18 @@ impl<Io: PacketIo> Worker<Io> {
     /// parked, unmodified, and offered again after later bursts.
     #[inline(never)]
     pub(crate) fn nat_slowpath(&mut self, now: Instant) {
-        // Keys (by their lookup tag's low byte) this call may have created sessions for:
-        // a packet whose key is not among them still has no session, as nat-lookup found.
-        let mut touched = [0u64; 4];
+        // What the sessions this call creates may shadow: a packet the fast path missed
+        // still has no session unless one with its inside key was created since.
+        if let Some(nat) = self.nat.as_mut() {
+            nat.nat_mut().forget_created();
+        }
         for k in 0..self.vec.queued(Stage::NatSlowpath) {
             let i = self.vec.at(Stage::NatSlowpath, k);
             let Some(nat) = self.nat.as_mut() else { return };
             let (Some(frame), meta) = self.vec.frame_meta_mut(i) else { continue };
             let ip = &frame.bytes()[ETH_LEN..usize::from(meta.len)];
-            let (word, bit) = (usize::from(meta.tag as u8) / 64, 1u64 << (meta.tag % 64));
-            let missed = meta.flags & F_MISSED != 0;
-            let hints =
-                SlowHints { hairpin: meta.flags & F_HAIRPIN != 0, no_session: missed && touched[word] & bit == 0 };
-            if missed {
-                touched[word] |= bit;
-            }
+            let no_session = meta.flags & F_MISSED != 0 && !nat.nat().created_since(meta.tag);
+            let hints = SlowHints { hairpin: meta.flags & F_HAIRPIN != 0, no_session };
             let next = match nat.slow_path(meta.port, ip, meta.pkt, self.l3.routes(), hints, now) {
                 Decision::Forward(plan) | Decision::Local(plan) => {
                     meta.steps = plan.steps;

@@ -334,6 +334,27 @@ fn packets_of_a_new_flow_in_one_burst_share_one_session() {
     assert_eq!(l.c.drops_total(), 0);
 }
 
+/// Two inside hosts open a flow to each other's mapping in the same burst (hole
+/// punching through the hairpin). The first packet's hairpin opens a session on the
+/// second host's mapping; the second host's packet, later in the burst, has exactly that
+/// session's inside key though nat-lookup missed it: the slow path must find it, not
+/// take the packet for a new flow (a duplicate tuple, refused).
+#[test]
+fn a_session_the_burst_opened_serves_a_later_packet_of_the_same_burst() {
+    let mut l = lab(MASQ);
+    let pa = check(&l.through(LAN, &host_udp(0, 5000, SERVER, 3478), WAN), GW).sport;
+    let pb = check(&l.through(LAN, &host_udp(1, 6000, SERVER, 3478), WAN), GW).sport;
+    l.w.io_mut().inject(LAN, &host_udp(0, 5000, EXT, pb));
+    l.w.io_mut().inject(LAN, &host_udp(1, 6000, EXT, pa));
+    l.w.poll(l.now);
+    let mut out: Vec<Seen> = l.out(LAN).iter().map(|f| check_ip(&f[14..])).collect();
+    assert_eq!(out.len(), 2, "drops: {:?}", l.drops());
+    out.sort_by_key(|s| s.dst);
+    assert_eq!((out[0].src, out[0].sport, out[0].dst, out[0].dport), (EXT, pb, H[0], 5000));
+    assert_eq!((out[1].src, out[1].sport, out[1].dst, out[1].dport), (EXT, pa, H[1], 6000));
+    assert_eq!(l.c.drops_total(), 0);
+}
+
 /// A backend burst larger than the vector (256 frames) is run in vector-sized parts.
 #[test]
 fn a_burst_larger_than_the_vector_is_run_in_parts() {

@@ -844,7 +844,8 @@ fn multiqueue_pcap(index: u32, dir: &TempDir, name: &str, queues: usize) -> Stri
 
 /// The per-stage runtime table of a live masqd (`stats.get`, `masqctl stats --runtime`):
 /// traffic that takes every stage — ARP, new flows and hits, a flow of the other worker's
-/// subscriber (handed over), a ping to the router, a bad checksum, sessions expiring —
+/// subscriber (handed over), a TFTP request (helper), a ping to the router, a bad
+/// checksum, sessions expiring —
 /// through two workers, then every stage shows packets, calls and cycles. Also
 /// `[workers] burst`: the whole capture arrives as one burst of 64.
 #[test]
@@ -858,6 +859,10 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
     lan0.extend((0..40).map(|_| udp(host0, 40000)));
     lan0.push(udp(host1, 40001)); // worker 1's subscriber on worker 0's queue
     lan0.push(icmp_echo_frame(mac(HOST_MAC), mac(LAN_MAC), host0, router, 64, 7, 1, b"ping"));
+    // A TFTP read request: its session has the tftp helper (on by default), so the
+    // packet passes the helper stage.
+    let rrq = b"\x00\x01blob\x00octet\x00";
+    lan0.push(udp_frame(mac(HOST_MAC), mac(LAN_MAC), host0, ip4("198.51.100.7"), 40003, 69, 64, rrq));
     let mut bad = udp(host0, 40002);
     bad[14 + 10] ^= 0xff; // IPv4 header checksum
     lan0.push(bad);
@@ -912,6 +917,7 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
             "nat-lookup",
             "nat-slowpath",
             "ip4-forward",
+            "helper",
             "nat-rewrite",
             "ip4-local",
             "handoff",
@@ -927,7 +933,7 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
             "{stage}: {calls} calls, {packets} packets, {cycles} cycles"
         );
     }
-    // What went in, stage by stage: 44 frames received — in one burst of up to 64
+    // What went in, stage by stage: 45 frames received — in one burst of up to 64
     // (`[workers] burst`; 32 would take two) — one handed over, one dropped.
     let rx0 = &stats.workers[0].runtime[0];
     assert_eq!((rx0.stage.as_str(), rx0.calls, rx0.packets), ("port-rx", 1, lan0.len() as u64));
@@ -937,6 +943,7 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
     assert_eq!(t["ip4-input"].1, lan0.len() as u64 - 1, "all but the ARP request");
     assert_eq!(t["drop"].1, 1, "the bad checksum");
     assert_eq!(t["ip4-local"].1, 1, "the ping");
+    assert_eq!(t["helper"].1, 1, "the TFTP request");
     assert_eq!(stats.drops["ipv4_bad_checksum"], 1);
 
     // masqctl prints the same table, one line per stage and worker.

@@ -128,7 +128,17 @@ pub fn worker_stats(
         handoff_out: c.handoff_out.get(),
         handoff_in: c.handoff_in.get(),
         runtime: stage_runtime(runtime),
+        counters: c.scalars().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
     }
+}
+
+/// Each counter of the workers' `counters`, summed.
+pub fn counter_totals(workers: &[WorkerStats]) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for (k, v) in workers.iter().flat_map(|w| &w.counters) {
+        *totals.entry(k.clone()).or_insert(0) += v;
+    }
+    totals
 }
 
 /// A worker's runtime table for `stats.get`: every stage, in pipeline order.
@@ -221,5 +231,45 @@ mod tests {
         assert_eq!(w.runtime[0].stage, "port-rx");
         let lookup = w.runtime.iter().find(|s| s.stage == "nat-lookup").unwrap();
         assert_eq!((lookup.calls, lookup.packets, lookup.cycles), (1, 32, 1600));
+    }
+
+    /// docs/control-protocol.md's `stats.get` example lists every worker counter, by name.
+    #[test]
+    fn the_documented_worker_counters_are_the_workers_counters() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/control-protocol.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let block = text.split("```json\n").find(|b| b.contains("\"cmd\": \"stats.get\"")).expect("the example");
+        let response = block.split("```").next().unwrap().split_once("\n← ").unwrap().1;
+        let response: serde_json::Value = serde_json::from_str(response).unwrap();
+        let documented: Vec<&str> =
+            response["result"]["workers"][0]["counters"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut ours: Vec<&str> = WorkerCounters::default().scalars().into_iter().map(|(k, _)| k).collect();
+        ours.sort_unstable();
+        assert_eq!(documented, ours, "update the stats.get example in docs/control-protocol.md");
+    }
+
+    #[test]
+    fn worker_entries_carry_every_counter_of_the_shutdown_report() {
+        let a = WorkerCounters::default();
+        let b = WorkerCounters::default();
+        a.nat_hairpinned.add(2);
+        b.nat_hairpinned.add(3);
+        a.handoff_out.add(7);
+        b.nat_fragments_translated.inc();
+        let rt = WorkerRuntime::default();
+        let (wa, wb) = (worker_stats(0, 1, &a, &rt, 0), worker_stats(1, 2, &b, &rt, 0));
+        // The report's worker lines, name for name and value for value.
+        let report = crate::report::render(&[], &[&a, &b], 0);
+        for (i, w) in [&wa, &wb].into_iter().enumerate() {
+            assert_eq!(w.counters.len(), a.scalars().len());
+            for (k, v) in &w.counters {
+                assert!(report.contains(&format!("worker:{i} {k} {v}\n")), "{k}\n{report}");
+            }
+        }
+        for key in ["nat_hairpinned", "handoff_out", "handoff_in", "nat_icmp_errors_translated", "nat_mappings"] {
+            assert!(wa.counters.contains_key(key), "{key}");
+        }
+        let totals = counter_totals(&[wa, wb]);
+        assert_eq!((totals["nat_hairpinned"], totals["handoff_out"], totals["nat_fragments_translated"]), (5, 7, 1));
     }
 }

@@ -83,6 +83,8 @@ pub struct HandlerParts {
     pub external_addrs: Vec<std::net::Ipv4Addr>,
     /// TSC ticks per second (the unit of the runtime tables' cycles).
     pub tsc_hz: u64,
+    /// The host interfaces' counters (none configured: `None`).
+    pub host: Option<Arc<crate::host::HostCounters>>,
     /// Deterministic NAT tables, for `nat.lookup`.
     pub deterministic: nat::deterministic::DetTables,
 }
@@ -100,6 +102,7 @@ pub struct MasqdHandler {
     port_stats: PortStatsSource,
     config: Value,
     tsc_hz: u64,
+    host: Option<Arc<crate::host::HostCounters>>,
     deterministic: nat::deterministic::DetTables,
 }
 
@@ -123,6 +126,7 @@ impl MasqdHandler {
             port_stats: parts.port_stats,
             config: parts.config,
             tsc_hz: parts.tsc_hz,
+            host: parts.host,
             deterministic: parts.deterministic,
         })
     }
@@ -290,6 +294,9 @@ impl MasqdHandler {
         }
         stats.counters = counter_totals(&stats.workers);
         stats.port_utilisation = self.port_utilisation(deadline);
+        if let Some(host) = &self.host {
+            stats.host_interfaces = super::stats::host_interface_stats(host);
+        }
         stats
     }
 
@@ -575,6 +582,7 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
                 "gateway": p.gateway.map(|g| g.to_string()),
                 "mtu": p.mtu,
                 "mac": p.mac.map(|m| crate::packet::EthernetAddress(m).to_string()),
+                "host_interface": p.host_interface,
             })
         })
         .collect();
@@ -606,6 +614,12 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
             "socket": config.control.socket,
             "group": config.control.group,
             "max_rules": config.control.max_rules,
+        },
+        "host": {
+            "ports": format!("{}-{}", config.host.ports.0, config.host.ports.1),
+            "max_pps": config.host.max_pps,
+            "queue": config.host.queue,
+            "set_local_port_range": config.host.set_local_port_range,
         },
         "metrics": config.metrics.map(|m| json!({"listen": m.listen.to_string()})),
         "rules_file": rules_file.map(|p| p.display().to_string()),
@@ -723,6 +737,7 @@ socket = "/tmp/x.sock"
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
             external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
             tsc_hz: 2_000_000_000,
+            host: None,
             deterministic,
         })
         .unwrap()

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use control::protocol::{
     to_result, Command, ControlError, ExpectationList, Flushed, Ipv4Net, LookupMatch, LookupQuery, LookupResult,
-    PortStats, PortUtilisation, Protocol, ProtocolSessions, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
-    TimeoutsUpdate, VersionInfo,
+    MempoolStats, PortStats, PortUtilisation, Protocol, ProtocolSessions, SessionCount, SessionFilter, SessionPage,
+    Stats, Timeouts, TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
 use serde_json::{json, Value};
@@ -63,6 +63,10 @@ pub struct WorkerHandle {
 /// Port counters on demand (masqd: a [`super::PortStatsBoard`] request).
 pub type PortStatsSource = Box<dyn Fn() -> Vec<PortStats> + Send + Sync>;
 
+/// The packet-buffer pool's figures on demand (masqd: the DPDK mempool's counts, safe
+/// to read from any thread).
+pub type MempoolSource = Box<dyn Fn() -> MempoolStats + Send + Sync>;
+
 /// Everything [`MasqdHandler::new`] needs.
 pub struct HandlerParts {
     /// The rules in force at start (`--rules`, or empty).
@@ -100,6 +104,7 @@ pub struct MasqdHandler {
     timeouts: Arc<nat::Timeouts>,
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
+    mempool: Option<MempoolSource>,
     config: Value,
     tsc_hz: u64,
     host: Option<Arc<crate::host::HostCounters>>,
@@ -124,6 +129,7 @@ impl MasqdHandler {
             timeouts: parts.timeouts,
             workers: parts.workers,
             port_stats: parts.port_stats,
+            mempool: None,
             config: parts.config,
             tsc_hz: parts.tsc_hz,
             host: parts.host,
@@ -240,6 +246,12 @@ impl MasqdHandler {
         Ok(self.timeouts_now())
     }
 
+    /// Report the packet-buffer pool in `stats.get` (`mempool`).
+    pub fn with_mempool(mut self, source: MempoolSource) -> MasqdHandler {
+        self.mempool = Some(source);
+        self
+    }
+
     /// Hold at most `max` rules (`[control] max_rules`); refused if the rules in force
     /// are already more.
     pub fn with_max_rules(mut self, max: usize) -> Result<MasqdHandler, ControlError> {
@@ -264,7 +276,7 @@ impl MasqdHandler {
             tsc_hz: self.tsc_hz,
             latency_histogram: latency::histogram(&histograms),
             // Every protocol, zero or not (the figures are summed in below).
-            sessions_by_protocol: nat::Proto::ALL
+            sessions_by_protocol: STATS_PROTOS
                 .iter()
                 .map(|p| (proto_name(*p).to_string(), ProtocolSessions::default()))
                 .collect(),
@@ -281,7 +293,7 @@ impl MasqdHandler {
                 stats.sessions_active += active;
                 stats.sessions_created += s.counters.sessions_created;
                 stats.sessions_expired += s.counters.sessions_expired + s.counters.sessions_removed;
-                for proto in nat::Proto::ALL {
+                for proto in STATS_PROTOS {
                     let (created, ended) =
                         (s.counters.created_by_proto[proto.code()], s.counters.ended_by_proto[proto.code()]);
                     let e = stats.sessions_by_protocol.entry(proto_name(proto).to_string()).or_default();
@@ -294,6 +306,7 @@ impl MasqdHandler {
         }
         stats.counters = counter_totals(&stats.workers);
         stats.port_utilisation = self.port_utilisation(deadline);
+        stats.mempool = self.mempool.as_ref().map(|m| m());
         if let Some(host) = &self.host {
             stats.host_interfaces = super::stats::host_interface_stats(host);
         }
@@ -509,12 +522,18 @@ fn cursor_at(worker: usize, walk: Walk) -> String {
     format!("{worker}:{}:{}", walk.slot, walk.seen)
 }
 
+/// The rows of `sessions_by_protocol`: one per [`nat::Proto::code`], every
+/// address-only protocol (GRE, ESP, ...) together as `other`.
+const STATS_PROTOS: [nat::Proto; nat::Proto::CODES] =
+    [nat::Proto::Icmp, nat::Proto::Tcp, nat::Proto::Udp, nat::Proto::Other(0)];
+
 /// A protocol's name in `stats.get` (`sessions_by_protocol`).
 fn proto_name(p: nat::Proto) -> &'static str {
     match p {
         nat::Proto::Icmp => "icmp",
         nat::Proto::Tcp => "tcp",
         nat::Proto::Udp => "udp",
+        nat::Proto::Other(_) => "other",
     }
 }
 
@@ -741,7 +760,8 @@ socket = "/tmp/x.sock"
             deterministic,
         })
         .unwrap()
-        .with_scan_time(scan_time);
+        .with_scan_time(scan_time)
+        .with_mempool(Box::new(|| MempoolStats { size: 4096, in_use: 7 }));
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }
     }
 
@@ -932,6 +952,7 @@ socket = "/tmp/x.sock"
         assert_eq!(s.sessions_by_protocol["tcp"], tcp);
         assert_eq!(s.sessions_by_protocol["udp"], tcp);
         assert_eq!(s.sessions_by_protocol["icmp"], ProtocolSessions::default());
+        assert_eq!(s.mempool, Some(MempoolStats { size: 4096, in_use: 7 }), "read live from its source");
     }
 
     #[test]

@@ -826,6 +826,56 @@ fn ttl_and_mtu_errors_quote_the_untranslated_packet() {
     assert_eq!(&e.payload[12..16], &H[0], "quotes the inside source");
 }
 
+/// The frame balance of docs/operations.md ("Every frame counted"): received + ARP
+/// requests sent + ICMP errors sent = sent + drops (less `icmp_error_suppressed`, a second
+/// count of a dropped packet) + ARP replies received + frames still held — through each
+/// path that makes or uses up a frame without forwarding it.
+#[test]
+fn every_frame_is_sent_dropped_or_consumed_in_the_counters() {
+    let mut l = lab(MASQ);
+    let c = l.c.clone();
+    let balance = |held: u64| {
+        let suppressed = c.drops_for(DropReason::IcmpErrorSuppressed);
+        (
+            c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get() + c.host_from_kernel.get(),
+            c.tx_packets.get() + c.drops_total() - suppressed
+                + c.arp_replies_received.get()
+                + c.host_punted.get()
+                + held,
+        )
+    };
+    // An ICMP error made of a dropped packet's buffer (TTL 1).
+    let mut f = host_udp(0, 1000, SERVER, 53);
+    f[14 + 8] = 1;
+    Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    check(&l.through(LAN, &f, LAN), lan_to(0));
+    assert_eq!((c.icmp_errors_sent.get(), c.drops_total()), (1, 1));
+    // No error about an ICMP error: the drop is counted twice (its reason, suppressed).
+    let quoted = testkit::ipv4(SERVER, H[0]).udp(53, 1000, b"x");
+    let err = testkit::ethernet(HMAC[0], MAC_LAN, &testkit::ipv4(H[0], SERVER).ttl(1).icmp_error(3, 3, &quoted));
+    l.dropped(LAN, &err);
+    assert_eq!(c.drops_for(DropReason::IcmpErrorSuppressed), 1);
+    // An ARP request answered in place.
+    let lan_ip = Ipv4Addr::from(LAN_ADDR);
+    let req = testkit::arp_request(HMAC[1], Ipv4Addr::from(H[1]), lan_ip);
+    l.through(LAN, &req, LAN);
+    // A frame to an unknown neighbour waits for our ARP request's reply, then goes.
+    let stranger = [100, 64, 0, 50];
+    let stranger_mac = [2, 0, 0, 0, 1, 50];
+    let (sm, dm, src) = from_host(0);
+    l.send(LAN, &udp(sm, dm, src, 1001, stranger, 9, b"hi"));
+    let asked = l.out(LAN);
+    assert_eq!((asked.len(), c.arp_requests_sent.get()), (1, 1), "one ARP request");
+    assert_eq!(balance(l.w.held() as u64), (6, 6), "{:?}", c.scalars());
+    l.send(LAN, &testkit::arp_reply(stranger_mac, Ipv4Addr::from(stranger), MAC_LAN, lan_ip));
+    l.advance(1);
+    let released = l.out(LAN);
+    assert_eq!(released.len(), 1, "the held frame goes: {:?} {:?}", l.drops(), c.scalars());
+    assert_eq!(c.arp_replies_received.get(), 1);
+    assert_eq!(l.w.held(), 0);
+    assert_eq!(balance(0), (7, 7), "{:?}", c.scalars());
+}
+
 #[test]
 fn rules_swap_applies_to_new_flows() {
     let mut l = lab("");
@@ -956,8 +1006,109 @@ mod robustness {
             let held = (l.w.held() + l.w.deferred()) as u64;
             prop_assert_eq!(l.c.rx_packets.get(), injected);
             prop_assert_eq!(sent + freed + held, injected + allocated, "sent {} freed {} held {}", sent, freed, held);
+            // The counters balance the same way (docs/operations.md, "Every frame counted").
+            let c = &l.c;
+            let suppressed = c.drops_for(DropReason::IcmpErrorSuppressed);
+            prop_assert_eq!(
+                c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get() + c.host_from_kernel.get(),
+                c.tx_packets.get() + c.drops_total() - suppressed + c.arp_replies_received.get() + c.host_punted.get() + held,
+                "{:?}", c.scalars()
+            );
         }
     }
+}
+
+/// A packet of IP protocol `proto` (GRE 47, ESP 50) from inside host `h` to `dst`.
+fn host_raw(h: usize, proto: u8, dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let (sm, dm, src) = from_host(h);
+    testkit::ethernet(sm, dm, &testkit::ipv4(src, dst).raw(proto, payload))
+}
+
+/// A packet of IP protocol `proto` arriving from the WAN.
+fn wan_raw(src: [u8; 4], proto: u8, dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    testkit::ethernet(GW, MAC_WAN, &testkit::ipv4(src, dst).raw(proto, payload))
+}
+
+/// A frame sent to `mac` carrying an address-only packet, its IPv4 checksum checked:
+/// (source, destination, protocol, payload).
+fn check_raw(frame: &[u8], mac: [u8; 6]) -> ([u8; 4], [u8; 4], u8, Vec<u8>) {
+    assert_eq!(&frame[0..6], &mac, "destination MAC");
+    let p = testkit::parse_ipv4_packet(&frame[14..]).expect("valid IPv4");
+    assert!(p.ip_checksum_ok, "IPv4 header checksum");
+    (p.src.octets(), p.dst.octets(), p.proto, p.payload)
+}
+
+/// A GRE header (no flags, protocol type IPv4) and a few bytes of tunnelled packet.
+const GRE: &[u8] = &[0, 0, 0x08, 0x00, 0x45, 0, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8];
+
+#[test]
+fn gre_and_esp_are_translated_by_address_one_host_per_remote() {
+    let mut l = lab(MASQ);
+    // GRE out: the external address, nothing else changed.
+    let f = l.through(LAN, &host_raw(0, 47, SERVER, GRE), WAN);
+    assert_eq!(check_raw(&f, GW), (EXT, SERVER, 47, GRE.to_vec()));
+    let back = l.through(WAN, &wan_raw(SERVER, 47, EXT, b"\0\0\x08\0reply"), LAN);
+    assert_eq!(check_raw(&back, lan_to(0)), (SERVER, H[0], 47, b"\0\0\x08\0reply".to_vec()));
+    // A second host to the same remote over GRE: MASQUERADE has one address. Refused
+    // with host unreachable, counted under its own reason.
+    let refused = host_raw(1, 47, SERVER, GRE);
+    let e = check(&l.through(LAN, &refused, LAN), lan_to(1));
+    assert_eq!((e.src, e.dst, e.icmp), (LAN_ADDR, H[1], (3, 1)));
+    assert_eq!(l.drop_count(DropReason::AddrOnlyInUse), 1);
+    // ESP from the second host to the same remote is another protocol: fine.
+    let f = l.through(LAN, &host_raw(1, 50, SERVER, b"spi-and-data"), WAN);
+    assert_eq!(check_raw(&f, GW), (EXT, SERVER, 50, b"spi-and-data".to_vec()));
+    let back = l.through(WAN, &wan_raw(SERVER, 50, EXT, b"esp-back"), LAN);
+    assert_eq!(check_raw(&back, lan_to(1)), (SERVER, H[1], 50, b"esp-back".to_vec()));
+    // Listed with their protocol numbers and no ports.
+    let mut list = Vec::new();
+    l.nat().sessions_after(0, 16, l.now, &mut list);
+    let mut seen: Vec<(u8, Ipv4Addr, u16)> =
+        list.iter().map(|s| (s.proto.number(), s.inside.addr, s.inside.port)).collect();
+    seen.sort();
+    assert_eq!(seen, vec![(47, H[0].into(), 0), (50, H[1].into(), 0)]);
+    assert_eq!(l.drop_count(DropReason::L4Unsupported), 0);
+    // GRE from an unknown remote to the external address: no session, dropped.
+    l.dropped(WAN, &wan_raw(STRANGER, 47, EXT, GRE));
+    assert_eq!(l.drop_count(DropReason::NoSession), 1);
+    // After the `other` timeout (600 s) the address is free for the second host.
+    l.advance(601);
+    assert_eq!(l.nat().count(), 0);
+    let f = l.through(LAN, &host_raw(1, 47, SERVER, GRE), WAN);
+    assert_eq!(check_raw(&f, GW).0, EXT);
+}
+
+#[test]
+fn gre_takes_the_next_snat_address_and_fragments_follow() {
+    let rules = "*nat\n-A POSTROUTING -o wan -j SNAT --to-source 203.0.113.1-203.0.113.2\nCOMMIT\n";
+    let mut l = lab(rules);
+    let pool = [EXT, [203, 0, 113, 2]];
+    let mut got = Vec::new();
+    for h in 0..2 {
+        let (src, dst, proto, _) = check_raw(&l.through(LAN, &host_raw(h, 47, SERVER, GRE), WAN), GW);
+        assert_eq!((dst, proto), (SERVER, 47));
+        assert!(pool.contains(&src), "{src:?}");
+        got.push(src);
+    }
+    assert_ne!(got[0], got[1], "one inside host per (external address, remote, protocol)");
+    // Replies to each address reach their own host.
+    for h in 0..2 {
+        let back = l.through(WAN, &wan_raw(SERVER, 47, got[h], GRE), LAN);
+        assert_eq!(check_raw(&back, lan_to(h)).1, H[h]);
+    }
+    // A third host: both addresses taken.
+    l.through(LAN, &host_raw(2, 47, SERVER, GRE), LAN);
+    assert_eq!(l.drop_count(DropReason::AddrOnlyInUse), 1);
+    // A fragmented GRE packet: every fragment translated by address, in any order.
+    let (sm, dm, src) = from_host(0);
+    let whole = testkit::ethernet(sm, dm, &testkit::ipv4(src, SERVER).raw(47, &[0x5a; 100]));
+    let (first, later) = fragments(&whole, 48, 0x2222);
+    for frag in [later, first] {
+        let f = l.through(LAN, &frag, WAN);
+        let (p, _) = frag_parts(&f);
+        assert_eq!((p.src_addr(), p.ident()), (Ipv4Addr::from(got[0]), 0x2222));
+    }
+    assert_eq!(l.drop_count(DropReason::FragmentNoState), 0);
 }
 
 /// Two workers in one thread, sharing routes, neighbours and rules, handing frames to
@@ -1094,6 +1245,39 @@ mod two_workers {
         let (_, back) = p.one(1, LAN, &host_udp(1, 6000, EXT, a.sport), LAN);
         let back = check(&back, lan_to(0));
         assert_eq!((back.src, back.sport, back.dst, back.dport), (EXT, b.sport, H[0], 7000));
+    }
+
+    #[test]
+    fn gre_lives_with_the_remote_whichever_host_and_queue() {
+        let rules = "*nat\n-A POSTROUTING -o wan -j SNAT --to-source 203.0.113.1-203.0.113.2\nCOMMIT\n";
+        let mut p = pair(rules);
+        // Two hosts of different workers.
+        assert_ne!(subscriber_owner(H[0].into(), 2), subscriber_owner(H[1].into(), 2));
+        let owner = usize::from(crate::nat::steer::addr_only_owner(SERVER.into(), 47, 2));
+        let mut ext = Vec::new();
+        for h in 0..2 {
+            for on in [0, 1] {
+                let (by, f) = p.one(on, LAN, &host_raw(h, 47, SERVER, GRE), WAN);
+                assert_eq!(by, owner, "host {h} on queue {on}");
+                let (src, dst, proto, payload) = check_raw(&f, GW);
+                assert_eq!((dst, proto, payload), (SERVER, 47, GRE.to_vec()));
+                if on == 0 {
+                    ext.push(src);
+                } else {
+                    assert_eq!(src, ext[h], "the same session");
+                }
+            }
+        }
+        assert_ne!(ext[0], ext[1]);
+        assert_eq!((p.sessions(owner), p.sessions(1 - owner)), (2, 0));
+        // The server's replies, on either queue, reach the right host.
+        for h in 0..2 {
+            for on in [0, 1] {
+                let (by, f) = p.one(on, WAN, &wan_raw(SERVER, 47, ext[h], b"back"), LAN);
+                assert_eq!(by, owner);
+                assert_eq!(check_raw(&f, lan_to(h)), (SERVER, H[h], 47, b"back".to_vec()));
+            }
+        }
     }
 
     #[test]

@@ -114,6 +114,9 @@ worker_counters! {
     handoff_out,
     /// Packets other workers handed to this one.
     handoff_in,
+    /// Poll passes that left the receive queues alone because a handoff stage to a busy
+    /// worker was backlogged (back-pressure: the frames waited in the NIC's queues).
+    handoff_paused,
 }
 
 impl WorkerCounters {

@@ -25,5 +25,7 @@ pub mod prefetch;
 pub mod report;
 pub mod setup;
 pub mod stats;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod worker;

@@ -1,7 +1,7 @@
-//! Tests of the integration-test harness itself (`tests/common`): pcap round trips, frame
-//! builders against the independent parsers, the report format, config generation, the
-//! masqd runner (against a fake masqd script) and, as root, the network-namespace guard.
-//! No real masqd and no DPDK needed.
+//! Tests of the integration-test harness itself (`tests/common`): pcap round trips, the
+//! report format, config generation, the masqd runner (against a fake masqd script) and,
+//! as root, the network-namespace guard. No real masqd and no DPDK needed. (The frame
+//! builders and parsers are `dataplane::testkit`'s, tested at the foot of its files.)
 
 mod common;
 
@@ -34,120 +34,6 @@ fn pcap_round_trip() {
     assert_eq!(read_pcap(&path), frames);
     write_pcap::<Vec<u8>>(&path, &[]);
     assert!(read_pcap(&path).is_empty());
-}
-
-#[test]
-fn udp_builder_and_parser_agree() {
-    let f = udp_frame(A, B, lan(), srv(), 40000, 53, 17, b"payload!");
-    let p = parse_ipv4(&f).expect("IPv4");
-    assert_eq!((p.src_mac, p.dst_mac), (A, B));
-    assert_eq!((p.src, p.dst, p.ttl, p.proto), (lan(), srv(), 17, PROTO_UDP));
-    assert_eq!((p.sport, p.dport), (Some(40000), Some(53)));
-    assert_eq!(p.payload, b"payload!");
-    assert!(p.checksums_ok && p.ip_checksum_ok && p.l4_checksum_ok && !p.fragment && !p.truncated);
-    assert!(p.dont_fragment);
-    // Ethernet padding after the datagram is ignored.
-    assert_eq!(parse_ipv4(&pad_to_min(f.clone())), Some(p));
-
-    // A wrong header checksum, then fixed again.
-    let mut bad = f.clone();
-    bad[22] -= 1; // TTL
-    let q = parse_ipv4(&bad).unwrap();
-    assert!(!q.ip_checksum_ok && q.l4_checksum_ok && !q.checksums_ok);
-    set_ipv4_checksum(&mut bad);
-    assert!(parse_ipv4(&bad).unwrap().checksums_ok);
-
-    // A flipped payload bit breaks the UDP checksum only.
-    let mut bad = f.clone();
-    *bad.last_mut().unwrap() ^= 1;
-    let q = parse_ipv4(&bad).unwrap();
-    assert!(q.ip_checksum_ok && !q.l4_checksum_ok && !q.checksums_ok);
-
-    // UDP checksum 0 means "none": valid.
-    let mut none = f.clone();
-    none[40] = 0;
-    none[41] = 0;
-    assert!(parse_ipv4(&none).unwrap().checksums_ok);
-
-    // Truncated frames are not parsed; non-IPv4 neither.
-    assert_eq!(parse_ipv4(&f[..f.len() - 1]), None);
-    assert_eq!(parse_ipv4(&arp_request(A, lan(), srv())), None);
-}
-
-#[test]
-fn tcp_builder_and_parser_agree() {
-    let seg = TcpSeg::new(TCP_SYN | TCP_ACK, 1000, 2001);
-    let f = tcp_frame(A, B, srv(), lan(), 80, 40000, 63, seg, b"");
-    let p = parse_ipv4(&f).unwrap();
-    assert_eq!((p.proto, p.sport, p.dport), (PROTO_TCP, Some(80), Some(40000)));
-    assert_eq!((p.tcp_flags, p.tcp_seq, p.tcp_ack), (Some(TCP_SYN | TCP_ACK), Some(1000), Some(2001)));
-    assert!(p.checksums_ok);
-
-    let f =
-        tcp_frame(A, B, lan(), srv(), 40000, 80, 64, TcpSeg::new(TCP_PSH | TCP_ACK, 1, 1), b"GET / HTTP/1.0\r\n\r\n");
-    let p = parse_ipv4(&f).unwrap();
-    assert_eq!(p.payload, b"GET / HTTP/1.0\r\n\r\n");
-    assert!(p.checksums_ok);
-    let mut bad = f.clone();
-    bad[14 + 20 + 2] ^= 0x80; // destination port
-    assert!(!parse_ipv4(&bad).unwrap().l4_checksum_ok);
-    assert_eq!(TcpSeg::syn(5), TcpSeg { flags: TCP_SYN, seq: 5, ack: 0, window: 65535 });
-}
-
-#[test]
-fn icmp_builders_and_quoted_datagrams() {
-    let f = icmp_echo_frame(A, B, lan(), srv(), 1, 0x1234, 9, b"abcdefgh");
-    let p = parse_ipv4(&f).unwrap();
-    assert_eq!((p.proto, p.icmp_type, p.icmp_code, p.icmp_id), (PROTO_ICMP, Some(8), Some(0), Some(0x1234)));
-    assert_eq!(p.payload, b"abcdefgh");
-    assert!(p.checksums_ok);
-    let r = parse_ipv4(&icmp_echo_reply_frame(B, A, srv(), lan(), 64, 0x1234, 9, b"abcdefgh")).unwrap();
-    assert_eq!((r.icmp_type, r.icmp_id), (Some(0), Some(0x1234)));
-    assert!(r.checksums_ok);
-    assert_eq!(p.quoted(), None);
-
-    // An ICMP time exceeded quoting the echo's IP header + 8 bytes, built by hand.
-    let mut icmp = vec![11, 0, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&f[14..14 + 28]);
-    let c = internet_checksum(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut ipv4 = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, PROTO_ICMP, 0, 0];
-    ipv4.extend_from_slice(&ip4("100.64.0.1").octets());
-    ipv4.extend_from_slice(&lan().octets());
-    let total = (ipv4.len() + icmp.len()) as u16;
-    ipv4[2..4].copy_from_slice(&total.to_be_bytes());
-    let c = internet_checksum(&ipv4);
-    ipv4[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&A);
-    frame.extend_from_slice(&B);
-    frame.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    frame.extend_from_slice(&ipv4);
-    frame.extend_from_slice(&icmp);
-
-    let te = parse_ipv4(&frame).unwrap();
-    assert_eq!((te.icmp_type, te.icmp_code, te.src), (Some(11), Some(0), ip4("100.64.0.1")));
-    assert!(te.checksums_ok);
-    let q = te.quoted().expect("quoted datagram");
-    assert_eq!((q.src, q.dst, q.ttl, q.proto, q.icmp_id), (lan(), srv(), 1, PROTO_ICMP, Some(0x1234)));
-    assert!(q.truncated && q.ip_checksum_ok && !q.checksums_ok);
-    assert_eq!(parse_ipv4_packet(&f[14..]).unwrap().src, lan());
-}
-
-#[test]
-fn arp_builders_and_parser_agree() {
-    let req = arp_request(A, lan(), ip4("100.64.0.1"));
-    assert_eq!(req.len(), 42);
-    let a = parse_arp(&req).unwrap();
-    assert_eq!((a.eth_dst, a.eth_src, a.op), (BROADCAST, A, 1));
-    assert_eq!((a.sender_mac, a.sender_ip, a.target_ip), (A, lan(), ip4("100.64.0.1")));
-    let rep = parse_arp(&pad_to_min(arp_reply(B, ip4("100.64.0.1"), A, lan()))).unwrap();
-    assert_eq!((rep.op, rep.eth_dst, rep.sender_mac, rep.target_mac, rep.target_ip), (2, A, B, A, lan()));
-    assert_eq!(parse_arp(&udp_frame(A, B, lan(), srv(), 1, 2, 3, b"")), None);
-    assert_eq!(mac("02:00:00:00:01:02"), A);
-    assert_eq!(format_mac(A), "02:00:00:00:01:02");
-    // RFC 1071's example: 0x0001 0xf203 0xf4f5 0xf6f7 sums to 0xddf2, checksum 0x220d.
-    assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0x220d);
 }
 
 const REPORT: &str = "\

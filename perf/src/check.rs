@@ -12,7 +12,7 @@
 
 use std::net::Ipv4Addr;
 
-use dataplane::packet::{EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
+use dataplane::testkit::{parse_ipv4, PROTO_TCP, PROTO_UDP};
 
 use crate::topology::{GATEWAY_MAC, GEN_MAC, LAN_MAC, OUTSIDE, SERVER, WAN_MAC};
 
@@ -46,26 +46,22 @@ struct Parsed {
 
 fn parse(i: usize, frame: &[u8], tcp: bool) -> Result<Parsed, BadFrame> {
     let bad = |what: String| BadFrame { frame: i, what };
-    let eth = EthernetFrame::new_checked(frame).map_err(|e| bad(format!("Ethernet {e:?}")))?;
-    let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|e| bad(format!("IPv4 {e:?}")))?;
-    if !ip.verify_checksum() {
+    // The shared test parser: it verifies every checksum apart from masq's own code.
+    let p = parse_ipv4(frame).ok_or_else(|| bad("not an IPv4 frame".into()))?;
+    if !p.ip_checksum_ok {
         return Err(bad("bad IPv4 checksum".into()));
     }
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let ports = if tcp {
-        TcpPacket::new_checked(ip.payload())
-            .ok()
-            .filter(|t| t.verify_checksum(src, dst))
-            .map(|t| (t.src_port(), t.dst_port()))
-    } else {
-        UdpPacket::new_checked(ip.payload())
-            .ok()
-            .filter(|u| u.verify_checksum(src, dst))
-            .map(|u| (u.src_port(), u.dst_port()))
+    let (proto, name) = if tcp { (PROTO_TCP, "TCP") } else { (PROTO_UDP, "UDP") };
+    if p.proto != proto {
+        return Err(bad(format!("protocol {} (expected {name})", p.proto)));
+    }
+    if !p.l4_checksum_ok {
+        return Err(bad(format!("bad {name} checksum")));
+    }
+    let (Some(sport), Some(dport)) = (p.sport, p.dport) else {
+        return Err(bad(format!("no {name} ports")));
     };
-    let (sport, dport) =
-        ports.ok_or_else(|| bad(format!("bad {} header or checksum", if tcp { "TCP" } else { "UDP" })))?;
-    Ok(Parsed { dst_mac: eth.dst_addr().0, src_mac: eth.src_addr().0, ttl: ip.ttl(), src, dst, sport, dport })
+    Ok(Parsed { dst_mac: p.dst_mac, src_mac: p.src_mac, ttl: p.ttl, src: p.src, dst: p.dst, sport, dport })
 }
 
 fn is_inside(a: Ipv4Addr) -> bool {
@@ -131,79 +127,53 @@ pub fn inbound(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::{FlowSpace, FrameWriter, ReturnFlows, L4};
+    use crate::flows::{FlowSpace, ReturnFlows};
+    use dataplane::testkit::udp_frame;
 
-    /// Route a frame as the worker would: new MACs, TTL − 1 (checksum fixed up).
-    fn routed(mut f: Vec<u8>, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
-        f[0..6].copy_from_slice(&dst_mac);
-        f[6..12].copy_from_slice(&src_mac);
-        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
-        ip.set_ttl(ip.ttl() - 1);
-        ip.fill_checksum();
-        f
-    }
-
-    /// Rewrite the destination (address, port) and fix both checksums.
-    fn rewrite_dst(mut f: Vec<u8>, to: Ipv4Addr, port: u16) -> Vec<u8> {
-        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
-        let src = ip.src_addr();
-        ip.set_dst_addr(to);
-        ip.fill_checksum();
-        let mut u = UdpPacket::new_unchecked(ip.payload_mut());
-        u.set_dst_port(port);
-        u.fill_checksum(src, to);
-        f
-    }
+    const PAYLOAD: [u8; 18] = [0; 18];
 
     #[test]
     fn return_frames_must_reach_the_inside_host_translated_back() {
         let space = FlowSpace::new(4, 8, 2).unwrap();
         let rf = ReturnFlows::translated(&space, OUTSIDE, |_, p| Some(p + 30_000)).unwrap();
-        let w = FrameWriter::inbound(L4::Udp, 64, GATEWAY_MAC, WAN_MAC, SERVER).unwrap();
         let e = Expect { nat: true, tcp: false };
         let g = 5;
-        let mut f = vec![0u8; w.len()];
-        w.write(&mut f, true, rf.flow(&space, g), 1, false);
         let (host, port) = rf.inside(&space, g);
-        let server_port = space.flow(g).2;
+        let (_, server_port, ext_port) = rf.flow(&space, g);
         let tuple = (host, port, server_port);
         let want = Some(tuple);
         // As the NAT sends it: translated back and routed.
-        let good = routed(rewrite_dst(f.clone(), host, port), LAN_MAC, GEN_MAC);
+        let good = udp_frame(LAN_MAC, GEN_MAC, SERVER, host, server_port, port, 63, &PAYLOAD);
         assert_eq!(inbound(0, &good, e, want), Ok(tuple));
         assert_eq!(inbound(0, &good, e, None), Ok(tuple));
         // Not translated back: still addressed to the outside endpoint.
-        let untranslated = routed(f.clone(), LAN_MAC, GEN_MAC);
+        let untranslated = udp_frame(LAN_MAC, GEN_MAC, SERVER, OUTSIDE, server_port, ext_port, 63, &PAYLOAD);
         assert!(inbound(1, &untranslated, e, want).unwrap_err().what.contains("expected"));
         assert!(inbound(1, &untranslated, e, None).unwrap_err().what.contains("not an inside host"));
-        // Translated to the wrong port.
-        let wrong = routed(rewrite_dst(f.clone(), host, port + 1), LAN_MAC, GEN_MAC);
+        // Translated to the wrong port; not routed (TTL, MACs); a broken checksum.
+        let wrong = udp_frame(LAN_MAC, GEN_MAC, SERVER, host, server_port, port + 1, 63, &PAYLOAD);
         assert!(inbound(2, &wrong, e, want).is_err());
-        // A broken checksum, a TTL not decremented.
+        let unrouted = udp_frame(LAN_MAC, GEN_MAC, SERVER, host, server_port, port, 64, &PAYLOAD);
+        assert!(inbound(3, &unrouted, e, want).unwrap_err().what.contains("TTL"));
+        let wrong_mac = udp_frame(WAN_MAC, GATEWAY_MAC, SERVER, host, server_port, port, 63, &PAYLOAD);
+        assert!(inbound(4, &wrong_mac, e, want).unwrap_err().what.contains("MAC"));
         let mut broken = good.clone();
         broken[50] ^= 1;
-        assert!(inbound(3, &broken, e, want).unwrap_err().what.contains("checksum"));
-        let unrouted = rewrite_dst(f, host, port);
-        assert!(inbound(4, &unrouted, e, want).is_err());
+        let err = inbound(5, &broken, e, want).unwrap_err();
+        assert!(err.what.contains("checksum") && err.frame == 5, "{err}");
     }
 
     #[test]
     fn outbound_frames_must_be_masqueraded_or_untouched() {
-        let space = FlowSpace::new(4, 8, 2).unwrap();
-        let w = FrameWriter::new(L4::Udp, 64, GEN_MAC, LAN_MAC, SERVER).unwrap();
-        let mut f = vec![0u8; w.len()];
-        w.write(&mut f, true, space.flow(3), 1, false);
-        let fwd = routed(f.clone(), WAN_MAC, GATEWAY_MAC);
+        let inside = Ipv4Addr::new(100, 64, 0, 3);
+        let fwd = udp_frame(WAN_MAC, GATEWAY_MAC, inside, SERVER, 2024, 53, 63, &PAYLOAD);
         assert_eq!(outbound(0, &fwd, Expect { nat: false, tcp: false }), Ok(()));
         assert!(outbound(0, &fwd, Expect { nat: true, tcp: false }).unwrap_err().what.contains("not translated"));
-        let mut raw = f.clone();
-        let mut ip = Ipv4Packet::new_unchecked(&mut raw[14..]);
-        ip.set_src_addr(OUTSIDE);
-        ip.fill_checksum();
-        let mut u = UdpPacket::new_unchecked(ip.payload_mut());
-        u.fill_checksum(OUTSIDE, SERVER);
-        let nat = routed(raw, WAN_MAC, GATEWAY_MAC);
+        assert!(outbound(0, &fwd, Expect { nat: false, tcp: true }).unwrap_err().what.contains("protocol"));
+        let nat = udp_frame(WAN_MAC, GATEWAY_MAC, OUTSIDE, SERVER, 40_000, 53, 63, &PAYLOAD);
         assert_eq!(outbound(1, &nat, Expect { nat: true, tcp: false }), Ok(()));
         assert!(outbound(1, &nat, Expect { nat: false, tcp: false }).is_err());
+        let to_elsewhere = udp_frame(WAN_MAC, GATEWAY_MAC, OUTSIDE, OUTSIDE, 40_000, 53, 63, &PAYLOAD);
+        assert!(outbound(2, &to_elsewhere, Expect { nat: true, tcp: false }).unwrap_err().what.contains("server"));
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! [`FrameWriter`] writes one flow's Ethernet/IPv4/UDP (or TCP) headers into a buffer
 //! with correct checksums, computed from precomputed partial sums — a few additions per
-//! frame, so the generator costs little next to the worker it feeds. The first
+//! frame, so the generator costs little next to the worker it feeds. Its template frame
+//! comes from `dataplane::testkit`, the builder every test uses; only the per-frame
+//! fields (the flow's address, ports, stamp, checksums) are rewritten in place. The first
 //! [`STAMP_LEN`] payload bytes carry a TSC timestamp (48 bits) for latency. A writer is
 //! outbound ([`FrameWriter::new`]: from the flow's inside address to a fixed server) or
 //! inbound ([`FrameWriter::inbound`]: from the server back to the flow's address);
@@ -21,10 +23,11 @@
 
 use std::net::Ipv4Addr;
 
+use dataplane::testkit;
+
 /// Bytes of the TSC stamp at the start of the payload (48 bits of the TSC).
 pub const STAMP_LEN: usize = 6;
 /// Ethernet + IPv4 header bytes.
-const L3_OFF: usize = 14;
 const L4_OFF: usize = 34;
 /// RFC 9693 §4.4 / RFC 4814 §4.5: source ports from 1024..=65535, destination ports
 /// from 1..=49151.
@@ -330,30 +333,30 @@ impl FrameWriter {
             return Err(FlowError::FrameSize { size: frame_size, min: min.max(64), l4 });
         }
         let len = frame_size - 4;
-        let mut t = [0u8; 54];
-        t[0..6].copy_from_slice(&dst_mac);
-        t[6..12].copy_from_slice(&src_mac);
-        t[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        let ip_len = (len - L3_OFF) as u16;
-        t[14] = 0x45;
-        t[16..18].copy_from_slice(&ip_len.to_be_bytes());
-        t[22] = 64; // TTL
-        t[23] = l4.proto();
-        // The fixed address goes where the flow's does not.
-        let fixed_off = if flow_addr_off == 26 { 30 } else { 26 };
-        t[fixed_off..fixed_off + 4].copy_from_slice(&fixed.octets());
-        let l4_len = (len - L4_OFF) as u16;
-        match l4 {
-            L4::Udp => t[38..40].copy_from_slice(&l4_len.to_be_bytes()),
+        // The template: a frame from the shared test builder (dataplane::testkit) with
+        // the flow's address 0.0.0.0, ports 0 and a zero payload; then the fields `write`
+        // sets per frame are cleared, so the partial sums below leave them out.
+        let payload = vec![0u8; len - L4_OFF - l4.header_len()];
+        let (src, dst) =
+            if flow_addr_off == 26 { (Ipv4Addr::UNSPECIFIED, fixed) } else { (fixed, Ipv4Addr::UNSPECIFIED) };
+        let built = match l4 {
+            L4::Udp => testkit::udp_frame(src_mac, dst_mac, src, dst, 0, 0, 64, &payload),
             L4::Tcp => {
-                t[38..42].copy_from_slice(&0x0100_0000u32.to_be_bytes()); // seq
-                t[46] = 0x50; // data offset 5
-                t[47] = 0x10; // ACK (set per frame)
-                t[48..50].copy_from_slice(&0xffffu16.to_be_bytes()); // window
+                let seg = testkit::TcpSeg { flags: testkit::TCP_ACK, seq: 0x0100_0000, ack: 0, window: 0xffff };
+                testkit::tcp_frame(src_mac, dst_mac, src, dst, 0, 0, 64, seg, &payload)
             }
+        };
+        debug_assert_eq!(built.len(), len);
+        let mut t = [0u8; 54];
+        let hdr_end = L4_OFF + l4.header_len();
+        t[..hdr_end].copy_from_slice(&built[..hdr_end]);
+        t[24..26].fill(0); // IPv4 checksum
+        match l4 {
+            L4::Udp => t[40..42].fill(0),
+            L4::Tcp => t[50..52].fill(0),
         }
         let ip_base = sum16(&t[14..34]);
-        let hdr_end = L4_OFF + l4.header_len();
+        let l4_len = (len - L4_OFF) as u16;
         let mut l4_hdr = t[L4_OFF..hdr_end].to_vec();
         if l4 == L4::Tcp {
             l4_hdr[13] = 0; // flags are added per frame
@@ -437,7 +440,6 @@ pub fn stamp_elapsed(now: u64, earlier: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::packet::{EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
     use std::collections::HashSet;
 
     const DST: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
@@ -483,21 +485,18 @@ mod tests {
             let stamp = 0x1234_5678_9abc_def0u64.wrapping_mul(g + 1);
             w.write(&mut buf, i == 0, (a, sp, dp), stamp, g == 1);
             let frame = &buf[..w.len()];
-            let eth = EthernetFrame::new_checked(frame).unwrap();
-            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-            assert!(ip.verify_checksum(), "{l4:?} {size} flow {g}: IPv4 checksum");
-            assert_eq!(ip.src_addr(), Ipv4Addr::from(a));
-            assert_eq!(usize::from(ip.total_len()), w.len() - 14);
+            // The shared parser verifies every checksum independently.
+            let p = testkit::parse_ipv4(frame).unwrap_or_else(|| panic!("{l4:?} {size} flow {g}: not IPv4"));
+            assert!(p.checksums_ok, "{l4:?} {size} flow {g}: {p:?}");
+            assert_eq!((p.src, p.dst, p.ttl), (Ipv4Addr::from(a), DST, 64));
+            assert_eq!((p.src_mac, p.dst_mac), ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]));
+            assert_eq!(usize::from(p.total_len), w.len() - 14);
+            assert_eq!((p.sport, p.dport), (Some(sp), Some(dp)));
             match l4 {
-                L4::Udp => {
-                    let u = UdpPacket::new_checked(ip.payload()).unwrap();
-                    assert!(u.verify_checksum(ip.src_addr(), DST), "UDP checksum, flow {g}");
-                    assert_eq!((u.src_port(), u.dst_port()), (sp, dp));
-                }
+                L4::Udp => assert_eq!(p.proto, testkit::PROTO_UDP),
                 L4::Tcp => {
-                    let t = TcpPacket::new_checked(ip.payload()).unwrap();
-                    assert!(t.verify_checksum(ip.src_addr(), DST), "TCP checksum, flow {g}");
-                    assert_eq!((t.src_port(), t.dst_port()), (sp, dp));
+                    let flags = if g == 1 { testkit::TCP_SYN } else { testkit::TCP_ACK };
+                    assert_eq!((p.proto, p.tcp_flags), (testkit::PROTO_TCP, Some(flags)));
                 }
             }
             assert_eq!(w.read_stamp(frame), Some(stamp & 0xffff_ffff_ffff));
@@ -544,13 +543,10 @@ mod tests {
                 (&plain, (Ipv4Addr::from(inside), dport, sport)),
             ] {
                 w.write(&mut buf, true, r.flow(&f, g), 7, false);
-                let eth = EthernetFrame::new_checked(&buf[..w.len()]).unwrap();
-                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-                assert!(ip.verify_checksum());
-                assert_eq!((ip.src_addr(), ip.dst_addr()), (DST, want.0));
-                let u = UdpPacket::new_checked(ip.payload()).unwrap();
-                assert!(u.verify_checksum(DST, want.0), "flow {g}");
-                assert_eq!((u.src_port(), u.dst_port()), (want.1, want.2));
+                let p = testkit::parse_ipv4(&buf[..w.len()]).expect("IPv4");
+                assert!(p.checksums_ok, "flow {g}: {p:?}");
+                assert_eq!((p.src, p.dst), (DST, want.0));
+                assert_eq!((p.sport, p.dport), (Some(want.1), Some(want.2)));
                 assert_eq!(r.inside(&f, g), (Ipv4Addr::from(inside), sport));
             }
         }
@@ -565,11 +561,10 @@ mod tests {
         let mut buf = vec![0u8; 2048];
         let to = u32::from(Ipv4Addr::new(100, 64, 0, 9));
         w.write(&mut buf, true, (to, 443, 2024), 0xabc, false);
-        let ip = Ipv4Packet::new_checked(&buf[14..w.len()]).unwrap();
-        assert!(ip.verify_checksum());
-        let t = TcpPacket::new_checked(ip.payload()).unwrap();
-        assert!(t.verify_checksum(DST, Ipv4Addr::from(to)));
-        assert_eq!((t.src_port(), t.dst_port()), (443, 2024));
+        let p = testkit::parse_ipv4(&buf[..w.len()]).expect("IPv4");
+        assert!(p.checksums_ok, "{p:?}");
+        assert_eq!((p.src, p.dst, p.proto), (DST, Ipv4Addr::from(to), testkit::PROTO_TCP));
+        assert_eq!((p.sport, p.dport, p.tcp_flags), (Some(443), Some(2024), Some(testkit::TCP_ACK)));
     }
 
     #[test]

@@ -465,8 +465,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::io::mem::MemIo;
+    use crate::testkit::{self, Ipv4Info};
     use crate::worker::Worker;
-    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
     const LAN: u16 = 0;
     const WAN: u16 = 1;
@@ -509,33 +509,18 @@ cores = [1]
     }
 
     fn udp_from_host(ttl: u8, payload_len: usize) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, ttl).udp(40000, 53);
-        let payload = vec![0xab; payload_len];
-        let mut out = Vec::new();
-        b.write(&mut out, &payload).unwrap();
-        out
+        testkit::udp_frame(HOST, MAC_LAN, HOST_IP.into(), SERVER_IP.into(), 40000, 53, ttl, &vec![0xab; payload_len])
     }
 
     fn arp_frame(op: u16, src_mac: [u8; 6], src_ip: [u8; 4], dst_mac: [u8; 6], target_ip: [u8; 4]) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&dst_mac);
-        f.extend_from_slice(&src_mac);
-        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
-        f.extend_from_slice(&op.to_be_bytes());
-        f.extend_from_slice(&src_mac);
-        f.extend_from_slice(&src_ip);
-        f.extend_from_slice(&[0; 6]);
-        f.extend_from_slice(&target_ip);
-        f
+        testkit::arp_frame(dst_mac, op, src_mac, src_ip.into(), [0; 6], target_ip.into())
     }
 
-    /// Parse a frame and check every checksum with etherparse as an independent oracle.
-    fn parse(frame: &[u8]) -> SlicedPacket<'_> {
-        let p = SlicedPacket::from_ethernet(frame).expect("valid frame");
-        if let Some(NetSlice::Ipv4(ip)) = &p.net {
-            let h = ip.header().to_header();
-            assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
-        }
+    /// Parse an IPv4 frame and check every checksum with the testkit, an oracle written
+    /// apart from masq's packet code.
+    fn parse(frame: &[u8]) -> Ipv4Info {
+        let p = testkit::parse_ipv4(frame).expect("a valid IPv4 frame");
+        assert!(p.checksums_ok, "checksums: {p:?}");
         p
     }
 
@@ -551,10 +536,9 @@ cores = [1]
         assert_eq!(&f[0..6], &GW);
         assert_eq!(&f[6..12], &MAC_WAN);
         let p = parse(f);
-        let Some(NetSlice::Ipv4(ip)) = p.net else { panic!("not ipv4") };
-        assert_eq!(ip.header().ttl(), 63);
-        assert_eq!(ip.header().source(), HOST_IP);
-        assert_eq!(ip.header().destination(), SERVER_IP);
+        assert_eq!(p.ttl, 63);
+        assert_eq!(p.src.octets(), HOST_IP);
+        assert_eq!(p.dst.octets(), SERVER_IP);
         // Only TTL (offset 8) and the header checksum (10..12) changed.
         assert_eq!(f[14..14 + 8], input[14..14 + 8]);
         assert_eq!(f[14 + 9], input[14 + 9]);
@@ -577,14 +561,10 @@ cores = [1]
         assert_eq!(&f[0..6], &HOST);
         assert_eq!(&f[6..12], &MAC_LAN);
         let p = parse(f);
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
-        assert_eq!(ip.header().source(), [100, 64, 0, 1]);
-        assert_eq!(ip.header().destination(), HOST_IP);
-        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!("not icmp") };
-        assert_eq!(icmp.type_u8(), 11);
-        assert_eq!(icmp.code_u8(), 0);
-        let payload = icmp.payload();
-        assert_eq!(icmp.icmp_type().calc_checksum(payload), icmp.checksum(), "ICMP checksum");
+        assert_eq!(p.src.octets(), [100, 64, 0, 1]);
+        assert_eq!(p.dst.octets(), HOST_IP);
+        assert_eq!((p.icmp_type, p.icmp_code), (Some(11), Some(0)), "time exceeded");
+        let payload = &p.payload[..];
         // The quote is the original IPv4 header plus the first 8 bytes of its payload.
         assert_eq!(payload, &input[14..14 + 28]);
         assert_eq!(c.drops_for(DropReason::TtlExceeded), 1);
@@ -696,40 +676,33 @@ cores = [1]
     #[test]
     fn df_packets_over_the_mtu_get_fragmentation_needed() {
         let (mut w, c, _) = setup(true);
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, 64).udp(1, 2);
-        let mut f = Vec::new();
-        b.write(&mut f, &[0u8; 1450]).unwrap();
-        // etherparse sets DF by default; check that.
+        let f = testkit::udp_frame(HOST, MAC_LAN, HOST_IP.into(), SERVER_IP.into(), 1, 2, 64, &[0u8; 1450]);
+        // The testkit sets DF; check that.
         assert_ne!(f[14 + 6] & 0x40, 0);
         w.io_mut().inject(LAN, &f);
         w.poll(Instant::from_secs(1));
         let out = w.io_mut().take_output(LAN);
         assert_eq!(out.len(), 1);
         let p = parse(&out[0]);
-        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
-        assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 4));
-        assert_eq!(u16::from_be_bytes([icmp.bytes5to8()[2], icmp.bytes5to8()[3]]), 1400);
+        assert_eq!((p.icmp_type, p.icmp_code), (Some(3), Some(4)));
+        let rest = p.icmp_rest.unwrap();
+        assert_eq!(u16::from_be_bytes([rest[2], rest[3]]), 1400);
         assert_eq!(c.drops_for(DropReason::NeedFragmentation), 1);
     }
 
     #[test]
     fn answers_pings_to_its_own_address() {
         let (mut w, c, _) = setup(true);
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, [100, 64, 0, 1], 64).icmpv4_echo_request(7, 1);
-        let mut f = Vec::new();
-        b.write(&mut f, b"ping").unwrap();
+        let f = testkit::icmp_echo_frame(HOST, MAC_LAN, HOST_IP.into(), [100, 64, 0, 1].into(), 64, 7, 1, b"ping");
         w.io_mut().inject(LAN, &f);
         w.poll(Instant::from_secs(1));
         let out = w.io_mut().take_output(LAN);
         assert_eq!(out.len(), 1);
         let p = parse(&out[0]);
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
-        assert_eq!(ip.header().source(), [100, 64, 0, 1]);
-        assert_eq!(ip.header().destination(), HOST_IP);
-        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
-        assert_eq!(icmp.type_u8(), 0);
-        assert_eq!(icmp.icmp_type().calc_checksum(icmp.payload()), icmp.checksum());
-        assert_eq!(icmp.payload(), b"ping");
+        assert_eq!(p.src.octets(), [100, 64, 0, 1]);
+        assert_eq!(p.dst.octets(), HOST_IP);
+        assert_eq!((p.icmp_type, p.icmp_id), (Some(0), Some(7)));
+        assert_eq!(p.payload, b"ping");
         assert_eq!(c.icmp_sent.get(), 1);
     }
 
@@ -744,9 +717,8 @@ cores = [1]
         assert_eq!(w.io_mut().take_output(LAN).len(), ICMP_ERROR_BURST as usize);
         assert_eq!(c.drops_for(DropReason::IcmpErrorSuppressed), 10);
         // An ICMP error with TTL 1 gets no error about it.
-        let b = PacketBuilder::ethernet2(HOST, MAC_LAN).ipv4(HOST_IP, SERVER_IP, 1).icmpv4_raw(3, 3, [0; 4]);
-        let mut f = Vec::new();
-        b.write(&mut f, &[0u8; 28]).unwrap();
+        let f =
+            testkit::ethernet(HOST, MAC_LAN, &testkit::ipv4(HOST_IP, SERVER_IP).ttl(1).icmp_error(3, 3, &[0u8; 28]));
         w.io_mut().inject(LAN, &f);
         w.poll(Instant::from_secs(10));
         assert!(w.io_mut().take_output(LAN).is_empty());

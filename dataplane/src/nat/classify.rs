@@ -271,27 +271,21 @@ pub fn verify_l4(ip: &[u8], pkt: &NatPacket) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::PacketBuilder;
+    use crate::testkit::{ipv4, TcpSeg};
 
     const A: [u8; 4] = [100, 64, 0, 2];
     const B: [u8; 4] = [198, 51, 100, 7];
 
-    fn build(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-        let mut v = Vec::new();
-        f(&mut v);
-        v
-    }
-
     #[test]
     fn udp_tcp_and_echo() {
-        let udp = build(|v| PacketBuilder::ipv4(A, B, 64).udp(40000, 53).write(v, b"q").unwrap());
+        let udp = ipv4(A, B).udp(40000, 53, b"q");
         let p = classify(&udp).unwrap();
         let L4::Flow(f) = p.l4 else { panic!("{p:?}") };
         assert_eq!((f.tuple.src.port, f.tuple.dst.port, f.tuple.proto), (40000, 53, Proto::Udp));
         assert_eq!(p.ports(), (40000, 53));
         assert_eq!(p.frag, Frag::Whole);
 
-        let tcp = build(|v| PacketBuilder::ipv4(A, B, 64).tcp(1234, 80, 7, 1000).syn().write(v, &[]).unwrap());
+        let tcp = ipv4(A, B).tcp(1234, 80, TcpSeg { window: 1000, ..TcpSeg::flags("S", 7, 0) }, &[]);
         let L4::Flow(f) = classify(&tcp).unwrap().l4 else { panic!() };
         assert_eq!(f.tcp_flags, 0x02);
         assert!(verify_l4(&tcp, &classify(&tcp).unwrap()));
@@ -299,7 +293,7 @@ mod tests {
         *bad.last_mut().unwrap() ^= 1; // urgent pointer low byte
         assert!(!verify_l4(&bad, &classify(&bad).unwrap()));
 
-        let echo = build(|v| PacketBuilder::ipv4(A, B, 64).icmpv4_echo_request(77, 1).write(v, b"hi").unwrap());
+        let echo = ipv4(A, B).icmp_echo_request(77, 1, b"hi");
         let p = classify(&echo).unwrap();
         let L4::Flow(f) = p.l4 else { panic!() };
         assert_eq!((f.tuple.src.port, f.tuple.dst.port, f.request), (77, 77, true));
@@ -312,10 +306,8 @@ mod tests {
 
     #[test]
     fn icmp_error_quotes_the_flow() {
-        let udp = build(|v| PacketBuilder::ipv4(B, A, 64).udp(53, 40000).write(v, b"answer").unwrap());
-        let err = build(|v| {
-            PacketBuilder::ipv4([100, 64, 0, 1], B, 64).icmpv4_raw(3, 3, [0; 4]).write(v, &udp[..28]).unwrap()
-        });
+        let udp = ipv4(B, A).udp(53, 40000, b"answer");
+        let err = ipv4([100, 64, 0, 1], B).icmp_error(3, 3, &udp[..28]);
         let p = classify(&err).unwrap();
         let L4::IcmpError(q) = p.l4 else { panic!("{p:?}") };
         assert_eq!(q.at, 28);
@@ -325,15 +317,13 @@ mod tests {
         assert_eq!(q.tuple.src, Endpoint::new(B.into(), 53));
         assert_eq!(q.lookup_tuple().src, Endpoint::new(A.into(), 40000));
         // Too short a quote.
-        let short = build(|v| {
-            PacketBuilder::ipv4([100, 64, 0, 1], B, 64).icmpv4_raw(3, 3, [0; 4]).write(v, &udp[..24]).unwrap()
-        });
+        let short = ipv4([100, 64, 0, 1], B).icmp_error(3, 3, &udp[..24]);
         assert_eq!(classify(&short), Err(DropReason::L4Malformed));
     }
 
     #[test]
     fn fragments_and_others() {
-        let mut udp = build(|v| PacketBuilder::ipv4(A, B, 64).udp(1, 2).write(v, &[0; 100]).unwrap());
+        let mut udp = ipv4(A, B).udp(1, 2, &[0; 100]);
         // First fragment: MF set; UDP length now exceeds what is present, still fine.
         udp[6] = 0x20;
         let p = classify(&udp).unwrap();

@@ -207,6 +207,7 @@ mod tests {
     use super::super::table::{F_INBOUND, NIL};
     use super::*;
     use crate::packet::icmp::Icmpv4Message;
+    use crate::testkit;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
@@ -217,43 +218,24 @@ mod tests {
         s
     }
 
-    /// IPv4 + TCP/UDP/ICMP echo with every checksum filled by full computation.
+    /// IPv4 + TCP/UDP/ICMP echo with every checksum right, from the shared test builder
+    /// (independent of the code under test).
     fn build(proto: Proto, src: Endpoint, dst: Endpoint, payload: &[u8], udp_no_csum: bool) -> Vec<u8> {
-        let l4_hdr = match proto {
-            Proto::Tcp => 20,
-            Proto::Udp | Proto::Icmp => 8,
-        };
-        let mut b = vec![0u8; 20 + l4_hdr + payload.len()];
-        b[0] = 0x45;
-        let n = b.len() as u16;
-        b[2..4].copy_from_slice(&n.to_be_bytes());
-        b[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-        b[8] = 64;
-        b[9] = proto.number();
-        b[12..16].copy_from_slice(&src.addr.octets());
-        b[16..20].copy_from_slice(&dst.addr.octets());
-        let l4 = &mut b[20..];
+        let ip = testkit::ipv4(src.addr, dst.addr);
         match proto {
             Proto::Tcp => {
-                put16(l4, 0, src.port);
-                put16(l4, 2, dst.port);
-                l4[12] = 5 << 4;
-                l4[13] = 0x18;
+                let seg = testkit::TcpSeg { flags: testkit::TCP_PSH | testkit::TCP_ACK, seq: 0, ack: 0, window: 0 };
+                ip.tcp(src.port, dst.port, seg, payload)
             }
             Proto::Udp => {
-                put16(l4, 0, src.port);
-                put16(l4, 2, dst.port);
-                put16(l4, 4, (8 + payload.len()) as u16);
+                let mut b = ip.udp(src.port, dst.port, payload);
+                if udp_no_csum {
+                    put16(&mut b, 26, 0);
+                }
+                b
             }
-            Proto::Icmp => {
-                l4[0] = 8;
-                put16(l4, 4, src.port);
-                put16(l4, 6, 1);
-            }
+            Proto::Icmp => ip.icmp_echo_request(src.port, 1, payload),
         }
-        l4[l4_hdr..].copy_from_slice(payload);
-        fill(&mut b, udp_no_csum);
-        b
     }
 
     /// Full recomputation of every checksum (the reference).
@@ -299,21 +281,7 @@ mod tests {
 
     /// An ICMP error (type 3 code 3) from `from` to `to` quoting `quote` bytes of `orig`.
     fn icmp_error(from: Ipv4Addr, to: Ipv4Addr, orig: &[u8], quote: usize) -> Vec<u8> {
-        let quote = quote.min(orig.len());
-        let mut b = vec![0u8; 28 + quote];
-        b[0] = 0x45;
-        let n = b.len() as u16;
-        b[2..4].copy_from_slice(&n.to_be_bytes());
-        b[8] = 64;
-        b[9] = 1;
-        b[12..16].copy_from_slice(&from.octets());
-        b[16..20].copy_from_slice(&to.octets());
-        b[20] = 3;
-        b[21] = 3;
-        b[28..].copy_from_slice(&orig[..quote]);
-        Ipv4Packet::new_unchecked(&mut b[..]).fill_checksum();
-        Icmpv4Packet::new_unchecked(&mut b[20..]).fill_checksum();
-        b
+        testkit::ipv4(from, to).icmp_error(3, 3, &orig[..quote.min(orig.len())])
     }
 
     fn quoted_of(b: &[u8]) -> Quoted {

@@ -217,54 +217,22 @@ impl Steering {
 mod tests {
     use super::*;
     use crate::nat::ports::PortRange;
-    use etherparse::{Icmpv4Type, PacketBuilder};
+    use crate::testkit::{fragments, ipv4, TcpSeg};
 
     fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64).udp(sp, dp).write(&mut v, payload).unwrap();
-        v
+        ipv4(src, dst).udp(sp, dp, payload)
     }
 
     fn tcp_packet(src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
-            .tcp(sp, dp, 1, 1000)
-            .syn()
-            .ack(1)
-            .write(&mut v, &[])
-            .unwrap();
-        v
+        ipv4(src, dst).tcp(sp, dp, TcpSeg { window: 1000, ..TcpSeg::flags("SA", 1, 1) }, &[])
     }
 
     fn icmp_echo_reply(src: Ipv4Addr, dst: Ipv4Addr, ident: u16) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64).icmpv4_echo_reply(ident, 1).write(&mut v, b"ping").unwrap();
-        v
+        ipv4(src, dst).icmp_echo_reply(ident, 1, b"ping")
     }
 
     fn port_unreachable(src: Ipv4Addr, dst: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
-        use etherparse::icmpv4::DestUnreachableHeader;
-        let mut v = Vec::new();
-        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
-            .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port))
-            .write(&mut v, quoted)
-            .unwrap();
-        v
-    }
-
-    /// Split an IPv4 packet (20-byte header) after `at` payload bytes (a multiple of 8).
-    fn fragment(whole: &[u8], id: u16, at: usize) -> (Vec<u8>, Vec<u8>) {
-        let (hdr, payload) = whole.split_at(20);
-        let part = |data: &[u8], offset: usize, more: bool| {
-            let mut h = hdr.to_vec();
-            h[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
-            h[4..6].copy_from_slice(&id.to_be_bytes());
-            let flags = if more { 0x2000 } else { 0 } | (offset / 8) as u16;
-            h[6..8].copy_from_slice(&flags.to_be_bytes());
-            h.extend_from_slice(data);
-            h
-        };
-        (part(&payload[..at], 0, true), part(&payload[at..], at, false))
+        ipv4(src, dst).icmp_error(3, 3, quoted)
     }
 
     /// The verification vectors of Microsoft's RSS specification (IPv4, addresses only).
@@ -366,7 +334,7 @@ mod tests {
         let mut s = steering(0);
         let now = Instant::from_millis(5);
         let whole = udp_packet(server, EXT, 53, 50000, &[7u8; 64]);
-        let (first, later) = fragment(&whole, 0x1234, 32);
+        let (first, later) = fragments(&whole, 0x1234, 32);
         // A later fragment before its first: stays.
         assert_eq!(s.owner(true, &frame(later.clone()), &[EXT], now), 0);
         assert_eq!(s.owner(true, &frame(first), &[EXT], now), 1);

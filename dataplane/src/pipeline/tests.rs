@@ -1,15 +1,15 @@
 //! End to end through the in-memory worker: frames in, frames out, time moved by hand.
 //!
-//! Every frame that comes out is checked by etherparse, an independent implementation:
-//! the IPv4 header checksum and the TCP, UDP or ICMP checksum (UDP's 0 aside), and for
-//! ICMP errors the quoted datagram's header and, when the quote holds it whole, its
-//! transport checksum.
+//! Frames are built, and every frame that comes out is checked, by `crate::testkit`,
+//! written apart from masq's packet code: the IPv4 header checksum and the TCP, UDP or
+//! ICMP checksum (UDP's 0 aside), and for ICMP errors the quoted datagram's header and,
+//! when the quote holds it whole, its transport checksum.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use crate::testkit::{self, TcpSeg};
 use arc_swap::ArcSwap;
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 use crate::config::{Config, Filtering as ConfigFiltering};
 use crate::counters::WorkerCounters;
@@ -95,7 +95,7 @@ fn lab_with(rules: &str, tweak: impl FnOnce(&mut Config)) -> Lab {
     Lab { w, c, rules: shared, config, now: Instant::from_secs(1) }
 }
 
-/// What a frame carries, as parsed by etherparse after checking every checksum.
+/// What a frame carries, as parsed by the testkit after checking every checksum.
 #[derive(Debug, Clone)]
 struct Seen {
     src: [u8; 4],
@@ -120,46 +120,22 @@ impl Seen {
 
 /// Parse an IPv4 packet (no Ethernet) and check its checksums.
 fn check_ip(ip: &[u8]) -> Seen {
-    let p = SlicedPacket::from_ip(ip).expect("valid IPv4");
-    let Some(NetSlice::Ipv4(v4)) = &p.net else { panic!("not IPv4") };
-    let h = v4.header().to_header();
-    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
-    let mut s = Seen {
-        src: h.source,
-        dst: h.destination,
-        ttl: h.time_to_live,
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        icmp: (0, 0),
-        rest: [0; 4],
-        l4_csum: 0,
-        payload: Vec::new(),
-    };
-    match &p.transport {
-        Some(TransportSlice::Udp(u)) => {
-            let hdr = u.to_header();
-            if hdr.checksum != 0 {
-                let want = hdr.calc_checksum_ipv4_raw(h.source, h.destination, u.payload()).unwrap();
-                assert_eq!(hdr.checksum, want, "UDP checksum");
-            }
-            (s.sport, s.dport, s.l4_csum, s.payload) =
-                (hdr.source_port, hdr.destination_port, hdr.checksum, u.payload().to_vec());
-        }
-        Some(TransportSlice::Tcp(t)) => {
-            assert_eq!(t.checksum(), t.calc_checksum_ipv4(h.source, h.destination).unwrap(), "TCP checksum");
-            (s.sport, s.dport, s.l4_csum) = (t.source_port(), t.destination_port(), t.checksum());
-            s.tcp_flags = t.slice()[13];
-            s.payload = t.payload().to_vec();
-        }
-        Some(TransportSlice::Icmpv4(i)) => {
-            assert_eq!(i.checksum(), i.icmp_type().calc_checksum(i.payload()), "ICMP checksum");
-            (s.icmp, s.rest, s.l4_csum) = ((i.type_u8(), i.code_u8()), i.bytes5to8(), i.checksum());
-            s.payload = i.payload().to_vec();
-        }
-        other => panic!("unexpected transport {other:?}"),
+    let p = testkit::parse_ipv4_packet(ip).expect("valid IPv4");
+    assert!(p.ip_checksum_ok, "IPv4 header checksum");
+    assert!(matches!(p.proto, 1 | 6 | 17), "unexpected transport {}", p.proto);
+    assert!(p.l4_checksum_ok, "transport checksum (protocol {})", p.proto);
+    Seen {
+        src: p.src.octets(),
+        dst: p.dst.octets(),
+        ttl: p.ttl,
+        sport: p.sport.unwrap_or(0),
+        dport: p.dport.unwrap_or(0),
+        tcp_flags: p.tcp_flags.unwrap_or(0),
+        icmp: (p.icmp_type.unwrap_or(0), p.icmp_code.unwrap_or(0)),
+        rest: p.icmp_rest.unwrap_or([0; 4]),
+        l4_csum: p.l4_checksum.unwrap_or(0),
+        payload: p.payload,
     }
-    s
 }
 
 /// Check a frame sent to `mac` and parse its IPv4 packet.
@@ -175,33 +151,19 @@ fn from_host(h: usize) -> ([u8; 6], [u8; 6], [u8; 4]) {
 }
 
 fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).udp(sp, dp).write(&mut v, payload).unwrap();
-    v
+    testkit::ethernet(src_mac, dst_mac, &testkit::ipv4(src, dst).udp(sp, dp, payload))
 }
 
 fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).tcp(sp, dp, 1000, 4096);
-    for f in flags.chars() {
-        b = match f {
-            'S' => b.syn(),
-            'A' => b.ack(1),
-            'F' => b.fin(),
-            'R' => b.rst(),
-            _ => panic!("flag {f}"),
-        };
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
-    v
+    let ack = u32::from(flags.contains('A'));
+    let seg = TcpSeg { window: 4096, ..TcpSeg::flags(flags, 1000, ack) };
+    testkit::ethernet(src_mac, dst_mac, &testkit::ipv4(src, dst).tcp(sp, dp, seg, &[]))
 }
 
 fn echo(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ident: u16, request: bool) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64);
-    let b = if request { b.icmpv4_echo_request(ident, 1) } else { b.icmpv4_echo_reply(ident, 1) };
-    let mut v = Vec::new();
-    b.write(&mut v, b"ping").unwrap();
-    v
+    let ip = testkit::ipv4(src, dst);
+    let packet = if request { ip.icmp_echo_request(ident, 1, b"ping") } else { ip.icmp_echo_reply(ident, 1, b"ping") };
+    testkit::ethernet(src_mac, dst_mac, &packet)
 }
 
 fn host_udp(h: usize, sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
@@ -232,13 +194,7 @@ fn icmp_error(
     code: u8,
     quoted: &[u8],
 ) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .icmpv4_raw(ty, code, [0; 4])
-        .write(&mut v, quoted)
-        .unwrap();
-    v
+    testkit::ethernet(src_mac, dst_mac, &testkit::ipv4(src, dst).icmp_error(ty, code, quoted))
 }
 
 impl Lab {
@@ -620,21 +576,8 @@ fn subscriber_limit_sends_host_unreachable() {
 /// multiple of 8) of its payload, with identification `id`.
 fn fragments(frame: &[u8], at: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
     let (eth, ip) = frame.split_at(14);
-    let payload = &ip[20..];
-    let mk = |data: &[u8], offset: usize, more: bool| {
-        let mut v = eth.to_vec();
-        v.extend_from_slice(&ip[..20]);
-        v.extend_from_slice(data);
-        let mut p = Ipv4Packet::new_unchecked(&mut v[14..]);
-        p.set_total_len((20 + data.len()) as u16);
-        p.set_ident(id);
-        p.clear_flags();
-        p.set_more_frags(more);
-        p.set_frag_offset(offset as u16);
-        p.fill_checksum();
-        v
-    };
-    (mk(&payload[..at], 0, true), mk(&payload[at..], at, false))
+    let (first, later) = testkit::fragments(ip, id, at);
+    ([eth, &first].concat(), [eth, &later].concat())
 }
 
 fn frag_parts(frame: &[u8]) -> (Ipv4Packet<&[u8]>, &[u8]) {

@@ -39,6 +39,8 @@ PACKAGES=(
     dnsmasq-base
     # perf/compare-linux.sh: Linux's own masquerade (nft) and the traffic generator (trafgen)
     nftables netsniff-ng
+    # NAT event logging tests: a real IPFIX collector (nfcapd) and its reader (nfdump)
+    nfdump
     # test.sh lints the scripts
     shellcheck
 )

@@ -26,8 +26,8 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 use crate::format::{RulesView, View};
 use crate::protocol::{
-    Command, Ipv4Net, Protocol, RuleSelector, SessionFilter, TimeoutsUpdate, COMMANDS, DEFAULT_SOCKET, DEFAULT_TABLE,
-    FILTER_ARGS,
+    Command, Ipv4Net, LookupQuery, Protocol, RuleSelector, SessionFilter, TimeoutsUpdate, COMMANDS, DEFAULT_SOCKET,
+    DEFAULT_TABLE, FILTER_ARGS,
 };
 
 /// What one masqctl run does.
@@ -122,7 +122,8 @@ pub fn help() -> String {
 }
 
 /// The subcommand words (anything else that does not start with `-` is an error).
-const SUBCOMMANDS: &[&str] = &["save", "restore", "stats", "sessions", "timeouts", "config", "version", "json", "help"];
+const SUBCOMMANDS: &[&str] =
+    &["save", "restore", "stats", "sessions", "lookup", "timeouts", "config", "version", "json", "help"];
 
 /// Understand masqctl's arguments (without the program name).
 pub fn parse<I, S>(args: I) -> Result<Invocation, UsageError>
@@ -201,6 +202,19 @@ enum Sub {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Who had an external address and port, or what a subscriber is translated to
+    /// (deterministic mappings and live sessions).
+    Lookup {
+        /// External address, with or without a port: a.b.c.d[:port].
+        #[arg(long, value_parser = outside, value_name = "ADDR[:PORT]", conflicts_with = "inside", required_unless_present = "inside")]
+        outside: Option<LookupQuery>,
+        /// Subscriber address.
+        #[arg(long, value_name = "ADDR")]
+        inside: Option<std::net::Ipv4Addr>,
+        /// tcp, udp or icmp.
+        #[arg(long = "proto", value_parser = protocol)]
+        protocol: Option<Protocol>,
+    },
     /// Show the idle timeouts.
     Timeouts,
     /// Show masqd's configuration.
@@ -255,6 +269,11 @@ fn protocol(s: &str) -> Result<Protocol, String> {
     s.parse().map_err(|()| "expected tcp, udp or icmp".to_string())
 }
 
+fn outside(s: &str) -> Result<LookupQuery, String> {
+    LookupQuery::parse_outside(s)
+        .ok_or_else(|| "expected an IPv4 address, with or without a port: a.b.c.d[:port]".into())
+}
+
 fn net(s: &str) -> Result<Ipv4Net, String> {
     s.parse().map_err(|()| "expected an IPv4 address or prefix, a.b.c.d[/len]".to_string())
 }
@@ -301,6 +320,14 @@ fn parse_subcommand(args: &[String]) -> Result<Invocation, UsageError> {
                 SessionsAction::Count => call(Command::SessionsCount { filter }, View::Count),
                 SessionsAction::Flush => call(Command::SessionsFlush { filter }, View::Flushed),
             }
+        }
+        Sub::Lookup { outside, inside, protocol } => {
+            let query = match (outside, inside) {
+                (Some(q), _) => q,
+                (None, Some(a)) => LookupQuery::Inside(a),
+                (None, None) => return usage("lookup: give --outside ADDR[:PORT] or --inside ADDR"),
+            };
+            call(Command::NatLookup { query, protocol }, View::Lookup)
         }
         Sub::Timeouts => call(Command::TimeoutsGet, View::Timeouts),
         Sub::Config => call(Command::ConfigGet, View::Json),
@@ -823,6 +850,39 @@ mod tests {
         assert_eq!(command("timeouts"), (Command::TimeoutsGet, View::Timeouts));
         assert_eq!(command("config"), (Command::ConfigGet, View::Json));
         assert_eq!(command("version"), (Command::Version, View::Version));
+        let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        assert_eq!(
+            command("lookup --outside 203.0.113.1:40001 --proto udp"),
+            (
+                Command::NatLookup {
+                    query: LookupQuery::Outside { addr: ip("203.0.113.1"), port: Some(40001) },
+                    protocol: Some(Protocol::Udp)
+                },
+                View::Lookup
+            )
+        );
+        assert_eq!(
+            command("lookup --outside 203.0.113.1"),
+            (
+                Command::NatLookup {
+                    query: LookupQuery::Outside { addr: ip("203.0.113.1"), port: None },
+                    protocol: None
+                },
+                View::Lookup
+            )
+        );
+        assert_eq!(
+            command("lookup --inside 100.64.0.2"),
+            (Command::NatLookup { query: LookupQuery::Inside(ip("100.64.0.2")), protocol: None }, View::Lookup)
+        );
+        for bad in [
+            "lookup",
+            "lookup --outside 203.0.113.1:x",
+            "lookup --outside 1.2.3.4 --inside 5.6.7.8",
+            "lookup --inside 10.0.0.0/8",
+        ] {
+            assert!(parse(bad.split(' ')).is_err(), "{bad}");
+        }
         assert_eq!(command("-V"), (Command::Version, View::Version));
         assert_eq!(
             parse(["json", r#"{"id":1,"cmd":"version"}"#]).unwrap().action,

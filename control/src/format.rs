@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::protocol::{Flushed, RuleListing, SavedRules, SessionCount, SessionEntry, Stats, Timeouts, VersionInfo};
+use crate::protocol::{
+    Flushed, LookupResult, RuleListing, SavedRules, SessionCount, SessionEntry, Stats, Timeouts, VersionInfo,
+};
 
 /// How to show a `rules.list` table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub enum View {
     Count,
     /// [`Flushed`].
     Flushed,
+    /// [`LookupResult`] as a table.
+    Lookup,
     /// [`VersionInfo`] beside masqctl's own version.
     Version,
     /// Any value as pretty JSON.
@@ -55,9 +59,50 @@ pub fn render(view: View, result: Value) -> Result<String, serde_json::Error> {
         View::Timeouts => timeouts(&serde_json::from_value(result)?),
         View::Count => format!("{}\n", serde_json::from_value::<SessionCount>(result)?.count),
         View::Flushed => format!("flushed {}\n", serde_json::from_value::<Flushed>(result)?.flushed),
+        View::Lookup => lookup(&serde_json::from_value(result)?),
         View::Version => version(env!("CARGO_PKG_VERSION"), &serde_json::from_value(result)?),
         View::Json => json(&result),
     })
+}
+
+/// `nat.lookup`: one line per match, deterministic ranges first.
+pub fn lookup(r: &LookupResult) -> String {
+    if r.matches.is_empty() {
+        return "no match\n".to_string();
+    }
+    let mut out = format!(
+        "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}\n",
+        "source", "inside", "outside", "proto", "remote", "state", "idle", "expires"
+    );
+    for m in &r.matches {
+        let inside = match m.inside_port {
+            Some(p) => format!("{}:{p}", m.inside_addr),
+            None => m.inside_addr.to_string(),
+        };
+        let outside = if m.first_port == m.last_port {
+            format!("{}:{}", m.outside_addr, m.first_port)
+        } else {
+            format!("{}:{}-{}", m.outside_addr, m.first_port, m.last_port)
+        };
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        let line = format!(
+            "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}",
+            m.source,
+            inside,
+            outside,
+            opt(m.protocol.map(|p| p.to_string())),
+            opt(m.remote.map(|r| r.to_string())),
+            opt(m.state.clone()),
+            opt(m.idle_secs.map(|s| format!("{s}s"))),
+            opt(m.expires_in_secs.map(|s| format!("{s}s"))),
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if r.truncated {
+        out.push_str("(more live sessions matched; narrow with --proto or a port)\n");
+    }
+    out
 }
 
 /// Pretty JSON with a final newline (`--json`).

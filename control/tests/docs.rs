@@ -64,6 +64,7 @@ fn every_documented_example_is_true() {
                     Command::StatsGet => same_shape::<Stats>(result),
                     Command::TimeoutsGet | Command::TimeoutsSet(_) => same_shape::<Timeouts>(result),
                     Command::ConfigGet => assert!(result.is_object()),
+                    Command::NatLookup { .. } => same_shape::<control::protocol::LookupResult>(result),
                     Command::Version => same_shape::<VersionInfo>(result),
                 }
             }

@@ -234,3 +234,31 @@ fn masqd_not_running() {
         );
     }
 }
+
+#[test]
+fn lookup_answers_both_ways() {
+    let (_dir, server) = start("cli-lookup");
+    let s = server.path();
+    // Session 12 of the mock: UDP 100.64.0.4:40012 -> 203.0.113.1:61012.
+    let out = ok(s, "lookup --outside 203.0.113.1:61012 --proto udp");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("source        inside"), "{out}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..6],
+        ["session", "100.64.0.4:40012", "203.0.113.1:61012", "udp", "198.51.100.7:53", "UDP"],
+        "{out}"
+    );
+    assert_eq!(lines.next(), None);
+    assert_eq!(ok(s, "lookup --outside 203.0.113.1:61012 --proto tcp"), "no match\n");
+    // A subscriber: its 5 sessions (i = 2, 7, 12, 17, 22).
+    assert_eq!(ok(s, "lookup --inside 100.64.0.4").lines().count(), 1 + 5);
+    let json: serde_json::Value = serde_json::from_str(&ok(s, "--json lookup --inside 100.64.0.4")).unwrap();
+    assert_eq!(json["matches"].as_array().unwrap().len(), 5);
+    // Usage errors exit 2 and name the problem.
+    for bad in ["lookup", "lookup --outside 203.0.113.1:port", "lookup --inside 100.64.0.4 --outside 203.0.113.1"] {
+        let run = masqctl(s, &bad.split_whitespace().collect::<Vec<_>>(), "");
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(!run.stderr.is_empty());
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -183,6 +183,8 @@ pub struct NatConfig {
     /// External ports one subscriber may hold at once.
     pub ports_per_subscriber: u32,
     pub filtering: Filtering,
+    /// Deterministic NAT tables (`[[nat.deterministic]]`, RFC 7422), checked.
+    pub deterministic: crate::nat::deterministic::DetTables,
 }
 
 /// Idle timeouts in seconds, as `ipchains -M -S tcp tcpfin udp` plus ICMP.
@@ -212,6 +214,80 @@ pub struct ControlConfig {
     pub group: Option<String>,
 }
 
+/// Which translation events `[logging] events` asks for (see `docs/logging.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEvents {
+    /// Session create/delete (natEvent 4/5).
+    Sessions,
+    /// Mapping (BIB) create/delete (natEvent 8/9): one record per endpoint-independent mapping.
+    Mappings,
+    /// Both of the above.
+    Both,
+    /// Port block allocate/release only (natEvent 16/17); needs `nat.port_block_size`.
+    Blocks,
+}
+
+/// NAT event logging (`[logging]`). Off unless a collector is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// IPFIX collectors (UDP).
+    pub ipfix: Vec<SocketAddr>,
+    /// Syslog receiver (UDP).
+    pub syslog: Option<SocketAddr>,
+    /// `events` as written; `None`: sessions, or blocks with port-block allocation.
+    pub events: Option<LogEvents>,
+    /// IPFIX observation domain ID.
+    pub observation_domain: u32,
+    /// Largest IPFIX message, bytes.
+    pub mtu: u16,
+    /// Seconds between IPFIX template retransmissions.
+    pub template_refresh: u32,
+    /// Events each worker's ring holds.
+    pub ring: u32,
+    /// Syslog facility code (`local0` = 16 by default).
+    pub syslog_facility: u8,
+    /// Syslog HOSTNAME; `None`: the machine's host name.
+    pub syslog_hostname: Option<String>,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            ipfix: Vec::new(),
+            syslog: None,
+            events: None,
+            observation_domain: 1,
+            mtu: 1400,
+            template_refresh: 60,
+            ring: crate::logging::DEFAULT_RING as u32,
+            syslog_facility: 16,
+            syslog_hostname: None,
+        }
+    }
+}
+
+impl LoggingConfig {
+    /// Whether any collector is configured.
+    pub fn enabled(&self) -> bool {
+        !self.ipfix.is_empty() || self.syslog.is_some()
+    }
+
+    /// The translation events to produce, given whether port blocks are allocated:
+    /// block records replace per-session ones unless `events` asks for those too.
+    pub fn mask(&self, port_blocks: bool) -> crate::logging::EventMask {
+        use crate::logging::EventMask;
+        let blocks = if port_blocks { EventMask::BLOCKS } else { EventMask::default() };
+        let asked = match self.events {
+            None if port_blocks => EventMask::default(),
+            None | Some(LogEvents::Sessions) => EventMask::SESSIONS,
+            Some(LogEvents::Mappings) => EventMask::MAPPINGS,
+            Some(LogEvents::Both) => EventMask::SESSIONS.union(EventMask::MAPPINGS),
+            Some(LogEvents::Blocks) => EventMask::default(),
+        };
+        asked.union(blocks)
+    }
+}
+
 /// masqd's whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -222,6 +298,7 @@ pub struct Config {
     pub nat: NatConfig,
     pub timeouts: TimeoutsConfig,
     pub control: ControlConfig,
+    pub logging: LoggingConfig,
 }
 
 impl Config {
@@ -285,6 +362,130 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    logging: RawLogging,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    #[serde(default)]
+    ipfix: Vec<String>,
+    syslog: Option<String>,
+    events: Option<String>,
+    observation_domain: Option<u32>,
+    mtu: Option<u16>,
+    template_refresh: Option<u32>,
+    ring: Option<u32>,
+    syslog_facility: Option<String>,
+    syslog_hostname: Option<String>,
+}
+
+/// A collector address: `A.B.C.D:PORT`, `[v6]:PORT`, or an address alone (`default_port`).
+fn collector(field: &str, s: &str, default_port: u16) -> Result<SocketAddr, ConfigError> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(ConfigError::new(field, format!("\"{s}\": port 0")));
+        }
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    Err(ConfigError::new(
+        field,
+        format!(
+            "\"{s}\" is not an address and port (expected e.g. \"127.0.0.1:{default_port}\"; names are not resolved)"
+        ),
+    ))
+}
+
+impl RawLogging {
+    fn validate(self) -> Result<LoggingConfig, ConfigError> {
+        let d = LoggingConfig::default();
+        let mut ipfix = Vec::new();
+        for (i, c) in self.ipfix.iter().enumerate() {
+            let a = collector(&format!("logging.ipfix[{i}]"), c, 4739)?;
+            if ipfix.contains(&a) {
+                return Err(ConfigError::new(format!("logging.ipfix[{i}]"), format!("{a} is listed twice")));
+            }
+            ipfix.push(a);
+        }
+        let syslog = self.syslog.as_deref().map(|s| collector("logging.syslog", s, 514)).transpose()?;
+        // One socket sends to all of them.
+        let mut all = ipfix.iter().chain(syslog.as_ref());
+        if let Some(first) = all.next() {
+            if let Some(other) = all.find(|a| a.is_ipv4() != first.is_ipv4()) {
+                return Err(ConfigError::new(
+                    "logging",
+                    format!("{first} and {other}: the IPFIX and syslog receivers must be all IPv4 or all IPv6"),
+                ));
+            }
+        }
+        let events = match self.events.as_deref() {
+            None => None,
+            Some("sessions") => Some(LogEvents::Sessions),
+            Some("mappings") => Some(LogEvents::Mappings),
+            Some("both") => Some(LogEvents::Both),
+            Some("blocks") => {
+                return Err(ConfigError::new(
+                    "logging.events",
+                    "\"blocks\" logs port block records only, and needs port block allocation \
+                     (nat.port_block_size), which masq does not have yet",
+                ))
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "logging.events",
+                    format!("unknown events \"{other}\" (expected sessions, mappings or both)"),
+                ))
+            }
+        };
+        let mtu = self.mtu.unwrap_or(d.mtu);
+        let (lo, hi) = (crate::logging::ipfix::MIN_MTU, crate::logging::ipfix::MAX_MTU);
+        if !(lo..=hi).contains(&usize::from(mtu)) {
+            return Err(ConfigError::new("logging.mtu", format!("{mtu} is outside {lo}..={hi}")));
+        }
+        let template_refresh = self.template_refresh.unwrap_or(d.template_refresh);
+        if !(1..=86_400).contains(&template_refresh) {
+            return Err(ConfigError::new(
+                "logging.template_refresh",
+                format!("{template_refresh} s is outside 1..=86400"),
+            ));
+        }
+        let ring = self.ring.unwrap_or(d.ring);
+        if !(64..=(1 << 24)).contains(&ring) {
+            return Err(ConfigError::new("logging.ring", format!("{ring} is outside 64..=16777216")));
+        }
+        let syslog_facility = match self.syslog_facility.as_deref() {
+            None => d.syslog_facility,
+            Some(name) => crate::logging::syslog::facility(name).ok_or_else(|| {
+                ConfigError::new(
+                    "logging.syslog_facility",
+                    format!("unknown facility \"{name}\" (expected e.g. local0..local7, daemon, user)"),
+                )
+            })?,
+        };
+        if let Some(h) = &self.syslog_hostname {
+            if h.is_empty() || h.len() > 255 || !h.chars().all(|c| ('!'..='~').contains(&c)) {
+                return Err(ConfigError::new(
+                    "logging.syslog_hostname",
+                    format!("\"{h}\": use 1-255 printable ASCII characters without spaces"),
+                ));
+            }
+        }
+        Ok(LoggingConfig {
+            ipfix,
+            syslog,
+            events,
+            observation_domain: self.observation_domain.unwrap_or(d.observation_domain),
+            mtu,
+            template_refresh,
+            ring,
+            syslog_facility,
+            syslog_hostname: self.syslog_hostname,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -333,6 +534,15 @@ struct RawNat {
     max_sessions: Option<u32>,
     ports_per_subscriber: Option<u32>,
     filtering: Option<String>,
+    #[serde(default)]
+    deterministic: Vec<RawDeterministic>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeterministic {
+    inside: Option<String>,
+    outside: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +559,47 @@ struct RawTimeouts {
 struct RawControl {
     socket: Option<String>,
     group: Option<String>,
+}
+
+/// `[[nat.deterministic]]`: prefixes parsed, tables built and checked against each other
+/// and against the outside ports' addresses (which dynamic NAT uses).
+fn deterministic_tables(
+    raw: &[RawDeterministic],
+    ports: &[PortConfig],
+) -> Result<crate::nat::deterministic::DetTables, ConfigError> {
+    use crate::nat::deterministic::{DetError, DetTable, DetTables};
+    let mut tables = Vec::with_capacity(raw.len());
+    for (i, d) in raw.iter().enumerate() {
+        let f = |k: &str| format!("nat.deterministic[{i}].{k}");
+        let cidr = |k: &str, v: &Option<String>, hint: &str| -> Result<Ipv4Cidr, ConfigError> {
+            required(v, &f(k), hint)?.parse::<Ipv4Cidr>().map_err(|m| ConfigError::new(f(k), m))
+        };
+        let inside = cidr("inside", &d.inside, "the subscribers' prefix, e.g. \"100.64.0.0/24\"")?;
+        let outside = cidr("outside", &d.outside, "the external prefix, e.g. \"203.0.113.2/32\"")?;
+        let t = DetTable::new((inside.address, inside.prefix_len), (outside.address, outside.prefix_len))
+            .map_err(|e| ConfigError::new(format!("nat.deterministic[{i}]"), e.to_string()))?;
+        for p in ports.iter().filter(|p| p.role == Role::Outside) {
+            if t.outside_contains(p.address.address) {
+                return Err(ConfigError::new(
+                    f("outside"),
+                    format!(
+                        "{outside} holds {}, port \"{}\"'s address, which dynamic NAT uses: give deterministic NAT \
+                         addresses of its own",
+                        p.address.address, p.name
+                    ),
+                ));
+            }
+        }
+        tables.push(t);
+    }
+    DetTables::new(tables).map_err(|e| {
+        let what = match e {
+            DetError::InsideOverlap => "inside prefixes of two tables overlap",
+            DetError::OutsideOverlap => "outside prefixes of two tables overlap",
+            _ => "",
+        };
+        ConfigError::new("nat.deterministic", if what.is_empty() { e.to_string() } else { what.to_string() })
+    })
 }
 
 fn required<T: Clone>(v: &Option<T>, field: &str, hint: &str) -> Result<T, ConfigError> {
@@ -625,7 +876,8 @@ impl RawConfig {
                 format!("{ports_per_subscriber} is outside 1..=64512"),
             ));
         }
-        let nat = NatConfig { max_sessions, ports_per_subscriber, filtering };
+        let deterministic = deterministic_tables(&self.nat.deterministic, &ports)?;
+        let nat = NatConfig { max_sessions, ports_per_subscriber, filtering, deterministic };
 
         let d = TimeoutsConfig::default();
         let timeouts = TimeoutsConfig {
@@ -653,6 +905,8 @@ impl RawConfig {
             return Err(ConfigError::new("control.socket", "empty path"));
         }
 
+        let logging = self.logging.validate()?;
+
         Ok(Config {
             dpdk,
             ports,
@@ -661,6 +915,7 @@ impl RawConfig {
             nat,
             timeouts,
             control,
+            logging,
         })
     }
 }
@@ -830,13 +1085,90 @@ mac = "02:00:00:00:02:01"
         let c = Config::parse(&text).unwrap();
         assert_eq!(
             c.nat,
-            NatConfig { max_sessions: 1000, ports_per_subscriber: 64, filtering: Filtering::AddressPortDependent }
+            NatConfig {
+                max_sessions: 1000,
+                ports_per_subscriber: 64,
+                filtering: Filtering::AddressPortDependent,
+                deterministic: Default::default()
+            }
         );
         assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60 });
         let e = err(&format!("{EXAMPLE}\n[nat]\nfiltering = \"strict\"\n"));
         assert_eq!(e.field, "nat.filtering");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));
         assert_eq!(e.field, "timeouts.udp");
+    }
+
+    #[test]
+    fn deterministic_tables() {
+        let text = format!(
+            "{EXAMPLE}\n[[nat.deterministic]]\ninside = \"100.64.0.0/24\"\noutside = \"203.0.113.2/32\"\n\
+             [[nat.deterministic]]\ninside = \"100.64.1.0/24\"\noutside = \"203.0.113.3/32\"\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        let d = &c.nat.deterministic;
+        assert_eq!(d.tables().len(), 2);
+        let m = d.map(Ipv4Addr::new(100, 64, 1, 1)).unwrap();
+        assert_eq!((m.outside, m.ports.lo), (Ipv4Addr::new(203, 0, 113, 3), 1024 + 252));
+        for (bad, field, says) in [
+            ("inside = \"100.64.0.0/24\"\noutside = \"203.0.113.1/32\"", "nat.deterministic[0].outside", "dynamic NAT"),
+            ("inside = \"100.64.0.0\"\noutside = \"203.0.113.2/32\"", "nat.deterministic[0].inside", "prefix length"),
+            ("outside = \"203.0.113.2/32\"", "nat.deterministic[0].inside", "missing"),
+            ("inside = \"10.0.0.0/8\"\noutside = \"203.0.113.2/32\"", "nat.deterministic[0]", "less than one port"),
+        ] {
+            let e = err(&format!("{EXAMPLE}\n[[nat.deterministic]]\n{bad}\n"));
+            assert_eq!(e.field, field, "{bad}: {e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+        let e = err(&format!(
+            "{EXAMPLE}\n[[nat.deterministic]]\ninside = \"100.64.0.0/24\"\noutside = \"203.0.113.2/32\"\n\
+             [[nat.deterministic]]\ninside = \"100.64.0.128/25\"\noutside = \"203.0.113.3/32\"\n"
+        ));
+        assert_eq!(e.to_string(), "nat.deterministic: inside prefixes of two tables overlap");
+    }
+
+    #[test]
+    fn logging_section() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert!(!c.logging.enabled(), "off by default");
+        assert_eq!(c.logging.mask(false), crate::logging::EventMask::SESSIONS);
+        let text = format!(
+            "{EXAMPLE}\n[logging]\nipfix = [\"127.0.0.1:4739\", \"192.0.2.9\"]\nsyslog = \"127.0.0.1\"\nevents = \"both\"\n\
+             observation_domain = 9\nmtu = 1200\ntemplate_refresh = 30\nsyslog_facility = \"local3\"\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        let l = &c.logging;
+        assert!(l.enabled());
+        assert_eq!(l.ipfix, vec!["127.0.0.1:4739".parse().unwrap(), "192.0.2.9:4739".parse().unwrap()]);
+        assert_eq!(l.syslog, Some("127.0.0.1:514".parse().unwrap()));
+        assert_eq!((l.observation_domain, l.mtu, l.template_refresh, l.syslog_facility), (9, 1200, 30, 19));
+        let m = l.mask(false);
+        assert!(m.sessions && m.mappings && !m.blocks);
+        // With port blocks: blocks replace sessions unless asked for.
+        let blocks = LoggingConfig::default();
+        assert_eq!(blocks.mask(true), crate::logging::EventMask::BLOCKS);
+        let m = LoggingConfig { events: Some(LogEvents::Sessions), ..LoggingConfig::default() }.mask(true);
+        assert!(m.sessions && m.blocks && !m.mappings);
+
+        for (bad, field) in [
+            ("ipfix = [\"collector.example:4739\"]", "logging.ipfix[0]"),
+            ("ipfix = [\"127.0.0.1:0\"]", "logging.ipfix[0]"),
+            ("ipfix = [\"127.0.0.1\", \"127.0.0.1:4739\"]", "logging.ipfix[1]"),
+            ("syslog = \"nowhere\"", "logging.syslog"),
+            ("ipfix = [\"127.0.0.1\"]\nsyslog = \"[::1]:514\"", "logging"),
+            ("events = \"everything\"", "logging.events"),
+            ("events = \"blocks\"", "logging.events"),
+            ("mtu = 100", "logging.mtu"),
+            ("template_refresh = 0", "logging.template_refresh"),
+            ("ring = 1", "logging.ring"),
+            ("syslog_facility = \"local9\"", "logging.syslog_facility"),
+            ("syslog_hostname = \"a b\"", "logging.syslog_hostname"),
+        ] {
+            let e = err(&format!("{EXAMPLE}\n[logging]\n{bad}\n"));
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
+        let e = err(&format!("{EXAMPLE}\n[logging]\nipfx = []\n"));
+        assert!(e.message.contains("ipfx"), "{e}");
     }
 
     #[test]

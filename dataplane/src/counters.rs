@@ -117,6 +117,12 @@ worker_counters! {
     /// Poll passes that left the receive queues alone because a handoff stage to a busy
     /// worker was backlogged (back-pressure: the frames waited in the NIC's queues).
     handoff_paused,
+    /// NAT events queued for the logging thread.
+    log_events,
+    /// NAT events lost because the worker's log ring was full.
+    log_events_dropped,
+    /// Exhaustion and quota alerts not logged (over the per-second limit).
+    log_alerts_suppressed,
 }
 
 impl WorkerCounters {

@@ -17,6 +17,7 @@ pub mod dpdk_io;
 pub mod hugemem;
 pub mod io;
 pub mod l3;
+pub mod logging;
 pub mod nat;
 pub mod packet;
 pub mod pipeline;

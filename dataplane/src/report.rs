@@ -9,7 +9,8 @@
 //! mempool in_use 0
 //! ```
 //!
-//! `drop` lines are summed over workers and list every reason, zero or not. The final line
+//! `drop` lines are summed over workers and list every reason, zero or not. With NAT
+//! event logging on, `logging <name> <value>` lines follow ([`render_logging`]). The final line
 //! is written by masqd itself: `masqd: clean shutdown`, or `masqd: LEAK <n> mbufs`.
 
 use std::fmt::Write;
@@ -42,6 +43,16 @@ pub fn render(ports: &[PortCounters], workers: &[&WorkerCounters], mempool_in_us
         let _ = writeln!(out, "drop {} {}", r.name(), total);
     }
     let _ = writeln!(out, "mempool in_use {mempool_in_use}");
+    out
+}
+
+/// The logging thread's counters, `logging <name> <value>` (see
+/// [`crate::logging::ExporterStats`]).
+pub fn render_logging(stats: &crate::logging::ExporterStats) -> String {
+    let mut out = String::new();
+    for (k, v) in stats.scalars() {
+        let _ = writeln!(out, "logging {k} {v}");
+    }
     out
 }
 

@@ -51,6 +51,7 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
     let mut c = NatConfig::new(pool, worker, workers);
     c.max_sessions = config.nat.max_sessions;
     c.ports_per_subscriber = config.nat.ports_per_subscriber;
+    c.deterministic = config.nat.deterministic.clone();
     c.filtering = match config.nat.filtering {
         ConfigFiltering::EndpointIndependent => Filtering::EndpointIndependent,
         ConfigFiltering::AddressDependent => Filtering::AddressDependent,

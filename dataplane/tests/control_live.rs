@@ -181,6 +181,10 @@ fn every_command_answers_on_a_live_masqd() {
         Command::StatsGet,
         Command::TimeoutsGet,
         Command::TimeoutsSet(TimeoutsUpdate { icmp: Some(30), ..Default::default() }),
+        Command::NatLookup {
+            query: control::protocol::LookupQuery::Outside { addr: "203.0.113.1".parse().unwrap(), port: Some(40001) },
+            protocol: None,
+        },
     ];
     let mut client = live.client();
     let mut names = std::collections::BTreeSet::new();

@@ -53,6 +53,21 @@ pub struct Point {
     /// The NAT's own accounting of its tables, per session of capacity.
     pub nat_table_bytes_per_session: f64,
     pub latency: Vec<LatencyPoint>,
+    /// With `--logging`: the same establishment run with session logging on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingPoint>,
+}
+
+/// New-session rate with NAT event logging on (IPFIX to a local socket).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LoggingPoint {
+    pub new_sessions_per_sec: f64,
+    /// Events the worker queued.
+    pub events: u64,
+    /// Events lost to a full ring.
+    pub dropped: u64,
+    /// IPFIX data records the logging thread encoded.
+    pub ipfix_records: u64,
 }
 
 impl Point {
@@ -202,6 +217,8 @@ impl Report {
             "table_capacity": h.table_capacity,
             "bytes_per_session": h.bytes_per_session,
             "latency_p99_us": h.latency_p99_at_half(),
+            "new_sessions_per_sec_logging": h.logging.as_ref().map(|l| l.new_sessions_per_sec),
+            "log_events_dropped": h.logging.as_ref().map(|l| l.dropped),
             "report": self,
         });
         v.to_string()

@@ -225,6 +225,15 @@ command_table! {
         result: "masqd's configuration (an object; its shape is masqd's)",
         about: "what is running: ports, workers, NAT, timeouts, rules file",
     },
+    /// `nat.lookup {outside | inside, protocol?}` → [`LookupResult`](super::LookupResult):
+    /// who had an external address (and port), or what a subscriber is translated to —
+    /// from the deterministic tables (computed) and the live sessions.
+    NatLookup { query: LookupQuery, protocol: Option<Protocol> } = "nat.lookup" {
+        args: ["outside", "inside", "protocol"],
+        usage: "`outside` (`\"a.b.c.d[:port]\"`) or `inside` (`\"a.b.c.d\"`), `protocol?`",
+        result: "`{matches: [LookupMatch], truncated}`",
+        about: "who had an external address and port, or what a subscriber maps to",
+    },
     /// `version {}` → [`VersionInfo`](super::VersionInfo).
     Version = "version" {
         args: [],
@@ -255,6 +264,25 @@ impl CommandKind {
 /// [`SessionFilter`], directly in `args`.
 pub const FILTER_ARGS: &[&str] =
     &["protocol", "inside_addr", "inside_port", "outside_addr", "outside_port", "remote_addr", "remote_port", "state"];
+
+/// What `nat.lookup` asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupQuery {
+    /// An external address, and port (every port when `None`).
+    Outside { addr: std::net::Ipv4Addr, port: Option<u16> },
+    /// A subscriber (inside) address.
+    Inside(std::net::Ipv4Addr),
+}
+
+impl LookupQuery {
+    /// `"a.b.c.d"` or `"a.b.c.d:port"`.
+    pub fn parse_outside(s: &str) -> Option<LookupQuery> {
+        if let Ok(a) = s.parse::<SocketAddrV4>() {
+            return Some(LookupQuery::Outside { addr: *a.ip(), port: Some(a.port()) });
+        }
+        s.parse().ok().map(|addr| LookupQuery::Outside { addr, port: None })
+    }
+}
 
 /// Which rule `rules.delete` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +388,30 @@ impl Command {
                 Command::TimeoutsSet(update)
             }
             K::ConfigGet => Command::ConfigGet,
+            K::NatLookup => {
+                let protocol = a.parsed("protocol", "\"tcp\", \"udp\" or \"icmp\"")?;
+                let query = match (a.string("outside")?, a.string("inside")?) {
+                    (Some(o), None) => LookupQuery::parse_outside(&o).ok_or_else(|| {
+                        ControlError::bad_args(
+                            "outside",
+                            format!("`outside`: expected \"a.b.c.d[:port]\", got \"{o}\""),
+                        )
+                    })?,
+                    (None, Some(i)) => LookupQuery::Inside(i.parse().map_err(|_| {
+                        ControlError::bad_args("inside", format!("`inside`: expected an IPv4 address, got \"{i}\""))
+                    })?),
+                    (Some(_), Some(_)) => {
+                        return Err(ControlError::bad_args("outside", "give either `outside` or `inside`, not both"))
+                    }
+                    (None, None) => {
+                        return Err(ControlError::bad_args(
+                            "outside",
+                            "missing `outside` (\"a.b.c.d[:port]\") or `inside` (\"a.b.c.d\")",
+                        ))
+                    }
+                };
+                Command::NatLookup { query, protocol }
+            }
             K::Version => Command::Version,
         };
         Ok(command)
@@ -424,6 +476,16 @@ impl Command {
                     if let Some(v) = v {
                         put(k, json!(v));
                     }
+                }
+            }
+            Command::NatLookup { query, protocol } => {
+                match query {
+                    LookupQuery::Outside { addr, port: Some(p) } => put("outside", json!(format!("{addr}:{p}"))),
+                    LookupQuery::Outside { addr, port: None } => put("outside", json!(addr.to_string())),
+                    LookupQuery::Inside(addr) => put("inside", json!(addr.to_string())),
+                }
+                if let Some(p) = protocol {
+                    put("protocol", json!(p.as_str()));
                 }
             }
             Command::StatsGet | Command::TimeoutsGet | Command::ConfigGet | Command::Version => {}
@@ -723,6 +785,15 @@ mod tests {
             Command::TimeoutsGet,
             Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), tcpfin: None, udp: Some(160), icmp: None }),
             Command::ConfigGet,
+            Command::NatLookup {
+                query: LookupQuery::Outside { addr: Ipv4Addr::new(203, 0, 113, 1), port: Some(40001) },
+                protocol: Some(Protocol::Udp),
+            },
+            Command::NatLookup {
+                query: LookupQuery::Outside { addr: Ipv4Addr::new(203, 0, 113, 1), port: None },
+                protocol: None,
+            },
+            Command::NatLookup { query: LookupQuery::Inside(Ipv4Addr::new(100, 64, 0, 2)), protocol: None },
             Command::Version,
         ]
     }

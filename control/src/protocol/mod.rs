@@ -47,7 +47,7 @@ pub mod results;
 pub mod values;
 
 pub use commands::{
-    Command, CommandKind, CommandSpec, RuleSelector, SessionFilter, TimeoutsUpdate, COMMANDS, FILTER_ARGS,
+    Command, CommandKind, CommandSpec, LookupQuery, RuleSelector, SessionFilter, TimeoutsUpdate, COMMANDS, FILTER_ARGS,
 };
 pub use errors::{ControlError, ErrorCode};
 pub use requests::{Request, RequestError, Response};

@@ -39,6 +39,48 @@ pub struct SessionEntry {
     pub worker: u32,
 }
 
+/// One answer of `nat.lookup`: a deterministic mapping (a host's whole range) or a live
+/// session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupMatch {
+    /// `"deterministic"` (computed, RFC 7422) or `"session"` (live).
+    pub source: String,
+    /// The subscriber.
+    pub inside_addr: Ipv4Addr,
+    /// The subscriber's port (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside_port: Option<u16>,
+    pub outside_addr: Ipv4Addr,
+    /// The external ports: the host's range (deterministic), or the one port (session).
+    pub first_port: u16,
+    pub last_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// The remote peer (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<SocketAddrV4>,
+    /// Tracking state (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Seconds since the session's last packet that refreshed it (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<u64>,
+    /// Seconds until it expires if idle (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+    /// The worker that holds it (sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u32>,
+}
+
+/// `nat.lookup`'s result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupResult {
+    pub matches: Vec<LookupMatch>,
+    /// More live sessions matched than were returned (at most 1000).
+    pub truncated: bool,
+}
+
 /// One page of `sessions.list`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionPage {

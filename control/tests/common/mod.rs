@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use control::protocol::{
-    to_result, ChainListing, Flushed, Percentiles, PortStats, PortUtilisation, Protocol, RestoreSummary, RuleAdded,
-    RuleEntry, RuleListing, RuleSelector, SavedRules, SessionCount, SessionEntry, SessionPage, Stats, Timeouts,
-    VersionInfo, WorkerStats,
+    to_result, ChainListing, Flushed, LookupMatch, LookupQuery, LookupResult, Percentiles, PortStats, PortUtilisation,
+    Protocol, RestoreSummary, RuleAdded, RuleEntry, RuleListing, RuleSelector, SavedRules, SessionCount, SessionEntry,
+    SessionPage, Stats, Timeouts, VersionInfo, WorkerStats,
 };
 use control::{Command, ControlError, Handler, Server, ServerHandle, ServerOptions};
 use serde_json::{json, Value};
@@ -408,6 +408,37 @@ impl Handler for Mock {
                 to_result(&state.timeouts)
             }
             Command::ConfigGet => Ok(json!({"control": {"socket": "/run/masq/masqd.sock", "group": null}})),
+            Command::NatLookup { query, protocol } => {
+                let hit = |s: &SessionEntry| {
+                    protocol.is_none_or(|p| p == s.proto)
+                        && match query {
+                            LookupQuery::Outside { addr, port } => {
+                                *s.outside.ip() == addr && port.is_none_or(|p| p == s.outside.port())
+                            }
+                            LookupQuery::Inside(addr) => *s.inside.ip() == addr,
+                        }
+                };
+                let matches = state
+                    .sessions
+                    .iter()
+                    .filter(|s| hit(s))
+                    .map(|s| LookupMatch {
+                        source: "session".into(),
+                        inside_addr: *s.inside.ip(),
+                        inside_port: Some(s.inside.port()),
+                        outside_addr: *s.outside.ip(),
+                        first_port: s.outside.port(),
+                        last_port: s.outside.port(),
+                        protocol: Some(s.proto),
+                        remote: Some(s.remote),
+                        state: Some(s.state.clone()),
+                        idle_secs: Some(0),
+                        expires_in_secs: Some(s.expires_in_secs),
+                        worker: Some(s.worker),
+                    })
+                    .collect();
+                to_result(&LookupResult { matches, truncated: false })
+            }
             Command::Version => to_result(&VersionInfo::masqd()),
         }
     }

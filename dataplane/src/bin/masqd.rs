@@ -30,6 +30,7 @@ use dataplane::dpdk_io::{DpdkIo, HandoffRings, TscClock, HANDOFF_STAGE};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
+use dataplane::logging::{self, Exporter, ExporterSettings, ExporterStats, LogDrain};
 use dataplane::nat::{self, NatPath};
 use dataplane::policy::{CompiledRules, RuleSet};
 use dataplane::report::{self, PortCounters};
@@ -203,11 +204,16 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     // once the workers run.
     let control_server =
         control::Server::bind(&config.control.socket, config.control.group.as_deref()).context("control socket")?;
-    let Nats { paths: nats, rules, shared: shared_rules, timeouts } = nats;
+    let Nats { paths: mut nats, rules, shared: shared_rules, timeouts } = nats;
+    let drains = attach_logging(config, &mut nats);
 
     let args = eal_args(config);
     eprintln!("masqd: EAL arguments: {}", args[1..].join(" "));
     let eal = Eal::init(&args).context("EAL initialisation failed")?;
+    // One clock for every worker (the TSC rate is known once EAL runs), so NAT event
+    // times share an origin whose wall-clock time the logging thread knows.
+    let clock = TscClock::new();
+    let epoch_ms = logging::exporter::wall_ms().saturating_sub(clock.now().as_millis());
     let worker_lcores = eal.worker_lcores();
     if worker_lcores.len() != config.workers.cores.len() {
         bail!(
@@ -297,6 +303,16 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         ports.push(RunningPort { name: pc.name.clone(), port, mac });
     }
 
+    for t in config.nat.deterministic.tables() {
+        let first = t.mappings().next();
+        eprintln!(
+            "masqd: deterministic NAT: {} hosts from {} on {} external address(es), {} ports each",
+            t.hosts(),
+            first.map_or_else(String::new, |m| m.inside.to_string()),
+            t.outside_addrs().count(),
+            t.ports_per_host()
+        );
+    }
     let routes = Arc::new(RouteTable::from_config(config));
     let neighbors = Arc::new(NeighborTable::new(NEIGHBORS));
     for n in &config.neighbors {
@@ -353,12 +369,17 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         eal.launch(*lcore, move || {
             let mut worker =
                 Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
-            let clock = TscClock::new();
             worker.run(&stop, || clock.now());
             0
         })
         .with_context(|| format!("launching worker {w} on lcore {lcore}"))?;
     }
+    // The logging thread, on the main lcore's CPU like the control threads.
+    let log_stop = Arc::new(AtomicBool::new(false));
+    let logger = match drains {
+        Some(drains) => Some(start_logging(config, drains, epoch_ms, log_stop.clone())?),
+        None => None,
+    };
     // Serve the control socket (its threads inherit the main lcore's CPU, off the workers').
     let port_board = Arc::new(PortStatsBoard::new());
     // The external pool the workers' allocators were built for (fixed from here on).
@@ -375,6 +396,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         },
         config: control_plane::config_json(config, &worker_lcores, rules_file),
         external_addrs,
+        deterministic: config.nat.deterministic.clone(),
     })
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let control_handle = control_server.spawn(handler).context("control socket")?;
@@ -402,6 +424,16 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
             failed = true;
         }
     }
+
+    // The workers are done: the logging thread drains what they left, flushes, exits.
+    log_stop.store(true, Ordering::Relaxed);
+    let log_stats = logger.map(|(handle, stats)| {
+        if handle.join().is_err() {
+            eprintln!("masqd: the logging thread panicked");
+            failed = true;
+        }
+        stats
+    });
 
     let mut port_counters = Vec::new();
     for p in ports.iter_mut() {
@@ -432,6 +464,9 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     let in_use = pool.in_use();
     let workers: Vec<&WorkerCounters> = all_counters.iter().map(|c| c.as_ref()).collect();
     print!("{}", report::render(&port_counters, &workers, u64::from(in_use)));
+    if let Some(s) = log_stats {
+        print!("{}", report::render_logging(&s));
+    }
     if in_use != 0 {
         println!("masqd: LEAK {in_use} mbufs");
         return Ok(ExitCode::from(EXIT_LEAK));
@@ -440,6 +475,68 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     drop(pool);
     drop(eal);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Give every worker's NAT an event ring when `[logging]` names a collector; the
+/// logging thread's ends are returned.
+fn attach_logging(config: &Config, nats: &mut [NatPath]) -> Option<Vec<LogDrain>> {
+    if !config.logging.enabled() {
+        return None;
+    }
+    let mask = config.logging.mask(false);
+    let drains = nats
+        .iter_mut()
+        .enumerate()
+        .map(|(w, path)| {
+            let (sink, drain) = logging::ring(config.logging.ring as usize, w as u8, mask);
+            path.nat_mut().set_log(sink);
+            drain
+        })
+        .collect();
+    Some(drains)
+}
+
+/// Start the logging thread (IPFIX and/or syslog over UDP).
+fn start_logging(
+    config: &Config,
+    drains: Vec<LogDrain>,
+    epoch_ms: u64,
+    stop: Arc<AtomicBool>,
+) -> Result<(std::thread::JoinHandle<()>, Arc<ExporterStats>)> {
+    let l = &config.logging;
+    let hostname = l.syslog_hostname.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    });
+    let settings = ExporterSettings {
+        ipfix: l.ipfix.clone(),
+        syslog: l.syslog,
+        observation_domain: l.observation_domain,
+        mtu: usize::from(l.mtu),
+        template_refresh_ms: u64::from(l.template_refresh) * 1000,
+        facility: l.syslog_facility,
+        hostname,
+    };
+    // Deterministic NAT: each host's whole mapping, once, at start (RFC 7422), as a port
+    // block allocation record.
+    let startup: Vec<logging::NatEvent> = config
+        .nat
+        .deterministic
+        .tables()
+        .iter()
+        .flat_map(|t| t.mappings().collect::<Vec<_>>())
+        .map(|m| {
+            let size = (m.ports.hi - m.ports.lo).saturating_add(1);
+            logging::NatEvent::block(logging::EventKind::BlockAllocate, 0, m.inside, m.outside, m.ports.lo, size)
+        })
+        .collect();
+    let exporter =
+        Exporter::udp(settings, drains, epoch_ms).context("logging: opening the UDP socket")?.with_startup(startup);
+    let stats = exporter.stats();
+    let handle = exporter.spawn(stop).context("logging: starting the thread")?;
+    let to: Vec<String> =
+        l.ipfix.iter().map(|a| format!("ipfix {a}")).chain(l.syslog.iter().map(|a| format!("syslog {a}"))).collect();
+    eprintln!("masqd: logging NAT events to {} (ring of {} per worker)", to.join(", "), l.ring);
+    Ok((handle, stats))
 }
 
 /// Every port's counters for `stats.get`, read here on the main thread, which owns the

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use control::protocol::{
-    to_result, Command, ControlError, Flushed, PortStats, PortUtilisation, SessionCount, SessionFilter, SessionPage,
-    Stats, Timeouts, TimeoutsUpdate, VersionInfo,
+    to_result, Command, ControlError, Flushed, Ipv4Net, LookupMatch, LookupQuery, LookupResult, PortStats,
+    PortUtilisation, Protocol, SessionCount, SessionFilter, SessionPage, Stats, Timeouts, TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
 use serde_json::{json, Value};
@@ -68,7 +68,12 @@ pub struct HandlerParts {
     /// The NAT's external pool (fixed at start): SNAT rules to other addresses are
     /// refused. Empty: not checked (no NAT).
     pub external_addrs: Vec<std::net::Ipv4Addr>,
+    /// Deterministic NAT tables, for `nat.lookup`.
+    pub deterministic: nat::deterministic::DetTables,
 }
+
+/// Live sessions `nat.lookup` returns at most.
+pub const LOOKUP_LIMIT: usize = 1000;
 
 /// masqd's [`Handler`].
 pub struct MasqdHandler {
@@ -77,6 +82,7 @@ pub struct MasqdHandler {
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
     config: Value,
+    deterministic: nat::deterministic::DetTables,
 }
 
 impl MasqdHandler {
@@ -97,7 +103,83 @@ impl MasqdHandler {
             workers: parts.workers,
             port_stats: parts.port_stats,
             config: parts.config,
+            deterministic: parts.deterministic,
         })
+    }
+
+    /// `nat.lookup`: deterministic mappings (computed), then live sessions (scanned).
+    fn lookup(&self, query: LookupQuery, protocol: Option<Protocol>) -> Result<LookupResult, ControlError> {
+        let mut out = LookupResult::default();
+        let det = |m: nat::deterministic::DetMapping| LookupMatch {
+            source: "deterministic".into(),
+            inside_addr: m.inside,
+            inside_port: None,
+            outside_addr: m.outside,
+            first_port: m.ports.lo,
+            last_port: m.ports.hi,
+            protocol: None,
+            remote: None,
+            state: None,
+            idle_secs: None,
+            expires_in_secs: None,
+            worker: None,
+        };
+        let mut filter = SessionFilter { protocol, ..SessionFilter::default() };
+        match query {
+            LookupQuery::Outside { addr, port } => {
+                for t in self.deterministic.tables().iter().filter(|t| t.outside_contains(addr)) {
+                    match port {
+                        Some(p) => out.matches.extend(t.reverse(addr, p).and_then(|h| t.map(h)).map(det)),
+                        None => out.matches.extend(t.mappings().filter(|m| m.outside == addr).map(det)),
+                    }
+                }
+                filter.outside_addr = Some(Ipv4Net::host(addr));
+                filter.outside_port = port;
+            }
+            LookupQuery::Inside(addr) => {
+                out.matches.extend(self.deterministic.map(addr).map(det));
+                filter.inside_addr = Some(Ipv4Net::host(addr));
+            }
+        }
+        let selector = SessionSelector::from_filter(&filter)?;
+        let mut buf = Vec::with_capacity(SCAN_CHUNK as usize);
+        let mut found = 0usize;
+        'workers: for w in &self.workers {
+            let mut from = Some(Walk::default());
+            while let Some(walk) = from.take() {
+                let Reply::Scanned { buf: mut page, next, .. } =
+                    self.scan(w, selector, walk, ScanOp::List, SCAN_CHUNK, std::mem::take(&mut buf))?
+                else {
+                    break;
+                };
+                for s in &page {
+                    if found == LOOKUP_LIMIT {
+                        out.truncated = true;
+                        break 'workers;
+                    }
+                    let e = session_entry(s, w.index);
+                    out.matches.push(LookupMatch {
+                        source: "session".into(),
+                        inside_addr: *e.inside.ip(),
+                        inside_port: Some(e.inside.port()),
+                        outside_addr: *e.outside.ip(),
+                        first_port: e.outside.port(),
+                        last_port: e.outside.port(),
+                        protocol: Some(e.proto),
+                        remote: Some(e.remote),
+                        state: Some(e.state),
+                        idle_secs: Some(s.idle.as_secs()),
+                        expires_in_secs: Some(e.expires_in_secs),
+                        worker: Some(w.index),
+                    });
+                    found += 1;
+                }
+                page.clear();
+                buf = page;
+                from = next;
+            }
+        }
+        Ok(out)
     }
 
     /// The rules part (tests, and masqd's shutdown).
@@ -346,6 +428,7 @@ impl Handler for MasqdHandler {
             Command::TimeoutsGet => to_result(&self.timeouts_now()),
             Command::TimeoutsSet(update) => to_result(&self.set_timeouts(update)),
             Command::ConfigGet => Ok(self.config()),
+            Command::NatLookup { query, protocol } => to_result(&self.lookup(query, protocol)?),
             Command::Version => to_result(&VersionInfo::masqd()),
         }
     }
@@ -453,7 +536,11 @@ socket = "/tmp/x.sock"
         }
     }
 
-    fn fixture(mut nats: Vec<Option<nat::WorkerNat>>) -> Fixture {
+    fn fixture(nats: Vec<Option<nat::WorkerNat>>) -> Fixture {
+        fixture_with(nats, Default::default())
+    }
+
+    fn fixture_with(mut nats: Vec<Option<nat::WorkerNat>>, deterministic: nat::deterministic::DetTables) -> Fixture {
         let config = Config::parse(CONFIG).unwrap();
         let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
         let timeouts = Arc::new(nat::Timeouts::default());
@@ -494,6 +581,7 @@ socket = "/tmp/x.sock"
             port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
             external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
+            deterministic,
         })
         .unwrap();
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }
@@ -523,6 +611,65 @@ socket = "/tmp/x.sock"
     }
 
     #[test]
+    fn lookup_answers_from_live_sessions_and_deterministic_tables() {
+        use crate::nat::deterministic::{DetTable, DetTables};
+        use std::net::Ipv4Addr;
+        let det = DetTables::new(vec![DetTable::new(
+            (Ipv4Addr::new(100, 64, 9, 0), 24),
+            (Ipv4Addr::new(203, 0, 113, 9), 32),
+        )
+        .unwrap()])
+        .unwrap();
+        let f = fixture_with(vec![Some(nat_with(0, 2, 10)), Some(nat_with(1, 2, 10))], det);
+        // Worker 0 keeps source ports (its slice is 1024-33279): 100.64.0.4:10003 (UDP).
+        let v =
+            call(&f, r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.1:10003", "protocol": "udp"}}"#).unwrap();
+        let r: LookupResult = serde_json::from_value(v).unwrap();
+        assert_eq!(r.matches.len(), 1, "{r:?}");
+        let m = &r.matches[0];
+        assert_eq!(
+            (m.source.as_str(), m.inside_addr, m.inside_port),
+            ("session", Ipv4Addr::new(100, 64, 0, 4), Some(10003))
+        );
+        assert_eq!(
+            (m.protocol, m.worker, m.remote),
+            (Some(Protocol::Udp), Some(0), Some("198.51.100.7:53".parse().unwrap()))
+        );
+        assert!(m.idle_secs.is_some() && m.expires_in_secs.is_some());
+        // The wrong protocol: nothing.
+        let v =
+            call(&f, r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.1:10003", "protocol": "tcp"}}"#).unwrap();
+        assert_eq!(v, json!({"matches": [], "truncated": false}));
+        // A subscriber of worker 1: its session, wherever its port.
+        let v = call(&f, r#"{"cmd": "nat.lookup", "args": {"inside": "100.64.1.1"}}"#).unwrap();
+        let r: LookupResult = serde_json::from_value(v).unwrap();
+        assert_eq!(r.matches.len(), 1, "{r:?}");
+        assert_eq!((r.matches[0].inside_port, r.matches[0].worker), (Some(10000), Some(1)));
+        // Deterministic: computed both ways.
+        let v = call(&f, r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.9:1300"}}"#).unwrap();
+        assert_eq!(
+            v,
+            json!({"truncated": false, "matches": [{"source": "deterministic", "inside_addr": "100.64.9.1",
+                "outside_addr": "203.0.113.9", "first_port": 1276, "last_port": 1527}]})
+        );
+        let v = call(&f, r#"{"cmd": "nat.lookup", "args": {"inside": "100.64.9.1"}}"#).unwrap();
+        assert_eq!(v["matches"][0]["first_port"], 1276);
+        let v = call(&f, r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.9"}}"#).unwrap();
+        assert_eq!(v["matches"].as_array().unwrap().len(), 256, "every host of the address");
+        // Bad arguments are refused, naming them.
+        for bad in [
+            r#"{"cmd": "nat.lookup"}"#,
+            r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.1:1", "inside": "100.64.0.2"}}"#,
+            r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.1:x"}}"#,
+            r#"{"cmd": "nat.lookup", "args": {"inside": "100.64.0.0/24"}}"#,
+            r#"{"cmd": "nat.lookup", "args": {"inside": "100.64.0.2", "protocol": "sctp"}}"#,
+        ] {
+            let e = call(&f, bad).unwrap_err();
+            assert_eq!(e.code, control::protocol::ErrorCode::BadArgs, "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
     fn every_command_answers() {
         let f = fixture(vec![None, None]);
         let lines = [
@@ -541,6 +688,7 @@ socket = "/tmp/x.sock"
             r#"{"cmd": "timeouts.get"}"#,
             r#"{"cmd": "timeouts.set", "args": {"udp": 120}}"#,
             r#"{"cmd": "config.get"}"#,
+            r#"{"cmd": "nat.lookup", "args": {"inside": "100.64.0.2"}}"#,
             r#"{"cmd": "version"}"#,
         ];
         let mut names = std::collections::BTreeSet::new();

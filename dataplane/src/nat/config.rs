@@ -39,6 +39,9 @@ pub struct NatConfig {
     pub max_fragments: u32,
     /// Lifetime of a fragment entry.
     pub fragment_timeout: Duration,
+    /// Deterministic NAT tables (RFC 7422); their external addresses must not be in
+    /// `external_addrs`.
+    pub deterministic: super::deterministic::DetTables,
     /// Secret for the table hash and the port PRF. The daemon draws it from the OS;
     /// tests fix it.
     pub seed: u64,
@@ -63,6 +66,7 @@ impl NatConfig {
             quarantine_capacity: 0,
             max_fragments: 1024,
             fragment_timeout: DEFAULT_FRAG_TIMEOUT,
+            deterministic: Default::default(),
             seed: 0x6d61_7371,
         }
     }
@@ -94,6 +98,8 @@ pub enum ConfigError {
     TooManyAddresses,
     #[error("the port space of one worker must stay below 2^32 ports")]
     PortSpace,
+    #[error("{0} is both a deterministic NAT address and in the dynamic pool (an outside port's or an SNAT rule's)")]
+    DeterministicInPool(Ipv4Addr),
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //! | file            | role                                                                  |
 //! |-----------------|-----------------------------------------------------------------------|
 //! | `mod.rs`        | the NAT's vocabulary: [`Dir`], [`SessionId`], [`NatAction`], [`Out2In`], [`CreateError`], counters |
-//! | `worker_nat.rs` | [`WorkerNat`]: lookups, create, refresh, expire, listing              |
+//! | `worker_nat.rs` | [`WorkerNat`]: lookups, create, refresh, expire, listing; NAT events to the log ring |
+//! | [`deterministic`] | deterministic NAT (RFC 7422): fixed address and port range per subscriber |
 //! | [`key`], `hash.rs`, `index.rs`, [`table`] | tuples, keyed hashes, the session table     |
 //! | `mapping.rs`, `subscriber.rs`, [`ports`], [`filter`] | EIM mappings, subscribers, port allocator, filtering |
 //! | [`tcp`], [`timeouts`], `timers.rs`, [`frag`] | TCP state table, live timeouts, timer wheel, fragments |
@@ -116,6 +117,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod deterministic;
 pub mod fastpath;
 pub mod filter;
 pub mod frag;
@@ -145,7 +147,7 @@ pub use subscriber::Subscriber;
 pub use table::{ConnState, Session, SessionKind, SESSION_BYTES};
 pub use tcp::{TcpState, TCP_TRANSITIONS};
 pub use timeouts::{TimeoutClass, TimeoutValues, Timeouts};
-pub use worker_nat::WorkerNat;
+pub use worker_nat::{LogCounters, WorkerNat, ALERTS_PER_SECOND};
 
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
@@ -358,5 +360,9 @@ impl MemoryReport {
     }
 }
 
+#[cfg(test)]
+mod deterministic_tests;
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 mod tests;

@@ -158,7 +158,8 @@ impl NatPath {
     /// rules in force.
     pub fn new(nat: WorkerNat, rules: SharedRules, outside: Vec<bool>) -> NatPath {
         let partition = *nat.partition();
-        let steering = (partition.workers() > 1).then(|| Steering::new(nat.worker(), partition));
+        let steering = (partition.workers() > 1)
+            .then(|| Steering::new(nat.worker(), partition).with_deterministic(nat.deterministic().clone()));
         let ext = nat.external_addrs();
         let ext_bounds = match (ext.first(), ext.last()) {
             (Some(&lo), Some(&hi)) => (lo, hi),
@@ -207,7 +208,10 @@ impl NatPath {
     /// Whether `addr` is one of the NAT's external addresses.
     #[inline]
     pub fn is_external(&self, addr: Ipv4Addr) -> bool {
-        addr >= self.ext_bounds.0 && addr <= self.ext_bounds.1 && self.nat.external_addrs().binary_search(&addr).is_ok()
+        (addr >= self.ext_bounds.0
+            && addr <= self.ext_bounds.1
+            && self.nat.external_addrs().binary_search(&addr).is_ok())
+            || (!self.nat.deterministic().is_empty() && self.nat.is_external(addr))
     }
 
     // ----- nat-classify -----

@@ -178,7 +178,7 @@ impl Ctx<'_> {
     }
 
     fn is_external(&self, addr: Ipv4Addr) -> bool {
-        self.nat.external_addrs().binary_search(&addr).is_ok()
+        self.nat.is_external(addr)
     }
 
     fn is_local(&self, addr: Ipv4Addr) -> bool {
@@ -248,7 +248,13 @@ impl Ctx<'_> {
         if partition.workers() <= 1 {
             return None;
         }
-        let owner = partition.owner_of(t2.dst.port)?;
+        let det = self.nat.deterministic();
+        let owner = if !det.is_empty() && det.is_outside(t2.dst.addr) {
+            // Deterministic NAT: the worker of the host that owns the port.
+            super::steer::subscriber_owner(det.owner_host(t2.dst.addr, t2.dst.port)?, partition.workers())
+        } else {
+            partition.owner_of(t2.dst.port)?
+        };
         (owner != self.nat.worker()).then_some(owner)
     }
 

@@ -143,6 +143,9 @@ pub struct Steering {
     frags: Box<[Option<FragOwner>]>,
     /// Later fragments sent after their first.
     pub fragments_followed: u64,
+    /// Deterministic NAT: a packet to one of its (address, port)s belongs to the
+    /// worker of the host the arithmetic names.
+    det: super::deterministic::DetTables,
 }
 
 impl Steering {
@@ -153,7 +156,14 @@ impl Steering {
             partition,
             frags: vec![None; FRAG_OWNERS].into_boxed_slice(),
             fragments_followed: 0,
+            det: Default::default(),
         }
+    }
+
+    /// Steer packets to deterministic NAT addresses by the host owning the port.
+    pub fn with_deterministic(mut self, det: super::deterministic::DetTables) -> Steering {
+        self.det = det;
+        self
     }
 
     pub fn me(&self) -> u16 {
@@ -171,6 +181,22 @@ impl Steering {
             // The subscriber's, whatever the destination: a packet to one of our
             // external endpoints (hairpinning) takes its sender's mapping there first.
             return subscriber_owner(pkt.src, self.workers);
+        }
+        if !self.det.is_empty() && self.det.is_outside(pkt.dst) {
+            // Deterministic NAT: the worker of the host that owns the destination port,
+            // which holds the mapping.
+            let port = match pkt.l4 {
+                L4::Flow(f) => Some(f.tuple.dst.port),
+                L4::IcmpError(q) if self.det.is_outside(q.tuple.src.addr) => Some(q.tuple.src.port),
+                L4::Fragment => return self.later_fragment(&pkt.frag_key(), now),
+                _ => None,
+            };
+            let host = port.and_then(|p| self.det.owner_host(pkt.dst, p));
+            let owner = host.map_or(self.me, |h| subscriber_owner(h, self.workers));
+            if pkt.frag == Frag::First && owner != self.me {
+                self.remember(pkt.frag_key(), owner, now);
+            }
+            return owner;
         }
         let is_external = |a: Ipv4Addr| external.binary_search(&a).is_ok();
         if !is_external(pkt.dst) {

@@ -55,13 +55,14 @@ pub struct Subscriber {
 pub(crate) struct Subscribers {
     index: RobinHood<SubSlot>,
     hasher: FlowHasher,
+    max: u32,
     /// Where the last `get` or `adjust` found its subscriber (see the module docs).
     hint: Cell<usize>,
 }
 
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        Subscribers { index: RobinHood::new(max as usize), hasher, hint: Cell::new(0) }
+        Subscribers { index: RobinHood::new(max as usize), hasher, max, hint: Cell::new(0) }
     }
 
     fn tag(&self, addr: u32) -> u32 {
@@ -74,6 +75,11 @@ impl Subscribers {
 
     pub fn is_full(&self) -> bool {
         self.index.is_full()
+    }
+
+    /// The configured subscriber capacity.
+    pub fn capacity(&self) -> u32 {
+        self.max
     }
 
     pub fn memory_bytes(&self) -> usize {

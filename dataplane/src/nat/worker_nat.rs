@@ -3,6 +3,7 @@
 //! speaks ([`SessionId`], [`NatAction`], [`Out2In`], ...) are declared in the module
 //! root (`nat/mod.rs`), whose docs describe the data model and memory budget.
 
+use super::deterministic::{DetPorts, DetTables};
 use super::filter::{AddrFilter, Filtering};
 use super::frag::FragTable;
 use super::hash::{self, FlowHasher, PortRng};
@@ -18,6 +19,7 @@ use super::{
     ConfigError, CreateError, Dir, MappingId, MappingRef, MemoryReport, NatAction, NatConfig, NatCounters, Out2In,
     RefreshMode, Refreshed, SessionId, SessionInfo, SessionRef, SnatTarget,
 };
+use crate::logging::{EventKind, LogSink, NatEvent, QuotaKind};
 use crate::packet::checksum::Delta;
 use crate::time::{Duration, Instant};
 use std::net::Ipv4Addr;
@@ -41,6 +43,57 @@ pub struct WorkerNat {
     rng: PortRng,
     counters: NatCounters,
     flush_cursor: u32,
+    /// NAT event logging: none when logging is off (see [`crate::logging`]).
+    log: Option<NatLog>,
+    /// Deterministic NAT tables and this worker's ports on their addresses (mapping
+    /// address indexes from `pool_len` on).
+    det: DetTables,
+    det_ports: DetPorts,
+    pool_len: usize,
+}
+
+/// A worker's event sink and its alert limiter.
+struct NatLog {
+    sink: LogSink,
+    alerts: AlertLimiter,
+}
+
+/// Alerts (exhaustion, quotas) a worker reports at most per second: a flood of refused
+/// flows must not flood the ring. The rest are counted (`log_alerts_suppressed`).
+pub const ALERTS_PER_SECOND: u32 = 64;
+
+#[derive(Default)]
+struct AlertLimiter {
+    second: u64,
+    sent: u32,
+    suppressed: u64,
+}
+
+impl AlertLimiter {
+    fn allow(&mut self, now: Instant) -> bool {
+        if now.as_secs() != self.second {
+            self.second = now.as_secs();
+            self.sent = 0;
+        }
+        if self.sent < ALERTS_PER_SECOND {
+            self.sent += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+/// What a worker's event logging did: plain integers it publishes with its counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogCounters {
+    /// Events queued for the logging thread.
+    pub events: u64,
+    /// Events lost because the ring was full.
+    pub dropped: u64,
+    /// Alerts not reported (over [`ALERTS_PER_SECOND`]).
+    pub alerts_suppressed: u64,
 }
 
 #[inline]
@@ -70,9 +123,15 @@ impl WorkerNat {
         config.external_addrs.sort();
         config.external_addrs.dedup();
         let addrs = &config.external_addrs;
-        if addrs.len() > usize::from(u16::MAX) {
+        if addrs.len() + config.deterministic.addrs().len() > usize::from(u16::MAX) {
             return Err(ConfigError::TooManyAddresses);
         }
+        if let Some(a) = config.deterministic.addrs().iter().find(|a| addrs.binary_search(a).is_ok()) {
+            return Err(ConfigError::DeterministicInPool(*a));
+        }
+        // Mappings name their external address by index: the pool, then the
+        // deterministic addresses.
+        let mapping_addrs: Vec<Ipv4Addr> = addrs.iter().chain(config.deterministic.addrs()).copied().collect();
         let w = config.worker_index;
         let owned = partition.slice(w, true).len() + partition.slice(w, false).len();
         let total_ports = addrs.len() as u64 * Proto::ALL.len() as u64 * u64::from(owned);
@@ -96,7 +155,7 @@ impl WorkerNat {
             sessions_per_subscriber: config.sessions_per_subscriber,
             timeouts,
             sessions: SessionTable::new(max, FlowHasher::new(key())),
-            mappings: MappingTable::new(max, FlowHasher::new(key()), addrs),
+            mappings: MappingTable::new(max, FlowHasher::new(key()), &mapping_addrs),
             subscribers: Subscribers::new(config.subscribers(), FlowHasher::new(key())),
             filter: (config.filtering == Filtering::AddressDependent)
                 .then(|| AddrFilter::new(max, FlowHasher::new(key()))),
@@ -106,6 +165,10 @@ impl WorkerNat {
             rng: PortRng::new(key()),
             counters: NatCounters::default(),
             flush_cursor: 0,
+            log: None,
+            det_ports: DetPorts::new(config.deterministic.addrs().len()),
+            det: config.deterministic,
+            pool_len: addrs.len(),
         })
     }
 
@@ -227,13 +290,119 @@ impl WorkerNat {
         match self.create_inner(t, action, tcp_flags, now) {
             Ok(idx) => {
                 self.counters.sessions_created += 1;
+                if self.log.is_some() {
+                    self.log_session(EventKind::SessionCreate, idx, now);
+                }
                 Ok(SessionId(idx))
             }
             Err(e) => {
                 self.counters.create_failed[e as usize] += 1;
+                if self.log.is_some() {
+                    self.log_refusal(e, t, action, now);
+                }
                 Err(e)
             }
         }
+    }
+
+    // ----- event logging (slow path only) -----
+
+    /// Log NAT events to `sink` from now on (before the worker starts).
+    pub fn set_log(&mut self, sink: LogSink) {
+        self.log = Some(NatLog { sink, alerts: AlertLimiter::default() });
+    }
+
+    /// What event logging did (zeros when it is off).
+    pub fn log_counters(&self) -> LogCounters {
+        self.log.as_ref().map_or(LogCounters::default(), |l| {
+            let c = l.sink.counters();
+            LogCounters { events: c.events, dropped: c.dropped, alerts_suppressed: l.alerts.suppressed }
+        })
+    }
+
+    /// A deterministic subscriber: its whole mapping is logged once at start, so its
+    /// sessions and mappings are not.
+    fn is_deterministic(&self, inside: Ipv4Addr) -> bool {
+        !self.det.is_empty() && self.det.map(inside).is_some()
+    }
+
+    #[inline]
+    fn wants(&self, kind: EventKind) -> bool {
+        self.log.as_ref().is_some_and(|l| l.sink.wants(kind))
+    }
+
+    fn push_event(&mut self, ev: NatEvent) {
+        if let Some(l) = self.log.as_mut() {
+            l.sink.push(ev);
+        }
+    }
+
+    /// An alert, rate-limited.
+    fn push_alert(&mut self, ev: NatEvent, now: Instant) {
+        if let Some(l) = self.log.as_mut() {
+            if l.alerts.allow(now) {
+                l.sink.push(ev);
+            }
+        }
+    }
+
+    /// Session create or delete of a translated session (identity sessions, which
+    /// translate nothing, are not logged).
+    fn log_session(&mut self, kind: EventKind, idx: u32, now: Instant) {
+        if !self.wants(kind) {
+            return;
+        }
+        let s = *self.sessions.get(idx);
+        self.log_session_record(kind, &s, now);
+    }
+
+    fn log_session_record(&mut self, kind: EventKind, s: &Session, now: Instant) {
+        if self.is_deterministic(s.inside().addr) {
+            return;
+        }
+        let ev = NatEvent::session(kind, now.as_millis(), s.proto(), s.inside(), s.outside(), s.remote());
+        match s.kind() {
+            SessionKind::SourceNat => self.push_event(ev),
+            SessionKind::DestNat => self.push_event(ev.as_dest_nat()),
+            SessionKind::Identity => {}
+        }
+    }
+
+    /// Quota and exhaustion alerts for a refused creation (ports exhausted is
+    /// reported where the allocator fails, which knows the address).
+    fn log_refusal(&mut self, e: CreateError, t: &Tuple, action: NatAction, now: Instant) {
+        let subscriber = match action {
+            NatAction::Inbound(MappingId(m)) if self.mappings.is_live(m) => {
+                Ipv4Addr::from(self.mappings.get(m).inside_addr)
+            }
+            NatAction::Dnat { to } => to.addr,
+            NatAction::NoNatInbound => t.dst.addr,
+            _ => t.src.addr,
+        };
+        let ms = now.as_millis();
+        let ev = match e {
+            CreateError::SessionTableFull if self.sessions.is_full() => {
+                NatEvent::quota(ms, QuotaKind::MaxSessions, self.sessions.capacity(), Ipv4Addr::UNSPECIFIED)
+            }
+            CreateError::SessionTableFull => {
+                NatEvent::quota(ms, QuotaKind::MaxMappings, self.sessions.capacity(), Ipv4Addr::UNSPECIFIED)
+            }
+            CreateError::SubscriberLimit => match self.subscribers.get(subscriber) {
+                None => {
+                    NatEvent::quota(ms, QuotaKind::MaxSubscribers, self.subscribers.capacity(), Ipv4Addr::UNSPECIFIED)
+                }
+                Some(sub) => {
+                    let limit = if self.ports_per_subscriber != 0 && sub.ports >= self.ports_per_subscriber {
+                        self.ports_per_subscriber
+                    } else {
+                        self.sessions_per_subscriber
+                    };
+                    NatEvent::quota(ms, QuotaKind::MaxEntriesPerUser, limit, subscriber)
+                }
+            },
+            CreateError::PortsExhausted | CreateError::TupleInUse | CreateError::NoMapping => return,
+        };
+        self.push_alert(ev, now);
     }
 
     fn create_inner(&mut self, t: &Tuple, action: NatAction, flags: u8, now: Instant) -> Result<u32, CreateError> {
@@ -256,7 +425,10 @@ impl WorkerNat {
                 self.check_session_limit(sub)?;
                 let (m, fresh) = match self.mappings.find_inside(inside, proto) {
                     Some(m) => (m, false),
-                    None => (self.new_mapping(inside, proto, sub, target)?, true),
+                    None if !self.det.is_empty() && self.det.map(inside.addr).is_some() => {
+                        (self.new_det_mapping(inside, proto, sub, now)?, true)
+                    }
+                    None => (self.new_mapping(inside, proto, sub, target, now)?, true),
                 };
                 let outside = self.mappings.outside(self.mappings.get(m));
                 if self.sessions.find_outside(outside, remote, proto).is_some() {
@@ -370,6 +542,7 @@ impl WorkerNat {
         proto: Proto,
         sub: Option<Subscriber>,
         target: Option<SnatTarget>,
+        now: Instant,
     ) -> Result<u32, CreateError> {
         if let Some(s) = sub {
             if self.ports_per_subscriber != 0 && s.ports >= self.ports_per_subscriber {
@@ -390,10 +563,14 @@ impl WorkerNat {
         let (ix, port) = match paired {
             Some(ext) if (lo..hi).contains(&ext) => {
                 let ix = ext as u16;
-                let p = self
-                    .ports
-                    .alloc(ix, proto, inside.port, range, &mut self.rng)
-                    .ok_or(CreateError::PortsExhausted)?;
+                let Some(p) = self.ports.alloc(ix, proto, inside.port, range, &mut self.rng) else {
+                    if self.log.is_some() {
+                        let ev =
+                            NatEvent::ports_exhausted(now.as_millis(), proto, inside.addr, self.ports.addrs()[ext]);
+                        self.push_alert(ev, now);
+                    }
+                    return Err(CreateError::PortsExhausted);
+                };
                 (ix, p)
             }
             // First mapping (or an SNAT rule whose range excludes the paired address):
@@ -401,12 +578,18 @@ impl WorkerNat {
             _ => {
                 let n = (hi - lo) as u64;
                 let start = ((self.subscribers.spread(inside.addr) >> 32) * n) >> 32;
-                (0..n)
-                    .find_map(|k| {
-                        let ix = (lo as u64 + (start + k) % n) as u16;
-                        self.ports.alloc(ix, proto, inside.port, range, &mut self.rng).map(|p| (ix, p))
-                    })
-                    .ok_or(CreateError::PortsExhausted)?
+                let found = (0..n).find_map(|k| {
+                    let ix = (lo as u64 + (start + k) % n) as u16;
+                    self.ports.alloc(ix, proto, inside.port, range, &mut self.rng).map(|p| (ix, p))
+                });
+                let Some(found) = found else {
+                    if self.log.is_some() {
+                        let ev = NatEvent::addresses_exhausted(now.as_millis(), self.ports.addrs()[lo], n as u32);
+                        self.push_alert(ev, now);
+                    }
+                    return Err(CreateError::PortsExhausted);
+                };
+                found
             }
         };
         let Some(m) = self.mappings.insert(inside, ix, port, proto) else {
@@ -420,20 +603,91 @@ impl WorkerNat {
             return Err(CreateError::SubscriberLimit);
         }
         self.counters.mappings_created += 1;
+        if self.wants(EventKind::MappingCreate) && !self.is_deterministic(inside.addr) {
+            let outside = self.mappings.outside(self.mappings.get(m));
+            self.push_event(NatEvent::mapping(EventKind::MappingCreate, now.as_millis(), proto, inside, outside));
+        }
         Ok(m)
     }
 
+    /// A deterministic subscriber's mapping: a port of its fixed range on its fixed
+    /// address (RFC 7422), whatever the rule's target.
+    fn new_det_mapping(
+        &mut self,
+        inside: Endpoint,
+        proto: Proto,
+        sub: Option<Subscriber>,
+        now: Instant,
+    ) -> Result<u32, CreateError> {
+        if let Some(s) = sub {
+            if self.ports_per_subscriber != 0 && s.ports >= self.ports_per_subscriber {
+                return Err(CreateError::SubscriberLimit);
+            }
+        }
+        let dm = self.det.map(inside.addr).ok_or(CreateError::PortsExhausted)?;
+        let det_ix = self.det.addrs().binary_search(&dm.outside).map_err(|_| CreateError::PortsExhausted)?;
+        let Some(port) = self.det_ports.alloc(det_ix, proto, dm.ports, inside.port) else {
+            if self.log.is_some() {
+                self.push_alert(NatEvent::ports_exhausted(now.as_millis(), proto, inside.addr, dm.outside), now);
+            }
+            return Err(CreateError::PortsExhausted);
+        };
+        let ix = (self.pool_len + det_ix) as u16;
+        let Some(m) = self.mappings.insert(inside, ix, port, proto) else {
+            self.det_ports.free(det_ix, proto, port);
+            return Err(CreateError::SessionTableFull);
+        };
+        if self.subscribers.adjust(inside.addr, ix, 1, 0).is_err() {
+            self.mappings.remove(m);
+            self.det_ports.free(det_ix, proto, port);
+            return Err(CreateError::SubscriberLimit);
+        }
+        self.counters.mappings_created += 1;
+        Ok(m)
+    }
+
+    /// Whether `addr` is one of this NAT's external addresses: the dynamic pool or a
+    /// deterministic table's.
+    #[inline]
+    pub fn is_external(&self, addr: Ipv4Addr) -> bool {
+        self.ports.addrs().binary_search(&addr).is_ok() || (!self.det.is_empty() && self.det.is_outside(addr))
+    }
+
+    /// The deterministic NAT tables.
+    pub fn deterministic(&self) -> &DetTables {
+        &self.det
+    }
+
     fn release_mapping(&mut self, m: u32, now: Instant) {
+        if self.wants(EventKind::MappingDelete)
+            && !self.is_deterministic(Ipv4Addr::from(self.mappings.get(m).inside_addr))
+        {
+            let map = *self.mappings.get(m);
+            let outside = self.mappings.outside(&map);
+            self.push_event(NatEvent::mapping(
+                EventKind::MappingDelete,
+                now.as_millis(),
+                map.proto,
+                map.inside(),
+                outside,
+            ));
+        }
         let map = self.mappings.remove(m);
         let r = self.subscribers.adjust(Ipv4Addr::from(map.inside_addr), 0, -1, 0);
         debug_assert!(r.is_ok());
-        self.ports.free(map.outside_ix, map.proto, map.outside_port, now);
+        match usize::from(map.outside_ix).checked_sub(self.pool_len) {
+            Some(det_ix) => self.det_ports.free(det_ix, map.proto, map.outside_port),
+            None => self.ports.free(map.outside_ix, map.proto, map.outside_port, now),
+        }
         self.counters.mappings_freed += 1;
     }
 
     /// Free an unscheduled session and everything only it held.
     fn free_session(&mut self, idx: u32, now: Instant) -> Session {
         let s = self.sessions.remove(idx);
+        if self.wants(EventKind::SessionDelete) {
+            self.log_session_record(EventKind::SessionDelete, &s, now);
+        }
         if s.flags & F_FILTER != 0 {
             if let Some(f) = &mut self.filter {
                 f.release(s.mapping, s.remote_addr);
@@ -699,7 +953,7 @@ impl WorkerNat {
             mappings: self.mappings.memory_bytes(),
             filter: self.filter.as_ref().map_or(0, AddrFilter::memory_bytes),
             subscribers: self.subscribers.memory_bytes(),
-            ports: self.ports.memory_bytes(),
+            ports: self.ports.memory_bytes() + self.det_ports.memory_bytes(),
             fragments: self.frags.memory_bytes(),
             max_sessions: self.sessions.capacity(),
         }

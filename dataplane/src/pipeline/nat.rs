@@ -205,4 +205,8 @@ pub fn publish_nat(path: &NatPath, c: &WorkerCounters) {
     c.nat_hairpinned.set(p.hairpinned);
     c.nat_icmp_errors_translated.set(p.icmp_errors);
     c.nat_fragments_translated.set(p.fragments);
+    let log = nat.log_counters();
+    c.log_events.set(log.events);
+    c.log_events_dropped.set(log.dropped);
+    c.log_alerts_suppressed.set(log.alerts_suppressed);
 }

@@ -617,7 +617,8 @@ fn toml_control_socket(toml: &str) -> Option<PathBuf> {
 /// - `scope` is `port:<port name>` (e.g. `port:lan rx_packets 5`), `worker:<index>`
 ///   (e.g. `worker:0 tx_packets 4`), `drop` (e.g. `drop ipv4_bad_checksum 1`: summed over
 ///   workers, **every** reason listed, zeros included, by its `DropReason` name) or
-///   `mempool` (`mempool in_use 0`: mbufs not back in their pool after the ports closed);
+///   `mempool` (`mempool in_use 0`: mbufs not back in their pool after the ports closed)
+///   or, with `[logging]` on, `logging` (the logging thread's counters: `logging events 4`);
 /// - `name` is snake_case, `value` a decimal `u64`; fields are separated by one space;
 /// - then a final line: `masqd: clean shutdown` when every mbuf came back (exit 0), or
 ///   `masqd: LEAK <n> mbufs` (non-zero exit).
@@ -633,6 +634,7 @@ pub fn report_counters(log: &str) -> BTreeMap<String, u64> {
         };
         let scope_ok = scope == "drop"
             || scope == "mempool"
+            || scope == "logging"
             || scope.strip_prefix("port:").is_some_and(|p| !p.is_empty())
             || scope.strip_prefix("worker:").is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()));
         if let (true, Ok(v)) = (scope_ok, value.parse::<u64>()) {

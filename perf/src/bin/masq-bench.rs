@@ -44,7 +44,7 @@ use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
 use perf::check::{self, Expect};
 use perf::flows::{stamp_elapsed, FlowSpace, FrameWriter, ReturnFlows, L4};
-use perf::results::{gbps, median, LatencyPoint, Point, Report};
+use perf::results::{gbps, median, LatencyPoint, LoggingPoint, Point, Report};
 use perf::topology::{add_inside_hosts, config_text, GATEWAY_MAC, GEN_MAC, LAN_MAC, OUTSIDE, RULES, SERVER, WAN_MAC};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -108,6 +108,11 @@ struct Args {
     /// Main lcore (generator and sink) and worker lcore.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     cores: Vec<u32>,
+    /// Also measure new sessions per second with NAT event logging on (session records
+    /// as IPFIX to a local UDP socket, the logging thread on the main lcore), in the
+    /// same run, and report events exported and dropped.
+    #[arg(long)]
+    logging: bool,
 }
 
 /// Resident memory of this process in bytes (`VmRSS` in /proc/self/status).
@@ -160,6 +165,41 @@ fn reset_nat(
     *worker.router_mut() = router;
     worker.set_nat(path);
     Ok(())
+}
+
+/// A UDP socket on 127.0.0.1 that reads and counts what the logging thread sends.
+struct LocalCollector {
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl LocalCollector {
+    fn start() -> Result<LocalCollector> {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").context("collector socket")?;
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))?;
+        let addr = sock.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            let mut bytes = 0u64;
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => bytes += n as u64,
+                    Err(_) if s2.load(Ordering::Relaxed) => return bytes,
+                    Err(_) => {}
+                }
+            }
+        });
+        Ok(LocalCollector { addr, stop, thread })
+    }
+
+    /// Stop and return the bytes received.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
 }
 
 /// One worker with its two ring-backed ports, and the generator's and sink's ring ends.
@@ -575,6 +615,7 @@ struct Plan {
     batch: usize,
     loads: Vec<f64>,
     return_share: f64,
+    logging: bool,
 }
 
 fn plan(args: &Args) -> Result<Plan> {
@@ -629,6 +670,7 @@ fn plan(args: &Args) -> Result<Plan> {
         batch: if args.quick { args.batch.min(4096) } else { args.batch },
         loads: args.loads.clone(),
         return_share: args.return_share,
+        logging: args.logging,
     })
 }
 
@@ -675,6 +717,75 @@ fn measure_point(
     let fwd_counters = fwd_lane.counters.clone();
     reset_nat(fwd_lane.worker_mut(), &fwd_counters, None, Some(&tr.flows))?;
     fwd_lane.returns = ReturnFlows::untranslated();
+
+    // 0. With --logging: connection establishment with session logging to a local
+    // IPFIX socket, on a fresh table, then a fresh table again for what follows.
+    let logging = if p.logging {
+        let (sink, drain) =
+            dataplane::logging::ring(dataplane::logging::DEFAULT_RING, 0, dataplane::logging::EventMask::SESSIONS);
+        nat_lane.worker_mut().nat_mut().context("NAT lane without NAT")?.nat_mut().set_log(sink);
+        let collector = LocalCollector::start()?;
+        let settings = dataplane::logging::ExporterSettings {
+            ipfix: vec![collector.addr],
+            syslog: None,
+            observation_domain: 1,
+            mtu: 1400,
+            template_refresh_ms: 60_000,
+            facility: 16,
+            hostname: "masq-bench".into(),
+        };
+        let exporter = dataplane::logging::Exporter::udp(settings, vec![drain], 0).context("logging exporter")?;
+        let stats = exporter.stats();
+        let stop_log = Arc::new(AtomicBool::new(false));
+        let log_thread = exporter.spawn(stop_log.clone()).context("logging thread")?;
+        let run = launch(eal, lcore, nat_lane, clock)?;
+        let (mut lticks, mut lcreated, mut g) = (0u64, 0u64, 0u64);
+        while g < n {
+            let k = (n - g).min(tr.batch as u64) as usize;
+            let mut next = g;
+            let (t, f, d) = tr.batch(
+                nat_lane,
+                pool,
+                &tr.flows,
+                k,
+                || {
+                    let v = next;
+                    next += 1;
+                    v
+                },
+                true,
+                0.0,
+            )?;
+            g = next;
+            lticks += t;
+            lcreated += f - d;
+        }
+        run.stop(nat_lane)?;
+        stop_log.store(true, Ordering::Relaxed);
+        log_thread.join().map_err(|_| anyhow::anyhow!("the logging thread panicked"))?;
+        let log = nat_lane.worker_mut().nat().context("NAT lane without NAT")?.nat().log_counters();
+        let rate = lcreated as f64 * hz as f64 / lticks.max(1) as f64;
+        let received = collector.stop();
+        let exported = stats.ipfix_records.load(Ordering::Relaxed);
+        progress(
+            t0,
+            &format!(
+                "  with logging: {lcreated} sessions created at {:.2} M/s; {} events, {} dropped, {exported} IPFIX records, {received} bytes received",
+                rate / 1e6,
+                log.events,
+                log.dropped
+            ),
+        );
+        reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))), Some(&tr.flows))?;
+        Some(LoggingPoint {
+            new_sessions_per_sec: rate,
+            events: log.events,
+            dropped: log.dropped,
+            ipfix_records: exported,
+        })
+    } else {
+        None
+    };
 
     // 1. Connection establishment: every frame a new flow, until the table is full.
     let run = launch(eal, lcore, nat_lane, clock)?;
@@ -805,7 +916,21 @@ fn measure_point(
     // Free the NAT's tables before the next point.
     reset_nat(nat_lane.worker_mut(), &counters, None, None)?;
 
+    if let Some(l) = &logging {
+        progress(
+            t0,
+            &format!(
+                "  logging costs {:.1} % of the new-session rate ({:.2} -> {:.2} M/s), {} of {} events dropped",
+                100.0 * (1.0 - l.new_sessions_per_sec / new_per_sec.max(1e-9)),
+                new_per_sec / 1e6,
+                l.new_sessions_per_sec / 1e6,
+                l.dropped,
+                l.events + l.dropped
+            ),
+        );
+    }
     Ok(Point {
+        logging,
         sessions: capacity,
         subscribers: subs,
         nat_mpps,

@@ -110,7 +110,11 @@ mod tests {
         // Every subcommand the description lists parses too.
         for sub in masqctl_command().get_subcommands() {
             let name = sub.get_name();
-            let args: Vec<&str> = if name == "json" { vec![name, "{}"] } else { vec![name] };
+            let args: Vec<&str> = match name {
+                "json" => vec![name, "{}"],
+                "lookup" => vec![name, "--outside", "203.0.113.1:40001"],
+                _ => vec![name],
+            };
             parse(args.clone()).unwrap_or_else(|e| panic!("masqctl {args:?}: {e}"));
         }
     }

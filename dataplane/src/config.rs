@@ -1257,13 +1257,22 @@ mac = "02:00:00:00:02:01"
                 let array = head.starts_with('[');
                 let name = head.trim_start_matches('[').split(']').next().unwrap().to_string();
                 documented.push((name, array, Vec::new()));
+            } else if let Some(head) = line.strip_prefix("### `[") {
+                // A table nested in a section (`[[nat.deterministic]]`): a key of its parent
+                // with a key table of its own.
+                let array = head.starts_with('[');
+                let name = head.trim_start_matches('[').split(']').next().unwrap().to_string();
+                let (parent, key) = name.rsplit_once('.').expect("a nested table is named parent.key");
+                let parent = documented.iter_mut().rev().find(|(n, _, _)| n == parent).expect("parent section first");
+                parent.2.push(key.to_string());
+                documented.push((name, array, Vec::new()));
             } else if let (Some(key), Some(current)) = (line.strip_prefix("| `"), documented.last_mut()) {
                 current.2.push(key.split('`').next().unwrap().to_string());
             }
         }
         let top = toml::from_str::<RawConfig>("zz_unknown = 1\n").err().expect("unknown keys are refused");
         let sections = expected_names(top.message()).unwrap_or_else(|| panic!("{top}"));
-        let mut names: Vec<&str> = documented.iter().map(|(n, _, _)| n.as_str()).collect();
+        let mut names: Vec<&str> = documented.iter().map(|(n, _, _)| n.as_str()).filter(|n| !n.contains('.')).collect();
         names.sort_unstable();
         let mut expected: Vec<&str> = sections.iter().map(String::as_str).collect();
         expected.sort_unstable();

@@ -28,9 +28,9 @@ use std::net::SocketAddrV4;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use control::protocol::{ControlError, Ipv4Net, Protocol, SessionEntry, SessionFilter};
+use control::protocol::{ControlError, ExpectationEntry, Ipv4Net, Protocol, SessionEntry, SessionFilter};
 
-use crate::nat::{ConnState, Endpoint, NatCounters, PortUse, Proto, SessionInfo, TcpState, WorkerNat};
+use crate::nat::{ConnState, Dir, Endpoint, ExpectInfo, NatCounters, PortUse, Proto, SessionInfo, TcpState, WorkerNat};
 use crate::time::Instant;
 
 /// Requests a worker's queue holds before [`WorkerLink::ask`] has to wait.
@@ -158,6 +158,31 @@ impl SessionSelector {
 }
 
 /// A session as the protocol lists it.
+/// The control protocol's form of an expectation of worker `worker`.
+pub fn expectation_entry(e: &ExpectInfo, worker: u32) -> ExpectationEntry {
+    let sock = |e: Endpoint| SocketAddrV4::new(e.addr, e.port);
+    ExpectationEntry {
+        helper: e.helper.name().to_string(),
+        proto: match e.proto {
+            Proto::Tcp => Protocol::Tcp,
+            Proto::Udp => Protocol::Udp,
+            Proto::Icmp => Protocol::Icmp,
+        },
+        direction: match e.dir {
+            Dir::Out2In => "in",
+            Dir::In2Out => "out",
+        }
+        .to_string(),
+        dst: sock(e.dst),
+        src: if e.src_addr.is_unspecified() { "*".to_string() } else { e.src_addr.to_string() },
+        src_port: (e.src_port != 0).then_some(e.src_port),
+        inside: sock(e.inside),
+        parent: e.parent.index(),
+        worker,
+        expires_in_secs: e.expires_in.as_millis().div_ceil(1000),
+    }
+}
+
 pub fn session_entry(s: &SessionInfo, worker: u32) -> SessionEntry {
     let sock = |e: Endpoint| SocketAddrV4::new(e.addr, e.port);
     SessionEntry {
@@ -173,6 +198,9 @@ pub fn session_entry(s: &SessionInfo, worker: u32) -> SessionEntry {
         // Whole seconds, rounded up: 0 only when the session is due.
         expires_in_secs: s.expires_in.as_millis().div_ceil(1000),
         worker,
+        id: s.helper.map(|_| s.id.index()),
+        helper: s.helper.map(|h| h.name().to_string()),
+        parent: s.parent.map(|p| p.index()),
     }
 }
 
@@ -205,6 +233,8 @@ pub enum Request {
     /// Port use of the external addresses from pool index `from` on, as many as `buf`
     /// has room for (at most [`PORT_USAGE_CHUNK`]); `buf` comes back in the reply.
     PortUsage { from: u32, buf: Vec<PortUse> },
+    /// The protocol helpers' open expectations, as many as `buf` has room for.
+    Expectations { buf: Vec<ExpectInfo> },
 }
 
 /// External addresses one [`Request::PortUsage`] step reports at most.
@@ -253,6 +283,10 @@ pub enum Reply {
     PortUsage {
         buf: Vec<PortUse>,
         next: Option<u32>,
+    },
+    /// The open expectations (all of them if `buf` had room).
+    Expectations {
+        buf: Vec<ExpectInfo>,
     },
 }
 
@@ -306,6 +340,11 @@ pub fn answer(request: Request, nat: Option<&mut WorkerNat>, now: Instant) -> Re
             // Bounded by the buffer's room (the control thread sizes it); never grows it.
             let next = nat.port_usage(from as usize, &mut buf).map(|n| n as u32);
             Reply::PortUsage { buf, next }
+        }
+        Request::Expectations { mut buf } => {
+            buf.clear();
+            nat.expectations(now, &mut buf);
+            Reply::Expectations { buf }
         }
     }
 }

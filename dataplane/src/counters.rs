@@ -124,6 +124,10 @@ worker_counters! {
     /// Poll passes that left the receive queues alone because a handoff stage to a busy
     /// worker was backlogged (back-pressure: the frames waited in the NIC's queues).
     handoff_paused,
+    /// Frames handed toward the kernel's host interfaces (taken by the host ring).
+    host_punted,
+    /// Frames the kernel sent on host interfaces, handled by this worker.
+    host_from_kernel,
     /// NAT events queued for the logging thread.
     log_events,
     /// NAT events lost because the worker's log ring was full.

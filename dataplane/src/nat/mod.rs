@@ -115,6 +115,7 @@
 //! [`WorkerNat::lookup_out2in`] accepts any tuple, whichever interface it came from,
 //! and [`WorkerNat::lookup_outside`] resolves an external endpoint directly.
 
+pub mod blocks;
 pub mod classify;
 pub mod config;
 pub mod deterministic;
@@ -137,6 +138,7 @@ pub mod timeouts;
 pub(crate) mod timers;
 mod worker_nat;
 
+pub use blocks::{BlockCounters, BlockInfo, BlockQuery};
 pub use config::{ConfigError, NatConfig};
 pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
@@ -360,6 +362,8 @@ impl MemoryReport {
     }
 }
 
+#[cfg(test)]
+mod blocks_tests;
 #[cfg(test)]
 mod deterministic_tests;
 #[cfg(test)]

@@ -410,7 +410,8 @@ impl PortBlocks {
             ports: self.span_of(u32::from(r.index)),
             mappings: r.mappings,
             held: Duration::from_millis(now.as_millis().saturating_sub(r.since_ms)),
-            release_in: (r.release_ms != 0).then(|| Duration::from_millis(r.release_ms.saturating_sub(now.as_millis()))),
+            release_in: (r.release_ms != 0)
+                .then(|| Duration::from_millis(r.release_ms.saturating_sub(now.as_millis()))),
         }
     }
 }

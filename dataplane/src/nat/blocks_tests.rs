@@ -237,7 +237,12 @@ fn exhausted_addresses_refuse_with_alerts() {
     let v = events(&mut d);
     assert_eq!(
         kinds(&v),
-        vec![EventKind::BlockAllocate, EventKind::BlockAllocate, EventKind::PortsExhausted, EventKind::AddressesExhausted]
+        vec![
+            EventKind::BlockAllocate,
+            EventKind::BlockAllocate,
+            EventKind::PortsExhausted,
+            EventKind::AddressesExhausted
+        ]
     );
     assert_eq!((v[2].inside().addr, v[2].outside().addr), (sub(2), POOL[0]));
     // Subscriber 3's block still serves subscriber 3.
@@ -345,10 +350,16 @@ fn sessions_and_blocks_both_when_asked() {
 fn bad_block_configurations_are_refused() {
     let t = Arc::new(Timeouts::default());
     let mut c = config(|c| c.port_block_size = 64_513);
-    assert_eq!(WorkerNat::new(c.clone(), t.clone()).err(), Some(ConfigError::PortBlockSize { size: 64_513, slice: 64_512 }));
+    assert_eq!(
+        WorkerNat::new(c.clone(), t.clone()).err(),
+        Some(ConfigError::PortBlockSize { size: 64_513, slice: 64_512 })
+    );
     c.port_block_size = 32_257;
     c.worker_count = 2;
-    assert_eq!(WorkerNat::new(c.clone(), t.clone()).err(), Some(ConfigError::PortBlockSize { size: 32_257, slice: 32_256 }));
+    assert_eq!(
+        WorkerNat::new(c.clone(), t.clone()).err(),
+        Some(ConfigError::PortBlockSize { size: 32_257, slice: 32_256 })
+    );
     c.port_block_size = 32_256;
     assert!(WorkerNat::new(c.clone(), t.clone()).is_ok(), "one block per worker and address");
     c.port_blocks_per_subscriber = 0;

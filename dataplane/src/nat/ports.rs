@@ -506,7 +506,14 @@ impl PortAllocator {
     /// block's ports, or part of them): `want` if it lies in the span and is free, else
     /// the first free port from a random start, wrapping round the span — the choice
     /// [`alloc`](Self::alloc) makes, restricted to the span.
-    pub fn alloc_in(&mut self, addr_ix: u16, proto: Proto, want: u16, span: PortRange, rng: &mut PortRng) -> Option<u16> {
+    pub fn alloc_in(
+        &mut self,
+        addr_ix: u16,
+        proto: Proto,
+        want: u16,
+        span: PortRange,
+        rng: &mut PortRng,
+    ) -> Option<u16> {
         let map = Self::map_of(addr_ix, proto);
         debug_assert!(span.is_empty() || (self.slices[1].contains(span.lo) && self.slices[1].contains(span.hi)));
         if self.free[map][1] == 0 || span.is_empty() {

@@ -414,9 +414,9 @@ impl WorkerNat {
                 Some(sub) => {
                     let limit = if self.ports_per_subscriber != 0 && sub.ports >= self.ports_per_subscriber {
                         self.ports_per_subscriber
-                    } else if let Some(b) = self.blocks.as_ref().filter(|_| {
-                        self.blocks_held(subscriber) >= self.blocks_per_subscriber
-                    }) {
+                    } else if let Some(b) =
+                        self.blocks.as_ref().filter(|_| self.blocks_held(subscriber) >= self.blocks_per_subscriber)
+                    {
                         // Out of blocks: the ports it may hold.
                         self.blocks_per_subscriber.saturating_mul(b.size())
                     } else {
@@ -731,7 +731,9 @@ impl WorkerNat {
                     if self.log.is_some() {
                         let ms = now.as_millis();
                         let ev = match paired {
-                            Some(ix) => NatEvent::ports_exhausted(ms, proto, inside.addr, self.ports.addrs()[ix as usize]),
+                            Some(ix) => {
+                                NatEvent::ports_exhausted(ms, proto, inside.addr, self.ports.addrs()[ix as usize])
+                            }
                             None => NatEvent::addresses_exhausted(ms, self.ports.addrs()[lo], (hi - lo) as u32),
                         };
                         self.push_alert(ev, now);
@@ -816,7 +818,8 @@ impl WorkerNat {
             blocks.release(b);
             if log {
                 let outside = self.ports.addrs()[usize::from(ix)];
-                let ev = NatEvent::block(EventKind::BlockRelease, now.as_millis(), sub, outside, span.lo, span.len() as u16);
+                let ev =
+                    NatEvent::block(EventKind::BlockRelease, now.as_millis(), sub, outside, span.lo, span.len() as u16);
                 if let Some(l) = self.log.as_mut() {
                     l.sink.push(ev);
                 }

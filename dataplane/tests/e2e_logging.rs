@@ -384,14 +384,8 @@ fn masqctl(socket: &std::path::Path, args: &[&str]) -> String {
         None => target_dir().join("release").join("masqctl"),
     };
     assert!(path.is_file(), "masqctl not found at {}: cargo build --release -p control", path.display());
-    let out = Command::new("timeout")
-        .arg("10")
-        .arg(&path)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("masqctl");
+    let out =
+        Command::new("timeout").arg("10").arg(&path).arg("--socket").arg(socket).args(args).output().expect("masqctl");
     assert!(out.status.success(), "masqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
@@ -500,10 +494,14 @@ fn port_blocks_are_logged_and_looked_up(cores: &[u32]) {
         .flat_map(|m| decoder.message(m).unwrap_or_else(|e| panic!("IPFIX message: {e}")).1)
         .collect();
 
-    let sum = |name: &str| -> u64 {
-        (0..cores.len()).map(|w| stopped.expect_counter(&format!("worker:{w} {name}"))).sum()
-    };
-    assert_eq!((sum("nat_blocks_allocated"), sum("nat_blocks_released"), sum("nat_blocks")), (2, 2, 0), "{}", stopped.log);
+    let sum =
+        |name: &str| -> u64 { (0..cores.len()).map(|w| stopped.expect_counter(&format!("worker:{w} {name}"))).sum() };
+    assert_eq!(
+        (sum("nat_blocks_allocated"), sum("nat_blocks_released"), sum("nat_blocks")),
+        (2, 2, 0),
+        "{}",
+        stopped.log
+    );
     assert_eq!((sum("log_events"), sum("log_events_dropped")), (4, 0), "{}", stopped.log);
     assert_eq!(sum("nat_sessions_expired"), 3, "{}", stopped.log);
 

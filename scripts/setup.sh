@@ -43,6 +43,11 @@ PACKAGES=(
     nfdump
     # test.sh lints the scripts
     shellcheck
+    # the metrics tests check the exporter's output with promtool (Debian's prometheus;
+    # its service is not started by the package here)
+    prometheus
+    # scripts/package-check.sh: man -w for the installed man pages, systemd-analyze verify
+    man-db systemd
 )
 
 did=()

@@ -21,6 +21,11 @@
 #                    nftables masquerade and masqd, all of it translated, and testpmd
 #                    (untranslated, the af_packet ceiling; no timing checks); SKIP when
 #                    not root
+#   package          scripts/package-check.sh: build the Debian package (cargo xtask deb),
+#                    dpkg -i it, check versions, man pages, completions, the unit
+#                    (systemd-analyze verify), run the unit's ExecStart with the example
+#                    configuration (metrics through promtool, reload, SIGTERM), then
+#                    dpkg -r / dpkg -P and check nothing is left; SKIP when not root
 #   bench-smoke      masq-bench --quick --json and a small masq-bench-mc (release): the
 #                    JSON lines parse and have the headline keys (scripts/bench-smoke.sh;
 #                    no timing assertions)
@@ -171,6 +176,14 @@ main() {
         else
             skip_step compare-linux "needs root (network namespaces)"
         fi
+    fi
+
+    if ! passed build-release; then
+        skip_step package "release build failed"
+    elif masq_is_root; then
+        run_step package 1200 bash "$ROOT/scripts/package-check.sh" --no-build
+    else
+        skip_step package "needs root (dpkg -i)"
     fi
 
     if passed build-release; then

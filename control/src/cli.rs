@@ -293,6 +293,13 @@ impl From<FilterArgs> for SessionFilter {
     }
 }
 
+/// The subcommand half of masqctl's command line as clap describes it (for the man page
+/// and completions, see [`crate::manual`]).
+pub fn subcommands() -> clap::Command {
+    use clap::CommandFactory;
+    SubCli::command()
+}
+
 fn parse_subcommand(args: &[String]) -> Result<Invocation, UsageError> {
     let cli = match SubCli::try_parse_from(std::iter::once("masqctl".to_string()).chain(args.iter().cloned())) {
         Ok(cli) => cli,

@@ -564,6 +564,7 @@ num   pkts bytes target     prot opt in     out     source               destina
                 icmp: 0,
             }],
             latency_us: Percentiles { samples: 100, p50: 1.0, p90: 2.0, p99: 3.0, p99_9: 4.0, max: 5.5 },
+            ..Default::default()
         };
         let text = stats(&s);
         for needle in [

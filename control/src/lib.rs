@@ -4,6 +4,7 @@
 //! the server that answers it ([`server`]: masqd implements [`Handler`]), the client that
 //! speaks it ([`client`]), and the `masqctl` command line on top ([`cli`] turns iptables'
 //! syntax into commands, [`format`](mod@format) prints results). See `docs/control-protocol.md`.
+//! [`metrics`] serves the same statistics to Prometheus over HTTP.
 //!
 //! This crate knows nothing of the rule grammar or of the NAT: rule specifications travel
 //! as argv tokens and `iptables-save` text, and the dataplane (which depends on this crate,
@@ -13,6 +14,8 @@
 pub mod cli;
 pub mod client;
 pub mod format;
+pub mod manual;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 

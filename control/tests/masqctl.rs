@@ -262,3 +262,17 @@ fn lookup_answers_both_ways() {
         assert!(!run.stderr.is_empty());
     }
 }
+
+#[test]
+fn version_without_masqd_still_names_masqctl_and_says_masqd_is_not_there() {
+    let dir = TempDir::new("cli-version");
+    let nobody = dir.path().join("nobody.sock");
+    for flag in ["--version", "-V", "version"] {
+        let run = masqctl(&nobody, &[flag], "");
+        assert_eq!(run.code, 0, "{flag}: {}", run.stderr);
+        assert_eq!(run.stdout, format!("masqctl {}\n", env!("CARGO_PKG_VERSION")), "{flag}");
+        assert!(run.stderr.contains("is masqd running?") && run.stderr.contains("nobody.sock"), "{}", run.stderr);
+    }
+    // With --json the answer is masqd's, so no masqd is an error.
+    assert_eq!(masqctl(&nobody, &["--json", "version"], "").code, 1);
+}

@@ -289,6 +289,13 @@ impl LoggingConfig {
     }
 }
 
+/// The Prometheus exporter: `GET /metrics` over HTTP on `listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address and port to listen on (port 0: any free port, printed at start).
+    pub listen: std::net::SocketAddr,
+}
+
 /// masqd's whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -300,6 +307,8 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub control: ControlConfig,
     pub logging: LoggingConfig,
+    /// `None` when there is no `[metrics]` section: no exporter.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -368,6 +377,7 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     logging: RawLogging,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize, Default)]
@@ -600,6 +610,29 @@ fn deterministic_tables(
         };
         ConfigError::new("nat.deterministic", if what.is_empty() { e.to_string() } else { what.to_string() })
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+impl RawMetrics {
+    fn validate(&self) -> Result<MetricsConfig, ConfigError> {
+        let hint = "an address and port such as \"127.0.0.1:9469\"";
+        let listen = required(&self.listen, "metrics.listen", hint)?;
+        let listen = listen.parse().map_err(|_| {
+            ConfigError::new(
+                "metrics.listen",
+                format!(
+                    "\"{listen}\" is not an address and port (e.g. \"127.0.0.1:9469\", \"0.0.0.0:9469\" or \"[::1]:9469\"; \
+                     host names are not resolved)"
+                ),
+            )
+        })?;
+        Ok(MetricsConfig { listen })
+    }
 }
 
 fn required<T: Clone>(v: &Option<T>, field: &str, hint: &str) -> Result<T, ConfigError> {
@@ -929,6 +962,7 @@ impl RawConfig {
             socket: self.control.socket.unwrap_or_else(|| "/run/masq/masqd.sock".to_string()),
             group: self.control.group,
         };
+        let metrics = self.metrics.as_ref().map(RawMetrics::validate).transpose()?;
         if control.socket.is_empty() {
             return Err(ConfigError::new("control.socket", "empty path"));
         }
@@ -950,6 +984,7 @@ impl RawConfig {
             timeouts,
             control,
             logging,
+            metrics,
         })
     }
 }
@@ -1234,6 +1269,86 @@ mac = "02:00:00:00:02:01"
         }
         let e = err(&format!("{EXAMPLE}\n[logging]\nipfx = []\n"));
         assert!(e.message.contains("ipfx"), "{e}");
+    }
+
+    #[test]
+    fn metrics_section_is_optional_and_its_address_checked() {
+        assert_eq!(Config::parse(EXAMPLE).unwrap().metrics, None, "off when absent");
+        let c = Config::parse(&format!("{EXAMPLE}\n[metrics]\nlisten = \"127.0.0.1:9469\"\n")).unwrap();
+        assert_eq!(c.metrics, Some(MetricsConfig { listen: "127.0.0.1:9469".parse().unwrap() }));
+        let c = Config::parse(&format!("{EXAMPLE}\n[metrics]\nlisten = \"[::]:9469\"\n")).unwrap();
+        assert_eq!(c.metrics.unwrap().listen.port(), 9469);
+        for bad in ["localhost:9469", "127.0.0.1", "127.0.0.1:99999", ":9469", ""] {
+            let e = err(&format!("{EXAMPLE}\n[metrics]\nlisten = \"{bad}\"\n"));
+            assert_eq!(e.field, "metrics.listen", "{bad}: {e}");
+            assert!(e.message.contains(&format!("\"{bad}\" is not an address and port")), "{e}");
+        }
+        let e = err(&format!("{EXAMPLE}\n[metrics]\n"));
+        assert_eq!((e.field.as_str(), e.message.starts_with("missing")), ("metrics.listen", true), "{e}");
+        let e = err(&format!("{EXAMPLE}\n[metrics]\nlisten = \"127.0.0.1:9469\"\nport = 1\n"));
+        assert!(e.field.starts_with("line ") && e.message.contains("port"), "{e}");
+    }
+
+    /// The names serde's "unknown field `zz_unknown`, expected ..." message lists.
+    fn expected_names(message: &str) -> Option<Vec<String>> {
+        let list = message.strip_prefix("unknown field `zz_unknown`, expected")?;
+        Some(list.split('`').skip(1).step_by(2).map(String::from).collect())
+    }
+
+    /// The keys serde accepts in a section: `(is_array, keys)`, or `None` if `name` is no
+    /// section.
+    fn accepted_keys(name: &str) -> Option<(bool, Vec<String>)> {
+        for (array, text) in
+            [(false, format!("[{name}]\nzz_unknown = 1\n")), (true, format!("[[{name}]]\nzz_unknown = 1\n"))]
+        {
+            if let Err(e) = toml::from_str::<RawConfig>(&text) {
+                if let Some(keys) = expected_names(e.message()) {
+                    return Some((array, keys));
+                }
+            }
+        }
+        None
+    }
+
+    /// docs/configuration.md documents every section and key the parser accepts, and
+    /// nothing else: its `## \`[section]\`` headings and the first column of each key table.
+    /// (masqd.toml(5) is generated from that file.)
+    #[test]
+    fn the_configuration_reference_documents_exactly_the_accepted_keys() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
+        let mut documented: Vec<(String, bool, Vec<String>)> = Vec::new();
+        for line in doc.lines() {
+            if let Some(head) = line.strip_prefix("## `[") {
+                let array = head.starts_with('[');
+                let name = head.trim_start_matches('[').split(']').next().unwrap().to_string();
+                documented.push((name, array, Vec::new()));
+            } else if let Some(head) = line.strip_prefix("### `[") {
+                // A table nested in a section (`[[nat.deterministic]]`): a key of its parent
+                // with a key table of its own.
+                let array = head.starts_with('[');
+                let name = head.trim_start_matches('[').split(']').next().unwrap().to_string();
+                let (parent, key) = name.rsplit_once('.').expect("a nested table is named parent.key");
+                let parent = documented.iter_mut().rev().find(|(n, _, _)| n == parent).expect("parent section first");
+                parent.2.push(key.to_string());
+                documented.push((name, array, Vec::new()));
+            } else if let (Some(key), Some(current)) = (line.strip_prefix("| `"), documented.last_mut()) {
+                current.2.push(key.split('`').next().unwrap().to_string());
+            }
+        }
+        let top = toml::from_str::<RawConfig>("zz_unknown = 1\n").err().expect("unknown keys are refused");
+        let sections = expected_names(top.message()).unwrap_or_else(|| panic!("{top}"));
+        let mut names: Vec<&str> = documented.iter().map(|(n, _, _)| n.as_str()).filter(|n| !n.contains('.')).collect();
+        names.sort_unstable();
+        let mut expected: Vec<&str> = sections.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected, "docs/configuration.md needs one `## `[section]`` heading per config section");
+        for (name, array, mut keys) in documented {
+            let (is_array, mut accepted) = accepted_keys(&name).unwrap_or_else(|| panic!("[{name}] is no section"));
+            assert_eq!(array, is_array, "[{name}]: documented as {}", if array { "[[array]]" } else { "[table]" });
+            keys.sort_unstable();
+            accepted.sort_unstable();
+            assert_eq!(keys, accepted, "docs/configuration.md's [{name}] table vs the keys masqd accepts");
+        }
     }
 
     #[test]

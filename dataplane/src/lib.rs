@@ -8,6 +8,7 @@
 //! and the `masqd` binary touch DPDK.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 // control plane: masqd's handler of the control protocol, worker mailboxes, latency
 pub mod control_plane;
@@ -24,6 +25,8 @@ pub mod pipeline;
 pub mod policy;
 pub mod prefetch;
 pub mod report;
+// systemd readiness notification (sd_notify)
+pub mod service;
 pub mod setup;
 pub mod stats;
 #[cfg(any(test, feature = "testkit"))]

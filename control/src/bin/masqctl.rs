@@ -1,7 +1,8 @@
 //! masqctl: masqd's command line, in iptables' language. `masqctl --help` for usage.
 //!
 //! Exit status: 0 on success, 1 when masqd refuses or cannot be reached, 2 for a command
-//! line masqctl does not understand.
+//! line masqctl does not understand. `masqctl version` / `-V` / `--version` print
+//! masqctl's own version (exit 0) even when masqd cannot be reached, saying so on stderr.
 #![deny(unsafe_code)]
 
 use std::fs;
@@ -71,7 +72,16 @@ fn run(invocation: Invocation) -> Result<ExitCode> {
         other => other,
     };
 
-    let mut client = Client::connect(&socket)?;
+    // `masqctl --version` answers for masqctl itself even when masqd is not running.
+    let is_version = matches!(&action, Action::Call { command: Command::Version, .. });
+    let mut client = match Client::connect(&socket) {
+        Err(e @ ClientError::Connect { .. }) if is_version && !json => {
+            println!("masqctl {}", env!("CARGO_PKG_VERSION"));
+            eprintln!("masqctl: masqd: {}", describe(&e.into()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => other?,
+    };
     let text = match action {
         Action::Call { command, view } => {
             let result = client.call(&command)?;

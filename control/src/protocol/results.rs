@@ -249,6 +249,12 @@ pub struct Stats {
     pub port_utilisation: Vec<PortUtilisation>,
     /// Per-packet processing latency, microseconds.
     pub latency_us: Percentiles,
+    /// Sessions by protocol (`"tcp"`, `"udp"`, `"icmp"`), all workers.
+    #[serde(default)]
+    pub sessions_by_protocol: BTreeMap<String, ProtocolSessions>,
+    /// The same latency samples as `latency_us`, as a histogram (Prometheus' shape).
+    #[serde(default)]
+    pub latency_histogram: LatencyHistogram,
 }
 
 /// One port's counters.
@@ -269,6 +275,9 @@ pub struct PortStats {
     /// Raw PMD counters (`ierrors`, `oerrors`, `imissed`, `rx_nombuf`, xstats ...).
     #[serde(default)]
     pub pmd: BTreeMap<String, u64>,
+    /// Carrier up, as the PMD reports it; `null` when the PMD cannot tell.
+    #[serde(default)]
+    pub link_up: Option<bool>,
 }
 
 /// One worker's counters.
@@ -286,6 +295,44 @@ pub struct WorkerStats {
     pub drops: u64,
     /// Sessions in this worker's table.
     pub sessions_active: u64,
+    /// Poll-loop passes (idle ones included: a busy-polling worker makes millions a second).
+    #[serde(default)]
+    pub polls: u64,
+    /// Packets this worker received but another owns, handed to the owner over a ring.
+    #[serde(default)]
+    pub handoff_out: u64,
+    /// Packets other workers handed to this one.
+    #[serde(default)]
+    pub handoff_in: u64,
+}
+
+/// One protocol's sessions, all workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolSessions {
+    /// In the tables now.
+    pub active: u64,
+    /// Created since start.
+    pub created: u64,
+    /// Ended since start: expired, or removed by `sessions.flush`.
+    pub expired: u64,
+}
+
+/// A latency histogram: cumulative counts at fixed upper bounds, as Prometheus has them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyHistogram {
+    /// Ascending bounds; the last bucket's count is not `count` (that is the `+Inf` one).
+    pub buckets: Vec<LatencyBucket>,
+    /// Samples (packets) in all.
+    pub count: u64,
+    /// Their sum, microseconds.
+    pub sum_us: f64,
+}
+
+/// Samples at or below `le_us` microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyBucket {
+    pub le_us: f64,
+    pub count: u64,
 }
 
 /// How much of one external address's port space is in use.

@@ -294,6 +294,7 @@ pub fn canned_stats(sessions: usize) -> Stats {
             icmp: 5,
         }],
         latency_us: Percentiles { samples: 1980, p50: 1.5, p90: 2.5, p99: 7.0, p99_9: 15.0, max: 40.0 },
+        ..Default::default()
     }
 }
 

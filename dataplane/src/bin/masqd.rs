@@ -12,8 +12,13 @@
 //! already answering there is an error — and served once the workers run, by threads on
 //! the main lcore's CPU (see `dataplane::control_plane`); it is removed on the way out.
 //! The control plane edits the same rules (`ArcSwap`) and timeouts the workers' NAT reads.
+//!
+//! With `[metrics] listen`, the Prometheus exporter's address is claimed with the control
+//! socket and served by one more thread on the main lcore's CPU, answering scrapes through
+//! the same handler as `stats.get` (`control::metrics`). Under systemd (`Type=notify`)
+//! masqd reports READY once everything serves and STOPPING on the way out
+//! (`dataplane::service`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use clap::Parser;
 
+use dataplane::cli::Args;
 use dataplane::config::{Config, PortConfig as PortCfg};
 use dataplane::control_plane::{self, HandlerParts, MasqdHandler, PortStatsBoard, WorkerControl, WorkerHandle};
 use dataplane::counters::WorkerCounters;
@@ -37,22 +43,6 @@ use dataplane::report::{self, PortCounters};
 use dataplane::setup;
 use dataplane::worker::{Worker, HOLD_CAPACITY};
 use dpdk::{Eal, Mempool, Port, PortConfig};
-
-/// masq carrier-grade NAT daemon.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Configuration file (TOML).
-    #[arg(short, long, value_name = "FILE")]
-    config: PathBuf,
-    /// NAT and filter rules (iptables-save format; interfaces are port names).
-    /// Without it: no rules, plain routing.
-    #[arg(long, value_name = "FILE")]
-    rules: Option<PathBuf>,
-    /// Validate the configuration (and rules) and exit.
-    #[arg(long)]
-    check: bool,
-}
 
 /// Exit code for a configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -204,6 +194,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     // once the workers run.
     let control_server =
         control::Server::bind(&config.control.socket, config.control.group.as_deref()).context("control socket")?;
+    let metrics_server = bind_metrics(config)?;
     let Nats { paths: mut nats, rules, shared: shared_rules, timeouts } = nats;
     let drains = attach_logging(config, &mut nats);
 
@@ -408,23 +399,31 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         deterministic: config.nat.deterministic.clone(),
     })
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
-    let control_handle = control_server.spawn(handler).context("control socket")?;
+    let handler = Arc::new(handler);
+    let control_handle = control_server.spawn(handler.clone()).context("control socket")?;
     eprintln!("masqd: control socket {}", control_handle.path().display());
+    let metrics_handle = start_metrics(metrics_server, handler)?;
 
-    eprintln!(
-        "masqd: ready: {} ports, {} workers on cores {:?}, {} mbufs",
+    let status = format!(
+        "{} ports, {} workers on cores {:?}, {} mbufs",
         ports.len(),
         worker_lcores.len(),
         config.workers.cores,
         mbufs
     );
+    eprintln!("masqd: ready: {status}");
+    dataplane::service::ready(&status);
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         port_board.serve(|| control_port_stats(&ports));
     }
     eprintln!("masqd: stopping");
+    dataplane::service::stopping();
     control_handle.shutdown(); // stop serving, remove the socket
+    if let Some(m) = metrics_handle {
+        m.shutdown();
+    }
     let mut failed = false;
     for lcore in &worker_lcores {
         let rc = eal.wait(*lcore);
@@ -548,6 +547,24 @@ fn start_logging(
     Ok((handle, stats))
 }
 
+/// Claim `[metrics] listen` before EAL starts (a taken address costs nothing).
+fn bind_metrics(config: &Config) -> Result<Option<control::metrics::MetricsServer>> {
+    config.metrics.map(|m| control::metrics::MetricsServer::bind(m.listen).context("metrics.listen")).transpose()
+}
+
+/// Serve scrapes from a thread on the main lcore's CPU (it inherits this thread's
+/// affinity), through the control plane's handler.
+fn start_metrics(
+    server: Option<control::metrics::MetricsServer>,
+    handler: Arc<MasqdHandler>,
+) -> Result<Option<control::metrics::MetricsHandle>> {
+    let Some(server) = server else { return Ok(None) };
+    let build = control::metrics::BuildInfo { version: env!("CARGO_PKG_VERSION").to_string() };
+    let handle = server.spawn(handler, build).context("metrics")?;
+    eprintln!("masqd: metrics on http://{}/metrics", handle.local_addr());
+    Ok(Some(handle))
+}
+
 /// Every port's counters for `stats.get`, read here on the main thread, which owns the
 /// ports (the control plane asks through a [`PortStatsBoard`]).
 fn control_port_stats(ports: &[RunningPort]) -> Vec<control::protocol::PortStats> {
@@ -565,7 +582,10 @@ fn control_port_stats(ports: &[RunningPort]) -> Vec<control::protocol::PortStats
                 oerrors: s.oerrors,
                 rx_nombuf: s.rx_nombuf,
             };
-            control_plane::stats::port_stats(p.port.id(), &p.name, basic, &p.port.xstats().unwrap_or_default())
+            let mut stats =
+                control_plane::stats::port_stats(p.port.id(), &p.name, basic, &p.port.xstats().unwrap_or_default());
+            stats.link_up = p.port.link().ok().map(|l| l.up);
+            stats
         })
         .collect()
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use control::protocol::{
     to_result, Command, ControlError, Flushed, Ipv4Net, LookupMatch, LookupQuery, LookupResult, PortStats,
-    PortUtilisation, Protocol, SessionCount, SessionFilter, SessionPage, Stats, Timeouts, TimeoutsUpdate, VersionInfo,
+    PortUtilisation, Protocol, ProtocolSessions, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
+    TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
 use serde_json::{json, Value};
@@ -285,6 +286,12 @@ impl MasqdHandler {
             ports,
             drops: drops_by_reason(&counters),
             latency_us: latency::percentiles(&histograms),
+            latency_histogram: latency::histogram(&histograms),
+            // Every protocol, zero or not (the figures are summed in below).
+            sessions_by_protocol: nat::Proto::ALL
+                .iter()
+                .map(|p| (proto_name(*p).to_string(), ProtocolSessions::default()))
+                .collect(),
             ..Stats::default()
         };
         for (w, pending) in self.workers.iter().zip(pending) {
@@ -298,6 +305,14 @@ impl MasqdHandler {
                 stats.sessions_active += active;
                 stats.sessions_created += s.counters.sessions_created;
                 stats.sessions_expired += s.counters.sessions_expired + s.counters.sessions_removed;
+                for proto in nat::Proto::ALL {
+                    let (created, ended) =
+                        (s.counters.created_by_proto[proto.code()], s.counters.ended_by_proto[proto.code()]);
+                    let e = stats.sessions_by_protocol.entry(proto_name(proto).to_string()).or_default();
+                    e.created += created;
+                    e.expired += ended;
+                    e.active += created.saturating_sub(ended);
+                }
             }
             stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
         }
@@ -453,6 +468,15 @@ impl MasqdHandler {
     }
 }
 
+/// A protocol's name in `stats.get` (`sessions_by_protocol`).
+fn proto_name(p: nat::Proto) -> &'static str {
+    match p {
+        nat::Proto::Icmp => "icmp",
+        nat::Proto::Tcp => "tcp",
+        nat::Proto::Udp => "udp",
+    }
+}
+
 /// `"worker:slot:seen"`: where a listing goes on. Opaque to clients.
 fn parse_cursor(cursor: &str, workers: usize) -> Result<(usize, Walk), ControlError> {
     let bad = || ControlError::bad_args("cursor", format!("`cursor`: {cursor:?} is not a cursor this masqd gave out"));
@@ -547,6 +571,7 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
             "socket": config.control.socket,
             "group": config.control.group,
         },
+        "metrics": config.metrics.map(|m| json!({"listen": m.listen.to_string()})),
         "rules_file": rules_file.map(|p| p.display().to_string()),
         "version": env!("CARGO_PKG_VERSION"),
     })
@@ -865,6 +890,15 @@ socket = "/tmp/x.sock"
         );
         assert_eq!(s.latency_us.samples, 20);
         assert!((s.latency_us.p50 - 1.5).abs() < 0.1, "{:?}", s.latency_us);
+        // The same samples as a histogram: 10 per worker at 1.5 µs, all under 2 µs.
+        assert_eq!((s.latency_histogram.count, s.latency_histogram.sum_us), (20, 30.0));
+        let le = |us: f64| s.latency_histogram.buckets.iter().find(|b| b.le_us == us).unwrap().count;
+        assert_eq!((le(1.0), le(2.0)), (0, 20));
+        // nat_with: even flows TCP, odd UDP.
+        let tcp = ProtocolSessions { active: 15, created: 15, expired: 0 };
+        assert_eq!(s.sessions_by_protocol["tcp"], tcp);
+        assert_eq!(s.sessions_by_protocol["udp"], tcp);
+        assert_eq!(s.sessions_by_protocol["icmp"], ProtocolSessions::default());
     }
 
     #[test]
@@ -918,6 +952,8 @@ socket = "/tmp/x.sock"
         assert_eq!(call(&f, r#"{"cmd": "sessions.count"}"#).unwrap(), json!({"count": 0}));
         let s: Stats = serde_json::from_value(call(&f, r#"{"cmd": "stats.get"}"#).unwrap()).unwrap();
         assert_eq!((s.sessions_created, s.sessions_expired), (2200, 2200));
+        let udp = s.sessions_by_protocol["udp"];
+        assert_eq!((udp.active, udp.created, udp.expired), (0, 1100, 1100));
     }
 
     #[test]
@@ -932,6 +968,7 @@ socket = "/tmp/x.sock"
         assert_eq!(c["ports"][1]["gateway"], "203.0.113.254");
         assert_eq!(c["workers"]["lcores"], json!([1, 2]));
         assert_eq!(c["control"]["socket"], "/tmp/x.sock");
+        assert_eq!(c["metrics"], Value::Null, "no [metrics] section");
         assert_eq!(c["rules_file"], "/etc/masq/rules.v4");
         assert_eq!(c["timeouts"]["tcp"], 7440);
         let v: VersionInfo = serde_json::from_value(call(&f, r#"{"cmd": "version"}"#).unwrap()).unwrap();

@@ -60,11 +60,17 @@ pub fn bucket_range(b: usize) -> (u64, u64) {
 pub struct LatencyHistogram {
     buckets: [Counter; BUCKETS],
     max_ns: AtomicU64,
+    /// Sum of every recorded value times its packets, nanoseconds.
+    sum_ns: Counter,
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        LatencyHistogram { buckets: std::array::from_fn(|_| Counter::default()), max_ns: AtomicU64::new(0) }
+        LatencyHistogram {
+            buckets: std::array::from_fn(|_| Counter::default()),
+            max_ns: AtomicU64::new(0),
+            sum_ns: Counter::default(),
+        }
     }
 }
 
@@ -73,6 +79,7 @@ impl LatencyHistogram {
     #[inline]
     pub fn record(&self, ns: u64, packets: u64) {
         self.buckets[bucket_of(ns)].add(packets);
+        self.sum_ns.add(ns.wrapping_mul(packets));
         if ns > self.max_ns.load(Relaxed) {
             self.max_ns.store(ns, Relaxed);
         }
@@ -91,6 +98,11 @@ impl LatencyHistogram {
     /// Count in bucket `b`.
     pub fn bucket(&self, b: usize) -> u64 {
         self.buckets[b].get()
+    }
+
+    /// Sum of all samples, nanoseconds.
+    pub fn sum_ns(&self) -> u64 {
+        self.sum_ns.get()
     }
 }
 
@@ -164,6 +176,38 @@ pub fn percentiles(workers: &[&LatencyHistogram]) -> Percentiles {
     Percentiles { samples, p50: at(0.50), p90: at(0.90), p99: at(0.99), p99_9: at(0.999), max: us(max_ns) }
 }
 
+/// Upper bounds of [`histogram`]'s buckets, nanoseconds: 100 ns to 10 ms in 1-2-5 steps.
+pub const HISTOGRAM_BOUNDS_NS: [u64; 16] = [
+    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000,
+    5_000_000, 10_000_000,
+];
+
+/// Merge the workers' histograms into cumulative counts at [`HISTOGRAM_BOUNDS_NS`], for
+/// Prometheus. A bound counts the internal buckets that lie wholly at or below it, so
+/// every sample counted under `le` really is `<= le`; samples in the one internal bucket
+/// that straddles a bound (at most 6.25 % of the bound wide) count from the next bound
+/// on. `count` and `sum_us` are exact.
+pub fn histogram(workers: &[&LatencyHistogram]) -> control::protocol::LatencyHistogram {
+    use control::protocol::{LatencyBucket, LatencyHistogram as Wire};
+    let mut buckets = Vec::with_capacity(HISTOGRAM_BOUNDS_NS.len());
+    let mut cumulative = 0u64;
+    let mut b = 0;
+    for le in HISTOGRAM_BOUNDS_NS {
+        while b < OVERFLOW {
+            let (low, width) = bucket_range(b);
+            if low + width - 1 > le {
+                break;
+            }
+            cumulative += workers.iter().map(|h| h.bucket(b)).sum::<u64>();
+            b += 1;
+        }
+        buckets.push(LatencyBucket { le_us: le as f64 / 1000.0, count: cumulative });
+    }
+    let count = workers.iter().map(|h| h.samples()).sum();
+    let sum_ns: u64 = workers.iter().map(|h| h.sum_ns()).sum();
+    Wire { buckets, count, sum_us: sum_ns as f64 / 1000.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +252,27 @@ mod tests {
         assert_eq!(p.max, 2000.0);
         assert_eq!(percentiles(&[]), Percentiles::default());
         assert_eq!(percentiles(&[&LatencyHistogram::default()]), Percentiles::default());
+    }
+
+    #[test]
+    fn histogram_counts_cumulatively_at_fixed_bounds_and_sums_exactly() {
+        let a = LatencyHistogram::default();
+        let b = LatencyHistogram::default();
+        a.record(150, 10); // (100, 200]
+        b.record(150, 5);
+        a.record(1_000, 4); // straddles... 1000 lies in [992, 1024): counted from 2 µs on
+        b.record(3_000, 2); // (2 µs, 5 µs]
+        a.record(50_000_000, 1); // beyond 10 ms: only in count
+        let h = histogram(&[&a, &b]);
+        let at = |le_us: f64| h.buckets.iter().find(|x| x.le_us == le_us).unwrap().count;
+        assert_eq!(h.buckets.len(), HISTOGRAM_BOUNDS_NS.len());
+        assert_eq!((at(0.1), at(0.2), at(0.5), at(1.0)), (0, 15, 15, 15));
+        assert_eq!((at(2.0), at(5.0), at(10_000.0)), (19, 21, 21));
+        assert_eq!(h.count, 22);
+        assert_eq!(h.sum_us, (150.0 * 15.0 + 4_000.0 + 6_000.0 + 50_000_000.0) / 1000.0);
+        assert!(h.buckets.windows(2).all(|w| w[0].le_us < w[1].le_us && w[0].count <= w[1].count));
+        let empty = histogram(&[]);
+        assert_eq!((empty.count, empty.sum_us, empty.buckets.len()), (0, 0.0, 16));
     }
 
     #[test]

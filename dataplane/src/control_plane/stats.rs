@@ -24,7 +24,8 @@ pub struct BasicPortCounters {
     pub rx_nombuf: u64,
 }
 
-/// One port's entry of `stats.get`: basic counters, plus the PMD's extended counters.
+/// One port's entry of `stats.get`: basic counters, plus the PMD's extended counters
+/// (`link_up` is the caller's to fill: it owns the port).
 pub fn port_stats(port: u16, name: &str, c: BasicPortCounters, xstats: &[(String, u64)]) -> PortStats {
     let mut pmd: BTreeMap<String, u64> = xstats.iter().cloned().collect();
     for (k, v) in [("ierrors", c.ierrors), ("oerrors", c.oerrors), ("imissed", c.imissed), ("rx_nombuf", c.rx_nombuf)] {
@@ -40,6 +41,7 @@ pub fn port_stats(port: u16, name: &str, c: BasicPortCounters, xstats: &[(String
         tx_bytes: c.obytes,
         tx_drops: c.oerrors,
         pmd,
+        link_up: None,
     }
 }
 
@@ -115,6 +117,9 @@ pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active
         tx_bytes: c.tx_bytes.get(),
         drops: c.drops_total(),
         sessions_active,
+        polls: c.polls.get(),
+        handoff_out: c.handoff_out.get(),
+        handoff_in: c.handoff_in.get(),
     }
 }
 
@@ -181,7 +186,11 @@ mod tests {
         assert_eq!(d.len(), DropReason::COUNT);
         assert_eq!(d["no_route"], 2);
         assert_eq!(d["tx_full"], 0);
+        a.polls.add(9);
+        a.handoff_out.add(2);
+        a.handoff_in.add(3);
         let w = worker_stats(1, 3, &a, 5);
         assert_eq!((w.worker, w.lcore, w.drops, w.sessions_active), (1, 3, 1, 5));
+        assert_eq!((w.polls, w.handoff_out, w.handoff_in), (9, 2, 3));
     }
 }

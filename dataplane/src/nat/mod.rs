@@ -342,6 +342,11 @@ pub struct NatCounters {
     pub mappings_freed: u64,
     /// Failed creations by [`CreateError`].
     pub create_failed: [u64; CreateError::COUNT],
+    /// Sessions created, by [`Proto::code`].
+    pub created_by_proto: [u64; 3],
+    /// Sessions ended (expired or removed), by [`Proto::code`]: created minus ended is
+    /// what each protocol has live.
+    pub ended_by_proto: [u64; 3],
 }
 
 /// Bytes held by each table of a [`WorkerNat`].

@@ -313,6 +313,7 @@ impl WorkerNat {
                 if self.log.is_some() {
                     self.log_session(EventKind::SessionCreate, idx, now);
                 }
+                self.counters.created_by_proto[t.proto.code()] += 1;
                 Ok(SessionId(idx))
             }
             Err(e) => {
@@ -914,6 +915,7 @@ impl WorkerNat {
         if self.wants(EventKind::SessionDelete) {
             self.log_session_record(EventKind::SessionDelete, &s, now);
         }
+        self.counters.ended_by_proto[s.proto().code()] += 1;
         if s.flags & F_FILTER != 0 {
             if let Some(f) = &mut self.filter {
                 f.release(s.mapping, s.remote_addr);

@@ -35,6 +35,9 @@ PACKAGES=(
     iproute2 iputils-ping procps ethtool tcpdump
     # real programs that talk through masqd in end-to-end tests (HTTP, DNS, TCP/UDP peers)
     curl bind9-dnsutils netcat-openbsd socat python3
+    # protocol-helper end-to-end tests: an FTP server (pyftpdlib; curl is the client), the
+    # TFTP client (the server is a small script of the test), scapy for GRE/ESP packets
+    python3-pyftpdlib tftp-hpa python3-scapy
     # the demo's resolver in the "Internet" namespace (dnsmasq without its system service)
     dnsmasq-base
     # perf/compare-linux.sh: Linux's own masquerade (nft) and the traffic generator (trafgen)

@@ -78,7 +78,8 @@ Usage:
                                                  list rules (addresses are always numeric)
   masqctl [-t TABLE] --list-rules [CHAIN]        list rules as specifications (iptables -S)
   masqctl -M -L [-v]                             list translations (ipchains -M -L)
-  masqctl -M -S TCP TCPFIN UDP [--icmp N]        set timeouts in seconds; 0 leaves one unchanged
+  masqctl -M -S TCP TCPFIN UDP [--icmp N] [--other N]
+                                                 set timeouts in seconds; 0 leaves one unchanged
   masqctl save [-t TABLE]                        print the rules as iptables-save text
   masqctl restore [--noflush] [FILE]             replace the rules from FILE or standard input
   masqctl stats                                  statistics
@@ -94,7 +95,7 @@ Options:
   -S, --socket PATH   masqd's control socket (default /run/masq/masqd.sock); iptables'
                       own -S is --list-rules here, and -S right after -M sets timeouts
   --json              print results as JSON
-  -t, --table TABLE   filter (default), nat, ...
+  -t, --table TABLE   filter (default), nat, raw (CT --helper only)
   -h, --help          this text
 
 Examples:
@@ -478,6 +479,7 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
     let mut command: Option<(String, Ipt)> = None;
     let mut view = RulesView::default();
     let mut icmp: Option<u32> = None;
+    let mut other: Option<u32> = None;
     let mut spec: Vec<String> = Vec::new();
     let mut list_only: Option<String> = None;
 
@@ -495,7 +497,7 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
             continue;
         }
         let (flag, inline) = match arg.split_once('=') {
-            Some((f @ ("--table" | "--socket" | "--icmp"), v)) => (f.to_string(), Some(v.to_string())),
+            Some((f @ ("--table" | "--socket" | "--icmp" | "--other"), v)) => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
         let value = |c: &mut Cursor, what: &str| match &inline {
@@ -564,6 +566,7 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
             }
             "-M" | "--masquerading" => masq = true,
             "--icmp" => icmp = Some(seconds("--icmp", &value(&mut c, "a number of seconds")?)?),
+            "--other" => other = Some(seconds("--other", &value(&mut c, "a number of seconds")?)?),
             "-n" | "--numeric" | "-x" | "--exact" | "--line-numbers" => {
                 list_only.get_or_insert_with(|| flag.clone());
                 match flag.as_str() {
@@ -592,6 +595,9 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
     if icmp.is_some() && !matches!(ipt, Ipt::MasqTimeouts { .. }) {
         return usage("--icmp only goes with -M -S");
     }
+    if other.is_some() && !matches!(ipt, Ipt::MasqTimeouts { .. }) {
+        return usage("--other only goes with -M -S");
+    }
     if let Some(option) = list_only.filter(|_| !matches!(ipt, Ipt::List { .. })) {
         return usage(format!("{option} only goes with -L (it changes how rules are listed)"));
     }
@@ -615,14 +621,15 @@ fn parse_iptables(args: &[String]) -> Result<Invocation, UsageError> {
             }
             Ipt::MasqTimeouts { values } => {
                 let set = |v: u32| (v > 0).then_some(v);
-                let mut update = TimeoutsUpdate { icmp: icmp.and_then(set), ..Default::default() };
+                let mut update =
+                    TimeoutsUpdate { icmp: icmp.and_then(set), other: other.and_then(set), ..Default::default() };
                 match values[..] {
                     [tcp, tcpfin, udp] => {
                         update.tcp = set(tcp);
                         update.tcpfin = set(tcpfin);
                         update.udp = set(udp);
                     }
-                    [] if icmp.is_some() => {}
+                    [] if icmp.is_some() || other.is_some() => {}
                     _ => {
                         return usage("-M -S takes three timeouts, TCP TCPFIN UDP, in seconds (0 leaves one unchanged)")
                     }
@@ -793,7 +800,12 @@ mod tests {
         assert_eq!(
             command("-M -S 7200 10 160"),
             (
-                Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), tcpfin: Some(10), udp: Some(160), icmp: None }),
+                Command::TimeoutsSet(TimeoutsUpdate {
+                    tcp: Some(7200),
+                    tcpfin: Some(10),
+                    udp: Some(160),
+                    ..Default::default()
+                }),
                 View::Silent
             )
         );
@@ -811,6 +823,11 @@ mod tests {
         assert!(error("-M -A POSTROUTING").contains("-M goes with -L"));
         assert!(error("-t nat -M -L").contains("-M does not take -t"));
         assert!(error("-L --icmp 5").contains("--icmp only goes with -M -S"));
+        assert_eq!(
+            command("-M -S --other 900").0,
+            Command::TimeoutsSet(TimeoutsUpdate { other: Some(900), ..Default::default() })
+        );
+        assert!(error("-L --other 5").contains("--other only goes with -M -S"));
     }
 
     #[test]

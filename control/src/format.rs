@@ -7,7 +7,8 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use crate::protocol::{
-    Flushed, LookupResult, RuleListing, SavedRules, SessionCount, SessionEntry, Stats, Timeouts, VersionInfo,
+    ExpectationEntry, Flushed, LookupResult, RuleListing, SavedRules, SessionCount, SessionEntry, Stats, Timeouts,
+    VersionInfo,
 };
 
 /// How to show a `rules.list` table.
@@ -289,7 +290,19 @@ pub fn translations(sessions: &[SessionEntry], verbose: bool) -> String {
         header.push_str("  worker");
     }
     push_line(&mut out, &header);
-    for s in sessions {
+    // A data session follows its control session (a helper's: same worker, `parent`).
+    let is_child_of = |c: &SessionEntry, p: &SessionEntry| {
+        c.parent.is_some() && c.parent == p.id && c.worker == p.worker && p.parent.is_none()
+    };
+    let listed_with_parent = |c: &SessionEntry| c.parent.is_some() && sessions.iter().any(|p| is_child_of(c, p));
+    let mut order: Vec<&SessionEntry> = Vec::with_capacity(sessions.len());
+    for s in sessions.iter().filter(|s| !listed_with_parent(s)) {
+        order.push(s);
+        if s.id.is_some() && s.parent.is_none() {
+            order.extend(sessions.iter().filter(|c| is_child_of(c, s)));
+        }
+    }
+    for s in order {
         let mut line = format!(
             "{:<5}{:<22}{:<22}{:<22}{:<12}{:>8}",
             s.proto.as_str(),
@@ -302,7 +315,50 @@ pub fn translations(sessions: &[SessionEntry], verbose: bool) -> String {
         if verbose {
             let _ = write!(line, "  {:>6}", s.worker);
         }
+        match (&s.helper, s.parent, s.id) {
+            (Some(h), Some(p), _) => {
+                let _ = write!(line, "  {h} data of #{p}");
+            }
+            (Some(h), None, Some(id)) => {
+                let _ = write!(line, "  {h} #{id}");
+            }
+            _ => {}
+        }
         push_line(&mut out, &line);
+    }
+    out
+}
+
+/// The protocol helpers' open expectations, after the translation table (nothing when
+/// there are none).
+pub fn expectations(list: &[ExpectationEntry]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("Expected connections (protocol helpers)\n");
+    push_line(
+        &mut out,
+        &format!("{:<6}{:<5}{:<5}{:<22}{:<22}{:<22}{:>8}", "helper", "prot", "dir", "from", "to", "reaches", "expires"),
+    );
+    for e in list {
+        let from = match e.src_port {
+            Some(p) => format!("{}:{p}", e.src),
+            None => format!("{}:*", e.src),
+        };
+        push_line(
+            &mut out,
+            &format!(
+                "{:<6}{:<5}{:<5}{:<22}{:<22}{:<22}{:>8}  data of #{}",
+                e.helper,
+                e.proto.as_str(),
+                e.direction,
+                from,
+                e.dst.to_string(),
+                e.inside.to_string(),
+                expires(e.expires_in_secs),
+                e.parent
+            ),
+        );
     }
     out
 }
@@ -398,7 +454,7 @@ pub fn stats(s: &Stats) -> String {
 
 /// Timeouts in `ipchains -M -S` order, plus ICMP.
 pub fn timeouts(t: &Timeouts) -> String {
-    format!("tcp {}  tcpfin {}  udp {}  icmp {}  (seconds)\n", t.tcp, t.tcpfin, t.udp, t.icmp)
+    format!("tcp {}  tcpfin {}  udp {}  icmp {}  other {}  (seconds)\n", t.tcp, t.tcpfin, t.udp, t.icmp, t.other)
 }
 
 /// masqctl's version and the daemon's.
@@ -528,6 +584,9 @@ num   pkts bytes target     prot opt in     out     source               destina
             state: "ESTABLISHED".into(),
             expires_in_secs: 7431,
             worker: 1,
+            id: None,
+            helper: None,
+            parent: None,
         }];
         let text = translations(&sessions, false);
         assert_eq!(
@@ -539,6 +598,32 @@ num   pkts bytes target     prot opt in     out     source               destina
         assert!(translations(&sessions, true).lines().nth(2).unwrap().ends_with("2:03:51       1"));
         assert_eq!(expires(59), "00:59");
         assert_eq!(expires(600), "10:00");
+    }
+
+    #[test]
+    fn data_sessions_follow_their_control_session() {
+        let e = |inside: &str, remote: &str, id: Option<u32>, helper: Option<&str>, parent: Option<u32>| SessionEntry {
+            proto: Protocol::Tcp,
+            inside: inside.parse().unwrap(),
+            outside: "203.0.113.1:1024".parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            state: "ESTABLISHED".into(),
+            expires_in_secs: 60,
+            worker: 0,
+            id,
+            helper: helper.map(str::to_string),
+            parent,
+        };
+        let sessions = [
+            e("100.64.0.2:5001", "198.51.100.7:20", None, Some("ftp"), Some(12)),
+            e("100.64.0.3:1", "198.51.100.9:53", None, None, None),
+            e("100.64.0.2:5000", "198.51.100.7:21", Some(12), Some("ftp"), None),
+        ];
+        let text = translations(&sessions, false);
+        let lines: Vec<&str> = text.lines().skip(2).collect();
+        assert!(lines[0].starts_with("tcp  100.64.0.3:1"), "{text}");
+        assert!(lines[1].starts_with("tcp  100.64.0.2:5000") && lines[1].ends_with("  ftp #12"), "{text}");
+        assert!(lines[2].starts_with("tcp  100.64.0.2:5001") && lines[2].ends_with("  ftp data of #12"), "{text}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! example of a request-level error is the error masqd really gives, word for word.
 
 use control::protocol::{
-    Flushed, RestoreSummary, RuleAdded, RuleListing, SavedRules, SessionCount, SessionPage, Stats, Timeouts,
-    VersionInfo,
+    ExpectationList, Flushed, RestoreSummary, RuleAdded, RuleListing, SavedRules, SessionCount, SessionPage, Stats,
+    Timeouts, VersionInfo,
 };
 use control::server::respond;
 use control::{Command, ControlError, ErrorCode, Handler, Request, Response};
@@ -62,6 +62,7 @@ fn every_documented_example_is_true() {
                     Command::SessionsList { .. } => same_shape::<SessionPage>(result),
                     Command::SessionsCount { .. } => same_shape::<SessionCount>(result),
                     Command::StatsGet => same_shape::<Stats>(result),
+                    Command::ExpectationsList => same_shape::<ExpectationList>(result),
                     Command::TimeoutsGet | Command::TimeoutsSet(_) => same_shape::<Timeouts>(result),
                     Command::ConfigGet => assert!(result.is_object()),
                     Command::NatLookup { .. } => same_shape::<control::protocol::LookupResult>(result),

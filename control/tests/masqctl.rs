@@ -137,9 +137,9 @@ fn translation_table_and_timeouts() {
     assert!(ok(s, "-M -L -v").lines().nth(3).unwrap().ends_with("       1"), "worker column");
 
     assert_eq!(ok(s, "-M -S 7200 10 160"), "");
-    assert_eq!(ok(s, "timeouts"), "tcp 7200  tcpfin 10  udp 160  icmp 60  (seconds)\n");
+    assert_eq!(ok(s, "timeouts"), "tcp 7200  tcpfin 10  udp 160  icmp 60  other 600  (seconds)\n");
     assert_eq!(ok(s, "-M -S 0 0 0 --icmp 30"), "");
-    assert_eq!(ok(s, "timeouts"), "tcp 7200  tcpfin 10  udp 160  icmp 30  (seconds)\n");
+    assert_eq!(ok(s, "timeouts"), "tcp 7200  tcpfin 10  udp 160  icmp 30  other 600  (seconds)\n");
 
     assert_eq!(ok(s, "sessions count --proto udp"), "10\n");
     let udp = ok(s, "sessions --proto udp --remote-port 53");
@@ -202,7 +202,10 @@ fn stats_version_config_and_raw_json() {
         run.stdout
     );
     let response: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(response["result"], serde_json::json!({"tcp": 7440, "tcpfin": 240, "udp": 120, "icmp": 60}));
+    assert_eq!(
+        response["result"],
+        serde_json::json!({"tcp": 7440, "tcpfin": 240, "udp": 120, "icmp": 60, "other": 600})
+    );
     let run = masqctl(s, &["json", r#"{"id": 8, "cmd": "nope"}"#], "");
     assert_eq!(run.code, 1, "an error response is a failure");
     assert!(run.stdout.starts_with("{\"id\":8,\"ok\":false,\"error\":{\"code\":\"unknown_command\""), "{}", run.stdout);

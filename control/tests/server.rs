@@ -226,11 +226,11 @@ fn stats_timeouts_config_and_version_round_trip() {
     assert_eq!(stats, common::canned_stats(SESSIONS));
 
     let t: Timeouts = c.call_as(&Command::TimeoutsGet).unwrap();
-    assert_eq!(t, Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 });
+    assert_eq!(t, Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 });
     let t: Timeouts = c
         .call_as(&Command::TimeoutsSet(TimeoutsUpdate { udp: Some(120), icmp: Some(30), ..Default::default() }))
         .unwrap();
-    assert_eq!(t, Timeouts { tcp: 7440, tcpfin: 240, udp: 120, icmp: 30 });
+    assert_eq!(t, Timeouts { tcp: 7440, tcpfin: 240, udp: 120, icmp: 30, other: 600 });
     assert_eq!(c.call_as::<Timeouts>(&Command::TimeoutsGet).unwrap(), t);
 
     let config = c.call(&Command::ConfigGet).unwrap();
@@ -246,7 +246,7 @@ fn the_documented_example_works_verbatim() {
     let mut raw = Raw::connect(server.path());
     let r = raw.ask(r#"{"id": 7, "cmd": "timeouts.set", "args": {"udp": 120}}"#);
     assert_eq!(r.id, json!(7));
-    assert_eq!(r.outcome.unwrap(), json!({"tcp": 7440, "tcpfin": 240, "udp": 120, "icmp": 60}));
+    assert_eq!(r.outcome.unwrap(), json!({"tcp": 7440, "tcpfin": 240, "udp": 120, "icmp": 60, "other": 600}));
     let r = raw.ask(r#"{"id": 8, "cmd": "timeouts.set", "args": {"udp": "120"}}"#);
     let line = serde_json::to_string(&r).unwrap();
     assert!(line.starts_with(r#"{"id":8,"ok":false,"error":{"code":"bad_args","message":"#), "{line}");

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use crate::nat::HelperPort;
+
 /// A configuration problem: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -183,6 +185,12 @@ pub struct NatConfig {
     /// Seconds a freed port (or an idle port block) is held back before reuse.
     pub port_hold: u32,
     pub filtering: Filtering,
+    /// Protocol helpers by server port (`helpers = ["ftp", "tftp"]`, the default).
+    pub helpers: Vec<HelperPort>,
+    /// FTP/IRC sessions with a helper, per worker.
+    pub helper_sessions: u32,
+    /// Open expectations (data connections announced, not yet arrived), per worker.
+    pub helper_expectations: u32,
     /// Deterministic NAT tables (`[[nat.deterministic]]`, RFC 7422), checked.
     pub deterministic: crate::nat::deterministic::DetTables,
 }
@@ -198,11 +206,13 @@ pub struct TimeoutsConfig {
     pub udp: u32,
     /// ICMP query (RFC 5508 REQ-1: at least 60 s).
     pub icmp: u32,
+    /// Other IP protocols, translated by address only (GRE, ESP ...; Linux: 600 s).
+    pub other: u32,
 }
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
-        TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 }
+        TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 }
     }
 }
 
@@ -544,6 +554,9 @@ struct RawNat {
     port_blocks_per_subscriber: Option<u32>,
     port_hold: Option<u32>,
     filtering: Option<String>,
+    helpers: Option<Vec<String>>,
+    helper_sessions: Option<u32>,
+    helper_expectations: Option<u32>,
     #[serde(default)]
     deterministic: Vec<RawDeterministic>,
 }
@@ -562,6 +575,7 @@ struct RawTimeouts {
     tcpfin: Option<u32>,
     udp: Option<u32>,
     icmp: Option<u32>,
+    other: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -905,6 +919,38 @@ impl RawConfig {
                 format!("{ports_per_subscriber} is outside 1..=64512"),
             ));
         }
+        let helpers = match self.nat.helpers {
+            None => HelperPort::defaults(),
+            Some(list) => {
+                let mut helpers: Vec<HelperPort> = Vec::new();
+                for (i, s) in list.iter().enumerate() {
+                    let h = HelperPort::parse(s).map_err(|e| ConfigError::new(format!("nat.helpers[{i}]"), e))?;
+                    if let Some(o) = helpers.iter().find(|o| o.port == h.port && o.kind.proto() == h.kind.proto()) {
+                        return Err(ConfigError::new(
+                            format!("nat.helpers[{i}]"),
+                            format!(
+                                "\"{s}\": {} port {} already has helper \"{o}\" (one helper per port)",
+                                if h.kind.proto() == crate::nat::Proto::Tcp { "TCP" } else { "UDP" },
+                                h.port
+                            ),
+                        ));
+                    }
+                    helpers.push(h);
+                }
+                helpers
+            }
+        };
+        let helper_sessions = self.nat.helper_sessions.unwrap_or(4096);
+        if !(1..=65000).contains(&helper_sessions) {
+            return Err(ConfigError::new("nat.helper_sessions", format!("{helper_sessions} is outside 1..=65000")));
+        }
+        let helper_expectations = self.nat.helper_expectations.unwrap_or(1024);
+        if !(1..=(1 << 20)).contains(&helper_expectations) {
+            return Err(ConfigError::new(
+                "nat.helper_expectations",
+                format!("{helper_expectations} is outside 1..=1048576"),
+            ));
+        }
         let deterministic = deterministic_tables(&self.nat.deterministic, &ports)?;
         let port_block_size = self.nat.port_block_size.unwrap_or(0);
         // Each worker's slice of 1024-65535 (the smallest, when they differ by one).
@@ -937,6 +983,9 @@ impl RawConfig {
             port_blocks_per_subscriber,
             port_hold,
             filtering,
+            helpers,
+            helper_sessions,
+            helper_expectations,
             deterministic,
         };
 
@@ -946,12 +995,14 @@ impl RawConfig {
             tcpfin: self.timeouts.tcpfin.unwrap_or(d.tcpfin),
             udp: self.timeouts.udp.unwrap_or(d.udp),
             icmp: self.timeouts.icmp.unwrap_or(d.icmp),
+            other: self.timeouts.other.unwrap_or(d.other),
         };
         for (k, v) in [
             ("timeouts.tcp", timeouts.tcp),
             ("timeouts.tcpfin", timeouts.tcpfin),
             ("timeouts.udp", timeouts.udp),
             ("timeouts.icmp", timeouts.icmp),
+            ("timeouts.other", timeouts.other),
         ] {
             if v == 0 || v > 7 * 24 * 3600 {
                 return Err(ConfigError::new(k, format!("{v} s is outside 1..=604800")));
@@ -1048,7 +1099,7 @@ mac = "02:00:00:00:02:01"
             c.neighbors,
             vec![NeighborConfig { port: 1, address: Ipv4Addr::new(203, 0, 113, 254), mac: [2, 0, 0, 0, 2, 1] }]
         );
-        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 });
+        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 });
         assert_eq!(c.nat.filtering, Filtering::EndpointIndependent);
         assert_eq!(c.control.socket, "/run/masq/masqd.sock");
         assert_eq!(c.port_index("wan"), Some(1));
@@ -1153,10 +1204,13 @@ mac = "02:00:00:00:02:01"
                 port_blocks_per_subscriber: 8,
                 port_hold: 120,
                 filtering: Filtering::AddressPortDependent,
-                deterministic: Default::default()
+                helpers: HelperPort::defaults(),
+                helper_sessions: 4096,
+                helper_expectations: 1024,
+                deterministic: Default::default(),
             }
         );
-        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60 });
+        assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60, other: 600 });
         let e = err(&format!("{EXAMPLE}\n[nat]\nfiltering = \"strict\"\n"));
         assert_eq!(e.field, "nat.filtering");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));
@@ -1196,6 +1250,34 @@ mac = "02:00:00:00:02:01"
         let e = err(&format!("{EXAMPLE}\n[logging]\nipfix = [\"127.0.0.1\"]\nevents = \"blocks\"\n"));
         assert_eq!(e.field, "logging.events");
         assert!(e.message.contains("nat.port_block_size"), "{e}");
+    }
+
+    #[test]
+    fn helpers() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.nat.helpers, HelperPort::defaults());
+        let c = Config::parse(&format!("{EXAMPLE}\n[nat]\nhelpers = []\n")).unwrap();
+        assert!(c.nat.helpers.is_empty(), "[] turns them off");
+        let c = Config::parse(&format!(
+            "{EXAMPLE}\n[nat]\nhelpers = [\"ftp\", \"ftp:2121\", \"irc\"]\nhelper_sessions = 10\nhelper_expectations = 20\n"
+        ))
+        .unwrap();
+        let names: Vec<String> = c.nat.helpers.iter().map(|h| h.to_string()).collect();
+        assert_eq!(names, ["ftp", "ftp:2121", "irc"]);
+        assert_eq!((c.nat.helper_sessions, c.nat.helper_expectations), (10, 20));
+        let e = err(&format!("{EXAMPLE}\n[nat]\nhelpers = [\"ftp\", \"sip\"]\n"));
+        assert_eq!(e.to_string(), "nat.helpers[1]: unknown helper \"sip\" (expected \"ftp\", \"tftp\" or \"irc\")");
+        let e = err(&format!("{EXAMPLE}\n[nat]\nhelpers = [\"ftp:99999\"]\n"));
+        assert_eq!(e.field, "nat.helpers[0]");
+        let e = err(&format!("{EXAMPLE}\n[nat]\nhelpers = [\"irc\", \"ftp:6667\"]\n"));
+        assert_eq!(
+            e.to_string(),
+            "nat.helpers[1]: \"ftp:6667\": TCP port 6667 already has helper \"irc\" (one helper per port)"
+        );
+        // Another protocol on the same port number is fine.
+        Config::parse(&format!("{EXAMPLE}\n[nat]\nhelpers = [\"tftp:21\", \"ftp\"]\n")).unwrap();
+        let e = err(&format!("{EXAMPLE}\n[nat]\nhelper_sessions = 0\n"));
+        assert_eq!(e.field, "nat.helper_sessions");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::nat::HelperCounter;
 use crate::stats::DropReason;
 
 /// One single-writer counter.
@@ -45,6 +46,9 @@ macro_rules! worker_counters {
             $( $(#[$doc])* pub $field: Counter, )*
             /// Drops by reason, indexed by [`DropReason::index`].
             pub drops: [Counter; DropReason::COUNT],
+            /// Protocol helpers' counters, indexed by [`HelperCounter`] (published from
+            /// the worker's NAT every millisecond).
+            pub helpers: [Counter; HelperCounter::COUNT],
         }
 
         impl Default for WorkerCounters {
@@ -52,6 +56,7 @@ macro_rules! worker_counters {
                 WorkerCounters {
                     $( $field: Counter::default(), )*
                     drops: std::array::from_fn(|_| Counter::default()),
+                    helpers: std::array::from_fn(|_| Counter::default()),
                 }
             }
         }
@@ -59,7 +64,9 @@ macro_rules! worker_counters {
         impl WorkerCounters {
             /// `(name, value)` of every scalar counter, in declaration order.
             pub fn scalars(&self) -> Vec<(&'static str, u64)> {
-                vec![$( (stringify!($field), self.$field.get()), )*]
+                let mut v = vec![$( (stringify!($field), self.$field.get()), )*];
+                v.extend(HelperCounter::ALL.iter().map(|h| (h.name(), self.helpers[*h as usize].get())));
+                v
             }
         }
     };

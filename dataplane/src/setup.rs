@@ -60,6 +60,9 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
         ConfigFiltering::AddressDependent => Filtering::AddressDependent,
         ConfigFiltering::AddressPortDependent => Filtering::AddressPortDependent,
     };
+    c.helpers = config.nat.helpers.clone();
+    c.max_helper_sessions = config.nat.helper_sessions;
+    c.max_expectations = config.nat.helper_expectations;
     c.seed = seed;
     c
 }
@@ -67,7 +70,7 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
 /// The shared live timeouts from `[timeouts]`.
 pub fn timeouts(config: &Config) -> Arc<Timeouts> {
     let t = config.timeouts;
-    Arc::new(Timeouts::new(TimeoutValues { tcp: t.tcp, tcpfin: t.tcpfin, udp: t.udp, icmp: t.icmp }))
+    Arc::new(Timeouts::new(TimeoutValues { tcp: t.tcp, tcpfin: t.tcpfin, udp: t.udp, icmp: t.icmp, other: t.other }))
 }
 
 /// Why a rules file was refused.

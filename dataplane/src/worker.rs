@@ -319,6 +319,7 @@ impl<Io: PacketIo> Worker<Io> {
             Stage::NatLookup => self.nat_lookup(),
             Stage::NatSlowpath => self.nat_slowpath(now),
             Stage::Ip4Forward => self.ip4_forward(now),
+            Stage::Helper => self.helper_stage(now),
             Stage::NatRewrite => self.nat_rewrite(now),
             Stage::Ip4Local => self.ip4_local(now),
             Stage::Handoff => self.handoff(),

@@ -178,6 +178,7 @@ fn every_command_answers_on_a_live_masqd() {
         Command::SessionsList { filter: SessionFilter::default(), cursor: None, limit: 100 },
         Command::SessionsCount { filter: SessionFilter::default() },
         Command::SessionsFlush { filter: SessionFilter::default() },
+        Command::ExpectationsList,
         Command::StatsGet,
         Command::TimeoutsGet,
         Command::TimeoutsSet(TimeoutsUpdate { icmp: Some(30), ..Default::default() }),
@@ -273,14 +274,19 @@ fn rules_added_live_are_listed_saved_and_restored_byte_for_byte() {
 fn timeouts_set_then_get() {
     let live = Live::on_null();
     let before: Timeouts = live.call_as(&Command::TimeoutsGet);
-    assert_eq!(before, Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 }, "the configuration's defaults");
+    assert_eq!(
+        before,
+        Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 },
+        "the configuration's defaults"
+    );
     let set: Timeouts = live.call_as(&Command::TimeoutsSet(TimeoutsUpdate {
         tcp: Some(7200),
         tcpfin: Some(10),
         udp: Some(160),
         icmp: None,
+        other: None,
     }));
-    assert_eq!(set, Timeouts { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60 });
+    assert_eq!(set, Timeouts { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60, other: 600 });
     assert_eq!(live.call_as::<Timeouts>(&Command::TimeoutsGet), set);
     let e = server_error(live.client().request("timeouts.set", json!({"udp": 0})));
     assert_eq!((&e.code, e.field.as_deref()), (&ErrorCode::BadArgs, Some("udp")));
@@ -419,7 +425,7 @@ fn masqctl_end_to_end() {
     ok(&out);
     let out = live.masqctl(&["timeouts"]);
     ok(&out);
-    assert_eq!(text(&out), "tcp 7200  tcpfin 10  udp 160  icmp 60  (seconds)\n");
+    assert_eq!(text(&out), "tcp 7200  tcpfin 10  udp 160  icmp 60  other 600  (seconds)\n");
 
     let out = live.masqctl(&["stats"]);
     ok(&out);

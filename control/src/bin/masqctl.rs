@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use control::cli::{self, Action, Invocation};
 use control::format::{self, View};
-use control::protocol::{Command, Response, SessionPage, MAX_PAGE_LIMIT};
+use control::protocol::{Command, ExpectationList, Response, SessionPage, MAX_PAGE_LIMIT};
 use control::{Client, ClientError};
 
 const USAGE_EXIT: u8 = 2;
@@ -107,10 +107,15 @@ fn run(invocation: Invocation) -> Result<ExitCode> {
                     None => break,
                 }
             }
+            // The protocol helpers' open expectations go with the table (a masqd that
+            // does not know the command lists none).
+            let expectations: ExpectationList = client.call_as(&Command::ExpectationsList).unwrap_or_default();
             if json {
                 format::json(&serde_json::to_value(SessionPage { sessions, next_cursor: None })?)
             } else {
-                format::translations(&sessions, verbose)
+                let mut text = format::translations(&sessions, verbose);
+                text.push_str(&format::expectations(&expectations.expectations));
+                text
             }
         }
         Action::Raw(line) => {

@@ -196,6 +196,13 @@ command_table! {
         result: "`{flushed}`",
         about: "remove the sessions that match a filter",
     },
+    /// `expectations.list {}` → [`ExpectationList`](super::ExpectationList).
+    ExpectationsList = "expectations.list" {
+        args: [],
+        usage: "—",
+        result: "`{expectations: [...]}`",
+        about: "data connections protocol helpers announced and wait for",
+    },
     /// `stats.get {}` → [`Stats`](super::Stats).
     StatsGet = "stats.get" {
         args: [],
@@ -207,15 +214,15 @@ command_table! {
     TimeoutsGet = "timeouts.get" {
         args: [],
         usage: "—",
-        result: "`{tcp, tcpfin, udp, icmp}`",
+        result: "`{tcp, tcpfin, udp, icmp, other}`",
         about: "the idle timeouts, in seconds",
     },
     /// `timeouts.set {tcp?, tcpfin?, udp?, icmp?}` (at least one, seconds > 0) → the new
     /// [`Timeouts`].
     TimeoutsSet(TimeoutsUpdate) = "timeouts.set" {
-        args: ["tcp", "tcpfin", "udp", "icmp"],
-        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp` (seconds, > 0)",
-        result: "the new `{tcp, tcpfin, udp, icmp}`",
+        args: ["tcp", "tcpfin", "udp", "icmp", "other"],
+        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp`, `other` (seconds, > 0)",
+        result: "the new `{tcp, tcpfin, udp, icmp, other}`",
         about: "change idle timeouts",
     },
     /// `config.get {}` → masqd's configuration as a JSON object (shape owned by masqd).
@@ -371,6 +378,7 @@ impl Command {
             K::SessionsCount => Command::SessionsCount { filter: a.filter()? },
             K::SessionsFlush => Command::SessionsFlush { filter: a.filter()? },
             K::StatsGet => Command::StatsGet,
+            K::ExpectationsList => Command::ExpectationsList,
             K::TimeoutsGet => Command::TimeoutsGet,
             K::TimeoutsSet => {
                 let update = TimeoutsUpdate {
@@ -378,11 +386,12 @@ impl Command {
                     tcpfin: a.positive("tcpfin", "a number of seconds > 0")?,
                     udp: a.positive("udp", "a number of seconds > 0")?,
                     icmp: a.positive("icmp", "a number of seconds > 0")?,
+                    other: a.positive("other", "a number of seconds > 0")?,
                 };
                 if update.is_empty() {
                     return Err(ControlError::bad_args(
                         "args",
-                        "give at least one of tcp, tcpfin, udp, icmp (seconds)",
+                        "give at least one of tcp, tcpfin, udp, icmp, other (seconds)",
                     ));
                 }
                 Command::TimeoutsSet(update)
@@ -472,7 +481,9 @@ impl Command {
             }
             Command::SessionsCount { filter } | Command::SessionsFlush { filter } => filter.write_args(&mut m),
             Command::TimeoutsSet(u) => {
-                for (k, v) in [("tcp", u.tcp), ("tcpfin", u.tcpfin), ("udp", u.udp), ("icmp", u.icmp)] {
+                for (k, v) in
+                    [("tcp", u.tcp), ("tcpfin", u.tcpfin), ("udp", u.udp), ("icmp", u.icmp), ("other", u.other)]
+                {
                     if let Some(v) = v {
                         put(k, json!(v));
                     }
@@ -488,7 +499,11 @@ impl Command {
                     put("protocol", json!(p.as_str()));
                 }
             }
-            Command::StatsGet | Command::TimeoutsGet | Command::ConfigGet | Command::Version => {}
+            Command::StatsGet
+            | Command::ExpectationsList
+            | Command::TimeoutsGet
+            | Command::ConfigGet
+            | Command::Version => {}
         }
         Value::Object(m)
     }
@@ -569,6 +584,8 @@ pub struct TimeoutsUpdate {
     pub udp: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<u32>,
 }
 
 impl TimeoutsUpdate {
@@ -584,6 +601,7 @@ impl TimeoutsUpdate {
             tcpfin: self.tcpfin.unwrap_or(current.tcpfin),
             udp: self.udp.unwrap_or(current.udp),
             icmp: self.icmp.unwrap_or(current.icmp),
+            other: self.other.unwrap_or(current.other),
         }
     }
 }
@@ -781,9 +799,10 @@ mod tests {
             },
             Command::SessionsCount { filter: SessionFilter { protocol: Some(Protocol::Udp), ..Default::default() } },
             Command::SessionsFlush { filter: SessionFilter::default() },
+            Command::ExpectationsList,
             Command::StatsGet,
             Command::TimeoutsGet,
-            Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), tcpfin: None, udp: Some(160), icmp: None }),
+            Command::TimeoutsSet(TimeoutsUpdate { tcp: Some(7200), udp: Some(160), ..Default::default() }),
             Command::ConfigGet,
             Command::NatLookup {
                 query: LookupQuery::Outside { addr: Ipv4Addr::new(203, 0, 113, 1), port: Some(40001) },
@@ -900,6 +919,9 @@ mod tests {
             state: "ESTABLISHED".into(),
             expires_in_secs: 7000,
             worker: 1,
+            id: None,
+            helper: None,
+            parent: None,
         };
         assert!(SessionFilter::default().matches(&s));
         let f = |json: Value| match Command::parse("sessions.count", json).unwrap() {
@@ -916,7 +938,7 @@ mod tests {
 
     #[test]
     fn timeouts_update_applies_only_what_it_names() {
-        let now = Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 };
+        let now = Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 };
         let update = TimeoutsUpdate { udp: Some(120), ..Default::default() };
         assert_eq!(update.apply(now), Timeouts { udp: 120, ..now });
     }

@@ -37,6 +37,49 @@ pub struct SessionEntry {
     pub expires_in_secs: u64,
     /// The worker that owns it.
     pub worker: u32,
+    /// The session's number within its worker: given for sessions with a protocol
+    /// helper, which their data sessions name as `parent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+    /// The protocol helper (`"ftp"`, `"tftp"`, `"irc"`) of a helper session or of a
+    /// data session one admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper: Option<String>,
+    /// A data session's control session (its `id`, same worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+}
+
+/// `expectations.list`'s result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationList {
+    pub expectations: Vec<ExpectationEntry>,
+}
+
+/// A data connection a protocol helper announced and waits for (one flow, once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationEntry {
+    /// `"ftp"`, `"tftp"` or `"irc"`.
+    pub helper: String,
+    /// Transport protocol of the expected flow.
+    pub proto: Protocol,
+    /// `"in"`: it comes from outside to `dst`; `"out"`: an inside host opens it to `dst`.
+    pub direction: String,
+    /// Where the flow goes: the external endpoint (`in`) or the remote one (`out`).
+    pub dst: SocketAddrV4,
+    /// Who may open it: an address, or `"*"` for anyone.
+    pub src: String,
+    /// From which port; absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    /// The inside endpoint it reaches (`in`), or the external address it leaves with
+    /// (`out`, port 0).
+    pub inside: SocketAddrV4,
+    /// The session that announced it (`id` in `sessions.list`, same worker).
+    pub parent: u32,
+    pub worker: u32,
+    /// Seconds left before it is dropped unused.
+    pub expires_in_secs: u64,
 }
 
 /// One answer of `nat.lookup`: a deterministic mapping (a host's whole range), a port
@@ -223,6 +266,10 @@ pub struct Timeouts {
     pub udp: u32,
     /// ICMP queries.
     pub icmp: u32,
+    /// Other IP protocols, translated by address only (GRE, ESP ...). Absent from an
+    /// older masqd's answer: 0.
+    #[serde(default)]
+    pub other: u32,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -117,6 +117,9 @@ impl Mock {
                     },
                     expires_in_secs: 7440 - i as u64,
                     worker: (i % 2) as u32,
+                    id: None,
+                    helper: None,
+                    parent: None,
                 }
             })
             .collect();
@@ -124,7 +127,7 @@ impl Mock {
             state: Mutex::new(State {
                 tables: builtin_tables(),
                 sessions,
-                timeouts: Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 },
+                timeouts: Timeouts { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 },
             }),
         }
     }
@@ -403,6 +406,7 @@ impl Handler for Mock {
                 to_result(&Flushed { flushed: (before - state.sessions.len()) as u64 })
             }
             Command::StatsGet => to_result(&canned_stats(state.sessions.len())),
+            Command::ExpectationsList => to_result(&control::protocol::ExpectationList::default()),
             Command::TimeoutsGet => to_result(&state.timeouts),
             Command::TimeoutsSet(update) => {
                 state.timeouts = update.apply(state.timeouts);

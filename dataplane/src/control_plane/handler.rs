@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use control::protocol::{
-    to_result, Command, ControlError, Flushed, Ipv4Net, LookupMatch, LookupQuery, LookupResult, PortStats,
-    PortUtilisation, Protocol, ProtocolSessions, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
+    to_result, Command, ControlError, ExpectationList, Flushed, Ipv4Net, LookupMatch, LookupQuery, LookupResult,
+    PortStats, PortUtilisation, Protocol, ProtocolSessions, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
     TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 
 use super::latency::{self, LatencyHistogram};
 use super::mailbox::{
-    session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink, PORT_USAGE_CHUNK, SCAN_CHUNK,
+    expectation_entry, session_entry, Pending, Reply, Request, ScanOp, SessionSelector, Walk, WorkerLink,
+    PORT_USAGE_CHUNK, SCAN_CHUNK,
 };
 use super::rules::RulesControl;
 use super::stats::{drops_by_reason, worker_stats};
@@ -32,6 +33,9 @@ use crate::policy::{CompiledRules, RuleSet};
 
 /// How long one mailbox request may take before the command fails (`internal`).
 pub const MAILBOX_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Expectations listed per worker at most (its table's default size).
+const EXPECTATIONS_PER_WORKER: usize = 1024;
 
 /// A `sessions.list` page is cut short (with a cursor to go on) after this long.
 pub const PAGE_TIME: Duration = Duration::from_millis(250);
@@ -255,7 +259,7 @@ impl MasqdHandler {
 
     fn timeouts_now(&self) -> Timeouts {
         let v = self.timeouts.load();
-        Timeouts { tcp: v.tcp, tcpfin: v.tcpfin, udp: v.udp, icmp: v.icmp }
+        Timeouts { tcp: v.tcp, tcpfin: v.tcpfin, udp: v.udp, icmp: v.icmp, other: v.other }
     }
 
     fn set_timeouts(&self, u: TimeoutsUpdate) -> Timeouts {
@@ -264,6 +268,7 @@ impl MasqdHandler {
             (TimeoutClass::TcpTransitory, u.tcpfin),
             (TimeoutClass::Udp, u.udp),
             (TimeoutClass::Icmp, u.icmp),
+            (TimeoutClass::Other, u.other),
         ] {
             if let Some(secs) = value {
                 self.timeouts.set(class, secs);
@@ -439,6 +444,18 @@ impl MasqdHandler {
         Ok(SessionCount { count })
     }
 
+    /// Every worker's open expectations (each worker's table is bounded).
+    fn expectations(&self) -> Result<ExpectationList, ControlError> {
+        let mut out = ExpectationList::default();
+        for (i, w) in self.workers.iter().enumerate() {
+            let buf = Vec::with_capacity(EXPECTATIONS_PER_WORKER);
+            if let Reply::Expectations { buf } = w.link.ask(Request::Expectations { buf }, MAILBOX_TIMEOUT)? {
+                out.expectations.extend(buf.iter().map(|e| expectation_entry(e, i as u32)));
+            }
+        }
+        Ok(out)
+    }
+
     fn flush_sessions(&self, filter: &SessionFilter) -> Result<Flushed, ControlError> {
         let selector = SessionSelector::from_filter(filter)?;
         if !selector.is_empty() {
@@ -514,6 +531,7 @@ impl Handler for MasqdHandler {
             Command::SessionsCount { filter } => to_result(&self.count_sessions(&filter)?),
             Command::SessionsFlush { filter } => to_result(&self.flush_sessions(&filter)?),
             Command::StatsGet => to_result(&self.stats()),
+            Command::ExpectationsList => to_result(&self.expectations()?),
             Command::TimeoutsGet => to_result(&self.timeouts_now()),
             Command::TimeoutsSet(update) => to_result(&self.set_timeouts(update)),
             Command::ConfigGet => Ok(self.config()),
@@ -829,6 +847,7 @@ socket = "/tmp/x.sock"
             r#"{"cmd": "sessions.list", "args": {"protocol": "tcp"}}"#,
             r#"{"cmd": "sessions.count"}"#,
             r#"{"cmd": "sessions.flush"}"#,
+            r#"{"cmd": "expectations.list"}"#,
             r#"{"cmd": "stats.get"}"#,
             r#"{"cmd": "timeouts.get"}"#,
             r#"{"cmd": "timeouts.set", "args": {"udp": 120}}"#,
@@ -856,7 +875,7 @@ socket = "/tmp/x.sock"
     fn timeouts_set_then_get_and_the_nat_sees_them() {
         let f = fixture(vec![None]);
         let set = call(&f, r#"{"cmd": "timeouts.set", "args": {"tcp": 7200, "tcpfin": 10, "udp": 160}}"#).unwrap();
-        assert_eq!(set, json!({"tcp": 7200, "tcpfin": 10, "udp": 160, "icmp": 60}));
+        assert_eq!(set, json!({"tcp": 7200, "tcpfin": 10, "udp": 160, "icmp": 60, "other": 600}));
         assert_eq!(call(&f, r#"{"cmd": "timeouts.get"}"#).unwrap(), set);
         assert_eq!(f.timeouts.get(TimeoutClass::Udp), crate::time::Duration::from_secs(160));
         assert_eq!(call(&f, r#"{"cmd": "config.get"}"#).unwrap()["timeouts"]["tcpfin"], 10);

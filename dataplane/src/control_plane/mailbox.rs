@@ -29,10 +29,11 @@ use std::net::SocketAddrV4;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use control::protocol::{ControlError, Ipv4Net, Protocol, SessionEntry, SessionFilter};
+use control::protocol::{ControlError, ExpectationEntry, Ipv4Net, Protocol, SessionEntry, SessionFilter};
 
 use crate::nat::{
-    BlockInfo, BlockQuery, ConnState, Endpoint, NatCounters, PortUse, Proto, SessionInfo, TcpState, WorkerNat,
+    BlockInfo, BlockQuery, ConnState, Dir, Endpoint, ExpectInfo, NatCounters, PortUse, Proto, SessionInfo, TcpState,
+    WorkerNat,
 };
 use crate::time::Instant;
 
@@ -161,6 +162,31 @@ impl SessionSelector {
 }
 
 /// A session as the protocol lists it.
+/// The control protocol's form of an expectation of worker `worker`.
+pub fn expectation_entry(e: &ExpectInfo, worker: u32) -> ExpectationEntry {
+    let sock = |e: Endpoint| SocketAddrV4::new(e.addr, e.port);
+    ExpectationEntry {
+        helper: e.helper.name().to_string(),
+        proto: match e.proto {
+            Proto::Tcp => Protocol::Tcp,
+            Proto::Udp => Protocol::Udp,
+            Proto::Icmp => Protocol::Icmp,
+        },
+        direction: match e.dir {
+            Dir::Out2In => "in",
+            Dir::In2Out => "out",
+        }
+        .to_string(),
+        dst: sock(e.dst),
+        src: if e.src_addr.is_unspecified() { "*".to_string() } else { e.src_addr.to_string() },
+        src_port: (e.src_port != 0).then_some(e.src_port),
+        inside: sock(e.inside),
+        parent: e.parent.index(),
+        worker,
+        expires_in_secs: e.expires_in.as_millis().div_ceil(1000),
+    }
+}
+
 pub fn session_entry(s: &SessionInfo, worker: u32) -> SessionEntry {
     let sock = |e: Endpoint| SocketAddrV4::new(e.addr, e.port);
     SessionEntry {
@@ -176,6 +202,9 @@ pub fn session_entry(s: &SessionInfo, worker: u32) -> SessionEntry {
         // Whole seconds, rounded up: 0 only when the session is due.
         expires_in_secs: s.expires_in.as_millis().div_ceil(1000),
         worker,
+        id: s.helper.map(|_| s.id.index()),
+        helper: s.helper.map(|h| h.name().to_string()),
+        parent: s.parent.map(|p| p.index()),
     }
 }
 
@@ -211,6 +240,8 @@ pub enum Request {
     /// Port blocks `query` names, from `from` on (bounded work, see
     /// [`WorkerNat::blocks_matching`]), as many as `buf` has room for; `buf` comes back.
     Blocks { query: BlockQuery, from: u32, buf: Vec<BlockInfo> },
+    /// The protocol helpers' open expectations, as many as `buf` has room for.
+    Expectations { buf: Vec<ExpectInfo> },
 }
 
 /// External addresses one [`Request::PortUsage`] step reports at most.
@@ -264,6 +295,10 @@ pub enum Reply {
     Blocks {
         buf: Vec<BlockInfo>,
         next: Option<u32>,
+    },
+    /// The open expectations (all of them if `buf` had room).
+    Expectations {
+        buf: Vec<ExpectInfo>,
     },
 }
 
@@ -322,6 +357,11 @@ pub fn answer(request: Request, nat: Option<&mut WorkerNat>, now: Instant) -> Re
             buf.clear();
             let next = nat.blocks_matching(query, from, now, &mut buf);
             Reply::Blocks { buf, next }
+        }
+        Request::Expectations { mut buf } => {
+            buf.clear();
+            nat.expectations(now, &mut buf);
+            Reply::Expectations { buf }
         }
     }
 }

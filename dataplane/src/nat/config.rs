@@ -2,6 +2,7 @@
 
 use super::filter::Filtering;
 use super::frag::DEFAULT_FRAG_TIMEOUT;
+use super::helper::HelperPort;
 use super::ports::{PartitionError, PortPartition, PortRange};
 use crate::time::Duration;
 use std::net::Ipv4Addr;
@@ -44,6 +45,14 @@ pub struct NatConfig {
     pub max_fragments: u32,
     /// Lifetime of a fragment entry.
     pub fragment_timeout: Duration,
+    /// Protocol helpers by server port (`[nat] helpers`); FTP on 21 and TFTP on 69 by
+    /// default.
+    pub helpers: Vec<HelperPort>,
+    /// Sessions with a line-parsing helper (FTP, IRC) this worker can hold at once; 0
+    /// means `max_sessions / 16`, at least 16 and at most 4096.
+    pub max_helper_sessions: u32,
+    /// Open expectations this worker can hold at once.
+    pub max_expectations: u32,
     /// Deterministic NAT tables (RFC 7422); their external addresses must not be in
     /// `external_addrs`.
     pub deterministic: super::deterministic::DetTables,
@@ -55,7 +64,8 @@ pub struct NatConfig {
 impl NatConfig {
     /// Defaults for one worker of `worker_count`: 64 Ki sessions, no per-subscriber
     /// limits, endpoint-independent filtering, ports 1024–65535, 120 s port hold,
-    /// 1024 fragment entries for 2 s.
+    /// 1024 fragment entries for 2 s, the FTP and TFTP helpers (4096 helper sessions,
+    /// 1024 expectations).
     pub fn new(external_addrs: Vec<Ipv4Addr>, worker_index: u16, worker_count: u16) -> Self {
         NatConfig {
             external_addrs,
@@ -73,6 +83,9 @@ impl NatConfig {
             quarantine_capacity: 0,
             max_fragments: 1024,
             fragment_timeout: DEFAULT_FRAG_TIMEOUT,
+            helpers: HelperPort::defaults(),
+            max_helper_sessions: 0,
+            max_expectations: 1024,
             deterministic: Default::default(),
             seed: 0x6d61_7371,
         }
@@ -82,6 +95,13 @@ impl NatConfig {
     pub fn partition(&self) -> Result<PortPartition, ConfigError> {
         let (lo, hi) = self.port_range;
         Ok(PortPartition::new(self.worker_count, PortRange::new(lo, hi))?)
+    }
+
+    pub(crate) fn helper_sessions(&self) -> u32 {
+        match self.max_helper_sessions {
+            0 => (self.max_sessions / 16).clamp(16, 4096),
+            n => n,
+        }
     }
 
     pub(crate) fn subscribers(&self) -> u32 {

@@ -128,6 +128,7 @@ pub mod fastpath;
 pub mod filter;
 pub mod frag;
 pub mod hash;
+pub mod helper;
 pub(crate) mod index;
 pub mod key;
 mod mapping;
@@ -147,6 +148,7 @@ pub use blocks::{BlockCounters, BlockInfo, BlockQuery};
 pub use config::{ConfigError, NatConfig};
 pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
+pub use helper::{ExpectInfo, HelperCounter, HelperKind, HelperPort};
 pub use key::{Endpoint, FlowKey, Proto, Tuple};
 pub use path::{Decision, Hit, NatPath, PathCounters, Plan, Routing, SharedRules};
 pub use ports::{PortCounters, PortInUse, PortPartition, PortRange, PortUse};
@@ -328,6 +330,10 @@ pub struct SessionInfo {
     pub idle: Duration,
     /// Until expiry (zero if due).
     pub expires_in: Duration,
+    /// The protocol helper of a helper session or of a data session it admitted.
+    pub helper: Option<HelperKind>,
+    /// A data session's control session.
+    pub parent: Option<SessionId>,
 }
 
 /// Per-worker NAT counters: plain integers written by the worker only.
@@ -358,12 +364,14 @@ pub struct MemoryReport {
     pub subscribers: usize,
     pub ports: usize,
     pub fragments: usize,
+    /// Helper links, line streams and expectations.
+    pub helpers: usize,
     pub max_sessions: u32,
 }
 
 impl MemoryReport {
     pub fn total(&self) -> usize {
-        self.sessions + self.mappings + self.filter + self.subscribers + self.ports + self.fragments
+        self.sessions + self.mappings + self.filter + self.subscribers + self.ports + self.fragments + self.helpers
     }
 
     /// Session, mapping and filter tables (records and index slots) per session.

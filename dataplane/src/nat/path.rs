@@ -117,6 +117,8 @@ pub struct Hit {
     pub id: SessionId,
     pub dir: Dir,
     pub dst: Ipv4Addr,
+    /// The session has a protocol helper (the `helper` stage must see the packet).
+    pub helper: bool,
 }
 
 /// Counters of the packet path (the NAT core counts sessions itself).
@@ -258,7 +260,24 @@ impl NatPath {
             Dir::In2Out if self.is_external(f.tuple.dst.addr) => return None,
             Dir::In2Out => f.tuple.dst.addr,
         };
-        Some(Hit { id: s.id, dir, dst })
+        Some(Hit { id: s.id, dir, dst, helper: s.has_helper() })
+    }
+
+    // ----- helper -----
+
+    /// Whether a session of `steps` has a protocol helper.
+    pub fn has_helper(&self, steps: &[Option<(SessionId, Dir)>; 2]) -> bool {
+        steps.iter().flatten().any(|(id, _)| self.nat.session(*id).is_some_and(|s| s.has_helper()))
+    }
+
+    /// The `helper` stage for one step of a packet (see
+    /// [`WorkerNat::helper_packet`]): `ip` holds the packet in its first `len` bytes and
+    /// may grow up to its end; returns the new length.
+    pub fn helper_packet(&mut self, id: SessionId, dir: Dir, ip: &mut [u8], len: usize, now: Instant) -> usize {
+        if !self.nat.session(id).is_some_and(|s| s.has_helper()) {
+            return len;
+        }
+        self.nat.helper_packet(id, dir, ip, len, now)
     }
 
     // ----- nat-rewrite -----

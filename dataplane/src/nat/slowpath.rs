@@ -79,7 +79,7 @@ use super::path::{icmp_ok, Decision, NatPath, Plan, Routing};
 use super::ports::PortRange as NatPortRange;
 use super::steer::subscriber_owner;
 use super::table::Session;
-use super::{CreateError, Dir, MappingId, NatAction, Out2In, SessionId, SnatTarget, WorkerNat};
+use super::{CreateError, Dir, HelperKind, NatAction, Out2In, SessionId, SnatTarget, WorkerNat};
 use crate::packet::checksum::Delta;
 use crate::packet::icmp::Icmpv4Message;
 use crate::policy::{Chain, CompiledRules, DestNat, FlowMatch, PortRange, SourceNat};
@@ -113,6 +113,7 @@ impl NatPath {
             hairpin_in: hairpin,
             now,
             bytes: ip.len(),
+            raw_helper: None,
         };
         let d = if hairpin {
             c.hairpin_in(ip, pkt)
@@ -156,10 +157,31 @@ struct Ctx<'a> {
     now: Instant,
     /// The packet's IPv4 length: what a rule it matches counts in bytes.
     bytes: usize,
+    /// The helper a raw-table `CT --helper` rule gives the flow being created.
+    raw_helper: Option<HelperKind>,
 }
 
 impl Ctx<'_> {
     /// nat POSTROUTING, counted against the deciding rule.
+    /// raw PREROUTING for a new flow (the packet as it arrived): the helper a
+    /// `CT --helper` rule gives it, counted against that rule.
+    fn raw(&mut self, rules: &CompiledRules, fm: &FlowMatch) {
+        let v = rules.raw_helper(fm);
+        rules.count(self.nat.worker(), Chain::RawPrerouting, v.rule, self.bytes);
+        self.raw_helper = v.helper;
+    }
+
+    /// Create a session with its deltas ([`create`]) and give it its protocol helper:
+    /// a raw rule's, else the one `[nat] helpers` names for its server port.
+    fn create(&mut self, t: &Tuple, action: NatAction, tcp_flags: u8) -> Result<SessionId, CreateError> {
+        let id = self::create(self.nat, t, action, tcp_flags, self.now)?;
+        let s = self.session(id);
+        if let Some(kind) = self.raw_helper.or_else(|| self.nat.helper_for(&s)) {
+            self.nat.attach_helper(id, kind);
+        }
+        Ok(id)
+    }
+
     fn postrouting(&self, rules: &CompiledRules, fm: &FlowMatch) -> SourceNat {
         let v = rules.postrouting(fm);
         rules.count(self.nat.worker(), Chain::Postrouting, v.rule, self.bytes);
@@ -346,9 +368,25 @@ impl Ctx<'_> {
         if !verify_l4(ip, &pkt) {
             return Decision::Drop(DropReason::L4BadChecksum);
         }
-        let rules = self.rules.load();
         let t = f.tuple;
+        // A flow a helper announced (an inside server's data connection): before the rules.
+        if self.nat.has_expectations() {
+            if let Some(r) = create_expected(self.nat, &t, Dir::In2Out, f.tcp_flags, self.now) {
+                return match r {
+                    Ok(id) => {
+                        let mut plan = Plan::new(pkt);
+                        plan.push(id, Dir::In2Out);
+                        let t2 = translated(t, &self.session(id), Dir::In2Out);
+                        let egress = self.routes.egress(t2.dst.addr).unwrap_or(self.in_port);
+                        self.after_src(ip, pkt, f, t2, plan, egress, true)
+                    }
+                    Err(e) => Self::refused(e.drop_reason()),
+                };
+            }
+        }
+        let rules = self.rules.load();
         let mut fm = Self::flow_match(self.in_port, &t, &pkt);
+        self.raw(&rules, &fm);
         let hairpin = self.is_external(pkt.dst);
         // To one of our external addresses: hairpinning; PREROUTING is evaluated on the
         // second pass, as if the packet came back in by the outside port.
@@ -384,7 +422,7 @@ impl Ctx<'_> {
         let mut plan = Plan::new(pkt);
         let mut t2 = t;
         if let Some(a) = action {
-            match self::create(self.nat, &t, a, f.tcp_flags, self.now) {
+            match self.create(&t, a, f.tcp_flags) {
                 Ok(id) => {
                     plan.push(id, Dir::In2Out);
                     t2 = translated(t, &self.session(id), Dir::In2Out);
@@ -435,12 +473,34 @@ impl Ctx<'_> {
         from_outside: bool,
         create: bool,
     ) -> Decision {
-        match self.nat.lookup_out2in(&t) {
+        let found = match self.nat.lookup_out2in(&t) {
             Out2In::Session(s) if icmp_ok(&f, &s, Dir::Out2In) => {
                 plan.push(s.id, Dir::Out2In);
                 plan.dst = s.inside().addr;
                 return self.deliver(plan);
             }
+            Out2In::Session(_) => Out2In::Miss,
+            Out2In::Mapping(m) => Out2In::Mapping(m),
+            Out2In::Filtered(m) => Out2In::Filtered(m),
+            Out2In::Miss => Out2In::Miss,
+        };
+        // A flow a helper announced (a data connection): before filtering and rules.
+        if create && self.nat.has_expectations() && t.proto != Proto::Icmp {
+            if !verify_l4(ip, &pkt) {
+                return Decision::Drop(DropReason::L4BadChecksum);
+            }
+            if let Some(r) = create_expected(self.nat, &t, Dir::Out2In, f.tcp_flags, self.now) {
+                return match r {
+                    Ok(id) => {
+                        plan.push(id, Dir::Out2In);
+                        plan.dst = self.session(id).inside().addr;
+                        self.deliver(plan)
+                    }
+                    Err(e) => Decision::Drop(e.drop_reason()),
+                };
+            }
+        }
+        match found {
             Out2In::Mapping(m) if t.proto != Proto::Icmp => {
                 if !create {
                     return Decision::Drop(DropReason::NoSession);
@@ -448,7 +508,7 @@ impl Ctx<'_> {
                 if !verify_l4(ip, &pkt) {
                     return Decision::Drop(DropReason::L4BadChecksum);
                 }
-                return match create_inbound(self.nat, &t, m.id, f.tcp_flags, self.now) {
+                return match self.create(&t, NatAction::Inbound(m.id), f.tcp_flags).map_err(|e| e.drop_reason()) {
                     Ok(id) => {
                         plan.push(id, Dir::Out2In);
                         plan.dst = m.inside.addr;
@@ -475,6 +535,9 @@ impl Ctx<'_> {
         }
         let rules = self.rules.load();
         let mut fm = Self::flow_match(arrival, &t, &pkt);
+        if from_outside {
+            self.raw(&rules, &fm);
+        }
         let inbound_addr = self.routes.port_address(arrival);
         let pre = rules.prerouting(&fm);
         let target = dest_target(pre.nat, &t, inbound_addr);
@@ -510,7 +573,7 @@ impl Ctx<'_> {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         if tracks_untranslated(&rules, &fm) {
-            match self::create(self.nat, &t, NatAction::NoNatInbound, f.tcp_flags, self.now) {
+            match self.create(&t, NatAction::NoNatInbound, f.tcp_flags) {
                 Ok(id) => plan.push(id, Dir::Out2In),
                 Err(e) => return Decision::Drop(e.drop_reason()),
             }
@@ -543,7 +606,7 @@ impl Ctx<'_> {
                 return Decision::Drop(DropReason::PolicyDrop);
             }
         }
-        match self::create(self.nat, &t, NatAction::Dnat { to }, f.tcp_flags, self.now) {
+        match self.create(&t, NatAction::Dnat { to }, f.tcp_flags) {
             Ok(id) => {
                 plan.push(id, Dir::Out2In);
                 plan.dst = to.addr;
@@ -664,15 +727,21 @@ impl Ctx<'_> {
     }
 }
 
-/// An inbound session on mapping `m`, with its deltas.
-fn create_inbound(
+/// The session an expectation waits for, if `t` is its first packet travelling `dir`,
+/// with its deltas (see [`WorkerNat::create_expected`]).
+fn create_expected(
     nat: &mut WorkerNat,
     t: &Tuple,
-    m: MappingId,
+    dir: Dir,
     tcp_flags: u8,
     now: Instant,
-) -> Result<SessionId, DropReason> {
-    create(nat, t, NatAction::Inbound(m), tcp_flags, now).map_err(|e| e.drop_reason())
+) -> Option<Result<SessionId, CreateError>> {
+    let r = nat.create_expected(t, dir, tcp_flags, now)?;
+    if let Ok(id) = r {
+        let s = *nat.session(id).expect("just created").session;
+        nat.set_csum_deltas(id, csum_deltas(&s));
+    }
+    Some(r)
 }
 
 /// The in2out checksum deltas of a session: `[0]` for the IPv4 header (address),

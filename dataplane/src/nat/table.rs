@@ -89,6 +89,14 @@ const F_LIVE: u8 = 0b1000_0000;
 /// UDP/ICMP `state` values.
 pub(crate) const UNREPLIED: u8 = 0;
 pub(crate) const REPLIED: u8 = 1;
+/// `state` bits above the connection state: the session goes through the helper
+/// stage ([`super::helper`]) ...
+pub(crate) const S_HELPER: u8 = 0x80;
+/// ... and has a helper link (a helper session, or a data session admitted by an
+/// expectation).
+pub(crate) const S_LINKED: u8 = 0x40;
+/// The connection-state bits of `state`.
+pub(crate) const S_STATE: u8 = 0x3f;
 
 /// One translation: 48 bytes, preallocated, never moved.
 ///
@@ -210,9 +218,16 @@ impl Session {
     pub fn state(&self) -> ConnState {
         match self.proto() {
             Proto::Tcp => ConnState::Tcp(TcpState::from_u8(self.state)),
-            _ if self.state == REPLIED => ConnState::Replied,
+            _ if self.state & S_STATE == REPLIED => ConnState::Replied,
             _ => ConnState::Unreplied,
         }
+    }
+
+    /// Whether the session's packets go through the helper stage (it has a protocol
+    /// helper, [`super::helper`]).
+    #[inline]
+    pub fn has_helper(&self) -> bool {
+        self.state & S_HELPER != 0
     }
 
     /// When the session expires unless a packet refreshes it (ms).

@@ -8,7 +8,9 @@
 //!
 //! Defaults follow the RFCs' floors: RFC 5382 REQ-5 (established ≥ 2 h 4 min,
 //! transitory ≥ 4 min), RFC 4787 REQ-5 (UDP ≥ 2 min, 5 min recommended), RFC 5508
-//! REQ-2 (ICMP query ≥ 60 s). Lower values can be set; that is the operator's call.
+//! REQ-2 (ICMP query ≥ 60 s); `other` (protocols translated by address only: GRE,
+//! ESP ...) follows Linux's generic conntrack timeout of 600 s. Lower values can be
+//! set; that is the operator's call.
 
 use crate::time::Duration;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -25,42 +27,51 @@ pub enum TimeoutClass {
     Udp = 2,
     /// ICMP query (`icmp`).
     Icmp = 3,
+    /// Any other IP protocol, translated by address only (`other`).
+    Other = 4,
 }
 
 impl TimeoutClass {
-    pub const ALL: [TimeoutClass; 4] =
-        [TimeoutClass::TcpTransitory, TimeoutClass::TcpEstablished, TimeoutClass::Udp, TimeoutClass::Icmp];
+    pub const ALL: [TimeoutClass; 5] = [
+        TimeoutClass::TcpTransitory,
+        TimeoutClass::TcpEstablished,
+        TimeoutClass::Udp,
+        TimeoutClass::Icmp,
+        TimeoutClass::Other,
+    ];
 
-    /// The name used by the control protocol (`tcp`, `tcpfin`, `udp`, `icmp`).
+    /// The name used by the control protocol (`tcp`, `tcpfin`, `udp`, `icmp`, `other`).
     pub const fn name(self) -> &'static str {
         match self {
             TimeoutClass::TcpTransitory => "tcpfin",
             TimeoutClass::TcpEstablished => "tcp",
             TimeoutClass::Udp => "udp",
             TimeoutClass::Icmp => "icmp",
+            TimeoutClass::Other => "other",
         }
     }
 }
 
-/// A plain copy of the four timeouts, in seconds.
+/// A plain copy of the timeouts, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeoutValues {
     pub tcp: u32,
     pub tcpfin: u32,
     pub udp: u32,
     pub icmp: u32,
+    pub other: u32,
 }
 
 impl Default for TimeoutValues {
     fn default() -> Self {
-        TimeoutValues { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60 }
+        TimeoutValues { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 }
     }
 }
 
 /// The live timeouts, in seconds, shared by all workers (`Arc<Timeouts>`).
 #[derive(Debug)]
 pub struct Timeouts {
-    secs: [AtomicU32; 4],
+    secs: [AtomicU32; TimeoutClass::ALL.len()],
 }
 
 impl Default for Timeouts {
@@ -94,6 +105,7 @@ impl Timeouts {
             tcpfin: g(TimeoutClass::TcpTransitory),
             udp: g(TimeoutClass::Udp),
             icmp: g(TimeoutClass::Icmp),
+            other: g(TimeoutClass::Other),
         }
     }
 
@@ -102,6 +114,7 @@ impl Timeouts {
         self.set(TimeoutClass::TcpTransitory, v.tcpfin);
         self.set(TimeoutClass::Udp, v.udp);
         self.set(TimeoutClass::Icmp, v.icmp);
+        self.set(TimeoutClass::Other, v.other);
     }
 }
 
@@ -116,9 +129,10 @@ mod tests {
         assert_eq!(t.get(TimeoutClass::TcpTransitory), Duration::from_secs(240));
         assert_eq!(t.get(TimeoutClass::Udp), Duration::from_secs(300));
         assert_eq!(t.get(TimeoutClass::Icmp), Duration::from_secs(60));
+        assert_eq!(t.get(TimeoutClass::Other), Duration::from_secs(600));
         t.set(TimeoutClass::Udp, 30);
         assert_eq!(t.load().udp, 30);
         let names: Vec<_> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
-        assert_eq!(names, ["tcpfin", "tcp", "udp", "icmp"]);
+        assert_eq!(names, ["tcpfin", "tcp", "udp", "icmp", "other"]);
     }
 }

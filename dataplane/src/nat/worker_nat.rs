@@ -12,7 +12,10 @@ use super::key::{self, Endpoint, Proto, Tuple};
 use super::mapping::MappingTable;
 use super::ports::{PortAllocator, PortCounters, PortInUse, PortPartition, PortRange, PortUse};
 use super::subscriber::{Subscriber, Subscribers};
-use super::table::{self, Session, SessionKind, SessionTable, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, UNREPLIED};
+use super::table::{
+    self, Session, SessionKind, SessionTable, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, S_LINKED, S_STATE,
+    UNREPLIED,
+};
 use super::tcp::{self, RelDir, TcpState};
 use super::timeouts::{TimeoutClass, Timeouts};
 use super::timers::Wheel;
@@ -34,12 +37,12 @@ pub struct WorkerNat {
     ports_per_subscriber: u32,
     sessions_per_subscriber: u32,
     blocks_per_subscriber: u32,
-    timeouts: Arc<Timeouts>,
+    pub(super) timeouts: Arc<Timeouts>,
     pub(super) sessions: SessionTable,
-    mappings: MappingTable,
-    subscribers: Subscribers,
+    pub(super) mappings: MappingTable,
+    pub(super) subscribers: Subscribers,
     filter: Option<AddrFilter>,
-    ports: PortAllocator,
+    pub(super) ports: PortAllocator,
     /// Port block allocation: none when ports are allocated one by one.
     blocks: Option<PortBlocks>,
     pub(super) wheel: Wheel,
@@ -47,6 +50,8 @@ pub struct WorkerNat {
     rng: PortRng,
     counters: NatCounters,
     flush_cursor: u32,
+    /// Protocol helpers' state ([`super::helper`]).
+    pub(super) helpers: super::helper::Helpers,
     /// NAT event logging: none when logging is off (see [`crate::logging`]).
     log: Option<NatLog>,
     /// Deterministic NAT tables and this worker's ports on their addresses (mapping
@@ -185,6 +190,13 @@ impl WorkerNat {
             rng: PortRng::new(key()),
             counters: NatCounters::default(),
             flush_cursor: 0,
+            helpers: super::helper::Helpers::new(
+                &config.helpers,
+                config.helper_sessions(),
+                config.max_expectations,
+                FlowHasher::new(key()),
+                FlowHasher::new(key()),
+            ),
             log: None,
             det_ports: DetPorts::new(config.deterministic.addrs().len()),
             det: config.deterministic,
@@ -562,7 +574,7 @@ impl WorkerNat {
     }
 
     /// Pick an external endpoint for `inside` and create its mapping (refs 0).
-    fn new_mapping(
+    pub(super) fn new_mapping(
         &mut self,
         inside: Endpoint,
         proto: Proto,
@@ -876,7 +888,7 @@ impl WorkerNat {
         &self.det
     }
 
-    fn release_mapping(&mut self, m: u32, now: Instant) {
+    pub(super) fn release_mapping(&mut self, m: u32, now: Instant) {
         if self.wants(EventKind::MappingDelete)
             && !self.is_deterministic(Ipv4Addr::from(self.mappings.get(m).inside_addr))
         {
@@ -911,6 +923,9 @@ impl WorkerNat {
 
     /// Free an unscheduled session and everything only it held.
     fn free_session(&mut self, idx: u32, now: Instant) -> Session {
+        if self.sessions.get(idx).state & S_LINKED != 0 {
+            self.helper_release(idx, now);
+        }
         let s = self.sessions.remove(idx);
         if self.wants(EventKind::SessionDelete) {
             self.log_session_record(EventKind::SessionDelete, &s, now);
@@ -947,18 +962,18 @@ impl WorkerNat {
         let proto = s.proto();
         let before = s.state();
         let rel = if dir == s.initiator() { RelDir::Orig } else { RelDir::Reply };
-        let old_state = s.state;
+        let old_state = s.state & S_STATE;
         s.state = match proto {
             Proto::Tcp => tcp::next_state(TcpState::from_u8(old_state), rel, tcp_flags) as u8,
             _ if rel == RelDir::Reply => REPLIED,
             _ => old_state,
-        };
+        } | (s.state & !S_STATE);
         let refresh = match mode {
             RefreshMode::Default => dir == Dir::In2Out || before.is_established(),
             RefreshMode::Force => true,
             RefreshMode::Suppress => false,
         };
-        let class = timeout_class(proto, s.state);
+        let class = timeout_class(proto, s.state & S_STATE);
         let mut earlier = false;
         if refresh || class != timeout_class(proto, old_state) {
             let base = if refresh {
@@ -997,6 +1012,7 @@ impl WorkerNat {
             self.ports.next_release(),
             self.frags.next_deadline(),
             self.blocks.as_ref().and_then(PortBlocks::next_release),
+            self.helper_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -1005,7 +1021,7 @@ impl WorkerNat {
 
     fn info(&self, idx: u32, now: Instant) -> SessionInfo {
         let s = self.sessions.get(idx);
-        SessionInfo {
+        let mut info = SessionInfo {
             id: SessionId(idx),
             proto: s.proto(),
             kind: s.kind(),
@@ -1016,7 +1032,14 @@ impl WorkerNat {
             state: s.state(),
             idle: Duration::from_millis(u64::from(ms32(now).wrapping_sub(s.last_use))),
             expires_in: Duration::from_millis(s.expires.saturating_sub(now.as_millis())),
+            helper: None,
+            parent: None,
+        };
+        if let Some((h, parent)) = self.helper_of(SessionId(idx)) {
+            info.helper = Some(h);
+            info.parent = parent;
         }
+        info
     }
 
     /// Free up to `budget` sessions whose deadline is `<= now`, reporting each to
@@ -1030,6 +1053,14 @@ impl WorkerNat {
             let Some(idx) = self.wheel.poll(self.sessions.slab_mut(), now.as_millis(), &mut work) else {
                 break;
             };
+            if self.helper_defer_expiry(idx) {
+                // A control session with live data sessions: its timer starts again.
+                let s = self.sessions.get_mut(idx);
+                let expires = (now + self.timeouts.get(timeout_class(s.proto(), s.state & S_STATE))).as_millis();
+                s.expires = expires;
+                self.wheel.insert(self.sessions.slab_mut(), idx, expires);
+                continue;
+            }
             let info = self.info(idx, now);
             self.free_session(idx, now);
             on_expired(&info);
@@ -1040,13 +1071,18 @@ impl WorkerNat {
         self.ports.release_due(now, budget);
         self.release_blocks(now, budget);
         self.frags.expire(now, budget);
+        self.helper_expire(now);
         n
     }
 
     /// Remove one session now (control plane).
+    /// A control session's data sessions go with it (helpers).
     pub fn remove(&mut self, id: SessionId, now: Instant) -> Option<SessionInfo> {
         if !self.sessions.is_live(id.0) {
             return None;
+        }
+        while let Some(child) = self.helper_first_child(id) {
+            self.remove(child, now);
         }
         let info = self.info(id.0, now);
         self.wheel.remove(self.sessions.slab_mut(), id.0);
@@ -1254,6 +1290,7 @@ impl WorkerNat {
                 + self.det_ports.memory_bytes()
                 + self.blocks.as_ref().map_or(0, PortBlocks::memory_bytes),
             fragments: self.frags.memory_bytes(),
+            helpers: self.helpers.memory_bytes(),
             max_sessions: self.sessions.capacity(),
         }
     }

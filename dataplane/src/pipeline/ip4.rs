@@ -2,7 +2,7 @@
 //! route lookup, one TTL check and decrement, MTU; ICMP errors built in place) and
 //! `ip4-local` (the router's own addresses: echo replies).
 
-use super::{Stage, F_HAIRPIN, F_LOCAL};
+use super::{Stage, F_HAIRPIN, F_HELPER, F_LOCAL};
 use crate::io::{Frame, PacketIo};
 use crate::l3::router::{IcmpErrorReq, NotForwarded};
 use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
@@ -58,7 +58,12 @@ impl<Io: PacketIo> Worker<Io> {
                             meta.out_port = hop.port;
                             meta.via = hop.via;
                             forwarded += 1;
-                            self.vec.send(i, if translated { Stage::NatRewrite } else { Stage::L2Output });
+                            let next = match translated {
+                                true if meta.flags & F_HELPER != 0 => Stage::Helper,
+                                true => Stage::NatRewrite,
+                                false => Stage::L2Output,
+                            };
+                            self.vec.send(i, next);
                             continue;
                         }
                         Err(NotForwarded::Drop(reason)) => {

@@ -24,6 +24,9 @@
 //!                    allocation, session creation; fragments early ─▶ parked
 //!   ─▶ ip4-forward   local? (─▶ ip4-local); one route lookup, one TTL check, MTU,
 //!                    TTL−1; ICMP errors built in place
+//!   ─▶ helper        sessions with a protocol helper only (FTP, TFTP, IRC): payload
+//!                    inspection and rewrite, expectations, sequence offsets; the
+//!                    egress MTU known, so a rewrite never makes a packet too big
 //!   ─▶ nat-rewrite   the sessions' stored deltas, refresh
 //!   ─▶ ip4-local     echo replies to the router's own addresses (translated back)
 //!   ─▶ handoff       frames another worker owns leave here: steered by nat-classify,
@@ -62,6 +65,7 @@
 //! Nothing in a stage allocates, locks, logs or makes a system call; the vector's arrays
 //! are allocated once, for the largest burst ([`MAX_BURST`]).
 
+mod helper;
 mod ip4;
 mod l2;
 mod nat;
@@ -126,6 +130,8 @@ stages! {
     NatLookup = "nat-lookup",
     NatSlowpath = "nat-slowpath",
     Ip4Forward = "ip4-forward",
+    /// Sessions with a protocol helper only (FTP, TFTP, IRC): payload, sequence offsets.
+    Helper = "helper",
     NatRewrite = "nat-rewrite",
     Ip4Local = "ip4-local",
     Handoff = "handoff",
@@ -139,13 +145,14 @@ stages! {
 
 impl Stage {
     /// The stages that run over the vector, in order (the others are poll-loop steps).
-    pub const PIPELINE: [Stage; 11] = [
+    pub const PIPELINE: [Stage; 12] = [
         Stage::L2Input,
         Stage::Ip4Input,
         Stage::NatClassify,
         Stage::NatLookup,
         Stage::NatSlowpath,
         Stage::Ip4Forward,
+        Stage::Helper,
         Stage::NatRewrite,
         Stage::Ip4Local,
         Stage::Handoff,
@@ -171,6 +178,9 @@ pub const F_HAIRPIN_OUT: u8 = 16;
 pub const F_LOCAL: u8 = 4;
 /// The frame's MACs are written (an ARP reply): `l2-output` sends it as it is.
 pub const F_L2_DONE: u8 = 8;
+/// A session of the frame has a protocol helper: `ip4-forward` sends it through the
+/// `helper` stage on its way to `nat-rewrite`.
+pub const F_HELPER: u8 = 32;
 
 /// The top bit of the `port` value a frame travels with over a handoff ring: the frame
 /// is the second half of a hairpin (the rest is its arrival port).

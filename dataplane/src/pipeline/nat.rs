@@ -2,7 +2,7 @@
 //! `nat-rewrite`, and `handoff` (frames another worker owns leave here), plus
 //! [`publish_nat`]: the NAT's counters into the worker's, once per millisecond.
 
-use super::{Meta, Stage, F_HAIRPIN, F_HAIRPIN_OUT, F_HANDED, F_LOCAL, HANDOFF_HAIRPIN};
+use super::{Meta, Stage, F_HAIRPIN, F_HAIRPIN_OUT, F_HANDED, F_HELPER, F_LOCAL, HANDOFF_HAIRPIN};
 use crate::counters::WorkerCounters;
 use crate::io::{Frame, PacketIo};
 use crate::l3::router::IcmpErrorReq;
@@ -86,6 +86,9 @@ impl<Io: PacketIo> Worker<Io> {
                 Some(hit) => {
                     meta.steps[0] = Some((hit.id, hit.dir));
                     meta.dst = hit.dst;
+                    if hit.helper {
+                        meta.flags |= F_HELPER;
+                    }
                     self.vec.send(i, Stage::Ip4Forward);
                 }
                 None => self.vec.send(i, Stage::NatSlowpath),
@@ -108,6 +111,9 @@ impl<Io: PacketIo> Worker<Io> {
                 Decision::Forward(plan) | Decision::Local(plan) => {
                     meta.steps = plan.steps;
                     meta.dst = plan.dst;
+                    if nat.has_helper(&plan.steps) {
+                        meta.flags |= F_HELPER;
+                    }
                     Stage::Ip4Forward
                 }
                 Decision::Error { reason, msg, code } => {
@@ -209,6 +215,9 @@ pub fn publish_nat(path: &NatPath, c: &WorkerCounters) {
     c.nat_hairpinned.set(p.hairpinned);
     c.nat_icmp_errors_translated.set(p.icmp_errors);
     c.nat_fragments_translated.set(p.fragments);
+    for (cell, v) in c.helpers.iter().zip(nat.helper_counters()) {
+        cell.set(*v);
+    }
     let log = nat.log_counters();
     c.log_events.set(log.events);
     c.log_events_dropped.set(log.dropped);

@@ -37,6 +37,7 @@ use crate::counters::Counter;
 
 use super::rule::{AddrRange, Chain, Cidr, Iface, Negatable, Policy, PortRange, Rule, Target};
 use super::ruleset::RuleSet;
+use crate::nat::HelperKind;
 
 /// What the slow path knows about a new flow when it consults the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +119,15 @@ pub struct ForwardVerdict {
     pub accept: bool,
     /// Index of the deciding rule (including a RETURN); `None` when the policy decided
     /// because nothing matched.
+    pub rule: Option<u32>,
+}
+
+/// The outcome of raw PREROUTING: the protocol helper a new flow gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawVerdict {
+    /// The helper of the first matching `CT --helper` rule, if any.
+    pub helper: Option<HelperKind>,
+    /// Index of that rule; `None` when no rule matched.
     pub rule: Option<u32>,
 }
 
@@ -315,6 +325,8 @@ pub struct CompiledRules {
     /// FORWARD, with RETURN already resolved to the policy.
     forward: Box<[CompiledRule<bool>]>,
     forward_policy: bool,
+    /// raw PREROUTING: `CT --helper` rules.
+    raw: Box<[CompiledRule<HelperKind>]>,
     /// The port forwards of PREROUTING, in rule order.
     forwards: Box<[StaticForward]>,
     /// Per-rule counters (none until [`with_workers`](Self::with_workers)); shared by
@@ -330,6 +342,7 @@ impl Default for CompiledRules {
             postrouting: Box::new([]),
             forward: Box::new([]),
             forward_policy: true,
+            raw: Box::new([]),
             forwards: Box::new([]),
             counters: Arc::default(),
         }
@@ -364,6 +377,10 @@ impl CompiledRules {
             Target::Return => Some(forward_policy),
             _ => None,
         })?;
+        let raw = compile_chain(rules, Chain::RawPrerouting, ports, |t| match *t {
+            Target::Ct { helper } => Some(helper),
+            _ => None,
+        })?;
         let forwards = rules
             .rules(Chain::Prerouting)
             .iter()
@@ -375,7 +392,7 @@ impl CompiledRules {
                 Some(StaticForward { proto, ports, dst: m.dst.map(AddrMatch::new) })
             })
             .collect();
-        Ok(CompiledRules { prerouting, postrouting, forward, forward_policy, forwards, counters: Arc::default() })
+        Ok(CompiledRules { prerouting, postrouting, forward, forward_policy, raw, forwards, counters: Arc::default() })
     }
 
     /// The port forwards (DNAT/REDIRECT with a protocol and destination ports).
@@ -386,7 +403,7 @@ impl CompiledRules {
     /// Give the set zeroed per-rule counters for `workers` workers (worker indices
     /// `0..workers`); without them [`count`](Self::count) counts nothing.
     pub fn with_workers(mut self, workers: usize) -> CompiledRules {
-        let rules = self.prerouting.len() + self.postrouting.len() + self.forward.len();
+        let rules = self.prerouting.len() + self.postrouting.len() + self.forward.len() + self.raw.len();
         self.counters = Arc::new(RuleCounters::new(workers, rules));
         self
     }
@@ -395,9 +412,7 @@ impl CompiledRules {
     /// same rules as `old` (masqd's control plane taking over the set the workers started
     /// with), so nothing counted meanwhile is lost. Sets of another shape keep their own.
     pub fn keep_counters_of(mut self, old: &CompiledRules) -> CompiledRules {
-        let same_shape = [Chain::Prerouting, Chain::Postrouting, Chain::Forward]
-            .iter()
-            .all(|c| self.chain_len(*c) == old.chain_len(*c))
+        let same_shape = Chain::ALL.iter().all(|c| self.chain_len(*c) == old.chain_len(*c))
             && self.counters.workers.len() == old.counters.workers.len();
         if same_shape {
             self.counters = old.counters.clone();
@@ -412,6 +427,7 @@ impl CompiledRules {
             Chain::Prerouting => 0,
             Chain::Postrouting => self.prerouting.len(),
             Chain::Forward => self.prerouting.len() + self.postrouting.len(),
+            Chain::RawPrerouting => self.prerouting.len() + self.postrouting.len() + self.forward.len(),
         };
         2 * (base + rule as usize)
     }
@@ -470,12 +486,25 @@ impl CompiledRules {
         }
     }
 
+    /// raw PREROUTING: the protocol helper a new flow gets by rule (before nat
+    /// PREROUTING, so `--dport` is the port the client asked for).
+    pub fn raw_helper(&self, flow: &FlowMatch) -> RawVerdict {
+        if self.raw.is_empty() {
+            return RawVerdict { helper: None, rule: None };
+        }
+        match first_match(&self.raw, flow) {
+            Some((i, &helper)) => RawVerdict { helper: Some(helper), rule: Some(i) },
+            None => RawVerdict { helper: None, rule: None },
+        }
+    }
+
     /// How many rules `chain` has: the size of a per-rule counter array.
     pub fn chain_len(&self, chain: Chain) -> usize {
         match chain {
             Chain::Prerouting => self.prerouting.len(),
             Chain::Postrouting => self.postrouting.len(),
             Chain::Forward => self.forward.len(),
+            Chain::RawPrerouting => self.raw.len(),
         }
     }
 }
@@ -569,6 +598,24 @@ mod tests {
 
     fn forward(rules: &str) -> CompiledRules {
         compile(&format!("*filter\n{rules}\nCOMMIT\n"))
+    }
+
+    #[test]
+    fn raw_table_names_the_helper() {
+        let c = compile(
+            "*raw\n-A PREROUTING -i wan -p tcp --dport 2121 -j CT --helper ftp\n-A PREROUTING -p udp --dport 1069 -j CT --helper tftp\nCOMMIT\n",
+        )
+        .with_workers(1);
+        let ftp = tcp(WAN, None, "198.51.100.9", "203.0.113.1", 40000, 2121);
+        assert_eq!(c.raw_helper(&ftp), RawVerdict { helper: Some(HelperKind::Ftp), rule: Some(0) });
+        let mut tftp = tcp(LAN, None, "100.64.0.2", "198.51.100.9", 4000, 1069);
+        tftp.proto = 17;
+        assert_eq!(c.raw_helper(&tftp).helper, Some(HelperKind::Tftp));
+        assert_eq!(c.raw_helper(&tcp(LAN, None, "100.64.0.2", "198.51.100.9", 40000, 2121)).helper, None, "-i wan");
+        assert_eq!(compile(EXAMPLE_RULES).raw_helper(&ftp), RawVerdict { helper: None, rule: None });
+        // Counted like any other chain, after the others.
+        c.count(0, Chain::RawPrerouting, Some(1), 60);
+        assert_eq!(c.rule_counts(Chain::RawPrerouting), [(0, 0), (1, 60)]);
     }
 
     #[test]

@@ -9,27 +9,33 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::nat::HelperKind;
+
 /// The longest `--comment` iptables accepts.
 pub const MAX_COMMENT_LEN: usize = 256;
 
-/// An iptables table. masq has two: `nat` (translation) and `filter` (forwarding).
+/// An iptables table. masq has three: `nat` (translation), `filter` (forwarding) and
+/// `raw` (protocol helpers by rule: `CT --helper` only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// `nat`: chains PREROUTING (DNAT, REDIRECT) and POSTROUTING (SNAT, MASQUERADE).
     Nat,
     /// `filter`: chain FORWARD (ACCEPT, DROP).
     Filter,
+    /// `raw`: chain PREROUTING (CT --helper), consulted first for a new flow.
+    Raw,
 }
 
 impl Table {
-    /// Every table, in save order.
-    pub const ALL: [Table; 2] = [Table::Nat, Table::Filter];
+    /// Every table, in save order (`raw` is saved only when it has rules).
+    pub const ALL: [Table; 3] = [Table::Nat, Table::Filter, Table::Raw];
 
-    /// The iptables name (`nat`, `filter`).
+    /// The iptables name (`nat`, `filter`, `raw`).
     pub const fn name(self) -> &'static str {
         match self {
             Table::Nat => "nat",
             Table::Filter => "filter",
+            Table::Raw => "raw",
         }
     }
 
@@ -43,6 +49,7 @@ impl Table {
         match self {
             Table::Nat => &[Chain::Prerouting, Chain::Postrouting],
             Table::Filter => &[Chain::Forward],
+            Table::Raw => &[Chain::RawPrerouting],
         }
     }
 
@@ -52,6 +59,7 @@ impl Table {
         match self {
             Table::Nat => &["INPUT", "OUTPUT"],
             Table::Filter => &["INPUT", "OUTPUT"],
+            Table::Raw => &["OUTPUT"],
         }
     }
 
@@ -67,8 +75,9 @@ impl fmt::Display for Table {
     }
 }
 
-/// A builtin chain. Chain names are unique across masq's tables, so a chain names its
-/// table too.
+/// A builtin chain. A chain names its table too; two chains share a name
+/// (`PREROUTING` of `nat` and of `raw`), so a name alone is looked up in a table
+/// ([`Table::chain`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Chain {
     /// `nat PREROUTING`: destination translation of new inbound flows.
@@ -77,16 +86,18 @@ pub enum Chain {
     Postrouting,
     /// `filter FORWARD`: whether a new flow may pass at all.
     Forward,
+    /// `raw PREROUTING`: which protocol helper a new flow gets (`CT --helper`).
+    RawPrerouting,
 }
 
 impl Chain {
     /// Every chain, in save order.
-    pub const ALL: [Chain; 3] = [Chain::Prerouting, Chain::Postrouting, Chain::Forward];
+    pub const ALL: [Chain; 4] = [Chain::Prerouting, Chain::Postrouting, Chain::Forward, Chain::RawPrerouting];
 
     /// The iptables name.
     pub const fn name(self) -> &'static str {
         match self {
-            Chain::Prerouting => "PREROUTING",
+            Chain::Prerouting | Chain::RawPrerouting => "PREROUTING",
             Chain::Postrouting => "POSTROUTING",
             Chain::Forward => "FORWARD",
         }
@@ -97,7 +108,13 @@ impl Chain {
         match self {
             Chain::Prerouting | Chain::Postrouting => Table::Nat,
             Chain::Forward => Table::Filter,
+            Chain::RawPrerouting => Table::Raw,
         }
+    }
+
+    /// Whether the chain runs before routing (no `-o`).
+    pub const fn before_routing(self) -> bool {
+        matches!(self, Chain::Prerouting | Chain::RawPrerouting)
     }
 
     /// Index into per-chain arrays (`0..Chain::ALL.len()`).
@@ -109,7 +126,7 @@ impl Chain {
     /// translate; dropping is the filter table's job).
     pub const fn allows_policy(self, policy: Policy) -> bool {
         match self.table() {
-            Table::Nat => matches!(policy, Policy::Accept),
+            Table::Nat | Table::Raw => matches!(policy, Policy::Accept),
             Table::Filter => true,
         }
     }
@@ -496,10 +513,16 @@ pub enum Target {
         /// `--to-ports`: destination ports to use.
         ports: Option<PortRange>,
     },
+    /// Give the flow a protocol helper (`-j CT --helper ftp`). raw PREROUTING only,
+    /// and the only target there.
+    Ct {
+        /// `--helper`: which helper.
+        helper: HelperKind,
+    },
 }
 
 /// Every target name, in the order error messages list them.
-pub const TARGET_NAMES: [&str; 7] = ["MASQUERADE", "SNAT", "DNAT", "REDIRECT", "ACCEPT", "DROP", "RETURN"];
+pub const TARGET_NAMES: [&str; 8] = ["MASQUERADE", "SNAT", "DNAT", "REDIRECT", "ACCEPT", "DROP", "RETURN", "CT"];
 
 impl Target {
     /// The iptables name.
@@ -512,6 +535,7 @@ impl Target {
             Target::Snat { .. } => "SNAT",
             Target::Dnat { .. } => "DNAT",
             Target::Redirect { .. } => "REDIRECT",
+            Target::Ct { .. } => "CT",
         }
     }
 
@@ -522,13 +546,16 @@ impl Target {
             | Target::Snat { ports, .. }
             | Target::Dnat { ports, .. }
             | Target::Redirect { ports } => ports,
-            Target::Accept | Target::Drop | Target::Return => None,
+            Target::Accept | Target::Drop | Target::Return | Target::Ct { .. } => None,
         }
     }
 
     /// Whether the target may be used in `chain`, as iptables allows.
     pub const fn allowed_in(&self, chain: Chain) -> bool {
         match self {
+            // The raw table takes CT --helper and nothing else.
+            _ if matches!(chain, Chain::RawPrerouting) => matches!(self, Target::Ct { .. }),
+            Target::Ct { .. } => false,
             Target::Accept | Target::Return => true,
             Target::Drop => matches!(chain, Chain::Forward),
             Target::Masquerade { .. } | Target::Snat { .. } => matches!(chain, Chain::Postrouting),
@@ -572,7 +599,7 @@ impl Rule {
         if m.in_iface.is_some() && chain == Chain::Postrouting {
             return Err(RuleProblem::InterfaceNotAllowed { option: "-i", chain });
         }
-        if m.out_iface.is_some() && chain == Chain::Prerouting {
+        if m.out_iface.is_some() && chain.before_routing() {
             return Err(RuleProblem::InterfaceNotAllowed { option: "-o", chain });
         }
         if m.port_protocol().is_none() {
@@ -600,6 +627,15 @@ impl Rule {
         }
         if target.nat_ports().is_some() && m.port_protocol().is_none() {
             return Err(RuleProblem::NeedsTcpOrUdp { option: target.ports_option() });
+        }
+        if let Target::Ct { helper } = *target {
+            let want = match helper.proto() {
+                crate::nat::Proto::Tcp => Protocol::Tcp,
+                _ => Protocol::Udp,
+            };
+            if m.proto != Some(Negatable::is(want)) {
+                return Err(RuleProblem::HelperNeedsProtocol { helper, proto: want.name().unwrap_or("tcp") });
+            }
         }
         Ok(())
     }
@@ -645,6 +681,15 @@ pub enum RuleProblem {
     /// A comment that is too long or spans lines.
     #[error("comment too long or with a line break (expected at most 256 bytes on one line)")]
     BadComment,
+    /// `CT --helper` without the helper's protocol (`-p tcp` for ftp and irc, `-p udp`
+    /// for tftp), as iptables requires a protocol for a helper.
+    #[error("CT --helper {helper} needs -p {proto} before it")]
+    HelperNeedsProtocol {
+        /// The helper.
+        helper: HelperKind,
+        /// The protocol it serves.
+        proto: &'static str,
+    },
 }
 
 fn allowed_targets(chain: Chain) -> &'static str {
@@ -652,12 +697,15 @@ fn allowed_targets(chain: Chain) -> &'static str {
         Chain::Prerouting => "DNAT, REDIRECT, ACCEPT or RETURN in nat PREROUTING",
         Chain::Postrouting => "SNAT, MASQUERADE, ACCEPT or RETURN in nat POSTROUTING",
         Chain::Forward => "ACCEPT, DROP or RETURN in filter FORWARD",
+        Chain::RawPrerouting => "only CT --helper in raw PREROUTING",
     }
 }
 
 fn interface_options(chain: Chain) -> &'static str {
     match chain {
-        Chain::Prerouting => "only -i in PREROUTING: the output port is not known before routing",
+        Chain::Prerouting | Chain::RawPrerouting => {
+            "only -i in PREROUTING: the output port is not known before routing"
+        }
         Chain::Postrouting => "only -o in POSTROUTING, as iptables",
         Chain::Forward => "-i and -o",
     }
@@ -725,9 +773,12 @@ mod tests {
         assert!(redirect.allowed_in(Chain::Prerouting) && !redirect.allowed_in(Chain::Forward));
         assert!(masq.allowed_in(Chain::Postrouting) && !masq.allowed_in(Chain::Prerouting));
         assert!(!Target::Drop.allowed_in(Chain::Prerouting));
-        for chain in Chain::ALL {
+        for chain in [Chain::Prerouting, Chain::Postrouting, Chain::Forward] {
             assert!(Target::Accept.allowed_in(chain) && Target::Return.allowed_in(chain));
         }
+        let ct = Target::Ct { helper: HelperKind::Ftp };
+        assert!(ct.allowed_in(Chain::RawPrerouting) && !ct.allowed_in(Chain::Prerouting));
+        assert!(!Target::Accept.allowed_in(Chain::RawPrerouting) && !Target::Return.allowed_in(Chain::RawPrerouting));
         assert_eq!(
             Rule::new(Target::Drop).check(Chain::Postrouting),
             Err(RuleProblem::DropInNat { chain: Chain::Postrouting })
@@ -771,5 +822,25 @@ mod tests {
         assert!(Chain::Forward.allows_policy(Policy::Drop));
         assert_eq!(Table::Nat.chain("POSTROUTING"), Some(Chain::Postrouting));
         assert_eq!(Table::Filter.chain("POSTROUTING"), None);
+        assert_eq!(Table::Raw.chain("PREROUTING"), Some(Chain::RawPrerouting));
+        assert!(!Chain::RawPrerouting.allows_policy(Policy::Drop));
+    }
+
+    #[test]
+    fn ct_helper_needs_its_protocol() {
+        let mut rule = Rule::new(Target::Ct { helper: HelperKind::Ftp });
+        let e = rule.check(Chain::RawPrerouting).unwrap_err();
+        assert_eq!(e.to_string(), "CT --helper ftp needs -p tcp before it");
+        rule.matches.proto = Some(Negatable::is(Protocol::Udp));
+        assert!(rule.check(Chain::RawPrerouting).is_err());
+        rule.matches.proto = Some(Negatable::is(Protocol::Tcp));
+        assert_eq!(rule.check(Chain::RawPrerouting), Ok(()));
+        let mut tftp = Rule::new(Target::Ct { helper: HelperKind::Tftp });
+        tftp.matches.proto = Some(Negatable::is(Protocol::Udp));
+        assert_eq!(tftp.check(Chain::RawPrerouting), Ok(()));
+        assert_eq!(
+            Rule::new(Target::Accept).check(Chain::RawPrerouting),
+            Err(RuleProblem::TargetNotAllowed { target: "ACCEPT", chain: Chain::RawPrerouting })
+        );
     }
 }

@@ -329,6 +329,7 @@ impl RuleSet {
                 Chain::Prerouting => &[Chain::Prerouting],
                 Chain::Postrouting => &[Chain::Postrouting],
                 Chain::Forward => &[Chain::Forward],
+                Chain::RawPrerouting => &[Chain::RawPrerouting],
             }),
             Some(chain) => Err(RuleSetError::ChainNotInTable { table, chain }),
         }

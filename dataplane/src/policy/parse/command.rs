@@ -58,7 +58,10 @@ mod tests {
     fn tables() {
         assert_eq!(parse_table("nat"), Ok(Table::Nat));
         assert_eq!(parse_table("filter"), Ok(Table::Filter));
-        assert_eq!(parse_table("mangle").unwrap_err().to_string(), "unknown table \"mangle\" (expected nat or filter)");
+        assert_eq!(
+            parse_table("mangle").unwrap_err().to_string(),
+            "unknown table \"mangle\" (expected nat, filter or raw)"
+        );
         assert!(parse_table("NAT").is_err(), "names are case-sensitive, as in iptables");
     }
 

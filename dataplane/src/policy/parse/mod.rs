@@ -77,7 +77,7 @@ pub enum ParseErrorKind {
     #[error("unterminated quote (expected a closing \")")]
     UnterminatedQuote,
     /// `*mangle`, `-t raw`, `"table": "raw"`...
-    #[error("unknown table \"{token}\" (expected nat or filter)")]
+    #[error("unknown table \"{token}\" (expected nat, filter or raw)")]
     UnknownTable {
         /// The table name given.
         token: String,
@@ -139,6 +139,12 @@ pub enum ParseErrorKind {
     #[error("unknown target \"{token}\" (expected one of {})", TARGET_NAMES.join(", "))]
     UnknownTarget {
         /// The target name given.
+        token: String,
+    },
+    /// `--helper` names no helper masq has.
+    #[error("unknown helper \"{token}\" (expected ftp, tftp or irc)")]
+    UnknownHelper {
+        /// The helper name given.
         token: String,
     },
     /// An option masq does not know.
@@ -304,6 +310,7 @@ fn chain_list(table: Table) -> &'static str {
     match table {
         Table::Nat => "PREROUTING or POSTROUTING",
         Table::Filter => "FORWARD",
+        Table::Raw => "PREROUTING",
     }
 }
 
@@ -323,6 +330,7 @@ impl ParseErrorKind {
         match self {
             K::UnknownInterface { token, .. }
             | K::UnknownTarget { token }
+            | K::UnknownHelper { token }
             | K::UnknownOption { token, .. }
             | K::UnexpectedToken { token, .. }
             | K::BadAddress { token }

@@ -10,12 +10,12 @@ use super::tokenize::tokenize;
 use super::{ParseError, ParseErrorKind};
 
 /// Which tables a rules file contained (iptables-restore replaces only those).
-pub type TablesSeen = [bool; 2];
+pub type TablesSeen = [bool; Table::ALL.len()];
 
 /// Read a whole iptables-save file. Errors carry the line number.
 pub fn parse_save(text: &str, known_ports: &[&str]) -> Result<(RuleSet, TablesSeen), ParseError> {
     let mut rules = RuleSet::default();
-    let mut seen: TablesSeen = [false; 2];
+    let mut seen: TablesSeen = [false; Table::ALL.len()];
     let mut open: Option<Table> = None;
     let mut declared = [false; Chain::ALL.len()];
 
@@ -163,7 +163,7 @@ COMMIT
         assert_eq!(line, Some(4));
         assert_eq!(
             msg,
-            "line 4: unknown target \"SANT\" (expected one of MASQUERADE, SNAT, DNAT, REDIRECT, ACCEPT, DROP, RETURN)"
+            "line 4: unknown target \"SANT\" (expected one of MASQUERADE, SNAT, DNAT, REDIRECT, ACCEPT, DROP, RETURN, CT)"
         );
 
         let (line, msg) = err_line("*filter\n-A FORWARD --dport 22 -p tcp -j ACCEPT\nCOMMIT\n");
@@ -184,7 +184,7 @@ COMMIT
         assert!(msg.ends_with("unknown interface \"eth0\" (expected one of the configured ports: wan, lan, lan2)"));
 
         let cases: &[(&str, usize, &str)] = &[
-            ("*mangle\nCOMMIT\n", 1, "unknown table \"mangle\" (expected nat or filter)"),
+            ("*mangle\nCOMMIT\n", 1, "unknown table \"mangle\" (expected nat, filter or raw)"),
             ("*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", 2, "chain OUTPUT is not supported: masq forwards only and has no local stack"),
             ("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2, "chain INPUT is not supported"),
             ("*filter\n:MINE - [0:0]\nCOMMIT\n", 2, "user-defined chain \"MINE\" is not supported"),

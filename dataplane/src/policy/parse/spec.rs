@@ -11,6 +11,7 @@ use super::super::rule::{
 };
 use super::command::parse_chain;
 use super::{ParseError, ParseErrorKind, SPEC_OPTIONS};
+use crate::nat::HelperKind;
 
 /// Read one `-A CHAIN spec...` rule for `table` (one line of a rules file, tokenized).
 /// Interfaces are checked against `known_ports`, the configured port names.
@@ -47,6 +48,7 @@ enum Opt {
     ToSource,
     ToDestination,
     Random,
+    Helper,
 }
 
 impl Opt {
@@ -67,6 +69,7 @@ impl Opt {
             "--to-source" => Opt::ToSource,
             "--to-destination" => Opt::ToDestination,
             "--random" => Opt::Random,
+            "--helper" => Opt::Helper,
             _ => return None,
         })
     }
@@ -89,6 +92,7 @@ impl Opt {
             Opt::ToSource => "--to-source",
             Opt::ToDestination => "--to-destination",
             Opt::Random => "--random",
+            Opt::Helper => "--helper",
         }
     }
 
@@ -124,6 +128,7 @@ impl Opt {
             Opt::ToPorts => "PORT or FIRST-LAST",
             Opt::ToSource | Opt::ToDestination => "ADDR[-ADDR][:PORT[-PORT]]",
             Opt::Random => "nothing",
+            Opt::Helper => "ftp, tftp or irc",
         }
     }
 }
@@ -138,6 +143,8 @@ struct SpecParser<'a> {
     target: Option<Target>,
     /// SNAT/DNAT got their `--to-...` option.
     nat_addrs_given: bool,
+    /// CT got its `--helper`.
+    helper_given: bool,
 }
 
 /// Read the rule spec `tokens` (everything after `-A CHAIN`) for `chain`.
@@ -150,6 +157,7 @@ pub fn parse_spec(chain: Chain, tokens: &[&str], known_ports: &[&str]) -> Result
         comment: None,
         target: None,
         nat_addrs_given: false,
+        helper_given: false,
     };
     let mut negated = false;
     let mut rest = tokens.iter();
@@ -165,7 +173,10 @@ pub fn parse_spec(chain: Chain, tokens: &[&str], known_ports: &[&str]) -> Result
             return Err(if token.starts_with('-') {
                 ParseErrorKind::UnknownOption {
                     token: token.to_string(),
-                    expected: if p.target.is_some() {
+                    expected: if matches!(p.target, Some(Target::Ct { .. })) {
+                        "--helper: masq's CT target sets a protocol helper and nothing else \
+                         (no --notrack, zones, events or timeouts)"
+                    } else if p.target.is_some() {
                         "an option of the target, or one of -i, -o, -s, -d, -p, -m, --sport, --dport, --icmp-type, --comment"
                     } else {
                         SPEC_OPTIONS
@@ -197,6 +208,9 @@ pub fn parse_spec(chain: Chain, tokens: &[&str], known_ports: &[&str]) -> Result
         return Err(ParseErrorKind::DanglingNegation);
     }
     let target = p.target.ok_or(ParseErrorKind::MissingTarget)?;
+    if matches!(target, Target::Ct { .. }) && !p.helper_given {
+        return Err(ParseErrorKind::MissingTargetOption { target: "CT", option: "--helper" });
+    }
     if !p.nat_addrs_given {
         match target {
             Target::Snat { .. } => {
@@ -231,7 +245,7 @@ impl SpecParser<'_> {
             Opt::InIface | Opt::OutIface => {
                 let refused = match opt {
                     Opt::InIface => self.chain == Chain::Postrouting,
-                    _ => self.chain == Chain::Prerouting,
+                    _ => self.chain.before_routing(),
                 };
                 if refused {
                     return Err(RuleProblem::InterfaceNotAllowed { option: opt.name(), chain: self.chain }.into());
@@ -314,6 +328,18 @@ impl SpecParser<'_> {
                     }
                     _ => Ok(()),
                 }
+            }
+            Opt::Helper => {
+                let Some(Target::Ct { helper }) = &mut self.target else {
+                    return Err(ParseErrorKind::TargetOptionMisplaced { option: "--helper", expected: "-j CT" });
+                };
+                if self.helper_given {
+                    return Err(ParseErrorKind::DuplicateOption { option: "--helper" });
+                }
+                *helper = HelperKind::from_name(value)
+                    .ok_or_else(|| ParseErrorKind::UnknownHelper { token: value.to_string() })?;
+                self.helper_given = true;
+                Ok(())
             }
             Opt::Random => match &mut self.target {
                 Some(Target::Masquerade { random, .. }) => {
@@ -407,6 +433,8 @@ fn parse_target_name(name: &str) -> Result<Target, ParseErrorKind> {
         "SNAT" => Target::Snat { addrs: placeholder, ports: None },
         "DNAT" => Target::Dnat { addrs: placeholder, ports: None },
         "REDIRECT" => Target::Redirect { ports: None },
+        // The helper comes from --helper (required, checked at the end).
+        "CT" => Target::Ct { helper: HelperKind::Ftp },
         other => return Err(ParseErrorKind::UnknownTarget { token: other.to_string() }),
     })
 }
@@ -682,7 +710,7 @@ mod tests {
         let e = err(Table::Nat, "-A POSTROUTING -j SANT");
         assert_eq!(
             e,
-            "unknown target \"SANT\" (expected one of MASQUERADE, SNAT, DNAT, REDIRECT, ACCEPT, DROP, RETURN)"
+            "unknown target \"SANT\" (expected one of MASQUERADE, SNAT, DNAT, REDIRECT, ACCEPT, DROP, RETURN, CT)"
         );
         assert!(err(Table::Nat, "-A POSTROUTING -j SNAT").starts_with("SNAT needs --to-source"));
         assert!(err(Table::Nat, "-A PREROUTING -j DNAT").starts_with("DNAT needs --to-destination"));
@@ -782,6 +810,42 @@ mod tests {
         ok(Table::Filter, "-A FORWARD -i + -j ACCEPT");
         let e = parse_rule(Table::Filter, &["-A", "FORWARD", "-i", "wan", "-j", "ACCEPT"], &[]).unwrap_err();
         assert!(e.to_string().contains("none are configured"), "{e}");
+    }
+
+    #[test]
+    fn raw_table_ct_helper_only() {
+        let r = ok(Table::Raw, "-A PREROUTING -i wan -p tcp --dport 2121 -j CT --helper ftp");
+        assert_eq!(r.target, Target::Ct { helper: HelperKind::Ftp });
+        assert_eq!(r.matches.dst_port, Some(Negatable::is(PortRange::single(2121))));
+        assert_eq!(
+            ok(Table::Raw, "-A PREROUTING -p udp -j CT --helper tftp").target,
+            Target::Ct { helper: HelperKind::Tftp }
+        );
+        assert_eq!(
+            err(Table::Raw, "-A PREROUTING -p tcp -j ACCEPT"),
+            "target ACCEPT is not allowed in chain PREROUTING (expected only CT --helper in raw PREROUTING)"
+        );
+        assert!(err(Table::Raw, "-A PREROUTING -p tcp -j DNAT --to-destination 1.2.3.4")
+            .starts_with("target DNAT is not allowed in chain PREROUTING (expected only CT --helper"));
+        assert_eq!(err(Table::Raw, "-A PREROUTING -p tcp -j CT"), "CT needs --helper");
+        assert_eq!(
+            err(Table::Raw, "-A PREROUTING -p tcp -j CT --helper sip"),
+            "unknown helper \"sip\" (expected ftp, tftp or irc)"
+        );
+        assert_eq!(
+            err(Table::Raw, "-A PREROUTING -p udp -j CT --helper ftp"),
+            "CT --helper ftp needs -p tcp before it"
+        );
+        assert_eq!(err(Table::Raw, "-A PREROUTING -j CT --helper tftp"), "CT --helper tftp needs -p udp before it");
+        assert!(err(Table::Raw, "-A PREROUTING -p tcp -j CT --notrack")
+            .starts_with("unknown option \"--notrack\" (expected --helper: masq's CT target sets a protocol helper"));
+        assert!(
+            err(Table::Raw, "-A PREROUTING -p tcp -j CT --helper ftp --helper irc").starts_with("--helper given twice")
+        );
+        assert!(err(Table::Raw, "-A PREROUTING -p tcp -o wan -j CT --helper ftp").starts_with("-o cannot be used"));
+        assert!(err(Table::Nat, "-A PREROUTING -p tcp -j CT --helper ftp").starts_with("target CT is not allowed"));
+        assert!(err(Table::Nat, "-A PREROUTING -p tcp -j DNAT --helper ftp").starts_with("--helper is not an option"));
+        assert!(err(Table::Raw, "-A OUTPUT -p tcp -j CT --helper ftp").starts_with("chain OUTPUT is not supported"));
     }
 
     #[test]

@@ -325,8 +325,8 @@ fn parse_subcommand(args: &[String]) -> Result<Invocation, UsageError> {
             let filter = SessionFilter::from(filter);
             match action {
                 SessionsAction::List => Action::ListSessions { filter, verbose },
-                SessionsAction::Count => call(Command::SessionsCount { filter }, View::Count),
-                SessionsAction::Flush => call(Command::SessionsFlush { filter }, View::Flushed),
+                SessionsAction::Count => call(Command::SessionsCount { filter, cursor: None }, View::Count),
+                SessionsAction::Flush => call(Command::SessionsFlush { filter, cursor: None }, View::Flushed),
             }
         }
         Sub::Lookup { outside, inside, protocol } => {
@@ -928,7 +928,8 @@ mod tests {
         assert_eq!(
             command("sessions count --state ESTABLISHED").0,
             Command::SessionsCount {
-                filter: SessionFilter { state: Some("ESTABLISHED".into()), ..Default::default() }
+                filter: SessionFilter { state: Some("ESTABLISHED".into()), ..Default::default() },
+                cursor: None
             }
         );
         assert_eq!(
@@ -938,7 +939,8 @@ mod tests {
                     filter: SessionFilter {
                         outside_addr: Some(Ipv4Net::host(Ipv4Addr::new(203, 0, 113, 1))),
                         ..Default::default()
-                    }
+                    },
+                    cursor: None
                 },
                 View::Flushed
             )

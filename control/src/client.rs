@@ -96,6 +96,36 @@ impl Client {
         self.request(command.name(), command.args())
     }
 
+    /// [`Client::call`], and for `sessions.count` and `sessions.flush`, which masqd may cut
+    /// short at its deadline with a `next_cursor`, the same command again from each cursor
+    /// until done: one result with the counts added up (`{"count": N}`, `{"flushed": N}`).
+    pub fn call_to_end(&mut self, command: &Command) -> Result<Value, ClientError> {
+        let key = match command {
+            Command::SessionsCount { .. } => "count",
+            Command::SessionsFlush { .. } => "flushed",
+            other => return self.call(other),
+        };
+        let mut command = command.clone();
+        let mut total = 0u64;
+        loop {
+            let result = self.call(&command)?;
+            total += result.get(key).and_then(Value::as_u64).ok_or_else(|| {
+                ClientError::BadResponse(format!("{} result without a number `{key}`: {result}", command.name()))
+            })?;
+            let next = match result.get("next_cursor") {
+                None | Some(Value::Null) => return Ok(serde_json::json!({ key: total })),
+                Some(Value::String(next)) => next.clone(),
+                Some(other) => return Err(ClientError::BadResponse(format!("`next_cursor` is not a string: {other}"))),
+            };
+            if let Command::SessionsCount { cursor, .. } | Command::SessionsFlush { cursor, .. } = &mut command {
+                if cursor.as_deref() == Some(next.as_str()) {
+                    return Err(ClientError::BadResponse(format!("masqd returned the cursor {next:?} twice")));
+                }
+                *cursor = Some(next);
+            }
+        }
+    }
+
     /// [`Client::call`], decoding the result as `T`.
     pub fn call_as<T: DeserializeOwned>(&mut self, command: &Command) -> Result<T, ClientError> {
         let value = self.call(command)?;

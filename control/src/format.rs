@@ -412,6 +412,23 @@ pub fn stats(s: &Stats) -> String {
         s.sessions_active, s.sessions_created, s.sessions_expired
     );
 
+    // What the shutdown report has beyond the tables above: hairpins, handoffs, ICMP errors
+    // and fragments translated, mappings, refused creations... (the Workers table has the
+    // packet counts; `polls` only measures idle spinning).
+    const SHOWN: &[&str] = &["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "polls"];
+    let counters: Vec<(&String, &u64)> =
+        s.counters.iter().filter(|(k, &v)| v > 0 && !SHOWN.contains(&k.as_str())).collect();
+    if !s.counters.is_empty() {
+        out.push_str("\nCounters (all workers):\n");
+        if counters.is_empty() {
+            out.push_str("  none\n");
+        }
+        let width = counters.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (name, n) in counters {
+            let _ = writeln!(out, "  {name:<width$} {n:>14}");
+        }
+    }
+
     out.push_str("\nDrops by reason:\n");
     if s.drops.values().all(|&n| n == 0) {
         out.push_str("  none\n");
@@ -649,9 +666,23 @@ num   pkts bytes target     prot opt in     out     source               destina
                 icmp: 0,
             }],
             latency_us: Percentiles { samples: 100, p50: 1.0, p90: 2.0, p99: 3.0, p99_9: 4.0, max: 5.5 },
+            counters: [
+                ("forwarded".to_string(), 9),
+                ("nat_hairpinned".to_string(), 2),
+                ("handoff_out".to_string(), 0),
+                ("polls".to_string(), 77),
+            ]
+            .into(),
             ..Default::default()
         };
         let text = stats(&s);
+        assert!(
+            text.contains(
+                "\nCounters (all workers):\n  forwarded                   9\n  nat_hairpinned              2\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("handoff_out") && !text.contains("polls"), "zeros and idle spinning are left out");
         for needle in [
             "inside",
             "port 0 PMD: imissed=3",

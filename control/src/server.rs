@@ -1,8 +1,20 @@
 //! The control socket server: framing, limits, timeouts, concurrency and permissions.
 //!
-//! [`Server::bind`] claims the socket path (creating its directory, replacing a stale
-//! socket, refusing when a live server answers there) and sets its mode: `0600`, or `0660`
-//! owned by the `[control] group`. [`Server::spawn`] starts the control thread, which
+//! [`Server::bind`] claims the socket path and makes it safe before anyone can connect:
+//!
+//! - it creates the socket's directory (0755) if missing, and refuses a directory that
+//!   group or others may write without the sticky bit, or that is owned by another user
+//!   (either could swap the socket for something else);
+//! - it takes an exclusive `flock` on `<socket>.lock` (created 0600, never through a
+//!   symlink, kept for the server's life): a second server on the same path stops there,
+//!   so two masqd can never unlink each other's socket, and a stale socket is replaced
+//!   only by the holder of the lock;
+//! - it binds with a restrictive umask, so the socket is created with its final mode —
+//!   `0600`, or `0660` for the `[control] group` — and never exists with a wider one;
+//!   the group is set with `fchownat(AT_SYMLINK_NOFOLLOW)`, which never follows a symlink,
+//!   and the socket's identity (device, inode) is checked after it.
+//!
+//! [`Server::spawn`] starts the control thread, which
 //! accepts clients and serves each on its own thread, up to
 //! [`ServerOptions::max_clients`]; one more is told `busy` and closed. Each client thread
 //! reads newline-delimited requests, answers each through the one door, [`respond`], and
@@ -16,19 +28,23 @@
 //! - stall the server by not reading: a response that cannot be written within
 //!   `write_timeout` closes the connection, nothing is queued;
 //! - stall other clients or the workers: clients have their own threads, and the handler
-//!   is the dataplane's to keep off the fast path.
+//!   is the dataplane's to keep off the fast path;
+//! - change anything unseen: every command that changes state (the table's
+//!   [`CommandSpec::mutates`](crate::protocol::CommandSpec::mutates)) is logged with the
+//!   peer's uid, gid and pid (`SO_PEERCRED`) and its outcome, by the client's thread
+//!   ([`ServerOptions::audit`]; masqd's goes to stderr, so to the journal).
 //!
 //! [`ServerHandle::shutdown`] (or dropping the handle) stops accepting, lets in-flight
 //! requests finish, joins every thread and removes the socket file.
 
-use std::fs::{self, DirBuilder, Permissions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -36,6 +52,38 @@ use serde_json::Value;
 
 use crate::io_reason;
 use crate::protocol::{Command, ControlError, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
+
+/// Who is on the other end of a connection, as the kernel says (`SO_PEERCRED`): the
+/// credentials of the process that connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    /// 0 when the kernel does not know (a peer in another pid namespace).
+    pub pid: i32,
+}
+
+impl Peer {
+    /// The credentials of `stream`'s peer.
+    pub fn of(stream: &UnixStream) -> io::Result<Peer> {
+        let c = rustix::net::sockopt::socket_peercred(stream)?;
+        Ok(Peer { uid: c.uid.as_raw(), gid: c.gid.as_raw(), pid: c.pid.as_raw_pid() })
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "uid {} gid {} pid {}", self.uid, self.gid, self.pid)
+    }
+}
+
+/// Where the audit lines of state-changing commands go (one line each, no newline).
+pub type AuditSink = fn(&str);
+
+/// masqd's audit sink: standard error (the journal, under systemd), as `masqd: control: ...`.
+pub fn audit_to_stderr(line: &str) {
+    eprintln!("masqd: {line}");
+}
 
 /// What masqd implements to answer commands. Called from client threads, concurrently.
 pub trait Handler: Send + Sync + 'static {
@@ -54,6 +102,13 @@ impl<T: Handler> Handler for Arc<T> {
 /// Answer one request line (without its newline): the one door every request goes through.
 /// A handler that panics yields an `internal` error rather than taking the server down.
 pub fn respond<H: Handler + ?Sized>(handler: &H, line: &[u8]) -> Response {
+    respond_as(handler, line, None)
+}
+
+/// [`respond`] for a known peer: a command that changes state is then written to `audit`,
+/// one line with the peer's credentials, the command, its arguments (a `rules.restore`
+/// text by its size) and the outcome.
+pub fn respond_as<H: Handler + ?Sized>(handler: &H, line: &[u8], audit: Option<(&Peer, AuditSink)>) -> Response {
     let request = match Request::from_line(line) {
         Ok(request) => request,
         Err(e) => return Response::failure(e.id, e.error),
@@ -62,13 +117,39 @@ pub fn respond<H: Handler + ?Sized>(handler: &H, line: &[u8]) -> Response {
         Ok(command) => command,
         Err(e) => return Response::failure(request.id, e),
     };
+    let logged =
+        audit.filter(|_| command.kind().spec().mutates).map(|(peer, sink)| (*peer, sink, audit_args(&command)));
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(command)))
         .unwrap_or_else(|_| Err(ControlError::internal(format!("{} failed: the handler panicked", request.cmd))));
+    if let Some((peer, sink, args)) = logged {
+        let result = match &outcome {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("refused ({}): {}", e.code, e.message),
+        };
+        sink(&format!("control: {peer}: {} {args}: {result}", request.cmd));
+    }
     Response { id: request.id, outcome }
 }
 
+/// A command's arguments for the audit log: its JSON, with a restore's text given by its
+/// size and the whole cut at 1000 characters.
+fn audit_args(command: &Command) -> String {
+    let mut args = command.args();
+    if let Some(text) = args.get_mut("text") {
+        let n = text.as_str().map_or(0, str::len);
+        *text = Value::String(format!("<{n} bytes>"));
+    }
+    let mut line = args.to_string();
+    if line.len() > 1000 {
+        let cut = (0..=1000).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    line
+}
+
 /// Limits and timeouts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Clients served at once; one more is answered `busy` and closed.
     pub max_clients: usize,
@@ -80,6 +161,8 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// A response must be accepted by the client's socket within this long.
     pub write_timeout: Duration,
+    /// Where the audit lines of state-changing commands go ([`audit_to_stderr`]).
+    pub audit: AuditSink,
 }
 
 impl Default for ServerOptions {
@@ -90,6 +173,7 @@ impl Default for ServerOptions {
             idle_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(5),
+            audit: audit_to_stderr,
         }
     }
 }
@@ -99,8 +183,13 @@ impl Default for ServerOptions {
 pub enum ServerError {
     #[error("cannot create directory {}: {}", path.display(), io_reason(source))]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("masqd is already running: another server answers on {}", path.display())]
-    AlreadyRunning { path: PathBuf },
+    /// Another server holds the socket's lock, or answers on the socket.
+    #[error("masqd is already running: {reason}")]
+    AlreadyRunning { path: PathBuf, reason: String },
+    #[error("cannot lock {}: {}", lock.display(), io_reason(source))]
+    Lock { lock: PathBuf, source: io::Error },
+    #[error("refusing the control socket's directory {}: {reason}", dir.display())]
+    UnsafeDirectory { dir: PathBuf, reason: String },
     #[error("{} exists and is not a socket; refusing to replace it", path.display())]
     NotASocket { path: PathBuf },
     #[error("cannot bind {}: {}", path.display(), io_reason(source))]
@@ -109,6 +198,8 @@ pub enum ServerError {
     UnknownGroup { group: String },
     #[error("cannot set owner or mode of {}: {}", path.display(), io_reason(source))]
     Permissions { path: PathBuf, source: io::Error },
+    #[error("{} changed under masqd while it was being set up (now not the socket masqd bound); refusing", path.display())]
+    Replaced { path: PathBuf },
     #[error("cannot start the control thread: {}", io_reason(.0))]
     Spawn(io::Error),
 }
@@ -136,17 +227,24 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let path = path.as_ref().to_path_buf();
         let gid = group.map(resolve_group).transpose()?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        if !dir.exists() {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
-                .create(dir)
-                .map_err(|source| ServerError::CreateDir { path: dir.to_path_buf(), source })?;
+                .create(&dir)
+                .map_err(|source| ServerError::CreateDir { path: dir.clone(), source })?;
         }
+        check_directory(&dir)?;
+        let lock = take_lock(&path)?;
         clear_stale(&path)?;
-        let listener = UnixListener::bind(&path).map_err(|source| ServerError::Bind { path: path.clone(), source })?;
+        let mode = if gid.is_some() { 0o660 } else { 0o600 };
+        let listener = bind_with_mode(&path, mode)?;
         // From here on the file is ours: remove it again if anything below fails.
-        let mut socket = SocketFile { path, identity: None };
+        let mut socket = SocketFile { path, identity: None, _lock: Some(lock) };
         socket.restrict(gid)?;
         Ok(Server { listener, socket, options })
     }
@@ -219,30 +317,42 @@ impl Drop for ServerHandle {
 // The socket file
 // ---------------------------------------------------------------------------------------
 
-/// The bound socket's path, and its (device, inode) so that we only ever remove our own.
+/// The bound socket's path, its (device, inode) so that we only ever remove our own, and
+/// the lock that makes it ours (released after the socket is removed).
 #[derive(Debug)]
 struct SocketFile {
     path: PathBuf,
     identity: Option<(u64, u64)>,
+    /// `<socket>.lock`, locked: held, never read, for as long as the socket is ours.
+    _lock: Option<File>,
 }
 
 impl SocketFile {
+    /// Record the socket's identity and, for a group, give it to that group — without
+    /// following a symlink, and checking the file is still the socket bound.
     fn restrict(&mut self, gid: Option<u32>) -> Result<(), ServerError> {
         let path = self.path.clone();
+        let identity = |path: &Path| -> Result<(u64, u64), ServerError> {
+            let meta = fs::symlink_metadata(path)
+                .map_err(|source| ServerError::Permissions { path: path.to_path_buf(), source })?;
+            if !meta.file_type().is_socket() {
+                return Err(ServerError::Replaced { path: path.to_path_buf() });
+            }
+            Ok((meta.dev(), meta.ino()))
+        };
         let result = (|| {
-            let meta = fs::symlink_metadata(&path)?;
-            self.identity = Some((meta.dev(), meta.ino()));
-            fs::set_permissions(&path, Permissions::from_mode(0o600))?;
+            let bound = identity(&path)?;
+            self.identity = Some(bound);
             if let Some(gid) = gid {
-                std::os::unix::fs::chown(&path, None, Some(gid))?;
-                fs::set_permissions(&path, Permissions::from_mode(0o660))?;
+                chown_no_follow(&path, gid)
+                    .map_err(|source| ServerError::Permissions { path: path.clone(), source })?;
+                if identity(&path)? != bound {
+                    return Err(ServerError::Replaced { path: path.clone() });
+                }
             }
             Ok(())
         })();
-        result.map_err(|source| {
-            self.remove();
-            ServerError::Permissions { path, source }
-        })
+        result.inspect_err(|_| self.remove())
     }
 
     fn remove(&mut self) {
@@ -258,7 +368,98 @@ impl SocketFile {
 impl Drop for SocketFile {
     fn drop(&mut self) {
         self.remove();
+        // `_lock` is dropped after this: the lock outlives the socket file.
     }
+}
+
+/// The lock file of the socket at `path`: `<path>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Open `<path>.lock` (created 0600; never through a symlink; ours) and take an exclusive
+/// `flock` on it without waiting. The lock file is left in place when masqd stops
+/// (removing it would let a third masqd lock a new file while a second holds the old one).
+fn take_lock(path: &Path) -> Result<File, ServerError> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let lock = lock_path(path);
+    let fail = |source: io::Error| ServerError::Lock { lock: lock.clone(), source };
+    let fd = rustix::fs::open(
+        &lock,
+        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY,
+        Mode::RUSR | Mode::WUSR,
+    )
+    .map_err(|e| fail(e.into()))?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(fail)?;
+    if !meta.file_type().is_file() || meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(fail(io::Error::other(format!(
+            "not a regular file owned by masqd's user (uid {}); remove it",
+            rustix::process::geteuid().as_raw()
+        ))));
+    }
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::AlreadyRunning {
+            path: path.to_path_buf(),
+            reason: format!("another masqd holds {} (the lock of {})", lock.display(), path.display()),
+        }),
+        Err(e) => Err(fail(e.into())),
+    }
+}
+
+/// Refuse a directory others could use to swap the socket: writable by group or others
+/// without the sticky bit, or owned by someone other than root or masqd's user.
+fn check_directory(dir: &Path) -> Result<(), ServerError> {
+    let unsafe_dir = |reason: String| ServerError::UnsafeDirectory { dir: dir.to_path_buf(), reason };
+    let meta = fs::metadata(dir).map_err(|e| unsafe_dir(io_reason(&e)))?;
+    if !meta.is_dir() {
+        return Err(unsafe_dir("not a directory".into()));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(unsafe_dir(format!(
+            "it is writable by {} (mode {:04o}) without the sticky bit, so another user could replace the \
+             socket; use a directory only root can write (e.g. /run/masq), or chmod g-w,o-w it",
+            match (mode & 0o020 != 0, mode & 0o002 != 0) {
+                (true, true) => "group and others",
+                (true, false) => "its group",
+                _ => "others",
+            },
+            mode & 0o7777
+        )));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(unsafe_dir(format!(
+            "it is owned by uid {}, not by root or masqd's user (uid {me}), so its owner could replace the socket",
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// The process umask is process-wide: binds in this process take turns.
+static UMASK: Mutex<()> = Mutex::new(());
+
+/// Bind `path` with the umask set so that the socket is created with `mode` (no wider
+/// mode ever exists), then restore the umask. masqd binds before it starts other threads;
+/// in tests, binds of this crate take turns.
+fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
+    use rustix::fs::Mode;
+    let _turn = UMASK.lock().unwrap_or_else(|e| e.into_inner());
+    let old = rustix::process::umask(Mode::from_bits_truncate(0o777 & !mode));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(old);
+    bound.map_err(|source| ServerError::Bind { path: path.to_path_buf(), source })
+}
+
+/// `chown :gid path`, never following a symlink (`fchownat` with `AT_SYMLINK_NOFOLLOW`).
+fn chown_no_follow(path: &Path, gid: u32) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Gid, CWD};
+    rustix::fs::chownat(CWD, path, None, Some(Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
 }
 
 /// Remove a socket nobody answers on; refuse a live one or a file that is not a socket.
@@ -272,7 +473,10 @@ fn clear_stale(path: &Path) -> Result<(), ServerError> {
         return Err(ServerError::NotASocket { path: path.to_path_buf() });
     }
     match UnixStream::connect(path) {
-        Ok(_) => Err(ServerError::AlreadyRunning { path: path.to_path_buf() }),
+        Ok(_) => Err(ServerError::AlreadyRunning {
+            path: path.to_path_buf(),
+            reason: format!("another server answers on {}", path.display()),
+        }),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             fs::remove_file(path).map_err(|source| ServerError::Bind { path: path.to_path_buf(), source })
         }
@@ -284,6 +488,9 @@ fn clear_stale(path: &Path) -> Result<(), ServerError> {
 /// be given as numbers).
 fn resolve_group(group: &str) -> Result<u32, ServerError> {
     if let Ok(gid) = group.parse::<u32>() {
+        if gid == u32::MAX {
+            return Err(ServerError::UnknownGroup { group: group.to_string() });
+        }
         return Ok(gid);
     }
     fs::read_to_string("/etc/group")
@@ -377,11 +584,13 @@ fn serve_client<H: Handler>(mut stream: UnixStream, handler: &H, shared: &Shared
     if stream.set_write_timeout(Some(options.write_timeout)).is_err() {
         return;
     }
+    // Unknown credentials (they are always known on Linux) are logged as such.
+    let peer = Peer::of(&stream).unwrap_or(Peer { uid: u32::MAX, gid: u32::MAX, pid: 0 });
     let mut reader = LineReader::new(options.max_request_bytes);
     loop {
         let (response, last) = match reader.next(&mut stream, shared) {
             Event::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Event::Line(line) => (respond(handler, &line), false),
+            Event::Line(line) => (respond_as(handler, &line, Some((&peer, options.audit))), false),
             Event::TooLarge => {
                 let message = format!(
                     "request line exceeds {} bytes; it was discarded up to its newline",
@@ -601,6 +810,47 @@ mod tests {
         assert_eq!(gid_in_etc_group(text, "broken"), None);
         assert_eq!(resolve_group("1234").unwrap(), 1234);
         assert!(matches!(resolve_group("no-such-group-xyz"), Err(ServerError::UnknownGroup { .. })));
+    }
+
+    /// A scratch directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("masq-server-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_socket_is_never_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Scratch::new("link");
+        let victim = dir.0.join("victim");
+        fs::write(&victim, "keep").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        let before = fs::metadata(&victim).unwrap();
+        let link = dir.0.join("masqd.sock");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        // Something swapped the socket for a symlink before its group was set: refused,
+        // and the file it points to keeps its mode and owner.
+        let mut socket = SocketFile { path: link.clone(), identity: None, _lock: None };
+        let gid = before.gid().wrapping_add(1);
+        assert!(matches!(socket.restrict(Some(gid)), Err(ServerError::Replaced { .. })));
+        // The chown itself never follows a link either (as root it may change the link's).
+        let _ = chown_no_follow(&link, gid);
+        let after = fs::metadata(&victim).unwrap();
+        assert_eq!((after.mode(), after.uid(), after.gid()), (before.mode(), before.uid(), before.gid()));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(fs::symlink_metadata(&link).is_ok(), "not ours: not removed");
     }
 
     struct Echo;

@@ -186,6 +186,7 @@ fn stats_version_config_and_raw_json() {
     assert!(stats.contains("Sessions: 25 active, 40 created, 15 expired"), "{stats}");
     assert!(stats.contains("no_route"));
     assert!(stats.contains("p99.9 15.0"));
+    assert!(stats.contains("Counters (all workers):") && stats.contains("nat_hairpinned"), "{stats}");
     let json: serde_json::Value = serde_json::from_str(&ok(s, "stats --json")).unwrap();
     assert_eq!(json["latency_us"]["p99_9"], 15.0);
 

@@ -197,7 +197,7 @@ fn session_commands_round_trip_with_paging_and_filters() {
     assert_eq!((pages, all.len()), (3, SESSIONS));
 
     let tcp = SessionFilter { protocol: Some(Protocol::Tcp), ..Default::default() };
-    let count: SessionCount = c.call_as(&Command::SessionsCount { filter: tcp.clone() }).unwrap();
+    let count: SessionCount = c.call_as(&Command::SessionsCount { filter: tcp.clone(), cursor: None }).unwrap();
     assert_eq!(count.count, 10);
     let established = SessionFilter { state: Some("established".into()), ..tcp.clone() };
     let page: SessionPage =
@@ -209,11 +209,13 @@ fn session_commands_round_trip_with_paging_and_filters() {
     let count = c.request("sessions.count", json!({"inside_addr": "100.64.0.2", "remote_port": 53})).unwrap();
     assert_eq!(count, json!({"count": 2}));
 
-    let flushed: Flushed = c.call_as(&Command::SessionsFlush { filter: tcp }).unwrap();
+    let flushed: Flushed = c.call_as(&Command::SessionsFlush { filter: tcp, cursor: None }).unwrap();
     assert_eq!(flushed.flushed, 10);
-    let flushed: Flushed = c.call_as(&Command::SessionsFlush { filter: SessionFilter::default() }).unwrap();
+    let flushed: Flushed =
+        c.call_as(&Command::SessionsFlush { filter: SessionFilter::default(), cursor: None }).unwrap();
     assert_eq!(flushed.flushed, 15);
-    let count: SessionCount = c.call_as(&Command::SessionsCount { filter: SessionFilter::default() }).unwrap();
+    let count: SessionCount =
+        c.call_as(&Command::SessionsCount { filter: SessionFilter::default(), cursor: None }).unwrap();
     assert_eq!(count.count, 0);
 }
 

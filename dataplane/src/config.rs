@@ -222,7 +222,15 @@ pub struct ControlConfig {
     pub socket: String,
     /// Group allowed to use the socket (mode 0660); none means root only (0600).
     pub group: Option<String>,
+    /// The most rules masqd holds, all chains together (`--rules` and every change).
+    pub max_rules: usize,
 }
+
+/// `[control] max_rules` when absent.
+pub const DEFAULT_MAX_RULES: usize = 10_000;
+
+/// The largest `[control] max_rules` accepted.
+pub const MAX_MAX_RULES: usize = 1_000_000;
 
 /// Which translation events `[logging] events` asks for (see `docs/logging.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -583,6 +591,7 @@ struct RawTimeouts {
 struct RawControl {
     socket: Option<String>,
     group: Option<String>,
+    max_rules: Option<usize>,
 }
 
 /// `[[nat.deterministic]]`: prefixes parsed, tables built and checked against each other
@@ -1004,18 +1013,23 @@ impl RawConfig {
             ("timeouts.icmp", timeouts.icmp),
             ("timeouts.other", timeouts.other),
         ] {
-            if v == 0 || v > 7 * 24 * 3600 {
-                return Err(ConfigError::new(k, format!("{v} s is outside 1..=604800")));
-            }
+            crate::nat::timeouts::check_timeout(v).map_err(|e| ConfigError::new(k, e.to_string()))?;
         }
 
         let control = ControlConfig {
             socket: self.control.socket.unwrap_or_else(|| "/run/masq/masqd.sock".to_string()),
             group: self.control.group,
+            max_rules: self.control.max_rules.unwrap_or(DEFAULT_MAX_RULES),
         };
         let metrics = self.metrics.as_ref().map(RawMetrics::validate).transpose()?;
         if control.socket.is_empty() {
             return Err(ConfigError::new("control.socket", "empty path"));
+        }
+        if !(1..=MAX_MAX_RULES).contains(&control.max_rules) {
+            return Err(ConfigError::new(
+                "control.max_rules",
+                format!("{} is outside 1..={MAX_MAX_RULES}", control.max_rules),
+            ));
         }
 
         let logging = self.logging.validate()?;
@@ -1102,7 +1116,19 @@ mac = "02:00:00:00:02:01"
         assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 });
         assert_eq!(c.nat.filtering, Filtering::EndpointIndependent);
         assert_eq!(c.control.socket, "/run/masq/masqd.sock");
+        assert_eq!(c.control.max_rules, DEFAULT_MAX_RULES);
         assert_eq!(c.port_index("wan"), Some(1));
+    }
+
+    #[test]
+    fn control_section() {
+        let c = Config::parse(&format!("{EXAMPLE}\n[control]\nsocket = \"/tmp/m.sock\"\nmax_rules = 5\n")).unwrap();
+        assert_eq!((c.control.socket.as_str(), c.control.max_rules), ("/tmp/m.sock", 5));
+        for bad in ["0", "1000001"] {
+            let e = err(&format!("{EXAMPLE}\n[control]\nmax_rules = {bad}\n"));
+            assert_eq!(e.field, "control.max_rules");
+            assert_eq!(e.message, format!("{bad} is outside 1..=1000000"));
+        }
     }
 
     #[test]
@@ -1215,6 +1241,8 @@ mac = "02:00:00:00:02:01"
         assert_eq!(e.field, "nat.filtering");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));
         assert_eq!(e.field, "timeouts.udp");
+        let e = err(&format!("{EXAMPLE}\n[timeouts]\ntcp = 604801\n"));
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("timeouts.tcp", "604801 s is outside 1..=604800"));
     }
 
     #[test]

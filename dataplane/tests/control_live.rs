@@ -176,8 +176,8 @@ fn every_command_answers_on_a_live_masqd() {
         Command::RulesDelete { table: "nat".into(), chain: "PREROUTING".into(), rule: RuleSelector::Number(1) },
         Command::RulesFlush { table: "nat".into(), chain: None },
         Command::SessionsList { filter: SessionFilter::default(), cursor: None, limit: 100 },
-        Command::SessionsCount { filter: SessionFilter::default() },
-        Command::SessionsFlush { filter: SessionFilter::default() },
+        Command::SessionsCount { filter: SessionFilter::default(), cursor: None },
+        Command::SessionsFlush { filter: SessionFilter::default(), cursor: None },
         Command::ExpectationsList,
         Command::StatsGet,
         Command::TimeoutsGet,
@@ -477,6 +477,105 @@ fn a_second_masqd_on_the_same_socket_refuses_to_start() {
 }
 
 #[test]
+fn every_change_through_the_socket_is_logged_with_who_made_it() {
+    let live = Live::on_null();
+    let out = live.masqctl(&["-A", "FORWARD", "-s", "192.0.2.77", "-j", "DROP"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = live.masqctl(&["-A", "FORWARD", "-s", "192.0.2.78", "-i", "eth9", "-j", "DROP"]);
+    assert_eq!(out.status.code(), Some(1));
+    live.masqctl(&["-L", "FORWARD"]);
+    live.masqctl(&["-M", "-S", "0", "0", "170"]);
+    let log = live.masqd.log();
+    let uid = effective_uid();
+    let line = |needle: &str| log.lines().find(|l| l.contains(needle)).map(str::to_string);
+    let added = line("192.0.2.77").unwrap_or_else(|| panic!("no audit line:\n{log}"));
+    assert!(added.starts_with(&format!("masqd: control: uid {uid} gid ")), "{added}");
+    assert!(added.contains(" pid ") && added.contains(": rules.append {") && added.ends_with(": ok"), "{added}");
+    let refused = line("192.0.2.78").unwrap_or_else(|| panic!("no audit line for the refusal:\n{log}"));
+    assert!(refused.contains("refused (bad_args)") && refused.contains("eth9"), "{refused}");
+    assert!(line(": timeouts.set {\"udp\":170}: ok").is_some(), "{log}");
+    assert!(line("rules.list").is_none(), "reads are not logged:\n{log}");
+    live.stop().assert_clean();
+}
+
+/// The effective uid, from /proc (no libc in tests).
+fn effective_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)?.parse().ok()))
+        .unwrap_or(u32::MAX)
+}
+
+#[test]
+fn timeouts_through_the_socket_have_the_config_files_bounds() {
+    let live = Live::on_null();
+    let out = live.masqctl(&["-M", "-S", "7200", "0", "604801"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`udp`: 604801 s is outside 1..=604800"), "{err}");
+    let t: Timeouts = live.call_as(&Command::TimeoutsGet);
+    assert_eq!((t.tcp, t.udp), (7440, 300), "nothing changed");
+    let e = server_error(
+        live.client().call(&Command::TimeoutsSet(TimeoutsUpdate { icmp: Some(u32::MAX), ..Default::default() })),
+    );
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadArgs, Some("icmp")));
+    assert!(live.masqctl(&["-M", "-S", "604800", "1", "1"]).status.success());
+    live.stop().assert_clean();
+}
+
+#[test]
+fn the_rule_count_is_bounded_by_max_rules() {
+    let dir = TempDir::new("ctl-maxrules");
+    let socket = dir.join("m.sock");
+    let control = format!("[control]\nsocket = {}\nmax_rules = 2", json!(socket.display().to_string()));
+    // A rules file over the limit stops masqd before EAL, naming the file.
+    let three = "*filter\n-A FORWARD -s 10.0.0.1 -j DROP\n-A FORWARD -s 10.0.0.2 -j DROP\n\
+                 -A FORWARD -s 10.0.0.3 -j DROP\nCOMMIT\n";
+    let masqd = Masqd::start(&null_config().extra_toml(&control).rules(three));
+    let stopped = masqd.wait_exit(Duration::from_secs(10));
+    assert!(!stopped.status.success(), "{}", stopped.log);
+    assert!(stopped.log.contains("rules.v4: 3 rules, more than [control] max_rules = 2"), "{}", stopped.log);
+    assert!(!stopped.log.contains("EAL"), "{}", stopped.log);
+    // Live: the third rule is refused, and nothing changes.
+    let mut masqd = Masqd::start(&null_config().extra_toml(&control));
+    masqd.expect_ready(READY);
+    let live = Live { masqd, socket };
+    for n in 1..=2 {
+        let out = live.masqctl(&["-A", "FORWARD", "-s", &format!("10.0.0.{n}"), "-j", "DROP"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = live.masqctl(&["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("too many rules") && err.contains("at most 2"), "{err}");
+    let saved: SavedRules = live.call_as(&Command::RulesSave { table: None });
+    assert!(!saved.text.contains("MASQUERADE") && saved.text.contains("10.0.0.2"), "{}", saved.text);
+    assert_eq!(live.call(&Command::ConfigGet)["control"]["max_rules"], 2);
+    live.stop().assert_clean();
+}
+
+#[test]
+fn a_socket_directory_others_may_write_stops_masqd_before_eal() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("ctl-opendir");
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg =
+        null_config().extra_toml(&format!("[control]\nsocket = {}", json!(open.join("m.sock").display().to_string())));
+    let stopped = Masqd::run_to_exit(&cfg.to_toml(), &[], Duration::from_secs(10));
+    assert!(!stopped.status.success(), "{}", stopped.log);
+    assert!(
+        stopped.log.contains(&format!("refusing the control socket's directory {}", open.display()))
+            && stopped.log.contains("sticky"),
+        "{}",
+        stopped.log
+    );
+    assert!(!stopped.log.contains("EAL arguments"), "{}", stopped.log);
+    assert!(!open.join("m.sock").exists());
+}
+
+#[test]
 fn a_stale_socket_file_is_replaced() {
     let dir = TempDir::new("ctl-stale");
     let socket = dir.join("stale.sock");
@@ -537,10 +636,33 @@ fn with_sessions_under(dir: &TempDir, n: u16, rules: &str) -> Live {
         .neighbor("lan", "100.64.0.2", HOST_MAC)
         .rules(rules);
     let live = Live::start(cfg);
-    let count =
-        |live: &Live| live.call_as::<SessionCount>(&Command::SessionsCount { filter: SessionFilter::default() }).count;
+    let count = |live: &Live| {
+        live.call_as::<SessionCount>(&Command::SessionsCount { filter: SessionFilter::default(), cursor: None }).count
+    };
     assert!(wait_until(Duration::from_secs(10), || count(&live) == u64::from(n)), "{}", live.masqd.log());
     live
+}
+
+#[test]
+fn stats_carry_the_counters_of_the_shutdown_report() {
+    let dir = TempDir::new("ctl-counters");
+    let live = with_sessions(&dir, 20);
+    let stats: Stats = live.call_as(&Command::StatsGet);
+    let w = &stats.workers[0].counters;
+    for key in ["nat_hairpinned", "handoff_out", "handoff_in", "nat_icmp_errors_translated", "nat_fragments_translated"]
+    {
+        assert_eq!(w.get(key), Some(&0), "{key}: {w:?}");
+    }
+    assert_eq!((w["nat_mappings"], w["nat_sessions_created"], w["forwarded"]), (20, 20, 20), "{w:?}");
+    assert_eq!(stats.counters["forwarded"], 20, "{:?}", stats.counters);
+    let out = live.masqctl(&["stats"]);
+    assert!(text(&out).contains("nat_mappings") && text(&out).contains("Counters (all workers):"), "{}", text(&out));
+    // The traffic is over (pcap ports read once): the report says the same, name for name.
+    let stopped = live.stop();
+    stopped.assert_clean();
+    for (key, value) in w.iter().filter(|(k, _)| !matches!(k.as_str(), "polls" | "rx_packets" | "rx_bytes")) {
+        assert_eq!(stopped.expect_counter(&format!("worker:0 {key}")), *value, "{key}");
+    }
 }
 
 #[test]
@@ -570,8 +692,10 @@ fn sessions_list_count_and_flush_on_a_live_masqd() {
         assert_eq!(s.remote.to_string(), "198.51.100.7:53");
         assert!(s.expires_in_secs > 0 && s.expires_in_secs <= 300);
     }
-    let filtered: SessionCount = live
-        .call_as(&Command::SessionsCount { filter: SessionFilter { inside_port: Some(30007), ..Default::default() } });
+    let filtered: SessionCount = live.call_as(&Command::SessionsCount {
+        filter: SessionFilter { inside_port: Some(30007), ..Default::default() },
+        cursor: None,
+    });
     assert_eq!(filtered.count, 1);
     let stats: Stats = live.call_as(&Command::StatsGet);
     assert_eq!((stats.sessions_active, stats.sessions_created), (300, 300));
@@ -580,11 +704,19 @@ fn sessions_list_count_and_flush_on_a_live_masqd() {
     assert_eq!(stats.port_utilisation.len(), 1, "{:?}", stats.port_utilisation);
     let u = &stats.port_utilisation[0];
     assert_eq!((u.address, u.capacity, u.udp, u.tcp, u.icmp), (ip4("203.0.113.1"), 1023 + 64512, 300, 0, 0));
-    let flushed =
-        live.call(&Command::SessionsFlush { filter: SessionFilter { inside_port: Some(30007), ..Default::default() } });
+    let flushed = live.call(&Command::SessionsFlush {
+        filter: SessionFilter { inside_port: Some(30007), ..Default::default() },
+        cursor: None,
+    });
     assert_eq!(flushed, json!({"flushed": 1}));
-    assert_eq!(live.call(&Command::SessionsFlush { filter: SessionFilter::default() }), json!({"flushed": 299}));
-    assert_eq!(live.call(&Command::SessionsCount { filter: SessionFilter::default() }), json!({"count": 0}));
+    assert_eq!(
+        live.call(&Command::SessionsFlush { filter: SessionFilter::default(), cursor: None }),
+        json!({"flushed": 299})
+    );
+    assert_eq!(
+        live.call(&Command::SessionsCount { filter: SessionFilter::default(), cursor: None }),
+        json!({"count": 0})
+    );
     let stats: Stats = live.call_as(&Command::StatsGet);
     assert_eq!(stats.port_utilisation[0].udp, 0, "flushed sessions free their ports");
     live.stop().assert_clean();
@@ -666,9 +798,12 @@ fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translati
     let table = text(&out);
     assert!(table.contains("100.64.0.2:40000") && table.contains("203.0.113.1:40000"), "{table}");
     assert!(table.contains("100.64.0.2:40001"), "{table}");
-    let count: SessionCount = live.call_as(&Command::SessionsCount { filter: SessionFilter::default() });
+    let count: SessionCount = live.call_as(&Command::SessionsCount { filter: SessionFilter::default(), cursor: None });
     assert_eq!(count.count, 2, "{table}");
-    assert_eq!(live.call(&Command::SessionsFlush { filter: SessionFilter::default() }), json!({"flushed": 2}));
+    assert_eq!(
+        live.call(&Command::SessionsFlush { filter: SessionFilter::default(), cursor: None }),
+        json!({"flushed": 2})
+    );
     let (rc, seen) = ask("40000");
     let port: u16 = seen.split_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     assert!(rc == 0 && (20000..=20100).contains(&port), "after the flush: {seen}");

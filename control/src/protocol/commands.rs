@@ -35,6 +35,9 @@ pub struct CommandSpec {
     pub result: &'static str,
     /// What it does, one line (masqctl's help).
     pub about: &'static str,
+    /// Whether it changes masqd's state (rules, timeouts, sessions): the server logs
+    /// each one with the peer's credentials.
+    pub mutates: bool,
 }
 
 /// Declares the commands: the [`Command`] enum, [`CommandKind`], [`COMMANDS`] and
@@ -43,7 +46,7 @@ pub struct CommandSpec {
 /// ```text
 /// /// doc of the variant
 /// Variant { field: Type, ... } = "area.verb" {
-///     args: ["arg", ...], usage: "...", result: "...", about: "...",
+///     args: ["arg", ...], usage: "...", result: "...", about: "...", mutates: false,
 /// },
 /// ```
 ///
@@ -55,7 +58,8 @@ macro_rules! command_table {
             args: [$($arg:literal),* $(,)?],
             usage: $usage:literal,
             result: $result:literal,
-            about: $about:literal $(,)?
+            about: $about:literal,
+            mutates: $mutates:literal $(,)?
         }
     ),* $(,)?) => {
         /// A request's command, typed and checked. Declared by the command table (see the
@@ -80,7 +84,14 @@ macro_rules! command_table {
 
         /// Every command, in documentation order.
         pub const COMMANDS: &[CommandSpec] = &[
-            $(CommandSpec { name: $name, args: &[$($arg),*], usage: $usage, result: $result, about: $about },)*
+            $(CommandSpec {
+                name: $name,
+                args: &[$($arg),*],
+                usage: $usage,
+                result: $result,
+                about: $about,
+                mutates: $mutates,
+            },)*
         ];
 
         impl CommandKind {
@@ -110,6 +121,7 @@ command_table! {
         usage: "`table?`, `chain?`",
         result: "`{table, chains: [{chain, policy, packets, bytes, references, rules: [RuleEntry]}]}`",
         about: "the rules of a table, or of one chain, with their counters",
+        mutates: false,
     },
     /// `rules.append {table?, chain, spec}` → [`RuleAdded`](super::RuleAdded).
     RulesAppend { table: String, chain: String, spec: Vec<String> } = "rules.append" {
@@ -117,6 +129,7 @@ command_table! {
         usage: "`table?`, `chain`, `spec`",
         result: "`{number}`",
         about: "append a rule (spec: argv tokens, as after iptables -A CHAIN)",
+        mutates: true,
     },
     /// `rules.insert {table?, chain, position? (1-based, default 1), spec}` →
     /// [`RuleAdded`](super::RuleAdded).
@@ -125,6 +138,7 @@ command_table! {
         usage: "`table?`, `chain`, `position?` (1-based, default 1), `spec`",
         result: "`{number}`",
         about: "insert a rule at a position",
+        mutates: true,
     },
     /// `rules.delete {table?, chain, number | spec}` (exactly one) → `{}`.
     RulesDelete { table: String, chain: String, rule: RuleSelector } = "rules.delete" {
@@ -132,6 +146,7 @@ command_table! {
         usage: "`table?`, `chain`, and `number` or `spec`",
         result: "`{}`",
         about: "delete a rule by number or by specification",
+        mutates: true,
     },
     /// `rules.flush {table?, chain?}` (every chain when none is named) →
     /// [`Flushed`](super::Flushed).
@@ -140,6 +155,7 @@ command_table! {
         usage: "`table?`, `chain?` (all chains when absent)",
         result: "`{flushed}`",
         about: "remove the rules of a chain, or of every chain of a table",
+        mutates: true,
     },
     /// `rules.policy {table?, chain, policy}` → `{}`.
     RulesPolicy { table: String, chain: String, policy: String } = "rules.policy" {
@@ -147,6 +163,7 @@ command_table! {
         usage: "`table?`, `chain`, `policy`",
         result: "`{}`",
         about: "set a built-in chain's policy",
+        mutates: true,
     },
     /// `rules.save {table?}` (every table when none is named) → [`SavedRules`](super::SavedRules).
     RulesSave { table: Option<String> } = "rules.save" {
@@ -154,6 +171,7 @@ command_table! {
         usage: "`table?` (all tables when absent)",
         result: "`{text}`",
         about: "the rules as iptables-save text",
+        mutates: false,
     },
     /// `rules.restore {text, noflush? (default false)}` →
     /// [`RestoreSummary`](super::RestoreSummary). Atomic: an error anywhere in `text`
@@ -163,6 +181,7 @@ command_table! {
         usage: "`text`, `noflush?` (default false)",
         result: "`{tables, rules}`",
         about: "replace (or add to) the tables iptables-save text names; all or nothing",
+        mutates: true,
     },
     /// `sessions.list {<filter>, cursor?, limit? (1..=10000, default 1000)}` →
     /// [`SessionPage`](super::SessionPage).
@@ -174,27 +193,33 @@ command_table! {
         usage: "filter, `cursor?`, `limit?` (1..=10000, default 1000)",
         result: "`{sessions: [SessionEntry], next_cursor}`",
         about: "one page of the translation table",
+        mutates: false,
     },
-    /// `sessions.count {<filter>}` → [`SessionCount`](super::SessionCount).
-    SessionsCount { filter: SessionFilter } = "sessions.count" {
+    /// `sessions.count {<filter>, cursor?}` → [`SessionCount`](super::SessionCount). A
+    /// count that needs a scan stops at masqd's deadline with a `next_cursor` to go on
+    /// from (the counts add up).
+    SessionsCount { filter: SessionFilter, cursor: Option<String> } = "sessions.count" {
         args: [
             "protocol", "inside_addr", "inside_port", "outside_addr", "outside_port", "remote_addr", "remote_port",
-            "state",
+            "state", "cursor",
         ],
-        usage: "filter",
-        result: "`{count}`",
+        usage: "filter, `cursor?`",
+        result: "`{count, next_cursor?}`",
         about: "how many sessions match a filter",
+        mutates: false,
     },
-    /// `sessions.flush {<filter>}` (all sessions when the filter is empty) →
-    /// [`Flushed`](super::Flushed).
-    SessionsFlush { filter: SessionFilter } = "sessions.flush" {
+    /// `sessions.flush {<filter>, cursor?}` (all sessions when the filter is empty) →
+    /// [`Flushed`](super::Flushed). A flush that cannot finish by masqd's deadline says
+    /// how far it got (`flushed`) and gives a `next_cursor` to go on from.
+    SessionsFlush { filter: SessionFilter, cursor: Option<String> } = "sessions.flush" {
         args: [
             "protocol", "inside_addr", "inside_port", "outside_addr", "outside_port", "remote_addr", "remote_port",
-            "state",
+            "state", "cursor",
         ],
-        usage: "filter (everything when empty)",
-        result: "`{flushed}`",
+        usage: "filter (everything when empty), `cursor?`",
+        result: "`{flushed, next_cursor?}`",
         about: "remove the sessions that match a filter",
+        mutates: true,
     },
     /// `expectations.list {}` → [`ExpectationList`](super::ExpectationList).
     ExpectationsList = "expectations.list" {
@@ -202,6 +227,7 @@ command_table! {
         usage: "—",
         result: "`{expectations: [...]}`",
         about: "data connections protocol helpers announced and wait for",
+        mutates: false,
     },
     /// `stats.get {}` → [`Stats`](super::Stats).
     StatsGet = "stats.get" {
@@ -209,6 +235,7 @@ command_table! {
         usage: "—",
         result: "`Stats`",
         about: "ports, workers, drops by reason, sessions, port use, latency",
+        mutates: false,
     },
     /// `timeouts.get {}` → [`Timeouts`].
     TimeoutsGet = "timeouts.get" {
@@ -216,14 +243,16 @@ command_table! {
         usage: "—",
         result: "`{tcp, tcpfin, udp, icmp, other}`",
         about: "the idle timeouts, in seconds",
+        mutates: false,
     },
     /// `timeouts.set {tcp?, tcpfin?, udp?, icmp?}` (at least one, seconds > 0) → the new
     /// [`Timeouts`].
     TimeoutsSet(TimeoutsUpdate) = "timeouts.set" {
         args: ["tcp", "tcpfin", "udp", "icmp", "other"],
-        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp`, `other` (seconds, > 0)",
+        usage: "at least one of `tcp`, `tcpfin`, `udp`, `icmp`, `other` (seconds, 1 to 604800)",
         result: "the new `{tcp, tcpfin, udp, icmp, other}`",
         about: "change idle timeouts",
+        mutates: true,
     },
     /// `config.get {}` → masqd's configuration as a JSON object (shape owned by masqd).
     ConfigGet = "config.get" {
@@ -231,6 +260,7 @@ command_table! {
         usage: "—",
         result: "masqd's configuration (an object; its shape is masqd's)",
         about: "what is running: ports, workers, NAT, timeouts, rules file",
+        mutates: false,
     },
     /// `nat.lookup {outside | inside, protocol?}` → [`LookupResult`](super::LookupResult):
     /// who had an external address (and port), or what a subscriber is translated to —
@@ -240,6 +270,7 @@ command_table! {
         usage: "`outside` (`\"a.b.c.d[:port]\"`) or `inside` (`\"a.b.c.d\"`), `protocol?`",
         result: "`{matches: [LookupMatch], truncated}`",
         about: "who had an external address and port, or what a subscriber maps to",
+        mutates: false,
     },
     /// `version {}` → [`VersionInfo`](super::VersionInfo).
     Version = "version" {
@@ -247,6 +278,7 @@ command_table! {
         usage: "—",
         result: "`{daemon, version, protocol}`",
         about: "masqd's version and protocol version",
+        mutates: false,
     },
 }
 
@@ -375,8 +407,8 @@ impl Command {
                 }
                 Command::SessionsList { filter, cursor, limit }
             }
-            K::SessionsCount => Command::SessionsCount { filter: a.filter()? },
-            K::SessionsFlush => Command::SessionsFlush { filter: a.filter()? },
+            K::SessionsCount => Command::SessionsCount { filter: a.filter()?, cursor: a.string("cursor")? },
+            K::SessionsFlush => Command::SessionsFlush { filter: a.filter()?, cursor: a.string("cursor")? },
             K::StatsGet => Command::StatsGet,
             K::ExpectationsList => Command::ExpectationsList,
             K::TimeoutsGet => Command::TimeoutsGet,
@@ -479,7 +511,12 @@ impl Command {
                 }
                 m.insert("limit".into(), json!(limit));
             }
-            Command::SessionsCount { filter } | Command::SessionsFlush { filter } => filter.write_args(&mut m),
+            Command::SessionsCount { filter, cursor } | Command::SessionsFlush { filter, cursor } => {
+                filter.write_args(&mut m);
+                if let Some(cursor) = cursor {
+                    m.insert("cursor".into(), json!(cursor));
+                }
+            }
             Command::TimeoutsSet(u) => {
                 for (k, v) in
                     [("tcp", u.tcp), ("tcpfin", u.tcpfin), ("udp", u.udp), ("icmp", u.icmp), ("other", u.other)]
@@ -797,8 +834,13 @@ mod tests {
                 cursor: Some("abc".into()),
                 limit: 5,
             },
-            Command::SessionsCount { filter: SessionFilter { protocol: Some(Protocol::Udp), ..Default::default() } },
-            Command::SessionsFlush { filter: SessionFilter::default() },
+            Command::SessionsCount {
+                filter: SessionFilter { protocol: Some(Protocol::Udp), ..Default::default() },
+                cursor: None,
+            },
+            Command::SessionsCount { filter: SessionFilter::default(), cursor: Some("1:2:3".into()) },
+            Command::SessionsFlush { filter: SessionFilter::default(), cursor: None },
+            Command::SessionsFlush { filter: SessionFilter::default(), cursor: Some("0:0:0".into()) },
             Command::ExpectationsList,
             Command::StatsGet,
             Command::TimeoutsGet,
@@ -925,7 +967,7 @@ mod tests {
         };
         assert!(SessionFilter::default().matches(&s));
         let f = |json: Value| match Command::parse("sessions.count", json).unwrap() {
-            Command::SessionsCount { filter } => filter,
+            Command::SessionsCount { filter, .. } => filter,
             _ => unreachable!(),
         };
         assert!(f(json!({"inside_addr": "100.64.0.0/10", "state": "established"})).matches(&s));
@@ -967,8 +1009,8 @@ mod tests {
         }
         assert_eq!(CommandKind::from_name("rules.explode"), None);
         // The session commands take the filter's fields, and sessions.list its paging.
-        assert_eq!(CommandKind::SessionsCount.spec().args, FILTER_ARGS);
-        assert_eq!(CommandKind::SessionsFlush.spec().args, FILTER_ARGS);
+        assert_eq!(CommandKind::SessionsCount.spec().args, [FILTER_ARGS, &["cursor"]].concat());
+        assert_eq!(CommandKind::SessionsFlush.spec().args, [FILTER_ARGS, &["cursor"]].concat());
         assert_eq!(CommandKind::SessionsList.spec().args, [FILTER_ARGS, &["cursor", "limit"]].concat());
         let fields = serde_json::to_value(SessionFilter {
             protocol: Some(Protocol::Tcp),

@@ -146,10 +146,14 @@ pub struct SessionPage {
 }
 
 /// `sessions.count`'s result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCount {
-    /// Sessions matching the filter.
+    /// Sessions matching the filter (from the cursor on, when one was given).
     pub count: u64,
+    /// Present when masqd's deadline cut the scan short: pass it as `cursor` to count the
+    /// rest, and add the counts. Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -229,10 +233,14 @@ pub struct RuleAdded {
 }
 
 /// `rules.flush` / `sessions.flush` result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flushed {
     /// Rules or sessions removed.
     pub flushed: u64,
+    /// `sessions.flush` only, present when masqd's deadline cut the flush short: pass it
+    /// as `cursor` to go on (`flushed` says how far this step got). Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `rules.save` result.
@@ -296,6 +304,9 @@ pub struct Stats {
     pub port_utilisation: Vec<PortUtilisation>,
     /// Per-packet processing latency, microseconds.
     pub latency_us: Percentiles,
+    /// Every counter of [`WorkerStats::counters`], summed over the workers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
     /// Sessions by protocol (`"tcp"`, `"udp"`, `"icmp"`), all workers.
     #[serde(default)]
     pub sessions_by_protocol: BTreeMap<String, ProtocolSessions>,
@@ -342,6 +353,12 @@ pub struct WorkerStats {
     pub drops: u64,
     /// Sessions in this worker's table.
     pub sessions_active: u64,
+    /// Every counter the worker keeps, by the name masqd's shutdown report gives it
+    /// (`forwarded`, `nat_hairpinned`, `nat_icmp_errors_translated`,
+    /// `nat_fragments_translated`, `nat_mappings`, `handoff_out`, `handoff_in`, the
+    /// `nat_create_failed_*` refusals, ...): the report's `worker:N` lines, live.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
     /// Poll-loop passes (idle ones included: a busy-polling worker makes millions a second).
     #[serde(default)]
     pub polls: u64,

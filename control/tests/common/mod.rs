@@ -49,9 +49,14 @@ pub fn start(name: &str) -> (TempDir, ServerHandle) {
 }
 
 pub fn start_with(name: &str, options: ServerOptions) -> (TempDir, ServerHandle) {
+    start_handler(name, options, Mock::new())
+}
+
+/// Any handler on a fresh socket.
+pub fn start_handler<H: Handler>(name: &str, options: ServerOptions, handler: H) -> (TempDir, ServerHandle) {
     let dir = TempDir::new(name);
     let server = Server::bind_with(dir.socket(), None, options).expect("bind");
-    let handle = server.spawn(Mock::new()).expect("spawn");
+    let handle = server.spawn(handler).expect("spawn");
     (dir, handle)
 }
 
@@ -297,6 +302,8 @@ pub fn canned_stats(sessions: usize) -> Stats {
             icmp: 5,
         }],
         latency_us: Percentiles { samples: 1980, p50: 1.5, p90: 2.5, p99: 7.0, p99_9: 15.0, max: 40.0 },
+        counters: [("forwarded".to_string(), 1970), ("nat_hairpinned".to_string(), 3), ("handoff_out".to_string(), 0)]
+            .into(),
         ..Default::default()
     }
 }
@@ -364,7 +371,7 @@ impl Handler for Mock {
                     Some(c) => flushed += std::mem::take(&mut chain(chains, &c)?.rules).len(),
                     None => chains.iter_mut().for_each(|c| flushed += std::mem::take(&mut c.rules).len()),
                 }
-                to_result(&Flushed { flushed: flushed as u64 })
+                to_result(&Flushed { flushed: flushed as u64, next_cursor: None })
             }
             Command::RulesPolicy { table: t, chain: c, policy } => {
                 if !["ACCEPT", "DROP"].contains(&policy.as_str()) {
@@ -397,13 +404,15 @@ impl Handler for Mock {
                 };
                 to_result(&page)
             }
-            Command::SessionsCount { filter } => {
-                to_result(&SessionCount { count: state.sessions.iter().filter(|s| filter.matches(s)).count() as u64 })
-            }
-            Command::SessionsFlush { filter } => {
+            // A mock's tables are small: a count or flush always finishes in one step.
+            Command::SessionsCount { filter, .. } => to_result(&SessionCount {
+                count: state.sessions.iter().filter(|s| filter.matches(s)).count() as u64,
+                next_cursor: None,
+            }),
+            Command::SessionsFlush { filter, .. } => {
                 let before = state.sessions.len();
                 state.sessions.retain(|s| !filter.matches(s));
-                to_result(&Flushed { flushed: (before - state.sessions.len()) as u64 })
+                to_result(&Flushed { flushed: (before - state.sessions.len()) as u64, next_cursor: None })
             }
             Command::StatsGet => to_result(&canned_stats(state.sessions.len())),
             Command::ExpectationsList => to_result(&control::protocol::ExpectationList::default()),

@@ -96,7 +96,16 @@ fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, 
         None => (RuleSet::new(), CompiledRules::default()),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            setup::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?
+            let (set, compiled) = setup::load_rules(&text, config).map_err(|e| format!("{}: {e}", path.display()))?;
+            if set.len() > config.control.max_rules {
+                return Err(format!(
+                    "{}: {} rules, more than [control] max_rules = {}",
+                    path.display(),
+                    set.len(),
+                    config.control.max_rules
+                ));
+            }
+            (set, compiled)
         }
     };
     let workers = config.workers.cores.len() as u16;
@@ -398,6 +407,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         external_addrs,
         deterministic: config.nat.deterministic.clone(),
     })
+    .and_then(|h| h.with_max_rules(config.control.max_rules))
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let handler = Arc::new(handler);
     let control_handle = control_server.spawn(handler.clone()).context("control socket")?;

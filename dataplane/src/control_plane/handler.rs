@@ -25,7 +25,7 @@ use super::mailbox::{
     PORT_USAGE_CHUNK, SCAN_CHUNK,
 };
 use super::rules::RulesControl;
-use super::stats::{drops_by_reason, worker_stats};
+use super::stats::{counter_totals, drops_by_reason, worker_stats};
 use crate::config::{Config, Filtering};
 use crate::counters::WorkerCounters;
 use crate::nat::{self, TimeoutClass};
@@ -39,6 +39,11 @@ const EXPECTATIONS_PER_WORKER: usize = 1024;
 
 /// A `sessions.list` page is cut short (with a cursor to go on) after this long.
 pub const PAGE_TIME: Duration = Duration::from_millis(250);
+
+/// A `sessions.count` or `sessions.flush` that needs a scan stops after this long and
+/// answers how far it got, with a cursor to go on from: no request holds a client
+/// thread (or asks the workers) for longer, however many sessions there are.
+pub const SCAN_TIME: Duration = Duration::from_secs(1);
 
 /// What the control plane holds of one worker.
 pub struct WorkerHandle {
@@ -83,6 +88,8 @@ pub const LOOKUP_LIMIT: usize = 1000;
 /// masqd's [`Handler`].
 pub struct MasqdHandler {
     rules: RulesControl,
+    /// How long a count or flush scan may take per request ([`SCAN_TIME`]).
+    scan_time: Duration,
     timeouts: Arc<nat::Timeouts>,
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
@@ -96,6 +103,7 @@ impl MasqdHandler {
         // Worker indices are 0..n; a rule set counts for as many.
         let workers = parts.workers.iter().map(|w| w.index as usize + 1).max().unwrap_or(0);
         Ok(MasqdHandler {
+            scan_time: SCAN_TIME,
             rules: {
                 let rules = RulesControl::new(parts.rules, parts.port_names, parts.compiled, workers)?;
                 if parts.external_addrs.is_empty() {
@@ -262,19 +270,35 @@ impl MasqdHandler {
         Timeouts { tcp: v.tcp, tcpfin: v.tcpfin, udp: v.udp, icmp: v.icmp, other: v.other }
     }
 
-    fn set_timeouts(&self, u: TimeoutsUpdate) -> Timeouts {
-        for (class, value) in [
+    /// `timeouts.set`: every value checked first (the bounds of the configuration file,
+    /// [`nat::timeouts::check_timeout`]), then all set; a bad one changes nothing.
+    fn set_timeouts(&self, u: TimeoutsUpdate) -> Result<Timeouts, ControlError> {
+        let changes = [
             (TimeoutClass::TcpEstablished, u.tcp),
             (TimeoutClass::TcpTransitory, u.tcpfin),
             (TimeoutClass::Udp, u.udp),
             (TimeoutClass::Icmp, u.icmp),
             (TimeoutClass::Other, u.other),
-        ] {
+        ];
+        for (class, value) in changes {
+            if let Some(secs) = value {
+                nat::timeouts::check_timeout(secs)
+                    .map_err(|e| ControlError::bad_args(class.name(), format!("`{}`: {e}", class.name())))?;
+            }
+        }
+        for (class, value) in changes {
             if let Some(secs) = value {
                 self.timeouts.set(class, secs);
             }
         }
-        self.timeouts_now()
+        Ok(self.timeouts_now())
+    }
+
+    /// Hold at most `max` rules (`[control] max_rules`); refused if the rules in force
+    /// are already more.
+    pub fn with_max_rules(mut self, max: usize) -> Result<MasqdHandler, ControlError> {
+        self.rules = self.rules.with_max_rules(max)?;
+        Ok(self)
     }
 
     // ----- statistics -----
@@ -321,6 +345,7 @@ impl MasqdHandler {
             }
             stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
         }
+        stats.counters = counter_totals(&stats.workers);
         stats.port_utilisation = self.port_utilisation(deadline);
         stats
     }
@@ -407,41 +432,57 @@ impl MasqdHandler {
                 break;
             }
         }
-        page.next_cursor = (worker < self.workers.len()).then(|| format!("{worker}:{}:{}", walk.slot, walk.seen));
+        page.next_cursor = (worker < self.workers.len()).then(|| cursor_at(worker, walk));
         Ok(page)
     }
 
-    /// Visit every session of every worker with `op`; the number that matched.
-    fn scan_all(&self, selector: SessionSelector, op: ScanOp) -> Result<u64, ControlError> {
+    /// Visit the sessions of every worker from `from` on with `op`, until done or the
+    /// scan deadline: the number that matched, and where to go on if time ran out.
+    fn scan_all(&self, selector: SessionSelector, op: ScanOp, from: Option<&str>) -> Result<Scanned, ControlError> {
+        let (mut worker, mut walk) = match from {
+            None => (0, Walk::default()),
+            Some(c) => parse_cursor(c, self.workers.len())?,
+        };
+        let deadline = Instant::now() + self.scan_time;
         let mut total = 0u64;
         let mut buf = Vec::with_capacity(SCAN_CHUNK as usize);
-        for w in &self.workers {
-            let mut cursor = Some(Walk::default());
-            while let Some(from) = cursor.take() {
-                if let Reply::Scanned { buf: back, matched, next } =
-                    self.scan(w, selector, from, op, SCAN_CHUNK, std::mem::take(&mut buf))?
-                {
+        while worker < self.workers.len() {
+            if Instant::now() >= deadline {
+                return Ok(Scanned { total, next: Some(cursor_at(worker, walk)) });
+            }
+            match self.scan(&self.workers[worker], selector, walk, op, SCAN_CHUNK, std::mem::take(&mut buf))? {
+                Reply::Scanned { buf: back, matched, next } => {
                     total += u64::from(matched);
                     buf = back;
-                    cursor = next;
+                    match next {
+                        Some(n) => walk = n,
+                        None => (worker, walk) = (worker + 1, Walk::default()),
+                    }
                 }
+                _ => (worker, walk) = (worker + 1, Walk::default()),
             }
         }
-        Ok(total)
+        Ok(Scanned { total, next: None })
     }
 
-    fn count_sessions(&self, filter: &SessionFilter) -> Result<SessionCount, ControlError> {
+    fn count_sessions(&self, filter: &SessionFilter, from: Option<&str>) -> Result<SessionCount, ControlError> {
         let selector = SessionSelector::from_filter(filter)?;
         if !selector.is_empty() {
-            return Ok(SessionCount { count: self.scan_all(selector, ScanOp::Count)? });
+            let Scanned { total, next } = self.scan_all(selector, ScanOp::Count, from)?;
+            return Ok(SessionCount { count: total, next_cursor: next });
         }
+        // Every session: the workers' own counts, no scan.
+        let first = match from {
+            None => 0,
+            Some(c) => parse_cursor(c, self.workers.len())?.0,
+        };
         let mut count = 0;
-        for w in &self.workers {
+        for w in &self.workers[first..] {
             if let Reply::Summary(s) = w.link.ask(Request::Summary, MAILBOX_TIMEOUT)? {
                 count += u64::from(s.sessions);
             }
         }
-        Ok(SessionCount { count })
+        Ok(SessionCount { count, next_cursor: None })
     }
 
     /// Every worker's open expectations (each worker's table is bounded).
@@ -456,16 +497,29 @@ impl MasqdHandler {
         Ok(out)
     }
 
-    fn flush_sessions(&self, filter: &SessionFilter) -> Result<Flushed, ControlError> {
+    fn flush_sessions(&self, filter: &SessionFilter, from: Option<&str>) -> Result<Flushed, ControlError> {
         let selector = SessionSelector::from_filter(filter)?;
         if !selector.is_empty() {
-            return Ok(Flushed { flushed: self.scan_all(selector, ScanOp::Remove)? });
+            let Scanned { total, next } = self.scan_all(selector, ScanOp::Remove, from)?;
+            return Ok(Flushed { flushed: total, next_cursor: next });
         }
+        // Everything: flush steps, worker by worker, until done or the deadline.
+        let first = match from {
+            None => 0,
+            Some(c) => parse_cursor(c, self.workers.len())?.0,
+        };
+        let deadline = Instant::now() + self.scan_time;
         let mut flushed = 0;
-        for w in &self.workers {
-            while let Reply::Flushed { removed, remaining } =
-                w.link.ask(Request::FlushStep { budget: SCAN_CHUNK }, MAILBOX_TIMEOUT)?
-            {
+        for (i, w) in self.workers.iter().enumerate().skip(first) {
+            loop {
+                if Instant::now() >= deadline {
+                    return Ok(Flushed { flushed, next_cursor: Some(cursor_at(i, Walk::default())) });
+                }
+                let Reply::Flushed { removed, remaining } =
+                    w.link.ask(Request::FlushStep { budget: SCAN_CHUNK }, MAILBOX_TIMEOUT)?
+                else {
+                    break;
+                };
                 flushed += u64::from(removed);
                 // Sessions created meanwhile are not chased forever.
                 if remaining == 0 || removed == 0 {
@@ -473,7 +527,14 @@ impl MasqdHandler {
                 }
             }
         }
-        Ok(Flushed { flushed })
+        Ok(Flushed { flushed, next_cursor: None })
+    }
+
+    /// Cut `sessions.count` and `sessions.flush` scans short after `time` (default
+    /// [`SCAN_TIME`]) with a cursor to go on from.
+    pub fn with_scan_time(mut self, time: Duration) -> MasqdHandler {
+        self.scan_time = time;
+        self
     }
 
     fn config(&self) -> Value {
@@ -485,6 +546,19 @@ impl MasqdHandler {
     }
 }
 
+/// How far a scan of every worker got.
+struct Scanned {
+    /// Sessions that matched (and were counted or removed).
+    total: u64,
+    /// Where to go on, when the deadline came first.
+    next: Option<String>,
+}
+
+/// A cursor for `worker`'s sessions from `walk` on.
+fn cursor_at(worker: usize, walk: Walk) -> String {
+    format!("{worker}:{}:{}", walk.slot, walk.seen)
+}
+
 /// A protocol's name in `stats.get` (`sessions_by_protocol`).
 fn proto_name(p: nat::Proto) -> &'static str {
     match p {
@@ -494,7 +568,7 @@ fn proto_name(p: nat::Proto) -> &'static str {
     }
 }
 
-/// `"worker:slot:seen"`: where a listing goes on. Opaque to clients.
+/// `"worker:slot:seen"`: where a listing, a count or a flush goes on. Opaque to clients.
 fn parse_cursor(cursor: &str, workers: usize) -> Result<(usize, Walk), ControlError> {
     let bad = || ControlError::bad_args("cursor", format!("`cursor`: {cursor:?} is not a cursor this masqd gave out"));
     let mut parts = cursor.split(':');
@@ -528,12 +602,12 @@ impl Handler for MasqdHandler {
             Command::SessionsList { filter, cursor, limit } => {
                 to_result(&self.list_sessions(&filter, cursor.as_deref(), limit)?)
             }
-            Command::SessionsCount { filter } => to_result(&self.count_sessions(&filter)?),
-            Command::SessionsFlush { filter } => to_result(&self.flush_sessions(&filter)?),
+            Command::SessionsCount { filter, cursor } => to_result(&self.count_sessions(&filter, cursor.as_deref())?),
+            Command::SessionsFlush { filter, cursor } => to_result(&self.flush_sessions(&filter, cursor.as_deref())?),
             Command::StatsGet => to_result(&self.stats()),
             Command::ExpectationsList => to_result(&self.expectations()?),
             Command::TimeoutsGet => to_result(&self.timeouts_now()),
-            Command::TimeoutsSet(update) => to_result(&self.set_timeouts(update)),
+            Command::TimeoutsSet(update) => to_result(&self.set_timeouts(update)?),
             Command::ConfigGet => Ok(self.config()),
             Command::NatLookup { query, protocol } => to_result(&self.lookup(query, protocol)?),
             Command::Version => to_result(&VersionInfo::masqd()),
@@ -588,6 +662,7 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
         "control": {
             "socket": config.control.socket,
             "group": config.control.group,
+            "max_rules": config.control.max_rules,
         },
         "metrics": config.metrics.map(|m| json!({"listen": m.listen.to_string()})),
         "rules_file": rules_file.map(|p| p.display().to_string()),
@@ -645,10 +720,23 @@ socket = "/tmp/x.sock"
     }
 
     fn fixture(nats: Vec<Option<nat::WorkerNat>>) -> Fixture {
-        fixture_with(nats, Default::default())
+        fixture_full(nats, Default::default(), SCAN_TIME)
     }
 
-    fn fixture_with(mut nats: Vec<Option<nat::WorkerNat>>, deterministic: nat::deterministic::DetTables) -> Fixture {
+    /// [`fixture`] whose count and flush scans stop after `scan_time`.
+    fn fixture_timed(nats: Vec<Option<nat::WorkerNat>>, scan_time: Duration) -> Fixture {
+        fixture_full(nats, Default::default(), scan_time)
+    }
+
+    fn fixture_with(nats: Vec<Option<nat::WorkerNat>>, deterministic: nat::deterministic::DetTables) -> Fixture {
+        fixture_full(nats, deterministic, SCAN_TIME)
+    }
+
+    fn fixture_full(
+        mut nats: Vec<Option<nat::WorkerNat>>,
+        deterministic: nat::deterministic::DetTables,
+        scan_time: Duration,
+    ) -> Fixture {
         let config = Config::parse(CONFIG).unwrap();
         let compiled = Arc::new(ArcSwap::from_pointee(CompiledRules::default()));
         let timeouts = Arc::new(nat::Timeouts::default());
@@ -691,7 +779,8 @@ socket = "/tmp/x.sock"
             external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
             deterministic,
         })
-        .unwrap();
+        .unwrap()
+        .with_scan_time(scan_time);
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }
     }
 
@@ -872,6 +961,16 @@ socket = "/tmp/x.sock"
     }
 
     #[test]
+    fn timeouts_from_the_socket_have_the_bounds_of_the_config_file() {
+        let f = fixture(vec![None]);
+        let e = call(&f, r#"{"cmd": "timeouts.set", "args": {"tcp": 7200, "udp": 604801}}"#).unwrap_err();
+        assert_eq!((&e.code, e.field.as_deref()), (&ErrorCode::BadArgs, Some("udp")));
+        assert_eq!(e.message, "`udp`: 604801 s is outside 1..=604800");
+        assert_eq!(f.timeouts.get(TimeoutClass::TcpEstablished), crate::time::Duration::from_secs(7440), "unchanged");
+        assert!(call(&f, r#"{"cmd": "timeouts.set", "args": {"icmp": 604800}}"#).is_ok());
+    }
+
+    #[test]
     fn timeouts_set_then_get_and_the_nat_sees_them() {
         let f = fixture(vec![None]);
         let set = call(&f, r#"{"cmd": "timeouts.set", "args": {"tcp": 7200, "tcpfin": 10, "udp": 160}}"#).unwrap();
@@ -973,6 +1072,48 @@ socket = "/tmp/x.sock"
         assert_eq!((s.sessions_created, s.sessions_expired), (2200, 2200));
         let udp = s.sessions_by_protocol["udp"];
         assert_eq!((udp.active, udp.created, udp.expired), (0, 1100, 1100));
+    }
+
+    /// Call `line` (a count or a flush), then again with each `next_cursor`, until done:
+    /// the sum of `key`, and how many calls it took.
+    fn to_the_end(f: &Fixture, cmd: &str, args: Value, key: &str) -> (u64, usize) {
+        let (mut total, mut calls, mut args) = (0, 0, args);
+        loop {
+            let line = json!({"cmd": cmd, "args": args}).to_string();
+            let r = call(f, &line).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+            total += r[key].as_u64().unwrap();
+            calls += 1;
+            assert!(calls < 1000, "no end in sight");
+            match r.get("next_cursor").and_then(Value::as_str) {
+                Some(c) => args["cursor"] = json!(c),
+                None => return (total, calls),
+            }
+        }
+    }
+
+    #[test]
+    fn counts_and_flushes_that_cannot_finish_in_time_say_how_far_they_got_and_go_on() {
+        // Each worker step takes at least a millisecond (one request per ms of its clock):
+        // 6000 sessions are many steps, far more than 3 ms allow.
+        let f = fixture_timed(vec![Some(nat_with(0, 2, 3000)), Some(nat_with(1, 2, 3000))], Duration::from_millis(3));
+        let (udp, calls) = to_the_end(&f, "sessions.count", json!({"protocol": "udp"}), "count");
+        assert_eq!(udp, 3000);
+        assert!(calls > 1, "cut short at least once: {calls}");
+        // The first answer of a cut-short flush says how far it got, and no more went.
+        let first = call(&f, r#"{"cmd": "sessions.flush", "args": {"protocol": "udp"}}"#).unwrap();
+        let (done, cursor) = (first["flushed"].as_u64().unwrap(), first["next_cursor"].as_str().unwrap());
+        assert!(done < 1500, "{first}");
+        assert_eq!(to_the_end(&f, "sessions.count", json!({"protocol": "udp"}), "count").0, 3000 - done);
+        let (rest, _) = to_the_end(&f, "sessions.flush", json!({"protocol": "udp", "cursor": cursor}), "flushed");
+        assert_eq!(done + rest, 3000);
+        assert_eq!(call(&f, r#"{"cmd": "sessions.count"}"#).unwrap(), json!({"count": 3000}));
+        // A full flush (flush steps, not a scan) is cut short the same way.
+        let (all, calls) = to_the_end(&f, "sessions.flush", json!({}), "flushed");
+        assert_eq!(all, 3000);
+        assert!(calls > 1, "{calls}");
+        assert_eq!(call(&f, r#"{"cmd": "sessions.count"}"#).unwrap(), json!({"count": 0}));
+        let e = call(&f, r#"{"cmd": "sessions.flush", "args": {"cursor": "7:0:0"}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("cursor"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use control::protocol::{
     SavedRules,
 };
 
+use crate::config::DEFAULT_MAX_RULES;
 use crate::policy::parse::save::parse_save;
 use crate::policy::{
     parse_chain, parse_policy, parse_rule_spec, parse_table, tokenize, Applied, Chain, Command, CompiledRules,
@@ -39,6 +40,8 @@ pub struct RulesControl {
     /// The NAT's external pool, fixed at start (sorted): every outside port's address
     /// and every SNAT address of the rules masqd started with. `None`: not checked.
     pool: Option<Vec<Ipv4Addr>>,
+    /// The most rules the set may hold, all chains together (`[control] max_rules`).
+    max_rules: usize,
 }
 
 impl RulesControl {
@@ -53,7 +56,14 @@ impl RulesControl {
         compiled: Arc<ArcSwap<CompiledRules>>,
         workers: usize,
     ) -> Result<RulesControl, ControlError> {
-        let rules = RulesControl { set: Mutex::new(RuleSet::new()), ports, compiled, workers, pool: None };
+        let rules = RulesControl {
+            set: Mutex::new(RuleSet::new()),
+            ports,
+            compiled,
+            workers,
+            pool: None,
+            max_rules: DEFAULT_MAX_RULES,
+        };
         let built = rules.compile(&initial)?.keep_counters_of(&rules.compiled.load());
         rules.compiled.store(Arc::new(built));
         *rules.lock() = initial;
@@ -67,6 +77,27 @@ impl RulesControl {
         pool.dedup();
         self.pool = Some(pool);
         self
+    }
+
+    /// Hold at most `max` rules from now on (`[control] max_rules`); refused if the rules
+    /// in force are already more.
+    pub fn with_max_rules(mut self, max: usize) -> Result<RulesControl, ControlError> {
+        self.max_rules = max;
+        self.check_count(&self.lock())?;
+        Ok(self)
+    }
+
+    /// A change that would leave more than `max_rules` rules is refused (`conflict`).
+    fn check_count(&self, set: &RuleSet) -> Result<(), ControlError> {
+        if set.len() > self.max_rules {
+            return Err(ControlError::conflict(format!(
+                "too many rules: masqd holds at most {} rules in all chains ([control] max_rules), and this \
+                 would make {}",
+                self.max_rules,
+                set.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Every SNAT address of `set` must be one the NAT can allocate ports on: the pool
@@ -113,6 +144,7 @@ impl RulesControl {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = change(&mut next)?;
+        self.check_count(&next)?;
         self.check_pool(&next)?;
         let compiled = self.compile(&next)?;
         self.compiled.store(Arc::new(compiled));
@@ -177,8 +209,8 @@ impl RulesControl {
     pub fn flush(&self, table: &str, chain: Option<&str>) -> Result<Flushed, ControlError> {
         let request = protocol::Command::RulesFlush { table: table.into(), chain: chain.map(String::from) };
         match self.run(&request)? {
-            Applied::Flushed { rules } => Ok(Flushed { flushed: rules as u64 }),
-            _ => Ok(Flushed { flushed: 0 }),
+            Applied::Flushed { rules } => Ok(Flushed { flushed: rules as u64, next_cursor: None }),
+            _ => Ok(Flushed { flushed: 0, next_cursor: None }),
         }
     }
 
@@ -654,5 +686,34 @@ mod tests {
         compiled.load().count(0, Chain::Postrouting, Some(0), 40);
         let listing = r.list("nat", Some("POSTROUTING")).unwrap();
         assert_eq!((listing.chains[0].rules[0].packets, listing.chains[0].rules[0].bytes), (2, 100));
+    }
+
+    #[test]
+    fn the_rule_count_is_bounded_and_a_refusal_changes_nothing() {
+        let (r, compiled) = rules();
+        let r = r.with_max_rules(3).unwrap();
+        for i in 1..=3 {
+            r.append("filter", "FORWARD", &spec(&format!("-s 10.0.0.{i} -j DROP"))).unwrap();
+        }
+        let stored = compiled.load_full();
+        let e = r.append("filter", "FORWARD", &spec("-s 10.0.0.4 -j DROP")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("at most 3 rules") && e.message.contains("would make 4"), "{e}");
+        let e = r.insert("nat", "POSTROUTING", 1, &spec("-o wan -j MASQUERADE")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        let text = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+        assert_eq!(r.restore(text, true).unwrap_err().code, ErrorCode::Conflict, "noflush adds: 4");
+        assert!(Arc::ptr_eq(&stored, &compiled.load_full()), "nothing was swapped");
+        assert_eq!(r.snapshot().len(), 3);
+        // Replacing keeps the count: fine. Deleting makes room.
+        r.restore("*filter\n-A FORWARD -j ACCEPT\nCOMMIT\n", false).unwrap();
+        assert_eq!(r.snapshot().len(), 1);
+        r.append("nat", "POSTROUTING", &spec("-o wan -j MASQUERADE")).unwrap();
+        // A limit below what is in force is refused.
+        let (big, _) = rules();
+        for i in 1..=3 {
+            big.append("filter", "FORWARD", &spec(&format!("-s 10.0.0.{i} -j DROP"))).unwrap();
+        }
+        assert_eq!(big.with_max_rules(2).err().map(|e| e.code), Some(ErrorCode::Conflict));
     }
 }

@@ -120,7 +120,17 @@ pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active
         polls: c.polls.get(),
         handoff_out: c.handoff_out.get(),
         handoff_in: c.handoff_in.get(),
+        counters: c.scalars().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
     }
+}
+
+/// Each counter of the workers' `counters`, summed.
+pub fn counter_totals(workers: &[WorkerStats]) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for (k, v) in workers.iter().flat_map(|w| &w.counters) {
+        *totals.entry(k.clone()).or_insert(0) += v;
+    }
+    totals
 }
 
 /// Drops by reason over all workers: every reason by its stable name, zero or not.
@@ -192,5 +202,44 @@ mod tests {
         let w = worker_stats(1, 3, &a, 5);
         assert_eq!((w.worker, w.lcore, w.drops, w.sessions_active), (1, 3, 1, 5));
         assert_eq!((w.polls, w.handoff_out, w.handoff_in), (9, 2, 3));
+    }
+
+    /// docs/control-protocol.md's `stats.get` example lists every worker counter, by name.
+    #[test]
+    fn the_documented_worker_counters_are_the_workers_counters() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/control-protocol.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let block = text.split("```json\n").find(|b| b.contains("\"cmd\": \"stats.get\"")).expect("the example");
+        let response = block.split("```").next().unwrap().split_once("\n← ").unwrap().1;
+        let response: serde_json::Value = serde_json::from_str(response).unwrap();
+        let documented: Vec<&str> =
+            response["result"]["workers"][0]["counters"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut ours: Vec<&str> = WorkerCounters::default().scalars().into_iter().map(|(k, _)| k).collect();
+        ours.sort_unstable();
+        assert_eq!(documented, ours, "update the stats.get example in docs/control-protocol.md");
+    }
+
+    #[test]
+    fn worker_entries_carry_every_counter_of_the_shutdown_report() {
+        let a = WorkerCounters::default();
+        let b = WorkerCounters::default();
+        a.nat_hairpinned.add(2);
+        b.nat_hairpinned.add(3);
+        a.handoff_out.add(7);
+        b.nat_fragments_translated.inc();
+        let (wa, wb) = (worker_stats(0, 1, &a, 0), worker_stats(1, 2, &b, 0));
+        // The report's worker lines, name for name and value for value.
+        let report = crate::report::render(&[], &[&a, &b], 0);
+        for (i, w) in [&wa, &wb].into_iter().enumerate() {
+            assert_eq!(w.counters.len(), a.scalars().len());
+            for (k, v) in &w.counters {
+                assert!(report.contains(&format!("worker:{i} {k} {v}\n")), "{k}\n{report}");
+            }
+        }
+        for key in ["nat_hairpinned", "handoff_out", "handoff_in", "nat_icmp_errors_translated", "nat_mappings"] {
+            assert!(wa.counters.contains_key(key), "{key}");
+        }
+        let totals = counter_totals(&[wa, wb]);
+        assert_eq!((totals["nat_hairpinned"], totals["handoff_out"], totals["nat_fragments_translated"]), (5, 7, 1));
     }
 }

@@ -52,6 +52,25 @@ impl TimeoutClass {
     }
 }
 
+/// The longest idle timeout masqd accepts, in seconds (7 days), from the configuration
+/// file and from the control socket alike ([`check_timeout`]).
+pub const MAX_TIMEOUT_SECS: u32 = 7 * 24 * 3600;
+
+/// A timeout outside `1..=`[`MAX_TIMEOUT_SECS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} s is outside 1..={MAX_TIMEOUT_SECS}")]
+pub struct TimeoutOutOfRange(pub u32);
+
+/// The one check of a timeout value, wherever it comes from (`[timeouts]` in the
+/// configuration, `timeouts.set` on the control socket): 1 s to 7 days.
+pub fn check_timeout(secs: u32) -> Result<u32, TimeoutOutOfRange> {
+    if (1..=MAX_TIMEOUT_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(TimeoutOutOfRange(secs))
+    }
+}
+
 /// A plain copy of the timeouts, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeoutValues {
@@ -134,5 +153,13 @@ mod tests {
         assert_eq!(t.load().udp, 30);
         let names: Vec<_> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(names, ["tcpfin", "tcp", "udp", "icmp", "other"]);
+    }
+
+    #[test]
+    fn one_range_for_every_source() {
+        assert_eq!(check_timeout(1), Ok(1));
+        assert_eq!(check_timeout(MAX_TIMEOUT_SECS), Ok(MAX_TIMEOUT_SECS));
+        assert_eq!(check_timeout(0).unwrap_err().to_string(), "0 s is outside 1..=604800");
+        assert_eq!(check_timeout(MAX_TIMEOUT_SECS + 1), Err(TimeoutOutOfRange(604_801)));
     }
 }

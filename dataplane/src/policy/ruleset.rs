@@ -119,7 +119,9 @@ pub enum RuleSetError {
         policy: Policy,
     },
     /// `-D CHAIN spec` found no equal rule.
-    #[error("no rule in chain {chain} matches \"{rule}\" (expected an existing rule; see -S {chain})")]
+    #[error(
+        "no rule in chain {chain} matches \"{rule}\" (expected an existing rule; see masqctl --list-rules {chain})"
+    )]
     NoMatchingRule {
         /// The chain.
         chain: Chain,
@@ -465,7 +467,7 @@ COMMIT
         let e = run(&mut set, "-D FORWARD -p tcp --dport 23 -j ACCEPT").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "no rule in chain FORWARD matches \"-p tcp -m tcp --dport 23 -j ACCEPT\" (expected an existing rule; see -S FORWARD)"
+            "no rule in chain FORWARD matches \"-p tcp -m tcp --dport 23 -j ACCEPT\" (expected an existing rule; see masqctl --list-rules FORWARD)"
         );
         run(&mut set, "-D FORWARD 1").unwrap();
         assert!(set.is_empty());

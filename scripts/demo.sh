@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # masq demo: real traffic through a real masqd, on this machine only.
 #
-#   masq-lan (netns)                root namespace                     masq-srv (netns)
-#   LAN host 100.64.0.2/10   eth0 ==== veth-lan  [masqd]  veth-wan ==== eth0   server 203.0.113.254/24
-#   default via 100.64.0.1         (net_af_packet0)   (net_af_packet1)         default via 203.0.113.1
+#   masq-lan (netns)                    masq-rtr (netns)                      masq-srv (netns)
+#   LAN host 100.64.0.2/10  eth0 ==== veth-lan  [masqd]  veth-wan ==== eth0  server 203.0.113.254/24
+#   default via 100.64.0.1         (net_af_packet0)    (net_af_packet1)       default via 203.0.113.1
+#                                   lan0 100.64.0.1/10  wan0 203.0.113.1/24
+#                                   (the router's kernel: its host interfaces)
 #
-# masqd owns 100.64.0.1 (inside) and 203.0.113.1 (outside) on the two root-namespace veth
-# ends, which carry no kernel address; it answers ARP and routes between the namespaces.
+# masqd runs in a namespace of its own, masq-rtr, and owns 100.64.0.1 (inside) and
+# 203.0.113.1 (outside) on the two veth ends there, which carry no kernel address; it
+# answers ARP and routes between the namespaces. Its host interfaces lan0 and wan0 (kernel
+# TAPs with the ports' MACs and addresses, docs/host-interface.md) give the router's own
+# kernel and programs the same addresses: the host step runs a caching resolver and a TCP
+# service there. Nothing of the demo touches the machine's root namespace.
 # The demo builds masqd and masqctl (release), creates the namespaces and veth pairs,
 # starts masqd, waits until it is ready, runs the steps, stops masqd with SIGTERM, prints
 # its output (the counter report at the end) and removes everything it created, also on
@@ -14,17 +20,20 @@
 #
 # Steps: masqctl (the operator's walkthrough: masqd starts with NO rules; masqctl adds
 # MASQUERADE and a port forward while traffic flows, lists the sessions, tunes the timers
-# and saves the rules), ping, http, dns, ttl. With the masqctl step masqd starts without
-# rules and that step runs first, whatever its place in MASQ_DEMO_STEPS (the others need
-# its MASQUERADE rule); without it masqd starts with the MASQUERADE rule in rules.v4.
+# and saves the rules), ping, http, dns, ttl, host (the router's own services: a caching
+# resolver on 100.64.0.1 with its upstream on the WAN side, the second answer from its
+# cache; a TCP service on the outside address reached from the WAN). With the masqctl
+# step masqd starts without rules and that step runs first, whatever its place in
+# MASQ_DEMO_STEPS (the others need its MASQUERADE rule); without it masqd starts with the
+# MASQUERADE rule in rules.v4.
 #
 # Usage: scripts/demo.sh [--no-setup] [--no-build] [--net-only] [--keep-log]
 #   --net-only   build and tear down the testbed only (no masqd): checks the plumbing
 #   --keep-log   keep masqd's log (its path is printed) instead of deleting it
 # Environment: MASQD=path (default <target>/release/masqd), MASQCTL=path (default
 #   <target>/release/masqctl), MASQ_DEMO_HUGEPAGES=0|1 (default: hugepages if enough are
-#   free), MASQ_DEMO_STEPS="masqctl ping http dns ttl" (which steps run).
-# Needs root. Traffic never leaves the two namespaces.
+#   free), MASQ_DEMO_STEPS="masqctl ping http dns ttl host" (which steps run).
+# Needs root. Traffic never leaves the three namespaces.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,8 +45,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # --- the testbed -------------------------------------------------------------------------
 LAN_NS=masq-lan
 SRV_NS=masq-srv
-LAN_IF=veth-lan # masqd's inside port (root namespace)
-WAN_IF=veth-wan # masqd's outside port (root namespace)
+RTR_NS=masq-rtr # masqd's own namespace: its ports' veth ends and its host interfaces
+LAN_IF=veth-lan # masqd's inside port (in $RTR_NS)
+WAN_IF=veth-wan # masqd's outside port (in $RTR_NS)
+LAN_HOST_IF=lan0 # the router kernel's interface on the inside port (a TAP masqd makes)
+WAN_HOST_IF=wan0 # ... on the outside port
+SERVICE_PORT=2222 # a TCP service of the router's own on its outside address
 LAN_IF_MAC=02:00:00:00:01:01
 WAN_IF_MAC=02:00:00:00:02:02
 LAN_HOST=100.64.0.2
@@ -98,11 +111,12 @@ cleanup_testbed() {
     done
     # Deleting a namespace destroys its veth ends and so, a moment later, their peers in
     # the root namespace: each step tolerates the object being gone already.
-    for ns in "$LAN_NS" "$SRV_NS"; do
+    for ns in "$LAN_NS" "$SRV_NS" "$RTR_NS"; do
         ip netns delete "$ns" 2>/dev/null || true
         rm -rf "/etc/netns/${ns:?}"
     done
     rmdir /etc/netns 2>/dev/null || true # only if empty
+    # The demo before masq-rtr left its ports in the root namespace.
     for link in "$LAN_IF" "$WAN_IF"; do
         ip link delete "$link" 2>/dev/null || true
     done
@@ -117,9 +131,9 @@ cleanup_testbed() {
 
 # True if anything of the testbed is still there.
 leftovers() {
-    ip netns list | grep -qE "^($LAN_NS|$SRV_NS)( |$)" ||
+    ip netns list | grep -qE "^($LAN_NS|$SRV_NS|$RTR_NS)( |$)" ||
         ip link show "$LAN_IF" >/dev/null 2>&1 || ip link show "$WAN_IF" >/dev/null 2>&1 ||
-        [ -e "/etc/netns/$LAN_NS" ] || [ -e "/etc/netns/$SRV_NS" ]
+        [ -e "/etc/netns/$LAN_NS" ] || [ -e "/etc/netns/$SRV_NS" ] || [ -e "/etc/netns/$RTR_NS" ]
 }
 
 on_exit() {
@@ -142,7 +156,7 @@ on_exit() {
         masq_warn "something of the demo is still there: check 'ip netns list' and 'ip link'"
         rc=1
     else
-        masq_log "removed namespaces $LAN_NS, $SRV_NS and links $LAN_IF, $WAN_IF"
+        masq_log "removed namespaces $LAN_NS, $SRV_NS, $RTR_NS and their links"
     fi
     [ "$KEEP_LOG" = 0 ] || masq_log "masqd log kept in $STATE_DIR/masqd.log"
     exit "$rc"
@@ -165,14 +179,14 @@ $SERVER server
 EOF
 }
 
-make_host() { # ns root_if root_mac host_mac host_cidr gateway
-    local ns="$1" root_if="$2" root_mac="$3" host_mac="$4" cidr="$5" gw="$6"
+make_host() { # ns port_if port_mac host_mac host_cidr gateway (port_if: masqd's end, in $RTR_NS)
+    local ns="$1" port_if="$2" port_mac="$3" host_mac="$4" cidr="$5" gw="$6"
     masq_new_ns "$ns"
-    ip link add "$root_if" address "$root_mac" type veth peer name eth0 address "$host_mac" netns "$ns"
-    masq_quiet_port "$root_if"
-    masq_offloads_off "$root_if"
+    ip link add "$port_if" address "$port_mac" netns "$RTR_NS" type veth peer name eth0 address "$host_mac" netns "$ns"
+    masq_quiet_port "$RTR_NS" "$port_if"
+    masq_offloads_off "$RTR_NS" "$port_if"
     masq_offloads_off "$ns" eth0
-    ip link set "$root_if" up
+    masq_in_ns "$RTR_NS" ip link set "$port_if" up
     masq_in_ns "$ns" ip addr add "$cidr" dev eth0
     masq_in_ns "$ns" ip link set eth0 up
     masq_in_ns "$ns" ip route add default via "$gw"
@@ -185,11 +199,13 @@ create_testbed() {
     # server resolves nothing
     etc_files "$LAN_NS" "$SERVER"
     etc_files "$SRV_NS" 127.0.0.1
+    etc_files "$RTR_NS" 127.0.0.1
+    masq_new_ns "$RTR_NS"
     make_host "$LAN_NS" "$LAN_IF" "$LAN_IF_MAC" "$LAN_HOST_MAC" "$LAN_HOST/$LAN_PREFIX" "$LAN_ROUTER"
     make_host "$SRV_NS" "$WAN_IF" "$WAN_IF_MAC" "$SERVER_MAC" "$SERVER/$WAN_PREFIX" "$WAN_ROUTER"
     masq_log "$LAN_NS: $(masq_in_ns "$LAN_NS" ip -br addr show dev eth0) via $LAN_ROUTER"
     masq_log "$SRV_NS: $(masq_in_ns "$SRV_NS" ip -br addr show dev eth0) via $WAN_ROUTER"
-    masq_log "masqd ports: $(ip -br link show dev "$LAN_IF") / $(ip -br link show dev "$WAN_IF")"
+    masq_log "masqd ports in $RTR_NS: $(masq_in_ns "$RTR_NS" ip -br link show dev "$LAN_IF") / $(masq_in_ns "$RTR_NS" ip -br link show dev "$WAN_IF")"
 }
 
 # --- masqd -------------------------------------------------------------------------------
@@ -217,6 +233,7 @@ name = "lan"
 role = "inside"
 device = "net_af_packet0,iface=$LAN_IF"
 address = "$LAN_ROUTER/$LAN_PREFIX"
+host_interface = "$LAN_HOST_IF"
 
 [[port]]
 name = "wan"
@@ -224,6 +241,7 @@ role = "outside"
 device = "net_af_packet1,iface=$WAN_IF"
 address = "$WAN_ROUTER/$WAN_PREFIX"
 gateway = "$SERVER"
+host_interface = "$WAN_HOST_IF"
 
 [workers]
 cores = [1]
@@ -258,7 +276,7 @@ build_masqd() {
 
 # The steps to run, in order: the masqctl step first when it is selected.
 demo_steps() {
-    local step steps="${MASQ_DEMO_STEPS:-masqctl ping http dns ttl}" out=""
+    local step steps="${MASQ_DEMO_STEPS:-masqctl ping http dns ttl host}" out=""
     for step in $steps; do
         if [ "$step" = masqctl ]; then out="masqctl"; fi
     done
@@ -284,7 +302,8 @@ start_masqd() {
         rules=()
         masq_log "with NO rules: the masqctl step adds them while masqd runs"
     fi
-    "$MASQD" --config "$STATE_DIR/masq.toml" "${rules[@]}" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
+    # `ip netns exec` execs masqd: $! is masqd itself.
+    ip netns exec "$RTR_NS" "$MASQD" --config "$STATE_DIR/masq.toml" "${rules[@]}" >>"$STATE_DIR/masqd.log" 2>&1 </dev/null &
     MASQD_PID=$!
     echo "$MASQD_PID" >"$STATE_DIR/masqd.pid"
     masq_log "masqd pid $MASQD_PID, log $STATE_DIR/masqd.log"
@@ -375,14 +394,27 @@ step_http() {
     [ "$seen" = "$WAN_ROUTER" ] || { masq_log "FAIL: expected $WAN_ROUTER (translated)"; return 1; }
 }
 
-# The LAN host resolves a name through masqd: dnsmasq in the server namespace answers
-# for masq.test only (no upstream, no hosts file: nothing leaves the namespaces).
-step_dns() {
-    ip netns exec "$SRV_NS" timeout 60 dnsmasq --keep-in-foreground --no-resolv --no-hosts \
+# dnsmasq in the server namespace, "the Internet's" name server: it answers for
+# masq.test only (no upstream, no hosts file: nothing leaves the namespaces), with a TTL
+# of 300 s so that resolvers may cache its answers, and logs every query. Started once.
+start_upstream_dns() {
+    [ -s "$STATE_DIR/dnsmasq.pid" ] && kill -0 "$(cat "$STATE_DIR/dnsmasq.pid")" 2>/dev/null && return 0
+    ip netns exec "$SRV_NS" timeout 120 dnsmasq --keep-in-foreground --no-resolv --no-hosts \
         --listen-address="$SERVER" --bind-interfaces --port=53 --user=root \
-        --pid-file="$STATE_DIR/dnsmasq.pid" --address=/masq.test/"$SERVER" \
+        --pid-file="$STATE_DIR/dnsmasq.pid" --address=/masq.test/"$SERVER" --local-ttl=300 \
+        --log-queries --log-facility="$STATE_DIR/dnsmasq-upstream.log" \
         >"$STATE_DIR/dnsmasq.log" 2>&1 </dev/null &
     BG_PIDS+=($!)
+    local i
+    for i in $(seq 1 20); do
+        [ -s "$STATE_DIR/dnsmasq.pid" ] && return 0
+        sleep 0.1
+    done
+}
+
+# The LAN host resolves a name through masqd: the server's dnsmasq answers.
+step_dns() {
+    start_upstream_dns
     local answer="" i
     for i in $(seq 1 10); do
         answer="$(masq_in_ns "$LAN_NS" timeout 5 dig +short +time=1 +tries=1 www.masq.test @"$SERVER" 2>/dev/null || true)"
@@ -433,6 +465,12 @@ step_masqctl() {
         >"$STATE_DIR/lan-http.log" 2>&1 </dev/null &
     BG_PIDS+=($!)
     sleep 0.5
+    # On a busy machine Python takes longer to bind: wait (bounded) for the UDP echo.
+    local i
+    for i in $(seq 1 30); do
+        masq_in_ns "$SRV_NS" ss -Hlun "sport = :7" | grep -q . && break
+        sleep 0.1
+    done
 
     masq_log "masqd runs with no rules: it routes, and translates nothing"
     out="$(ctl save)" || fail=1
@@ -502,6 +540,67 @@ step_masqctl() {
     return "$fail"
 }
 
+# How often the server's name server was asked for www.masq.test from the router's
+# outside address (the dns step's masqueraded queries come from there too).
+upstream_queries() {
+    grep -c "query\[A\] www.masq.test from $WAN_ROUTER" "$STATE_DIR/dnsmasq-upstream.log" 2>/dev/null || true
+}
+
+# The router's own services on its host interfaces (docs/host-interface.md): the
+# router's kernel has 100.64.0.1 on lan0 and 203.0.113.1 on wan0, and programs run on it.
+# A caching resolver (dnsmasq) on 100.64.0.1 forwards to the server's name server from the
+# host ports; the LAN host asks it twice: the first answer comes from upstream, the
+# second from the router's cache. Then a small TCP service on the router's outside
+# address answers a client on the WAN side.
+step_host() {
+    local fail=0 out answer
+    masq_log "the router's kernel interfaces, made by masqd:"
+    masq_in_ns "$RTR_NS" ip -br addr show dev "$LAN_HOST_IF" | sed 's/^/    /'
+    masq_in_ns "$RTR_NS" ip -br addr show dev "$WAN_HOST_IF" | sed 's/^/    /'
+    masq_in_ns "$RTR_NS" ip route show default | sed 's/^/    /'
+    start_upstream_dns
+    ip netns exec "$RTR_NS" timeout 120 dnsmasq --keep-in-foreground --no-resolv --no-hosts \
+        --listen-address="$LAN_ROUTER" --bind-interfaces --port=53 --user=root \
+        --server="$SERVER" --min-port=61000 --max-port=61999 --cache-size=1000 \
+        --pid-file="$STATE_DIR/dnsmasq-router.pid" --log-queries \
+        --log-facility="$STATE_DIR/dnsmasq-router.log" >/dev/null 2>&1 </dev/null &
+    BG_PIDS+=($!)
+    sleep 0.5
+    masq_log ""
+    masq_log "the LAN host asks the router's resolver ($LAN_ROUTER) twice:"
+    local n before
+    before="$(upstream_queries)"
+    for n in 1 2; do
+        answer="$(masq_in_ns "$LAN_NS" timeout 5 dig +short +time=2 +tries=2 www.masq.test @"$LAN_ROUTER" 2>/dev/null || true)"
+        masq_log "  dig @$LAN_ROUTER www.masq.test ($n): ${answer:-no answer}"
+        check "answer $n is $SERVER" [ "$answer" = "$SERVER" ] || fail=1
+    done
+    masq_log "  the router's resolver log:"
+    grep -E 'query\[A\]|forwarded|reply|cached' "$STATE_DIR/dnsmasq-router.log" | sed 's/^[^:]*: /    /; s/^.*dnsmasq\[[0-9]*\]: /    /'
+    out="$(cat "$STATE_DIR/dnsmasq-router.log" 2>/dev/null || true)"
+    check "the first answer came from upstream ($SERVER)" has "$out" "forwarded www.masq.test to $SERVER" || fail=1
+    check "the second answer came from the router's cache" has "$out" "cached www.masq.test is $SERVER" || fail=1
+    out="$(upstream_queries)"
+    check "upstream ($SERVER) was asked once for both, from the router's address ($WAN_ROUTER)" \
+        [ "$out" = $((before + 1)) ] || fail=1
+
+    masq_log ""
+    masq_log "a TCP service of the router's own on $WAN_ROUTER:$SERVICE_PORT, reached from the WAN side:"
+    ip netns exec "$RTR_NS" timeout 60 python3 "$PEER" tcp-echo-peer "$WAN_ROUTER" "$SERVICE_PORT" \
+        >/dev/null 2>&1 </dev/null &
+    BG_PIDS+=($!)
+    sleep 0.5
+    out="$(masq_in_ns "$SRV_NS" timeout 10 python3 "$PEER" tcp-ask "$WAN_ROUTER" "$SERVICE_PORT" 2>&1 || true)"
+    masq_log "  on the server: connect $WAN_ROUTER:$SERVICE_PORT -> the service says it sees ${out:-nothing}"
+    check "the router's service answered the server ($SERVER)" [ "${out%%:*}" = "$SERVER" ] || fail=1
+
+    masq_log ""
+    out="$(ctl stats)" || fail=1
+    printf '%s\n' "$out" | sed -n '/^Host interfaces/,/^$/p' | sed 's/^/    /'
+    check "masqctl stats lists both host interfaces" has "$out" "^  $WAN_HOST_IF " || fail=1
+    return "$fail"
+}
+
 run_steps() {
     local step rc
     for step in $(demo_steps); do
@@ -532,7 +631,7 @@ main() {
 
     if [ "$NET_ONLY" = 1 ]; then
         masq_section "--net-only: testbed is up, no masqd"
-        ip netns list | grep -E "^($LAN_NS|$SRV_NS)" | sed 's/^/  netns /'
+        ip netns list | grep -E "^($LAN_NS|$SRV_NS|$RTR_NS)" | sed 's/^/  netns /'
         # Without masqd nothing may cross: the root kernel must stay out of the path.
         if masq_in_ns "$LAN_NS" timeout 5 ping -n -q -c 2 -i 0.3 -W 1 "$SERVER" >/dev/null 2>&1; then
             masq_log "FAIL: $LAN_NS reached $SERVER without masqd (the root namespace forwarded it)"
@@ -555,6 +654,13 @@ main() {
         masq_log "masqd did not shut down cleanly (exit status or 'masqd: clean shutdown' missing)"
         ok=0
     }
+    if masq_in_ns "$RTR_NS" ip link show "$LAN_HOST_IF" >/dev/null 2>&1 ||
+        masq_in_ns "$RTR_NS" ip link show "$WAN_HOST_IF" >/dev/null 2>&1; then
+        masq_log "FAIL: a host interface outlived masqd"
+        ok=0
+    else
+        masq_log "the host interfaces $LAN_HOST_IF and $WAN_HOST_IF went with masqd"
+    fi
 
     masq_section "demo summary"
     local i

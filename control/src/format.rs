@@ -406,6 +406,42 @@ pub fn stats(s: &Stats) -> String {
         );
     }
 
+    if !s.host_interfaces.is_empty() {
+        out.push_str("\nHost interfaces (rx: to the kernel, tx: from it):\n");
+        push_line(
+            &mut out,
+            &format!(
+                "  {:<15} {:<10} {:>12} {:>14} {:>9} {:>12} {:>14} {:>9} {:>11}",
+                "interface",
+                "port",
+                "rx packets",
+                "rx bytes",
+                "rx drops",
+                "tx packets",
+                "tx bytes",
+                "tx drops",
+                "unsupported"
+            ),
+        );
+        for h in &s.host_interfaces {
+            push_line(
+                &mut out,
+                &format!(
+                    "  {:<15} {:<10} {:>12} {:>14} {:>9} {:>12} {:>14} {:>9} {:>11}",
+                    h.name,
+                    h.port,
+                    h.rx_packets,
+                    h.rx_bytes,
+                    h.rx_dropped,
+                    h.tx_packets,
+                    h.tx_bytes,
+                    h.tx_dropped,
+                    h.tx_unsupported
+                ),
+            );
+        }
+    }
+
     let _ = writeln!(
         out,
         "\nSessions: {} active, {} created, {} expired",
@@ -483,7 +519,8 @@ pub fn version(masqctl: &str, daemon: &VersionInfo) -> String {
 mod tests {
     use super::*;
     use crate::protocol::{
-        ChainListing, LookupMatch, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry, WorkerStats,
+        ChainListing, HostInterfaceStats, LookupMatch, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry,
+        WorkerStats,
     };
 
     fn nat_listing() -> RuleListing {
@@ -666,6 +703,14 @@ num   pkts bytes target     prot opt in     out     source               destina
                 icmp: 0,
             }],
             latency_us: Percentiles { samples: 100, p50: 1.0, p90: 2.0, p99: 3.0, p99_9: 4.0, max: 5.5 },
+            host_interfaces: vec![HostInterfaceStats {
+                name: "wan0".into(),
+                port: "wan".into(),
+                rx_packets: 77,
+                tx_packets: 66,
+                tx_unsupported: 2,
+                ..Default::default()
+            }],
             counters: [
                 ("forwarded".to_string(), 9),
                 ("nat_hairpinned".to_string(), 2),
@@ -683,6 +728,12 @@ num   pkts bytes target     prot opt in     out     source               destina
             "{text}"
         );
         assert!(!text.contains("handoff_out") && !text.contains("polls"), "zeros and idle spinning are left out");
+        assert!(text.contains("Host interfaces"), "{text}");
+        let line = text.lines().find(|l| l.trim_start().starts_with("wan0")).expect("the host interface's line");
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((cols[1], cols[2], cols[5], cols[8]), ("wan", "77", "66", "2"), "{line}");
+        let without = stats(&Stats { host_interfaces: Vec::new(), ..s.clone() });
+        assert!(!without.contains("Host interfaces"), "no section without host interfaces");
         for needle in [
             "inside",
             "port 0 PMD: imissed=3",

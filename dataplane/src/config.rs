@@ -123,6 +123,9 @@ pub struct PortConfig {
     pub mtu: u16,
     /// MAC address to set on the port; `None` keeps the device's own.
     pub mac: Option<[u8; 6]>,
+    /// The kernel interface masqd creates for this port (the host's own services run
+    /// on it; see `docs/host-interface.md`); `None`: no host interface.
+    pub host_interface: Option<String>,
 }
 
 impl PortConfig {
@@ -213,6 +216,26 @@ pub struct TimeoutsConfig {
 impl Default for TimeoutsConfig {
     fn default() -> Self {
         TimeoutsConfig { tcp: 7440, tcpfin: 240, udp: 300, icmp: 60, other: 600 }
+    }
+}
+
+/// The router's own services: what the host interfaces share (`[host]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Ports reserved for the host's own connections on every external address that is
+    /// a host interface's (inclusive); the kernel's ephemeral range.
+    pub ports: (u16, u16),
+    /// Frames one worker hands to the kernel per second at most (the punt rate limit).
+    pub max_pps: u32,
+    /// Frames each direction of one worker's exception path holds at most (the queue bound).
+    pub queue: u32,
+    /// Whether masqd sets `net.ipv4.ip_local_port_range` in its namespace to `ports`.
+    pub set_local_port_range: bool,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig { ports: (61000, 61999), max_pps: 10_000, queue: 1024, set_local_port_range: true }
     }
 }
 
@@ -324,6 +347,7 @@ pub struct Config {
     pub nat: NatConfig,
     pub timeouts: TimeoutsConfig,
     pub control: ControlConfig,
+    pub host: HostConfig,
     pub logging: LoggingConfig,
     /// `None` when there is no `[metrics]` section: no exporter.
     pub metrics: Option<MetricsConfig>,
@@ -346,6 +370,11 @@ impl Config {
     /// Index of the port named `name`.
     pub fn port_index(&self, name: &str) -> Option<usize> {
         self.ports.iter().position(|p| p.name == name)
+    }
+
+    /// Whether any port has a host interface.
+    pub fn has_host_interfaces(&self) -> bool {
+        self.ports.iter().any(|p| p.host_interface.is_some())
     }
 }
 
@@ -393,6 +422,8 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    host: RawHost,
     #[serde(default)]
     logging: RawLogging,
     metrics: Option<RawMetrics>,
@@ -535,6 +566,7 @@ struct RawPort {
     gateway: Option<String>,
     mtu: Option<u16>,
     mac: Option<String>,
+    host_interface: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -584,6 +616,15 @@ struct RawTimeouts {
     udp: Option<u32>,
     icmp: Option<u32>,
     other: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    ports: Option<String>,
+    max_pps: Option<u32>,
+    queue: Option<u32>,
+    set_local_port_range: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -789,7 +830,11 @@ impl RawConfig {
                     Some(mac)
                 }
             };
-            ports.push(PortConfig { name, role, device, address, gateway, mtu, mac });
+            let host_interface = match &p.host_interface {
+                None => None,
+                Some(h) => Some(check_host_interface(&f("host_interface"), h)?),
+            };
+            ports.push(PortConfig { name, role, device, address, gateway, mtu, mac, host_interface });
         }
         for role in [Role::Inside, Role::Outside] {
             if !ports.iter().any(|p| p.role == role) {
@@ -816,6 +861,25 @@ impl RawConfig {
                 }
             }
         }
+
+        for (i, a) in ports.iter().enumerate() {
+            let Some(h) = &a.host_interface else { continue };
+            for (j, b) in ports.iter().enumerate() {
+                if j < i && b.host_interface.as_ref() == Some(h) {
+                    return Err(ConfigError::new(
+                        format!("port[{i}].host_interface"),
+                        format!("\"{h}\" is port \"{}\"'s host interface already", b.name),
+                    ));
+                }
+                if device_iface(&b.device) == Some(h.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("port[{i}].host_interface"),
+                        format!("\"{h}\" is the interface port \"{}\" attaches to (device \"{}\")", b.name, b.device),
+                    ));
+                }
+            }
+        }
+        let host = self.host.validate()?;
 
         let raw_workers = required(&self.workers, "workers", "a [workers] section with cores = [..]")?;
         let cores = required(&raw_workers.cores, "workers.cores", "one core per worker, e.g. cores = [1]")?;
@@ -1048,10 +1112,73 @@ impl RawConfig {
             nat,
             timeouts,
             control,
+            host,
             logging,
             metrics,
         })
     }
+}
+
+/// The Linux interface a device string attaches to (`iface=NAME` of af_packet, tap,
+/// af_xdp...), if it names one.
+fn device_iface(device: &str) -> Option<&str> {
+    device.split(',').skip(1).find_map(|kv| kv.strip_prefix("iface="))
+}
+
+/// A Linux interface name: 1-15 bytes (IFNAMSIZ), no `/`, `:`, whitespace, not `.`/`..`.
+fn check_host_interface(field: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(ConfigError::new(
+            field,
+            format!("\"{name}\": a Linux interface name is 1-15 characters of a-z, A-Z, 0-9, _, - or ."),
+        ));
+    }
+    if name == "lo" {
+        return Err(ConfigError::new(field, "\"lo\" is the loopback interface"));
+    }
+    Ok(name.to_string())
+}
+
+impl RawHost {
+    fn validate(self) -> Result<HostConfig, ConfigError> {
+        let d = HostConfig::default();
+        let ports = match self.ports {
+            None => d.ports,
+            Some(text) => parse_port_range(&text).ok_or_else(|| {
+                ConfigError::new(
+                    "host.ports",
+                    format!("\"{text}\": expected \"LOW-HIGH\", two ports with 1024 <= LOW < HIGH <= 65535, e.g. \"61000-61999\""),
+                )
+            })?,
+        };
+        let max_pps = self.max_pps.unwrap_or(d.max_pps);
+        if !(1..=10_000_000).contains(&max_pps) {
+            return Err(ConfigError::new("host.max_pps", format!("{max_pps} is outside 1..=10000000")));
+        }
+        let queue = self.queue.unwrap_or(d.queue);
+        if !(32..=16384).contains(&queue) {
+            return Err(ConfigError::new("host.queue", format!("{queue} is outside 32..=16384")));
+        }
+        Ok(HostConfig {
+            ports,
+            max_pps,
+            queue,
+            set_local_port_range: self.set_local_port_range.unwrap_or(d.set_local_port_range),
+        })
+    }
+}
+
+/// `"61000-61999"`: two ports, 1024 <= LOW < HIGH (the kernel's ephemeral range needs two).
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = text.split_once('-')?;
+    let lo: u16 = lo.trim().parse().ok()?;
+    let hi: u16 = hi.trim().parse().ok()?;
+    (1024 <= lo && lo < hi).then_some((lo, hi))
 }
 
 #[cfg(test)]
@@ -1281,6 +1408,57 @@ mac = "02:00:00:00:02:01"
     }
 
     #[test]
+    fn host_interfaces_and_the_host_section() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.ports[0].host_interface, None);
+        assert!(!c.has_host_interfaces());
+        assert_eq!(
+            c.host,
+            HostConfig { ports: (61000, 61999), max_pps: 10_000, queue: 1024, set_local_port_range: true }
+        );
+
+        let text = replace("address = \"203.0.113.1/24\"", "address = \"203.0.113.1/24\"\nhost_interface = \"wan0\"");
+        let c = Config::parse(&format!(
+            "{text}\n[host]\nports = \"50000-50999\"\nmax_pps = 500\nqueue = 64\nset_local_port_range = false\n"
+        ))
+        .unwrap();
+        assert_eq!(c.ports[1].host_interface.as_deref(), Some("wan0"));
+        assert!(c.has_host_interfaces());
+        assert_eq!(c.host, HostConfig { ports: (50000, 50999), max_pps: 500, queue: 64, set_local_port_range: false });
+
+        for bad in ["", "a/b", "this-name-is-too-long", "eth 0", "..", "lo", "wan:1"] {
+            let e = err(&replace(
+                "address = \"203.0.113.1/24\"",
+                &format!("address = \"203.0.113.1/24\"\nhost_interface = {bad:?}"),
+            ));
+            assert_eq!(e.field, "port[1].host_interface", "{bad}: {e}");
+        }
+        // Two ports, one name; the interface a port attaches to.
+        let text = replace("address = \"100.64.0.1/10\"", "address = \"100.64.0.1/10\"\nhost_interface = \"h0\"")
+            .replacen("address = \"203.0.113.1/24\"", "address = \"203.0.113.1/24\"\nhost_interface = \"h0\"", 1);
+        let e = err(&text);
+        assert_eq!(e.to_string(), "port[1].host_interface: \"h0\" is port \"lan\"'s host interface already");
+        let e =
+            err(&replace("address = \"100.64.0.1/10\"", "address = \"100.64.0.1/10\"\nhost_interface = \"veth-wan\""));
+        assert_eq!(e.field, "port[0].host_interface");
+        assert!(e.message.contains("port \"wan\" attaches to"), "{e}");
+
+        for (key, bad) in [
+            ("ports", "\"61999-61000\""),
+            ("ports", "\"80-90\""),
+            ("ports", "\"61000\""),
+            ("ports", "\"61000-70000\""),
+            ("max_pps", "0"),
+            ("queue", "8"),
+        ] {
+            let e = err(&format!("{EXAMPLE}\n[host]\n{key} = {bad}\n"));
+            assert_eq!(e.field, format!("host.{key}"), "{e}");
+        }
+        let e = err(&format!("{EXAMPLE}\n[host]\nport = \"61000-61999\"\n"));
+        assert!(e.message.contains("port"), "{e}");
+    }
+
+    #[test]
     fn helpers() {
         let c = Config::parse(EXAMPLE).unwrap();
         assert_eq!(c.nat.helpers, HelperPort::defaults());
@@ -1426,9 +1604,11 @@ mac = "02:00:00:00:02:01"
     #[test]
     fn the_configuration_reference_documents_exactly_the_accepted_keys() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
+        // `### \`[[nat.deterministic]]\`` documents a sub-table: its keys are checked as
+        // that table's, not its parent's, and it is no top-level section.
         let mut documented: Vec<(String, bool, Vec<String>)> = Vec::new();
         for line in doc.lines() {
-            if let Some(head) = line.strip_prefix("## `[") {
+            if let Some(head) = line.strip_prefix("## `[").or_else(|| line.strip_prefix("### `[")) {
                 let array = head.starts_with('[');
                 let name = head.trim_start_matches('[').split(']').next().unwrap().to_string();
                 documented.push((name, array, Vec::new()));
@@ -1443,6 +1623,16 @@ mac = "02:00:00:00:02:01"
                 documented.push((name, array, Vec::new()));
             } else if let (Some(key), Some(current)) = (line.strip_prefix("| `"), documented.last_mut()) {
                 current.2.push(key.split('`').next().unwrap().to_string());
+            }
+        }
+        // A documented sub-table `a.b` is key `b` of section `a`.
+        let subs: Vec<(String, String)> = documented
+            .iter()
+            .filter_map(|(n, _, _)| n.split_once('.').map(|(a, b)| (a.to_string(), b.to_string())))
+            .collect();
+        for (parent, key) in subs {
+            if let Some(p) = documented.iter_mut().find(|(n, _, _)| *n == parent) {
+                p.2.push(key);
             }
         }
         let top = toml::from_str::<RawConfig>("zz_unknown = 1\n").err().expect("unknown keys are refused");

@@ -127,6 +127,10 @@ worker_counters! {
     handoff_out,
     /// Packets other workers handed to this one.
     handoff_in,
+    /// Frames handed toward the kernel's host interfaces (taken by the host ring).
+    host_punted,
+    /// Frames the kernel sent on host interfaces, handled by this worker.
+    host_from_kernel,
     /// NAT events queued for the logging thread.
     log_events,
     /// NAT events lost because the worker's log ring was full.

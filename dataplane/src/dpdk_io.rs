@@ -49,6 +49,37 @@ pub struct DpdkIo {
     drain_cycles: u64,
     /// TSC when each port's stage got its first frame.
     staged_at: Vec<u64>,
+    /// This worker's ends of the host-interface rings (see `host::pump`).
+    host: Option<HostRings>,
+}
+
+/// One worker's ends of the exception path: a single-producer ring of frames for the
+/// kernel's host interfaces, and the consumer end of the ring the host thread fills with
+/// the kernel's frames for this worker. The port index travels in the mbuf's `port`
+/// field both ways. No system call on the worker: the host thread does the TAP I/O.
+pub struct HostRings {
+    out: MbufRingProducer,
+    stage: Burst<BURST>,
+    inbound: MbufRingConsumer,
+    rx: Burst<BURST>,
+}
+
+impl HostRings {
+    /// The worker's ends: `out` toward the host thread, `inbound` from it.
+    pub fn new(out: MbufRingProducer, inbound: MbufRingConsumer) -> HostRings {
+        HostRings { out, stage: Burst::new(), inbound, rx: Burst::new() }
+    }
+
+    fn send(&mut self, report: &mut TxReport) {
+        if self.stage.is_empty() {
+            return;
+        }
+        let staged = self.stage.len() as u64;
+        let moved = self.out.enqueue_burst(&mut self.stage) as u64;
+        report.punted += moved;
+        report.punt_refused += staged - moved;
+        self.stage.clear();
+    }
 }
 
 /// Slots of every handoff ring (one per ordered worker pair).
@@ -127,7 +158,14 @@ impl DpdkIo {
             handoff: None,
             drain_cycles: 0,
             staged_at: vec![0; ports],
+            host: None,
         }
+    }
+
+    /// Exchange frames with the kernel's host interfaces over `rings`.
+    pub fn with_host(mut self, rings: HostRings) -> DpdkIo {
+        self.host = Some(rings);
+        self
     }
 
     /// Let a partly filled TX stage wait up to `us` microseconds for more frames before
@@ -219,6 +257,9 @@ impl PacketIo for DpdkIo {
         if let Some(h) = self.handoff.as_mut() {
             h.flush(&mut self.report);
         }
+        if let Some(h) = self.host.as_mut() {
+            h.send(&mut self.report);
+        }
         self.garbage.clear();
         std::mem::take(&mut self.report)
     }
@@ -229,6 +270,9 @@ impl PacketIo for DpdkIo {
         }
         if let Some(h) = self.handoff.as_mut() {
             h.flush(&mut self.report);
+        }
+        if let Some(h) = self.host.as_mut() {
+            h.send(&mut self.report);
         }
         self.garbage.clear();
         std::mem::take(&mut self.report)
@@ -282,6 +326,28 @@ impl PacketIo for DpdkIo {
     #[inline]
     fn next_handoff(&mut self) -> Option<(u16, Mbuf)> {
         let m = self.handoff.as_mut()?.rx.pop()?;
+        Some((m.port(), m))
+    }
+
+    fn punt(&mut self, port: u16, mut frame: Mbuf) -> Result<(), Mbuf> {
+        let Some(h) = self.host.as_mut() else { return Err(frame) };
+        if h.stage.is_full() {
+            h.send(&mut self.report);
+        }
+        frame.set_port(port);
+        h.stage.push(frame)
+    }
+
+    #[inline]
+    fn host_burst(&mut self) -> usize {
+        let Some(h) = self.host.as_mut() else { return 0 };
+        let n = h.inbound.dequeue_burst(&mut h.rx);
+        h.rx.as_mut_slice().reverse();
+        n
+    }
+
+    fn next_host(&mut self) -> Option<(u16, Mbuf)> {
+        let m = self.host.as_mut()?.rx.pop()?;
         Some((m.port(), m))
     }
 }

@@ -36,6 +36,11 @@ pub struct TxReport {
     pub handed_off: u64,
     /// Packets a full handoff ring did not take (freed, to be counted as `handoff_full`).
     pub handoff_refused: u64,
+    /// Frames handed toward the kernel's host interfaces.
+    pub punted: u64,
+    /// Frames for the kernel a full host ring did not take (freed, to be counted as
+    /// `host_punt_limited`).
+    pub punt_refused: u64,
 }
 
 impl TxReport {
@@ -45,6 +50,8 @@ impl TxReport {
         self.refused += other.refused;
         self.handed_off += other.handed_off;
         self.handoff_refused += other.handoff_refused;
+        self.punted += other.punted;
+        self.punt_refused += other.punt_refused;
     }
 }
 
@@ -105,6 +112,25 @@ pub trait PacketIo {
     /// Take the next frame received by [`PacketIo::handoff_burst`] with the port it
     /// arrived on.
     fn next_handoff(&mut self) -> Option<(u16, Self::Frame)> {
+        None
+    }
+
+    /// Stage `frame` for the kernel's host interface of `port` (sent with the next flush,
+    /// counted in its [`TxReport`]). A backend without host interfaces gives it back.
+    fn punt(&mut self, port: u16, frame: Self::Frame) -> Result<(), Self::Frame> {
+        let _ = port;
+        Err(frame)
+    }
+
+    /// Receive up to a burst of frames the kernel sent on host interfaces; returns how
+    /// many arrived.
+    fn host_burst(&mut self) -> usize {
+        0
+    }
+
+    /// Take the next frame received by [`PacketIo::host_burst`] with the port whose host
+    /// interface sent it.
+    fn next_host(&mut self) -> Option<(u16, Self::Frame)> {
         None
     }
 }
@@ -183,6 +209,16 @@ pub mod mem {
         refused_handoffs: u64,
         handed_total: u64,
         handoff_rx: VecDeque<(u16, MemFrame)>,
+        /// Host interfaces: whether punting works at all (none: `punt` gives frames back).
+        pub host: bool,
+        /// Frames punted to the kernel, with their port (what the kernel received).
+        pub host_out: Vec<(u16, MemFrame)>,
+        /// Frames the kernel sends, with the port whose host interface sent them.
+        pub host_in: VecDeque<(u16, MemFrame)>,
+        /// Frames punted per flush at most (simulates a full host ring); the rest are freed.
+        pub punt_limit: usize,
+        punt_staged: Vec<(u16, MemFrame)>,
+        host_rx: VecDeque<(u16, MemFrame)>,
         /// A fake cycle counter: advances by `cycle_step` at every read.
         clock: Cell<u64>,
         pub cycle_step: u64,
@@ -205,9 +241,33 @@ pub mod mem {
                 refused_handoffs: 0,
                 handed_total: 0,
                 handoff_rx: VecDeque::new(),
+                host: false,
+                host_out: Vec::new(),
+                host_in: VecDeque::new(),
+                punt_limit: usize::MAX,
+                punt_staged: Vec::new(),
+                host_rx: VecDeque::new(),
                 clock: Cell::new(0),
                 cycle_step: 100,
             }
+        }
+
+        /// With host interfaces: `punt` takes frames into [`MemIo::host_out`].
+        pub fn with_host(mut self) -> MemIo {
+            self.host = true;
+            self
+        }
+
+        /// Queue a frame as if the kernel sent it on `port`'s host interface.
+        pub fn inject_host(&mut self, port: u16, bytes: &[u8]) {
+            self.host_in.push_back((port, MemFrame::from_bytes(bytes)));
+        }
+
+        /// Take everything punted to `port`'s host interface so far.
+        pub fn take_host_output(&mut self, port: u16) -> Vec<Vec<u8>> {
+            let (mine, rest): (Vec<_>, Vec<_>) = self.host_out.drain(..).partition(|(p, _)| *p == port);
+            self.host_out = rest;
+            mine.into_iter().map(|(_, f)| f.bytes().to_vec()).collect()
         }
 
         /// Join worker `me` to the handoff queues `rings`.
@@ -267,6 +327,15 @@ pub mod mem {
             r.handed_off = std::mem::take(&mut self.handed_total);
             r.handoff_refused = std::mem::take(&mut self.refused_handoffs);
             self.handed = 0;
+            for (i, (port, f)) in self.punt_staged.drain(..).enumerate() {
+                if i < self.punt_limit {
+                    r.punted += 1;
+                    self.host_out.push((port, f));
+                } else {
+                    r.punt_refused += 1;
+                    self.freed += 1;
+                }
+            }
             r
         }
         fn free(&mut self, _frame: MemFrame) {
@@ -309,6 +378,22 @@ pub mod mem {
         }
         fn next_handoff(&mut self) -> Option<(u16, MemFrame)> {
             self.handoff_rx.pop_front()
+        }
+        fn punt(&mut self, port: u16, frame: MemFrame) -> Result<(), MemFrame> {
+            if !self.host {
+                return Err(frame);
+            }
+            self.punt_staged.push((port, frame));
+            Ok(())
+        }
+        fn host_burst(&mut self) -> usize {
+            let n = self.host_in.len().min(self.burst);
+            let drained: Vec<_> = self.host_in.drain(..n).collect();
+            self.host_rx.extend(drained);
+            n
+        }
+        fn next_host(&mut self) -> Option<(u16, MemFrame)> {
+            self.host_rx.pop_front()
         }
     }
 }

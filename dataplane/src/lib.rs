@@ -15,6 +15,7 @@ pub mod control_plane;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_io;
+pub mod host;
 pub mod hugemem;
 pub mod io;
 pub mod l3;

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! `drop` lines are summed over workers and list every reason, zero or not. With NAT
-//! event logging on, `logging <name> <value>` lines follow ([`render_logging`]). The final line
-//! is written by masqd itself: `masqd: clean shutdown`, or `masqd: LEAK <n> mbufs`.
+//! event logging on, `logging <name> <value>` lines follow ([`render_logging`]); with host
+//! interfaces, `host:<interface> <counter> <value>` lines (`crate::host::counters::render`).
+//! The final line is written by masqd itself: `masqd: clean shutdown`, or
+//! `masqd: LEAK <n> mbufs`.
 
 use std::fmt::Write;
 

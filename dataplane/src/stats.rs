@@ -114,6 +114,11 @@ drop_reasons! {
     FragmentTableFull = "fragment_table_full", "fragment tracking table full";
     /// Handoff ring to the owning worker was full.
     HandoffFull = "handoff_full", "handoff ring to the owning worker full";
+    // --- host interfaces ---
+    /// For the kernel, over the punt rate limit (`[host] max_pps`) or its queue bound.
+    HostPuntLimited = "host_punt_limited", "for the kernel's host interface, over its rate limit or queue bound";
+    /// An ARP reply the kernel sent (masqd answers ARP for its addresses itself).
+    HostArpReply = "host_arp_reply", "ARP reply from the kernel (masqd answers ARP itself)";
     // --- transmit ---
     /// The PMD did not take the packet on transmit.
     TxFull = "tx_full", "transmit queue full";

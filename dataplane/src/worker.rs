@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::control_plane::WorkerControl; // control plane
 use crate::counters::WorkerCounters;
+use crate::host::HostPorts;
 use crate::io::{Frame, PacketIo, TxReport};
 use crate::l3::router::Router;
 use crate::nat::NatPath;
@@ -94,6 +95,8 @@ pub struct Worker<Io: PacketIo> {
     last_hold_service: Instant,
     /// control plane: mailbox and latency probe (see `with_control`).
     control: WorkerControl,
+    /// Host interfaces (none: what is for the router and unanswered is dropped).
+    pub(crate) host: Option<HostPorts>,
 }
 
 impl<Io: PacketIo> Worker<Io> {
@@ -111,12 +114,29 @@ impl<Io: PacketIo> Worker<Io> {
             deferred_spare: Vec::with_capacity(DEFER_CAPACITY),
             last_hold_service: Instant::ZERO,
             control: WorkerControl::default(),
+            host: None,
         }
     }
 
     /// Put `nat` in the packet path, beside the router.
-    pub fn with_nat(mut self, nat: NatPath) -> Self {
+    pub fn with_nat(mut self, mut nat: NatPath) -> Self {
+        if let Some(h) = self.host.as_ref() {
+            nat.set_host_ports(h.ports());
+        }
         self.nat = Some(nat);
+        self
+    }
+
+    /// Give the ports `host` names a host interface (see [`crate::host`]): what arrives
+    /// for the router's own addresses and nothing claims (no session, no DNAT/REDIRECT
+    /// rule, not ARP or an echo request masqd answers) goes to the kernel (`host-punt`),
+    /// rate-limited, and the kernel's frames leave by their ports (`host-input`). The
+    /// I/O must carry host rings ([`PacketIo::punt`]).
+    pub fn with_host(mut self, host: HostPorts) -> Self {
+        if let Some(nat) = self.nat.as_mut() {
+            nat.set_host_ports(host.ports());
+        }
+        self.host = Some(host);
         self
     }
 
@@ -262,6 +282,20 @@ impl<Io: PacketIo> Worker<Io> {
             t = self.record(Stage::HandoffRx, n, t);
             t = self.run_vector(now, t);
         }
+        // Frames the kernel sent on host interfaces (none without them).
+        if self.io.host_burst() > 0 {
+            let mut n = 0;
+            while let Some((port, frame)) = self.io.next_host() {
+                n += 1;
+                let meta = Meta::new(port, frame_len(&frame), 0);
+                if let Err(frame) = self.vec.push(frame, meta, Stage::HostInput) {
+                    self.counters.count_drop(DropReason::TxFull);
+                    self.io.free(frame);
+                }
+            }
+            t = self.record(Stage::HostRx, n, t);
+            t = self.run_vector(now, t);
+        }
         if !self.deferred.is_empty() {
             t = self.retry_deferred(received > 0, now, t);
         }
@@ -322,11 +356,13 @@ impl<Io: PacketIo> Worker<Io> {
             Stage::Helper => self.helper_stage(now),
             Stage::NatRewrite => self.nat_rewrite(now),
             Stage::Ip4Local => self.ip4_local(now),
+            Stage::HostPunt => self.host_punt(now),
+            Stage::HostInput => self.host_input(),
             Stage::Handoff => self.handoff(),
             Stage::L2Output => self.l2_output(now),
             Stage::Drop => self.drop_stage(),
             // Poll-loop steps, not stages over the vector: nothing is ever queued there.
-            Stage::PortRx | Stage::HandoffRx | Stage::PortTx | Stage::NatExpire => {}
+            Stage::PortRx | Stage::HandoffRx | Stage::HostRx | Stage::PortTx | Stage::NatExpire => {}
         }
     }
 
@@ -454,6 +490,8 @@ impl<Io: PacketIo> Worker<Io> {
         self.counters.drops[DropReason::TxFull.index()].add(report.refused);
         self.counters.handoff_out.add(report.handed_off);
         self.counters.drops[DropReason::HandoffFull.index()].add(report.handoff_refused);
+        self.counters.host_punted.add(report.punted);
+        self.counters.drops[DropReason::HostPuntLimited.index()].add(report.punt_refused);
     }
 }
 

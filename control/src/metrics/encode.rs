@@ -300,6 +300,40 @@ impl Collector for Collected {
             s.port_utilisation.iter().map(|u| (label("address", u.address), i64::from(u.capacity))),
         )?;
 
+        // ----- host interfaces (only with `host_interface`s) -----
+        if !s.host_interfaces.is_empty() {
+            type Get = fn(&crate::protocol::HostInterfaceStats) -> u64;
+            let families: [(&str, &str, Get); 7] = [
+                ("host_interface_rx_packets", "Frames masqd delivered to the kernel's host interface", |h| {
+                    h.rx_packets
+                }),
+                ("host_interface_rx_bytes", "Bytes masqd delivered to the kernel's host interface", |h| h.rx_bytes),
+                ("host_interface_rx_dropped", "Frames for the kernel its host interface did not take", |h| {
+                    h.rx_dropped
+                }),
+                ("host_interface_tx_packets", "Frames the kernel sent on its host interface", |h| h.tx_packets),
+                ("host_interface_tx_bytes", "Bytes the kernel sent on its host interface", |h| h.tx_bytes),
+                ("host_interface_tx_dropped", "Frames from the kernel a worker's full ring did not take", |h| {
+                    h.tx_dropped
+                }),
+                (
+                    "host_interface_tx_unsupported",
+                    "Frames from the kernel that are neither IPv4 nor ARP (dropped)",
+                    |h| h.tx_unsupported,
+                ),
+            ];
+            for (name, help, get) in families {
+                f.counters(
+                    name,
+                    help,
+                    None,
+                    s.host_interfaces
+                        .iter()
+                        .map(|h| (vec![("interface", h.name.clone()), ("port", h.port.clone())], get(h))),
+                )?;
+            }
+        }
+
         // ----- latency -----
         {
             let h = &s.latency_histogram;
@@ -502,6 +536,38 @@ mod tests {
         assert_eq!(
             line_of(&text, "masq_nat_ports_capacity{"),
             r#"masq_nat_ports_capacity{address="203.0.113.1"} 64512"#
+        );
+    }
+
+    #[test]
+    fn host_interfaces_are_published_only_when_there_are_some() {
+        let text = render(&stats().into(), &BuildInfo { version: "0".into() });
+        assert!(!text.contains("masq_host_interface"), "no host interfaces, no families");
+        let mut s = stats();
+        s.host_interfaces = vec![crate::protocol::HostInterfaceStats {
+            name: "wan0".into(),
+            port: "wan".into(),
+            rx_packets: 77,
+            tx_packets: 66,
+            tx_unsupported: 2,
+            ..Default::default()
+        }];
+        let text = render(&s.into(), &BuildInfo { version: "0".into() });
+        assert_eq!(
+            line_of(&text, "# TYPE masq_host_interface_rx_packets_total"),
+            "# TYPE masq_host_interface_rx_packets_total counter"
+        );
+        assert_eq!(
+            line_of(&text, "masq_host_interface_rx_packets_total{"),
+            r#"masq_host_interface_rx_packets_total{interface="wan0",port="wan"} 77"#
+        );
+        assert_eq!(
+            line_of(&text, "masq_host_interface_tx_packets_total{"),
+            r#"masq_host_interface_tx_packets_total{interface="wan0",port="wan"} 66"#
+        );
+        assert_eq!(
+            line_of(&text, "masq_host_interface_tx_unsupported_total{"),
+            r#"masq_host_interface_tx_unsupported_total{interface="wan0",port="wan"} 2"#
         );
     }
 

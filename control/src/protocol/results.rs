@@ -313,6 +313,29 @@ pub struct Stats {
     /// The same latency samples as `latency_us`, as a histogram (Prometheus' shape).
     #[serde(default)]
     pub latency_histogram: LatencyHistogram,
+    /// Per host interface (the kernel TAPs of `[[port]] host_interface`); empty without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_interfaces: Vec<HostInterfaceStats>,
+}
+
+/// One host interface's counters, named as `ip -s link show NAME` names them: `rx` is
+/// what masqd delivered to the kernel, `tx` what the kernel sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInterfaceStats {
+    /// The kernel interface's name.
+    pub name: String,
+    /// The port it belongs to.
+    pub port: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Frames for the kernel the interface did not take.
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames from the kernel a worker's full ring did not take.
+    pub tx_dropped: u64,
+    /// Frames from the kernel that are neither IPv4 nor ARP (dropped).
+    pub tx_unsupported: u64,
 }
 
 /// One port's counters.

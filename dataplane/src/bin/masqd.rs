@@ -32,7 +32,8 @@ use dataplane::cli::Args;
 use dataplane::config::{Config, PortConfig as PortCfg};
 use dataplane::control_plane::{self, HandlerParts, MasqdHandler, PortStatsBoard, WorkerControl, WorkerHandle};
 use dataplane::counters::WorkerCounters;
-use dataplane::dpdk_io::{DpdkIo, HandoffRings, TscClock, HANDOFF_RING};
+use dataplane::dpdk_io::{DpdkIo, HandoffRings, HostRings, TscClock, HANDOFF_RING};
+use dataplane::host::{self, kernel, HostCounters, HostPorts};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
@@ -116,13 +117,27 @@ fn build_nats(config: &Config, rules: Option<&std::path::Path>) -> Result<Nats, 
         use std::hash::{BuildHasher, Hasher};
         std::collections::hash_map::RandomState::new().build_hasher().finish()
     };
-    let paths = (0..workers)
+    let mut paths: Vec<NatPath> = (0..workers)
         .map(|w| {
             setup::nat_path(config, &set, shared.clone(), timeouts.clone(), w, workers, seed)
                 .map_err(|e| format!("nat: {e}"))
         })
         .collect::<Result<_, _>>()?;
+    reserve_host_ports(config, &mut paths);
     Ok(Nats { paths, rules: set, shared, timeouts })
+}
+
+/// `[host] ports` out of every worker's NAT pool on the host interfaces' outside
+/// addresses, so the kernel's own connections never meet a mapping.
+fn reserve_host_ports(config: &Config, paths: &mut [NatPath]) {
+    let addrs = host::host_external_addrs(config);
+    if addrs.is_empty() {
+        return;
+    }
+    let reserved: usize =
+        paths.iter_mut().map(|p| host::reserve_host_ports(p.nat_mut(), &addrs, config.host.ports)).sum();
+    let (lo, hi) = config.host.ports;
+    eprintln!("masqd: host ports {lo}-{hi} reserved from the NAT pool on {addrs:?} ({reserved} TCP and UDP ports)");
 }
 
 /// The EAL lcore id of each worker (its core number) and of the main lcore: its core
@@ -155,6 +170,12 @@ fn eal_args(config: &Config) -> Vec<String> {
             args.push(p.device.clone());
         }
     }
+    for (i, p) in config.ports.iter().enumerate() {
+        if let Some(name) = &p.host_interface {
+            args.push("--vdev".to_string());
+            args.push(format!("{},iface={name}", host_vdev(i)));
+        }
+    }
     if config.ports.iter().all(PortCfg::is_vdev) && !config.dpdk.args.iter().any(|a| a == "-a" || a == "-b") {
         args.push("--no-pci".to_string());
     }
@@ -184,7 +205,11 @@ fn pool_size(config: &Config) -> u32 {
     let caches = (workers + 1) * 256;
     // Handoff rings between every pair of workers, per port, and their stages.
     let handoff = workers * workers.saturating_sub(1) * (HANDOFF_RING + 32);
-    (rings + staging + caches + handoff + 1024).next_power_of_two() - 1
+    // Host interfaces: each TAP's descriptors and the host thread's stages, and the rings
+    // between it and every worker, both ways.
+    let taps = config.ports.iter().filter(|p| p.host_interface.is_some()).count() as u32;
+    let host = if taps == 0 { 0 } else { taps * (2 * TAP_DESC + 64) + workers * 2 * (config.host.queue + 32) };
+    (rings + staging + caches + handoff + host + 1024).next_power_of_two() - 1
 }
 
 struct RunningPort {
@@ -207,6 +232,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     let Nats { paths: mut nats, rules, shared: shared_rules, timeouts } = nats;
     let drains = attach_logging(config, &mut nats);
 
+    host_prepare(config)?;
     let args = eal_args(config);
     eprintln!("masqd: EAL arguments: {}", args[1..].join(" "));
     let eal = Eal::init(&args).context("EAL initialisation failed")?;
@@ -303,6 +329,9 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         ports.push(RunningPort { name: pc.name.clone(), port, mac });
     }
 
+    let mut host_side = host_start(config, &ports, &pool, n_workers)?;
+    let mut host_rings = host_side.as_mut().map(|h| std::mem::take(&mut h.rings)).unwrap_or_default().into_iter();
+
     for t in config.nat.deterministic.tables() {
         let first = t.mappings().next();
         eprintln!(
@@ -363,6 +392,11 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         if let Some(rings) = handoffs.next() {
             io = io.with_handoff(rings);
         }
+        let mut host = None;
+        if let (Some(rings), Some(h)) = (host_rings.next(), HostPorts::from_config(config)) {
+            host = Some(h);
+            io = io.with_host(rings);
+        }
         // The control plane's ends: the worker's mailbox and latency histogram.
         let (mailbox, link) = control_plane::mailbox::channel(w as u32);
         let latency = Arc::new(control_plane::LatencyHistogram::default());
@@ -378,6 +412,9 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         eal.launch(*lcore, move || {
             let mut worker =
                 Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
+            if let Some(host) = host {
+                worker = worker.with_host(host);
+            }
             worker.run(&stop, || clock.now());
             0
         })
@@ -405,11 +442,13 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         },
         config: control_plane::config_json(config, &worker_lcores, rules_file),
         external_addrs,
+        host: host_side.as_ref().map(|h| h.counters.clone()),
         deterministic: config.nat.deterministic.clone(),
     })
     .and_then(|h| h.with_max_rules(config.control.max_rules))
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let handler = Arc::new(handler);
+    let host_thread = host_side.as_mut().map(|h| h.spawn()).transpose()?;
     let control_handle = control_server.spawn(handler.clone()).context("control socket")?;
     eprintln!("masqd: control socket {}", control_handle.path().display());
     let metrics_handle = start_metrics(metrics_server, handler)?;
@@ -452,6 +491,10 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         }
         stats
     });
+    if let Some(h) = host_thread {
+        h.stop();
+    }
+    let host_report = host_side.map(host_stop).unwrap_or_default();
 
     let mut port_counters = Vec::new();
     for p in ports.iter_mut() {
@@ -485,6 +528,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     if let Some(s) = log_stats {
         print!("{}", report::render_logging(&s));
     }
+    print!("{host_report}");
     if in_use != 0 {
         println!("masqd: LEAK {in_use} mbufs");
         return Ok(ExitCode::from(EXIT_LEAK));
@@ -598,4 +642,168 @@ fn control_port_stats(ports: &[RunningPort]) -> Vec<control::protocol::PortStats
             stats
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Host interfaces (`[[port]] host_interface`): see dataplane::host and
+// docs/host-interface.md. Set up on the main thread only: before EAL (stale TAPs), after
+// the ports (TAP queues, the kernel side), and undone at exit.
+// ---------------------------------------------------------------------------------------
+
+/// Descriptors of each TAP queue.
+const TAP_DESC: u32 = 512;
+
+/// The DPDK name of port `i`'s TAP (a `net_tap` vdev; `iface=` names the kernel side).
+fn host_vdev(i: usize) -> String {
+    format!("net_tap_h{i}")
+}
+
+/// Before EAL creates the TAPs: remove a stale one a killed masqd left (refuse a name
+/// another process or another kind of interface holds).
+fn host_prepare(config: &Config) -> Result<()> {
+    for p in &config.ports {
+        let Some(name) = &p.host_interface else { continue };
+        if let Some(cmd) = kernel::remove_stale(name).with_context(|| format!("port \"{}\": host interface", p.name))? {
+            eprintln!("masqd: host interface {name}: a stale one was left; removed it: {cmd}");
+        }
+    }
+    Ok(())
+}
+
+/// The host interfaces while masqd runs: the TAP ports, the host thread's state until
+/// it is spawned, the workers' ring ends until they are handed out, the counters, and the
+/// ephemeral range to restore.
+struct HostSide {
+    taps: Vec<(String, Port)>,
+    pump: Option<host::pump::HostPump>,
+    rings: Vec<HostRings>,
+    counters: Arc<HostCounters>,
+    port_range: Option<kernel::LocalPortRange>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The running host thread.
+struct HostThread {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl HostThread {
+    /// Stop it (after the workers: nothing is punted any more) and wait.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.handle.join().is_err() {
+            eprintln!("masqd: the host thread panicked");
+        }
+    }
+}
+
+impl HostSide {
+    /// Start the host thread on the main core (it inherits the main thread's CPU).
+    fn spawn(&mut self) -> Result<HostThread> {
+        let mut pump = self.pump.take().context("host thread started twice")?;
+        let stop = self.stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("masq-host".into())
+            .spawn(move || pump.run(&stop))
+            .context("starting the host thread")?;
+        Ok(HostThread { stop: self.stop.clone(), handle })
+    }
+}
+
+/// Configure and start every TAP, give the kernel side the port's MAC, MTU, address and
+/// route, set the ephemeral port range, and build the host thread and its rings. `None`
+/// without host interfaces.
+fn host_start(config: &Config, ports: &[RunningPort], pool: &Mempool, workers: u16) -> Result<Option<HostSide>> {
+    if !config.has_host_interfaces() {
+        return Ok(None);
+    }
+    let mut taps = Vec::new();
+    let mut pump_taps = Vec::new();
+    let mut names = Vec::new();
+    for (i, (pc, rp)) in config.ports.iter().zip(ports).enumerate() {
+        let Some(name) = &pc.host_interface else { continue };
+        let ctx = || format!("port \"{}\": host interface {name}", pc.name);
+        // IPv4 and ARP only: no IPv6 chatter from the kernel, before the TAP goes up.
+        kernel::disable_ipv6(name).with_context(ctx)?;
+        let mut tap = Port::by_name(&host_vdev(i)).with_context(ctx)?;
+        let pcfg = PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: TAP_DESC as u16,
+            tx_desc: TAP_DESC as u16,
+            rss: None,
+            mtu: None,
+        };
+        tap.configure(&pcfg, pool).with_context(ctx)?;
+        tap.start().with_context(ctx)?;
+        tap.set_mac_addr(rp.mac).with_context(ctx)?;
+        let done = kernel::configure(name, rp.mac, pc.mtu, pc.address, pc.gateway).with_context(ctx)?;
+        for cmd in &done.commands {
+            eprintln!("masqd: host interface {name}: {cmd}");
+        }
+        for note in &done.notes {
+            eprintln!("masqd: host interface {name}: {note}");
+        }
+        pump_taps.push(host::pump::Tap { port: i as u16, rx: tap.rx_queue(0)?, tx: tap.tx_queue(0)? });
+        names.push((name.clone(), pc.name.clone()));
+        taps.push((name.clone(), tap));
+    }
+    let port_range = if config.host.set_local_port_range {
+        let r = kernel::LocalPortRange::set(config.host.ports).context("setting the host's ephemeral port range")?;
+        eprintln!(
+            "masqd: host: net.ipv4.ip_local_port_range {} {} (was {})",
+            config.host.ports.0,
+            config.host.ports.1,
+            r.previous()
+        );
+        Some(r)
+    } else {
+        match kernel::local_port_range() {
+            Some((lo, hi)) if lo < config.host.ports.0 || hi > config.host.ports.1 => eprintln!(
+                "masqd: host: warning: the kernel's ephemeral ports {lo}-{hi} are not within [host] ports {}-{}: \
+                 replies to the host's connections on other ports may meet NAT mappings",
+                config.host.ports.0, config.host.ports.1
+            ),
+            _ => {}
+        }
+        None
+    };
+    let counters = Arc::new(HostCounters::new(names));
+    let (pump, rings) =
+        host::pump::HostPump::new(pump_taps, config.ports.len(), workers, config.host.queue, counters.clone())
+            .context("creating the host rings")?;
+    eprintln!(
+        "masqd: host interfaces: {} (punt limit {} frames/s per worker, rings of {})",
+        taps.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+        config.host.max_pps,
+        config.host.queue
+    );
+    Ok(Some(HostSide { taps, pump: Some(pump), rings, counters, port_range, stop: Arc::new(AtomicBool::new(false)) }))
+}
+
+/// Close the TAPs (DPDK removes the kernel interfaces with them), make sure they are
+/// gone, put the ephemeral range back; returns the host interfaces' report lines.
+fn host_stop(side: HostSide) -> String {
+    let HostSide { taps, pump, rings, counters, port_range, .. } = side;
+    drop((pump, rings));
+    for (name, mut tap) in taps {
+        if let Err(e) = tap.stop() {
+            eprintln!("masqd: host interface {name}: stop: {e}");
+        }
+        if let Err(e) = tap.close() {
+            eprintln!("masqd: host interface {name}: close: {e}");
+        }
+        match kernel::remove(&name) {
+            Ok(Some(cmd)) => eprintln!("masqd: host interface {name}: still there after close; {cmd}"),
+            Ok(None) => {}
+            Err(e) => eprintln!("masqd: host interface {name}: {e}"),
+        }
+    }
+    if let Some(r) = port_range {
+        if let Err(e) = r.restore() {
+            eprintln!("masqd: host: restoring the ephemeral port range: {e}");
+        }
+    }
+    host::counters::render(&counters)
 }

@@ -78,6 +78,8 @@ pub struct HandlerParts {
     /// The NAT's external pool (fixed at start): SNAT rules to other addresses are
     /// refused. Empty: not checked (no NAT).
     pub external_addrs: Vec<std::net::Ipv4Addr>,
+    /// The host interfaces' counters (none configured: `None`).
+    pub host: Option<Arc<crate::host::HostCounters>>,
     /// Deterministic NAT tables, for `nat.lookup`.
     pub deterministic: nat::deterministic::DetTables,
 }
@@ -94,6 +96,7 @@ pub struct MasqdHandler {
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
     config: Value,
+    host: Option<Arc<crate::host::HostCounters>>,
     deterministic: nat::deterministic::DetTables,
 }
 
@@ -116,6 +119,7 @@ impl MasqdHandler {
             workers: parts.workers,
             port_stats: parts.port_stats,
             config: parts.config,
+            host: parts.host,
             deterministic: parts.deterministic,
         })
     }
@@ -347,6 +351,9 @@ impl MasqdHandler {
         }
         stats.counters = counter_totals(&stats.workers);
         stats.port_utilisation = self.port_utilisation(deadline);
+        if let Some(host) = &self.host {
+            stats.host_interfaces = super::stats::host_interface_stats(host);
+        }
         stats
     }
 
@@ -632,6 +639,7 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
                 "gateway": p.gateway.map(|g| g.to_string()),
                 "mtu": p.mtu,
                 "mac": p.mac.map(|m| crate::packet::EthernetAddress(m).to_string()),
+                "host_interface": p.host_interface,
             })
         })
         .collect();
@@ -663,6 +671,12 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
             "socket": config.control.socket,
             "group": config.control.group,
             "max_rules": config.control.max_rules,
+        },
+        "host": {
+            "ports": format!("{}-{}", config.host.ports.0, config.host.ports.1),
+            "max_pps": config.host.max_pps,
+            "queue": config.host.queue,
+            "set_local_port_range": config.host.set_local_port_range,
         },
         "metrics": config.metrics.map(|m| json!({"listen": m.listen.to_string()})),
         "rules_file": rules_file.map(|p| p.display().to_string()),
@@ -777,6 +791,7 @@ socket = "/tmp/x.sock"
             port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
             external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
+            host: None,
             deterministic,
         })
         .unwrap()

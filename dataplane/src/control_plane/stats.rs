@@ -124,6 +124,24 @@ pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active
     }
 }
 
+/// Every host interface's counters for `stats.get`.
+pub fn host_interface_stats(host: &crate::host::HostCounters) -> Vec<control::protocol::HostInterfaceStats> {
+    host.interfaces
+        .iter()
+        .map(|(name, port, c)| control::protocol::HostInterfaceStats {
+            name: name.clone(),
+            port: port.clone(),
+            rx_packets: c.rx_packets.get(),
+            rx_bytes: c.rx_bytes.get(),
+            rx_dropped: c.rx_dropped.get(),
+            tx_packets: c.tx_packets.get(),
+            tx_bytes: c.tx_bytes.get(),
+            tx_dropped: c.tx_dropped.get(),
+            tx_unsupported: c.tx_unsupported.get(),
+        })
+        .collect()
+}
+
 /// Each counter of the workers' `counters`, summed.
 pub fn counter_totals(workers: &[WorkerStats]) -> BTreeMap<String, u64> {
     let mut totals = BTreeMap::new();

@@ -153,6 +153,9 @@ pub struct NatPath {
     /// The lowest and highest external address: most packets are rejected as "not to
     /// one of ours" by two comparisons before any search.
     ext_bounds: (Ipv4Addr, Ipv4Addr),
+    /// Per port, whether it has a host interface: what arrives there for one of our
+    /// addresses and nothing claims is `Local`, for the kernel (see `crate::host`).
+    pub(super) host: Box<[bool]>,
 }
 
 impl NatPath {
@@ -176,6 +179,7 @@ impl NatPath {
             statics: StaticPorts::default(),
             steering,
             ext_bounds,
+            host: Box::default(),
         };
         path.sync_static_ports(Instant::ZERO);
         path
@@ -195,6 +199,19 @@ impl NatPath {
 
     pub fn counters(&self) -> &PathCounters {
         &self.counters
+    }
+
+    /// Ports with a host interface (`host[i]` for port `i`): packets for the router's
+    /// own addresses that no session or rule claims are `Local` there, for the kernel,
+    /// instead of dropped.
+    pub fn set_host_ports(&mut self, host: &[bool]) {
+        self.host = host.into();
+    }
+
+    /// Whether port `port` has a host interface.
+    #[inline]
+    pub fn has_host(&self, port: u16) -> bool {
+        self.host.get(usize::from(port)).copied().unwrap_or(false)
     }
 
     /// This worker's steering (none with one worker).
@@ -349,6 +366,23 @@ impl NatPath {
             }
         }
         Some(plan)
+    }
+
+    /// The translation of a frame the kernel sent (an IPv4 packet from a host
+    /// interface), if a session claims it: the reply of a REDIRECT'd flow (the router is
+    /// the session's inside), or an ICMP error about one. `None`: it leaves as it is.
+    pub fn host_egress(&self, ip: &[u8]) -> Option<Plan> {
+        let pkt = classify(ip).ok()?;
+        match pkt.l4 {
+            L4::IcmpError(q) => {
+                let s = self.nat.lookup_in2out(&q.lookup_tuple())?;
+                let mut plan = Plan::new(pkt);
+                plan.push(s.id, Dir::In2Out);
+                Some(plan)
+            }
+            L4::Flow(_) => self.local_reply(ip).filter(Plan::is_tracked),
+            _ => None,
+        }
     }
 
     // ----- timers -----

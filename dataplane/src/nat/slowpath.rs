@@ -113,6 +113,7 @@ impl NatPath {
             hairpin_in: hairpin,
             now,
             bytes: ip.len(),
+            host_in: self.host.get(usize::from(in_port)).copied().unwrap_or(false),
             raw_helper: None,
         };
         let d = if hairpin {
@@ -157,6 +158,9 @@ struct Ctx<'a> {
     now: Instant,
     /// The packet's IPv4 length: what a rule it matches counts in bytes.
     bytes: usize,
+    /// Whether the arrival port has a host interface (unclaimed packets for the
+    /// router's own addresses are then `Local`, for the kernel, instead of dropped).
+    host_in: bool,
     /// The helper a raw-table `CT --helper` rule gives the flow being created.
     raw_helper: Option<HelperKind>,
 }
@@ -248,11 +252,17 @@ impl Ctx<'_> {
 
     /// With several workers, the worker that must own a session DNAT'd to `to` when it
     /// is not this one: the replies come from `to`, so if it lies behind an inside port
-    /// they reach `to`'s worker ([`super::steer`]).
-    fn dnat_owner(&self, to: Ipv4Addr) -> Option<u16> {
+    /// they reach `to`'s worker ([`super::steer`]). REDIRECT to the router itself, on a
+    /// port with a host interface: the kernel's replies go to the worker of the client,
+    /// `from` (`crate::host::kernel_frame_owner`), so the session lives there.
+    fn dnat_owner(&self, to: Ipv4Addr, from: Ipv4Addr) -> Option<u16> {
         let workers = self.nat.partition().workers();
-        if workers <= 1 || self.is_local(to) {
+        if workers <= 1 {
             return None;
+        }
+        if self.is_local(to) {
+            let owner = subscriber_owner(from, workers);
+            return (self.host_in && owner != self.nat.worker()).then_some(owner);
         }
         let hop = self.routes.egress(to)?;
         if self.is_outside(hop) {
@@ -326,6 +336,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether a new flow from inside to `t.dst`, one of the router's own outside
+    /// addresses, is for the kernel: the arrival port has a host interface, and neither
+    /// a mapping on that endpoint nor a PREROUTING rule (evaluated as if the packet came
+    /// in by the port the address belongs to, as hairpinning does) claims it. Echo
+    /// requests stay with masqd, which answers them.
+    fn host_for_kernel(&self, rules: &CompiledRules, t: &Tuple, fm: &FlowMatch) -> bool {
+        if !self.host_in || t.proto == Proto::Icmp || !self.is_local(t.dst.addr) {
+            return false;
+        }
+        if self.nat.lookup_outside(t.dst, t.proto).is_some() {
+            return false;
+        }
+        let Some(arrival) = self.routes.egress(t.dst.addr) else { return false };
+        let fm = FlowMatch { in_port: arrival, ..*fm };
+        dest_target(rules.prerouting(&fm).nat, t, t.dst.addr).is_none()
+    }
+
     fn no_route() -> Decision {
         Decision::Error { reason: DropReason::NoRoute, msg: Icmpv4Message::DstUnreachable, code: 0 }
     }
@@ -388,6 +415,11 @@ impl Ctx<'_> {
         let mut fm = Self::flow_match(self.in_port, &t, &pkt);
         self.raw(&rules, &fm);
         let hairpin = self.is_external(pkt.dst);
+        // To the router's own outside address from inside, claimed by no mapping and no
+        // rule: for the kernel, untranslated (Linux delivers it locally, no SNAT).
+        if hairpin && self.host_for_kernel(&rules, &t, &fm) {
+            return Decision::Local(Plan::new(pkt));
+        }
         // To one of our external addresses: hairpinning; PREROUTING is evaluated on the
         // second pass, as if the packet came back in by the outside port.
         if !hairpin {
@@ -395,7 +427,7 @@ impl Ctx<'_> {
             let pre = rules.prerouting(&fm);
             let target = dest_target(pre.nat, &t, inbound_addr);
             // Another worker owns the flow this creates: it evaluates and counts.
-            if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr)) {
+            if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr, t.src.addr)) {
                 return Decision::Handoff(w);
             }
             rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
@@ -544,7 +576,7 @@ impl Ctx<'_> {
         // Another worker owns the flow this creates: it evaluates and counts. A
         // hairpinned packet goes on with its first half applied (its source session
         // lives here, or on the worker that handed it here).
-        if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr)) {
+        if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr, t.src.addr)) {
             if from_outside {
                 return Decision::Handoff(w);
             }
@@ -555,9 +587,14 @@ impl Ctx<'_> {
             return self.dnat(&rules, plan, f, t, fm, to);
         }
         // The router answers pings; anything else for an external address needed a
-        // session or a forward.
+        // session or a forward — or goes to the kernel, if it is the router's own address
+        // and a host interface is there.
         let echo = t.proto == Proto::Icmp && f.request;
         if self.is_external(t.dst.addr) && !(echo && self.is_local(t.dst.addr)) {
+            if self.host_in && from_outside && self.is_local(t.dst.addr) {
+                plan.dst = t.dst.addr;
+                return Decision::Local(plan);
+            }
             return Decision::Drop(DropReason::NoSession);
         }
         if self.is_local(t.dst.addr) {
@@ -679,6 +716,10 @@ impl Ctx<'_> {
                 return Decision::Forward(plan);
             }
         }
+        if self.host_in && self.is_local(pkt.dst) {
+            // About something the kernel sent (its own connections are no sessions).
+            return Decision::Local(plan);
+        }
         if self.is_external(pkt.dst) || self.is_local(pkt.dst) {
             return Decision::Drop(DropReason::NoSession);
         }
@@ -687,7 +728,7 @@ impl Ctx<'_> {
 
     /// Something the NAT cannot translate: other protocols, other ICMP types.
     fn other(&mut self, pkt: NatPacket) -> Decision {
-        if self.is_local(pkt.dst) && (self.outside_in || !self.is_external(pkt.dst)) {
+        if self.is_local(pkt.dst) && (self.outside_in || self.host_in || !self.is_external(pkt.dst)) {
             return Decision::Local(Plan::new(pkt));
         }
         if self.is_external(pkt.dst) {

@@ -1,6 +1,7 @@
 //! IPv4 stages: `ip4-input` (one validation pass), `ip4-forward` (local or routed: one
 //! route lookup, one TTL check and decrement, MTU; ICMP errors built in place) and
-//! `ip4-local` (the router's own addresses: echo replies).
+//! `ip4-local` (the router's own addresses: echo replies; the rest to `host-punt` on ports
+//! with a host interface).
 
 use super::{Stage, F_HAIRPIN, F_HELPER, F_LOCAL};
 use crate::io::{Frame, PacketIo};
@@ -111,7 +112,12 @@ impl<Io: PacketIo> Worker<Io> {
             let (Some(frame), meta) = self.vec.frame_meta_mut(i) else { continue };
             let ip = &mut frame.room_mut()[ETH_LEN..usize::from(meta.len)];
             if let Err(reason) = self.l3.answer_local(ip) {
-                self.vec.drop(i, Some(reason));
+                // Not for masqd: for the kernel, if the port has a host interface.
+                if reason == DropReason::LocalUnhandled && self.host.as_ref().is_some_and(|h| h.has(meta.port)) {
+                    self.vec.send(i, Stage::HostPunt);
+                } else {
+                    self.vec.drop(i, Some(reason));
+                }
                 continue;
             }
             let mut to = Ipv4Packet::new_unchecked(&*ip).dst_addr();

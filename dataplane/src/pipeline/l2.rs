@@ -11,8 +11,17 @@ use crate::worker::Worker;
 
 impl<Io: PacketIo> Worker<Io> {
     /// `l2-input`: multi-segment frames and frames not for us are dropped; IPv4 goes on
-    /// to `ip4-input`; ARP is handled here, a reply built in place going to `l2-output`.
+    /// to `ip4-input`; ARP is handled here, a reply built in place going to `l2-output`
+    /// (and a copy of ARP for a port's own address to its host interface, if it has one).
     pub(crate) fn l2_input(&mut self, now: Instant) {
+        // With host interfaces: the kernel gets a copy of ARP for its addresses first
+        // (answering a request overwrites the frame).
+        if self.host.is_some() {
+            for k in 0..self.vec.queued(Stage::L2Input) {
+                let i = self.vec.at(Stage::L2Input, k);
+                self.mirror_arp_to_host(i, now);
+            }
+        }
         let nat = self.nat.as_ref();
         for k in 0..self.vec.queued(Stage::L2Input) {
             let i = self.vec.at(Stage::L2Input, k);

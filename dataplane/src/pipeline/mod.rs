@@ -12,6 +12,9 @@
 //!
 //! ```text
 //!  port-rx / handoff-rx            frames into the vector (metadata zeroed, port, length)
+//!  host-rx                         frames the kernel sent on host interfaces (crate::host)
+//!   ─▶ host-input    the kernel's frames: ARP requests and IPv4 out by their port as
+//!                    they are (─▶ l2-output), or translated first (─▶ nat-rewrite)
 //!   ─▶ l2-input      ours? (MAC), EtherType; ARP answered in place (─▶ l2-output);
 //!                    multi-segment and bad frames dropped
 //!   ─▶ ip4-input     one validation pass through the IPv4 view: lengths, IHL, version,
@@ -29,6 +32,8 @@
 //!                    egress MTU known, so a rewrite never makes a packet too big
 //!   ─▶ nat-rewrite   the sessions' stored deltas, refresh
 //!   ─▶ ip4-local     echo replies to the router's own addresses (translated back)
+//!   ─▶ host-punt     the rest for the router, on a port with a host interface: to the
+//!                    kernel, rate-limited (else dropped `local_unhandled` by ip4-local)
 //!   ─▶ handoff       frames another worker owns leave here: steered by nat-classify,
 //!                    new port-forward flows and cross-worker hairpins from the slow path
 //!   ─▶ l2-output     neighbour, MAC fill, TX staging, or the ARP hold queue
@@ -66,6 +71,7 @@
 //! are allocated once, for the largest burst ([`MAX_BURST`]).
 
 mod helper;
+mod host;
 mod ip4;
 mod l2;
 mod nat;
@@ -124,6 +130,10 @@ stages! {
     PortRx = "port-rx",
     /// Frames other workers handed to this one.
     HandoffRx = "handoff-rx",
+    /// Frames the kernel sent on host interfaces (from the host thread's rings).
+    HostRx = "host-rx",
+    /// The kernel's frames: out by their port, translated if a session claims them.
+    HostInput = "host-input",
     L2Input = "l2-input",
     Ip4Input = "ip4-input",
     NatClassify = "nat-classify",
@@ -134,6 +144,8 @@ stages! {
     Helper = "helper",
     NatRewrite = "nat-rewrite",
     Ip4Local = "ip4-local",
+    /// Frames for the router that masqd does not answer: to the kernel, rate-limited.
+    HostPunt = "host-punt",
     Handoff = "handoff",
     L2Output = "l2-output",
     Drop = "drop",
@@ -145,7 +157,8 @@ stages! {
 
 impl Stage {
     /// The stages that run over the vector, in order (the others are poll-loop steps).
-    pub const PIPELINE: [Stage; 12] = [
+    pub const PIPELINE: [Stage; 14] = [
+        Stage::HostInput,
         Stage::L2Input,
         Stage::Ip4Input,
         Stage::NatClassify,
@@ -155,6 +168,7 @@ impl Stage {
         Stage::Helper,
         Stage::NatRewrite,
         Stage::Ip4Local,
+        Stage::HostPunt,
         Stage::Handoff,
         Stage::L2Output,
         Stage::Drop,

@@ -212,6 +212,8 @@ pub struct PortSpec {
     pub mtu: Option<u16>,
     /// MAC to set on the port (`mac = ...`); `None` keeps the device's.
     pub mac: Option<String>,
+    /// The kernel interface masqd creates for the port (`host_interface = ...`).
+    pub host_interface: Option<String>,
 }
 
 /// One `[[neighbor]]` (static ARP entry).
@@ -270,6 +272,7 @@ impl MasqdConfig {
             gateway: None,
             mtu: None,
             mac: None,
+            host_interface: None,
         })
     }
 
@@ -283,6 +286,7 @@ impl MasqdConfig {
             gateway: gateway.map(str::to_string),
             mtu: None,
             mac: None,
+            host_interface: None,
         })
     }
 
@@ -290,6 +294,14 @@ impl MasqdConfig {
     pub fn with_mac(mut self, mac: &str) -> Self {
         if let Some(p) = self.ports.last_mut() {
             p.mac = Some(mac.into());
+        }
+        self
+    }
+
+    /// Give the port added last a host interface (a kernel TAP) named `name`.
+    pub fn with_host_interface(mut self, name: &str) -> Self {
+        if let Some(p) = self.ports.last_mut() {
+            p.host_interface = Some(name.into());
         }
         self
     }
@@ -349,6 +361,9 @@ impl MasqdConfig {
             }
             if let Some(m) = &p.mac {
                 t.push_str(&format!("mac = {}\n", q(m)));
+            }
+            if let Some(h) = &p.host_interface {
+                t.push_str(&format!("host_interface = {}\n", q(h)));
             }
         }
         let cores: Vec<String> = self.cores.iter().map(u32::to_string).collect();
@@ -426,6 +441,17 @@ impl Masqd {
     /// has a `[control]` section, one is added with the control socket in the temp dir
     /// (`masqd.sock`), so concurrent masqd processes never share the default socket.
     pub fn start_text(binary: &Path, toml: &str, rules: Option<&str>, extra_args: &[&str]) -> Masqd {
+        Masqd::start_text_in(None, binary, toml, rules, extra_args)
+    }
+
+    /// [`Masqd::start`] inside network namespace `ns` (`ip netns exec`, which execs
+    /// masqd: the child is masqd itself). masqd's host interfaces, routes and sysctls
+    /// then live in that namespace.
+    pub fn start_in_netns(ns: &str, cfg: &MasqdConfig) -> Masqd {
+        Masqd::start_text_in(Some(ns), &masqd_path(), &cfg.to_toml(), cfg.rules.as_deref(), &[])
+    }
+
+    fn start_text_in(ns: Option<&str>, binary: &Path, toml: &str, rules: Option<&str>, extra_args: &[&str]) -> Masqd {
         let dir = TempDir::new("masqd");
         let config_path = dir.join("masq.toml");
         let mut toml = toml.to_string();
@@ -437,7 +463,14 @@ impl Masqd {
         fs::write(&config_path, toml).expect("write config");
         let log_path = dir.join("masqd.log");
         let log = File::create(&log_path).expect("create log");
-        let mut cmd = Command::new(binary);
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("--config").arg(&config_path);
         if let Some(r) = rules {
             let rules_path = dir.join("rules.v4");
@@ -616,8 +649,10 @@ fn toml_control_socket(toml: &str) -> Option<PathBuf> {
 ///
 /// - `scope` is `port:<port name>` (e.g. `port:lan rx_packets 5`), `worker:<index>`
 ///   (e.g. `worker:0 tx_packets 4`), `drop` (e.g. `drop ipv4_bad_checksum 1`: summed over
-///   workers, **every** reason listed, zeros included, by its `DropReason` name) or
-///   `mempool` (`mempool in_use 0`: mbufs not back in their pool after the ports closed)
+///   workers, **every** reason listed, zeros included, by its `DropReason` name),
+///   `host:<host interface>` (e.g. `host:lan0 rx_packets 3`: frames delivered to that
+///   kernel interface; only with `host_interface`s) or `mempool` (`mempool in_use 0`:
+///   mbufs not back in their pool after the ports closed)
 ///   or, with `[logging]` on, `logging` (the logging thread's counters: `logging events 4`);
 /// - `name` is snake_case, `value` a decimal `u64`; fields are separated by one space;
 /// - then a final line: `masqd: clean shutdown` when every mbuf came back (exit 0), or
@@ -636,6 +671,7 @@ pub fn report_counters(log: &str) -> BTreeMap<String, u64> {
             || scope == "mempool"
             || scope == "logging"
             || scope.strip_prefix("port:").is_some_and(|p| !p.is_empty())
+            || scope.strip_prefix("host:").is_some_and(|p| !p.is_empty())
             || scope.strip_prefix("worker:").is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()));
         if let (true, Ok(v)) = (scope_ok, value.parse::<u64>()) {
             out.insert(format!("{scope} {name}"), v);
@@ -945,6 +981,26 @@ impl Netns {
         ip(&["link", "set", &root_if, "up"]);
         ip(&["-n", ns, "link", "set", ns_ifname, "up"]);
         root_if
+    }
+
+    /// Create a veth pair between two namespaces: `if_a` in `ns_a` and `if_b` in `ns_b`
+    /// (both up, offloads off). The `if_a` end is kept quiet as a masqd port is (no IPv6,
+    /// no forwarding, strict rp_filter, arp_ignore=8). Both go with their namespaces.
+    pub fn add_veth_between(&mut self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
+        let (tmp_a, tmp_b) = (self.name("va"), self.name("vb"));
+        ip(&["link", "add", &tmp_a, "type", "veth", "peer", "name", &tmp_b]);
+        for (tmp, ns, name) in [(&tmp_a, ns_a, if_a), (&tmp_b, ns_b, if_b)] {
+            ip(&["link", "set", "dev", tmp, "netns", ns]);
+            ip(&["-n", ns, "link", "set", "dev", tmp, "name", name]);
+            offloads_off(Some(ns), name);
+        }
+        run(Command::new("ip").args(["netns", "exec", ns_a, "sysctl", "-qw"]).args([
+            format!("net.ipv4.conf.{if_a}.forwarding=0"),
+            format!("net.ipv4.conf.{if_a}.rp_filter=1"),
+            format!("net.ipv4.conf.{if_a}.arp_ignore=8"),
+        ]));
+        ip(&["-n", ns_a, "link", "set", if_a, "up"]);
+        ip(&["-n", ns_b, "link", "set", if_b, "up"]);
     }
 
     /// Set a link's MAC address (`ns` None: root namespace).

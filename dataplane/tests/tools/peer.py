@@ -12,6 +12,11 @@
       Accept connections; answer each with "<peer ip>:<peer port>" and close.
   peer.py tcp-ask DST_IP DST_PORT [TIMEOUT]
       Connect, print what the server says.
+  peer.py tcp-ask-from SRC_IP SRC_PORT DST_IP DST_PORT [TIMEOUT]
+      The same from a given source address and port.
+  peer.py udp-flood DST_IP DST_PORT SECONDS [PPS]
+      Send small datagrams to DST for SECONDS, at about PPS per second (default: as
+      fast as possible); print how many.
 """
 import socket
 import sys
@@ -81,12 +86,56 @@ def tcp_ask(dst_ip, dst_port, timeout="3"):
     return 0
 
 
+def tcp_ask_from(src_ip, src_port, dst_ip, dst_port, timeout="3"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((src_ip, int(src_port)))
+    s.settimeout(float(timeout))
+    s.connect((dst_ip, int(dst_port)))
+    data = b""
+    while True:
+        chunk = s.recv(2048)
+        if not chunk:
+            break
+        data += chunk
+    print(data.decode())
+    return 0
+
+
+def udp_flood(dst_ip, dst_port, seconds, pps="0"):
+    import time
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    start = time.monotonic()
+    end = start + float(seconds)
+    rate = float(pps)
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if rate > 0 and sent >= rate * (now - start):
+            time.sleep(0.001)
+            continue
+        for _ in range(16):
+            try:
+                s.sendto(b"flood", (dst_ip, int(dst_port)))
+                sent += 1
+            except (BlockingIOError, ConnectionRefusedError):
+                pass
+    print(sent)
+    return 0
+
+
 COMMANDS = {
     "udp-echo": udp_echo,
     "udp-ask": udp_ask,
     "udp-listen": udp_listen,
     "tcp-echo-peer": tcp_echo_peer,
     "tcp-ask": tcp_ask,
+    "tcp-ask-from": tcp_ask_from,
+    "udp-flood": udp_flood,
 }
 
 if __name__ == "__main__":

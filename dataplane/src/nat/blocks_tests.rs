@@ -461,3 +461,36 @@ fn log_volume_per_1000_sessions_with_and_without_blocks() {
     assert_eq!(blocks.1, 16 + 4 + 40 * 25, "one message: header, set header, 40 records of 25 bytes");
     assert!(sessions.1 > 60 * blocks.1, "{sessions:?} vs {blocks:?}");
 }
+
+#[test]
+fn a_new_block_whose_ports_are_all_reserved_is_passed_over() {
+    // One address, ports 1024-1279: four blocks of 64; the first three reserved for TCP
+    // (port forwards, `[host] ports`). Whichever block the random choice lands on, a
+    // subscriber's first TCP mapping gets the fourth, and the others stay free.
+    for seed in 0..16 {
+        let (mut n, mut d) = nat(EventMask::BLOCKS, |c| {
+            c.external_addrs = vec![POOL[0]];
+            c.port_range = (1024, 1279);
+            c.seed = seed;
+        });
+        for p in 1024..1216 {
+            n.reserve_port(Endpoint::new(POOL[0], p), Proto::Tcp).unwrap();
+        }
+        let t = Tuple::new(Endpoint::new(sub(2), 5000), Endpoint::new(Ipv4Addr::new(198, 51, 100, 1), 80), Proto::Tcp);
+        let id = n.create(&t, NatAction::Masquerade, SYN, T0).unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+        let o = outside(&n, id);
+        assert!((1216..=1279).contains(&o.port), "seed {seed}: {o:?}");
+        assert_eq!(n.block_count(), 1, "seed {seed}: the passed-over blocks went back");
+        assert_eq!(n.block_counters(), BlockCounters { allocated: 1, released: 0 });
+        let v = events(&mut d);
+        assert_eq!(kinds(&v), vec![EventKind::BlockAllocate]);
+        assert_eq!(v[0].outside_port, 1216);
+        // UDP is not reserved: another subscriber's UDP mapping may take any of them.
+        n.create(&udp(3, 5000, 1), NatAction::Masquerade, 0, T0).unwrap();
+        // TCP again: the two blocks left are reserved — refused, nothing held by it.
+        let t = Tuple::new(Endpoint::new(sub(4), 5000), Endpoint::new(Ipv4Addr::new(198, 51, 100, 1), 80), Proto::Tcp);
+        assert_eq!(n.block_count(), 2);
+        assert_eq!(n.create(&t, NatAction::Masquerade, SYN, T0), Err(CreateError::PortsExhausted));
+        assert_eq!((n.block_count(), n.block_counters().allocated), (2, 2), "seed {seed}");
+    }
+}

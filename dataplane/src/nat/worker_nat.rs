@@ -647,6 +647,25 @@ impl WorkerNat {
         Ok(m)
     }
 
+    /// A new mapping for `inside` on external address `addr` (a protocol helper's data
+    /// endpoint, on its control session's address): a deterministic subscriber whose
+    /// fixed address `addr` is takes a port of its fixed range, so the table alone still
+    /// names it; anyone else a port of `addr` as [`new_mapping`](Self::new_mapping)
+    /// allocates them (from the subscriber's port blocks when they are on).
+    pub(super) fn new_mapping_on(
+        &mut self,
+        inside: Endpoint,
+        proto: Proto,
+        addr: Ipv4Addr,
+        now: Instant,
+    ) -> Result<u32, CreateError> {
+        let sub = self.subscribers.get(inside.addr);
+        if !self.det.is_empty() && self.det.map(inside.addr).is_some_and(|dm| dm.outside == addr) {
+            return self.new_det_mapping(inside, proto, sub, now);
+        }
+        self.new_mapping(inside, proto, sub, Some(SnatTarget { addrs: (addr, addr), ports: None }), now)
+    }
+
     /// The pool indexes `lo..hi` an SNAT target may use (the whole pool without one).
     fn target_addrs(&self, target: Option<SnatTarget>) -> (usize, usize) {
         let addrs = self.ports.addrs();
@@ -729,19 +748,46 @@ impl WorkerNat {
                     return Err(CreateError::SubscriberLimit);
                 }
                 let paired = (head != blocks::NONE).then(|| blocks.span(head).0).filter(|ix| in_target(*ix));
-                let taken = match paired {
-                    Some(ix) => blocks.take(ix, range, inside.addr, head, &mut self.rng, now).map(|b| (b, ix)),
-                    None => {
-                        let n = (hi - lo) as u64;
-                        let start = ((self.subscribers.spread(inside.addr) >> 32) * n) >> 32;
-                        (0..n).find_map(|k| {
-                            let ix = (lo as u64 + (start + k) % n) as u16;
-                            blocks.take(ix, range, inside.addr, head, &mut self.rng, now).map(|b| (b, ix))
-                        })
+                // A new block whose usable ports are all reserved for this protocol
+                // (port forwards, `[host] ports`) is set aside and another taken, up to
+                // `SKIP` of them; the set-aside ones go back to the free blocks after.
+                const SKIP: usize = 8;
+                let mut skipped = [blocks::NONE; SKIP];
+                let mut n_skipped = 0;
+                loop {
+                    let taken = match paired {
+                        Some(ix) => blocks.take(ix, range, inside.addr, head, &mut self.rng, now).map(|b| (b, ix)),
+                        None => {
+                            let n = (hi - lo) as u64;
+                            let start = ((self.subscribers.spread(inside.addr) >> 32) * n) >> 32;
+                            (0..n).find_map(|k| {
+                                let ix = (lo as u64 + (start + k) % n) as u16;
+                                blocks.take(ix, range, inside.addr, head, &mut self.rng, now).map(|b| (b, ix))
+                            })
+                        }
+                    };
+                    let alloc = taken.map(|(b, ix)| {
+                        let (_, span) = blocks.span(b);
+                        (b, ix, self.ports.alloc_in(ix, proto, inside.port, usable(span), &mut self.rng))
+                    });
+                    if let Some((b, ix, Some(p))) = alloc {
+                        for s in &skipped[..n_skipped] {
+                            blocks.undo_take(*s);
+                        }
+                        break (b, ix, p, true);
                     }
-                };
-                let Some((b, ix)) = taken else {
-                    if self.log.is_some() {
+                    if let Some((b, _, None)) = alloc {
+                        if n_skipped < SKIP {
+                            skipped[n_skipped] = b;
+                            n_skipped += 1;
+                            continue;
+                        }
+                        blocks.undo_take(b);
+                    }
+                    for s in &skipped[..n_skipped] {
+                        blocks.undo_take(*s);
+                    }
+                    if alloc.is_none() && self.log.is_some() {
                         let ms = now.as_millis();
                         let ev = match paired {
                             Some(ix) => {
@@ -752,15 +798,6 @@ impl WorkerNat {
                         self.push_alert(ev, now);
                     }
                     return Err(CreateError::PortsExhausted);
-                };
-                let (_, span) = blocks.span(b);
-                match self.ports.alloc_in(ix, proto, inside.port, usable(span), &mut self.rng) {
-                    Some(p) => (b, ix, p, true),
-                    None => {
-                        // Every usable port of the new block is reserved (port forwards).
-                        blocks.undo_take(b);
-                        return Err(CreateError::PortsExhausted);
-                    }
                 }
             }
         };

@@ -17,6 +17,12 @@
 #   integration      dataplane/tests/*.rs etc. against the release masqd, EAL with --no-huge
 #   integration-huge the same again on 2 MB hugepages (MASQ_TEST_HUGEPAGES=1); SKIP when
 #                    setup could not reserve them
+#   soak             dataplane/tests/soak.rs (ignored by the integration steps): session
+#                    churn with short timeouts, rules restored every second, sessions
+#                    listed and flushed, 64 control clients, for MASQ_SOAK_SECS seconds
+#                    (default 75, about 2 minutes in all); then no mbuf leak, sessions
+#                    back to zero, flat resident memory, every frame counted; SKIP when
+#                    not root
 #   compare-linux    perf/compare-linux.sh with 2 s windows: the same traffic crosses an
 #                    nftables masquerade and masqd, all of it translated, and testpmd
 #                    (untranslated, the af_packet ceiling; no timing checks); SKIP when
@@ -159,6 +165,7 @@ main() {
         skip_step integration "release build failed"
         skip_step integration-huge "release build failed"
         skip_step compare-linux "release build failed"
+        skip_step soak "release build failed"
     else
         MASQ_TEST_HUGEPAGES='' run_step integration 1800 \
             cargo test --workspace --test '*' -- --test-threads="$TEST_THREADS"
@@ -169,6 +176,12 @@ main() {
                 cargo test --workspace --test '*' -- --test-threads="$TEST_THREADS"
         else
             skip_step integration-huge "hugepages not available (${free} MB free, need ${MASQ_TEST_MEM_MB})"
+        fi
+        if masq_is_root; then
+            # MASQ_SOAK_SECS (default 75) is passed through: set it for a longer soak.
+            run_step soak 600 cargo test -p dataplane --test soak -- --ignored --test-threads=1
+        else
+            skip_step soak "needs root (network namespaces)"
         fi
         if masq_is_root; then
             run_step compare-linux 300 bash "$ROOT/perf/compare-linux.sh" --no-setup --no-build \

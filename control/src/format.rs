@@ -447,6 +447,9 @@ pub fn stats(s: &Stats) -> String {
         "\nSessions: {} active, {} created, {} expired",
         s.sessions_active, s.sessions_created, s.sessions_expired
     );
+    if let Some(m) = &s.mempool {
+        let _ = writeln!(out, "Packet buffers: {} of {} in use", m.in_use, m.size);
+    }
 
     // What the shutdown report has beyond the tables above: hairpins, handoffs, ICMP errors
     // and fragments translated, mappings, refused creations... (the Workers table has the
@@ -519,8 +522,8 @@ pub fn version(masqctl: &str, daemon: &VersionInfo) -> String {
 mod tests {
     use super::*;
     use crate::protocol::{
-        ChainListing, HostInterfaceStats, LookupMatch, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry,
-        WorkerStats,
+        ChainListing, HostInterfaceStats, LookupMatch, MempoolStats, Percentiles, PortStats, PortUtilisation, Protocol,
+        RuleEntry, WorkerStats,
     };
 
     fn nat_listing() -> RuleListing {
@@ -718,6 +721,7 @@ num   pkts bytes target     prot opt in     out     source               destina
                 ("polls".to_string(), 77),
             ]
             .into(),
+            mempool: Some(MempoolStats { size: 8192, in_use: 12 }),
             ..Default::default()
         };
         let text = stats(&s);
@@ -738,6 +742,7 @@ num   pkts bytes target     prot opt in     out     source               destina
             "inside",
             "port 0 PMD: imissed=3",
             "Sessions: 1 active, 5 created, 4 expired",
+            "Packet buffers: 12 of 8192 in use",
             "no_route",
             "203.0.113.1",
             "25.0%",

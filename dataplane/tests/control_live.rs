@@ -655,8 +655,11 @@ fn stats_carry_the_counters_of_the_shutdown_report() {
     }
     assert_eq!((w["nat_mappings"], w["nat_sessions_created"], w["forwarded"]), (20, 20, 20), "{w:?}");
     assert_eq!(stats.counters["forwarded"], 20, "{:?}", stats.counters);
+    let pool = stats.mempool.expect("stats.get reports the mbuf pool");
+    assert!(pool.size >= 1024 && pool.in_use <= pool.size, "{pool:?}");
     let out = live.masqctl(&["stats"]);
     assert!(text(&out).contains("nat_mappings") && text(&out).contains("Counters (all workers):"), "{}", text(&out));
+    assert!(text(&out).contains(&format!(" of {} in use", pool.size)), "{}", text(&out));
     // The traffic is over (pcap ports read once): the report says the same, name for name.
     let stopped = live.stop();
     stopped.assert_clean();

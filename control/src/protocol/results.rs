@@ -313,9 +313,24 @@ pub struct Stats {
     /// The same latency samples as `latency_us`, as a histogram (Prometheus' shape).
     #[serde(default)]
     pub latency_histogram: LatencyHistogram,
+    /// The packet-buffer pool, read live (absent when the daemon has none to report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mempool: Option<MempoolStats>,
     /// Per host interface (the kernel TAPs of `[[port]] host_interface`); empty without.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_interfaces: Vec<HostInterfaceStats>,
+}
+
+/// The packet-buffer (mbuf) pool: `in_use` counts the buffers held anywhere (device
+/// queues, rings between workers, frames waiting for ARP or a first fragment); the rest
+/// are free. With no traffic in flight it returns to its idle level: a figure that keeps
+/// rising is a leak.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MempoolStats {
+    /// Buffers in the pool.
+    pub size: u64,
+    /// Buffers allocated from it now.
+    pub in_use: u64,
 }
 
 /// One host interface's counters, named as `ip -s link show NAME` names them: `rx` is

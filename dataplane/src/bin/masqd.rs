@@ -446,6 +446,13 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         deterministic: config.nat.deterministic.clone(),
     })
     .and_then(|h| h.with_max_rules(config.control.max_rules))
+    .map(|h| {
+        let pool = pool.clone();
+        h.with_mempool(Box::new(move || control::protocol::MempoolStats {
+            size: u64::from(pool.size()),
+            in_use: u64::from(pool.in_use()),
+        }))
+    })
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     let handler = Arc::new(handler);
     let host_thread = host_side.as_mut().map(|h| h.spawn()).transpose()?;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use control::protocol::{
     to_result, Command, ControlError, ExpectationList, Flushed, Ipv4Net, LookupMatch, LookupQuery, LookupResult,
-    PortStats, PortUtilisation, Protocol, ProtocolSessions, SessionCount, SessionFilter, SessionPage, Stats, Timeouts,
-    TimeoutsUpdate, VersionInfo,
+    MempoolStats, PortStats, PortUtilisation, Protocol, ProtocolSessions, SessionCount, SessionFilter, SessionPage,
+    Stats, Timeouts, TimeoutsUpdate, VersionInfo,
 };
 use control::Handler;
 use serde_json::{json, Value};
@@ -60,6 +60,10 @@ pub struct WorkerHandle {
 /// Port counters on demand (masqd: a [`super::PortStatsBoard`] request).
 pub type PortStatsSource = Box<dyn Fn() -> Vec<PortStats> + Send + Sync>;
 
+/// The packet-buffer pool's figures on demand (masqd: the DPDK mempool's counts, safe
+/// to read from any thread).
+pub type MempoolSource = Box<dyn Fn() -> MempoolStats + Send + Sync>;
+
 /// Everything [`MasqdHandler::new`] needs.
 pub struct HandlerParts {
     /// The rules in force at start (`--rules`, or empty).
@@ -95,6 +99,7 @@ pub struct MasqdHandler {
     timeouts: Arc<nat::Timeouts>,
     workers: Vec<WorkerHandle>,
     port_stats: PortStatsSource,
+    mempool: Option<MempoolSource>,
     config: Value,
     host: Option<Arc<crate::host::HostCounters>>,
     deterministic: nat::deterministic::DetTables,
@@ -118,6 +123,7 @@ impl MasqdHandler {
             timeouts: parts.timeouts,
             workers: parts.workers,
             port_stats: parts.port_stats,
+            mempool: None,
             config: parts.config,
             host: parts.host,
             deterministic: parts.deterministic,
@@ -298,6 +304,12 @@ impl MasqdHandler {
         Ok(self.timeouts_now())
     }
 
+    /// Report the packet-buffer pool in `stats.get` (`mempool`).
+    pub fn with_mempool(mut self, source: MempoolSource) -> MasqdHandler {
+        self.mempool = Some(source);
+        self
+    }
+
     /// Hold at most `max` rules (`[control] max_rules`); refused if the rules in force
     /// are already more.
     pub fn with_max_rules(mut self, max: usize) -> Result<MasqdHandler, ControlError> {
@@ -351,6 +363,7 @@ impl MasqdHandler {
         }
         stats.counters = counter_totals(&stats.workers);
         stats.port_utilisation = self.port_utilisation(deadline);
+        stats.mempool = self.mempool.as_ref().map(|m| m());
         if let Some(host) = &self.host {
             stats.host_interfaces = super::stats::host_interface_stats(host);
         }
@@ -795,7 +808,8 @@ socket = "/tmp/x.sock"
             deterministic,
         })
         .unwrap()
-        .with_scan_time(scan_time);
+        .with_scan_time(scan_time)
+        .with_mempool(Box::new(|| MempoolStats { size: 4096, in_use: 7 }));
         Fixture { handler, stop, thread: Some(thread), compiled, timeouts, counters }
     }
 
@@ -1032,6 +1046,7 @@ socket = "/tmp/x.sock"
         assert_eq!(s.sessions_by_protocol["tcp"], tcp);
         assert_eq!(s.sessions_by_protocol["udp"], tcp);
         assert_eq!(s.sessions_by_protocol["icmp"], ProtocolSessions::default());
+        assert_eq!(s.mempool, Some(MempoolStats { size: 4096, in_use: 7 }), "read live from its source");
     }
 
     #[test]

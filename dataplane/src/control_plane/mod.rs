@@ -33,7 +33,7 @@ pub mod mailbox;
 pub mod rules;
 pub mod stats;
 
-pub use handler::{config_json, HandlerParts, MasqdHandler, PortStatsSource, WorkerHandle};
+pub use handler::{config_json, HandlerParts, MasqdHandler, MempoolSource, PortStatsSource, WorkerHandle};
 pub use latency::{LatencyHistogram, LatencyRecorder};
 pub use mailbox::{WorkerLink, WorkerMailbox};
 pub use rules::RulesControl;

@@ -200,7 +200,10 @@ impl Router {
                 ArpOutcome::Reply { len: out_len }
             }
             // A reply to our request: learned above; nothing to send.
-            ArpOperation::Reply => ArpOutcome::Consumed,
+            ArpOperation::Reply => {
+                self.counters.arp_replies_received.inc();
+                ArpOutcome::Consumed
+            }
             _ => ArpOutcome::Drop(DropReason::ArpIgnored),
         }
     }
@@ -369,6 +372,7 @@ impl Router {
         }
         EthernetFrame::new_unchecked(&mut room[..out_len]).set_ethertype(EtherType::Ipv4);
         self.counters.icmp_sent.inc();
+        self.counters.icmp_errors_sent.inc();
         Some((out_len, back))
     }
 

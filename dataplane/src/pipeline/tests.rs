@@ -717,6 +717,56 @@ fn ttl_and_mtu_errors_quote_the_untranslated_packet() {
     assert_eq!(&e.payload[12..16], &H[0], "quotes the inside source");
 }
 
+/// The frame balance of docs/operations.md ("Every frame counted"): received + ARP
+/// requests sent + ICMP errors sent = sent + drops (less `icmp_error_suppressed`, a second
+/// count of a dropped packet) + ARP replies received + frames still held — through each
+/// path that makes or uses up a frame without forwarding it.
+#[test]
+fn every_frame_is_sent_dropped_or_consumed_in_the_counters() {
+    let mut l = lab(MASQ);
+    let c = l.c.clone();
+    let balance = |held: u64| {
+        let suppressed = c.drops_for(DropReason::IcmpErrorSuppressed);
+        (
+            c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get() + c.host_from_kernel.get(),
+            c.tx_packets.get() + c.drops_total() - suppressed
+                + c.arp_replies_received.get()
+                + c.host_punted.get()
+                + held,
+        )
+    };
+    // An ICMP error made of a dropped packet's buffer (TTL 1).
+    let mut f = host_udp(0, 1000, SERVER, 53);
+    f[14 + 8] = 1;
+    Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    check(&l.through(LAN, &f, LAN), lan_to(0));
+    assert_eq!((c.icmp_errors_sent.get(), c.drops_total()), (1, 1));
+    // No error about an ICMP error: the drop is counted twice (its reason, suppressed).
+    let quoted = testkit::ipv4(SERVER, H[0]).udp(53, 1000, b"x");
+    let err = testkit::ethernet(HMAC[0], MAC_LAN, &testkit::ipv4(H[0], SERVER).ttl(1).icmp_error(3, 3, &quoted));
+    l.dropped(LAN, &err);
+    assert_eq!(c.drops_for(DropReason::IcmpErrorSuppressed), 1);
+    // An ARP request answered in place.
+    let lan_ip = Ipv4Addr::from(LAN_ADDR);
+    let req = testkit::arp_request(HMAC[1], Ipv4Addr::from(H[1]), lan_ip);
+    l.through(LAN, &req, LAN);
+    // A frame to an unknown neighbour waits for our ARP request's reply, then goes.
+    let stranger = [100, 64, 0, 50];
+    let stranger_mac = [2, 0, 0, 0, 1, 50];
+    let (sm, dm, src) = from_host(0);
+    l.send(LAN, &udp(sm, dm, src, 1001, stranger, 9, b"hi"));
+    let asked = l.out(LAN);
+    assert_eq!((asked.len(), c.arp_requests_sent.get()), (1, 1), "one ARP request");
+    assert_eq!(balance(l.w.held() as u64), (6, 6), "{:?}", c.scalars());
+    l.send(LAN, &testkit::arp_reply(stranger_mac, Ipv4Addr::from(stranger), MAC_LAN, lan_ip));
+    l.advance(1);
+    let released = l.out(LAN);
+    assert_eq!(released.len(), 1, "the held frame goes: {:?} {:?}", l.drops(), c.scalars());
+    assert_eq!(c.arp_replies_received.get(), 1);
+    assert_eq!(l.w.held(), 0);
+    assert_eq!(balance(0), (7, 7), "{:?}", c.scalars());
+}
+
 #[test]
 fn rules_swap_applies_to_new_flows() {
     let mut l = lab("");
@@ -847,6 +897,14 @@ mod robustness {
             let held = (l.w.held() + l.w.deferred()) as u64;
             prop_assert_eq!(l.c.rx_packets.get(), injected);
             prop_assert_eq!(sent + freed + held, injected + allocated, "sent {} freed {} held {}", sent, freed, held);
+            // The counters balance the same way (docs/operations.md, "Every frame counted").
+            let c = &l.c;
+            let suppressed = c.drops_for(DropReason::IcmpErrorSuppressed);
+            prop_assert_eq!(
+                c.rx_packets.get() + c.arp_requests_sent.get() + c.icmp_errors_sent.get() + c.host_from_kernel.get(),
+                c.tx_packets.get() + c.drops_total() - suppressed + c.arp_replies_received.get() + c.host_punted.get() + held,
+                "{:?}", c.scalars()
+            );
         }
     }
 }

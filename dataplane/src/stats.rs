@@ -106,6 +106,10 @@ drop_reasons! {
     PortsExhausted = "ports_exhausted", "no free external port";
     /// Subscriber reached its port limit (ICMP host unreachable sent).
     SubscriberLimit = "subscriber_limit", "subscriber reached its port limit";
+    /// Address-only protocol (GRE, ESP, ...): every external address the flow may take
+    /// already carries another inside host's flow to the same remote on the same
+    /// protocol (ICMP host unreachable sent).
+    AddrOnlyInUse = "addr_only_in_use", "no external address free for this remote and protocol (GRE, ESP...)";
     /// Session table full (ICMP host unreachable sent).
     SessionTableFull = "session_table_full", "session table full";
     /// Non-first fragment with no state from its first fragment.

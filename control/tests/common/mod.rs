@@ -119,6 +119,7 @@ impl Mock {
                         (Protocol::Tcp, _) => "ESTABLISHED".into(),
                         (Protocol::Udp, _) => "UDP".into(),
                         (Protocol::Icmp, _) => "ICMP".into(),
+                        (Protocol::Other(_), _) => "UNREPLIED".into(),
                     },
                     expires_in_secs: 7440 - i as u64,
                     worker: (i % 2) as u32,

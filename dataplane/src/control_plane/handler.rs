@@ -333,7 +333,7 @@ impl MasqdHandler {
             latency_us: latency::percentiles(&histograms),
             latency_histogram: latency::histogram(&histograms),
             // Every protocol, zero or not (the figures are summed in below).
-            sessions_by_protocol: nat::Proto::ALL
+            sessions_by_protocol: STATS_PROTOS
                 .iter()
                 .map(|p| (proto_name(*p).to_string(), ProtocolSessions::default()))
                 .collect(),
@@ -350,7 +350,7 @@ impl MasqdHandler {
                 stats.sessions_active += active;
                 stats.sessions_created += s.counters.sessions_created;
                 stats.sessions_expired += s.counters.sessions_expired + s.counters.sessions_removed;
-                for proto in nat::Proto::ALL {
+                for proto in STATS_PROTOS {
                     let (created, ended) =
                         (s.counters.created_by_proto[proto.code()], s.counters.ended_by_proto[proto.code()]);
                     let e = stats.sessions_by_protocol.entry(proto_name(proto).to_string()).or_default();
@@ -579,12 +579,18 @@ fn cursor_at(worker: usize, walk: Walk) -> String {
     format!("{worker}:{}:{}", walk.slot, walk.seen)
 }
 
+/// The rows of `sessions_by_protocol`: one per [`nat::Proto::code`], every
+/// address-only protocol (GRE, ESP, ...) together as `other`.
+const STATS_PROTOS: [nat::Proto; nat::Proto::CODES] =
+    [nat::Proto::Icmp, nat::Proto::Tcp, nat::Proto::Udp, nat::Proto::Other(0)];
+
 /// A protocol's name in `stats.get` (`sessions_by_protocol`).
 fn proto_name(p: nat::Proto) -> &'static str {
     match p {
         nat::Proto::Icmp => "icmp",
         nat::Proto::Tcp => "tcp",
         nat::Proto::Udp => "udp",
+        nat::Proto::Other(_) => "other",
     }
 }
 

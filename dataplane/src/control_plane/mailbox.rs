@@ -133,11 +133,7 @@ impl SessionSelector {
             }
         };
         Ok(SessionSelector {
-            proto: f.protocol.map(|p| match p {
-                Protocol::Tcp => Proto::Tcp,
-                Protocol::Udp => Proto::Udp,
-                Protocol::Icmp => Proto::Icmp,
-            }),
+            proto: f.protocol.map(proto_of),
             inside: EndpointSelector::new(f.inside_addr, f.inside_port),
             outside: EndpointSelector::new(f.outside_addr, f.outside_port),
             remote: EndpointSelector::new(f.remote_addr, f.remote_port),
@@ -161,17 +157,33 @@ impl SessionSelector {
     }
 }
 
+/// The NAT's protocol for the control protocol's.
+pub fn proto_of(p: Protocol) -> Proto {
+    match p {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+        Protocol::Icmp => Proto::Icmp,
+        Protocol::Other(n) => Proto::Other(n),
+    }
+}
+
+/// The control protocol's protocol for the NAT's.
+pub fn protocol_of(p: Proto) -> Protocol {
+    match p {
+        Proto::Tcp => Protocol::Tcp,
+        Proto::Udp => Protocol::Udp,
+        Proto::Icmp => Protocol::Icmp,
+        Proto::Other(n) => Protocol::Other(n),
+    }
+}
+
 /// A session as the protocol lists it.
 /// The control protocol's form of an expectation of worker `worker`.
 pub fn expectation_entry(e: &ExpectInfo, worker: u32) -> ExpectationEntry {
     let sock = |e: Endpoint| SocketAddrV4::new(e.addr, e.port);
     ExpectationEntry {
         helper: e.helper.name().to_string(),
-        proto: match e.proto {
-            Proto::Tcp => Protocol::Tcp,
-            Proto::Udp => Protocol::Udp,
-            Proto::Icmp => Protocol::Icmp,
-        },
+        proto: protocol_of(e.proto),
         direction: match e.dir {
             Dir::Out2In => "in",
             Dir::In2Out => "out",
@@ -190,11 +202,7 @@ pub fn expectation_entry(e: &ExpectInfo, worker: u32) -> ExpectationEntry {
 pub fn session_entry(s: &SessionInfo, worker: u32) -> SessionEntry {
     let sock = |e: Endpoint| SocketAddrV4::new(e.addr, e.port);
     SessionEntry {
-        proto: match s.proto {
-            Proto::Tcp => Protocol::Tcp,
-            Proto::Udp => Protocol::Udp,
-            Proto::Icmp => Protocol::Icmp,
-        },
+        proto: protocol_of(s.proto),
         inside: sock(s.inside),
         outside: sock(s.outside),
         remote: sock(s.remote),
@@ -269,6 +277,9 @@ pub struct NatSummary {
 }
 
 /// A worker's answer.
+// A summary is the largest (the NAT's counters); moved once per control request, and
+// boxing it would make the worker allocate.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Reply {
     /// This worker has no NAT: no sessions, nothing to do.

@@ -17,6 +17,7 @@
 //! | TCP / UDP               | whole header (`new_checked`); first fragment: 20 / 8 bytes | `l4_malformed`   |
 //! | ICMP (not a fragment)   | 8-byte header and a verifying checksum                    | `l4_malformed`, `l4_bad_checksum` |
 //! | ICMP error              | the quoted IPv4 header whole, 8 bytes of its TCP/UDP/ICMP | `l4_malformed`   |
+//! | other protocols (GRE, ESP, ...) | nothing: translated by address, every fragment alike | —            |
 //!
 //! TCP and UDP checksums are not verified here: translation updates them
 //! incrementally, which keeps a wrong checksum wrong for the receiver to see. The slow
@@ -42,7 +43,7 @@ pub enum Frag {
     Later,
 }
 
-/// A translatable flow: TCP, UDP or an ICMP query.
+/// A translatable flow: TCP, UDP, an ICMP query, or an address-only protocol (GRE, ESP, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flow {
     /// As on the wire; an ICMP query's identifier in both ports.
@@ -82,7 +83,7 @@ impl Quoted {
 /// What kind of packet, for the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4 {
-    /// TCP, UDP, ICMP query (whole or first fragment).
+    /// TCP, UDP, ICMP query (whole or first fragment); an address-only protocol (any fragment).
     Flow(Flow),
     /// An ICMP error quoting a TCP, UDP or ICMP-query datagram (not fragmented).
     IcmpError(Quoted),
@@ -113,7 +114,7 @@ impl NatPacket {
     /// TCP/UDP ports for policy matching (0 for anything else).
     pub fn ports(&self) -> (u16, u16) {
         match self.l4 {
-            L4::Flow(f) if f.tuple.proto != Proto::Icmp => (f.tuple.src.port, f.tuple.dst.port),
+            L4::Flow(f) if matches!(f.tuple.proto, Proto::Tcp | Proto::Udp) => (f.tuple.src.port, f.tuple.dst.port),
             _ => (0, 0),
         }
     }
@@ -124,12 +125,14 @@ impl NatPacket {
     }
 }
 
-/// Offset of the transport checksum field within the transport header.
+/// Offset of the transport checksum field within the transport header (TCP, UDP,
+/// ICMP; an address-only protocol has none the NAT touches: 0).
 pub const fn l4_checksum_at(proto: Proto) -> usize {
     match proto {
         Proto::Tcp => 16,
         Proto::Udp => 6,
         Proto::Icmp => 2,
+        Proto::Other(_) => 0,
     }
 }
 
@@ -162,6 +165,13 @@ pub fn classify(ip: &[u8]) -> Result<NatPacket, DropReason> {
     let Some(proto) = Proto::from_ip(ip_proto) else {
         return Ok(pkt);
     };
+    if let Some(port) = proto.addr_only_port() {
+        // No transport header to read or check: every fragment carries all the NAT
+        // needs (its addresses), so each is a flow of its own.
+        let tuple = Tuple::new(Endpoint::new(pkt.src, port), Endpoint::new(pkt.dst, port), proto);
+        pkt.l4 = L4::Flow(Flow { tuple, tcp_flags: 0, request: false });
+        return Ok(pkt);
+    }
     let l4 = p.payload();
     if proto == Proto::Icmp && frag != Frag::Later && !l4.is_empty() {
         pkt.icmp_type = Some(l4[0]);
@@ -207,6 +217,7 @@ pub fn classify(ip: &[u8]) -> Result<NatPacket, DropReason> {
                 L4::Other
             }
         }
+        Proto::Other(_) => unreachable!("address-only protocols returned above"),
     };
     Ok(pkt)
 }
@@ -219,7 +230,8 @@ fn quoted(outer_header_len: usize, icmp: &Icmpv4Packet<&[u8]>) -> Result<L4, Dro
         // A later fragment names no ports: nothing to match.
         return Ok(L4::Other);
     }
-    let Some(proto) = Proto::from_ip(u8::from(q.next_header())) else {
+    let Some(proto) = Proto::from_ip(u8::from(q.next_header())).filter(|p| !p.is_addr_only()) else {
+        // Errors about address-only protocols are not translated (yet).
         return Ok(L4::Other);
     };
     let l4 = q.payload();
@@ -237,6 +249,7 @@ fn quoted(outer_header_len: usize, icmp: &Icmpv4Packet<&[u8]>) -> Result<L4, Dro
             let id = be16(l4, 4);
             (id, id)
         }
+        Proto::Other(_) => unreachable!("filtered above"),
     };
     let header_len = q.header_len();
     Ok(L4::IcmpError(Quoted {
@@ -265,6 +278,8 @@ pub fn verify_l4(ip: &[u8], pkt: &NatPacket) -> bool {
         }
         // Verified by classify.
         Proto::Icmp => true,
+        // Nothing the translation changes is covered by a transport checksum.
+        Proto::Other(_) => true,
     }
 }
 
@@ -334,10 +349,16 @@ mod tests {
         udp[7] = 0x10;
         let p = classify(&udp).unwrap();
         assert_eq!((p.frag, p.l4), (Frag::Later, L4::Fragment));
-        // GRE.
+        // GRE, even a later fragment: an address-only flow, the number in both ports.
         let mut gre = udp.clone();
-        gre[7] = 0;
         gre[9] = 47;
+        let p = classify(&gre).unwrap();
+        let L4::Flow(f) = p.l4 else { panic!("{p:?}") };
+        assert_eq!((f.tuple.proto, f.tuple.src.port, f.tuple.dst.port), (Proto::GRE, 47, 47));
+        assert_eq!((p.frag, p.ports()), (Frag::Later, (0, 0)));
+        assert!(verify_l4(&gre, &p));
+        // DCCP: ports we do not translate.
+        gre[9] = 33;
         assert_eq!(classify(&gre).unwrap().l4, L4::Other);
     }
 }

@@ -3,7 +3,8 @@
 //! A session rewrites exactly one (address, port) pair (see [`Session`]): a packet
 //! travelling **in2out** has its *source* rewritten from the session's inside endpoint
 //! to its outside endpoint; a packet travelling **out2in** has its *destination*
-//! rewritten from outside to inside. ICMP queries rewrite the identifier as the port.
+//! rewritten from outside to inside. ICMP queries rewrite the identifier as the port;
+//! address-only protocols (GRE, ESP, ...) only the address and the IPv4 checksum.
 //!
 //! Nothing is recomputed: the session carries the RFC 1624 deltas of its in2out
 //! rewrite (`[0]` IPv4 header, `[1]` transport checksum), computed once by the slow
@@ -107,6 +108,8 @@ pub fn translate(ip: &mut [u8], proto: Proto, s: &Session, dir: Dir) {
             i.set_echo_ident(to.port);
             i.apply_delta(d_l4);
         }
+        // Address-only (GRE, ESP, ...): the payload is not touched.
+        Proto::Other(_) => {}
     }
 }
 
@@ -235,6 +238,7 @@ mod tests {
                 b
             }
             Proto::Icmp => ip.icmp_echo_request(src.port, 1, payload),
+            Proto::Other(n) => ip.raw(n, payload),
         }
     }
 
@@ -250,6 +254,7 @@ mod tests {
             Proto::Udp if udp_no_csum => put16(l4, 6, 0),
             Proto::Udp => UdpPacket::new_unchecked(l4).fill_checksum(src, dst),
             Proto::Icmp => Icmpv4Packet::new_unchecked(l4).fill_checksum(),
+            Proto::Other(_) => {}
         }
     }
 
@@ -331,6 +336,32 @@ mod tests {
             want[12..16].copy_from_slice(&outside.addr.octets());
             Ipv4Packet::new_unchecked(&mut want[..]).fill_checksum();
             prop_assert_eq!(frag, want);
+        }
+
+        /// An address-only packet (GRE, ESP, any protocol number but the ported ones):
+        /// only its address and IPv4 checksum change, its payload (whatever checksum it
+        /// holds) never; a reply translated back reaches the inside address.
+        #[test]
+        fn address_only_rewrites_the_address_alone(
+            n in any::<u8>(), inside in any::<[u8; 4]>(), outside in any::<[u8; 4]>(), remote in any::<[u8; 4]>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64), dnat in any::<bool>(),
+        ) {
+            let Some(proto) = Proto::from_ip(n).filter(|p| p.is_addr_only()) else { return Ok(()) };
+            let e = |a: [u8; 4]| Endpoint::new(Ipv4Addr::from(a), u16::from(n));
+            let kind = if dnat { SessionKind::DestNat } else { SessionKind::SourceNat };
+            let s = session(kind, proto, e(inside), e(outside), e(remote));
+            prop_assert_eq!(s.proto(), proto);
+            let orig = build(proto, e(inside), e(remote), &payload, false);
+            let mut got = orig.clone();
+            translate(&mut got, proto, &s, Dir::In2Out);
+            let mut want = orig.clone();
+            want[12..16].copy_from_slice(&outside);
+            fill(&mut want, false);
+            prop_assert_eq!(&got, &want);
+            let reply = build(proto, e(remote), e(outside), &payload, false);
+            let mut got = reply.clone();
+            translate(&mut got, proto, &s, Dir::Out2In);
+            prop_assert_eq!(&got, &build(proto, e(remote), e(inside), &payload, false));
         }
 
         /// An error about a translated packet, translated, quotes the original packet

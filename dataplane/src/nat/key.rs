@@ -17,23 +17,36 @@
 
 use std::net::Ipv4Addr;
 
-/// A transport protocol the NAT translates. Other IP protocols are not translated
-/// (`DropReason::L4Unsupported`), so this enum is closed on purpose: there is no
-/// `Unknown(u8)` arm to carry, unlike wire enums.
+/// A protocol the NAT translates: TCP, UDP and ICMP queries by port (or identifier),
+/// and every other IP protocol without ports (GRE, ESP, AH, IP-in-IP, ...) by address
+/// only ([`Proto::Other`]).
+///
+/// An address-only flow has no ports: its protocol number stands in both tuple ports
+/// and in every port of its session (so one key format serves all protocols, and GRE
+/// and ESP flows between the same addresses stay apart). Listings and the event log
+/// show those ports as 0. DCCP (33) and UDP-Lite (136) have ports and a checksum over
+/// the pseudo-header that address-only translation would break: they are not
+/// translated ([`Proto::from_ip`] is `None`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
 pub enum Proto {
     /// ICMP query messages; the identifier plays the part of a port.
-    Icmp = 1,
+    Icmp,
     /// TCP.
-    Tcp = 6,
+    Tcp,
     /// UDP.
-    Udp = 17,
+    Udp,
+    /// Any other IP protocol, by number, translated by address only.
+    Other(u8),
 }
 
 impl Proto {
-    /// Every protocol, in `code` order.
+    /// The protocols with ports (a port space per external address), in `code` order.
     pub const ALL: [Proto; 3] = [Proto::Icmp, Proto::Tcp, Proto::Udp];
+
+    /// GRE (47).
+    pub const GRE: Proto = Proto::Other(47);
+    /// ESP (50).
+    pub const ESP: Proto = Proto::Other(50);
 
     /// The protocol for an IPv4 protocol number, if the NAT translates it.
     pub const fn from_ip(number: u8) -> Option<Proto> {
@@ -41,25 +54,45 @@ impl Proto {
             1 => Some(Proto::Icmp),
             6 => Some(Proto::Tcp),
             17 => Some(Proto::Udp),
-            _ => None,
+            // Ports and a pseudo-header checksum: address-only translation would
+            // break them, port translation is not implemented.
+            33 | 136 => None,
+            n => Some(Proto::Other(n)),
         }
     }
 
     /// The IPv4 protocol number.
     pub const fn number(self) -> u8 {
-        self as u8
+        match self {
+            Proto::Icmp => 1,
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Other(n) => n,
+        }
     }
 
-    /// Dense code 0..3, used to index per-protocol arrays (port bitmaps).
+    /// Dense code 0..4: 0..3 index per-protocol port arrays ([`Proto::ALL`]), 3 is
+    /// every address-only protocol.
     pub const fn code(self) -> usize {
         match self {
             Proto::Icmp => 0,
             Proto::Tcp => 1,
             Proto::Udp => 2,
+            Proto::Other(_) => 3,
         }
     }
 
-    /// Inverse of [`Proto::code`] (masked to two bits; 3 maps to UDP).
+    /// Number of [`code`](Self::code) values.
+    pub const CODES: usize = 4;
+
+    /// Whether the protocol is translated by address only (no ports).
+    #[inline]
+    pub const fn is_addr_only(self) -> bool {
+        matches!(self, Proto::Other(_))
+    }
+
+    /// Inverse of [`Proto::code`] for the protocols with ports (masked to two bits; 3
+    /// maps to UDP: an address-only protocol's number is not in its code).
     pub(crate) const fn from_code(code: u8) -> Proto {
         match code & 3 {
             0 => Proto::Icmp,
@@ -74,6 +107,27 @@ impl Proto {
         match self {
             Proto::Icmp => 0,
             _ => port,
+        }
+    }
+
+    /// The port every endpoint of an address-only flow of this protocol carries (its
+    /// number); `None` for protocols with ports.
+    #[inline]
+    pub const fn addr_only_port(self) -> Option<u16> {
+        match self {
+            Proto::Other(n) => Some(n as u16),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for Proto {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Proto::Icmp => f.write_str("icmp"),
+            Proto::Tcp => f.write_str("tcp"),
+            Proto::Udp => f.write_str("udp"),
+            Proto::Other(n) => write!(f, "{n}"),
         }
     }
 }
@@ -195,7 +249,12 @@ mod tests {
             assert_eq!(Proto::from_ip(p.number()), Some(p));
             assert_eq!(Proto::from_code(p.code() as u8), p);
         }
-        assert_eq!(Proto::from_ip(47), None);
+        assert_eq!(Proto::from_ip(47), Some(Proto::GRE));
+        assert_eq!(Proto::GRE.number(), 47);
+        assert_eq!(Proto::ESP.code(), 3);
+        assert!(Proto::ESP.is_addr_only() && !Proto::Udp.is_addr_only());
+        assert_eq!(Proto::from_ip(33), None);
+        assert_eq!(Proto::from_ip(136), None);
         assert_eq!(Proto::Icmp.remote_port(7), 0);
         assert_eq!(Proto::Udp.remote_port(7), 7);
     }
@@ -220,6 +279,8 @@ mod tests {
         assert_ne!(base, pack5(l, r, Proto::Tcp, Side::Inside));
         assert_ne!(base, pack5(r, l, Proto::Udp, Side::Inside));
         assert_ne!(base, pack5(ep([10, 0, 0, 1], 1001), r, Proto::Udp, Side::Inside));
+        let (gre, esp) = (ep([10, 0, 0, 1], 47), ep([8, 8, 8, 8], 47));
+        assert_ne!(pack5(gre, esp, Proto::GRE, Side::Inside), pack5(gre, esp, Proto::ESP, Side::Inside));
         assert_ne!(pack3(l, Proto::Udp, Side::Inside), pack3(l, Proto::Udp, Side::Outside));
         // 3-tuple keys never collide with 5-tuple keys (bit 4 of the low byte).
         assert_ne!(pack3(l, Proto::Udp, Side::Inside).1 & 0xff, base.1 & 0xff);

@@ -25,22 +25,15 @@ pub(crate) struct Mapping {
     pub outside_port: u16,
     /// Index of the external address in the pool.
     pub outside_ix: u16,
+    /// Never address-only: those sessions have no mapping.
     pub proto: Proto,
-    pub _pad: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<Mapping>() == 16);
 
 impl Mapping {
-    const FREE: Mapping = Mapping {
-        inside_addr: NIL,
-        refs: 0,
-        inside_port: 0,
-        outside_port: 0,
-        outside_ix: 0,
-        proto: Proto::Icmp,
-        _pad: 0,
-    };
+    const FREE: Mapping =
+        Mapping { inside_addr: NIL, refs: 0, inside_port: 0, outside_port: 0, outside_ix: 0, proto: Proto::Icmp };
 
     pub fn inside(&self) -> Endpoint {
         Endpoint::new(Ipv4Addr::from(self.inside_addr), self.inside_port)
@@ -123,7 +116,6 @@ impl MappingTable {
             outside_port,
             outside_ix,
             proto,
-            _pad: 0,
         };
         self.slab[idx as usize] = m;
         let outside = self.outside(&m);

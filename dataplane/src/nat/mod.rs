@@ -277,10 +277,14 @@ pub enum CreateError {
     TupleInUse = 3,
     /// The mapping of an `Inbound` action is gone or does not match the tuple.
     NoMapping = 4,
+    /// An address-only flow (GRE, ESP, ...): every external address it may take
+    /// already carries another inside host's flow to the same remote on the same
+    /// protocol.
+    AddressInUse = 5,
 }
 
 impl CreateError {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     pub const fn drop_reason(self) -> DropReason {
         match self {
@@ -289,6 +293,7 @@ impl CreateError {
             // No dedicated reason yet: the flow cannot get a distinct translation.
             CreateError::PortsExhausted | CreateError::TupleInUse => DropReason::PortsExhausted,
             CreateError::NoMapping => DropReason::NoSession,
+            CreateError::AddressInUse => DropReason::AddrOnlyInUse,
         }
     }
 }
@@ -348,11 +353,11 @@ pub struct NatCounters {
     pub mappings_freed: u64,
     /// Failed creations by [`CreateError`].
     pub create_failed: [u64; CreateError::COUNT],
-    /// Sessions created, by [`Proto::code`].
-    pub created_by_proto: [u64; 3],
+    /// Sessions created, by [`Proto::code`] (3: every address-only protocol).
+    pub created_by_proto: [u64; Proto::CODES],
     /// Sessions ended (expired or removed), by [`Proto::code`]: created minus ended is
     /// what each protocol has live.
-    pub ended_by_proto: [u64; 3],
+    pub ended_by_proto: [u64; Proto::CODES],
 }
 
 /// Bytes held by each table of a [`WorkerNat`].

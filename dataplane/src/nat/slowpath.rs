@@ -127,6 +127,8 @@ impl NatPath {
             }
         };
         match (pkt.frag, pkt.l4, d) {
+            // An address-only flow's later fragments need nothing from its first.
+            (Frag::First, L4::Flow(f), _) if f.tuple.proto.is_addr_only() => d,
             (
                 Frag::First,
                 L4::Flow(f),
@@ -237,7 +239,10 @@ impl Ctx<'_> {
     }
 
     fn flow_match(in_port: u16, t: &Tuple, pkt: &NatPacket) -> FlowMatch {
-        let (sp, dp) = if t.proto == Proto::Icmp { (0, 0) } else { (t.src.port, t.dst.port) };
+        let (sp, dp) = match t.proto {
+            Proto::Tcp | Proto::Udp => (t.src.port, t.dst.port),
+            Proto::Icmp | Proto::Other(_) => (0, 0),
+        };
         FlowMatch {
             in_port,
             out_port: None,
@@ -254,10 +259,12 @@ impl Ctx<'_> {
     /// is not this one: the replies come from `to`, so if it lies behind an inside port
     /// they reach `to`'s worker ([`super::steer`]). REDIRECT to the router itself, on a
     /// port with a host interface: the kernel's replies go to the worker of the client,
-    /// `from` (`crate::host::kernel_frame_owner`), so the session lives there.
-    fn dnat_owner(&self, to: Ipv4Addr, from: Ipv4Addr) -> Option<u16> {
-        let workers = self.nat.partition().workers();
-        if workers <= 1 {
+    /// `from` (`crate::host::kernel_frame_owner`), so the session lives there. An
+    /// address-only flow (`t`'s protocol GRE, ESP, ...) stays: its owner is named by the
+    /// remote, whichever side.
+    fn dnat_owner(&self, to: Ipv4Addr, t: &Tuple) -> Option<u16> {
+        let (from, workers) = (t.src.addr, self.nat.partition().workers());
+        if workers <= 1 || t.proto.is_addr_only() {
             return None;
         }
         if self.is_local(to) {
@@ -281,7 +288,11 @@ impl Ctx<'_> {
             return None;
         }
         let det = self.nat.deterministic();
-        let owner = if !det.is_empty() && det.is_outside(t2.dst.addr) {
+        let owner = if let Proto::Other(n) = t2.proto {
+            // Address-only: the owner of (remote, protocol); the remote is the sender's
+            // external address.
+            super::steer::addr_only_owner(t2.src.addr, n, partition.workers())
+        } else if !det.is_empty() && det.is_outside(t2.dst.addr) {
             // Deterministic NAT: the worker of the host that owns the port.
             super::steer::subscriber_owner(det.owner_host(t2.dst.addr, t2.dst.port)?, partition.workers())
         } else {
@@ -427,7 +438,7 @@ impl Ctx<'_> {
             let pre = rules.prerouting(&fm);
             let target = dest_target(pre.nat, &t, inbound_addr);
             // Another worker owns the flow this creates: it evaluates and counts.
-            if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr, t.src.addr)) {
+            if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr, &t)) {
                 return Decision::Handoff(w);
             }
             rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
@@ -576,7 +587,7 @@ impl Ctx<'_> {
         // Another worker owns the flow this creates: it evaluates and counts. A
         // hairpinned packet goes on with its first half applied (its source session
         // lives here, or on the worker that handed it here).
-        if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr, t.src.addr)) {
+        if let Some(w) = target.and_then(|to| self.dnat_owner(to.addr, &t)) {
             if from_outside {
                 return Decision::Handoff(w);
             }
@@ -636,7 +647,7 @@ impl Ctx<'_> {
             };
             fm.out_port = Some(hop);
             fm.dst = to.addr;
-            if t.proto != Proto::Icmp {
+            if matches!(t.proto, Proto::Tcp | Proto::Udp) {
                 fm.dst_port = to.port;
             }
             if !self.forward(rules, &fm) {
@@ -726,7 +737,8 @@ impl Ctx<'_> {
         self.untranslated(pkt, false)
     }
 
-    /// Something the NAT cannot translate: other protocols, other ICMP types.
+    /// Something the NAT cannot translate: DCCP, UDP-Lite, other ICMP types, ICMP
+    /// errors quoting what it does not translate.
     fn other(&mut self, pkt: NatPacket) -> Decision {
         if self.is_local(pkt.dst) && (self.outside_in || self.host_in || !self.is_external(pkt.dst)) {
             return Decision::Local(Plan::new(pkt));
@@ -794,6 +806,8 @@ pub fn csum_deltas(s: &Session) -> [Delta; 2] {
     let l4 = match s.proto() {
         Proto::Icmp => Delta::new().replace16(i.port, o.port),
         Proto::Tcp | Proto::Udp => ip.replace16(i.port, o.port),
+        // No transport checksum covers anything translated.
+        Proto::Other(_) => Delta::new(),
     };
     [ip, l4]
 }
@@ -838,7 +852,7 @@ pub fn source_action(nat: SourceNat, egress_addr: Ipv4Addr) -> Option<NatAction>
 /// its identifier.
 pub fn dest_target(nat: DestNat, t: &Tuple, inbound_addr: Ipv4Addr) -> Option<Endpoint> {
     let port = |ports: Option<PortRange>| match (t.proto, ports) {
-        (Proto::Icmp, _) | (_, None) => t.dst.port,
+        (Proto::Icmp | Proto::Other(_), _) | (_, None) => t.dst.port,
         (_, Some(r)) if r.contains(t.dst.port) => t.dst.port,
         (_, Some(r)) => r.first(),
     };

@@ -11,6 +11,14 @@
 //! | from an outside port, to one of our external addresses | the owner of the **destination port** (TCP/UDP port, ICMP identifier; for an ICMP error, the quoted packet's source port) |
 //! | from an outside port, to anything else (routed, untranslated) | the subscriber's worker of the destination address |
 //! | from an inside port, to one of our external addresses (hairpinning) | the sender's (subscriber's) worker first, for the sender's own mapping; then the owner of the destination port, where the destination's mapping lives (see [`super::slowpath`]) |
+//! | an address-only protocol (GRE, ESP, ...), either way | [`addr_only_owner`] of the **remote** address (the destination of a packet from inside, the source of one from outside) and the protocol |
+//!
+//! An address-only flow has no port to name its worker, and one inside host at a time
+//! may use an external address towards a remote on a protocol: so the worker of
+//! (remote, protocol) holds every such session, sees every conflict, and chooses the
+//! external address alone; both directions of the flow compute the same owner from
+//! the packet. Such sessions count against their subscriber's session limit on that
+//! worker, not on the subscriber's.
 //!
 //! A subscriber's flows all land on one worker, so per-subscriber limits and paired
 //! pooling need no shared state; since that worker allocates from its own port slice,
@@ -41,6 +49,7 @@ use std::net::Ipv4Addr;
 
 use super::classify::{Frag, NatPacket, L4};
 use super::frag::FragKey;
+use super::key::Proto;
 use super::ports::PortPartition;
 use crate::time::{Duration, Instant};
 
@@ -128,6 +137,17 @@ pub fn subscriber_owner(addr: Ipv4Addr, workers: u16) -> u16 {
     (addr_hash(addr) % u32::from(workers)) as u16
 }
 
+/// The worker that owns the address-only flows (GRE, ESP, ...) of protocol `proto` to
+/// and from `remote` among `workers`.
+#[inline]
+pub fn addr_only_owner(remote: Ipv4Addr, proto: u8, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = addr_hash(remote) ^ u32::from(proto).wrapping_mul(0x9e37_79b1);
+    (h % u32::from(workers)) as u16
+}
+
 #[derive(Clone, Copy)]
 struct FragOwner {
     key: FragKey,
@@ -177,6 +197,11 @@ impl Steering {
     /// The worker that owns `pkt` (received on a port that faces outside if
     /// `outside`), given the external addresses (sorted).
     pub fn owner(&mut self, outside: bool, pkt: &NatPacket, external: &[Ipv4Addr], now: Instant) -> u16 {
+        if let L4::Flow(f) = pkt.l4 {
+            if let Proto::Other(n) = f.tuple.proto {
+                return addr_only_owner(if outside { pkt.src } else { pkt.dst }, n, self.workers);
+            }
+        }
         if !outside {
             // The subscriber's, whatever the destination: a packet to one of our
             // external endpoints (hairpinning) takes its sender's mapping there first.
@@ -368,6 +393,38 @@ mod tests {
         assert_eq!(s.fragments_followed, 1);
         // Forgotten after the TTL.
         assert_eq!(s.owner(true, &frame(later), &[EXT], now + FRAG_OWNER_TTL), 0);
+    }
+
+    #[test]
+    fn address_only_flows_follow_the_remote_and_protocol() {
+        let (a, b) = (Ipv4Addr::new(100, 64, 0, 2), Ipv4Addr::new(100, 64, 0, 3));
+        let server = Ipv4Addr::new(198, 51, 100, 7);
+        let now = Instant::from_millis(1);
+        for n in [2u16, 3, 4] {
+            let partition = PortPartition::new(n, PortRange::new(1024, 65535)).unwrap();
+            for proto in [47u8, 50] {
+                let want = addr_only_owner(server, proto, n);
+                for me in 0..n {
+                    let mut s = Steering::new(me, partition);
+                    for host in [a, b] {
+                        let mut out = ipv4(host, server).udp(1, 2, b"gre");
+                        out[9] = proto;
+                        crate::packet::ipv4::Ipv4Packet::new_unchecked(&mut out[..]).fill_checksum();
+                        assert_eq!(s.owner(false, &frame(out), &[EXT], now), want);
+                    }
+                    let mut back = ipv4(server, EXT).udp(1, 2, b"gre");
+                    back[9] = proto;
+                    crate::packet::ipv4::Ipv4Packet::new_unchecked(&mut back[..]).fill_checksum();
+                    assert_eq!(s.owner(true, &frame(back), &[EXT], now), want);
+                }
+            }
+        }
+        // Remotes spread over the workers.
+        let mut seen = [0u32; 2];
+        for i in 0..256u32 {
+            seen[usize::from(addr_only_owner(Ipv4Addr::from(0xc633_6400 + i), 47, 2))] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 96), "{seen:?}");
     }
 
     proptest::proptest! {

@@ -183,7 +183,11 @@ impl Session {
     }
 
     pub fn proto(&self) -> Proto {
-        Proto::from_code(self.flags & F_PROTO)
+        match self.flags & F_PROTO {
+            // Address-only: the protocol number is in every port.
+            3 => Proto::Other(self.remote_port as u8),
+            code => Proto::from_code(code),
+        }
     }
 
     pub fn kind(&self) -> SessionKind {
@@ -204,6 +208,17 @@ impl Session {
 
     pub fn remote(&self) -> Endpoint {
         Endpoint::new(Ipv4Addr::from(self.remote_addr), self.remote_port)
+    }
+
+    /// Inside, outside and remote endpoints as listings and the event log show them:
+    /// an address-only session's ports (its protocol number) as 0.
+    pub fn shown_endpoints(&self) -> [Endpoint; 3] {
+        let e = [self.inside(), self.outside(), self.remote()];
+        if self.flags & F_PROTO == 3 {
+            e.map(|e| Endpoint::new(e.addr, 0))
+        } else {
+            e
+        }
     }
 
     /// Which direction the connection's first packet travelled.

@@ -817,3 +817,93 @@ fn port_usage_counts_mappings_per_address_and_protocol() {
     expire_all(&mut n, secs(100_000));
     assert!(usage(&n).iter().all(|p| p.in_use == [0; 3]), "freed ports are not in use (quarantine aside)");
 }
+
+/// An address-only flow (GRE, ESP, ...) from `host` to remote `r`: the protocol number
+/// in both ports, as classify gives it.
+fn addr_only(proto: Proto, host: Ipv4Addr, r: Ipv4Addr) -> Tuple {
+    let port = proto.addr_only_port().expect("an address-only protocol");
+    Tuple::new(ep(host, port), ep(r, port), proto)
+}
+
+#[test]
+fn address_only_flows_take_one_pool_address_per_remote_and_protocol() {
+    let mut n = nat();
+    let server = Ipv4Addr::new(203, 0, 113, 9);
+    // Four hosts to one remote over GRE: each takes another pool address, no port.
+    let mut taken = HashSet::new();
+    for h in 1..=4 {
+        let t = addr_only(Proto::GRE, sub(h), server);
+        let id = masq(&mut n, &t, T0).unwrap();
+        let s = n.session(id).unwrap();
+        assert_eq!((s.kind(), s.mapping, s.proto()), (SessionKind::SourceNat, table::NIL, Proto::GRE));
+        assert_eq!((s.outside().port, s.remote()), (47, ep(server, 47)));
+        assert!(POOL.contains(&s.outside().addr));
+        assert!(taken.insert(s.outside().addr), "{} reused", s.outside().addr);
+        // The remote's answer finds it by (external address, remote, protocol).
+        let back = Tuple::new(ep(server, 47), s.outside(), Proto::GRE);
+        assert!(matches!(n.lookup_out2in(&back), Out2In::Session(r) if r.id == id));
+        assert_eq!(n.subscriber(sub(h)).unwrap().sessions, 1);
+    }
+    assert_eq!(n.mapping_count(), 0, "no mapping, no port");
+    // A fifth host: every address carries GRE to this server. Refused, typed, counted.
+    let fifth = addr_only(Proto::GRE, sub(5), server);
+    assert_eq!(masq(&mut n, &fifth, T0), Err(CreateError::AddressInUse));
+    assert_eq!(CreateError::AddressInUse.drop_reason(), crate::stats::DropReason::AddrOnlyInUse);
+    assert_eq!(n.counters().create_failed[CreateError::AddressInUse as usize], 1);
+    // ... while ESP to the same server, and GRE to another one, are free.
+    masq(&mut n, &addr_only(Proto::ESP, sub(5), server), T0).unwrap();
+    masq(&mut n, &addr_only(Proto::GRE, sub(5), Ipv4Addr::new(203, 0, 113, 10)), T0).unwrap();
+    // The same flow again is not a second session.
+    assert_eq!(masq(&mut n, &addr_only(Proto::GRE, sub(1), server), T0), Err(CreateError::TupleInUse));
+    assert_eq!(n.counters().created_by_proto[3], 6);
+}
+
+#[test]
+fn address_only_sessions_keep_the_paired_address_and_the_snat_range() {
+    let mut n = nat();
+    let server = Ipv4Addr::new(203, 0, 113, 9);
+    // A subscriber holding ports: its GRE leaves from its paired address.
+    let u = udp(ep(sub(1), 4000), remote(1, 53));
+    masq(&mut n, &u, T0).unwrap();
+    let paired = out(&n, &u).addr;
+    masq(&mut n, &addr_only(Proto::GRE, sub(1), server), T0).unwrap();
+    assert_eq!(out(&n, &addr_only(Proto::GRE, sub(1), server)).addr, paired);
+    // An SNAT range of two addresses: two hosts, then none.
+    let target = SnatTarget { addrs: (POOL[2], POOL[3]), ports: None };
+    let mut got = Vec::new();
+    for h in 2..=3 {
+        let t = addr_only(Proto::ESP, sub(h), server);
+        n.create(&t, NatAction::Snat(target), 0, T0).unwrap();
+        got.push(out(&n, &t).addr);
+    }
+    got.sort();
+    assert_eq!(got, vec![POOL[2], POOL[3]]);
+    let e = n.create(&addr_only(Proto::ESP, sub(4), server), NatAction::Snat(target), 0, T0);
+    assert_eq!(e, Err(CreateError::AddressInUse));
+}
+
+#[test]
+fn address_only_sessions_expire_on_the_other_timeout_and_list_without_ports() {
+    let mut n = nat();
+    let server = Ipv4Addr::new(203, 0, 113, 9);
+    let t = addr_only(Proto::GRE, sub(1), server);
+    let id = masq(&mut n, &t, T0).unwrap();
+    let mut list = Vec::new();
+    n.sessions_after(0, 10, secs(1), &mut list);
+    assert_eq!(list.len(), 1);
+    let i = list[0];
+    assert_eq!((i.proto, i.inside, i.remote, i.outside.port), (Proto::GRE, ep(sub(1), 0), ep(server, 0), 0));
+    assert_eq!((i.state, i.expires_in), (ConnState::Unreplied, Duration::from_secs(599)));
+    // A reply marks it replied (not refreshing: it was not established); the next
+    // packet out refreshes it.
+    let r = n.refresh(id, Dir::Out2In, 0, RefreshMode::Default, secs(50));
+    assert_eq!((r.state, r.refreshed), (ConnState::Replied, false));
+    assert!(n.refresh(id, Dir::In2Out, 0, RefreshMode::Default, secs(100)).refreshed);
+    assert!(expire_all(&mut n, secs(699)).is_empty());
+    let gone = expire_all(&mut n, secs(700));
+    assert_eq!((gone.len(), gone[0].proto), (1, Proto::GRE));
+    assert_eq!((n.count(), n.subscriber(sub(1))), (0, None));
+    assert_eq!(n.counters().ended_by_proto[3], 1);
+    // The address is free for another host now.
+    masq(&mut n, &addr_only(Proto::GRE, sub(2), server), secs(701)).unwrap();
+}

@@ -111,6 +111,7 @@ fn timeout_class(proto: Proto, state: u8) -> TimeoutClass {
         Proto::Tcp => TcpState::from_u8(state).timeout_class(),
         Proto::Udp => TimeoutClass::Udp,
         Proto::Icmp => TimeoutClass::Icmp,
+        Proto::Other(_) => TimeoutClass::Other,
     }
 }
 
@@ -393,7 +394,8 @@ impl WorkerNat {
         if self.is_deterministic(s.inside().addr) {
             return;
         }
-        let ev = NatEvent::session(kind, now.as_millis(), s.proto(), s.inside(), s.outside(), s.remote());
+        let [inside, outside, remote] = s.shown_endpoints();
+        let ev = NatEvent::session(kind, now.as_millis(), s.proto(), inside, outside, remote);
         match s.kind() {
             SessionKind::SourceNat => self.push_event(ev),
             SessionKind::DestNat => self.push_event(ev.as_dest_nat()),
@@ -438,7 +440,10 @@ impl WorkerNat {
                     NatEvent::quota(ms, QuotaKind::MaxEntriesPerUser, limit, subscriber)
                 }
             },
-            CreateError::PortsExhausted | CreateError::TupleInUse | CreateError::NoMapping => return,
+            CreateError::PortsExhausted
+            | CreateError::TupleInUse
+            | CreateError::NoMapping
+            | CreateError::AddressInUse => return,
         };
         self.push_alert(ev, now);
     }
@@ -449,6 +454,13 @@ impl WorkerNat {
         }
         let proto = t.proto;
         let session = match action {
+            NatAction::Masquerade | NatAction::Snat(_) if proto.is_addr_only() => {
+                let target = match action {
+                    NatAction::Snat(s) => Some(s),
+                    _ => None,
+                };
+                self.addr_only_session(t, target)?
+            }
             NatAction::Masquerade | NatAction::Snat(_) => {
                 let target = match action {
                     NatAction::Snat(s) => Some(s),
@@ -524,6 +536,53 @@ impl WorkerNat {
         let expires = s.expires;
         self.wheel.insert(self.sessions.slab_mut(), idx, expires);
         Ok(idx)
+    }
+
+    /// Source NAT of an address-only flow (GRE, ESP, ...; see [`Proto::Other`]): no
+    /// port to allocate, so the inside address takes an external address on which no
+    /// other inside host has a flow to the same remote on the same protocol, as Linux
+    /// and VPP do. Tried in turn from a start the inside address names: its paired
+    /// address when it holds ports on this worker, else a hash of the address (every
+    /// worker computes the same), then the next addresses of the target's range; a
+    /// deterministic subscriber has only its fixed address. None free:
+    /// [`CreateError::AddressInUse`]. No mapping backs the session; it counts against
+    /// the subscriber's sessions on this worker.
+    fn addr_only_session(&mut self, t: &Tuple, target: Option<SnatTarget>) -> Result<Session, CreateError> {
+        let (proto, inside, remote) = (t.proto, t.src, t.dst);
+        if self.sessions.find_inside(inside, remote, proto).is_some() {
+            return Err(CreateError::TupleInUse);
+        }
+        let sub = self.subscribers.get(inside.addr);
+        self.check_session_limit(sub)?;
+        let free = |nat: &Self, addr: Ipv4Addr| {
+            let outside = Endpoint::new(addr, inside.port);
+            nat.sessions.find_outside(outside, remote, proto).is_none().then_some(outside)
+        };
+        let det = (!self.det.is_empty()).then(|| self.det.map(inside.addr)).flatten();
+        let (outside, ix) = if let Some(dm) = det {
+            let det_ix = self.det.addrs().binary_search(&dm.outside).map_err(|_| CreateError::PortsExhausted)?;
+            (free(self, dm.outside).ok_or(CreateError::AddressInUse)?, (self.pool_len + det_ix) as u16)
+        } else {
+            let addrs = self.ports.addrs();
+            let (lo, hi) = match target {
+                None => (0, addrs.len()),
+                Some(t) => (addrs.partition_point(|a| *a < t.addrs.0), addrs.partition_point(|a| *a <= t.addrs.1)),
+            };
+            if lo >= hi {
+                return Err(CreateError::PortsExhausted);
+            }
+            let n = hi - lo;
+            let start = match sub.filter(|s| s.ports > 0).map(|s| usize::from(s.ext)) {
+                Some(ext) if (lo..hi).contains(&ext) => ext - lo,
+                _ => super::steer::addr_hash(inside.addr) as usize % n,
+            };
+            (0..n)
+                .map(|k| lo + (start + k) % n)
+                .find_map(|ix| free(self, self.ports.addrs()[ix]).map(|o| (o, ix as u16)))
+                .ok_or(CreateError::AddressInUse)?
+        };
+        self.subscribers.adjust(inside.addr, ix, 0, 1).map_err(|_| CreateError::SubscriberLimit)?;
+        Ok(Session::new(SessionKind::SourceNat, proto, inside, outside, remote, NIL, F_COUNTED))
     }
 
     fn check_free(
@@ -1058,14 +1117,15 @@ impl WorkerNat {
 
     fn info(&self, idx: u32, now: Instant) -> SessionInfo {
         let s = self.sessions.get(idx);
+        let [inside, outside, remote] = s.shown_endpoints();
         let mut info = SessionInfo {
             id: SessionId(idx),
             proto: s.proto(),
             kind: s.kind(),
             initiator: s.initiator(),
-            inside: s.inside(),
-            outside: s.outside(),
-            remote: s.remote(),
+            inside,
+            outside,
+            remote,
             state: s.state(),
             idle: Duration::from_millis(u64::from(ms32(now).wrapping_sub(s.last_use))),
             expires_in: Duration::from_millis(s.expires.saturating_sub(now.as_millis())),

@@ -909,6 +909,99 @@ mod robustness {
     }
 }
 
+/// A packet of IP protocol `proto` (GRE 47, ESP 50) from inside host `h` to `dst`.
+fn host_raw(h: usize, proto: u8, dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let (sm, dm, src) = from_host(h);
+    testkit::ethernet(sm, dm, &testkit::ipv4(src, dst).raw(proto, payload))
+}
+
+/// A packet of IP protocol `proto` arriving from the WAN.
+fn wan_raw(src: [u8; 4], proto: u8, dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    testkit::ethernet(GW, MAC_WAN, &testkit::ipv4(src, dst).raw(proto, payload))
+}
+
+/// A frame sent to `mac` carrying an address-only packet, its IPv4 checksum checked:
+/// (source, destination, protocol, payload).
+fn check_raw(frame: &[u8], mac: [u8; 6]) -> ([u8; 4], [u8; 4], u8, Vec<u8>) {
+    assert_eq!(&frame[0..6], &mac, "destination MAC");
+    let p = testkit::parse_ipv4_packet(&frame[14..]).expect("valid IPv4");
+    assert!(p.ip_checksum_ok, "IPv4 header checksum");
+    (p.src.octets(), p.dst.octets(), p.proto, p.payload)
+}
+
+/// A GRE header (no flags, protocol type IPv4) and a few bytes of tunnelled packet.
+const GRE: &[u8] = &[0, 0, 0x08, 0x00, 0x45, 0, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8];
+
+#[test]
+fn gre_and_esp_are_translated_by_address_one_host_per_remote() {
+    let mut l = lab(MASQ);
+    // GRE out: the external address, nothing else changed.
+    let f = l.through(LAN, &host_raw(0, 47, SERVER, GRE), WAN);
+    assert_eq!(check_raw(&f, GW), (EXT, SERVER, 47, GRE.to_vec()));
+    let back = l.through(WAN, &wan_raw(SERVER, 47, EXT, b"\0\0\x08\0reply"), LAN);
+    assert_eq!(check_raw(&back, lan_to(0)), (SERVER, H[0], 47, b"\0\0\x08\0reply".to_vec()));
+    // A second host to the same remote over GRE: MASQUERADE has one address. Refused
+    // with host unreachable, counted under its own reason.
+    let refused = host_raw(1, 47, SERVER, GRE);
+    let e = check(&l.through(LAN, &refused, LAN), lan_to(1));
+    assert_eq!((e.src, e.dst, e.icmp), (LAN_ADDR, H[1], (3, 1)));
+    assert_eq!(l.drop_count(DropReason::AddrOnlyInUse), 1);
+    // ESP from the second host to the same remote is another protocol: fine.
+    let f = l.through(LAN, &host_raw(1, 50, SERVER, b"spi-and-data"), WAN);
+    assert_eq!(check_raw(&f, GW), (EXT, SERVER, 50, b"spi-and-data".to_vec()));
+    let back = l.through(WAN, &wan_raw(SERVER, 50, EXT, b"esp-back"), LAN);
+    assert_eq!(check_raw(&back, lan_to(1)), (SERVER, H[1], 50, b"esp-back".to_vec()));
+    // Listed with their protocol numbers and no ports.
+    let mut list = Vec::new();
+    l.nat().sessions_after(0, 16, l.now, &mut list);
+    let mut seen: Vec<(u8, Ipv4Addr, u16)> =
+        list.iter().map(|s| (s.proto.number(), s.inside.addr, s.inside.port)).collect();
+    seen.sort();
+    assert_eq!(seen, vec![(47, H[0].into(), 0), (50, H[1].into(), 0)]);
+    assert_eq!(l.drop_count(DropReason::L4Unsupported), 0);
+    // GRE from an unknown remote to the external address: no session, dropped.
+    l.dropped(WAN, &wan_raw(STRANGER, 47, EXT, GRE));
+    assert_eq!(l.drop_count(DropReason::NoSession), 1);
+    // After the `other` timeout (600 s) the address is free for the second host.
+    l.advance(601);
+    assert_eq!(l.nat().count(), 0);
+    let f = l.through(LAN, &host_raw(1, 47, SERVER, GRE), WAN);
+    assert_eq!(check_raw(&f, GW).0, EXT);
+}
+
+#[test]
+fn gre_takes_the_next_snat_address_and_fragments_follow() {
+    let rules = "*nat\n-A POSTROUTING -o wan -j SNAT --to-source 203.0.113.1-203.0.113.2\nCOMMIT\n";
+    let mut l = lab(rules);
+    let pool = [EXT, [203, 0, 113, 2]];
+    let mut got = Vec::new();
+    for h in 0..2 {
+        let (src, dst, proto, _) = check_raw(&l.through(LAN, &host_raw(h, 47, SERVER, GRE), WAN), GW);
+        assert_eq!((dst, proto), (SERVER, 47));
+        assert!(pool.contains(&src), "{src:?}");
+        got.push(src);
+    }
+    assert_ne!(got[0], got[1], "one inside host per (external address, remote, protocol)");
+    // Replies to each address reach their own host.
+    for h in 0..2 {
+        let back = l.through(WAN, &wan_raw(SERVER, 47, got[h], GRE), LAN);
+        assert_eq!(check_raw(&back, lan_to(h)).1, H[h]);
+    }
+    // A third host: both addresses taken.
+    l.through(LAN, &host_raw(2, 47, SERVER, GRE), LAN);
+    assert_eq!(l.drop_count(DropReason::AddrOnlyInUse), 1);
+    // A fragmented GRE packet: every fragment translated by address, in any order.
+    let (sm, dm, src) = from_host(0);
+    let whole = testkit::ethernet(sm, dm, &testkit::ipv4(src, SERVER).raw(47, &[0x5a; 100]));
+    let (first, later) = fragments(&whole, 48, 0x2222);
+    for frag in [later, first] {
+        let f = l.through(LAN, &frag, WAN);
+        let (p, _) = frag_parts(&f);
+        assert_eq!((p.src_addr(), p.ident()), (Ipv4Addr::from(got[0]), 0x2222));
+    }
+    assert_eq!(l.drop_count(DropReason::FragmentNoState), 0);
+}
+
 /// Two workers in one thread, sharing routes, neighbours and rules, handing frames to
 /// each other over in-memory queues: the multi-core steering with the real worker loop.
 mod two_workers {
@@ -1043,6 +1136,39 @@ mod two_workers {
         let (_, back) = p.one(1, LAN, &host_udp(1, 6000, EXT, a.sport), LAN);
         let back = check(&back, lan_to(0));
         assert_eq!((back.src, back.sport, back.dst, back.dport), (EXT, b.sport, H[0], 7000));
+    }
+
+    #[test]
+    fn gre_lives_with_the_remote_whichever_host_and_queue() {
+        let rules = "*nat\n-A POSTROUTING -o wan -j SNAT --to-source 203.0.113.1-203.0.113.2\nCOMMIT\n";
+        let mut p = pair(rules);
+        // Two hosts of different workers.
+        assert_ne!(subscriber_owner(H[0].into(), 2), subscriber_owner(H[1].into(), 2));
+        let owner = usize::from(crate::nat::steer::addr_only_owner(SERVER.into(), 47, 2));
+        let mut ext = Vec::new();
+        for h in 0..2 {
+            for on in [0, 1] {
+                let (by, f) = p.one(on, LAN, &host_raw(h, 47, SERVER, GRE), WAN);
+                assert_eq!(by, owner, "host {h} on queue {on}");
+                let (src, dst, proto, payload) = check_raw(&f, GW);
+                assert_eq!((dst, proto, payload), (SERVER, 47, GRE.to_vec()));
+                if on == 0 {
+                    ext.push(src);
+                } else {
+                    assert_eq!(src, ext[h], "the same session");
+                }
+            }
+        }
+        assert_ne!(ext[0], ext[1]);
+        assert_eq!((p.sessions(owner), p.sessions(1 - owner)), (2, 0));
+        // The server's replies, on either queue, reach the right host.
+        for h in 0..2 {
+            for on in [0, 1] {
+                let (by, f) = p.one(on, WAN, &wan_raw(SERVER, 47, ext[h], b"back"), LAN);
+                assert_eq!(by, owner);
+                assert_eq!(check_raw(&f, lan_to(h)), (SERVER, H[h], 47, b"back".to_vec()));
+            }
+        }
     }
 
     #[test]

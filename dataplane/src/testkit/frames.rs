@@ -113,6 +113,19 @@ impl Ip {
         v
     }
 
+    /// A packet of IP protocol `proto` (GRE 47, ESP 50, ...) carrying `payload`
+    /// as it is: no transport header is built.
+    pub fn raw(self, proto: u8, payload: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(20 + payload.len()).expect("fits an IPv4 packet");
+        let mut v = vec![0x45, 0, 0, 0, 0, 0, 0, 0, self.ttl, proto, 0, 0];
+        v[2..4].copy_from_slice(&total.to_be_bytes());
+        v.extend_from_slice(&self.src.octets());
+        v.extend_from_slice(&self.dst.octets());
+        v.extend_from_slice(payload);
+        set_header_checksum(&mut v);
+        v
+    }
+
     /// A TCP segment.
     pub fn tcp(self, sport: u16, dport: u16, seg: TcpSeg, payload: &[u8]) -> Vec<u8> {
         let b = self.builder().tcp_header(tcp_header(sport, dport, seg));

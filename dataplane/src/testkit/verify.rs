@@ -169,7 +169,11 @@ fn parse_ip(p: &[u8], src_mac: Mac, dst_mac: Mac, allow_truncated: bool) -> Opti
             info.l4_checksum_ok = verifiable && fold(sum16(0, l4)) == 0xffff;
         }
         PROTO_UDP | PROTO_TCP | PROTO_ICMP => {}
-        _ => info.l4_checksum_ok = true,
+        _ => {
+            // No transport checksum the NAT keeps (GRE, ESP, ...): the payload whole.
+            info.payload = l4.to_vec();
+            info.l4_checksum_ok = true;
+        }
     }
     info.checksums_ok = info.ip_checksum_ok && info.l4_checksum_ok;
     Some(info)

@@ -14,6 +14,9 @@
 #                    profile's fat LTO would relink every test binary)
 #   doc              doc tests
 #   unit-nodpdk      dataplane's unit tests without DPDK (the sans-I/O core)
+#   fuzz             scripts/fuzz.sh: every fuzz target (dataplane/fuzz) built with libFuzzer
+#                    and run for 60 s from its seed corpus; any crash fails (MASQ_FUZZ_TIME
+#                    sets the seconds per target)
 #   integration      dataplane/tests/*.rs etc. against the release masqd, EAL with --no-huge
 #   integration-huge the same again on 2 MB hugepages (MASQ_TEST_HUGEPAGES=1); SKIP when
 #                    setup could not reserve them
@@ -160,6 +163,7 @@ main() {
     run_step unit 1800 cargo test --workspace --lib --bins
     run_step doc 1200 cargo test --workspace --doc
     run_step unit-nodpdk 1200 cargo test -p dataplane --no-default-features --lib
+    run_step fuzz 1500 bash "$ROOT/scripts/fuzz.sh" --time "${MASQ_FUZZ_TIME:-60}"
 
     if ! passed build-release; then
         skip_step integration "release build failed"

@@ -363,6 +363,17 @@ pub fn expectations(list: &[ExpectationEntry]) -> String {
     out
 }
 
+/// A port's link for the ports table: `up`, `up 10G`, `down`, `?` (unknown).
+fn link(p: &crate::protocol::PortStats) -> String {
+    match (p.link_up, p.link_speed_mbps) {
+        (Some(true), Some(m)) if m >= 1000 && m % 1000 == 0 => format!("up {}G", m / 1000),
+        (Some(true), Some(m)) if m > 0 => format!("up {m}M"),
+        (Some(true), _) => "up".to_string(),
+        (Some(false), _) => "down".to_string(),
+        (None, _) => "?".to_string(),
+    }
+}
+
 /// Statistics, section by section.
 pub fn stats(s: &Stats) -> String {
     let mut out = String::new();
@@ -370,18 +381,29 @@ pub fn stats(s: &Stats) -> String {
     push_line(
         &mut out,
         &format!(
-            "  {:>4} {:<10} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
-            "port", "name", "rx packets", "rx bytes", "rx drops", "tx packets", "tx bytes", "tx drops"
+            "  {:>4} {:<10} {:<13} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
+            "port", "name", "link", "rx packets", "rx bytes", "rx drops", "tx packets", "tx bytes", "tx drops"
         ),
     );
     for p in &s.ports {
         push_line(
             &mut out,
             &format!(
-                "  {:>4} {:<10} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
-                p.port, p.name, p.rx_packets, p.rx_bytes, p.rx_drops, p.tx_packets, p.tx_bytes, p.tx_drops
+                "  {:>4} {:<10} {:<13} {:>14} {:>16} {:>10} {:>14} {:>16} {:>10}",
+                p.port,
+                p.name,
+                link(p),
+                p.rx_packets,
+                p.rx_bytes,
+                p.rx_drops,
+                p.tx_packets,
+                p.tx_bytes,
+                p.tx_drops
             ),
         );
+    }
+    for p in s.ports.iter().filter(|p| p.link_changes > 0) {
+        let _ = writeln!(out, "  port {} link changes: {}", p.port, p.link_changes);
     }
     for p in s.ports.iter().filter(|p| !p.pmd.is_empty()) {
         let counters: Vec<String> = p.pmd.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -686,13 +708,18 @@ num   pkts bytes target     prot opt in     out     source               destina
     #[test]
     fn stats_show_every_section() {
         let s = Stats {
-            ports: vec![PortStats {
-                port: 0,
-                name: "inside".into(),
-                rx_packets: 10,
-                pmd: [("imissed".to_string(), 3)].into(),
-                ..Default::default()
-            }],
+            ports: vec![
+                PortStats {
+                    port: 0,
+                    name: "inside".into(),
+                    rx_packets: 10,
+                    pmd: [("imissed".to_string(), 3)].into(),
+                    link_up: Some(true),
+                    link_speed_mbps: Some(10_000),
+                    ..Default::default()
+                },
+                PortStats { port: 1, name: "wan".into(), link_up: Some(false), link_changes: 3, ..Default::default() },
+            ],
             workers: vec![WorkerStats { worker: 0, lcore: 2, rx_packets: 10, ..Default::default() }],
             drops: [("no_route".to_string(), 4), ("ttl_exceeded".to_string(), 0)].into(),
             sessions_active: 1,
@@ -741,6 +768,9 @@ num   pkts bytes target     prot opt in     out     source               destina
         for needle in [
             "inside",
             "port 0 PMD: imissed=3",
+            "up 10G",
+            " down ",
+            "port 1 link changes: 3",
             "Sessions: 1 active, 5 created, 4 expired",
             "Packet buffers: 12 of 8192 in use",
             "no_route",

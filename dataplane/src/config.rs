@@ -187,6 +187,12 @@ pub struct NatConfig {
     pub port_blocks_per_subscriber: u32,
     /// Seconds a freed port (or an idle port block) is held back before reuse.
     pub port_hold: u32,
+    /// Sessions one subscriber may hold at once, per worker (0: no limit).
+    pub sessions_per_subscriber: u32,
+    /// New sessions one subscriber may open per second (0: no limit).
+    pub new_sessions_per_second: u32,
+    /// New sessions one subscriber may open at once before the rate applies.
+    pub new_sessions_burst: u32,
     pub filtering: Filtering,
     /// Protocol helpers by server port (`helpers = ["ftp", "tftp"]`, the default).
     pub helpers: Vec<HelperPort>,
@@ -197,6 +203,11 @@ pub struct NatConfig {
     /// Deterministic NAT tables (`[[nat.deterministic]]`, RFC 7422), checked.
     pub deterministic: crate::nat::deterministic::DetTables,
 }
+
+/// `[nat] sessions_per_subscriber` when not set.
+pub const DEFAULT_SESSIONS_PER_SUBSCRIBER: u32 = 10_000;
+/// `[nat] new_sessions_per_second` when not set.
+pub const DEFAULT_NEW_SESSIONS_PER_SECOND: u32 = 2000;
 
 /// Idle timeouts in seconds, as `ipchains -M -S tcp tcpfin udp` plus ICMP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -593,6 +604,9 @@ struct RawNat {
     port_block_size: Option<u32>,
     port_blocks_per_subscriber: Option<u32>,
     port_hold: Option<u32>,
+    sessions_per_subscriber: Option<u32>,
+    new_sessions_per_second: Option<u32>,
+    new_sessions_burst: Option<u32>,
     filtering: Option<String>,
     helpers: Option<Vec<String>>,
     helper_sessions: Option<u32>,
@@ -992,6 +1006,29 @@ impl RawConfig {
                 format!("{ports_per_subscriber} is outside 1..=64512"),
             ));
         }
+        // Unset: the default, or the whole table if that is smaller.
+        let sessions_per_subscriber =
+            self.nat.sessions_per_subscriber.unwrap_or(DEFAULT_SESSIONS_PER_SUBSCRIBER.min(max_sessions));
+        if sessions_per_subscriber > max_sessions {
+            return Err(ConfigError::new(
+                "nat.sessions_per_subscriber",
+                format!("{sessions_per_subscriber} is more than nat.max_sessions ({max_sessions}); 0 means no limit"),
+            ));
+        }
+        let new_sessions_per_second = self.nat.new_sessions_per_second.unwrap_or(DEFAULT_NEW_SESSIONS_PER_SECOND);
+        if new_sessions_per_second > 1_000_000 {
+            return Err(ConfigError::new(
+                "nat.new_sessions_per_second",
+                format!("{new_sessions_per_second} is outside 0..=1000000 (0 means no limit)"),
+            ));
+        }
+        let new_sessions_burst = self.nat.new_sessions_burst.unwrap_or(new_sessions_per_second.max(1));
+        if !(1..=1_000_000).contains(&new_sessions_burst) {
+            return Err(ConfigError::new(
+                "nat.new_sessions_burst",
+                format!("{new_sessions_burst} is outside 1..=1000000"),
+            ));
+        }
         let helpers = match self.nat.helpers {
             None => HelperPort::defaults(),
             Some(list) => {
@@ -1055,6 +1092,9 @@ impl RawConfig {
             port_block_size,
             port_blocks_per_subscriber,
             port_hold,
+            sessions_per_subscriber,
+            new_sessions_per_second,
+            new_sessions_burst,
             filtering,
             helpers,
             helper_sessions,
@@ -1356,6 +1396,9 @@ mac = "02:00:00:00:02:01"
                 port_block_size: 0,
                 port_blocks_per_subscriber: 8,
                 port_hold: 120,
+                sessions_per_subscriber: 1000,
+                new_sessions_per_second: 2000,
+                new_sessions_burst: 2000,
                 filtering: Filtering::AddressPortDependent,
                 helpers: HelperPort::defaults(),
                 helper_sessions: 4096,
@@ -1366,6 +1409,24 @@ mac = "02:00:00:00:02:01"
         assert_eq!(c.timeouts, TimeoutsConfig { tcp: 7200, tcpfin: 10, udp: 160, icmp: 60, other: 600 });
         let e = err(&format!("{EXAMPLE}\n[nat]\nfiltering = \"strict\"\n"));
         assert_eq!(e.field, "nat.filtering");
+        let limits = format!(
+            "{EXAMPLE}\n[nat]\nsessions_per_subscriber = 500\nnew_sessions_per_second = 100\nnew_sessions_burst = 20\n"
+        );
+        let c = Config::parse(&limits).unwrap();
+        assert_eq!(
+            (c.nat.sessions_per_subscriber, c.nat.new_sessions_per_second, c.nat.new_sessions_burst),
+            (500, 100, 20)
+        );
+        let c = Config::parse(&format!("{EXAMPLE}\n[nat]\nnew_sessions_per_second = 300\n")).unwrap();
+        assert_eq!(c.nat.new_sessions_burst, 300, "the burst defaults to one second's worth");
+        let c = Config::parse(&format!("{EXAMPLE}\n[nat]\nsessions_per_subscriber = 0\nnew_sessions_per_second = 0\n"))
+            .unwrap();
+        assert_eq!((c.nat.sessions_per_subscriber, c.nat.new_sessions_per_second), (0, 0), "0: no limit");
+        let e = err(&format!("{EXAMPLE}\n[nat]\nmax_sessions = 1000\nsessions_per_subscriber = 2000\n"));
+        assert_eq!(e.field, "nat.sessions_per_subscriber");
+        assert!(e.to_string().contains("more than nat.max_sessions (1000)"), "{e}");
+        let e = err(&format!("{EXAMPLE}\n[nat]\nnew_sessions_burst = 0\n"));
+        assert_eq!(e.field, "nat.new_sessions_burst");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\nudp = 0\n"));
         assert_eq!(e.field, "timeouts.udp");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\ntcp = 604801\n"));

@@ -19,12 +19,14 @@ pub mod host;
 pub mod hugemem;
 pub mod io;
 pub mod l3;
+pub mod link;
 pub mod logging;
 pub mod nat;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
 pub mod prefetch;
+pub mod ratelimit;
 pub mod report;
 // systemd readiness notification (sd_notify)
 pub mod service;

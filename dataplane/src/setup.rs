@@ -54,6 +54,9 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
     c.port_block_size = config.nat.port_block_size;
     c.port_blocks_per_subscriber = config.nat.port_blocks_per_subscriber;
     c.port_hold = crate::time::Duration::from_secs(u64::from(config.nat.port_hold));
+    c.sessions_per_subscriber = config.nat.sessions_per_subscriber;
+    c.new_sessions_per_second = config.nat.new_sessions_per_second;
+    c.new_sessions_burst = config.nat.new_sessions_burst;
     c.deterministic = config.nat.deterministic.clone();
     c.filtering = match config.nat.filtering {
         ConfigFiltering::EndpointIndependent => Filtering::EndpointIndependent,
@@ -80,13 +83,18 @@ pub enum RulesError {
     Parse(#[from] crate::policy::ParseError),
     #[error("{0}")]
     Compile(#[from] crate::policy::CompileError),
+    #[error("{0}")]
+    StaticPorts(#[from] crate::nat::static_ports::TooManyReservations),
 }
 
-/// Parse iptables-save `text` with the configuration's port names and compile it.
+/// Parse iptables-save `text` with the configuration's port names and compile it; refuse
+/// port forwards that would reserve too many external ports of the pool
+/// ([`crate::nat::static_ports::check_limit`]).
 pub fn load_rules(text: &str, config: &Config) -> Result<(RuleSet, CompiledRules), RulesError> {
     let names: Vec<&str> = config.ports.iter().map(|p| p.name.as_str()).collect();
     let set = RuleSet::parse_save(text, &names)?;
     let index: Vec<(&str, u16)> = names.iter().enumerate().map(|(i, n)| (*n, i as u16)).collect();
     let compiled = CompiledRules::new(&set, &index)?;
+    crate::nat::static_ports::check_limit(&compiled, &nat_config(config, &set, 0, 1, 0).external_addrs)?;
     Ok((set, compiled))
 }

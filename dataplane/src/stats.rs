@@ -104,8 +104,11 @@ drop_reasons! {
     FilteredEndpoint = "filtered_endpoint", "inbound packet from an endpoint the mapping does not accept";
     /// No free external port for the subscriber (ICMP host unreachable sent).
     PortsExhausted = "ports_exhausted", "no free external port";
-    /// Subscriber reached its port limit (ICMP host unreachable sent).
-    SubscriberLimit = "subscriber_limit", "subscriber reached its port limit";
+    /// Subscriber reached its port or session limit (ICMP host unreachable sent).
+    SubscriberLimit = "subscriber_limit", "subscriber reached its port or session limit";
+    /// Subscriber opens new sessions faster than `[nat] new_sessions_per_second` (ICMP
+    /// host unreachable sent).
+    SubscriberRateLimit = "subscriber_rate_limit", "subscriber opens new sessions too fast";
     /// Address-only protocol (GRE, ESP, ...): every external address the flow may take
     /// already carries another inside host's flow to the same remote on the same
     /// protocol (ICMP host unreachable sent).

@@ -416,13 +416,13 @@ impl<Io: PacketIo> Worker<Io> {
         self.hold.held.push(Held { frame, port, via, deadline: now + HOLD_TIMEOUT });
         if !self.hold.resolving.iter().any(|r| r.port == port && r.via == via) {
             self.hold.resolving.push(Resolving { port, via, last_request: now });
-            self.send_arp_request(port, via);
+            self.send_arp_request(port, via, now);
         }
     }
 
-    fn send_arp_request(&mut self, port: u16, via: Ipv4Addr) {
+    fn send_arp_request(&mut self, port: u16, via: Ipv4Addr, now: Instant) {
         let Some(mut frame) = self.io.alloc() else { return };
-        let len = self.l3.emit_arp_request(port, via, frame.room_mut());
+        let len = self.l3.emit_arp_request(port, via, frame.room_mut(), now);
         if len > 0 && frame.set_len(len) {
             self.counters.arp_requests_sent.inc();
             self.io.tx(port, frame);
@@ -432,9 +432,9 @@ impl<Io: PacketIo> Worker<Io> {
     }
 
     /// Ask again for neighbours the router found stale while forwarding.
-    fn send_refreshes(&mut self, _now: Instant) {
+    fn send_refreshes(&mut self, now: Instant) {
         while let Some((port, via)) = self.l3.take_refresh() {
-            self.send_arp_request(port, via);
+            self.send_arp_request(port, via, now);
         }
     }
 
@@ -461,7 +461,7 @@ impl<Io: PacketIo> Worker<Io> {
             let r = self.hold.resolving[k];
             if now.millis_since(r.last_request) >= ARP_RETRY.as_millis() {
                 self.hold.resolving[k].last_request = now;
-                self.send_arp_request(r.port, r.via);
+                self.send_arp_request(r.port, r.via, now);
             }
         }
     }

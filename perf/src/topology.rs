@@ -43,6 +43,11 @@ mac = "02:6d:71:00:00:20"
 [nat]
 max_sessions = {max_sessions}
 ports_per_subscriber = {ports_per_subscriber}
+# The benchmark's few subscribers open sessions far faster than a real one may: no
+# session limit, the highest rate (the token bucket is still taken on every creation).
+sessions_per_subscriber = 0
+new_sessions_per_second = 1000000
+new_sessions_burst = 1000000
 "#
     )
 }

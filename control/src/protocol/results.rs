@@ -371,9 +371,16 @@ pub struct PortStats {
     /// Raw PMD counters (`ierrors`, `oerrors`, `imissed`, `rx_nombuf`, xstats ...).
     #[serde(default)]
     pub pmd: BTreeMap<String, u64>,
-    /// Carrier up, as the PMD reports it; `null` when the PMD cannot tell.
+    /// Carrier up, as masqd's main thread last polled it (the PMD's report, and for
+    /// `net_af_packet` the kernel interface's state); `null` when the PMD cannot tell.
     #[serde(default)]
     pub link_up: Option<bool>,
+    /// Link speed in Mbit/s when up and known.
+    #[serde(default)]
+    pub link_speed_mbps: Option<u32>,
+    /// Times the link went down or came back up since masqd started.
+    #[serde(default)]
+    pub link_changes: u64,
 }
 
 /// One worker's counters.

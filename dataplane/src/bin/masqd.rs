@@ -18,10 +18,17 @@
 //! the same handler as `stats.get` (`control::metrics`). Under systemd (`Type=notify`)
 //! masqd reports READY once everything serves and STOPPING on the way out
 //! (`dataplane::service`).
+//!
+//! Faults: every error after the first worker started stops and joins the workers before
+//! masqd prints it and exits 1 ([`Workers`]). A panic anywhere (the release build aborts
+//! on panic, so nothing unwinds) is reported by [`install_panic_hook`] — thread, place,
+//! message, backtrace — which removes the control socket and exits 4. SIGHUP reloads the
+//! `--rules` file, all or nothing, and never stops masqd ([`reload_rules`]).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -30,13 +37,16 @@ use clap::Parser;
 
 use dataplane::cli::Args;
 use dataplane::config::{Config, PortConfig as PortCfg};
-use dataplane::control_plane::{self, HandlerParts, MasqdHandler, PortStatsBoard, WorkerControl, WorkerHandle};
+use dataplane::control_plane::{
+    self, HandlerParts, MasqdHandler, PortStatsBoard, RulesControl, WorkerControl, WorkerHandle,
+};
 use dataplane::counters::WorkerCounters;
 use dataplane::dpdk_io::{DpdkIo, HandoffRings, HostRings, TscClock, HANDOFF_RING};
 use dataplane::host::{self, kernel, HostCounters, HostPorts};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
+use dataplane::link::{self, LinkMonitor, LinkReading};
 use dataplane::logging::{self, Exporter, ExporterSettings, ExporterStats, LogDrain};
 use dataplane::nat::{self, NatPath};
 use dataplane::policy::{CompiledRules, RuleSet};
@@ -49,10 +59,25 @@ use dpdk::{Eal, Mempool, Port, PortConfig};
 const EXIT_CONFIG: u8 = 2;
 /// Exit code when mbufs leaked.
 const EXIT_LEAK: u8 = 3;
+/// Exit code after a panic (reported by the panic hook).
+const EXIT_PANIC: u8 = 4;
 /// Neighbour cache size (entries, all ports).
 const NEIGHBORS: usize = 4096;
 
+/// The control socket masqd bound, for the panic hook to remove.
+static SOCKET: OnceLock<PathBuf> = OnceLock::new();
+
 fn main() -> ExitCode {
+    install_panic_hook();
+    // Before anything else, so that no signal finds masqd with the default action
+    // (SIGHUP's is to terminate).
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("masqd: error: installing signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let args = Args::parse();
     let config = match Config::load(&args.config) {
         Ok(c) => c,
@@ -72,12 +97,148 @@ fn main() -> ExitCode {
         println!("masqd: {}: configuration OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(&config, nats, args.rules.as_deref()) {
+    match run(&config, nats, args.rules.as_deref(), &signals) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("masqd: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The flags masqd's signal handlers set: SIGINT/SIGTERM stop, SIGHUP reloads the rules.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let signals = Signals { stop: Arc::new(AtomicBool::new(false)), hup: Arc::new(AtomicBool::new(false)) };
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, signals.stop.clone())?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, signals.hup.clone())?;
+        Ok(signals)
+    }
+}
+
+/// Report a panic on any thread — which thread, where, the message and a backtrace — then
+/// remove the control socket and exit with [`EXIT_PANIC`]. masqd is built with
+/// `panic = "abort"`, so nothing unwinds: without this hook a panic would end in SIGABRT
+/// with the socket file left behind. The workers stop with the process; the shutdown
+/// report (counters, leak check) is not printed.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        // EAL's lcore threads are not Rust's: their name is the OS one (`lcore-worker-N`).
+        let os_name = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+        let name = thread.name().unwrap_or(os_name.trim());
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let place = info.location().map(|l| l.to_string()).unwrap_or_else(|| "an unknown place".into());
+        eprintln!("masqd: fatal: thread '{name}' panicked at {place}: {message}");
+        eprintln!("masqd: backtrace:\n{}", std::backtrace::Backtrace::force_capture());
+        if let Some(path) = SOCKET.get() {
+            let _ = std::fs::remove_file(path);
+        }
+        eprintln!("masqd: exiting after a panic (exit code {EXIT_PANIC})");
+        std::process::exit(i32::from(EXIT_PANIC));
+    }));
+}
+
+/// Faults masqd injects into itself for its tests (`MASQD_FAULT`, read once at start;
+/// see docs/operations.md): `error-after-launch` (an error once the workers run),
+/// `panic-worker` (worker 0 panics at its first pass), `panic-main` (the main thread
+/// panics once the workers run). Unset or empty: none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    ErrorAfterLaunch,
+    PanicWorker,
+    PanicMain,
+}
+
+impl Fault {
+    fn from_env() -> Result<Fault> {
+        match std::env::var("MASQD_FAULT").unwrap_or_default().as_str() {
+            "" => Ok(Fault::None),
+            "error-after-launch" => Ok(Fault::ErrorAfterLaunch),
+            "panic-worker" => Ok(Fault::PanicWorker),
+            "panic-main" => Ok(Fault::PanicMain),
+            other => {
+                bail!("MASQD_FAULT={other:?}: unknown (error-after-launch, panic-worker, panic-main)")
+            }
+        }
+    }
+}
+
+/// The workers launched so far. Dropped on any early return (an error after the first
+/// launch), it sets `stop` and waits for each of them, so `Eal`'s drop never waits for
+/// workers that were never told to stop.
+struct Workers<'e> {
+    eal: &'e Eal,
+    stop: Arc<AtomicBool>,
+    lcores: Vec<u32>,
+}
+
+impl<'e> Workers<'e> {
+    fn new(eal: &'e Eal, stop: Arc<AtomicBool>) -> Workers<'e> {
+        Workers { eal, stop, lcores: Vec::new() }
+    }
+
+    fn launch(&mut self, lcore: u32, f: impl FnOnce() -> i32 + Send + 'static) -> Result<()> {
+        self.eal.launch(lcore, f)?;
+        self.lcores.push(lcore);
+        Ok(())
+    }
+
+    /// Stop every worker and wait for it; false if one returned an error.
+    fn join(&mut self) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut ok = true;
+        for lcore in self.lcores.drain(..) {
+            let rc = self.eal.wait(lcore);
+            if rc != 0 {
+                eprintln!("masqd: worker on lcore {lcore} exited with {rc}");
+                ok = false;
+            }
+        }
+        ok
+    }
+}
+
+impl Drop for Workers<'_> {
+    fn drop(&mut self) {
+        if !self.lcores.is_empty() {
+            eprintln!("masqd: stopping the workers after an error");
+            self.join();
+        }
+    }
+}
+
+/// SIGHUP: replace the rules with the `--rules` file's, all or nothing (as
+/// `rules.restore`: an error anywhere in the file changes nothing). Reports on stderr;
+/// never stops masqd.
+fn reload_rules(rules: &RulesControl, file: Option<&Path>) {
+    let Some(path) = file else {
+        eprintln!("masqd: SIGHUP: masqd was started without --rules, nothing to reload; rules unchanged");
+        return;
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("masqd: SIGHUP: {}: cannot read: {e}; rules unchanged", path.display());
+            return;
+        }
+    };
+    match rules.reload(&text) {
+        Ok(summary) => eprintln!("masqd: SIGHUP: rules reloaded from {}: {} rules", path.display(), summary.rules),
+        Err(e) => eprintln!("masqd: SIGHUP: {}: {}; rules unchanged", path.display(), e.message),
     }
 }
 
@@ -217,17 +378,37 @@ struct RunningPort {
     port: Port,
     /// The MAC the router uses: the configured one, else the device's.
     mac: [u8; 6],
+    /// The kernel interface under a `net_af_packet` port, whose state is the link's.
+    kernel_iface: Option<String>,
 }
 
-fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+impl RunningPort {
+    /// The link now: the driver's reading, and for af_packet the kernel interface's state
+    /// too (see `dataplane::link`). `None` if the driver cannot say.
+    fn read_link(&self) -> Option<LinkReading> {
+        let l = self.port.link().ok()?;
+        let kernel_up = self.kernel_iface.as_deref().and_then(link::kernel_link_up).unwrap_or(true);
+        Some(LinkReading { up: l.up && kernel_up, speed_mbps: l.speed_mbps, full_duplex: l.full_duplex })
     }
+}
+
+/// Read every port's link and log what changed (main thread).
+fn poll_links(ports: &[RunningPort], links: &mut LinkMonitor) {
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(change) = links.update(i, p.read_link()) {
+            eprintln!("masqd: port \"{}\": link {}", p.name, change.now);
+        }
+    }
+}
+
+fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals) -> Result<ExitCode> {
+    let stop = signals.stop.clone();
+    let fault = Fault::from_env()?;
     // Claim the control socket before EAL: a live masqd there is an error. It is served
     // once the workers run.
     let control_server =
         control::Server::bind(&config.control.socket, config.control.group.as_deref()).context("control socket")?;
+    let _ = SOCKET.set(control_server.path().to_path_buf());
     let metrics_server = bind_metrics(config)?;
     let Nats { paths: mut nats, rules, shared: shared_rules, timeouts } = nats;
     let drains = attach_logging(config, &mut nats);
@@ -326,11 +507,16 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
             n_workers,
             if n_workers > 1 && !port.rss_active() { " (no RSS)" } else { "" }
         );
-        ports.push(RunningPort { name: pc.name.clone(), port, mac });
+        let kernel_iface = link::af_packet_iface(&pc.device).map(String::from);
+        ports.push(RunningPort { name: pc.name.clone(), port, mac, kernel_iface });
     }
 
     let mut host_side = host_start(config, &ports, &pool, n_workers)?;
     let mut host_rings = host_side.as_mut().map(|h| std::mem::take(&mut h.rings)).unwrap_or_default().into_iter();
+
+    // Link state from now on, polled by this thread; a port that starts down is logged.
+    let mut links = LinkMonitor::new(ports.len());
+    poll_links(&ports, &mut links);
 
     for t in config.nat.deterministic.tables() {
         let first = t.mappings().next();
@@ -376,6 +562,8 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
             usize::from(n_workers) * usize::from(n_workers - 1)
         );
     }
+    // From the first launch on, any early return stops and joins the workers.
+    let mut workers = Workers::new(&eal, stop.clone());
     for (w, lcore) in worker_lcores.iter().enumerate() {
         let q = w as u16;
         let mut rxq = Vec::new();
@@ -409,16 +597,19 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
             link,
         });
         let stop = stop.clone();
-        eal.launch(*lcore, move || {
-            let mut worker =
-                Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
-            if let Some(host) = host {
-                worker = worker.with_host(host);
-            }
-            worker.run(&stop, || clock.now());
-            0
-        })
-        .with_context(|| format!("launching worker {w} on lcore {lcore}"))?;
+        let panic_now = fault == Fault::PanicWorker && w == 0;
+        workers
+            .launch(*lcore, move || {
+                let mut worker =
+                    Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
+                if let Some(host) = host {
+                    worker = worker.with_host(host);
+                }
+                assert!(!panic_now, "MASQD_FAULT=panic-worker");
+                worker.run(&stop, || clock.now());
+                0
+            })
+            .with_context(|| format!("launching worker {w} on lcore {lcore}"))?;
     }
     // The logging thread, on the main lcore's CPU like the control threads.
     let log_stop = Arc::new(AtomicBool::new(false));
@@ -454,11 +645,15 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
         }))
     })
     .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+    let rules_control = handler.rules_shared();
     let handler = Arc::new(handler);
     let host_thread = host_side.as_mut().map(|h| h.spawn()).transpose()?;
     let control_handle = control_server.spawn(handler.clone()).context("control socket")?;
     eprintln!("masqd: control socket {}", control_handle.path().display());
     let metrics_handle = start_metrics(metrics_server, handler)?;
+    if fault == Fault::ErrorAfterLaunch {
+        bail!("MASQD_FAULT=error-after-launch: a start-up error once the workers run");
+    }
 
     let status = format!(
         "{} ports, {} workers on cores {:?}, {} mbufs",
@@ -470,9 +665,22 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     eprintln!("masqd: ready: {status}");
     dataplane::service::ready(&status);
 
+    assert!(fault != Fault::PanicMain, "MASQD_FAULT=panic-main");
+
+    let mut last_link_poll = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
-        port_board.serve(|| control_port_stats(&ports));
+        if last_link_poll.elapsed() >= link::POLL_INTERVAL {
+            last_link_poll = std::time::Instant::now();
+            poll_links(&ports, &mut links);
+        }
+        port_board.serve(|| {
+            poll_links(&ports, &mut links);
+            control_port_stats(&ports, &links)
+        });
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            reload_rules(&rules_control, rules_file);
+        }
     }
     eprintln!("masqd: stopping");
     dataplane::service::stopping();
@@ -480,14 +688,8 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&std::path::Path>) -> Res
     if let Some(m) = metrics_handle {
         m.shutdown();
     }
-    let mut failed = false;
-    for lcore in &worker_lcores {
-        let rc = eal.wait(*lcore);
-        if rc != 0 {
-            eprintln!("masqd: worker on lcore {lcore} exited with {rc}");
-            failed = true;
-        }
-    }
+    let mut failed = !workers.join();
+    drop(workers);
 
     // The workers are done: the logging thread drains what they left, flushes, exits.
     log_stop.store(true, Ordering::Relaxed);
@@ -628,10 +830,11 @@ fn start_metrics(
 
 /// Every port's counters for `stats.get`, read here on the main thread, which owns the
 /// ports (the control plane asks through a [`PortStatsBoard`]).
-fn control_port_stats(ports: &[RunningPort]) -> Vec<control::protocol::PortStats> {
+fn control_port_stats(ports: &[RunningPort], links: &LinkMonitor) -> Vec<control::protocol::PortStats> {
     ports
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             let s = p.port.stats().unwrap_or_default();
             let basic = control_plane::BasicPortCounters {
                 ipackets: s.ipackets,
@@ -645,7 +848,10 @@ fn control_port_stats(ports: &[RunningPort]) -> Vec<control::protocol::PortStats
             };
             let mut stats =
                 control_plane::stats::port_stats(p.port.id(), &p.name, basic, &p.port.xstats().unwrap_or_default());
-            stats.link_up = p.port.link().ok().map(|l| l.up);
+            let link = links.status(i);
+            stats.link_up = link.last.map(|l| l.up);
+            stats.link_speed_mbps = link.last.filter(|l| l.up && l.speed_mbps > 0).map(|l| l.speed_mbps);
+            stats.link_changes = link.changes;
             stats
         })
         .collect()

@@ -93,7 +93,8 @@ pub const LOOKUP_LIMIT: usize = 1000;
 
 /// masqd's [`Handler`].
 pub struct MasqdHandler {
-    rules: RulesControl,
+    /// Shared with masqd's main thread, which reloads the rules file on SIGHUP.
+    rules: Arc<RulesControl>,
     /// How long a count or flush scan may take per request ([`SCAN_TIME`]).
     scan_time: Duration,
     timeouts: Arc<nat::Timeouts>,
@@ -114,11 +115,7 @@ impl MasqdHandler {
             scan_time: SCAN_TIME,
             rules: {
                 let rules = RulesControl::new(parts.rules, parts.port_names, parts.compiled, workers)?;
-                if parts.external_addrs.is_empty() {
-                    rules
-                } else {
-                    rules.with_pool(parts.external_addrs)
-                }
+                Arc::new(if parts.external_addrs.is_empty() { rules } else { rules.with_pool(parts.external_addrs) })
             },
             timeouts: parts.timeouts,
             workers: parts.workers,
@@ -275,6 +272,12 @@ impl MasqdHandler {
         &self.rules
     }
 
+    /// The rules part, shared: masqd's main thread reloads the rules file through it on
+    /// SIGHUP while the control socket serves the same set.
+    pub fn rules_shared(&self) -> Arc<RulesControl> {
+        Arc::clone(&self.rules)
+    }
+
     fn timeouts_now(&self) -> Timeouts {
         let v = self.timeouts.load();
         Timeouts { tcp: v.tcp, tcpfin: v.tcpfin, udp: v.udp, icmp: v.icmp, other: v.other }
@@ -311,9 +314,11 @@ impl MasqdHandler {
     }
 
     /// Hold at most `max` rules (`[control] max_rules`); refused if the rules in force
-    /// are already more.
+    /// are already more. Before [`MasqdHandler::rules_shared`].
     pub fn with_max_rules(mut self, max: usize) -> Result<MasqdHandler, ControlError> {
-        self.rules = self.rules.with_max_rules(max)?;
+        let rules = Arc::try_unwrap(self.rules)
+            .map_err(|_| ControlError::internal("max_rules: set it before the rules are shared"))?;
+        self.rules = Arc::new(rules.with_max_rules(max)?);
         Ok(self)
     }
 
@@ -684,6 +689,9 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
         "nat": {
             "max_sessions": config.nat.max_sessions,
             "ports_per_subscriber": config.nat.ports_per_subscriber,
+            "sessions_per_subscriber": config.nat.sessions_per_subscriber,
+            "new_sessions_per_second": config.nat.new_sessions_per_second,
+            "new_sessions_burst": config.nat.new_sessions_burst,
             "filtering": filtering,
         },
         "control": {

@@ -279,8 +279,8 @@ pub struct NatSummary {
 /// A worker's answer.
 // A summary is the largest (the NAT's counters); moved once per control request, and
 // boxing it would make the worker allocate.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// This worker has no NAT: no sessions, nothing to do.
     NoNat,

@@ -147,6 +147,10 @@ impl RulesControl {
         self.check_count(&next)?;
         self.check_pool(&next)?;
         let compiled = self.compile(&next)?;
+        if let Some(pool) = &self.pool {
+            crate::nat::static_ports::check_limit(&compiled, pool)
+                .map_err(|e| ControlError::conflict(e.to_string()))?;
+        }
         self.compiled.store(Arc::new(compiled));
         *guard = next;
         Ok(out)
@@ -272,6 +276,24 @@ impl RulesControl {
         Ok(RestoreSummary {
             tables: tables.iter().map(|t| t.name().to_string()).collect(),
             rules: tables.iter().flat_map(|t| t.chains()).map(|&c| parsed.rules(c).len() as u64).sum(),
+        })
+    }
+}
+
+impl RulesControl {
+    /// Replace every table with what `text` (a whole rules file, iptables-save format)
+    /// holds: the rules masqd would run after a restart with `--rules` on that file
+    /// (masqd's SIGHUP). All or nothing, as [`restore`](Self::restore): an error anywhere
+    /// changes nothing. Counts the rules of every table.
+    pub fn reload(&self, text: &str) -> Result<RestoreSummary, ControlError> {
+        let (parsed, _) = parse_save(text, &self.known()).map_err(|e| ControlError::conflict(e.to_string()))?;
+        self.change(|set| {
+            *set = parsed.clone();
+            Ok(())
+        })?;
+        Ok(RestoreSummary {
+            tables: Table::ALL.iter().map(|t| t.name().to_string()).collect(),
+            rules: Chain::ALL.iter().map(|&c| parsed.rules(c).len() as u64).sum(),
         })
     }
 }
@@ -492,6 +514,50 @@ mod tests {
 
     fn spec(s: &str) -> Vec<String> {
         tokenize(s).unwrap()
+    }
+
+    /// Issue 11 item 2: a port forward that would reserve too many external ports of
+    /// the pool is refused live (append, restore, reload alike) and changes nothing.
+    #[test]
+    fn port_forwards_reserving_too_many_ports_are_refused() {
+        let (r, compiled) = rules();
+        let pool: Vec<Ipv4Addr> = (1..=16).map(|i| Ipv4Addr::new(203, 0, 113, i)).collect();
+        let r = r.with_pool(pool);
+        let wide = "-i wan -p tcp --dport 1024:65535 -j DNAT --to-destination 100.64.0.2";
+        let e = r.append("nat", "PREROUTING", &spec(wide)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("PREROUTING rule 1 forwards 64512 ports on 16 external address"), "{}", e.message);
+        assert_eq!(compiled.load().chain_len(Chain::Prerouting), 0, "nothing changed");
+        let file = format!("*nat\n-A PREROUTING {wide}\nCOMMIT\n");
+        assert_eq!(r.restore(&file, false).unwrap_err().code, ErrorCode::Conflict);
+        assert_eq!(r.reload(&file).unwrap_err().code, ErrorCode::Conflict);
+        // Narrowed to one address: accepted.
+        r.append("nat", "PREROUTING", &spec(&format!("-d 203.0.113.1 {wide}"))).unwrap();
+        assert_eq!(compiled.load().chain_len(Chain::Prerouting), 1);
+    }
+
+    /// SIGHUP's reload: the file's rules replace every table (a table the file leaves
+    /// out is emptied, as after a restart); a file with an error changes nothing.
+    #[test]
+    fn reload_replaces_every_table_or_nothing() {
+        let (r, compiled) = rules();
+        r.append("filter", "FORWARD", &spec("-i lan -j ACCEPT")).unwrap();
+        r.policy("filter", "FORWARD", "DROP").unwrap();
+        let file = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\n\
+                    -A POSTROUTING -o lan -j MASQUERADE\nCOMMIT\n";
+        let summary = r.reload(file).unwrap();
+        assert_eq!(summary.rules, 2);
+        assert_eq!(compiled.load().chain_len(Chain::Postrouting), 2);
+        assert_eq!(compiled.load().chain_len(Chain::Forward), 0, "filter emptied: not in the file");
+        assert_eq!(r.snapshot().policy(Chain::Forward), crate::policy::Policy::Accept);
+        let before = r.save(None).unwrap();
+        let before_compiled = compiled.load_full();
+        let broken = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\n-A POSTROUTING -o nowhere -j MASQUERADE\nCOMMIT\n";
+        let e = r.reload(broken).unwrap_err();
+        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(e.message.contains("nowhere"), "{}", e.message);
+        assert_eq!(r.save(None).unwrap(), before, "unchanged");
+        assert!(Arc::ptr_eq(&before_compiled, &compiled.load_full()), "workers keep the same compiled set");
     }
 
     #[test]

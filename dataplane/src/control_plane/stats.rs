@@ -25,7 +25,7 @@ pub struct BasicPortCounters {
 }
 
 /// One port's entry of `stats.get`: basic counters, plus the PMD's extended counters
-/// (`link_up` is the caller's to fill: it owns the port).
+/// (the link fields are the caller's to fill: it owns the port).
 pub fn port_stats(port: u16, name: &str, c: BasicPortCounters, xstats: &[(String, u64)]) -> PortStats {
     let mut pmd: BTreeMap<String, u64> = xstats.iter().cloned().collect();
     for (k, v) in [("ierrors", c.ierrors), ("oerrors", c.oerrors), ("imissed", c.imissed), ("rx_nombuf", c.rx_nombuf)] {
@@ -42,6 +42,8 @@ pub fn port_stats(port: u16, name: &str, c: BasicPortCounters, xstats: &[(String
         tx_drops: c.oerrors,
         pmd,
         link_up: None,
+        link_speed_mbps: None,
+        link_changes: 0,
     }
 }
 

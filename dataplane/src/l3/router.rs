@@ -23,12 +23,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::counters::WorkerCounters;
-use crate::l3::neighbor::{Neighbor, NeighborTable};
+use crate::l3::neighbor::{Evict, Neighbor, NeighborTable};
 use crate::l3::route::{NextHop, RouteTable};
 use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
 use crate::packet::icmp::{self, Icmpv4Message, Icmpv4Packet};
 use crate::packet::ipv4::{self, IpProtocol, Ipv4Packet};
 use crate::packet::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame};
+use crate::ratelimit::TokenBucket;
 use crate::stats::DropReason;
 use crate::time::Instant;
 
@@ -40,6 +41,11 @@ pub const ICMP_ERRORS_PER_SEC: u32 = 1000;
 pub const ICMP_ERROR_BURST: u32 = 100;
 /// TTL of packets the router originates.
 pub const DEFAULT_TTL: u8 = 64;
+/// New neighbours one worker learns per second from ARP packets it did not ask for
+/// (requests for our addresses from senders not in the table); see [`crate::l3::neighbor`].
+pub const NEIGHBOR_LEARN_PER_SEC: u32 = 100;
+/// Burst of such new neighbours allowed before the rate applies.
+pub const NEIGHBOR_LEARN_BURST: u32 = 100;
 
 const IPV4_LEN: usize = ipv4::HEADER_LEN;
 const ICMP_HEADER_LEN: usize = 8;
@@ -98,6 +104,8 @@ pub struct Router {
     counters: Arc<WorkerCounters>,
     icmp_tokens: u32,
     icmp_refill: Instant,
+    /// Unsolicited neighbour learning, [`NEIGHBOR_LEARN_PER_SEC`].
+    learn_tokens: TokenBucket,
     /// Stale neighbours recently re-asked, so a busy flow asks once per second.
     refreshed: [Option<Refresh>; REFRESH_SLOTS],
     /// Stale neighbours to re-ask now (drained by the worker).
@@ -124,6 +132,7 @@ impl Router {
             counters,
             icmp_tokens: ICMP_ERROR_BURST,
             icmp_refill: Instant::ZERO,
+            learn_tokens: TokenBucket::full(NEIGHBOR_LEARN_BURST, Instant::ZERO),
             refreshed: [None; REFRESH_SLOTS],
             refresh_due: [None; REFRESH_SLOTS],
         }
@@ -176,14 +185,12 @@ impl Router {
         let target = repr.target_protocol_addr;
         if target != port.address && !(port.prefix.contains(target) && claims(target)) {
             if sender_on_link {
-                self.neighbors.refresh_if_known(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
+                self.neighbors.merge(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
             }
             return ArpOutcome::Drop(DropReason::ArpIgnored);
         }
-        if sender_on_link
-            && self.neighbors.learn(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now).is_ok()
-        {
-            self.counters.arp_learned.inc();
+        if sender_on_link {
+            self.learn_sender(in_port, repr.source_protocol_addr, repr.source_hw_addr.0, now);
         }
         match repr.operation {
             ArpOperation::Request => {
@@ -208,6 +215,21 @@ impl Router {
         }
     }
 
+    /// RFC 826 for an ARP packet addressed to us: merge the sender if it is in the table
+    /// (learned, or asked for); otherwise add it within [`NEIGHBOR_LEARN_PER_SEC`] and
+    /// without pushing out a fresh entry (see [`crate::l3::neighbor`]).
+    fn learn_sender(&mut self, port: u16, addr: Ipv4Addr, mac: [u8; 6], now: Instant) {
+        if self.neighbors.merge(port, addr, mac, now) {
+            self.counters.arp_learned.inc();
+        } else if !self.learn_tokens.take(now, NEIGHBOR_LEARN_PER_SEC, NEIGHBOR_LEARN_BURST) {
+            self.counters.arp_learn_limited.inc();
+        } else if self.neighbors.insert(port, addr, mac, now, Evict::NotFresh).is_ok() {
+            self.counters.arp_learned.inc();
+        } else {
+            self.counters.neighbor_table_full.inc();
+        }
+    }
+
     fn emit_arp(&self, room: &mut [u8], dst: EthernetAddress, src: EthernetAddress, repr: &ArpRepr) -> usize {
         let out_len = MIN_FRAME.max(ETH_LEN + repr.buffer_len());
         room[..out_len].fill(0);
@@ -221,9 +243,14 @@ impl Router {
 
     /// Build a broadcast ARP request for `target` from `port` into `room`; returns its length
     /// (0 if `room` is too small).
-    pub fn emit_arp_request(&self, port: u16, target: Ipv4Addr, room: &mut [u8]) -> usize {
+    /// `target` is marked incomplete in the neighbour table so that its answer is learned
+    /// (counted as `neighbor_table_full` if it cannot be).
+    pub fn emit_arp_request(&self, port: u16, target: Ipv4Addr, room: &mut [u8], now: Instant) -> usize {
         if room.len() < MIN_FRAME {
             return 0;
+        }
+        if self.neighbors.mark_incomplete(port, target, now).is_err() {
+            self.counters.neighbor_table_full.inc();
         }
         let ours = self.macs[usize::from(port)];
         let req = ArpRepr {
@@ -482,6 +509,11 @@ mod tests {
     const SERVER_IP: [u8; 4] = [198, 51, 100, 7];
 
     fn setup(static_gw: bool) -> (Worker<MemIo>, Arc<WorkerCounters>, Arc<NeighborTable>) {
+        setup_with(static_gw, 64)
+    }
+
+    /// A worker routing between LAN and WAN, with a neighbour table for `neighbors` entries.
+    fn setup_with(static_gw: bool, neighbors: usize) -> (Worker<MemIo>, Arc<WorkerCounters>, Arc<NeighborTable>) {
         let cfg = Config::parse(
             r#"
 [[port]]
@@ -502,7 +534,7 @@ cores = [1]
         )
         .unwrap();
         let routes = Arc::new(RouteTable::from_config(&cfg));
-        let neighbors = Arc::new(NeighborTable::new(64));
+        let neighbors = Arc::new(NeighborTable::new(neighbors));
         if static_gw {
             neighbors.add_static(WAN, Ipv4Addr::new(203, 0, 113, 254), GW).unwrap();
         }
@@ -601,6 +633,76 @@ cores = [1]
         w.poll(Instant::from_secs(1));
         assert!(w.io_mut().take_output(LAN).is_empty());
         assert_eq!(c.drops_for(DropReason::ArpIgnored), 1);
+    }
+
+    /// Issue 11 item 1: 20 000 spoofed inside senders ask for our address (each answered),
+    /// in a table the size masqd uses; then a new host's traffic still gets through both
+    /// ways, its reply resolved with ARP while the flood's learning budget is spent.
+    #[test]
+    fn a_flood_of_spoofed_arp_senders_does_not_lock_out_a_new_host() {
+        // masqd's table size.
+        let (mut w, c, neighbors) = setup_with(true, 4096);
+        w.io_mut().burst = 256;
+        let t = Instant::from_secs(10);
+        let flood = 20_000u32;
+        for i in 0..flood {
+            let ip = (u32::from(Ipv4Addr::new(100, 64, 100, 0)) + i).to_be_bytes();
+            let mac = [2, 0xee, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            w.io_mut().inject(LAN, &arp_frame(1, mac, ip, [0xff; 6], [100, 64, 0, 1]));
+            if i % 256 == 255 {
+                w.poll(t);
+                assert_eq!(w.io_mut().take_output(LAN).len(), 256, "every request answered");
+            }
+        }
+        w.poll(t);
+        w.io_mut().take_output(LAN);
+        assert_eq!(c.arp_replies_sent.get(), u64::from(flood));
+        let learned = c.arp_learned.get();
+        assert!(learned <= u64::from(NEIGHBOR_LEARN_BURST), "learned {learned}");
+        assert_eq!(c.arp_learn_limited.get(), u64::from(flood) - learned);
+        assert!(neighbors.entries().len() <= 2 + NEIGHBOR_LEARN_BURST as usize);
+
+        // A new host, in the same second (no learning budget left): out to the server...
+        let new_mac = [2, 0, 0, 0, 1, 0x77];
+        let new_ip = [100, 64, 0, 77];
+        let out = testkit::udp_frame(new_mac, MAC_LAN, new_ip.into(), SERVER_IP.into(), 5353, 53, 64, b"query");
+        w.io_mut().inject(LAN, &out);
+        w.poll(t);
+        assert_eq!(w.io_mut().take_output(WAN).len(), 1, "forwarded out");
+        // ...and the server's answer back, which needs the host's MAC: masqd asks,
+        // the host answers, the held answer goes out.
+        let back = testkit::udp_frame(GW, MAC_WAN, SERVER_IP.into(), new_ip.into(), 53, 5353, 64, b"answer");
+        w.io_mut().inject(WAN, &back);
+        w.poll(t);
+        let asks = w.io_mut().take_output(LAN);
+        assert_eq!(asks.len(), 1);
+        assert_eq!(&asks[0][38..42], &new_ip, "ARP request for the new host");
+        w.io_mut().inject(LAN, &arp_frame(2, new_mac, new_ip, MAC_LAN, [100, 64, 0, 1]));
+        w.poll(Instant::from_millis(10_001));
+        let delivered = w.io_mut().take_output(LAN);
+        assert_eq!(delivered.len(), 1, "the answer reached the new host");
+        assert_eq!(&delivered[0][0..6], &new_mac);
+        assert_eq!(neighbors.lookup(LAN, Ipv4Addr::from(new_ip), t), Neighbor::Fresh(new_mac));
+        assert_eq!(c.drops_for(DropReason::ArpUnresolved), 0);
+        assert_eq!(c.neighbor_table_full.get(), 0);
+    }
+
+    /// The learning rate refills: a second later, a new sender asking for our address
+    /// is learned again.
+    #[test]
+    fn unsolicited_learning_resumes_after_the_rate_refills() {
+        let (mut w, c, n) = setup_with(true, 4096);
+        w.io_mut().burst = 512;
+        for i in 0..(NEIGHBOR_LEARN_BURST + 50) {
+            let ip = (u32::from(Ipv4Addr::new(100, 64, 9, 0)) + i).to_be_bytes();
+            w.io_mut().inject(LAN, &arp_frame(1, [2, 1, 1, 1, 1, i as u8], ip, [0xff; 6], [100, 64, 0, 1]));
+        }
+        w.poll(Instant::from_secs(1));
+        assert_eq!(c.arp_learn_limited.get(), 50);
+        let asker = [100, 64, 8, 1];
+        w.io_mut().inject(LAN, &arp_frame(1, [2, 1, 1, 1, 2, 2], asker, [0xff; 6], [100, 64, 0, 1]));
+        w.poll(Instant::from_secs(2));
+        assert_eq!(n.lookup(LAN, Ipv4Addr::from(asker), Instant::from_secs(2)), Neighbor::Fresh([2, 1, 1, 1, 2, 2]));
     }
 
     #[test]

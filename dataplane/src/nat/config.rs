@@ -28,6 +28,11 @@ pub struct NatConfig {
     pub port_block_size: u32,
     /// Blocks one subscriber may hold at once (with `port_block_size`), at least 1.
     pub port_blocks_per_subscriber: u32,
+    /// New sessions a subscriber may open per second (a token bucket per subscriber);
+    /// 0 = no limit.
+    pub new_sessions_per_second: u32,
+    /// The bucket's size: new sessions a subscriber may open at once (at least 1).
+    pub new_sessions_burst: u32,
     /// Inbound filtering for mappings.
     pub filtering: Filtering,
     /// This worker's index, `0..worker_count`.
@@ -63,7 +68,7 @@ pub struct NatConfig {
 
 impl NatConfig {
     /// Defaults for one worker of `worker_count`: 64 Ki sessions, no per-subscriber
-    /// limits, endpoint-independent filtering, ports 1024–65535, 120 s port hold,
+    /// limits (nor rate), endpoint-independent filtering, ports 1024–65535, 120 s port hold,
     /// 1024 fragment entries for 2 s, the FTP and TFTP helpers (4096 helper sessions,
     /// 1024 expectations).
     pub fn new(external_addrs: Vec<Ipv4Addr>, worker_index: u16, worker_count: u16) -> Self {
@@ -75,6 +80,8 @@ impl NatConfig {
             sessions_per_subscriber: 0,
             port_block_size: 0,
             port_blocks_per_subscriber: 8,
+            new_sessions_per_second: 0,
+            new_sessions_burst: 0,
             filtering: Filtering::EndpointIndependent,
             worker_index,
             worker_count,

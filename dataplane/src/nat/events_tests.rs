@@ -83,7 +83,7 @@ fn port_forward_sessions_are_marked_dest_nat() {
     let client = Endpoint::new(Ipv4Addr::new(198, 51, 100, 9), 40000);
     let t = Tuple::new(client, Endpoint::new(POOL[0], 2222), Proto::Tcp);
     let to = Endpoint::new(sub(2), 22);
-    n.create(&t, NatAction::Dnat { to }, SYN, T0).unwrap();
+    n.create(&t, NatAction::Dnat { to, from_inside: false }, SYN, T0).unwrap();
     let v = events(&mut d);
     assert!(v[0].dest_nat);
     assert_eq!((v[0].inside(), v[0].outside(), v[0].remote()), (to, t.dst, client));

@@ -244,24 +244,26 @@ pub enum NatAction {
     /// Forward untranslated, but track (nat-table ACCEPT).
     NoNat,
     /// Forward untranslated, but track, a flow whose first packet came from outside
-    /// (`t.dst` is the inside side). Not counted against any subscriber.
+    /// (`t.dst` is the inside side). Counted against the inside host.
     NoNatInbound,
-    /// Outside packet to (outside addr, port), sent on to `to` (DNAT; REDIRECT is
-    /// DNAT to the address the packet arrived on, see [`NatAction::redirect`]).
-    Dnat { to: Endpoint },
+    /// Packet to (addr, port), sent on to `to` (DNAT; REDIRECT is DNAT to the address
+    /// the packet arrived on, see [`NatAction::redirect`]). Counted against the inside
+    /// subscriber that opened it if it came `from_inside` (a transparent proxy), else
+    /// against `to` (a port forward) unless `to` is one of our external addresses.
+    Dnat { to: Endpoint, from_inside: bool },
     /// Outside packet accepted by a mapping (from [`Out2In::Mapping`]).
     Inbound(MappingId),
 }
 
 impl NatAction {
     /// REDIRECT: DNAT to the router's own address on the inbound interface.
-    pub const fn redirect(inbound_addr: Ipv4Addr, port: u16) -> NatAction {
-        NatAction::Dnat { to: Endpoint::new(inbound_addr, port) }
+    pub const fn redirect(inbound_addr: Ipv4Addr, port: u16, from_inside: bool) -> NatAction {
+        NatAction::Dnat { to: Endpoint::new(inbound_addr, port), from_inside }
     }
 }
 
 /// Why a session could not be created. The caller drops the packet, counts
-/// [`drop_reason`](Self::drop_reason), and for the first three sends ICMP host
+/// [`drop_reason`](Self::drop_reason), and for a flow from inside sends ICMP host
 /// unreachable (RFC 6888 REQ-8). An existing mapping or session is never evicted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -277,14 +279,16 @@ pub enum CreateError {
     TupleInUse = 3,
     /// The mapping of an `Inbound` action is gone or does not match the tuple.
     NoMapping = 4,
+    /// The subscriber opens new sessions faster than `new_sessions_per_second`.
+    RateLimited = 5,
     /// An address-only flow (GRE, ESP, ...): every external address it may take
     /// already carries another inside host's flow to the same remote on the same
     /// protocol.
-    AddressInUse = 5,
+    AddressInUse = 6,
 }
 
 impl CreateError {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     pub const fn drop_reason(self) -> DropReason {
         match self {
@@ -293,6 +297,7 @@ impl CreateError {
             // No dedicated reason yet: the flow cannot get a distinct translation.
             CreateError::PortsExhausted | CreateError::TupleInUse => DropReason::PortsExhausted,
             CreateError::NoMapping => DropReason::NoSession,
+            CreateError::RateLimited => DropReason::SubscriberRateLimit,
             CreateError::AddressInUse => DropReason::AddrOnlyInUse,
         }
     }

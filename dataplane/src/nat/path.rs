@@ -181,7 +181,7 @@ impl NatPath {
             ext_bounds,
             host: Box::default(),
         };
-        path.sync_static_ports(Instant::ZERO);
+        path.statics.settle(&mut path.nat, &path.rules, Instant::ZERO);
         path
     }
 
@@ -387,9 +387,10 @@ impl NatPath {
 
     // ----- timers -----
 
-    /// Follow the port forwards of the rule set in force (see [`StaticPorts`]): on a new
-    /// set, or when a busy port is due for another try. Returns whether it looked.
-    pub fn sync_static_ports(&mut self, now: Instant) -> bool {
+    /// Follow the port forwards of the rule set in force (see [`StaticPorts`]), one
+    /// bounded step: at most [`super::static_ports::STATIC_STEP`] ports. Returns the
+    /// ports it looked at (0: nothing to do).
+    pub fn sync_static_ports(&mut self, now: Instant) -> u32 {
         self.statics.sync(&mut self.nat, &self.rules, now)
     }
 

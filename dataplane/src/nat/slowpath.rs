@@ -654,7 +654,7 @@ impl Ctx<'_> {
                 return Decision::Drop(DropReason::PolicyDrop);
             }
         }
-        match self.create(&t, NatAction::Dnat { to }, f.tcp_flags) {
+        match self.create(&t, NatAction::Dnat { to, from_inside: !self.outside_in }, f.tcp_flags) {
             Ok(id) => {
                 plan.push(id, Dir::Out2In);
                 plan.dst = to.addr;

@@ -8,7 +8,12 @@
 //! subscriber's port blocks ([`super::blocks`]). The record exists while either count is
 //! non-zero or it holds a block.
 //!
-//! Inline Robin Hood slots of 24 bytes; sized by `max_subscribers`.
+//! It also holds the subscriber's **new-session token bucket** (`new_sessions_per_second`,
+//! `new_sessions_burst`): [`Subscribers::admit`] takes a token for each session the
+//! subscriber opens. A record starts with a full bucket less the token of the session
+//! that creates it; a subscriber whose record went away (nothing held) starts afresh.
+//!
+//! Inline Robin Hood slots of 32 bytes; sized by `max_subscribers`.
 //!
 //! Creating a session reads its subscriber ([`Subscribers::get`], limits and paired
 //! address) and then updates it ([`Subscribers::adjust`]): the position `get` found is
@@ -30,12 +35,26 @@ pub(crate) struct SubSlot {
     sessions: u32,
     /// Its first port block ([`blocks::NONE`] without).
     block: u32,
+    /// Thousandths of a new-session token.
+    tokens: u32,
+    /// When `tokens` was last refilled (milliseconds, wrapping).
+    refilled: u32,
     ext: u16,
     live: bool,
 }
 
 impl Slot for SubSlot {
-    const EMPTY: Self = SubSlot { tag: 0, addr: 0, ports: 0, sessions: 0, block: blocks::NONE, ext: 0, live: false };
+    const EMPTY: Self = SubSlot {
+        tag: 0,
+        addr: 0,
+        ports: 0,
+        sessions: 0,
+        block: blocks::NONE,
+        tokens: 0,
+        refilled: 0,
+        ext: 0,
+        live: false,
+    };
     fn is_empty(&self) -> bool {
         !self.live
     }
@@ -44,7 +63,7 @@ impl Slot for SubSlot {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SubSlot>() == 24);
+const _: () = assert!(core::mem::size_of::<SubSlot>() == 32);
 
 /// A subscriber's accounting, as read by the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,11 +82,61 @@ pub(crate) struct Subscribers {
     max: u32,
     /// Where the last `get` or `adjust` found its subscriber (see the module docs).
     hint: Cell<usize>,
+    /// New sessions per second per subscriber (0: no limit) and the bucket's size.
+    rate: u32,
+    burst: u32,
+    /// The time of the session being created (milliseconds): new records' refill time.
+    clock: u64,
 }
 
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
-        Subscribers { index: RobinHood::new(max as usize), hasher, max, hint: Cell::new(0) }
+        Subscribers {
+            index: RobinHood::new(max as usize),
+            hasher,
+            max,
+            hint: Cell::new(0),
+            rate: 0,
+            burst: 0,
+            clock: 0,
+        }
+    }
+
+    /// The time new records start their bucket at (milliseconds).
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.clock = now_ms;
+    }
+
+    /// Limit each subscriber to `rate` new sessions per second, `burst` at once.
+    pub fn with_rate(mut self, rate: u32, burst: u32) -> Self {
+        self.rate = rate;
+        self.burst = burst.max(1);
+        self
+    }
+
+    /// Take a new-session token from `addr`'s bucket at `now_ms` (refilled first):
+    /// false if it has none. A subscriber without a record has a full bucket (its
+    /// record, created with the session, starts one token short).
+    pub fn admit(&mut self, addr: Ipv4Addr, now_ms: u64) -> bool {
+        self.clock = now_ms;
+        if self.rate == 0 {
+            return true;
+        }
+        let Some(pos) = self.position(u32::from(addr)) else { return true };
+        let (rate, cap) = (u64::from(self.rate), u64::from(self.burst) * 1000);
+        let s = self.index.get_mut(pos);
+        let now = now_ms as u32;
+        let elapsed = u64::from(now.wrapping_sub(s.refilled));
+        // A clock that went back (or 49 days of wrap) refills nothing.
+        if elapsed > 0 && elapsed < 1 << 31 {
+            s.tokens = (u64::from(s.tokens) + elapsed * rate).min(cap) as u32;
+            s.refilled = now;
+        }
+        if s.tokens < 1000 {
+            return false;
+        }
+        s.tokens -= 1000;
+        true
     }
 
     fn tag(&self, addr: u32) -> u32 {
@@ -121,14 +190,28 @@ impl Subscribers {
     /// Add `ports` and `sessions` (each −1, 0 or +1) to a subscriber, creating it if
     /// needed and dropping it when both counts reach zero. `ext` becomes the paired
     /// address when the subscriber takes its first port.
+    /// A new record starts with a full new-session bucket less one token, as of the
+    /// last [`admit`](Self::admit) or [`set_clock`](Self::set_clock).
     pub fn adjust(&mut self, addr: Ipv4Addr, ext: u16, ports: i32, sessions: i32) -> Result<(), Full> {
+        let now_ms = self.clock;
         let a = u32::from(addr);
         let pos = match self.position(a) {
             Some(p) => p,
             None => {
                 debug_assert!(ports >= 0 && sessions >= 0);
                 let tag = self.tag(a);
-                let slot = SubSlot { tag, addr: a, ports: 0, sessions: 0, block: blocks::NONE, ext, live: true };
+                let tokens = self.burst.saturating_sub(1).saturating_mul(1000);
+                let slot = SubSlot {
+                    tag,
+                    addr: a,
+                    ports: 0,
+                    sessions: 0,
+                    block: blocks::NONE,
+                    tokens,
+                    refilled: now_ms as u32,
+                    ext,
+                    live: true,
+                };
                 let p = self.index.insert(slot)?;
                 self.hint.set(p);
                 p

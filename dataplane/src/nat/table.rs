@@ -83,6 +83,10 @@ pub(crate) const F_INBOUND: u8 = 0b0001_0000;
 pub(crate) const F_COUNTED: u8 = 0b0010_0000;
 /// Holds a reference in the address-dependent filter table.
 pub(crate) const F_FILTER: u8 = 0b0100_0000;
+/// On a session without a mapping (DNAT, untranslated): counted against its remote
+/// endpoint's address (the inside subscriber that opened it) rather than its inside one.
+/// The same bit as [`F_FILTER`], which only sessions with a mapping use.
+pub(crate) const F_CHARGE_REMOTE: u8 = F_FILTER;
 /// The slab slot is in use.
 const F_LIVE: u8 = 0b1000_0000;
 

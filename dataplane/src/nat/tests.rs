@@ -215,6 +215,82 @@ fn per_subscriber_session_limit() {
     assert_eq!(e, Err(CreateError::SubscriberLimit));
 }
 
+/// Issue 11 item 3: every session counts against the inside subscriber it belongs to —
+/// inbound on a mapping, a port forward's target, an untranslated inbound flow, and the
+/// subscriber that opened a DNAT from inside (a transparent proxy) — and the counts go
+/// back to nothing when the sessions end. REDIRECT on an outside port counts against
+/// no one.
+#[test]
+fn every_session_counts_against_its_inside_subscriber() {
+    let mut c = cfg(&POOL, 0, 1);
+    c.sessions_per_subscriber = 2;
+    let mut n = nat_with(c);
+    let server = ep(sub(9), 22);
+    let count = |n: &WorkerNat, a| n.subscriber(a).map_or(0, |s| s.sessions);
+    // A port forward to sub(9): two clients fill its quota, the third is refused.
+    for (i, r) in [remote(1, 1000), remote(2, 1000)].into_iter().enumerate() {
+        n.create(&tcp(r, ep(POOL[0], 2222)), NatAction::Dnat { to: server, from_inside: false }, SYN, T0).unwrap();
+        assert_eq!(count(&n, sub(9)), i as u32 + 1);
+    }
+    let third = tcp(remote(3, 1000), ep(POOL[0], 2222));
+    let e = n.create(&third, NatAction::Dnat { to: server, from_inside: false }, SYN, T0);
+    assert_eq!(e, Err(CreateError::SubscriberLimit));
+    // Untranslated inbound to sub(8) counts against sub(8).
+    n.create(&udp(remote(1, 53), ep(sub(8), 5353)), NatAction::NoNatInbound, 0, T0).unwrap();
+    assert_eq!(count(&n, sub(8)), 1);
+    // A transparent proxy: sub(1)'s flow DNATed at the inside port to a proxy counts
+    // against sub(1), not against the proxy.
+    let proxy = ep(Ipv4Addr::new(10, 0, 0, 1), 3128);
+    n.create(&tcp(ep(sub(1), 40000), remote(5, 80)), NatAction::Dnat { to: proxy, from_inside: true }, SYN, T0)
+        .unwrap();
+    assert_eq!((count(&n, sub(1)), count(&n, proxy.addr)), (1, 0));
+    // REDIRECT of outside traffic to our own external address: counted against no one.
+    let redirect = NatAction::redirect(POOL[0], 8080, false);
+    n.create(&tcp(remote(6, 1), ep(POOL[0], 80)), redirect, SYN, T0).unwrap();
+    assert_eq!(count(&n, POOL[0]), 0);
+    // Inbound on a mapping (endpoint-independent filtering) counts against its owner.
+    masq(&mut n, &udp(ep(sub(2), 7000), remote(1, 53)), T0).unwrap();
+    let ext = out(&n, &udp(ep(sub(2), 7000), remote(1, 53)));
+    let Out2In::Mapping(m) = n.lookup_out2in(&udp(remote(7, 9), ext)) else { panic!("a mapping") };
+    n.create(&udp(remote(7, 9), ext), NatAction::Inbound(m.id), 0, T0).unwrap();
+    assert_eq!(count(&n, sub(2)), 2);
+    let e = n.create(&udp(remote(8, 9), ext), NatAction::Inbound(m.id), 0, T0);
+    assert_eq!(e, Err(CreateError::SubscriberLimit), "inbound sessions hit the owner's limit");
+    // Everything ends: every count back to zero, every record gone.
+    let ended = expire_all(&mut n, secs(100_000));
+    assert_eq!(ended.len(), 7);
+    assert_eq!(n.subscriber_count(), 0, "no subscriber record left");
+}
+
+/// `new_sessions_per_second`: a token bucket per subscriber, `new_sessions_burst` deep.
+/// Inbound sessions (a port forward's target) do not take tokens.
+#[test]
+fn new_sessions_per_second_per_subscriber() {
+    let mut c = cfg(&POOL, 0, 1);
+    c.new_sessions_per_second = 100;
+    c.new_sessions_burst = 10;
+    let mut n = nat_with(c);
+    let flow = |s: u8, i: u16| udp(ep(sub(s), 1000), remote((i % 200) as u8 + 1, 1000 + i));
+    let ok = |n: &mut WorkerNat, s: u8, range: std::ops::Range<u16>, at: Instant| {
+        range.filter(|i| masq(n, &flow(s, *i), at).is_ok()).count()
+    };
+    assert_eq!(ok(&mut n, 1, 0..50, T0), 10, "the burst");
+    assert_eq!(masq(&mut n, &flow(1, 50), T0), Err(CreateError::RateLimited));
+    assert_eq!(CreateError::RateLimited.drop_reason(), DropReason::SubscriberRateLimit);
+    assert_eq!(ok(&mut n, 2, 0..10, T0), 10, "another subscriber has its own bucket");
+    // 100/s: one more every 10 ms.
+    let at = |ms| Instant::from_millis(T0.as_millis() + ms);
+    assert_eq!(ok(&mut n, 1, 100..105, at(10)), 1);
+    assert_eq!(ok(&mut n, 1, 200..300, at(1000)), 10, "refilled to the burst, no more");
+    // A port forward's target is not rate-limited by the flows it receives.
+    let server = ep(sub(9), 22);
+    for i in 0..30u16 {
+        let t = tcp(ep(Ipv4Addr::new(198, 51, 100, 1), 2000 + i), ep(POOL[0], 2222));
+        n.create(&t, NatAction::Dnat { to: server, from_inside: false }, SYN, T0).unwrap();
+    }
+    assert_eq!(n.counters().create_failed[CreateError::RateLimited as usize], 40 + 1 + 4 + 90, "none for the forward");
+}
+
 #[test]
 fn exhaustion_fails_typed_and_never_evicts() {
     let mut c = cfg(&POOL[..1], 0, 1);
@@ -502,7 +578,7 @@ fn dnat_and_redirect_sessions() {
     let target = ep(Ipv4Addr::new(100, 64, 9, 9), 22);
     let syn = tcp(remote(5, 50000), public);
     assert!(matches!(n.lookup_out2in(&syn), Out2In::Miss));
-    let id = n.create(&syn, NatAction::Dnat { to: target }, SYN, T0).unwrap();
+    let id = n.create(&syn, NatAction::Dnat { to: target, from_inside: false }, SYN, T0).unwrap();
     let s = n.session(id).unwrap();
     assert_eq!(s.kind(), SessionKind::DestNat);
     assert_eq!((s.inside(), s.outside(), s.remote()), (target, public, remote(5, 50000)));
@@ -516,7 +592,10 @@ fn dnat_and_redirect_sessions() {
     assert_eq!(r.state, ConnState::Tcp(TcpState::Established));
     // A second rule to the same target with the same client port collides.
     let other = tcp(remote(5, 50000), ep(POOL[0], 2223));
-    assert_eq!(n.create(&other, NatAction::Dnat { to: target }, SYN, T0), Err(CreateError::TupleInUse));
+    assert_eq!(
+        n.create(&other, NatAction::Dnat { to: target, from_inside: false }, SYN, T0),
+        Err(CreateError::TupleInUse)
+    );
     // The reserved port is never handed out by masquerade.
     let m = tcp(ep(sub(1), 2222), remote(1, 80));
     let mut c = cfg(&POOL[..1], 0, 1);
@@ -527,8 +606,8 @@ fn dnat_and_redirect_sessions() {
     assert_eq!(out(&n2, &m).port, 2223);
     // REDIRECT is DNAT to the inbound address.
     assert_eq!(
-        NatAction::redirect(Ipv4Addr::new(10, 0, 0, 1), 3128),
-        NatAction::Dnat { to: ep(Ipv4Addr::new(10, 0, 0, 1), 3128) }
+        NatAction::redirect(Ipv4Addr::new(10, 0, 0, 1), 3128, true),
+        NatAction::Dnat { to: ep(Ipv4Addr::new(10, 0, 0, 1), 3128), from_inside: true }
     );
 }
 

@@ -13,8 +13,8 @@ use super::mapping::MappingTable;
 use super::ports::{PortAllocator, PortCounters, PortInUse, PortPartition, PortRange, PortUse};
 use super::subscriber::{Subscriber, Subscribers};
 use super::table::{
-    self, Session, SessionKind, SessionTable, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, S_LINKED, S_STATE,
-    UNREPLIED,
+    self, Session, SessionKind, SessionTable, F_CHARGE_REMOTE, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, S_LINKED,
+    S_STATE, UNREPLIED,
 };
 use super::tcp::{self, RelDir, TcpState};
 use super::timeouts::{TimeoutClass, Timeouts};
@@ -181,7 +181,8 @@ impl WorkerNat {
             timeouts,
             sessions: SessionTable::new(max, FlowHasher::new(key())),
             mappings: MappingTable::new(max, FlowHasher::new(key()), &mapping_addrs),
-            subscribers: Subscribers::new(config.subscribers(), FlowHasher::new(key())),
+            subscribers: Subscribers::new(config.subscribers(), FlowHasher::new(key()))
+                .with_rate(config.new_sessions_per_second, config.new_sessions_burst),
             filter: (config.filtering == Filtering::AddressDependent)
                 .then(|| AddrFilter::new(max, FlowHasher::new(key()))),
             ports: PortAllocator::new(addrs, partition, w, config.port_hold, quarantine),
@@ -410,7 +411,7 @@ impl WorkerNat {
             NatAction::Inbound(MappingId(m)) if self.mappings.is_live(m) => {
                 Ipv4Addr::from(self.mappings.get(m).inside_addr)
             }
-            NatAction::Dnat { to } => to.addr,
+            NatAction::Dnat { to, from_inside: false } => to.addr,
             NatAction::NoNatInbound => t.dst.addr,
             _ => t.src.addr,
         };
@@ -440,9 +441,11 @@ impl WorkerNat {
                     NatEvent::quota(ms, QuotaKind::MaxEntriesPerUser, limit, subscriber)
                 }
             },
+            // RFC 8158 has no event for a rate: counted (`subscriber_rate_limit`) only.
             CreateError::PortsExhausted
             | CreateError::TupleInUse
             | CreateError::NoMapping
+            | CreateError::RateLimited
             | CreateError::AddressInUse => return,
         };
         self.push_alert(ev, now);
@@ -453,6 +456,7 @@ impl WorkerNat {
             return Err(CreateError::SessionTableFull);
         }
         let proto = t.proto;
+        self.subscribers.set_clock(now.as_millis());
         let session = match action {
             NatAction::Masquerade | NatAction::Snat(_) if proto.is_addr_only() => {
                 let target = match action {
@@ -473,6 +477,7 @@ impl WorkerNat {
                 }
                 let sub = self.subscribers.get(inside.addr);
                 self.check_session_limit(sub)?;
+                self.admit(inside.addr, now)?;
                 let (m, fresh) = match self.mappings.find_inside(inside, proto) {
                     Some(m) => (m, false),
                     None if !self.det.is_empty() && self.det.map(inside.addr).is_some() => {
@@ -495,6 +500,7 @@ impl WorkerNat {
                 self.check_free(ep, ep, remote, proto)?;
                 let sub = self.subscribers.get(ep.addr);
                 self.check_session_limit(sub)?;
+                self.admit(ep.addr, now)?;
                 self.subscribers.adjust(ep.addr, 0, 0, 1).map_err(|_| CreateError::SubscriberLimit)?;
                 table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_COUNTED)
             }
@@ -502,12 +508,27 @@ impl WorkerNat {
                 let ep = t.dst;
                 let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
                 self.check_free(ep, ep, remote, proto)?;
-                table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_INBOUND)
+                // Counted against the inside host it reaches (not rate-limited: it did
+                // not open it).
+                self.charge(ep.addr, false, now)?;
+                table::Session::new(SessionKind::Identity, proto, ep, ep, remote, NIL, F_INBOUND | F_COUNTED)
             }
-            NatAction::Dnat { to } => {
+            NatAction::Dnat { to, from_inside } => {
                 let remote = Endpoint::new(t.src.addr, proto.remote_port(t.src.port));
                 self.check_free(to, t.dst, remote, proto)?;
-                table::Session::new(SessionKind::DestNat, proto, to, t.dst, remote, NIL, F_INBOUND)
+                // The subscriber: who opened it if it came from inside (a transparent
+                // proxy, REDIRECT to the router), else the inside host it reaches — not
+                // the router itself (REDIRECT on an outside port).
+                let flags = if from_inside {
+                    self.charge(t.src.addr, true, now)?;
+                    F_INBOUND | F_COUNTED | F_CHARGE_REMOTE
+                } else if self.ports.addr_index(to.addr).is_none() {
+                    self.charge(to.addr, false, now)?;
+                    F_INBOUND | F_COUNTED
+                } else {
+                    F_INBOUND
+                };
+                table::Session::new(SessionKind::DestNat, proto, to, t.dst, remote, NIL, flags)
             }
             NatAction::Inbound(MappingId(m)) => {
                 if !self.mappings.is_live(m) {
@@ -598,6 +619,25 @@ impl WorkerNat {
             return Err(CreateError::TupleInUse);
         }
         Ok(())
+    }
+
+    /// Take a new-session token from subscriber `addr` ([`Subscribers::admit`]).
+    fn admit(&mut self, addr: Ipv4Addr, now: Instant) -> Result<(), CreateError> {
+        if self.subscribers.admit(addr, now.as_millis()) {
+            Ok(())
+        } else {
+            Err(CreateError::RateLimited)
+        }
+    }
+
+    /// Count a session without a mapping against subscriber `addr`: its session limit,
+    /// its rate if `opened` (the subscriber opened it), then its total.
+    fn charge(&mut self, addr: Ipv4Addr, opened: bool, now: Instant) -> Result<(), CreateError> {
+        self.check_session_limit(self.subscribers.get(addr))?;
+        if opened {
+            self.admit(addr, now)?;
+        }
+        self.subscribers.adjust(addr, 0, 0, 1).map_err(|_| CreateError::SubscriberLimit)
     }
 
     fn check_session_limit(&self, sub: Option<Subscriber>) -> Result<(), CreateError> {
@@ -1027,13 +1067,16 @@ impl WorkerNat {
             self.log_session_record(EventKind::SessionDelete, &s, now);
         }
         self.counters.ended_by_proto[s.proto().code()] += 1;
-        if s.flags & F_FILTER != 0 {
+        // F_FILTER means F_CHARGE_REMOTE on a session without a mapping.
+        if s.flags & F_FILTER != 0 && s.mapping != NIL {
             if let Some(f) = &mut self.filter {
                 f.release(s.mapping, s.remote_addr);
             }
         }
         if s.flags & F_COUNTED != 0 {
-            let r = self.subscribers.adjust(Ipv4Addr::from(s.inside_addr), 0, 0, -1);
+            let charged =
+                if s.mapping == NIL && s.flags & F_CHARGE_REMOTE != 0 { s.remote_addr } else { s.inside_addr };
+            let r = self.subscribers.adjust(Ipv4Addr::from(charged), 0, 0, -1);
             debug_assert!(r.is_ok());
         }
         if s.mapping != NIL {

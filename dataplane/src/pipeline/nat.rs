@@ -205,6 +205,7 @@ pub fn publish_nat(path: &NatPath, c: &WorkerCounters) {
     c.nat_mappings.set(u64::from(nat.mapping_count()));
     c.nat_create_failed_session_table_full.set(n.create_failed[CreateError::SessionTableFull as usize]);
     c.nat_create_failed_subscriber_limit.set(n.create_failed[CreateError::SubscriberLimit as usize]);
+    c.nat_create_failed_rate_limited.set(n.create_failed[CreateError::RateLimited as usize]);
     c.nat_create_failed_ports_exhausted.set(n.create_failed[CreateError::PortsExhausted as usize]);
     c.nat_create_failed_tuple_in_use.set(n.create_failed[CreateError::TupleInUse as usize]);
     let b = nat.block_counters();

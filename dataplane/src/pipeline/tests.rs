@@ -1308,3 +1308,65 @@ fn a_port_forward_whose_port_a_mapping_holds_reserves_it_once_released() {
     assert_eq!(l.path().static_ports_reserved(), 0);
     assert_eq!(l.nat().count(), 1);
 }
+
+/// Issue 11 item 3: a subscriber scanning 100 000 destinations gets no more than its
+/// share — `[nat] new_sessions_per_second` (2000/s, burst 2000), then
+/// `sessions_per_subscriber` (10 000) — and is answered ICMP host unreachable, never by
+/// evicting anyone; a second subscriber on the same worker opens every one of its new
+/// sessions meanwhile.
+#[test]
+fn a_scanning_subscriber_gets_its_share_and_no_more() {
+    let mut l = lab_with(MASQ, |c| {
+        c.nat.max_sessions = 65536;
+        c.nat.sessions_per_subscriber = 10_000;
+        c.nat.new_sessions_per_second = 2000;
+        c.nat.new_sessions_burst = 2000;
+    });
+    let (scanner, other) = (0, 1);
+    let (mut scanned, mut refused_icmp) = (0u32, 0u32);
+    let (mut b_sent, mut b_out) = (0u32, 0u32);
+    let start = l.now;
+    // 10 s: the scanner sends 10 new flows per millisecond, the other subscriber one
+    // every 2 ms.
+    for ms in 0..10_000u64 {
+        for _ in 0..10 {
+            let dst = (0xc633_0000u32 + scanned).to_be_bytes(); // 198.51.x.y
+            l.w.io_mut().inject(LAN, &host_udp(scanner, 40000, dst, 53));
+            scanned += 1;
+        }
+        if ms % 2 == 0 {
+            let dst = (0xcb00_7100u32 + 0x100 + b_sent).to_be_bytes(); // 203.0.114.x ...
+            l.w.io_mut().inject(LAN, &host_udp(other, 50000, dst, 443));
+            b_sent += 1;
+        }
+        l.now = start + crate::time::Duration::from_millis(ms);
+        l.w.poll(l.now);
+        for f in l.out(WAN) {
+            if check(&f, GW).sport == 50000 {
+                b_out += 1;
+            }
+        }
+        for f in l.out(LAN) {
+            let back = check(&f, lan_to(scanner));
+            assert_eq!(back.icmp, (3, 1), "refusals answered host unreachable");
+            refused_icmp += 1;
+        }
+    }
+    assert_eq!(scanned, 100_000);
+    let a = l.nat().subscriber(H[scanner].into()).expect("the scanner holds sessions");
+    let b = l.nat().subscriber(H[other].into()).expect("the other subscriber holds sessions");
+    assert_eq!(a.sessions, 10_000, "the scanner's share: its session limit, reached within 10 s at 2000/s");
+    assert_eq!((b_out, b.sessions), (b_sent, b_sent), "every flow of the other subscriber got through");
+    let rate = l.drop_count(DropReason::SubscriberRateLimit);
+    let limit = l.drop_count(DropReason::SubscriberLimit);
+    assert_eq!(rate + limit, 100_000 - 10_000, "every refusal counted (rate {rate}, limit {limit})");
+    // 2000 at once, then 2000/s: the limit is reached after 4 s; until then 30 000 flows
+    // were over the rate, after it 60 000 over the limit.
+    assert!((29_000..=31_000).contains(&rate), "over the rate for 4 s: {rate}");
+    assert!((59_000..=61_000).contains(&limit), "then at the session limit: {limit}");
+    assert!(refused_icmp > 0, "ICMP host unreachable (rate-limited by the router's ICMP budget)");
+    assert_eq!(l.nat().count(), 10_000 + b_sent, "nothing evicted, nothing else in the table");
+    l.advance(1);
+    assert_eq!(l.c.nat_create_failed_rate_limited.get(), rate, "published for stats");
+    assert_eq!(l.c.nat_create_failed_subscriber_limit.get(), limit);
+}

@@ -281,6 +281,8 @@ fn first_match<'a, A>(rules: &'a [CompiledRule<A>], flow: &FlowMatch) -> Option<
 /// allocator while the rule is in force, so a masqueraded flow never takes them.
 #[derive(Clone, Copy, Debug)]
 pub struct StaticForward {
+    /// The rule's number in nat PREROUTING (1-based).
+    pub rule: usize,
     /// IP protocol number.
     pub proto: u8,
     /// The forwarded external ports.
@@ -384,12 +386,13 @@ impl CompiledRules {
         let forwards = rules
             .rules(Chain::Prerouting)
             .iter()
-            .filter(|r| matches!(r.target, Target::Dnat { .. } | Target::Redirect { .. }))
-            .filter_map(|r| {
+            .enumerate()
+            .filter(|(_, r)| matches!(r.target, Target::Dnat { .. } | Target::Redirect { .. }))
+            .filter_map(|(i, r)| {
                 let m = &r.matches;
                 let proto = m.proto.filter(|p| !p.negated)?.value.number();
                 let ports = m.dst_port.filter(|p| !p.negated)?.value;
-                Some(StaticForward { proto, ports, dst: m.dst.map(AddrMatch::new) })
+                Some(StaticForward { rule: i + 1, proto, ports, dst: m.dst.map(AddrMatch::new) })
             })
             .collect();
         Ok(CompiledRules { prerouting, postrouting, forward, forward_policy, raw, forwards, counters: Arc::default() })

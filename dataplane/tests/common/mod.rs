@@ -441,17 +441,36 @@ impl Masqd {
     /// has a `[control]` section, one is added with the control socket in the temp dir
     /// (`masqd.sock`), so concurrent masqd processes never share the default socket.
     pub fn start_text(binary: &Path, toml: &str, rules: Option<&str>, extra_args: &[&str]) -> Masqd {
-        Masqd::start_text_in(None, binary, toml, rules, extra_args)
+        Masqd::start_text_in(None, binary, toml, rules, extra_args, &[])
+    }
+
+    /// [`Masqd::start_text`] with extra environment variables for masqd (e.g. the
+    /// `MASQD_FAULT` fault injection of the hardening tests).
+    pub fn start_text_env(
+        binary: &Path,
+        toml: &str,
+        rules: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Masqd {
+        Masqd::start_text_in(None, binary, toml, rules, extra_args, env)
     }
 
     /// [`Masqd::start`] inside network namespace `ns` (`ip netns exec`, which execs
     /// masqd: the child is masqd itself). masqd's host interfaces, routes and sysctls
     /// then live in that namespace.
     pub fn start_in_netns(ns: &str, cfg: &MasqdConfig) -> Masqd {
-        Masqd::start_text_in(Some(ns), &masqd_path(), &cfg.to_toml(), cfg.rules.as_deref(), &[])
+        Masqd::start_text_in(Some(ns), &masqd_path(), &cfg.to_toml(), cfg.rules.as_deref(), &[], &[])
     }
 
-    fn start_text_in(ns: Option<&str>, binary: &Path, toml: &str, rules: Option<&str>, extra_args: &[&str]) -> Masqd {
+    fn start_text_in(
+        ns: Option<&str>,
+        binary: &Path,
+        toml: &str,
+        rules: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Masqd {
         let dir = TempDir::new("masqd");
         let config_path = dir.join("masq.toml");
         let mut toml = toml.to_string();
@@ -481,7 +500,8 @@ impl Masqd {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
-            .env("RUST_BACKTRACE", "1");
+            .env("RUST_BACKTRACE", "1")
+            .envs(env.iter().copied());
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let file_prefix = toml_file_prefix(toml);
         let socket = toml_control_socket(toml);

@@ -12,14 +12,21 @@
       Accept connections; answer each with "<peer ip>:<peer port>" and close.
   peer.py tcp-ask DST_IP DST_PORT [TIMEOUT]
       Connect, print what the server says.
+  peer.py arp-flood IFACE COUNT FIRST_SENDER_IP TARGET_IP
+      Send COUNT broadcast ARP requests for TARGET_IP out of IFACE (raw socket), each
+      from a different spoofed sender: FIRST_SENDER_IP, the next address, ... with a
+      MAC made from the counter. Paced in bursts of 256; prints how many were sent.
   peer.py tcp-ask-from SRC_IP SRC_PORT DST_IP DST_PORT [TIMEOUT]
       The same from a given source address and port.
   peer.py udp-flood DST_IP DST_PORT SECONDS [PPS]
       Send small datagrams to DST for SECONDS, at about PPS per second (default: as
       fast as possible); print how many.
 """
+import ipaddress
 import socket
+import struct
 import sys
+import time
 
 
 def udp_echo(bind_ip, port):
@@ -86,6 +93,26 @@ def tcp_ask(dst_ip, dst_port, timeout="3"):
     return 0
 
 
+def arp_flood(iface, count, first_sender, target):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    src_mac = s.getsockname()[4]
+    first = int(ipaddress.IPv4Address(first_sender))
+    tpa = ipaddress.IPv4Address(target).packed
+    sent = 0
+    for i in range(int(count)):
+        mac = bytes([0x02, 0xEE]) + struct.pack("!I", i)
+        spa = struct.pack("!I", first + i)
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + spa + b"\0" * 6 + tpa
+        frame = b"\xff" * 6 + src_mac + b"\x08\x06" + arp
+        s.send(frame.ljust(60, b"\0"))
+        sent += 1
+        if sent % 256 == 0:
+            time.sleep(0.002)
+    print(sent)
+    return 0
+
+
 def tcp_ask_from(src_ip, src_port, dst_ip, dst_port, timeout="3"):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -103,8 +130,6 @@ def tcp_ask_from(src_ip, src_port, dst_ip, dst_port, timeout="3"):
 
 
 def udp_flood(dst_ip, dst_port, seconds, pps="0"):
-    import time
-
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
     start = time.monotonic()
@@ -134,6 +159,7 @@ COMMANDS = {
     "udp-listen": udp_listen,
     "tcp-echo-peer": tcp_echo_peer,
     "tcp-ask": tcp_ask,
+    "arp-flood": arp_flood,
     "tcp-ask-from": tcp_ask_from,
     "udp-flood": udp_flood,
 }

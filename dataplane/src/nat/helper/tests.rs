@@ -244,7 +244,7 @@ fn passive_ftp_server_behind_dnat() {
     let fwd = Endpoint::new(EXT, 21);
     let cl = Endpoint::new(server(), 51000);
     let t = Tuple::new(cl, fwd, Proto::Tcp);
-    let id = nat.create(&t, NatAction::Dnat { to: srv }, SYN, T0).unwrap();
+    let id = nat.create(&t, NatAction::Dnat { to: srv, from_inside: false }, SYN, T0).unwrap();
     let sess = *nat.session(id).unwrap().session;
     assert_eq!(nat.helper_for(&sess), Some(HelperKind::Ftp), "by the server port after DNAT");
     assert!(nat.attach_helper(id, HelperKind::Ftp));

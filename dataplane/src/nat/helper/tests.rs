@@ -518,7 +518,8 @@ fn a_passive_ftp_server_behind_dnat_gets_a_block_on_the_forwarded_address() {
     let srv = Endpoint::new(client(), 21);
     let fwd = Endpoint::new(EXT, 21);
     let cl = Endpoint::new(server(), 51000);
-    let id = nat.create(&Tuple::new(cl, fwd, Proto::Tcp), NatAction::Dnat { to: srv }, SYN, T0).unwrap();
+    let id =
+        nat.create(&Tuple::new(cl, fwd, Proto::Tcp), NatAction::Dnat { to: srv, from_inside: false }, SYN, T0).unwrap();
     assert!(nat.attach_helper(id, HelperKind::Ftp));
     assert!(blocks_of(&nat, client()).is_empty(), "a forwarded session takes no port");
     helper(&mut nat, id, Dir::In2Out, &tcp_pkt(srv, cl, 7000, 0, SYN | ACK, &[], b""), 0, T0);

@@ -172,7 +172,13 @@ pub struct WorkersConfig {
     /// How long a frame may wait in a port's TX stage for more to send with it, in
     /// microseconds (0: send at the end of every poll pass). See `docs/configuration.md`.
     pub tx_drain_us: u32,
+    /// Slots of each handoff ring between two workers (256..=65536; unused with one
+    /// worker). See `docs/configuration.md`, Multi-core.
+    pub handoff_ring: u32,
 }
+
+/// Default `[workers] handoff_ring`: 4096 frames, about a millisecond at 4 Mpps.
+pub const DEFAULT_HANDOFF_RING: u32 = 4096;
 
 /// NAT sizing and behaviour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -586,6 +592,7 @@ struct RawWorkers {
     cores: Option<Vec<usize>>,
     burst: Option<usize>,
     tx_drain_us: Option<u32>,
+    handoff_ring: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -917,6 +924,10 @@ impl RawConfig {
         if tx_drain_us > 1000 {
             return Err(ConfigError::new("workers.tx_drain_us", format!("{tx_drain_us} is outside 0..=1000")));
         }
+        let handoff_ring = raw_workers.handoff_ring.unwrap_or(DEFAULT_HANDOFF_RING);
+        if !(256..=65536).contains(&handoff_ring) {
+            return Err(ConfigError::new("workers.handoff_ring", format!("{handoff_ring} is outside 256..=65536")));
+        }
 
         // The main thread sleeps between control requests: it may share a worker's core
         // (masqd then pins it there under another lcore id), so every core of a small
@@ -1147,7 +1158,7 @@ impl RawConfig {
         Ok(Config {
             dpdk,
             ports,
-            workers: WorkersConfig { cores, burst, tx_drain_us },
+            workers: WorkersConfig { cores, burst, tx_drain_us, handoff_ring },
             neighbors,
             nat,
             timeouts,
@@ -1275,6 +1286,14 @@ mac = "02:00:00:00:02:01"
         assert_eq!(c.workers.tx_drain_us, 0);
         let e = err(&replace("cores = [1]", "cores = [1]\ntx_drain_us = 5000"));
         assert_eq!(e.field, "workers.tx_drain_us");
+        assert_eq!(c.workers.handoff_ring, DEFAULT_HANDOFF_RING);
+        let c2 = Config::parse(&replace("cores = [1]", "cores = [1]\nhandoff_ring = 16384")).unwrap();
+        assert_eq!(c2.workers.handoff_ring, 16384);
+        for bad in ["100", "100000"] {
+            let e = err(&replace("cores = [1]", &format!("cores = [1]\nhandoff_ring = {bad}")));
+            assert_eq!(e.field, "workers.handoff_ring");
+            assert!(e.to_string().contains("256..=65536"), "{e}");
+        }
         assert_eq!(c.dpdk.main_core, 0);
         assert_eq!(
             c.neighbors,

@@ -138,6 +138,9 @@ worker_counters! {
     handoff_out,
     /// Packets other workers handed to this one.
     handoff_in,
+    /// Poll passes that left the receive queues alone because a handoff stage to a busy
+    /// worker was backlogged (back-pressure: the frames waited in the NIC's queues).
+    handoff_paused,
     /// Frames handed toward the kernel's host interfaces (taken by the host ring).
     host_punted,
     /// Frames the kernel sent on host interfaces, handled by this worker.

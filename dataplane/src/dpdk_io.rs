@@ -82,18 +82,33 @@ impl HostRings {
     }
 }
 
-/// Slots of every handoff ring (one per ordered worker pair).
-pub const HANDOFF_RING: u32 = 1024;
+/// Slots of every handoff ring (one per ordered worker pair) unless configured
+/// (`[workers] handoff_ring`).
+pub const HANDOFF_RING: u32 = 4096;
+
+/// Frames one worker stages for another: what one poll pass hands over (at most a
+/// burst per port) plus the backlog a full ring left behind.
+pub const HANDOFF_STAGE: usize = 512;
 
 struct Outbound {
     ring: MbufRingProducer,
-    stage: Burst<BURST>,
+    stage: Burst<HANDOFF_STAGE>,
 }
 
 /// One worker's ends of the handoff rings: a single-producer/single-consumer ring to
 /// every other worker and the consumer ends of the rings into this one. One ring per
 /// pair keeps the order in which one worker handed frames to another, whatever port
 /// they came from; the port index travels in the mbuf's `port` field.
+///
+/// **Back-pressure.** Frames for another worker are staged during the pass and moved to
+/// its ring with one bulk enqueue at the end of the pass. What a full ring does not take
+/// stays staged, in order, and goes first next time; while a stage has less room than
+/// one more pass of receive bursts could add, [`PacketIo::rx_paused`] tells the worker
+/// to leave its receive queues alone (it still reads the rings into it, so two workers
+/// waiting on each other both make progress). The frames that keep arriving then wait in
+/// the NIC's queues, and if those overflow the NIC counts it (`imissed`): loss, if
+/// any, is where an operator looks for it, not a silent handoff drop. Only a frame that
+/// finds its stage full is dropped, as `handoff_full`.
 pub struct HandoffRings {
     /// `out[to]` (`None` for this worker itself).
     out: Vec<Option<Outbound>>,
@@ -126,18 +141,20 @@ impl HandoffRings {
             out.send(report);
         }
     }
+
+    /// Whether some stage has less room than `room` frames.
+    fn backlogged(&self, room: usize) -> bool {
+        self.out.iter().flatten().any(|o| o.stage.free_space() < room)
+    }
 }
 
 impl Outbound {
+    /// One bulk enqueue of everything staged; what the ring does not take stays staged.
     fn send(&mut self, report: &mut TxReport) {
         if self.stage.is_empty() {
             return;
         }
-        let staged = self.stage.len() as u64;
-        let moved = self.ring.enqueue_burst(&mut self.stage) as u64;
-        report.handed_off += moved;
-        report.handoff_refused += staged - moved;
-        self.stage.clear();
+        report.handed_off += self.ring.enqueue_burst(&mut self.stage) as u64;
     }
 }
 
@@ -307,7 +324,19 @@ impl PacketIo for DpdkIo {
             out.send(&mut self.report);
         }
         frame.set_port(port);
-        out.stage.push(frame)
+        if let Err(frame) = out.stage.push(frame) {
+            // The ring and the stage are both full (RX should have paused before this).
+            self.report.handoff_refused += 1;
+            self.free(frame);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn rx_paused(&self) -> bool {
+        // Room for one more pass of receive bursts (every port's), or half the stage.
+        let room = (self.rxq.len() * BURST).min(HANDOFF_STAGE / 2);
+        self.handoff.as_ref().is_some_and(|h| h.backlogged(room))
     }
 
     fn handoff_sources(&self) -> usize {
@@ -320,6 +349,10 @@ impl PacketIo for DpdkIo {
         let Some(ring) = h.inbound.get_mut(source) else { return 0 };
         let n = ring.dequeue_burst(&mut h.rx);
         h.rx.as_mut_slice().reverse();
+        // As for RX bursts: the stages read every header of the burst first.
+        for m in h.rx.as_slice() {
+            m.prefetch();
+        }
         n
     }
 

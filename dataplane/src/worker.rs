@@ -234,7 +234,15 @@ impl<Io: PacketIo> Worker<Io> {
     pub fn poll(&mut self, now: Instant) -> usize {
         let mut received = 0;
         let mut t = self.cycles();
-        for port in 0..self.io.port_count() as u16 {
+        // Back-pressure: while a handoff stage to a busy worker is backlogged, new frames
+        // wait in the NIC's queues (see `PacketIo::rx_paused`).
+        let rx_ports = if self.io.rx_paused() {
+            self.counters.handoff_paused.inc();
+            0
+        } else {
+            self.io.port_count() as u16
+        };
+        for port in 0..rx_ports {
             if self.io.rx_burst(port) == 0 {
                 continue;
             }

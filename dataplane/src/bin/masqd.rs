@@ -41,7 +41,7 @@ use dataplane::control_plane::{
     self, HandlerParts, MasqdHandler, PortStatsBoard, RulesControl, WorkerControl, WorkerHandle,
 };
 use dataplane::counters::WorkerCounters;
-use dataplane::dpdk_io::{DpdkIo, HandoffRings, HostRings, TscClock, HANDOFF_RING};
+use dataplane::dpdk_io::{DpdkIo, HandoffRings, HostRings, TscClock, HANDOFF_STAGE};
 use dataplane::host::{self, kernel, HostCounters, HostPorts};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
@@ -364,8 +364,8 @@ fn pool_size(config: &Config) -> u32 {
     let rings = ports * workers * (u32::from(config.dpdk.rx_desc) + u32::from(config.dpdk.tx_desc));
     let staging = workers * ((ports + 2) * 32 + HOLD_CAPACITY as u32);
     let caches = (workers + 1) * 256;
-    // Handoff rings between every pair of workers, per port, and their stages.
-    let handoff = workers * workers.saturating_sub(1) * (HANDOFF_RING + 32);
+    // Handoff rings between every ordered pair of workers, and their stages.
+    let handoff = workers * workers.saturating_sub(1) * (config.workers.handoff_ring + HANDOFF_STAGE as u32);
     // Host interfaces: each TAP's descriptors and the host thread's stages, and the rings
     // between it and every worker, both ways.
     let taps = config.ports.iter().filter(|p| p.host_interface.is_some()).count() as u32;
@@ -550,7 +550,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
     let mut nats = nats.into_iter();
     // Rings for packets a worker receives but another owns (none with one worker).
     let mut handoffs = if n_workers > 1 {
-        HandoffRings::mesh(n_workers, HANDOFF_RING).context("creating handoff rings")?
+        HandoffRings::mesh(n_workers, config.workers.handoff_ring).context("creating handoff rings")?
     } else {
         Vec::new()
     }
@@ -558,8 +558,9 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
     if n_workers > 1 {
         eprintln!(
             "masqd: {n_workers} workers: inside traffic steered by subscriber, return traffic by external port; \
-             software handoff over {} rings of {HANDOFF_RING}",
-            usize::from(n_workers) * usize::from(n_workers - 1)
+             software handoff over {} rings of {}",
+            usize::from(n_workers) * usize::from(n_workers - 1),
+            config.workers.handoff_ring
         );
     }
     // From the first launch on, any early return stops and joins the workers.

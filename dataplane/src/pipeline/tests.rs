@@ -1172,13 +1172,74 @@ mod two_workers {
     }
 
     #[test]
-    fn a_full_handoff_ring_is_a_counted_drop() {
+    fn a_busy_workers_ring_holds_frames_back_and_pauses_rx_without_loss() {
         let mut p = pair(MASQ);
         let owner = usize::from(subscriber_owner(H[0].into(), 2));
         let other = 1 - owner;
-        p.w[other].io_mut().handoff_limit = 0;
-        assert!(p.send(other, LAN, &host_udp(0, 40000, SERVER, 53), WAN).is_empty());
-        assert_eq!(p.c[other].drops_for(DropReason::HandoffFull), 1);
+        // The owner's ring takes nothing: every frame for it stays staged on `other`.
+        p.w[other].io_mut().handoff_ring = 0;
+        let n = 600u16;
+        for i in 0..n {
+            p.w[other].io_mut().inject(LAN, &host_udp(0, 40000 + i, SERVER, 53));
+        }
+        for _ in 0..40 {
+            for w in &mut p.w {
+                w.poll(p.now);
+            }
+        }
+        // Staged up to the point where another pass of bursts might not fit, then RX
+        // paused: the rest still waits in the (NIC's) input queue. Nothing dropped.
+        let staged = p.w[other].io().handoff_backlog(owner as u16);
+        let waiting = p.w[other].io().input[usize::from(LAN)].len();
+        assert!(staged > 400 && staged <= 512, "staged {staged}");
+        assert_eq!(staged + waiting, usize::from(n));
+        assert!(p.c[other].handoff_paused.get() > 0);
+        assert_eq!(drops(&p.c[other]), vec![]);
+        assert!(p.w[owner].io_mut().take_output(WAN).is_empty());
+        // The owner catches up: everything goes through, in order, nothing lost.
+        p.w[other].io_mut().handoff_ring = usize::MAX;
+        let mut out = Vec::new();
+        for _ in 0..60 {
+            for w in &mut p.w {
+                w.poll(p.now);
+            }
+            out.extend(p.w[owner].io_mut().take_output(WAN));
+        }
+        assert_eq!(out.len(), usize::from(n), "drops {:?} / {:?}", drops(&p.c[0]), drops(&p.c[1]));
+        let sports: Vec<u16> = out.iter().map(|f| check(f, GW).sport).collect();
+        let mapped: Vec<u16> = (0..n)
+            .map(|i| {
+                p.w[owner]
+                    .nat()
+                    .unwrap()
+                    .nat()
+                    .mapping_of(Endpoint::new(H[0].into(), 40000 + i), Proto::Udp)
+                    .unwrap()
+                    .outside
+                    .port
+            })
+            .collect();
+        assert_eq!(sports, mapped, "order kept");
+        assert_eq!(p.c[other].handoff_out.get(), u64::from(n));
+        assert_eq!(p.c[owner].handoff_in.get(), u64::from(n));
+        assert_eq!((drops(&p.c[0]), drops(&p.c[1])), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_frame_that_finds_its_handoff_stage_full_is_a_counted_drop() {
+        let mut p = pair(MASQ);
+        let owner = usize::from(subscriber_owner(H[0].into(), 2));
+        let other = 1 - owner;
+        // A stage of one frame and a ring that takes nothing: the second and third frames
+        // of the pass have nowhere to wait.
+        p.w[other].io_mut().handoff_ring = 0;
+        p.w[other].io_mut().handoff_stage = 1;
+        for i in 0..3 {
+            p.w[other].io_mut().inject(LAN, &host_udp(0, 40000 + i, SERVER, 53));
+        }
+        p.w[other].poll(p.now);
+        assert_eq!(p.c[other].drops_for(DropReason::HandoffFull), 2);
+        assert_eq!(p.w[other].io().handoff_backlog(owner as u16), 1);
         assert_eq!(p.c[other].handoff_out.get(), 0);
     }
 

@@ -208,7 +208,7 @@ enum Sub {
         verbose: bool,
     },
     /// Who had an external address and port, or what a subscriber is translated to
-    /// (deterministic mappings and live sessions).
+    /// (deterministic mappings, live port blocks and live sessions).
     Lookup {
         /// External address, with or without a port: a.b.c.d[:port].
         #[arg(long, value_parser = outside, value_name = "ADDR[:PORT]", conflicts_with = "inside", required_unless_present = "inside")]

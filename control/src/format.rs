@@ -69,15 +69,21 @@ pub fn render(view: View, result: Value) -> Result<String, serde_json::Error> {
     })
 }
 
-/// `nat.lookup`: one line per match, deterministic ranges first.
+/// `nat.lookup`: one line per match, deterministic ranges first, then port blocks
+/// (with a `since` column: when the subscriber got the block), then sessions.
 pub fn lookup(r: &LookupResult) -> String {
     if r.matches.is_empty() {
         return "no match\n".to_string();
     }
+    let with_since = r.matches.iter().any(|m| m.since.is_some());
     let mut out = format!(
-        "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}\n",
+        "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}",
         "source", "inside", "outside", "proto", "remote", "state", "idle", "expires"
     );
+    if with_since {
+        out.push_str("  since");
+    }
+    out.push('\n');
     for m in &r.matches {
         let inside = match m.inside_port {
             Some(p) => format!("{}:{p}", m.inside_addr),
@@ -100,6 +106,10 @@ pub fn lookup(r: &LookupResult) -> String {
             opt(m.idle_secs.map(|s| format!("{s}s"))),
             opt(m.expires_in_secs.map(|s| format!("{s}s"))),
         );
+        let line = match (with_since, &m.since) {
+            (true, since) => format!("{line}  {}", since.as_deref().unwrap_or("-")),
+            (false, _) => line,
+        };
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -575,8 +585,8 @@ pub fn version(masqctl: &str, daemon: &VersionInfo) -> String {
 mod tests {
     use super::*;
     use crate::protocol::{
-        ChainListing, HostInterfaceStats, MempoolStats, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry,
-        StageRuntime, WorkerStats,
+        ChainListing, HostInterfaceStats, LookupMatch, MempoolStats, Percentiles, PortStats, PortUtilisation, Protocol,
+        RuleEntry, StageRuntime, WorkerStats,
     };
 
     fn nat_listing() -> RuleListing {
@@ -841,6 +851,34 @@ num   pkts bytes target     prot opt in     out     source               destina
         assert_eq!(cols("port-rx"), ["port-rx", "10", "320", "32.0", "20.0"]);
         assert_eq!(cols("nat-slowpath"), ["nat-slowpath", "0", "0", "-", "-"], "never called: no ratio");
         assert!(render(View::Runtime, serde_json::to_value(&s).unwrap()).unwrap() == text);
+    }
+
+    #[test]
+    fn lookup_shows_blocks_with_since() {
+        let block: LookupMatch = serde_json::from_value(serde_json::json!({
+            "source": "block", "inside_addr": "100.64.0.2", "outside_addr": "203.0.113.1",
+            "first_port": 2048, "last_port": 2111, "state": "IDLE", "expires_in_secs": 80, "worker": 0,
+            "since": "2026-12-06T07:44:56.067Z", "held_secs": 125, "mappings": 0
+        }))
+        .unwrap();
+        let session: LookupMatch = serde_json::from_value(serde_json::json!({
+            "source": "session", "inside_addr": "100.64.0.2", "inside_port": 5000, "outside_addr": "203.0.113.1",
+            "first_port": 2050, "last_port": 2050, "protocol": "udp", "remote": "198.51.100.7:53",
+            "state": "UDP", "idle_secs": 3, "expires_in_secs": 297, "worker": 0
+        }))
+        .unwrap();
+        let text = lookup(&LookupResult { matches: vec![block, session.clone()], truncated: false });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("expires  since"), "{text}");
+        let b: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            b,
+            ["block", "100.64.0.2", "203.0.113.1:2048-2111", "-", "-", "IDLE", "-", "80s", "2026-12-06T07:44:56.067Z"]
+        );
+        assert!(lines[2].starts_with("session") && lines[2].ends_with("297s  -"), "{text}");
+        // Without blocks, no since column.
+        let text = lookup(&LookupResult { matches: vec![session], truncated: false });
+        assert!(text.lines().next().unwrap().ends_with("expires"), "{text}");
     }
 
     #[test]

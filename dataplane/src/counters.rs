@@ -122,6 +122,12 @@ worker_counters! {
     nat_create_failed_ports_exhausted,
     /// Session creations refused: the tuple is already in use.
     nat_create_failed_tuple_in_use,
+    /// Port blocks held by subscribers now, in use or idle (port block allocation).
+    nat_blocks,
+    /// Port blocks allocated to subscribers (natEvent 16).
+    nat_blocks_allocated,
+    /// Port blocks released back to the pool (natEvent 17).
+    nat_blocks_released,
     /// Packets translated twice (inside to an inside host's external endpoint).
     nat_hairpinned,
     /// ICMP errors translated.

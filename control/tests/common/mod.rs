@@ -455,6 +455,9 @@ impl Handler for Mock {
                         idle_secs: Some(0),
                         expires_in_secs: Some(s.expires_in_secs),
                         worker: Some(s.worker),
+                        since: None,
+                        held_secs: None,
+                        mappings: None,
                     })
                     .collect();
                 to_result(&LookupResult { matches, truncated: false })

@@ -529,6 +529,16 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
             t.ports_per_host()
         );
     }
+    if let Some((size, per_subscriber)) = nats.first().and_then(|n| n.nat().port_blocks()) {
+        let slice = dataplane::config::DYNAMIC_PORTS / n_workers as u32;
+        eprintln!(
+            "masqd: port blocks of {size} ports, at most {per_subscriber} per subscriber; {} per external address \
+             and worker ({} ports of each worker's slice unused), released {} s after their last session",
+            slice / size,
+            slice % size,
+            config.nat.port_hold
+        );
+    }
     let routes = Arc::new(RouteTable::from_config(config));
     let neighbors = Arc::new(NeighborTable::new(NEIGHBORS));
     for n in &config.neighbors {
@@ -750,7 +760,7 @@ fn attach_logging(config: &Config, nats: &mut [NatPath]) -> Option<Vec<LogDrain>
     if !config.logging.enabled() {
         return None;
     }
-    let mask = config.logging.mask(false);
+    let mask = config.logging.mask(config.nat.port_block_size > 0);
     let drains = nats
         .iter_mut()
         .enumerate()

@@ -219,6 +219,10 @@ pub fn publish_nat(path: &NatPath, c: &WorkerCounters) {
     c.nat_create_failed_rate_limited.set(n.create_failed[CreateError::RateLimited as usize]);
     c.nat_create_failed_ports_exhausted.set(n.create_failed[CreateError::PortsExhausted as usize]);
     c.nat_create_failed_tuple_in_use.set(n.create_failed[CreateError::TupleInUse as usize]);
+    let b = nat.block_counters();
+    c.nat_blocks.set(u64::from(nat.block_count()));
+    c.nat_blocks_allocated.set(b.allocated);
+    c.nat_blocks_released.set(b.released);
     let p = path.counters();
     c.nat_hairpinned.set(p.hairpinned);
     c.nat_icmp_errors_translated.set(p.icmp_errors);

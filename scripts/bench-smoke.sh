@@ -28,7 +28,7 @@ try:
 except ValueError as e:
     sys.exit("bench-smoke: last line is not JSON (%s): %r" % (e, line[:200]))
 keys = ["sessions", "nat_mpps", "forward_mpps", "nat_forward_ratio",
-        "new_sessions_per_sec", "bytes_per_session", "latency_p99_us"]
+        "new_sessions_per_sec", "bytes_per_session", "latency_p99_us", "return_share"]
 missing = [k for k in keys if k not in v]
 if missing:
     sys.exit("bench-smoke: JSON lacks " + ", ".join(missing))
@@ -40,7 +40,7 @@ if v["sessions"] <= 0:
 print("bench-smoke: JSON line OK: " + ", ".join("%s=%s" % (k, v[k]) for k in keys))
 '
 
-# masq-bench-mc (one vs two workers) beside it: a small run, the JSON keys only.
+# masq-bench-mc (one vs two workers) beside it: a small run, the JSON keys and no drop.
 MC="$(dirname "$BENCH")/masq-bench-mc"
 [ -x "$MC" ] || masq_die "masq-bench-mc not found at $MC (cargo build --release -p perf)"
 masq_log "running: $MC --sessions 1000 --subscribers 100 --frames 4096 --runs 1 --mem 512 --json"
@@ -49,11 +49,14 @@ tail -n 1 "$OUT" | python3 -c '
 import json, math, sys
 v = json.loads(sys.stdin.read())
 keys = ["one_worker_mpps", "two_workers_rss_mpps", "two_workers_one_queue_mpps", "scaling_rss",
-        "scaling_one_queue", "handed_off_share_one_queue"]
+        "scaling_one_queue", "handed_off_share_one_queue", "return_share"]
 bad = [k for k in keys if not isinstance(v.get(k), (int, float)) or not math.isfinite(v[k]) or v[k] < 0]
 if bad:
     sys.exit("bench-smoke: masq-bench-mc JSON lacks or has bad " + ", ".join(bad))
-# (drops are not checked: a full handoff ring is a counted, load-dependent drop)
+# A busy peer makes a worker hold frames back (back-pressure), never drop them: the
+# preloaded rings lose nothing, so any drop is a bug, whatever the load of the machine.
+if v.get("dropped") != 0:
+    sys.exit("bench-smoke: masq-bench-mc dropped %s frames (handoff_full: %s)" % (v.get("dropped"), v.get("handoff_full_one_queue")))
 if v["sessions"] != 1000:
     sys.exit("bench-smoke: masq-bench-mc held %s sessions, want 1000" % v["sessions"])
 if v["handed_off_share_one_queue"] <= 0:

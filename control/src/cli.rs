@@ -82,7 +82,7 @@ Usage:
                                                  set timeouts in seconds; 0 leaves one unchanged
   masqctl save [-t TABLE]                        print the rules as iptables-save text
   masqctl restore [--noflush] [FILE]             replace the rules from FILE or standard input
-  masqctl stats                                  statistics
+  masqctl stats [--runtime]                      statistics; --runtime: per pipeline stage
   masqctl sessions [list|count|flush] [--proto P] [--inside A[/LEN]] [--inside-port N]
                    [--outside A[/LEN]] [--outside-port N] [--remote A[/LEN]] [--remote-port N]
                    [--state S]
@@ -192,7 +192,11 @@ enum Sub {
         file: Option<PathBuf>,
     },
     /// Show statistics.
-    Stats,
+    Stats {
+        /// Per worker and pipeline stage: calls, packets, cycles (VPP's `show runtime`).
+        #[arg(long)]
+        runtime: bool,
+    },
     /// List, count or flush translations.
     Sessions {
         #[arg(value_enum, default_value_t = SessionsAction::List)]
@@ -204,7 +208,7 @@ enum Sub {
         verbose: bool,
     },
     /// Who had an external address and port, or what a subscriber is translated to
-    /// (deterministic mappings and live sessions).
+    /// (deterministic mappings, live port blocks and live sessions).
     Lookup {
         /// External address, with or without a port: a.b.c.d[:port].
         #[arg(long, value_parser = outside, value_name = "ADDR[:PORT]", conflicts_with = "inside", required_unless_present = "inside")]
@@ -320,7 +324,7 @@ fn parse_subcommand(args: &[String]) -> Result<Invocation, UsageError> {
     let action = match cli.command {
         Sub::Save { table } => call(Command::RulesSave { table }, View::Saved),
         Sub::Restore { noflush, file } => Action::Restore { file, noflush },
-        Sub::Stats => call(Command::StatsGet, View::Stats),
+        Sub::Stats { runtime } => call(Command::StatsGet, if runtime { View::Runtime } else { View::Stats }),
         Sub::Sessions { action, filter, verbose } => {
             let filter = SessionFilter::from(filter);
             match action {
@@ -871,6 +875,7 @@ mod tests {
             Action::Restore { file: Some("rules.v4".into()), noflush: true }
         );
         assert_eq!(command("stats"), (Command::StatsGet, View::Stats));
+        assert_eq!(command("stats --runtime"), (Command::StatsGet, View::Runtime));
         assert_eq!(command("timeouts"), (Command::TimeoutsGet, View::Timeouts));
         assert_eq!(command("config"), (Command::ConfigGet, View::Json));
         assert_eq!(command("version"), (Command::Version, View::Version));

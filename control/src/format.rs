@@ -35,6 +35,8 @@ pub enum View {
     Saved,
     /// [`Stats`].
     Stats,
+    /// [`Stats`]' per-stage runtime tables.
+    Runtime,
     /// [`Timeouts`].
     Timeouts,
     /// [`SessionCount`].
@@ -57,6 +59,7 @@ pub fn render(view: View, result: Value) -> Result<String, serde_json::Error> {
         View::RuleSpecs => rule_specs(&serde_json::from_value(result)?),
         View::Saved => serde_json::from_value::<SavedRules>(result)?.text,
         View::Stats => stats(&serde_json::from_value(result)?),
+        View::Runtime => runtime(&serde_json::from_value(result)?),
         View::Timeouts => timeouts(&serde_json::from_value(result)?),
         View::Count => format!("{}\n", serde_json::from_value::<SessionCount>(result)?.count),
         View::Flushed => format!("flushed {}\n", serde_json::from_value::<Flushed>(result)?.flushed),
@@ -66,15 +69,21 @@ pub fn render(view: View, result: Value) -> Result<String, serde_json::Error> {
     })
 }
 
-/// `nat.lookup`: one line per match, deterministic ranges first.
+/// `nat.lookup`: one line per match, deterministic ranges first, then port blocks
+/// (with a `since` column: when the subscriber got the block), then sessions.
 pub fn lookup(r: &LookupResult) -> String {
     if r.matches.is_empty() {
         return "no match\n".to_string();
     }
+    let with_since = r.matches.iter().any(|m| m.since.is_some());
     let mut out = format!(
-        "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}\n",
+        "{:<14}{:<22}{:<28}{:<6}{:<22}{:<12}{:>6}{:>9}",
         "source", "inside", "outside", "proto", "remote", "state", "idle", "expires"
     );
+    if with_since {
+        out.push_str("  since");
+    }
+    out.push('\n');
     for m in &r.matches {
         let inside = match m.inside_port {
             Some(p) => format!("{}:{p}", m.inside_addr),
@@ -97,6 +106,10 @@ pub fn lookup(r: &LookupResult) -> String {
             opt(m.idle_secs.map(|s| format!("{s}s"))),
             opt(m.expires_in_secs.map(|s| format!("{s}s"))),
         );
+        let line = match (with_since, &m.since) {
+            (true, since) => format!("{line}  {}", since.as_deref().unwrap_or("-")),
+            (false, _) => line,
+        };
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -520,6 +533,44 @@ pub fn stats(s: &Stats) -> String {
     out
 }
 
+/// Every worker's runtime table, as VPP's `show runtime`: per pipeline stage, calls,
+/// packets, packets per call (the vector size) and TSC cycles per packet, since start.
+pub fn runtime(s: &Stats) -> String {
+    let mut out = String::new();
+    let ghz = s.tsc_hz as f64 / 1e9;
+    let _ = writeln!(out, "Runtime per stage since start (TSC {ghz:.2} GHz; cycles per packet of each stage):");
+    let ratio = |a: u64, b: u64| if b == 0 { "-".to_string() } else { format!("{:.1}", a as f64 / b as f64) };
+    for w in &s.workers {
+        let received: u64 = w.runtime.iter().filter(|r| r.stage.ends_with("-rx")).map(|r| r.packets).sum();
+        let cycles: u64 = w.runtime.iter().map(|r| r.cycles).sum();
+        let _ = writeln!(
+            out,
+            "\nworker {} (lcore {}): {received} packets in, {} cycles per packet over all stages",
+            w.worker,
+            w.lcore,
+            ratio(cycles, received)
+        );
+        push_line(
+            &mut out,
+            &format!("  {:<14} {:>12} {:>14} {:>10} {:>11}", "stage", "calls", "packets", "pkts/call", "cycles/pkt"),
+        );
+        for r in &w.runtime {
+            push_line(
+                &mut out,
+                &format!(
+                    "  {:<14} {:>12} {:>14} {:>10} {:>11}",
+                    r.stage,
+                    r.calls,
+                    r.packets,
+                    ratio(r.packets, r.calls),
+                    ratio(r.cycles, r.packets)
+                ),
+            );
+        }
+    }
+    out
+}
+
 /// Timeouts in `ipchains -M -S` order, plus ICMP.
 pub fn timeouts(t: &Timeouts) -> String {
     format!("tcp {}  tcpfin {}  udp {}  icmp {}  other {}  (seconds)\n", t.tcp, t.tcpfin, t.udp, t.icmp, t.other)
@@ -534,8 +585,8 @@ pub fn version(masqctl: &str, daemon: &VersionInfo) -> String {
 mod tests {
     use super::*;
     use crate::protocol::{
-        ChainListing, HostInterfaceStats, MempoolStats, Percentiles, PortStats, PortUtilisation, Protocol, RuleEntry,
-        WorkerStats,
+        ChainListing, HostInterfaceStats, LookupMatch, MempoolStats, Percentiles, PortStats, PortUtilisation, Protocol,
+        RuleEntry, StageRuntime, WorkerStats,
     };
 
     fn nat_listing() -> RuleListing {
@@ -771,6 +822,63 @@ num   pkts bytes target     prot opt in     out     source               destina
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
         assert!(!text.contains("ttl_exceeded"), "zero drop counters are left out");
+    }
+
+    #[test]
+    fn runtime_tables_per_worker_with_vector_size_and_cycles_per_packet() {
+        let stage = |stage: &str, calls, packets, cycles| StageRuntime { stage: stage.into(), calls, packets, cycles };
+        let s = Stats {
+            workers: vec![WorkerStats {
+                worker: 1,
+                lcore: 3,
+                runtime: vec![
+                    stage("port-rx", 10, 320, 6400),
+                    stage("nat-lookup", 10, 320, 32000),
+                    stage("nat-slowpath", 0, 0, 0),
+                ],
+                ..Default::default()
+            }],
+            tsc_hz: 2_600_000_000,
+            ..Default::default()
+        };
+        let text = runtime(&s);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("TSC 2.60 GHz"), "{text}");
+        assert!(text.contains("worker 1 (lcore 3): 320 packets in, 120.0 cycles per packet over all stages"), "{text}");
+        let row = |name: &str| lines.iter().find(|l| l.trim_start().starts_with(name)).copied().unwrap();
+        let cols = |name: &str| row(name).split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(cols("nat-lookup"), ["nat-lookup", "10", "320", "32.0", "100.0"]);
+        assert_eq!(cols("port-rx"), ["port-rx", "10", "320", "32.0", "20.0"]);
+        assert_eq!(cols("nat-slowpath"), ["nat-slowpath", "0", "0", "-", "-"], "never called: no ratio");
+        assert!(render(View::Runtime, serde_json::to_value(&s).unwrap()).unwrap() == text);
+    }
+
+    #[test]
+    fn lookup_shows_blocks_with_since() {
+        let block: LookupMatch = serde_json::from_value(serde_json::json!({
+            "source": "block", "inside_addr": "100.64.0.2", "outside_addr": "203.0.113.1",
+            "first_port": 2048, "last_port": 2111, "state": "IDLE", "expires_in_secs": 80, "worker": 0,
+            "since": "2026-12-06T07:44:56.067Z", "held_secs": 125, "mappings": 0
+        }))
+        .unwrap();
+        let session: LookupMatch = serde_json::from_value(serde_json::json!({
+            "source": "session", "inside_addr": "100.64.0.2", "inside_port": 5000, "outside_addr": "203.0.113.1",
+            "first_port": 2050, "last_port": 2050, "protocol": "udp", "remote": "198.51.100.7:53",
+            "state": "UDP", "idle_secs": 3, "expires_in_secs": 297, "worker": 0
+        }))
+        .unwrap();
+        let text = lookup(&LookupResult { matches: vec![block, session.clone()], truncated: false });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("expires  since"), "{text}");
+        let b: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            b,
+            ["block", "100.64.0.2", "203.0.113.1:2048-2111", "-", "-", "IDLE", "-", "80s", "2026-12-06T07:44:56.067Z"]
+        );
+        assert!(lines[2].starts_with("session") && lines[2].ends_with("297s  -"), "{text}");
+        // Without blocks, no since column.
+        let text = lookup(&LookupResult { matches: vec![session], truncated: false });
+        assert!(text.lines().next().unwrap().ends_with("expires"), "{text}");
     }
 
     #[test]

@@ -189,6 +189,11 @@ fn stats_version_config_and_raw_json() {
     assert!(stats.contains("Counters (all workers):") && stats.contains("nat_hairpinned"), "{stats}");
     let json: serde_json::Value = serde_json::from_str(&ok(s, "stats --json")).unwrap();
     assert_eq!(json["latency_us"]["p99_9"], 15.0);
+    assert_eq!(json["workers"][0]["runtime"][1]["stage"], "nat-lookup");
+    let runtime = ok(s, "stats --runtime");
+    assert!(runtime.contains("worker 0 (lcore 2): 990 packets in"), "{runtime}");
+    let lookup = runtime.lines().find(|l| l.trim_start().starts_with("nat-lookup")).unwrap();
+    assert_eq!(lookup.split_whitespace().collect::<Vec<_>>(), ["nat-lookup", "40", "980", "24.5", "100.0"]);
 
     let version = ok(s, "version");
     assert!(version.starts_with("masqctl ") && version.contains("\nmasqd ") && version.contains("control protocol 1"));

@@ -172,7 +172,13 @@ pub struct WorkersConfig {
     /// How long a frame may wait in a port's TX stage for more to send with it, in
     /// microseconds (0: send at the end of every poll pass). See `docs/configuration.md`.
     pub tx_drain_us: u32,
+    /// Slots of each handoff ring between two workers (256..=65536; unused with one
+    /// worker). See `docs/configuration.md`, Multi-core.
+    pub handoff_ring: u32,
 }
+
+/// Default `[workers] handoff_ring`: 4096 frames, about a millisecond at 4 Mpps.
+pub const DEFAULT_HANDOFF_RING: u32 = 4096;
 
 /// NAT sizing and behaviour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +187,12 @@ pub struct NatConfig {
     pub max_sessions: u32,
     /// External ports one subscriber may hold at once.
     pub ports_per_subscriber: u32,
+    /// Port block allocation: ports per block; 0 = off (ports one by one).
+    pub port_block_size: u32,
+    /// Port blocks one subscriber may hold at once (with `port_block_size`).
+    pub port_blocks_per_subscriber: u32,
+    /// Seconds a freed port (or an idle port block) is held back before reuse.
+    pub port_hold: u32,
     /// Sessions one subscriber may hold at once, per worker (0: no limit).
     pub sessions_per_subscriber: u32,
     /// New sessions one subscriber may open per second (0: no limit).
@@ -269,7 +281,8 @@ pub enum LogEvents {
     Mappings,
     /// Both of the above.
     Both,
-    /// Port block allocate/release only (natEvent 16/17); needs `nat.port_block_size`.
+    /// Port block allocate/release only (natEvent 16/17); needs `nat.port_block_size`
+    /// (and is what is logged then when `events` is absent).
     Blocks,
 }
 
@@ -382,6 +395,9 @@ impl Config {
     }
 }
 
+/// External ports dynamic NAT shares among the workers: 1024-65535.
+pub const DYNAMIC_PORTS: u32 = 65536 - 1024;
+
 /// Virtual-device drivers of DPDK 22.11 that masq can name in `device`.
 pub const KNOWN_VDEV_DRIVERS: &[&str] = &[
     "af_packet",
@@ -491,17 +507,11 @@ impl RawLogging {
             Some("sessions") => Some(LogEvents::Sessions),
             Some("mappings") => Some(LogEvents::Mappings),
             Some("both") => Some(LogEvents::Both),
-            Some("blocks") => {
-                return Err(ConfigError::new(
-                    "logging.events",
-                    "\"blocks\" logs port block records only, and needs port block allocation \
-                     (nat.port_block_size), which masq does not have yet",
-                ))
-            }
+            Some("blocks") => Some(LogEvents::Blocks),
             Some(other) => {
                 return Err(ConfigError::new(
                     "logging.events",
-                    format!("unknown events \"{other}\" (expected sessions, mappings or both)"),
+                    format!("unknown events \"{other}\" (expected sessions, mappings, both or blocks)"),
                 ))
             }
         };
@@ -582,6 +592,7 @@ struct RawWorkers {
     cores: Option<Vec<usize>>,
     burst: Option<usize>,
     tx_drain_us: Option<u32>,
+    handoff_ring: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -597,6 +608,9 @@ struct RawNeighbor {
 struct RawNat {
     max_sessions: Option<u32>,
     ports_per_subscriber: Option<u32>,
+    port_block_size: Option<u32>,
+    port_blocks_per_subscriber: Option<u32>,
+    port_hold: Option<u32>,
     sessions_per_subscriber: Option<u32>,
     new_sessions_per_second: Option<u32>,
     new_sessions_burst: Option<u32>,
@@ -910,6 +924,10 @@ impl RawConfig {
         if tx_drain_us > 1000 {
             return Err(ConfigError::new("workers.tx_drain_us", format!("{tx_drain_us} is outside 0..=1000")));
         }
+        let handoff_ring = raw_workers.handoff_ring.unwrap_or(DEFAULT_HANDOFF_RING);
+        if !(256..=65536).contains(&handoff_ring) {
+            return Err(ConfigError::new("workers.handoff_ring", format!("{handoff_ring} is outside 256..=65536")));
+        }
 
         // The main thread sleeps between control requests: it may share a worker's core
         // (masqd then pins it there under another lcore id), so every core of a small
@@ -1055,9 +1073,36 @@ impl RawConfig {
             ));
         }
         let deterministic = deterministic_tables(&self.nat.deterministic, &ports)?;
+        let port_block_size = self.nat.port_block_size.unwrap_or(0);
+        // Each worker's slice of 1024-65535 (the smallest, when they differ by one).
+        let slice = DYNAMIC_PORTS / cores.len() as u32;
+        if port_block_size > slice {
+            return Err(ConfigError::new(
+                "nat.port_block_size",
+                format!(
+                    "{port_block_size} ports do not fit a worker's slice: with {} worker(s) each owns {slice} \
+                     ports of every external address (1024-65535 split evenly)",
+                    cores.len()
+                ),
+            ));
+        }
+        let port_blocks_per_subscriber = self.nat.port_blocks_per_subscriber.unwrap_or(8);
+        if !(1..=1024).contains(&port_blocks_per_subscriber) {
+            return Err(ConfigError::new(
+                "nat.port_blocks_per_subscriber",
+                format!("{port_blocks_per_subscriber} is outside 1..=1024"),
+            ));
+        }
+        let port_hold = self.nat.port_hold.unwrap_or(120);
+        if !(1..=3600).contains(&port_hold) {
+            return Err(ConfigError::new("nat.port_hold", format!("{port_hold} s is outside 1..=3600")));
+        }
         let nat = NatConfig {
             max_sessions,
             ports_per_subscriber,
+            port_block_size,
+            port_blocks_per_subscriber,
+            port_hold,
             sessions_per_subscriber,
             new_sessions_per_second,
             new_sessions_burst,
@@ -1103,11 +1148,17 @@ impl RawConfig {
         }
 
         let logging = self.logging.validate()?;
+        if logging.events == Some(LogEvents::Blocks) && nat.port_block_size == 0 {
+            return Err(ConfigError::new(
+                "logging.events",
+                "\"blocks\" logs port block records, and needs port block allocation (set nat.port_block_size)",
+            ));
+        }
 
         Ok(Config {
             dpdk,
             ports,
-            workers: WorkersConfig { cores, burst, tx_drain_us },
+            workers: WorkersConfig { cores, burst, tx_drain_us, handoff_ring },
             neighbors,
             nat,
             timeouts,
@@ -1235,6 +1286,14 @@ mac = "02:00:00:00:02:01"
         assert_eq!(c.workers.tx_drain_us, 0);
         let e = err(&replace("cores = [1]", "cores = [1]\ntx_drain_us = 5000"));
         assert_eq!(e.field, "workers.tx_drain_us");
+        assert_eq!(c.workers.handoff_ring, DEFAULT_HANDOFF_RING);
+        let c2 = Config::parse(&replace("cores = [1]", "cores = [1]\nhandoff_ring = 16384")).unwrap();
+        assert_eq!(c2.workers.handoff_ring, 16384);
+        for bad in ["100", "100000"] {
+            let e = err(&replace("cores = [1]", &format!("cores = [1]\nhandoff_ring = {bad}")));
+            assert_eq!(e.field, "workers.handoff_ring");
+            assert!(e.to_string().contains("256..=65536"), "{e}");
+        }
         assert_eq!(c.dpdk.main_core, 0);
         assert_eq!(
             c.neighbors,
@@ -1353,6 +1412,9 @@ mac = "02:00:00:00:02:01"
             NatConfig {
                 max_sessions: 1000,
                 ports_per_subscriber: 64,
+                port_block_size: 0,
+                port_blocks_per_subscriber: 8,
+                port_hold: 120,
                 sessions_per_subscriber: 1000,
                 new_sessions_per_second: 2000,
                 new_sessions_burst: 2000,
@@ -1388,6 +1450,41 @@ mac = "02:00:00:00:02:01"
         assert_eq!(e.field, "timeouts.udp");
         let e = err(&format!("{EXAMPLE}\n[timeouts]\ntcp = 604801\n"));
         assert_eq!((e.field.as_str(), e.message.as_str()), ("timeouts.tcp", "604801 s is outside 1..=604800"));
+    }
+
+    #[test]
+    fn port_blocks() {
+        let text = format!(
+            "{EXAMPLE}\n[nat]\nport_block_size = 100\nport_blocks_per_subscriber = 4\nport_hold = 30\n\
+             [logging]\nipfix = [\"127.0.0.1\"]\nevents = \"blocks\"\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!((c.nat.port_block_size, c.nat.port_blocks_per_subscriber, c.nat.port_hold), (100, 4, 30));
+        assert_eq!(c.logging.events, Some(LogEvents::Blocks));
+        assert_eq!(c.logging.mask(true), crate::logging::EventMask::BLOCKS);
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!((c.nat.port_block_size, c.nat.port_blocks_per_subscriber, c.nat.port_hold), (0, 8, 120));
+        // A whole worker's slice is one block; one port more does not fit, nor with two
+        // workers half of it.
+        assert!(Config::parse(&format!("{EXAMPLE}\n[nat]\nport_block_size = 64512\n")).is_ok());
+        let e = err(&format!("{EXAMPLE}\n[nat]\nport_block_size = 64513\n"));
+        assert_eq!(e.field, "nat.port_block_size");
+        assert!(e.message.contains("64512"), "{e}");
+        let two = replace("cores = [1]", "cores = [1, 2]");
+        let e = err(&format!("{two}\n[nat]\nport_block_size = 32257\n"));
+        assert!(e.message.contains("2 worker(s) each owns 32256"), "{e}");
+        for (bad, field) in [
+            ("port_blocks_per_subscriber = 0", "nat.port_blocks_per_subscriber"),
+            ("port_blocks_per_subscriber = 1025", "nat.port_blocks_per_subscriber"),
+            ("port_hold = 0", "nat.port_hold"),
+            ("port_hold = 3601", "nat.port_hold"),
+        ] {
+            let e = err(&format!("{EXAMPLE}\n[nat]\nport_block_size = 64\n{bad}\n"));
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
+        let e = err(&format!("{EXAMPLE}\n[logging]\nipfix = [\"127.0.0.1\"]\nevents = \"blocks\"\n"));
+        assert_eq!(e.field, "logging.events");
+        assert!(e.message.contains("nat.port_block_size"), "{e}");
     }
 
     #[test]
@@ -1528,6 +1625,7 @@ mac = "02:00:00:00:02:01"
             ("ipfix = [\"127.0.0.1\"]\nsyslog = \"[::1]:514\"", "logging"),
             ("events = \"everything\"", "logging.events"),
             ("events = \"blocks\"", "logging.events"),
+            ("events = \"blocks\"\nipfix = [\"127.0.0.1\"]", "logging.events"),
             ("mtu = 100", "logging.mtu"),
             ("template_refresh = 0", "logging.template_refresh"),
             ("ring = 1", "logging.ring"),

@@ -122,6 +122,12 @@ worker_counters! {
     nat_create_failed_ports_exhausted,
     /// Session creations refused: the tuple is already in use.
     nat_create_failed_tuple_in_use,
+    /// Port blocks held by subscribers now, in use or idle (port block allocation).
+    nat_blocks,
+    /// Port blocks allocated to subscribers (natEvent 16).
+    nat_blocks_allocated,
+    /// Port blocks released back to the pool (natEvent 17).
+    nat_blocks_released,
     /// Packets translated twice (inside to an inside host's external endpoint).
     nat_hairpinned,
     /// ICMP errors translated.
@@ -132,6 +138,9 @@ worker_counters! {
     handoff_out,
     /// Packets other workers handed to this one.
     handoff_in,
+    /// Poll passes that left the receive queues alone because a handoff stage to a busy
+    /// worker was backlogged (back-pressure: the frames waited in the NIC's queues).
+    handoff_paused,
     /// Frames handed toward the kernel's host interfaces (taken by the host ring).
     host_punted,
     /// Frames the kernel sent on host interfaces, handled by this worker.

@@ -9,8 +9,10 @@ use dpdk::{Burst, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, R
 use crate::io::{Frame, PacketIo, TxReport};
 use crate::time::Instant;
 
-/// Frames per RX burst and per TX stage.
+/// Frames per TX stage and handoff stage, and the default RX burst.
 pub const BURST: usize = 32;
+/// The largest RX burst (`[workers] burst`): the pipeline's vector capacity.
+pub const MAX_RX_BURST: usize = crate::pipeline::MAX_BURST;
 
 impl Frame for Mbuf {
     #[inline]
@@ -40,7 +42,9 @@ pub struct DpdkIo {
     txq: Vec<TxQueue>,
     pool: Mempool,
     /// Received frames, stored in reverse so `pop` yields arrival order.
-    rx: Burst<BURST>,
+    rx: Burst<MAX_RX_BURST>,
+    /// Frames per RX burst (`[workers] burst`), at most [`MAX_RX_BURST`].
+    rx_max: usize,
     tx: Vec<Burst<BURST>>,
     garbage: Burst<BURST>,
     report: TxReport,
@@ -82,18 +86,33 @@ impl HostRings {
     }
 }
 
-/// Slots of every handoff ring (one per ordered worker pair).
-pub const HANDOFF_RING: u32 = 1024;
+/// Slots of every handoff ring (one per ordered worker pair) unless configured
+/// (`[workers] handoff_ring`).
+pub const HANDOFF_RING: u32 = 4096;
+
+/// Frames one worker stages for another: what one poll pass hands over (at most a
+/// burst per port) plus the backlog a full ring left behind.
+pub const HANDOFF_STAGE: usize = 512;
 
 struct Outbound {
     ring: MbufRingProducer,
-    stage: Burst<BURST>,
+    stage: Burst<HANDOFF_STAGE>,
 }
 
 /// One worker's ends of the handoff rings: a single-producer/single-consumer ring to
 /// every other worker and the consumer ends of the rings into this one. One ring per
 /// pair keeps the order in which one worker handed frames to another, whatever port
 /// they came from; the port index travels in the mbuf's `port` field.
+///
+/// **Back-pressure.** Frames for another worker are staged during the pass and moved to
+/// its ring with one bulk enqueue at the end of the pass. What a full ring does not take
+/// stays staged, in order, and goes first next time; while a stage has less room than
+/// one more pass of receive bursts could add, [`PacketIo::rx_paused`] tells the worker
+/// to leave its receive queues alone (it still reads the rings into it, so two workers
+/// waiting on each other both make progress). The frames that keep arriving then wait in
+/// the NIC's queues, and if those overflow the NIC counts it (`imissed`): loss, if
+/// any, is where an operator looks for it, not a silent handoff drop. Only a frame that
+/// finds its stage full is dropped, as `handoff_full`.
 pub struct HandoffRings {
     /// `out[to]` (`None` for this worker itself).
     out: Vec<Option<Outbound>>,
@@ -126,18 +145,20 @@ impl HandoffRings {
             out.send(report);
         }
     }
+
+    /// Whether some stage has less room than `room` frames.
+    fn backlogged(&self, room: usize) -> bool {
+        self.out.iter().flatten().any(|o| o.stage.free_space() < room)
+    }
 }
 
 impl Outbound {
+    /// One bulk enqueue of everything staged; what the ring does not take stays staged.
     fn send(&mut self, report: &mut TxReport) {
         if self.stage.is_empty() {
             return;
         }
-        let staged = self.stage.len() as u64;
-        let moved = self.ring.enqueue_burst(&mut self.stage) as u64;
-        report.handed_off += moved;
-        report.handoff_refused += staged - moved;
-        self.stage.clear();
+        report.handed_off += self.ring.enqueue_burst(&mut self.stage) as u64;
     }
 }
 
@@ -152,6 +173,7 @@ impl DpdkIo {
             txq,
             pool,
             rx: Burst::new(),
+            rx_max: BURST,
             tx,
             garbage: Burst::new(),
             report: TxReport::default(),
@@ -173,6 +195,13 @@ impl DpdkIo {
     /// burst (`net_af_packet`) send fewer, fuller bursts. 0 sends every pass.
     pub fn with_tx_drain(mut self, us: u32) -> DpdkIo {
         self.drain_cycles = dpdk::cycles::tsc_hz() / 1_000_000 * u64::from(us);
+        self
+    }
+
+    /// Receive up to `n` frames per burst (`[workers] burst`; clamped to
+    /// 1..=[`MAX_RX_BURST`]). The default is [`BURST`].
+    pub fn with_burst(mut self, n: usize) -> DpdkIo {
+        self.rx_max = n.clamp(1, MAX_RX_BURST);
         self
     }
 
@@ -207,7 +236,7 @@ impl PacketIo for DpdkIo {
 
     #[inline]
     fn rx_burst(&mut self, port: u16) -> usize {
-        let n = self.rxq[usize::from(port)].rx_burst(&mut self.rx);
+        let n = self.rxq[usize::from(port)].rx_burst_up_to(&mut self.rx, self.rx_max);
         self.rx.as_mut_slice().reverse();
         // The worker reads every header of the burst first (`peek_rx`): start them all.
         for m in self.rx.as_slice() {
@@ -307,7 +336,19 @@ impl PacketIo for DpdkIo {
             out.send(&mut self.report);
         }
         frame.set_port(port);
-        out.stage.push(frame)
+        if let Err(frame) = out.stage.push(frame) {
+            // The ring and the stage are both full (RX should have paused before this).
+            self.report.handoff_refused += 1;
+            self.free(frame);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn rx_paused(&self) -> bool {
+        // Room for one more pass of receive bursts (every port's), or half the stage.
+        let room = (self.rxq.len() * BURST).min(HANDOFF_STAGE / 2);
+        self.handoff.as_ref().is_some_and(|h| h.backlogged(room))
     }
 
     fn handoff_sources(&self) -> usize {
@@ -320,6 +361,10 @@ impl PacketIo for DpdkIo {
         let Some(ring) = h.inbound.get_mut(source) else { return 0 };
         let n = ring.dequeue_burst(&mut h.rx);
         h.rx.as_mut_slice().reverse();
+        // As for RX bursts: the stages read every header of the burst first.
+        for m in h.rx.as_slice() {
+            m.prefetch();
+        }
         n
     }
 

@@ -34,7 +34,8 @@ pub struct TxReport {
     pub refused: u64,
     /// Packets handed to other workers' rings.
     pub handed_off: u64,
-    /// Packets a full handoff ring did not take (freed, to be counted as `handoff_full`).
+    /// Packets handed off when the stage to their worker was full: its ring had taken
+    /// nothing for a while (freed, to be counted as `handoff_full`).
     pub handoff_refused: u64,
     /// Frames handed toward the kernel's host interfaces.
     pub punted: u64,
@@ -90,12 +91,22 @@ pub trait PacketIo {
     }
 
     /// Stage `frame`, received on `port`, for worker `to` (sent with the next flush,
-    /// counted in its [`TxReport`]). A backend without handoff gives the frame back.
+    /// counted in its [`TxReport`]; what the ring cannot take yet stays staged, see
+    /// [`PacketIo::rx_paused`]). A backend without handoff gives the frame back.
     /// `port` travels with the frame untouched (the pipeline keeps a flag in its top
     /// bit, `pipeline::HANDOFF_HAIRPIN`).
     fn handoff(&mut self, to: u16, port: u16, frame: Self::Frame) -> Result<(), Self::Frame> {
         let _ = (to, port);
         Err(frame)
+    }
+
+    /// Back-pressure: true while a handoff stage holds frames a busy worker's ring has
+    /// not taken and has too little room left for another pass of receive bursts. The
+    /// worker then leaves its receive queues alone for the pass (the frames wait in the
+    /// NIC's queues, which count what overflows as `imissed`) but still reads the
+    /// rings into it, so workers waiting on each other all make progress.
+    fn rx_paused(&self) -> bool {
+        false
     }
 
     /// Number of rings other workers hand this one frames on.
@@ -142,8 +153,8 @@ pub mod mem {
     use std::collections::VecDeque;
     use std::rc::Rc;
 
-    /// In-memory handoff between workers driven by one test thread: one queue per
-    /// destination worker of `(port, frame)`.
+    /// In-memory handoff between workers driven by one test thread: one queue (the
+    /// "ring" into that worker) per destination worker of `(port, frame)`.
     pub type MemRings = Rc<RefCell<Vec<VecDeque<(u16, MemFrame)>>>>;
 
     /// Handoff queues for `workers` workers.
@@ -203,9 +214,13 @@ pub mod mem {
         pub freed: usize,
         /// This worker's index and the shared handoff queues (see [`rings`]).
         pub handoff: Option<(u16, MemRings)>,
-        /// Frames handed off per flush at most (simulates a full ring); the rest are freed.
-        pub handoff_limit: usize,
-        handed: usize,
+        /// Frames a destination's queue holds at most (its ring; 0: a worker that never
+        /// reads it). What does not fit stays staged, as on DPDK.
+        pub handoff_ring: usize,
+        /// Frames staged per destination at most; a frame beyond is `handoff_refused`.
+        pub handoff_stage: usize,
+        /// Frames staged for each destination, oldest first.
+        staged_handoff: Vec<VecDeque<(u16, MemFrame)>>,
         refused_handoffs: u64,
         handed_total: u64,
         handoff_rx: VecDeque<(u16, MemFrame)>,
@@ -236,8 +251,9 @@ pub mod mem {
                 staged: vec![Vec::new(); ports],
                 freed: 0,
                 handoff: None,
-                handoff_limit: usize::MAX,
-                handed: 0,
+                handoff_ring: usize::MAX,
+                handoff_stage: 512,
+                staged_handoff: Vec::new(),
                 refused_handoffs: 0,
                 handed_total: 0,
                 handoff_rx: VecDeque::new(),
@@ -272,8 +288,14 @@ pub mod mem {
 
         /// Join worker `me` to the handoff queues `rings`.
         pub fn with_handoff(mut self, me: u16, rings: MemRings) -> MemIo {
+            self.staged_handoff = (0..rings.borrow().len()).map(|_| VecDeque::new()).collect();
             self.handoff = Some((me, rings));
             self
+        }
+
+        /// Frames staged for worker `to` that its queue has not taken yet.
+        pub fn handoff_backlog(&self, to: u16) -> usize {
+            self.staged_handoff.get(usize::from(to)).map_or(0, VecDeque::len)
         }
 
         /// Queue a frame as if it arrived on `port`.
@@ -324,9 +346,16 @@ pub mod mem {
                     }
                 }
             }
+            if let Some((_, rings)) = &self.handoff {
+                let mut rings = rings.borrow_mut();
+                for (q, stage) in rings.iter_mut().zip(&mut self.staged_handoff) {
+                    let n = stage.len().min(self.handoff_ring.saturating_sub(q.len()));
+                    q.extend(stage.drain(..n));
+                    self.handed_total += n as u64;
+                }
+            }
             r.handed_off = std::mem::take(&mut self.handed_total);
             r.handoff_refused = std::mem::take(&mut self.refused_handoffs);
-            self.handed = 0;
             for (i, (port, f)) in self.punt_staged.drain(..).enumerate() {
                 if i < self.punt_limit {
                     r.punted += 1;
@@ -354,16 +383,18 @@ pub mod mem {
             Some(MemFrame { buf: vec![0u8; ROOM], len: 0 })
         }
         fn handoff(&mut self, to: u16, port: u16, frame: MemFrame) -> Result<(), MemFrame> {
-            let Some((_, rings)) = &self.handoff else { return Err(frame) };
-            if self.handed >= self.handoff_limit {
+            let Some(stage) = self.staged_handoff.get_mut(usize::from(to)) else { return Err(frame) };
+            if stage.len() >= self.handoff_stage {
                 self.refused_handoffs += 1;
                 self.freed += 1;
                 return Ok(());
             }
-            self.handed += 1;
-            self.handed_total += 1;
-            rings.borrow_mut()[usize::from(to)].push_back((port, frame));
+            stage.push_back((port, frame));
             Ok(())
+        }
+        fn rx_paused(&self) -> bool {
+            let room = (self.input.len() * self.burst).min(self.handoff_stage / 2);
+            self.staged_handoff.iter().any(|s| self.handoff_stage - s.len().min(self.handoff_stage) < room)
         }
         fn handoff_sources(&self) -> usize {
             usize::from(self.handoff.is_some())

@@ -51,6 +51,9 @@ pub fn nat_config(config: &Config, rules: &RuleSet, worker: u16, workers: u16, s
     let mut c = NatConfig::new(pool, worker, workers);
     c.max_sessions = config.nat.max_sessions;
     c.ports_per_subscriber = config.nat.ports_per_subscriber;
+    c.port_block_size = config.nat.port_block_size;
+    c.port_blocks_per_subscriber = config.nat.port_blocks_per_subscriber;
+    c.port_hold = crate::time::Duration::from_secs(u64::from(config.nat.port_hold));
     c.sessions_per_subscriber = config.nat.sessions_per_subscriber;
     c.new_sessions_per_second = config.nat.new_sessions_per_second;
     c.new_sessions_burst = config.nat.new_sessions_burst;

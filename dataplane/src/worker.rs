@@ -234,7 +234,15 @@ impl<Io: PacketIo> Worker<Io> {
     pub fn poll(&mut self, now: Instant) -> usize {
         let mut received = 0;
         let mut t = self.cycles();
-        for port in 0..self.io.port_count() as u16 {
+        // Back-pressure: while a handoff stage to a busy worker is backlogged, new frames
+        // wait in the NIC's queues (see `PacketIo::rx_paused`).
+        let rx_ports = if self.io.rx_paused() {
+            self.counters.handoff_paused.inc();
+            0
+        } else {
+            self.io.port_count() as u16
+        };
+        for port in 0..rx_ports {
             if self.io.rx_burst(port) == 0 {
                 continue;
             }
@@ -243,14 +251,15 @@ impl<Io: PacketIo> Worker<Io> {
             }
             let (mut n, mut bytes) = (0, 0);
             while let Some(frame) = self.io.next_rx() {
+                if self.vec.is_full() {
+                    // A burst larger than the vector: run it in vector-sized parts.
+                    t = self.record(Stage::PortRx, 0, t);
+                    t = self.run_vector(now, t);
+                }
                 n += 1;
                 bytes += frame.len() as u64;
                 let meta = Meta::new(port, frame_len(&frame), 0);
-                if let Err(frame) = self.vec.push(frame, meta, Stage::L2Input) {
-                    // More than the vector holds: a backend that ignored the burst size.
-                    self.counters.count_drop(DropReason::TxFull);
-                    self.io.free(frame);
-                }
+                self.vec.push(frame, meta, Stage::L2Input);
             }
             received += n;
             self.counters.rx_packets.add(n as u64);
@@ -269,13 +278,14 @@ impl<Io: PacketIo> Worker<Io> {
             let mut n = 0;
             let first = if self.nat.is_some() { Stage::NatClassify } else { Stage::L2Input };
             while let Some((tag, frame)) = self.io.next_handoff() {
+                if self.vec.is_full() {
+                    t = self.record(Stage::HandoffRx, 0, t);
+                    t = self.run_vector(now, t);
+                }
                 n += 1;
                 let flags = F_HANDED | if tag & HANDOFF_HAIRPIN != 0 { F_HAIRPIN } else { 0 };
                 let meta = Meta::new(tag & !HANDOFF_HAIRPIN, frame_len(&frame), flags);
-                if let Err(frame) = self.vec.push(frame, meta, first) {
-                    self.counters.count_drop(DropReason::HandoffFull);
-                    self.io.free(frame);
-                }
+                self.vec.push(frame, meta, first);
             }
             received += n;
             self.counters.handoff_in.add(n as u64);
@@ -286,12 +296,13 @@ impl<Io: PacketIo> Worker<Io> {
         if self.io.host_burst() > 0 {
             let mut n = 0;
             while let Some((port, frame)) = self.io.next_host() {
+                if self.vec.is_full() {
+                    t = self.record(Stage::HostRx, 0, t);
+                    t = self.run_vector(now, t);
+                }
                 n += 1;
                 let meta = Meta::new(port, frame_len(&frame), 0);
-                if let Err(frame) = self.vec.push(frame, meta, Stage::HostInput) {
-                    self.counters.count_drop(DropReason::TxFull);
-                    self.io.free(frame);
-                }
+                self.vec.push(frame, meta, Stage::HostInput);
             }
             t = self.record(Stage::HostRx, n, t);
             t = self.run_vector(now, t);
@@ -393,10 +404,8 @@ impl<Io: PacketIo> Worker<Io> {
                 // Already steered (or handed here): never steered again.
                 let mut meta = Meta::new(d.port, frame_len(&d.frame), d.flags | F_HANDED);
                 meta.parked_until = d.deadline;
-                if let Err(frame) = self.vec.push(d.frame, meta, Stage::NatClassify) {
-                    self.counters.count_drop(DropReason::FragmentNoState);
-                    self.io.free(frame);
-                }
+                // At most DEFER_CAPACITY (64) frames: the vector holds them all.
+                self.vec.push(d.frame, meta, Stage::NatClassify);
             }
         }
         self.deferred_spare = pending;

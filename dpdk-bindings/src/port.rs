@@ -597,7 +597,7 @@ impl Port {
         );
         // SAFETY: `&mut self` plus the claim check make us the only user of
         // this configured queue.
-        unsafe { rx_burst_raw(s.id, queue, burst) }
+        unsafe { rx_burst_raw(s.id, queue, burst, N) }
     }
 
     /// Send mbufs from the front of `burst` on TX queue `queue`; returns how
@@ -624,13 +624,14 @@ impl Port {
 /// `queue` must be a configured RX queue of `port` that no other thread
 /// polls concurrently.
 #[inline]
-pub(crate) unsafe fn rx_burst_raw<const N: usize>(port: u16, queue: u16, burst: &mut Burst<N>) -> usize {
+pub(crate) unsafe fn rx_burst_raw<const N: usize>(port: u16, queue: u16, burst: &mut Burst<N>, max: usize) -> usize {
     let (spare, room) = burst.spare_raw();
+    let room = room.min(max);
     if room == 0 {
         return 0;
     }
     // SAFETY: the caller guarantees exclusive use of a configured queue;
-    // `spare` has `room` (<= u16::MAX, checked by Burst) writable slots.
+    // `spare` has at least `room` (<= u16::MAX, checked by Burst) writable slots.
     // The PMD writes `n` owned mbuf pointers there, which the burst takes.
     unsafe {
         let n = sys::shim_rte_eth_rx_burst(port, queue, spare, room as u16);

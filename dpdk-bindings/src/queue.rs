@@ -60,10 +60,17 @@ impl RxQueue {
     /// added (0 while the port is stopped).
     #[inline]
     pub fn rx_burst<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        self.rx_burst_up_to(burst, N)
+    }
+
+    /// As [`rx_burst`](Self::rx_burst), receiving at most `max` mbufs (a burst size
+    /// chosen at run time below the burst's capacity).
+    #[inline]
+    pub fn rx_burst_up_to<const N: usize>(&mut self, burst: &mut Burst<N>, max: usize) -> usize {
         // SAFETY: the queue was configured when claimed, cannot be
         // reconfigured while this handle lives, and this handle is its only
         // user (`&mut self`, claimed once).
-        unsafe { rx_burst_raw(self.shared.id, self.queue, burst) }
+        unsafe { rx_burst_raw(self.shared.id, self.queue, burst, max) }
     }
 }
 

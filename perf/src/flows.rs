@@ -14,8 +14,12 @@
 //! with correct checksums, computed from precomputed partial sums — a few additions per
 //! frame, so the generator costs little next to the worker it feeds. Its template frame
 //! comes from `dataplane::testkit`, the builder every test uses; only the per-frame
-//! fields (source address, ports, stamp, checksums) are rewritten in place. The first
-//! [`STAMP_LEN`] payload bytes carry a TSC timestamp (48 bits) for latency.
+//! fields (the flow's address, ports, stamp, checksums) are rewritten in place. The first
+//! [`STAMP_LEN`] payload bytes carry a TSC timestamp (48 bits) for latency. A writer is
+//! outbound ([`FrameWriter::new`]: from the flow's inside address to a fixed server) or
+//! inbound ([`FrameWriter::inbound`]: from the server back to the flow's address);
+//! [`ReturnFlows`] gives each flow's return tuple — to its external endpoint behind a
+//! NAT, or to the inside host itself when forwarding.
 
 use std::net::Ipv4Addr;
 
@@ -56,7 +60,7 @@ impl L4 {
 /// Why a flow space or frame size was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlowError {
-    #[error("{0} subscribers do not fit in 100.64.0.0/10 (at most 4194302)")]
+    #[error("{0} subscribers do not fit in 100.64.0.0/10 beside the router (at most 4194301)")]
     Subscribers(u32),
     #[error("need at least one subscriber and one flow")]
     Empty,
@@ -95,7 +99,8 @@ impl FlowSpace {
         if subscribers == 0 || flows_per_subscriber == 0 || max_sports == 0 {
             return Err(FlowError::Empty);
         }
-        if subscribers > (1 << 22) - 2 {
+        // 100.64.0.1 up, short of 100.127.255.254 (the worker's inside address).
+        if subscribers > (1 << 22) - 3 {
             return Err(FlowError::Subscribers(subscribers));
         }
         let sport_all = u32::from(SPORT_RANGE.1 - SPORT_RANGE.0) + 1;
@@ -148,6 +153,11 @@ impl FlowSpace {
         self.subscribers
     }
 
+    /// The inside address of subscriber `s` (`0..subscribers()`).
+    pub fn subscriber(&self, s: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.inside_base + s)
+    }
+
     /// Source ports each subscriber uses (its MASQUERADE mappings, at most).
     pub fn sport_count(&self) -> u32 {
         self.sport_n
@@ -161,13 +171,95 @@ impl FlowSpace {
     /// Flow `g` (taken modulo the space): inside address, source port, destination port.
     #[inline]
     pub fn flow(&self, g: u64) -> (u32, u16, u16) {
-        let g = g % self.len();
-        let s = (g % u64::from(self.subscribers)) as u32;
-        let k = g / u64::from(self.subscribers);
-        let p = (k.wrapping_mul(self.mul).wrapping_add(self.add)) % self.pairs;
+        let (s, p) = self.parts(g);
         let sport = self.sport_lo + (p % u64::from(self.sport_n)) as u16;
         let dport = self.dport_lo + (p / u64::from(self.sport_n)) as u16;
         (self.inside_base + s, sport, dport)
+    }
+
+    /// (subscriber number, port-pair number) of flow `g`.
+    #[inline]
+    fn parts(&self, g: u64) -> (u32, u64) {
+        let g = g % self.len();
+        let s = (g % u64::from(self.subscribers)) as u32;
+        let k = g / u64::from(self.subscribers);
+        (s, (k.wrapping_mul(self.mul).wrapping_add(self.add)) % self.pairs)
+    }
+
+    /// Inside endpoints (address, source port) the flows use at most: subscribers ×
+    /// source ports. With endpoint-independent mapping, one mapping each.
+    pub fn endpoints(&self) -> usize {
+        self.subscribers as usize * self.sport_n as usize
+    }
+
+    /// The inside endpoint number `i` (`0..endpoints()`): address and source port.
+    pub fn endpoint(&self, i: usize) -> (u32, u16) {
+        let n = self.sport_n as usize;
+        (self.inside_base + (i / n) as u32, self.sport_lo + (i % n) as u16)
+    }
+
+    /// The number of flow `g`'s inside endpoint (see [`FlowSpace::endpoint`]).
+    #[inline]
+    pub fn endpoint_of(&self, g: u64) -> usize {
+        let (s, p) = self.parts(g);
+        s as usize * self.sport_n as usize + (p % u64::from(self.sport_n)) as usize
+    }
+}
+
+/// Where the server's replies to each flow go, for an inbound [`FrameWriter`].
+#[derive(Clone, Debug)]
+pub struct ReturnFlows {
+    /// Translated: the external address and every inside endpoint's external port, by
+    /// endpoint number. `None`: untranslated (back to the inside host itself).
+    outside: Option<(u32, Vec<u16>)>,
+}
+
+/// An inside endpoint has no mapping to send its return traffic to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no mapping for inside endpoint {addr}:{port}: open the sessions before return traffic")]
+pub struct NoMapping {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+}
+
+impl ReturnFlows {
+    /// Replies to the inside hosts themselves (plain routing, no NAT).
+    pub fn untranslated() -> ReturnFlows {
+        ReturnFlows { outside: None }
+    }
+
+    /// Replies to the external endpoints a NAT mapped the flows of `space` to: `external`
+    /// and, for each inside endpoint, the port `mapped(address, source port)` returns.
+    pub fn translated(
+        space: &FlowSpace,
+        external: Ipv4Addr,
+        mut mapped: impl FnMut(Ipv4Addr, u16) -> Option<u16>,
+    ) -> Result<ReturnFlows, NoMapping> {
+        let ports = (0..space.endpoints())
+            .map(|i| {
+                let (a, p) = space.endpoint(i);
+                mapped(Ipv4Addr::from(a), p).ok_or(NoMapping { addr: Ipv4Addr::from(a), port: p })
+            })
+            .collect::<Result<Vec<u16>, NoMapping>>()?;
+        Ok(ReturnFlows { outside: Some((u32::from(external), ports)) })
+    }
+
+    /// The reply to flow `g` of `space`, for [`FrameWriter::write`] of an inbound
+    /// writer: (destination address, source port = the flow's destination port,
+    /// destination port).
+    #[inline]
+    pub fn flow(&self, space: &FlowSpace, g: u64) -> (u32, u16, u16) {
+        let (inside, sport, dport) = space.flow(g);
+        match &self.outside {
+            None => (inside, dport, sport),
+            Some((ext, ports)) => (*ext, dport, ports[space.endpoint_of(g)]),
+        }
+    }
+
+    /// Where the NAT must deliver the reply to flow `g`: the inside host and port.
+    pub fn inside(&self, space: &FlowSpace, g: u64) -> (Ipv4Addr, u16) {
+        let (inside, sport, _) = space.flow(g);
+        (Ipv4Addr::from(inside), sport)
     }
 }
 
@@ -184,10 +276,13 @@ fn fold(mut s: u64) -> u16 {
     s as u16
 }
 
-/// Writes frames of one size, protocol and destination; only the flow and stamp vary.
+/// Writes frames of one size, protocol and fixed peer; only the flow and stamp vary.
 #[derive(Clone, Debug)]
 pub struct FrameWriter {
     l4: L4,
+    /// Offset of the address that varies per flow: the source (26) for outbound
+    /// frames, the destination (30) for inbound ones.
+    flow_addr_off: usize,
     /// Frame length without the FCS.
     len: usize,
     /// Ethernet + IPv4 + L4 header with every constant field set.
@@ -201,7 +296,8 @@ pub struct FrameWriter {
 
 impl FrameWriter {
     /// Frames of `frame_size` bytes on the wire including the 4-byte FCS (so 64 B
-    /// frames are 60 bytes in the buffer), from `src_mac` to `dst_mac`, to `dst`.
+    /// frames are 60 bytes in the buffer), from `src_mac` to `dst_mac`, from each flow's
+    /// address to `dst`.
     pub fn new(
         l4: L4,
         frame_size: usize,
@@ -209,20 +305,45 @@ impl FrameWriter {
         dst_mac: [u8; 6],
         dst: Ipv4Addr,
     ) -> Result<Self, FlowError> {
+        Self::build(l4, frame_size, src_mac, dst_mac, dst, 26)
+    }
+
+    /// Frames as [`FrameWriter::new`], but from `src` to each flow's address (return
+    /// traffic: write it a [`ReturnFlows::flow`]).
+    pub fn inbound(
+        l4: L4,
+        frame_size: usize,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        src: Ipv4Addr,
+    ) -> Result<Self, FlowError> {
+        Self::build(l4, frame_size, src_mac, dst_mac, src, 30)
+    }
+
+    fn build(
+        l4: L4,
+        frame_size: usize,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        fixed: Ipv4Addr,
+        flow_addr_off: usize,
+    ) -> Result<Self, FlowError> {
         let min = L4_OFF + l4.header_len() + STAMP_LEN + 4;
         if !(min.max(64)..=1518).contains(&frame_size) {
             return Err(FlowError::FrameSize { size: frame_size, min: min.max(64), l4 });
         }
         let len = frame_size - 4;
         // The template: a frame from the shared test builder (dataplane::testkit) with
-        // source address 0.0.0.0, ports 0 and a zero payload; then the fields `write`
+        // the flow's address 0.0.0.0, ports 0 and a zero payload; then the fields `write`
         // sets per frame are cleared, so the partial sums below leave them out.
         let payload = vec![0u8; len - L4_OFF - l4.header_len()];
+        let (src, dst) =
+            if flow_addr_off == 26 { (Ipv4Addr::UNSPECIFIED, fixed) } else { (fixed, Ipv4Addr::UNSPECIFIED) };
         let built = match l4 {
-            L4::Udp => testkit::udp_frame(src_mac, dst_mac, Ipv4Addr::UNSPECIFIED, dst, 0, 0, 64, &payload),
+            L4::Udp => testkit::udp_frame(src_mac, dst_mac, src, dst, 0, 0, 64, &payload),
             L4::Tcp => {
                 let seg = testkit::TcpSeg { flags: testkit::TCP_ACK, seq: 0x0100_0000, ack: 0, window: 0xffff };
-                testkit::tcp_frame(src_mac, dst_mac, Ipv4Addr::UNSPECIFIED, dst, 0, 0, 64, seg, &payload)
+                testkit::tcp_frame(src_mac, dst_mac, src, dst, 0, 0, 64, seg, &payload)
             }
         };
         debug_assert_eq!(built.len(), len);
@@ -240,8 +361,8 @@ impl FrameWriter {
         if l4 == L4::Tcp {
             l4_hdr[13] = 0; // flags are added per frame
         }
-        let l4_base = sum16(&dst.octets()) + u64::from(l4.proto()) + u64::from(l4_len) + sum16(&l4_hdr);
-        Ok(FrameWriter { l4, len, template: t, ip_base, l4_base })
+        let l4_base = sum16(&fixed.octets()) + u64::from(l4.proto()) + u64::from(l4_len) + sum16(&l4_hdr);
+        Ok(FrameWriter { l4, flow_addr_off, len, template: t, ip_base, l4_base })
     }
 
     /// Frame length in the buffer (without FCS).
@@ -258,13 +379,16 @@ impl FrameWriter {
         L4_OFF + self.l4.header_len()
     }
 
-    /// Write `flow` = `(src, sport, dport)` (as [`FlowSpace::flow`] gives it) stamped with `stamp` into `buf` (at least
+    /// Write `flow` = `(address, sport, dport)` — as [`FlowSpace::flow`] gives it for an
+    /// outbound writer (the address is the source), as [`ReturnFlows::flow`] gives it for
+    /// an inbound one (the destination) — stamped with `stamp` into `buf` (at least
     /// [`FrameWriter::len`] bytes; the payload after the stamp is zeroed the first time,
     /// `fresh`, and assumed still zero afterwards — the NAT never writes it). `syn` sets
     /// TCP's SYN instead of ACK.
     #[inline]
     pub fn write(&self, buf: &mut [u8], fresh: bool, flow: (u32, u16, u16), stamp: u64, syn: bool) {
         let (src, sport, dport) = flow;
+        let off = self.flow_addr_off;
         let hl = self.l4.header_len();
         let stamp_off = L4_OFF + hl;
         if fresh {
@@ -272,7 +396,7 @@ impl FrameWriter {
         }
         buf[..stamp_off].copy_from_slice(&self.template[..stamp_off]);
         let s = src.to_be_bytes();
-        buf[26..30].copy_from_slice(&s);
+        buf[off..off + 4].copy_from_slice(&s);
         let src_sum = u64::from(src >> 16) + u64::from(src & 0xffff);
         let ip_csum = !fold(self.ip_base + src_sum);
         buf[24..26].copy_from_slice(&ip_csum.to_be_bytes());
@@ -345,7 +469,9 @@ mod tests {
     fn refuses_impossible_spaces() {
         assert_eq!(FlowSpace::new(0, 1, 1).unwrap_err(), FlowError::Empty);
         assert!(matches!(FlowSpace::new(1, 10_000_000, 1), Err(FlowError::TooManyFlows { .. })));
-        assert!(matches!(FlowSpace::new(1 << 22, 1, 1), Err(FlowError::Subscribers(_))));
+        assert!(matches!(FlowSpace::new((1 << 22) - 2, 1, 1), Err(FlowError::Subscribers(_))));
+        let most = FlowSpace::new((1 << 22) - 3, 1, 1).unwrap();
+        assert_eq!(most.subscriber((1 << 22) - 4), Ipv4Addr::new(100, 127, 255, 253));
         assert!(FrameWriter::new(L4::Udp, 63, [0; 6], [0; 6], DST).is_err());
         assert!(FrameWriter::new(L4::Udp, 1519, [0; 6], [0; 6], DST).is_err());
     }
@@ -383,6 +509,62 @@ mod tests {
             check(L4::Udp, size);
             check(L4::Tcp, size);
         }
+    }
+
+    #[test]
+    fn endpoints_number_every_flows_inside_side() {
+        let f = FlowSpace::new(5, 40, 3).unwrap();
+        assert_eq!(f.endpoints(), 15);
+        let mut used = HashSet::new();
+        for g in 0..f.len() {
+            let (a, sp, _) = f.flow(g);
+            let i = f.endpoint_of(g);
+            assert!(i < f.endpoints());
+            assert_eq!(f.endpoint(i), (a, sp), "flow {g}");
+            used.insert(i);
+        }
+        assert_eq!(used.len(), 15, "every endpoint carries flows");
+    }
+
+    #[test]
+    fn return_frames_go_to_the_mapping_or_the_inside_host() {
+        let f = FlowSpace::new(3, 50, 8).unwrap();
+        let ext = Ipv4Addr::new(198, 18, 0, 1);
+        // A stand-in NAT: endpoint (a, p) mapped to port 10000 + last octet * 100 + p % 100.
+        let map = |a: Ipv4Addr, p: u16| Some(10_000 + u16::from(a.octets()[3]) * 100 + p % 100);
+        let nat = ReturnFlows::translated(&f, ext, map).unwrap();
+        let plain = ReturnFlows::untranslated();
+        let w = FrameWriter::inbound(L4::Udp, 64, [2, 0, 0, 0, 0, 0x20], [2, 0, 0, 0, 0, 2], DST).unwrap();
+        let mut buf = vec![0u8; 2048];
+        for g in [0u64, 1, 2, 99, 149] {
+            let (inside, sport, dport) = f.flow(g);
+            for (r, want) in [
+                (&nat, (ext, dport, map(Ipv4Addr::from(inside), sport).unwrap())),
+                (&plain, (Ipv4Addr::from(inside), dport, sport)),
+            ] {
+                w.write(&mut buf, true, r.flow(&f, g), 7, false);
+                let p = testkit::parse_ipv4(&buf[..w.len()]).expect("IPv4");
+                assert!(p.checksums_ok, "flow {g}: {p:?}");
+                assert_eq!((p.src, p.dst), (DST, want.0));
+                assert_eq!((p.sport, p.dport), (Some(want.1), Some(want.2)));
+                assert_eq!(r.inside(&f, g), (Ipv4Addr::from(inside), sport));
+            }
+        }
+        // Return traffic needs every mapping.
+        let missing = ReturnFlows::translated(&f, ext, |_, p| (p != 2025).then_some(p)).unwrap_err();
+        assert_eq!(missing.port, 2025);
+    }
+
+    #[test]
+    fn inbound_tcp_frames_have_valid_checksums() {
+        let w = FrameWriter::inbound(L4::Tcp, 128, [2, 0, 0, 0, 0, 0x20], [2, 0, 0, 0, 0, 2], DST).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let to = u32::from(Ipv4Addr::new(100, 64, 0, 9));
+        w.write(&mut buf, true, (to, 443, 2024), 0xabc, false);
+        let p = testkit::parse_ipv4(&buf[..w.len()]).expect("IPv4");
+        assert!(p.checksums_ok, "{p:?}");
+        assert_eq!((p.src, p.dst, p.proto), (DST, Ipv4Addr::from(to), testkit::PROTO_TCP));
+        assert_eq!((p.sport, p.dport, p.tcp_flags), (Some(443), Some(2024), Some(testkit::TCP_ACK)));
     }
 
     #[test]

@@ -56,6 +56,20 @@ pub struct Point {
     /// With `--logging`: the same establishment run with session logging on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<LoggingPoint>,
+    /// The NAT worker's runtime table over its throughput runs: TSC cycles per packet of
+    /// each pipeline stage that ran (`masqctl stats --runtime`'s figures). Empty with
+    /// `--no-runtime`.
+    #[serde(default)]
+    pub nat_stage_cycles: Vec<StageCycles>,
+}
+
+/// One pipeline stage's cost over a measurement.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct StageCycles {
+    pub stage: String,
+    /// Packets per call (the vector size the stage saw).
+    pub packets_per_call: f64,
+    pub cycles_per_packet: f64,
 }
 
 /// New-session rate with NAT event logging on (IPFIX to a local socket).
@@ -85,6 +99,9 @@ impl Point {
 pub struct Report {
     pub frame_size: usize,
     pub proto: String,
+    /// Share of the throughput runs' frames that are return traffic (outside → inside,
+    /// to established sessions); the rates count both directions.
+    pub return_share: f64,
     pub tsc_hz: u64,
     pub runs: usize,
     pub duration_s: f64,
@@ -122,9 +139,10 @@ impl Report {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "masq-bench: 1 worker, {} B {} frames, TSC {:.2} GHz, median of {} run(s) of {:.1} s",
+            "masq-bench: 1 worker, {} B {} frames ({:.0} % return traffic), TSC {:.2} GHz, median of {} run(s) of {:.1} s",
             self.frame_size,
             self.proto,
+            self.return_share * 100.0,
             self.tsc_hz as f64 / 1e9,
             self.runs,
             self.duration_s
@@ -201,6 +219,7 @@ impl Report {
         let h = self.headline().cloned().unwrap_or_default();
         let v = serde_json::json!({
             "sessions": h.sessions,
+            "return_share": self.return_share,
             "nat_mpps": h.nat_mpps,
             "forward_mpps": h.forward_mpps,
             "nat_forward_ratio": h.nat_forward_ratio,
@@ -239,7 +258,7 @@ mod tests {
 
     #[test]
     fn json_line_has_the_headline_keys() {
-        let mut r = Report { frame_size: 64, ..Default::default() };
+        let mut r = Report { frame_size: 64, return_share: 0.5, ..Default::default() };
         r.points.push(Point { sessions: 10, nat_mpps: 1.0, ..Default::default() });
         r.points.push(Point {
             sessions: 1000,
@@ -258,6 +277,7 @@ mod tests {
         assert_eq!(v["sessions"], 1000);
         assert_eq!(v["nat_forward_ratio"], 0.5);
         assert_eq!(v["latency_p99_us"], 7.5);
+        assert_eq!(v["return_share"], 0.5);
         for k in ["nat_mpps", "forward_mpps", "new_sessions_per_sec", "bytes_per_session"] {
             assert!(v.get(k).is_some(), "{k}");
         }

@@ -264,7 +264,7 @@ command_table! {
     },
     /// `nat.lookup {outside | inside, protocol?}` → [`LookupResult`](super::LookupResult):
     /// who had an external address (and port), or what a subscriber is translated to —
-    /// from the deterministic tables (computed) and the live sessions.
+    /// from the deterministic tables (computed), the live port blocks and the live sessions.
     NatLookup { query: LookupQuery, protocol: Option<Protocol> } = "nat.lookup" {
         args: ["outside", "inside", "protocol"],
         usage: "`outside` (`\"a.b.c.d[:port]\"`) or `inside` (`\"a.b.c.d\"`), `protocol?`",

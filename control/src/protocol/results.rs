@@ -82,11 +82,12 @@ pub struct ExpectationEntry {
     pub expires_in_secs: u64,
 }
 
-/// One answer of `nat.lookup`: a deterministic mapping (a host's whole range) or a live
-/// session.
+/// One answer of `nat.lookup`: a deterministic mapping (a host's whole range), a port
+/// block a subscriber holds, or a live session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupMatch {
-    /// `"deterministic"` (computed, RFC 7422) or `"session"` (live).
+    /// `"deterministic"` (computed, RFC 7422), `"block"` (a live port block) or
+    /// `"session"` (live).
     pub source: String,
     /// The subscriber.
     pub inside_addr: Ipv4Addr,
@@ -94,7 +95,8 @@ pub struct LookupMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inside_port: Option<u16>,
     pub outside_addr: Ipv4Addr,
-    /// The external ports: the host's range (deterministic), or the one port (session).
+    /// The external ports: the host's range (deterministic), the block's, or the one
+    /// port (session).
     pub first_port: u16,
     pub last_port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,18 +104,28 @@ pub struct LookupMatch {
     /// The remote peer (sessions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<SocketAddrV4>,
-    /// Tracking state (sessions).
+    /// Tracking state (sessions); `"ACTIVE"` or `"IDLE"` (no mapping left, released
+    /// after `expires_in_secs`) for blocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Seconds since the session's last packet that refreshed it (sessions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_secs: Option<u64>,
-    /// Seconds until it expires if idle (sessions).
+    /// Seconds until it expires if idle (sessions), or until an idle block is released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_secs: Option<u64>,
-    /// The worker that holds it (sessions).
+    /// The worker that holds it (sessions, blocks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u32>,
+    /// When the subscriber was given the block: RFC 3339, UTC, milliseconds (blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Seconds the subscriber has held the block (blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_secs: Option<u64>,
+    /// Mappings (external ports, all protocols) using the block now (blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mappings: Option<u32>,
 }
 
 /// `nat.lookup`'s result.
@@ -292,6 +304,10 @@ pub struct Stats {
     pub port_utilisation: Vec<PortUtilisation>,
     /// Per-packet processing latency, microseconds.
     pub latency_us: Percentiles,
+    /// TSC ticks per second of the workers' cores: what the `cycles` of
+    /// [`WorkerStats::runtime`] count in.
+    #[serde(default)]
+    pub tsc_hz: u64,
     /// Every counter of [`WorkerStats::counters`], summed over the workers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
@@ -401,6 +417,22 @@ pub struct WorkerStats {
     /// Packets other workers handed to this one.
     #[serde(default)]
     pub handoff_in: u64,
+    /// Per pipeline stage, in pipeline order, since start: VPP's `show runtime`.
+    #[serde(default)]
+    pub runtime: Vec<StageRuntime>,
+}
+
+/// One pipeline stage of one worker, since start (see docs/pipeline.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRuntime {
+    /// The stage's stable name (`l2-input`, `nat-lookup`, ...).
+    pub stage: String,
+    /// Times it ran (each time over the packets of one burst that reached it).
+    pub calls: u64,
+    /// Packets it handled.
+    pub packets: u64,
+    /// TSC cycles it took (see [`Stats::tsc_hz`]).
+    pub cycles: u64,
 }
 
 /// One protocol's sessions, all workers.

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use control::protocol::{
     to_result, ChainListing, Flushed, LookupMatch, LookupQuery, LookupResult, Percentiles, PortStats, PortUtilisation,
     Protocol, RestoreSummary, RuleAdded, RuleEntry, RuleListing, RuleSelector, SavedRules, SessionCount, SessionEntry,
-    SessionPage, Stats, Timeouts, VersionInfo, WorkerStats,
+    SessionPage, StageRuntime, Stats, Timeouts, VersionInfo, WorkerStats,
 };
 use control::{Command, ControlError, Handler, Server, ServerHandle, ServerOptions};
 use serde_json::{json, Value};
@@ -280,6 +280,10 @@ pub fn canned_stats(sessions: usize) -> Stats {
                 rx_packets: 990,
                 tx_packets: 995,
                 sessions_active: 13,
+                runtime: vec![
+                    StageRuntime { stage: "port-rx".into(), calls: 40, packets: 990, cycles: 49500 },
+                    StageRuntime { stage: "nat-lookup".into(), calls: 40, packets: 980, cycles: 98000 },
+                ],
                 ..Default::default()
             },
             WorkerStats {
@@ -303,6 +307,7 @@ pub fn canned_stats(sessions: usize) -> Stats {
             icmp: 5,
         }],
         latency_us: Percentiles { samples: 1980, p50: 1.5, p90: 2.5, p99: 7.0, p99_9: 15.0, max: 40.0 },
+        tsc_hz: 2_600_000_000,
         counters: [("forwarded".to_string(), 1970), ("nat_hairpinned".to_string(), 3), ("handoff_out".to_string(), 0)]
             .into(),
         ..Default::default()
@@ -450,6 +455,9 @@ impl Handler for Mock {
                         idle_secs: Some(0),
                         expires_in_secs: Some(s.expires_in_secs),
                         worker: Some(s.worker),
+                        since: None,
+                        held_secs: None,
+                        mappings: None,
                     })
                     .collect();
                 to_result(&LookupResult { matches, truncated: false })

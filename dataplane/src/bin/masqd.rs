@@ -41,7 +41,7 @@ use dataplane::control_plane::{
     self, HandlerParts, MasqdHandler, PortStatsBoard, RulesControl, WorkerControl, WorkerHandle,
 };
 use dataplane::counters::WorkerCounters;
-use dataplane::dpdk_io::{DpdkIo, HandoffRings, HostRings, TscClock, HANDOFF_RING};
+use dataplane::dpdk_io::{DpdkIo, HandoffRings, HostRings, TscClock, HANDOFF_STAGE};
 use dataplane::host::{self, kernel, HostCounters, HostPorts};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
@@ -362,10 +362,11 @@ fn pool_size(config: &Config) -> u32 {
     let ports = config.ports.len() as u32;
     let workers = config.workers.cores.len() as u32;
     let rings = ports * workers * (u32::from(config.dpdk.rx_desc) + u32::from(config.dpdk.tx_desc));
-    let staging = workers * ((ports + 2) * 32 + HOLD_CAPACITY as u32);
+    // Per worker: the RX vector, a TX stage per port, the free stage, the hold queue.
+    let staging = workers * (config.workers.burst as u32 + (ports + 1) * 32 + HOLD_CAPACITY as u32);
     let caches = (workers + 1) * 256;
-    // Handoff rings between every pair of workers, per port, and their stages.
-    let handoff = workers * workers.saturating_sub(1) * (HANDOFF_RING + 32);
+    // Handoff rings between every ordered pair of workers, and their stages.
+    let handoff = workers * workers.saturating_sub(1) * (config.workers.handoff_ring + HANDOFF_STAGE as u32);
     // Host interfaces: each TAP's descriptors and the host thread's stages, and the rings
     // between it and every worker, both ways.
     let taps = config.ports.iter().filter(|p| p.host_interface.is_some()).count() as u32;
@@ -528,6 +529,16 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
             t.ports_per_host()
         );
     }
+    if let Some((size, per_subscriber)) = nats.first().and_then(|n| n.nat().port_blocks()) {
+        let slice = dataplane::config::DYNAMIC_PORTS / n_workers as u32;
+        eprintln!(
+            "masqd: port blocks of {size} ports, at most {per_subscriber} per subscriber; {} per external address \
+             and worker ({} ports of each worker's slice unused), released {} s after their last session",
+            slice / size,
+            slice % size,
+            config.nat.port_hold
+        );
+    }
     let routes = Arc::new(RouteTable::from_config(config));
     let neighbors = Arc::new(NeighborTable::new(NEIGHBORS));
     for n in &config.neighbors {
@@ -540,7 +551,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
     let mut nats = nats.into_iter();
     // Rings for packets a worker receives but another owns (none with one worker).
     let mut handoffs = if n_workers > 1 {
-        HandoffRings::mesh(n_workers, HANDOFF_RING).context("creating handoff rings")?
+        HandoffRings::mesh(n_workers, config.workers.handoff_ring).context("creating handoff rings")?
     } else {
         Vec::new()
     }
@@ -548,8 +559,9 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
     if n_workers > 1 {
         eprintln!(
             "masqd: {n_workers} workers: inside traffic steered by subscriber, return traffic by external port; \
-             software handoff over {} rings of {HANDOFF_RING}",
-            usize::from(n_workers) * usize::from(n_workers - 1)
+             software handoff over {} rings of {}",
+            usize::from(n_workers) * usize::from(n_workers - 1),
+            config.workers.handoff_ring
         );
     }
     // From the first launch on, any early return stops and joins the workers.
@@ -566,7 +578,9 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
         all_counters.push(counters.clone());
         let nat = nats.next().context("one NAT per worker")?;
         let router = Router::new(routes.clone(), neighbors.clone(), macs.clone(), counters.clone());
-        let mut io = DpdkIo::new(rxq, txq, pool.clone()).with_tx_drain(config.workers.tx_drain_us);
+        let mut io = DpdkIo::new(rxq, txq, pool.clone())
+            .with_burst(config.workers.burst)
+            .with_tx_drain(config.workers.tx_drain_us);
         if let Some(rings) = handoffs.next() {
             io = io.with_handoff(rings);
         }
@@ -579,22 +593,23 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
         let (mailbox, link) = control_plane::mailbox::channel(w as u32);
         let latency = Arc::new(control_plane::LatencyHistogram::default());
         let probe = control_plane::LatencyRecorder::new(latency.clone(), dpdk::cycles::rdtsc, dpdk::cycles::tsc_hz());
+        let mut worker =
+            Worker::new(io, router, counters.clone()).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
+        if let Some(host) = host {
+            worker = worker.with_host(host);
+        }
         control_workers.push(WorkerHandle {
             index: w as u32,
             lcore: *lcore,
-            counters: counters.clone(),
+            counters,
             latency,
+            runtime: worker.runtime().clone(),
             link,
         });
         let stop = stop.clone();
         let panic_now = fault == Fault::PanicWorker && w == 0;
         workers
             .launch(*lcore, move || {
-                let mut worker =
-                    Worker::new(io, router, counters).with_nat(nat).with_control(WorkerControl::new(mailbox, probe));
-                if let Some(host) = host {
-                    worker = worker.with_host(host);
-                }
                 assert!(!panic_now, "MASQD_FAULT=panic-worker");
                 worker.run(&stop, || clock.now());
                 0
@@ -623,6 +638,7 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
         },
         config: control_plane::config_json(config, &worker_lcores, rules_file),
         external_addrs,
+        tsc_hz: dpdk::cycles::tsc_hz(),
         host: host_side.as_ref().map(|h| h.counters.clone()),
         deterministic: config.nat.deterministic.clone(),
     })
@@ -744,7 +760,7 @@ fn attach_logging(config: &Config, nats: &mut [NatPath]) -> Option<Vec<LogDrain>
     if !config.logging.enabled() {
         return None;
     }
-    let mask = config.logging.mask(false);
+    let mask = config.logging.mask(config.nat.port_block_size > 0);
     let drains = nats
         .iter_mut()
         .enumerate()

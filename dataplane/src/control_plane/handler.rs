@@ -29,6 +29,7 @@ use super::stats::{counter_totals, drops_by_reason, worker_stats};
 use crate::config::{Config, Filtering};
 use crate::counters::WorkerCounters;
 use crate::nat::{self, TimeoutClass};
+use crate::pipeline::WorkerRuntime;
 use crate::policy::{CompiledRules, RuleSet};
 
 /// How long one mailbox request may take before the command fails (`internal`).
@@ -53,6 +54,8 @@ pub struct WorkerHandle {
     pub lcore: u32,
     pub counters: Arc<WorkerCounters>,
     pub latency: Arc<LatencyHistogram>,
+    /// Its per-stage runtime table.
+    pub runtime: Arc<WorkerRuntime>,
     /// Its mailbox.
     pub link: WorkerLink,
 }
@@ -82,6 +85,8 @@ pub struct HandlerParts {
     /// The NAT's external pool (fixed at start): SNAT rules to other addresses are
     /// refused. Empty: not checked (no NAT).
     pub external_addrs: Vec<std::net::Ipv4Addr>,
+    /// TSC ticks per second (the unit of the runtime tables' cycles).
+    pub tsc_hz: u64,
     /// The host interfaces' counters (none configured: `None`).
     pub host: Option<Arc<crate::host::HostCounters>>,
     /// Deterministic NAT tables, for `nat.lookup`.
@@ -102,6 +107,7 @@ pub struct MasqdHandler {
     port_stats: PortStatsSource,
     mempool: Option<MempoolSource>,
     config: Value,
+    tsc_hz: u64,
     host: Option<Arc<crate::host::HostCounters>>,
     deterministic: nat::deterministic::DetTables,
 }
@@ -122,12 +128,14 @@ impl MasqdHandler {
             port_stats: parts.port_stats,
             mempool: None,
             config: parts.config,
+            tsc_hz: parts.tsc_hz,
             host: parts.host,
             deterministic: parts.deterministic,
         })
     }
 
-    /// `nat.lookup`: deterministic mappings (computed), then live sessions (scanned).
+    /// `nat.lookup`: deterministic mappings (computed), live port blocks, then live
+    /// sessions (scanned).
     fn lookup(&self, query: LookupQuery, protocol: Option<Protocol>) -> Result<LookupResult, ControlError> {
         let mut out = LookupResult::default();
         let det = |m: nat::deterministic::DetMapping| LookupMatch {
@@ -143,8 +151,17 @@ impl MasqdHandler {
             idle_secs: None,
             expires_in_secs: None,
             worker: None,
+            since: None,
+            held_secs: None,
+            mappings: None,
         };
         let mut filter = SessionFilter { protocol, ..SessionFilter::default() };
+        let blocks = match query {
+            LookupQuery::Outside { addr, port } => nat::BlockQuery::Outside(addr, port),
+            LookupQuery::Inside(addr) => nat::BlockQuery::Subscriber(addr),
+        };
+        let mut found = 0usize;
+        self.lookup_blocks(blocks, &mut out, &mut found)?;
         match query {
             LookupQuery::Outside { addr, port } => {
                 for t in self.deterministic.tables().iter().filter(|t| t.outside_contains(addr)) {
@@ -163,7 +180,6 @@ impl MasqdHandler {
         }
         let selector = SessionSelector::from_filter(&filter)?;
         let mut buf = Vec::with_capacity(SCAN_CHUNK as usize);
-        let mut found = 0usize;
         'workers: for w in &self.workers {
             let mut from = Some(Walk::default());
             while let Some(walk) = from.take() {
@@ -191,6 +207,9 @@ impl MasqdHandler {
                         idle_secs: Some(s.idle.as_secs()),
                         expires_in_secs: Some(e.expires_in_secs),
                         worker: Some(w.index),
+                        since: None,
+                        held_secs: None,
+                        mappings: None,
                     });
                     found += 1;
                 }
@@ -200,6 +219,59 @@ impl MasqdHandler {
             }
         }
         Ok(out)
+    }
+
+    /// `nat.lookup`'s port blocks (port block allocation): those `query` names, from
+    /// every worker, counted in `found` against [`LOOKUP_LIMIT`]. A worker without port
+    /// blocks (or without a NAT) has none.
+    fn lookup_blocks(
+        &self,
+        query: nat::BlockQuery,
+        out: &mut LookupResult,
+        found: &mut usize,
+    ) -> Result<(), ControlError> {
+        const STEP: usize = 256;
+        let mut buf = Vec::with_capacity(STEP);
+        for w in &self.workers {
+            let mut from = Some(0u32);
+            while let Some(f) = from.take() {
+                let request = Request::Blocks { query, from: f, buf: std::mem::take(&mut buf) };
+                let Reply::Blocks { buf: back, next } = w.link.ask(request, MAILBOX_TIMEOUT)? else {
+                    buf = Vec::with_capacity(STEP);
+                    break;
+                };
+                let wall = std::time::SystemTime::now();
+                for b in &back {
+                    if *found == LOOKUP_LIMIT {
+                        out.truncated = true;
+                        return Ok(());
+                    }
+                    let since = wall.checked_sub(Duration::from_millis(b.held.as_millis()));
+                    out.matches.push(LookupMatch {
+                        source: "block".into(),
+                        inside_addr: b.subscriber,
+                        inside_port: None,
+                        outside_addr: b.outside,
+                        first_port: b.ports.lo,
+                        last_port: b.ports.hi,
+                        protocol: None,
+                        remote: None,
+                        state: Some(if b.mappings > 0 { "ACTIVE" } else { "IDLE" }.into()),
+                        idle_secs: None,
+                        expires_in_secs: b.release_in.map(|d| d.as_millis().div_ceil(1000)),
+                        worker: Some(w.index),
+                        since: since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                        held_secs: Some(b.held.as_secs()),
+                        mappings: Some(b.mappings),
+                    });
+                    *found += 1;
+                }
+                // Steps move forward; one that does not cannot make progress: stop.
+                from = next.filter(|n| *n > f);
+                buf = back;
+            }
+        }
+        Ok(())
     }
 
     /// The rules part (tests, and masqd's shutdown).
@@ -271,6 +343,7 @@ impl MasqdHandler {
             ports,
             drops: drops_by_reason(&counters),
             latency_us: latency::percentiles(&histograms),
+            tsc_hz: self.tsc_hz,
             latency_histogram: latency::histogram(&histograms),
             // Every protocol, zero or not (the figures are summed in below).
             sessions_by_protocol: STATS_PROTOS
@@ -299,7 +372,7 @@ impl MasqdHandler {
                     e.active += created.saturating_sub(ended);
                 }
             }
-            stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, active));
+            stats.workers.push(worker_stats(w.index, w.lcore, &w.counters, &w.runtime, active));
         }
         stats.counters = counter_totals(&stats.workers);
         stats.port_utilisation = self.port_utilisation(deadline);
@@ -726,7 +799,9 @@ socket = "/tmp/x.sock"
             counters.push(c.clone());
             let latency = Arc::new(LatencyHistogram::default());
             latency.record(1500, 10);
-            workers.push(WorkerHandle { index: i, lcore: i + 1, counters: c, latency, link });
+            let runtime = Arc::new(WorkerRuntime::default());
+            runtime.record(crate::pipeline::Stage::L2Input, 8, 400);
+            workers.push(WorkerHandle { index: i, lcore: i + 1, counters: c, latency, runtime, link });
         }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -753,6 +828,7 @@ socket = "/tmp/x.sock"
             port_stats: Box::new(|| vec![super::super::stats::port_stats(0, "lan", Default::default(), &[])]),
             config: config_json(&config, &[1, 2], Some(Path::new("/etc/masq/rules.v4"))),
             external_addrs: vec![std::net::Ipv4Addr::new(203, 0, 113, 1)],
+            tsc_hz: 2_000_000_000,
             host: None,
             deterministic,
         })
@@ -845,6 +921,61 @@ socket = "/tmp/x.sock"
     }
 
     #[test]
+    fn lookup_answers_from_live_port_blocks() {
+        use crate::nat::{Endpoint, NatAction, NatConfig, Proto, Tuple};
+        use std::net::Ipv4Addr;
+        let ext = Ipv4Addr::new(203, 0, 113, 1);
+        let blocks = |worker: u16| {
+            let mut c = NatConfig::new(vec![ext], worker, 2);
+            c.port_block_size = 64;
+            let mut nat = nat::WorkerNat::new(c, Arc::new(nat::Timeouts::default())).unwrap();
+            // Subscriber 100.64.<worker>.1: 70 mappings, two blocks.
+            for i in 0..70 {
+                let inside = Endpoint::new(Ipv4Addr::new(100, 64, worker as u8, 1), 20000 + i);
+                let t = Tuple::new(inside, Endpoint::new(Ipv4Addr::new(198, 51, 100, 7), 53), Proto::Udp);
+                nat.create(&t, NatAction::Masquerade, 0, crate::time::Instant::ZERO).unwrap();
+            }
+            nat
+        };
+        let (w0, w1) = (blocks(0), blocks(1));
+        let mut held = Vec::with_capacity(4);
+        w1.blocks_matching(nat::BlockQuery::Subscriber(Ipv4Addr::new(100, 64, 1, 1)), 0, Default::default(), &mut held);
+        let b = held[1];
+        let f = fixture(vec![Some(w0), Some(w1)]);
+        // A port inside worker 1's older block: the block, then its live session.
+        let port = b.ports.lo + 10;
+        let v = call(&f, &format!(r#"{{"cmd": "nat.lookup", "args": {{"outside": "203.0.113.1:{port}"}}}}"#)).unwrap();
+        let r: LookupResult = serde_json::from_value(v).unwrap();
+        let m = &r.matches[0];
+        assert_eq!(
+            (m.source.as_str(), m.inside_addr, m.outside_addr, m.first_port, m.last_port),
+            ("block", Ipv4Addr::new(100, 64, 1, 1), ext, b.ports.lo, b.ports.hi)
+        );
+        assert_eq!(
+            (m.state.as_deref(), m.mappings, m.worker, m.expires_in_secs),
+            (Some("ACTIVE"), Some(64), Some(1), None)
+        );
+        let since = humantime::parse_rfc3339(m.since.as_deref().unwrap()).unwrap();
+        let age = std::time::SystemTime::now().duration_since(since).unwrap();
+        assert!(age.as_secs() <= 5 + m.held_secs.unwrap(), "{m:?}");
+        assert!(r.matches[1..].iter().all(|s| s.source == "session" && s.first_port == port), "{r:?}");
+        // A subscriber: both its blocks, then its sessions.
+        let v = call(&f, r#"{"cmd": "nat.lookup", "args": {"inside": "100.64.0.1", "protocol": "udp"}}"#).unwrap();
+        let r: LookupResult = serde_json::from_value(v).unwrap();
+        let kinds: Vec<&str> = r.matches.iter().map(|m| m.source.as_str()).collect();
+        assert_eq!(kinds[..2], ["block", "block"]);
+        assert_eq!(kinds.iter().filter(|k| **k == "session").count(), 70);
+        assert!(r.matches[..2].iter().all(|m| m.worker == Some(0) && m.last_port - m.first_port == 63));
+        // The whole address: four blocks over the two workers.
+        let v = call(&f, r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.1", "protocol": "icmp"}}"#).unwrap();
+        let r: LookupResult = serde_json::from_value(v).unwrap();
+        assert_eq!(r.matches.len(), 4, "{r:?}");
+        // A port in no block.
+        let v = call(&f, r#"{"cmd": "nat.lookup", "args": {"outside": "203.0.113.1:65535"}}"#).unwrap();
+        assert_eq!(v, json!({"matches": [], "truncated": false}));
+    }
+
+    #[test]
     fn every_command_answers() {
         let f = fixture(vec![None, None]);
         let lines = [
@@ -931,6 +1062,15 @@ socket = "/tmp/x.sock"
         );
         assert_eq!(s.latency_us.samples, 20);
         assert!((s.latency_us.p50 - 1.5).abs() < 0.1, "{:?}", s.latency_us);
+        // Each worker's runtime table, every stage, in order, with the TSC rate.
+        assert_eq!(s.tsc_hz, 2_000_000_000);
+        for w in &s.workers {
+            let names: Vec<&str> = w.runtime.iter().map(|r| r.stage.as_str()).collect();
+            let all: Vec<&str> = crate::pipeline::Stage::ALL.iter().map(|s| s.name()).collect();
+            assert_eq!(names, all);
+            let l2 = w.runtime.iter().find(|r| r.stage == "l2-input").unwrap();
+            assert_eq!((l2.calls, l2.packets, l2.cycles), (1, 8, 400));
+        }
         // The same samples as a histogram: 10 per worker at 1.5 µs, all under 2 µs.
         assert_eq!((s.latency_histogram.count, s.latency_histogram.sum_us), (20, 30.0));
         let le = |us: f64| s.latency_histogram.buckets.iter().find(|b| b.le_us == us).unwrap().count;

@@ -12,7 +12,8 @@
 //! most [`SCAN_CHUNK`] sessions ([`WorkerNat::sessions_after`] scans a bounded stretch of
 //! its slab), one flush step of at most [`SCAN_CHUNK`] sessions, or the port use of at
 //! most [`PORT_USAGE_CHUNK`] external addresses (per-address, per-protocol in-use counts
-//! the worker's port allocator keeps as plain integers). The control thread
+//! the worker's port allocator keeps as plain integers), or the port blocks of one
+//! subscriber, one port, or up to 4096 block slots of one address. The control thread
 //! loops over steps and workers, so millions of sessions list, count and flush without
 //! stalling the packet path for more than one step at a time.
 //!
@@ -30,7 +31,10 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use control::protocol::{ControlError, ExpectationEntry, Ipv4Net, Protocol, SessionEntry, SessionFilter};
 
-use crate::nat::{ConnState, Dir, Endpoint, ExpectInfo, NatCounters, PortUse, Proto, SessionInfo, TcpState, WorkerNat};
+use crate::nat::{
+    BlockInfo, BlockQuery, ConnState, Dir, Endpoint, ExpectInfo, NatCounters, PortUse, Proto, SessionInfo, TcpState,
+    WorkerNat,
+};
 use crate::time::Instant;
 
 /// Requests a worker's queue holds before [`WorkerLink::ask`] has to wait.
@@ -241,6 +245,9 @@ pub enum Request {
     /// Port use of the external addresses from pool index `from` on, as many as `buf`
     /// has room for (at most [`PORT_USAGE_CHUNK`]); `buf` comes back in the reply.
     PortUsage { from: u32, buf: Vec<PortUse> },
+    /// Port blocks `query` names, from `from` on (bounded work, see
+    /// [`WorkerNat::blocks_matching`]), as many as `buf` has room for; `buf` comes back.
+    Blocks { query: BlockQuery, from: u32, buf: Vec<BlockInfo> },
     /// The protocol helpers' open expectations, as many as `buf` has room for.
     Expectations { buf: Vec<ExpectInfo> },
 }
@@ -293,6 +300,11 @@ pub enum Reply {
     /// A port-use step: the addresses reported, and where to go on (`None`: done).
     PortUsage {
         buf: Vec<PortUse>,
+        next: Option<u32>,
+    },
+    /// A port-block step: the blocks found, and where to go on (`None`: done).
+    Blocks {
+        buf: Vec<BlockInfo>,
         next: Option<u32>,
     },
     /// The open expectations (all of them if `buf` had room).
@@ -351,6 +363,11 @@ pub fn answer(request: Request, nat: Option<&mut WorkerNat>, now: Instant) -> Re
             // Bounded by the buffer's room (the control thread sizes it); never grows it.
             let next = nat.port_usage(from as usize, &mut buf).map(|n| n as u32);
             Reply::PortUsage { buf, next }
+        }
+        Request::Blocks { query, from, mut buf } => {
+            buf.clear();
+            let next = nat.blocks_matching(query, from, now, &mut buf);
+            Reply::Blocks { buf, next }
         }
         Request::Expectations { mut buf } => {
             buf.clear();

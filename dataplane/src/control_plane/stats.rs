@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use control::protocol::{PortStats, WorkerStats};
+use control::protocol::{PortStats, StageRuntime, WorkerStats};
 
 use crate::counters::WorkerCounters;
+use crate::pipeline::WorkerRuntime;
 use crate::stats::DropReason;
 
 /// A port's basic counters, as `rte_eth_stats_get` gives them (no DPDK types here).
@@ -109,7 +110,13 @@ impl PortStatsBoard {
 }
 
 /// One worker's entry of `stats.get` (its session count comes from its mailbox).
-pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active: u64) -> WorkerStats {
+pub fn worker_stats(
+    worker: u32,
+    lcore: u32,
+    c: &WorkerCounters,
+    runtime: &WorkerRuntime,
+    sessions_active: u64,
+) -> WorkerStats {
     WorkerStats {
         worker,
         lcore,
@@ -122,6 +129,7 @@ pub fn worker_stats(worker: u32, lcore: u32, c: &WorkerCounters, sessions_active
         polls: c.polls.get(),
         handoff_out: c.handoff_out.get(),
         handoff_in: c.handoff_in.get(),
+        runtime: stage_runtime(runtime),
         counters: c.scalars().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
     }
 }
@@ -153,6 +161,20 @@ pub fn counter_totals(workers: &[WorkerStats]) -> BTreeMap<String, u64> {
     totals
 }
 
+/// A worker's runtime table for `stats.get`: every stage, in pipeline order.
+pub fn stage_runtime(runtime: &WorkerRuntime) -> Vec<StageRuntime> {
+    runtime
+        .figures()
+        .into_iter()
+        .map(|f| StageRuntime {
+            stage: f.stage.name().to_string(),
+            calls: f.calls,
+            packets: f.packets,
+            cycles: f.cycles,
+        })
+        .collect()
+}
+
 /// Drops by reason over all workers: every reason by its stable name, zero or not.
 pub fn drops_by_reason(workers: &[&WorkerCounters]) -> BTreeMap<String, u64> {
     DropReason::ALL.iter().map(|r| (r.name().to_string(), workers.iter().map(|w| w.drops_for(*r)).sum())).collect()
@@ -161,6 +183,7 @@ pub fn drops_by_reason(workers: &[&WorkerCounters]) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Stage;
     use std::sync::Arc;
 
     #[test]
@@ -219,9 +242,15 @@ mod tests {
         a.polls.add(9);
         a.handoff_out.add(2);
         a.handoff_in.add(3);
-        let w = worker_stats(1, 3, &a, 5);
+        let runtime = WorkerRuntime::default();
+        runtime.record(Stage::NatLookup, 32, 1600);
+        let w = worker_stats(1, 3, &a, &runtime, 5);
         assert_eq!((w.worker, w.lcore, w.drops, w.sessions_active), (1, 3, 1, 5));
         assert_eq!((w.polls, w.handoff_out, w.handoff_in), (9, 2, 3));
+        assert_eq!(w.runtime.len(), Stage::COUNT);
+        assert_eq!(w.runtime[0].stage, "port-rx");
+        let lookup = w.runtime.iter().find(|s| s.stage == "nat-lookup").unwrap();
+        assert_eq!((lookup.calls, lookup.packets, lookup.cycles), (1, 32, 1600));
     }
 
     /// docs/control-protocol.md's `stats.get` example lists every worker counter, by name.
@@ -247,7 +276,8 @@ mod tests {
         b.nat_hairpinned.add(3);
         a.handoff_out.add(7);
         b.nat_fragments_translated.inc();
-        let (wa, wb) = (worker_stats(0, 1, &a, 0), worker_stats(1, 2, &b, 0));
+        let rt = WorkerRuntime::default();
+        let (wa, wb) = (worker_stats(0, 1, &a, &rt, 0), worker_stats(1, 2, &b, &rt, 0));
         // The report's worker lines, name for name and value for value.
         let report = crate::report::render(&[], &[&a, &b], 0);
         for (i, w) in [&wa, &wb].into_iter().enumerate() {

@@ -38,6 +38,10 @@ pub struct RouteTable {
     connected: Vec<Connected>,
     default: Option<NextHop>,
     ports: Vec<PortAddr>,
+    /// Every port's address and its prefix's broadcast address (for the per-packet
+    /// "is it ours?" checks), as integers.
+    addresses: Vec<u32>,
+    broadcasts: Vec<u32>,
 }
 
 impl RouteTable {
@@ -59,7 +63,9 @@ impl RouteTable {
         connected.sort_by_key(|c| std::cmp::Reverse(c.mask.count_ones()));
         let default =
             config.ports.iter().enumerate().find_map(|(i, p)| p.gateway.map(|via| NextHop { port: i as u16, via }));
-        RouteTable { connected, default, ports }
+        let addresses = ports.iter().map(|p| u32::from(p.address)).collect();
+        let broadcasts = ports.iter().filter_map(|p| p.prefix.broadcast()).map(u32::from).collect();
+        RouteTable { connected, default, ports, addresses, broadcasts }
     }
 
     /// The next hop toward `dst`, or `None` when no prefix covers it and there is no gateway.
@@ -77,13 +83,15 @@ impl RouteTable {
     /// The port whose own address is `addr`, if any (packets for the router itself).
     #[inline]
     pub fn local_port(&self, addr: Ipv4Addr) -> Option<u16> {
-        self.ports.iter().position(|p| p.address == addr).map(|i| i as u16)
+        let a = u32::from(addr);
+        self.addresses.iter().position(|&p| p == a).map(|i| i as u16)
     }
 
     /// Whether `addr` is a directed broadcast of one of our prefixes.
     #[inline]
     pub fn is_directed_broadcast(&self, addr: Ipv4Addr) -> bool {
-        self.ports.iter().any(|p| p.prefix.broadcast() == Some(addr))
+        let a = u32::from(addr);
+        self.broadcasts.contains(&a)
     }
 
     pub fn port(&self, port: u16) -> &PortAddr {

@@ -143,6 +143,33 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 /// Summarise `ip`, an IPv4 packet cut at its total length.
 pub fn classify(ip: &[u8]) -> Result<NatPacket, DropReason> {
+    let mut pkt = NO_PACKET;
+    classify_into(ip, &mut pkt)?;
+    Ok(pkt)
+}
+
+/// A summary that summarises nothing (a placeholder before [`classify_into`]).
+pub const NO_PACKET: NatPacket = NatPacket {
+    src: Ipv4Addr::UNSPECIFIED,
+    dst: Ipv4Addr::UNSPECIFIED,
+    ttl: 0,
+    ip_proto: 0,
+    ip_id: 0,
+    frag: Frag::Whole,
+    icmp_type: None,
+    l4: L4::Other,
+};
+
+/// [`classify`] into `out` (the pipeline's per-packet record: no copy of the summary).
+/// On error `out` holds a partial summary.
+#[inline]
+pub fn classify_into(ip: &[u8], out: &mut NatPacket) -> Result<(), DropReason> {
+    *out = classify_inner(ip)?;
+    Ok(())
+}
+
+#[inline(always)]
+fn classify_inner(ip: &[u8]) -> Result<NatPacket, DropReason> {
     let p = Ipv4Packet::new_checked(ip).map_err(|_| DropReason::Ipv4Truncated)?;
     let frag = if p.frag_offset() != 0 {
         Frag::Later

@@ -23,6 +23,11 @@ pub struct NatConfig {
     pub ports_per_subscriber: u32,
     /// Sessions per subscriber; 0 = no limit.
     pub sessions_per_subscriber: u32,
+    /// Port block allocation: ports per block, 0 = off (ports one by one). At most the
+    /// length of a worker's slice of `port_range`; see [`super::blocks`].
+    pub port_block_size: u32,
+    /// Blocks one subscriber may hold at once (with `port_block_size`), at least 1.
+    pub port_blocks_per_subscriber: u32,
     /// New sessions a subscriber may open per second (a token bucket per subscriber);
     /// 0 = no limit.
     pub new_sessions_per_second: u32,
@@ -73,6 +78,8 @@ impl NatConfig {
             max_subscribers: 0,
             ports_per_subscriber: 0,
             sessions_per_subscriber: 0,
+            port_block_size: 0,
+            port_blocks_per_subscriber: 8,
             new_sessions_per_second: 0,
             new_sessions_burst: 0,
             filtering: Filtering::EndpointIndependent,
@@ -127,6 +134,10 @@ pub enum ConfigError {
     PortSpace,
     #[error("{0} is both a deterministic NAT address and in the dynamic pool (an outside port's or an SNAT rule's)")]
     DeterministicInPool(Ipv4Addr),
+    #[error("port blocks of {size} ports do not fit this worker's slice of {slice} ports")]
+    PortBlockSize { size: u32, slice: u32 },
+    #[error("port_blocks_per_subscriber must be at least 1")]
+    PortBlocksPerSubscriber,
 }
 
 #[cfg(test)]

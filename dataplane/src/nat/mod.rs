@@ -20,6 +20,7 @@
 //! | [`deterministic`] | deterministic NAT (RFC 7422): fixed address and port range per subscriber |
 //! | [`key`], `hash.rs`, `index.rs`, [`table`] | tuples, keyed hashes, the session table     |
 //! | `mapping.rs`, `subscriber.rs`, [`ports`], [`filter`] | EIM mappings, subscribers, port allocator, filtering |
+//! | [`blocks`]      | port block allocation: a subscriber's ports from blocks it holds (logged per block) |
 //! | [`tcp`], [`timeouts`], `timers.rs`, [`frag`] | TCP state table, live timeouts, timer wheel, fragments |
 //! | [`classify`]    | one IPv4 packet → a `Copy` summary ([`classify::NatPacket`]): tuple, ICMP error quote, fragment |
 //! | [`steer`]       | which worker owns a packet (several workers)                          |
@@ -61,7 +62,9 @@
 //! - A **subscriber** (`subscriber.rs`) is an inside address: its paired external
 //!   address and its port and session counts (limits).
 //! - **Ports** (`ports.rs`): this worker's slice of every external address, a bitmap per
-//!   (address, protocol), and a quarantine for freed ports.
+//!   (address, protocol), and a quarantine for freed ports. With port block allocation
+//!   ([`blocks`]) a subscriber's mappings take ports of the blocks it holds, each a run
+//!   of the slice for all protocols, held and released (and logged) as a whole.
 //! - **Filtering** (`filter.rs`), **TCP state** (`tcp.rs`), **expiry** (`timers.rs`: a
 //!   lazily rescheduled hierarchical wheel), **fragments** (`frag.rs`).
 //!
@@ -82,10 +85,12 @@
 //!   + address-dependent filter entry 16 B / 0.8      20 B  → 124 B
 //! ```
 //!
-//! Sized separately (see [`MemoryReport`]): subscribers (20 B / 0.8 each; default
-//! `max_sessions / 4` of them, ≈ 6 B per session), the port quarantine (8 B per entry,
-//! at most `2 × max_sessions` by default), port bitmaps (one bit per external port
-//! this worker owns, per protocol), fragments (≈ 42 B per entry), wheel heads (3.5 KiB).
+//! Sized separately (see [`MemoryReport`]): subscribers (24 B / 0.8 each; default
+//! `max_sessions / 4` of them, ≈ 7.5 B per session), the port quarantine (8 B per entry,
+//! at most `2 × max_sessions` by default; one entry with port blocks), port bitmaps (one
+//! bit per external port this worker owns, per protocol), port blocks (40 B per block a
+//! subscriber can hold, 4 B per block of the pool), fragments (≈ 42 B per entry), wheel
+//! heads (3.5 KiB).
 //!
 //! ## Life of a flow
 //!
@@ -115,6 +120,7 @@
 //! [`WorkerNat::lookup_out2in`] accepts any tuple, whichever interface it came from,
 //! and [`WorkerNat::lookup_outside`] resolves an external endpoint directly.
 
+pub mod blocks;
 pub mod classify;
 pub mod config;
 pub mod deterministic;
@@ -138,12 +144,13 @@ pub mod timeouts;
 pub(crate) mod timers;
 mod worker_nat;
 
+pub use blocks::{BlockCounters, BlockInfo, BlockQuery};
 pub use config::{ConfigError, NatConfig};
 pub use filter::Filtering;
 pub use frag::{FragCounters, FragError, FragInfo, FragKey, FragTable};
 pub use helper::{ExpectInfo, HelperCounter, HelperKind, HelperPort};
 pub use key::{Endpoint, FlowKey, Proto, Tuple};
-pub use path::{Decision, Hit, NatPath, PathCounters, Plan, Routing, SharedRules};
+pub use path::{Decision, Hit, Lookup, NatPath, PathCounters, Plan, Routing, SharedRules, SlowHints};
 pub use ports::{PortCounters, PortInUse, PortPartition, PortRange, PortUse};
 pub use subscriber::Subscriber;
 pub use table::{ConnState, Session, SessionKind, SESSION_BYTES};
@@ -383,6 +390,8 @@ impl MemoryReport {
     }
 }
 
+#[cfg(test)]
+mod blocks_tests;
 #[cfg(test)]
 mod deterministic_tests;
 #[cfg(test)]

@@ -121,6 +121,31 @@ pub struct Hit {
     pub helper: bool,
 }
 
+/// What [`NatPath::lookup`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A session: translate with it.
+    Hit(Hit),
+    /// No session has the packet's key (as of this lookup).
+    Miss,
+    /// A session, but the slow path must decide (a hairpin, an ICMP query travelling
+    /// the wrong way for its session).
+    Slow,
+}
+
+/// What the `nat-slowpath` stage knows about a packet beyond its summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowHints {
+    /// The second half of a packet another worker hairpinned (its sender's translation
+    /// applied there): run only the destination side.
+    pub hairpin: bool,
+    /// The fast path found no session for the packet's key and none has been created
+    /// with it since ([`WorkerNat::created_since`], which sees every session created,
+    /// whichever key the packet that created it had): the slow path need not look
+    /// again (a packet from inside).
+    pub no_session: bool,
+}
+
 /// Counters of the packet path (the NAT core counts sessions itself).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PathCounters {
@@ -261,23 +286,23 @@ impl NatPath {
     }
 
     /// Third pass: the session of flow `f` (a whole packet, arrived on `in_port`), with
-    /// the tag of the first pass. `None` sends the packet to the slow path: no session,
+    /// the tag of the first pass. Anything but a hit goes to the slow path: no session,
     /// an ICMP query travelling the wrong way for its session, or a packet from inside
     /// to one of our external addresses (hairpinning).
     #[inline]
-    pub fn lookup(&self, in_port: u16, f: &Flow, tag: u32) -> Option<Hit> {
+    pub fn lookup(&self, in_port: u16, f: &Flow, tag: u32) -> Lookup {
         let outside = self.is_outside(in_port);
-        let s = self.nat.lookup_tagged(&f.tuple, outside, tag)?;
+        let Some(s) = self.nat.lookup_tagged(&f.tuple, outside, tag) else { return Lookup::Miss };
         let dir = if outside { Dir::Out2In } else { Dir::In2Out };
         if !icmp_ok(f, &s, dir) {
-            return None;
+            return Lookup::Slow;
         }
         let dst = match dir {
             Dir::Out2In => s.inside().addr,
-            Dir::In2Out if self.is_external(f.tuple.dst.addr) => return None,
+            Dir::In2Out if self.is_external(f.tuple.dst.addr) => return Lookup::Slow,
             Dir::In2Out => f.tuple.dst.addr,
         };
-        Some(Hit { id: s.id, dir, dst, helper: s.has_helper() })
+        Lookup::Hit(Hit { id: s.id, dir, dst, helper: s.has_helper() })
     }
 
     // ----- helper -----
@@ -315,23 +340,23 @@ impl NatPath {
     ) {
         let mut n = 0;
         for &(id, dir) in steps.iter().flatten() {
-            let Some(s) = self.nat.session(id).map(|r| *r.session) else { continue };
+            let Some(s) = self.nat.session(id).map(|r| r.session) else { continue };
             match pkt.l4 {
                 L4::Flow(f) => {
-                    fastpath::translate(ip, f.tuple.proto, &s, dir);
+                    fastpath::translate(ip, f.tuple.proto, s, dir);
                     let rst = f.tuple.proto == Proto::Tcp && f.tcp_flags & RST != 0;
                     let mode = if rst && dir == Dir::In2Out { RefreshMode::Suppress } else { RefreshMode::Default };
                     self.nat.refresh(id, dir, f.tcp_flags, mode, now);
                 }
                 L4::Fragment => {
-                    fastpath::translate_fragment(ip, &s, dir);
+                    fastpath::translate_fragment(ip, s, dir);
                     self.nat.refresh(id, dir, 0, RefreshMode::Default, now);
                     if n == 0 && !hairpin_in {
                         self.counters.fragments += 1;
                     }
                 }
                 L4::IcmpError(q) => {
-                    fastpath::translate_icmp_error(ip, &q, &s, dir);
+                    fastpath::translate_icmp_error(ip, &q, s, dir);
                     if n == 0 && !hairpin_in {
                         self.counters.icmp_errors += 1;
                     }
@@ -413,5 +438,186 @@ impl NatPath {
             Some(d) if d <= now => self.nat.expire(now, EXPIRE_BUDGET, |_| {}),
             _ => 0,
         })
+    }
+}
+
+/// NAT decisions on their own: a [`NatPath`] (or two, as two workers) fed classified
+/// packets and a stand-in for routing — no worker, router or frames.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::classify::classify;
+    use crate::nat::{NatConfig, Timeouts};
+    use crate::policy::RuleSet;
+    use etherparse::PacketBuilder;
+
+    const LAN: u16 = 0;
+    const WAN: u16 = 1;
+    const EXT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    const A: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+    const B: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 3);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+    /// lan 100.64.0.0/10 (our address .1), wan 203.0.113.0/24 (ours .1), default via wan.
+    struct Routes;
+
+    impl Routing for Routes {
+        fn egress(&self, dst: Ipv4Addr) -> Option<u16> {
+            Some(if dst.octets()[0] == 100 { LAN } else { WAN })
+        }
+        fn is_local(&self, addr: Ipv4Addr) -> bool {
+            addr == EXT || addr == Ipv4Addr::new(100, 64, 0, 1)
+        }
+        fn port_address(&self, port: u16) -> Ipv4Addr {
+            if port == LAN {
+                Ipv4Addr::new(100, 64, 0, 1)
+            } else {
+                EXT
+            }
+        }
+    }
+
+    /// Worker `w` of `workers`, with `rules` (iptables-save text; ports lan and wan).
+    fn path(rules: &str, w: u16, workers: u16) -> NatPath {
+        let set = RuleSet::parse_save(rules, &["lan", "wan"]).unwrap();
+        let compiled = CompiledRules::new(&set, &[("lan", LAN), ("wan", WAN)]).unwrap().with_workers(2);
+        let mut config = NatConfig::new(vec![EXT], w, workers);
+        config.max_sessions = 256;
+        let nat = WorkerNat::new(config, Arc::new(Timeouts::default())).unwrap();
+        NatPath::new(nat, Arc::new(ArcSwap::from_pointee(compiled)), vec![false, true])
+    }
+
+    const MASQ: &str = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+
+    fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, ttl: u8) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(src.octets(), dst.octets(), ttl).udp(sport, dport).write(&mut v, b"data").unwrap();
+        v
+    }
+
+    /// The fast path for `ip` arriving on `port`: its three passes, as the stage runs them.
+    fn fast(p: &NatPath, port: u16, ip: &[u8]) -> Option<Hit> {
+        let L4::Flow(f) = classify(ip).unwrap().l4 else { panic!("not a flow") };
+        let tag = p.lookup_begin(port, &f);
+        p.lookup_prefetch(tag);
+        match p.lookup(port, &f, tag) {
+            Lookup::Hit(hit) => Some(hit),
+            Lookup::Miss | Lookup::Slow => None,
+        }
+    }
+
+    fn slow(p: &mut NatPath, port: u16, ip: &[u8], hairpin: bool) -> Decision {
+        let hints = SlowHints { hairpin, no_session: false };
+        p.slow_path(port, ip, classify(ip).unwrap(), &Routes, hints, Instant::from_secs(1))
+    }
+
+    /// Apply `plan` to `ip`, as nat-rewrite does; returns (src, sport, dst, dport).
+    fn apply(p: &mut NatPath, ip: &mut [u8], plan: &Plan, hairpin_in: bool) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+        p.apply(ip, &plan.pkt, &plan.steps, hairpin_in, Instant::from_secs(1));
+        let pkt = classify(ip).unwrap();
+        let L4::Flow(f) = pkt.l4 else { panic!() };
+        (f.tuple.src.addr, f.tuple.src.port, f.tuple.dst.addr, f.tuple.dst.port)
+    }
+
+    #[test]
+    fn a_new_flow_misses_the_fast_path_is_created_by_the_slow_path_then_hits() {
+        let mut p = path(MASQ, 0, 1);
+        let mut out = udp(A, 40000, SERVER, 53, 64);
+        assert_eq!(fast(&p, LAN, &out), None, "no session yet");
+        let Decision::Forward(plan) = slow(&mut p, LAN, &out, false) else { panic!() };
+        assert_eq!(plan.dst, SERVER);
+        let (src, sport, _, _) = apply(&mut p, &mut out, &plan, false);
+        assert_eq!((src, sport), (EXT, 40000), "masqueraded, source port kept");
+        // The next packet of the flow, and the reply, are fast-path hits.
+        let hit = fast(&p, LAN, &udp(A, 40000, SERVER, 53, 64)).unwrap();
+        assert_eq!((hit.dir, hit.dst), (Dir::In2Out, SERVER));
+        assert_eq!(Some((hit.id, hit.dir)), plan.steps[0]);
+        let hit = fast(&p, WAN, &udp(SERVER, 53, EXT, 40000, 60)).unwrap();
+        assert_eq!((hit.dir, hit.dst), (Dir::Out2In, A));
+        // Unsolicited, or to a port nobody holds: the slow path drops it.
+        let stranger = udp(SERVER, 53, EXT, 40999, 60);
+        assert_eq!(fast(&p, WAN, &stranger), None);
+        assert_eq!(slow(&mut p, WAN, &stranger, false), Decision::Drop(DropReason::NoSession));
+        assert_eq!(p.nat().count(), 1);
+    }
+
+    #[test]
+    fn an_echo_request_from_outside_is_not_a_hit_on_a_mapping_with_its_identifier() {
+        let mut p = path(MASQ, 0, 1);
+        let mut ping = Vec::new();
+        PacketBuilder::ipv4(A.octets(), SERVER.octets(), 64).icmpv4_echo_request(7, 1).write(&mut ping, b"p").unwrap();
+        let Decision::Forward(plan) = slow(&mut p, LAN, &ping, false) else { panic!() };
+        p.apply(&mut ping, &plan.pkt, &plan.steps, false, Instant::from_secs(1));
+        let ident = u16::from_be_bytes([ping[24], ping[25]]);
+        let mut reply = Vec::new();
+        PacketBuilder::ipv4(SERVER.octets(), EXT.octets(), 60)
+            .icmpv4_echo_reply(ident, 1)
+            .write(&mut reply, b"p")
+            .unwrap();
+        assert_eq!(fast(&p, WAN, &reply).map(|h| h.dst), Some(A));
+        let mut request = Vec::new();
+        PacketBuilder::ipv4(SERVER.octets(), EXT.octets(), 60)
+            .icmpv4_echo_request(ident, 1)
+            .write(&mut request, b"p")
+            .unwrap();
+        assert_eq!(fast(&p, WAN, &request), None, "a request travels the initiator's way only");
+    }
+
+    /// RFC 4787 REQ-9a across workers: A (worker 0) sends to B's external endpoint (a
+    /// port of worker 1); worker 0 applies A's own mapping and hands the packet over,
+    /// worker 1 delivers it to B; B's answer takes the mirror way.
+    #[test]
+    fn a_hairpin_to_another_workers_mapping_takes_the_senders_mapping_then_is_handed_over() {
+        use crate::nat::steer::subscriber_owner;
+        assert_eq!((subscriber_owner(A, 2), subscriber_owner(B, 2)), (0, 1));
+        let mut w = [path(MASQ, 0, 2), path(MASQ, 1, 2)];
+        // B's mapping, on worker 1, and A's, on worker 0.
+        let mut b_out = udp(B, 6000, SERVER, 3478, 64);
+        let Decision::Forward(plan) = slow(&mut w[1], LAN, &b_out, false) else { panic!() };
+        let (_, b_port, _, _) = apply(&mut w[1], &mut b_out, &plan, false);
+        assert_eq!(w[1].nat().partition().owner_of(b_port), Some(1));
+        let mut a_out = udp(A, 41010, SERVER, 3478, 64);
+        let Decision::Forward(plan) = slow(&mut w[0], LAN, &a_out, false) else { panic!() };
+        let (_, a_port, _, _) = apply(&mut w[0], &mut a_out, &plan, false);
+        // A to B's external endpoint: not a fast-path hit (hairpin), and no hit either
+        // once its session exists; the slow path translates A's half and hands it over.
+        let mut hairpin = udp(A, 41010, EXT, b_port, 64);
+        assert_eq!(fast(&w[0], LAN, &hairpin), None);
+        let Decision::Hairpin { plan, owner } = slow(&mut w[0], LAN, &hairpin, false) else { panic!() };
+        assert_eq!(owner, 1);
+        assert_eq!(apply(&mut w[0], &mut hairpin, &plan, false), (EXT, a_port, EXT, b_port), "A's mapping");
+        assert_eq!(w[0].nat().count(), 2, "A's two sessions live on A's worker");
+        let Decision::Forward(plan) = slow(&mut w[1], LAN, &hairpin, true) else { panic!() };
+        assert_eq!(plan.dst, B);
+        assert_eq!(apply(&mut w[1], &mut hairpin, &plan, true), (EXT, a_port, B, 6000));
+        assert_eq!(w[1].counters().hairpinned, 1);
+        // B answers A's external endpoint: B's worker translates B's half, A's worker delivers.
+        let mut back = udp(B, 6000, EXT, a_port, 64);
+        let Decision::Hairpin { plan, owner } = slow(&mut w[1], LAN, &back, false) else { panic!() };
+        assert_eq!((owner, apply(&mut w[1], &mut back, &plan, false)), (0, (EXT, b_port, EXT, a_port)));
+        let Decision::Forward(plan) = slow(&mut w[0], LAN, &back, true) else { panic!() };
+        assert_eq!(apply(&mut w[0], &mut back, &plan, true), (EXT, b_port, A, 41010));
+        // A TTL that runs out is answered on the sender's worker, before the handoff.
+        let expiring = udp(A, 41010, EXT, b_port, 1);
+        assert!(matches!(
+            slow(&mut w[0], LAN, &expiring, false),
+            Decision::Error { reason: DropReason::TtlExceeded, .. }
+        ));
+    }
+
+    #[test]
+    fn a_new_port_forward_flow_is_handed_to_the_worker_of_its_inside_target() {
+        use crate::nat::steer::subscriber_owner;
+        let rules = "*nat\n-A PREROUTING -i wan -p udp --dport 5000 -j DNAT --to-destination 100.64.0.3:5000\nCOMMIT\n";
+        let mut w = [path(rules, 0, 2), path(rules, 1, 2)];
+        let target = usize::from(subscriber_owner(B, 2));
+        let inbound = udp(SERVER, 1234, EXT, 5000, 60);
+        assert_eq!(slow(&mut w[1 - target], WAN, &inbound, false), Decision::Handoff(target as u16));
+        assert_eq!(w[1 - target].nat().count(), 0, "nothing created where the flow does not live");
+        let Decision::Forward(plan) = slow(&mut w[target], WAN, &inbound, false) else { panic!() };
+        assert_eq!(plan.dst, B);
+        // The target's reply is a fast-path hit on its own worker.
+        let hit = fast(&w[target], LAN, &udp(B, 5000, SERVER, 1234, 64)).unwrap();
+        assert_eq!((hit.dir, hit.dst), (Dir::In2Out, SERVER));
     }
 }

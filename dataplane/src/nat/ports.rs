@@ -39,12 +39,13 @@
 //! linear scan) cost 4× more instructions per mapping as an address filled to 93 %
 //! (BENCHMARKS.md, "Microbenchmarks").
 //!
-//! **Port blocks** (a subscriber takes a block of ports at once, logged once, as
-//! RFC 7422 deterministic or bulk allocation) fit the same layout: a block of 64 ports
-//! aligned to 64 is one `used` word, free as a whole when the word is 0; a block
-//! allocator would keep a second summary of empty words beside `full`, claim a word by
-//! setting it to all ones, and hand out the block's ports with [`Bitmaps::first_free`]
-//! restricted to the block's 64 bits, in a per-subscriber bitmap or the same one.
+//! **Port blocks** (`[nat] port_block_size`, [`super::blocks`]) use the same bitmaps:
+//! the block allocator decides which subscriber owns which run of the normal slice, and
+//! a mapping takes a port of one of its subscriber's blocks with
+//! [`PortAllocator::alloc_in`] (the same choice as above, restricted to the block's
+//! span) and gives it back with [`PortAllocator::free_now`] — no per-port quarantine,
+//! because a block's ports can only reach its own subscriber; the block as a whole is
+//! held back instead.
 //!
 //! ## Quarantine
 //!
@@ -228,7 +229,7 @@ fn low_bits(n: u32) -> u64 {
 /// The first zero bit in `[lo, hi]` of `words`, scanning word by word (with `lo` and
 /// `hi` bits of the same array). Used on the summary and on short ranges.
 #[inline]
-fn scan_zero(words: &[u64], lo: u32, hi: u32) -> Option<u32> {
+pub(super) fn scan_zero(words: &[u64], lo: u32, hi: u32) -> Option<u32> {
     debug_assert!(lo <= hi);
     let last = (hi / 64) as usize;
     let mut w = (lo / 64) as usize;
@@ -499,6 +500,43 @@ impl PortAllocator {
         };
         self.set(map, class, bit);
         Some(self.port_of(bit))
+    }
+
+    /// Pick and take a port of `span`, a run of this worker's normal slice (a port
+    /// block's ports, or part of them): `want` if it lies in the span and is free, else
+    /// the first free port from a random start, wrapping round the span — the choice
+    /// [`alloc`](Self::alloc) makes, restricted to the span.
+    pub fn alloc_in(
+        &mut self,
+        addr_ix: u16,
+        proto: Proto,
+        want: u16,
+        span: PortRange,
+        rng: &mut PortRng,
+    ) -> Option<u16> {
+        let map = Self::map_of(addr_ix, proto);
+        debug_assert!(span.is_empty() || (self.slices[1].contains(span.lo) && self.slices[1].contains(span.hi)));
+        if self.free[map][1] == 0 || span.is_empty() {
+            return None;
+        }
+        let port = self.pick(map, 1, span, want, rng)?;
+        self.counters.allocated += 1;
+        self.in_use[map] += 1;
+        Some(port)
+    }
+
+    /// Return a port at once, without quarantine (a port block's port: it can only
+    /// be handed out again to the block's own subscriber).
+    pub fn free_now(&mut self, addr_ix: u16, proto: Proto, port: u16) {
+        let map = Self::map_of(addr_ix, proto);
+        let Some((class, bit)) = self.bit_of(port) else {
+            debug_assert!(false, "freeing a port outside this worker's slices");
+            return;
+        };
+        debug_assert!(self.test(map, bit));
+        self.clear(map, class, bit);
+        self.counters.freed += 1;
+        self.in_use[map] = self.in_use[map].saturating_sub(1);
     }
 
     /// Return a port: it stays unavailable until `now + hold`.

@@ -75,7 +75,7 @@ use super::classify::{verify_l4, Flow, Frag, NatPacket, L4};
 use super::fastpath::translated;
 use super::frag::FragInfo;
 use super::key::{Endpoint, Proto, Tuple};
-use super::path::{icmp_ok, Decision, NatPath, Plan, Routing};
+use super::path::{icmp_ok, Decision, NatPath, Plan, Routing, SlowHints};
 use super::ports::PortRange as NatPortRange;
 use super::steer::subscriber_owner;
 use super::table::Session;
@@ -92,17 +92,17 @@ const VERDICT_REQUEST: u32 = 2;
 impl NatPath {
     /// Decide what to do with `ip` (an IPv4 packet cut at its total length, checked by
     /// `ip4-input`) that arrived on `in_port`, summarised by `pkt`. May create sessions;
-    /// never modifies the packet. `hairpin`: the packet was hairpinned by another worker,
-    /// which applied its sender's translation; this worker runs the second half.
+    /// never modifies the packet. See [`SlowHints`] for what the caller may know.
     pub fn slow_path(
         &mut self,
         in_port: u16,
         ip: &[u8],
         pkt: NatPacket,
         routes: &dyn Routing,
-        hairpin: bool,
+        hints: SlowHints,
         now: Instant,
     ) -> Decision {
+        let hairpin = hints.hairpin;
         let mut c = Ctx {
             nat: &mut self.nat,
             rules: &self.rules,
@@ -111,6 +111,7 @@ impl NatPath {
             in_port,
             outside_in: self.outside.get(usize::from(in_port)).copied().unwrap_or(false),
             hairpin_in: hairpin,
+            no_session: hints.no_session,
             now,
             bytes: ip.len(),
             host_in: self.host.get(usize::from(in_port)).copied().unwrap_or(false),
@@ -157,6 +158,8 @@ struct Ctx<'a> {
     outside_in: bool,
     /// The second half of a packet another worker hairpinned.
     hairpin_in: bool,
+    /// The fast path found no session for the packet's (inside) key.
+    no_session: bool,
     now: Instant,
     /// The packet's IPv4 length: what a rule it matches counts in bytes.
     bytes: usize,
@@ -381,15 +384,17 @@ impl Ctx<'_> {
         if self.outside_in {
             return self.dst_side(ip, pkt, f, t, self.in_port, Plan::new(pkt), true, create);
         }
-        if let Some((id, s)) = self.find_in2out(&t, &f) {
+        let found = if self.no_session && create { None } else { self.find_in2out(&t, &f) };
+        if let Some((id, s)) = found {
             let mut plan = Plan::new(pkt);
             plan.push(id, Dir::In2Out);
             let t2 = translated(t, &s, Dir::In2Out);
             let egress = self.routes.egress(t2.dst.addr).unwrap_or(self.in_port);
             return self.after_src(ip, pkt, f, t2, plan, egress, create);
         }
-        // Forward packets of a flow DNAT'd at the inside (REDIRECT, DNAT from inside).
-        if let Some((id, s)) = self.find_out2in(&t, &f) {
+        // Forward packets of a flow DNAT'd at the inside (REDIRECT, DNAT from inside):
+        // looked for only while such sessions exist (a lookup saved per new flow).
+        if let Some((id, s)) = (self.nat.dest_nat_sessions() > 0).then(|| self.find_out2in(&t, &f)).flatten() {
             let mut plan = Plan::new(pkt);
             plan.push(id, Dir::Out2In);
             plan.dst = s.inside().addr;

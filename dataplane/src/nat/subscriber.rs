@@ -4,14 +4,16 @@
 //! first mapping took — **paired pooling** (RFC 4787 REQ-2): all its
 //! mappings, TCP, UDP and ICMP, use that one address — and counts its external ports
 //! (mappings; limit `ports_per_subscriber`, RFC 6888 REQ-4) and sessions (limit
-//! `sessions_per_subscriber`). The record exists while either count is non-zero.
+//! `sessions_per_subscriber`). With port block allocation it also heads the list of the
+//! subscriber's port blocks ([`super::blocks`]). The record exists while either count is
+//! non-zero or it holds a block.
 //!
 //! It also holds the subscriber's **new-session token bucket** (`new_sessions_per_second`,
 //! `new_sessions_burst`): [`Subscribers::admit`] takes a token for each session the
 //! subscriber opens. A record starts with a full bucket less the token of the session
 //! that creates it; a subscriber whose record went away (nothing held) starts afresh.
 //!
-//! Inline Robin Hood slots of 28 bytes; sized by `max_subscribers`.
+//! Inline Robin Hood slots of 32 bytes; sized by `max_subscribers`.
 //!
 //! Creating a session reads its subscriber ([`Subscribers::get`], limits and paired
 //! address) and then updates it ([`Subscribers::adjust`]): the position `get` found is
@@ -19,6 +21,7 @@
 //! address — checked by content, so a hint made stale by an insert or removal in
 //! between costs one comparison, never a wrong answer.
 
+use super::blocks;
 use super::hash::FlowHasher;
 use super::index::{Full, RobinHood, Slot};
 use std::cell::Cell;
@@ -30,6 +33,8 @@ pub(crate) struct SubSlot {
     addr: u32,
     ports: u32,
     sessions: u32,
+    /// Its first port block ([`blocks::NONE`] without).
+    block: u32,
     /// Thousandths of a new-session token.
     tokens: u32,
     /// When `tokens` was last refilled (milliseconds, wrapping).
@@ -39,7 +44,17 @@ pub(crate) struct SubSlot {
 }
 
 impl Slot for SubSlot {
-    const EMPTY: Self = SubSlot { tag: 0, addr: 0, ports: 0, sessions: 0, tokens: 0, refilled: 0, ext: 0, live: false };
+    const EMPTY: Self = SubSlot {
+        tag: 0,
+        addr: 0,
+        ports: 0,
+        sessions: 0,
+        block: blocks::NONE,
+        tokens: 0,
+        refilled: 0,
+        ext: 0,
+        live: false,
+    };
     fn is_empty(&self) -> bool {
         !self.live
     }
@@ -48,7 +63,7 @@ impl Slot for SubSlot {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SubSlot>() == 28);
+const _: () = assert!(core::mem::size_of::<SubSlot>() == 32);
 
 /// A subscriber's accounting, as read by the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,8 +201,17 @@ impl Subscribers {
                 debug_assert!(ports >= 0 && sessions >= 0);
                 let tag = self.tag(a);
                 let tokens = self.burst.saturating_sub(1).saturating_mul(1000);
-                let slot =
-                    SubSlot { tag, addr: a, ports: 0, sessions: 0, tokens, refilled: now_ms as u32, ext, live: true };
+                let slot = SubSlot {
+                    tag,
+                    addr: a,
+                    ports: 0,
+                    sessions: 0,
+                    block: blocks::NONE,
+                    tokens,
+                    refilled: now_ms as u32,
+                    ext,
+                    live: true,
+                };
                 let p = self.index.insert(slot)?;
                 self.hint.set(p);
                 p
@@ -200,10 +224,31 @@ impl Subscribers {
         }
         s.ports = s.ports.wrapping_add_signed(ports);
         s.sessions = s.sessions.wrapping_add_signed(sessions);
-        if s.ports == 0 && s.sessions == 0 {
+        if s.ports == 0 && s.sessions == 0 && s.block == blocks::NONE {
             self.index.remove_at(pos);
         }
         Ok(())
+    }
+
+    /// The first of `addr`'s port blocks ([`blocks::NONE`] if it holds none or is
+    /// unknown).
+    #[inline]
+    pub fn first_block(&self, addr: Ipv4Addr) -> u32 {
+        self.position(u32::from(addr)).map_or(blocks::NONE, |p| self.index.get(p).block)
+    }
+
+    /// Make `block` the first of `addr`'s port blocks (the subscriber exists); a
+    /// subscriber left with no block, port or session goes.
+    pub fn set_first_block(&mut self, addr: Ipv4Addr, block: u32) {
+        let Some(pos) = self.position(u32::from(addr)) else {
+            debug_assert!(false, "a block for an unknown subscriber");
+            return;
+        };
+        let s = self.index.get_mut(pos);
+        s.block = block;
+        if s.ports == 0 && s.sessions == 0 && s.block == blocks::NONE {
+            self.index.remove_at(pos);
+        }
     }
 }
 
@@ -274,5 +319,22 @@ mod tests {
         t.adjust(Ipv4Addr::new(10, 0, 0, 3), 0, 1, 0).unwrap();
         assert!(t.is_full());
         assert_eq!(t.adjust(Ipv4Addr::new(10, 0, 0, 4), 0, 1, 0), Err(Full));
+    }
+
+    #[test]
+    fn a_subscriber_holding_a_block_stays_until_it_lets_go() {
+        let mut t = Subscribers::new(4, FlowHasher::new(4));
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        assert_eq!(t.first_block(a), blocks::NONE);
+        t.adjust(a, 2, 1, 1).unwrap();
+        t.set_first_block(a, 7);
+        t.adjust(a, 0, -1, -1).unwrap();
+        assert_eq!(t.get(a), Some(Subscriber { ext: 2, ports: 0, sessions: 0 }), "kept by its block");
+        assert_eq!(t.first_block(a), 7);
+        t.set_first_block(a, 3);
+        assert_eq!(t.first_block(a), 3);
+        t.set_first_block(a, blocks::NONE);
+        assert_eq!(t.get(a), None, "nothing left: gone");
+        assert_eq!(t.len(), 0);
     }
 }

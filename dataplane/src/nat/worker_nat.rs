@@ -3,13 +3,14 @@
 //! speaks ([`SessionId`], [`NatAction`], [`Out2In`], ...) are declared in the module
 //! root (`nat/mod.rs`), whose docs describe the data model and memory budget.
 
+use super::blocks::{self, BlockCounters, BlockInfo, BlockQuery, PortBlocks};
 use super::deterministic::{DetPorts, DetTables};
 use super::filter::{AddrFilter, Filtering};
 use super::frag::FragTable;
 use super::hash::{self, FlowHasher, PortRng};
 use super::key::{self, Endpoint, Proto, Tuple};
 use super::mapping::MappingTable;
-use super::ports::{PortAllocator, PortCounters, PortInUse, PortPartition, PortUse};
+use super::ports::{PortAllocator, PortCounters, PortInUse, PortPartition, PortRange, PortUse};
 use super::subscriber::{Subscriber, Subscribers};
 use super::table::{
     self, Session, SessionKind, SessionTable, F_CHARGE_REMOTE, F_COUNTED, F_FILTER, F_INBOUND, NIL, REPLIED, S_LINKED,
@@ -35,17 +36,25 @@ pub struct WorkerNat {
     filtering: Filtering,
     ports_per_subscriber: u32,
     sessions_per_subscriber: u32,
+    blocks_per_subscriber: u32,
     pub(super) timeouts: Arc<Timeouts>,
     pub(super) sessions: SessionTable,
     pub(super) mappings: MappingTable,
     pub(super) subscribers: Subscribers,
     filter: Option<AddrFilter>,
     pub(super) ports: PortAllocator,
+    /// Port block allocation: none when ports are allocated one by one.
+    blocks: Option<PortBlocks>,
     pub(super) wheel: Wheel,
     frags: FragTable,
     rng: PortRng,
     counters: NatCounters,
     flush_cursor: u32,
+    /// Live sessions of kind `DestNat` (the slow path looks for them only when any exist).
+    dest_nat: u32,
+    /// The inside keys (by their index tag's low byte) of sessions created since
+    /// [`forget_created`](Self::forget_created): see [`created_since`](Self::created_since).
+    created: [u64; 4],
     /// Protocol helpers' state ([`super::helper`]).
     pub(super) helpers: super::helper::Helpers,
     /// NAT event logging: none when logging is off (see [`crate::logging`]).
@@ -144,7 +153,21 @@ impl WorkerNat {
         if total_ports >= u64::from(u32::MAX) {
             return Err(ConfigError::PortSpace);
         }
+        let normal = partition.slice(w, false);
+        if config.port_block_size > normal.len() {
+            return Err(ConfigError::PortBlockSize { size: config.port_block_size, slice: normal.len() });
+        }
+        if config.port_block_size > 0 && config.port_blocks_per_subscriber == 0 {
+            return Err(ConfigError::PortBlocksPerSubscriber);
+        }
+        let blocks = (config.port_block_size > 0).then(|| {
+            let held = u64::from(config.subscribers()) * u64::from(config.port_blocks_per_subscriber);
+            let capacity = held.min(u64::from(u32::MAX - 1)) as u32;
+            PortBlocks::new(addrs.len(), normal, config.port_block_size, capacity, config.port_hold)
+        });
         let quarantine = match config.quarantine_capacity {
+            // Ports of blocks are not quarantined one by one (blocks are).
+            _ if blocks.is_some() => 1,
             0 => total_ports.min(2 * u64::from(config.max_sessions)).max(1) as usize,
             n => n as usize,
         };
@@ -159,6 +182,7 @@ impl WorkerNat {
             filtering: config.filtering,
             ports_per_subscriber: config.ports_per_subscriber,
             sessions_per_subscriber: config.sessions_per_subscriber,
+            blocks_per_subscriber: config.port_blocks_per_subscriber,
             timeouts,
             sessions: SessionTable::new(max, FlowHasher::new(key())),
             mappings: MappingTable::new(max, FlowHasher::new(key()), &mapping_addrs),
@@ -167,11 +191,14 @@ impl WorkerNat {
             filter: (config.filtering == Filtering::AddressDependent)
                 .then(|| AddrFilter::new(max, FlowHasher::new(key()))),
             ports: PortAllocator::new(addrs, partition, w, config.port_hold, quarantine),
+            blocks,
             wheel: Wheel::new(max, 0),
             frags: FragTable::new(config.max_fragments as usize, config.fragment_timeout, FlowHasher::new(key())),
             rng: PortRng::new(key()),
             counters: NatCounters::default(),
             flush_cursor: 0,
+            dest_nat: 0,
+            created: [0; 4],
             helpers: super::helper::Helpers::new(
                 &config.helpers,
                 config.helper_sessions(),
@@ -410,6 +437,11 @@ impl WorkerNat {
                 Some(sub) => {
                     let limit = if self.ports_per_subscriber != 0 && sub.ports >= self.ports_per_subscriber {
                         self.ports_per_subscriber
+                    } else if let Some(b) =
+                        self.blocks.as_ref().filter(|_| self.blocks_held(subscriber) >= self.blocks_per_subscriber)
+                    {
+                        // Out of blocks: the ports it may hold.
+                        self.blocks_per_subscriber.saturating_mul(b.size())
                     } else {
                         self.sessions_per_subscriber
                     };
@@ -521,7 +553,11 @@ impl WorkerNat {
                 self.bind_mapping_session(m, inside, outside, remote, proto, F_INBOUND)
             }
         };
+        let dest_nat = session.kind() == SessionKind::DestNat;
+        let inside_tag = self.sessions.tag(key::Side::Inside, session.inside(), session.remote(), proto);
         let idx = self.sessions.insert(session).expect("checked not full");
+        self.dest_nat += u32::from(dest_nat);
+        self.created[usize::from(inside_tag as u8 >> 6)] |= 1 << (inside_tag & 63);
         let s = self.sessions.get_mut(idx);
         s.state = match proto {
             Proto::Tcp => tcp::next_state(TcpState::New, RelDir::Orig, flags) as u8,
@@ -661,11 +697,10 @@ impl WorkerNat {
                 return Err(CreateError::SubscriberLimit);
             }
         }
-        let addrs = self.ports.addrs();
-        let (lo, hi) = match target {
-            None => (0, addrs.len()),
-            Some(t) => (addrs.partition_point(|a| *a < t.addrs.0), addrs.partition_point(|a| *a <= t.addrs.1)),
-        };
+        if self.blocks.is_some() {
+            return self.new_block_mapping(inside, proto, sub, target, now);
+        }
+        let (lo, hi) = self.target_addrs(target);
         if lo >= hi {
             return Err(CreateError::PortsExhausted);
         }
@@ -720,6 +755,236 @@ impl WorkerNat {
             self.push_event(NatEvent::mapping(EventKind::MappingCreate, now.as_millis(), proto, inside, outside));
         }
         Ok(m)
+    }
+
+    /// A new mapping for `inside` on external address `addr` (a protocol helper's data
+    /// endpoint, on its control session's address): a deterministic subscriber whose
+    /// fixed address `addr` is takes a port of its fixed range, so the table alone still
+    /// names it; anyone else a port of `addr` as [`new_mapping`](Self::new_mapping)
+    /// allocates them (from the subscriber's port blocks when they are on).
+    pub(super) fn new_mapping_on(
+        &mut self,
+        inside: Endpoint,
+        proto: Proto,
+        addr: Ipv4Addr,
+        now: Instant,
+    ) -> Result<u32, CreateError> {
+        let sub = self.subscribers.get(inside.addr);
+        if !self.det.is_empty() && self.det.map(inside.addr).is_some_and(|dm| dm.outside == addr) {
+            return self.new_det_mapping(inside, proto, sub, now);
+        }
+        self.new_mapping(inside, proto, sub, Some(SnatTarget { addrs: (addr, addr), ports: None }), now)
+    }
+
+    /// The pool indexes `lo..hi` an SNAT target may use (the whole pool without one).
+    fn target_addrs(&self, target: Option<SnatTarget>) -> (usize, usize) {
+        let addrs = self.ports.addrs();
+        match target {
+            None => (0, addrs.len()),
+            Some(t) => (addrs.partition_point(|a| *a < t.addrs.0), addrs.partition_point(|a| *a <= t.addrs.1)),
+        }
+    }
+
+    /// Blocks `subscriber` holds (in use or idle).
+    fn blocks_held(&self, subscriber: Ipv4Addr) -> u32 {
+        let Some(blocks) = &self.blocks else { return 0 };
+        let mut n = 0;
+        let mut b = self.subscribers.first_block(subscriber);
+        while b != blocks::NONE {
+            n += 1;
+            b = blocks.next_of_sub(b);
+        }
+        n
+    }
+
+    /// With port block allocation: a port for `inside`'s new mapping from one of its
+    /// subscriber's blocks that the target allows — the source port if it lies in one
+    /// and is free, else a random free port of the first block (newest first) that has
+    /// one — or from a new block: on the address of the subscriber's blocks (paired
+    /// pooling), or for a subscriber without blocks (or whose blocks' address the SNAT
+    /// target excludes) on the first target address from a hash of the subscriber with
+    /// a free block. Out of blocks (`blocks_per_subscriber`) with every port of its
+    /// blocks taken: `SubscriberLimit`; no free block: `PortsExhausted`.
+    fn new_block_mapping(
+        &mut self,
+        inside: Endpoint,
+        proto: Proto,
+        sub: Option<Subscriber>,
+        target: Option<SnatTarget>,
+        now: Instant,
+    ) -> Result<u32, CreateError> {
+        let (lo, hi) = self.target_addrs(target);
+        if lo >= hi {
+            return Err(CreateError::PortsExhausted);
+        }
+        let range = target.and_then(|t| t.ports);
+        let in_target = |ix: u16| (lo..hi).contains(&usize::from(ix));
+        let head = if sub.is_some() { self.subscribers.first_block(inside.addr) } else { blocks::NONE };
+        let blocks = self.blocks.as_mut().expect("port blocks are on");
+        let usable = |span: PortRange| match range {
+            Some(r) => span.intersect(r),
+            None => span,
+        };
+        let mut found = None;
+        // The source port, if it lies in one of the subscriber's blocks (on their address).
+        if head != blocks::NONE {
+            let (ix, _) = blocks.span(head);
+            if let Some(b) = blocks.block_of(ix, inside.port).filter(|b| blocks.subscriber(*b) == inside.addr) {
+                let want = usable(PortRange::new(inside.port, inside.port));
+                if in_target(ix) && !want.is_empty() {
+                    if let Some(p) = self.ports.alloc_in(ix, proto, inside.port, want, &mut self.rng) {
+                        found = Some((b, ix, p));
+                    }
+                }
+            }
+        }
+        // Else any free port of its blocks, newest first.
+        let mut held = 0;
+        let mut b = head;
+        while found.is_none() && b != blocks::NONE {
+            held += 1;
+            let (ix, span) = blocks.span(b);
+            if in_target(ix) {
+                if let Some(p) = self.ports.alloc_in(ix, proto, inside.port, usable(span), &mut self.rng) {
+                    found = Some((b, ix, p));
+                }
+            }
+            b = blocks.next_of_sub(b);
+        }
+        let (b, ix, port, fresh) = match found {
+            Some((b, ix, p)) => (b, ix, p, false),
+            None => {
+                if held >= self.blocks_per_subscriber {
+                    return Err(CreateError::SubscriberLimit);
+                }
+                let paired = (head != blocks::NONE).then(|| blocks.span(head).0).filter(|ix| in_target(*ix));
+                // A new block whose usable ports are all reserved for this protocol
+                // (port forwards, `[host] ports`) is set aside and another taken, up to
+                // `SKIP` of them; the set-aside ones go back to the free blocks after.
+                const SKIP: usize = 8;
+                let mut skipped = [blocks::NONE; SKIP];
+                let mut n_skipped = 0;
+                loop {
+                    let taken = match paired {
+                        Some(ix) => blocks.take(ix, range, inside.addr, head, &mut self.rng, now).map(|b| (b, ix)),
+                        None => {
+                            let n = (hi - lo) as u64;
+                            let start = ((self.subscribers.spread(inside.addr) >> 32) * n) >> 32;
+                            (0..n).find_map(|k| {
+                                let ix = (lo as u64 + (start + k) % n) as u16;
+                                blocks.take(ix, range, inside.addr, head, &mut self.rng, now).map(|b| (b, ix))
+                            })
+                        }
+                    };
+                    let alloc = taken.map(|(b, ix)| {
+                        let (_, span) = blocks.span(b);
+                        (b, ix, self.ports.alloc_in(ix, proto, inside.port, usable(span), &mut self.rng))
+                    });
+                    if let Some((b, ix, Some(p))) = alloc {
+                        for s in &skipped[..n_skipped] {
+                            blocks.undo_take(*s);
+                        }
+                        break (b, ix, p, true);
+                    }
+                    if let Some((b, _, None)) = alloc {
+                        if n_skipped < SKIP {
+                            skipped[n_skipped] = b;
+                            n_skipped += 1;
+                            continue;
+                        }
+                        blocks.undo_take(b);
+                    }
+                    for s in &skipped[..n_skipped] {
+                        blocks.undo_take(*s);
+                    }
+                    if alloc.is_none() && self.log.is_some() {
+                        let ms = now.as_millis();
+                        let ev = match paired {
+                            Some(ix) => {
+                                NatEvent::ports_exhausted(ms, proto, inside.addr, self.ports.addrs()[ix as usize])
+                            }
+                            None => NatEvent::addresses_exhausted(ms, self.ports.addrs()[lo], (hi - lo) as u32),
+                        };
+                        self.push_alert(ev, now);
+                    }
+                    return Err(CreateError::PortsExhausted);
+                }
+            }
+        };
+        let undo = |nat: &mut WorkerNat| {
+            nat.ports.free_now(ix, proto, port);
+            if fresh {
+                nat.blocks.as_mut().expect("port blocks are on").undo_take(b);
+            }
+        };
+        let Some(m) = self.mappings.insert(inside, ix, port, proto) else {
+            undo(self);
+            return Err(CreateError::SessionTableFull);
+        };
+        if self.subscribers.adjust(inside.addr, ix, 1, 0).is_err() {
+            self.mappings.remove(m);
+            undo(self);
+            return Err(CreateError::SubscriberLimit);
+        }
+        let blocks = self.blocks.as_mut().expect("port blocks are on");
+        blocks.use_port(b);
+        if fresh {
+            self.subscribers.set_first_block(inside.addr, b);
+        }
+        self.counters.mappings_created += 1;
+        if fresh && self.wants(EventKind::BlockAllocate) {
+            let (ix, span) = self.blocks.as_ref().expect("port blocks are on").span(b);
+            let ev = NatEvent::block(
+                EventKind::BlockAllocate,
+                now.as_millis(),
+                inside.addr,
+                self.ports.addrs()[usize::from(ix)],
+                span.lo,
+                span.len() as u16,
+            );
+            self.push_event(ev);
+        }
+        if self.wants(EventKind::MappingCreate) {
+            let outside = self.mappings.outside(self.mappings.get(m));
+            self.push_event(NatEvent::mapping(EventKind::MappingCreate, now.as_millis(), proto, inside, outside));
+        }
+        Ok(m)
+    }
+
+    /// Release the idle blocks whose hold has passed (at most `budget`): each leaves
+    /// its subscriber's list and is logged (natEvent 17).
+    fn release_blocks(&mut self, now: Instant, budget: usize) {
+        let log = self.wants(EventKind::BlockRelease);
+        let Some(blocks) = self.blocks.as_mut() else { return };
+        for _ in 0..budget {
+            let Some(b) = blocks.pop_due(now) else { break };
+            let sub = blocks.subscriber(b);
+            let next = blocks.next_of_sub(b);
+            let head = self.subscribers.first_block(sub);
+            if head == b {
+                self.subscribers.set_first_block(sub, next);
+            } else {
+                let mut p = head;
+                while p != blocks::NONE {
+                    let n = blocks.next_of_sub(p);
+                    if n == b {
+                        blocks.set_next_of_sub(p, next);
+                        break;
+                    }
+                    p = n;
+                }
+            }
+            let (ix, span) = blocks.span(b);
+            blocks.release(b);
+            if log {
+                let outside = self.ports.addrs()[usize::from(ix)];
+                let ev =
+                    NatEvent::block(EventKind::BlockRelease, now.as_millis(), sub, outside, span.lo, span.len() as u16);
+                if let Some(l) = self.log.as_mut() {
+                    l.sink.push(ev);
+                }
+            }
+        }
     }
 
     /// A deterministic subscriber's mapping: a port of its fixed range on its fixed
@@ -789,7 +1054,16 @@ impl WorkerNat {
         debug_assert!(r.is_ok());
         match usize::from(map.outside_ix).checked_sub(self.pool_len) {
             Some(det_ix) => self.det_ports.free(det_ix, map.proto, map.outside_port),
-            None => self.ports.free(map.outside_ix, map.proto, map.outside_port, now),
+            None => match self.blocks.as_mut() {
+                Some(blocks) => {
+                    self.ports.free_now(map.outside_ix, map.proto, map.outside_port);
+                    match blocks.block_of(map.outside_ix, map.outside_port) {
+                        Some(b) => blocks.unuse(b, now),
+                        None => debug_assert!(false, "a mapping's port outside every block"),
+                    }
+                }
+                None => self.ports.free(map.outside_ix, map.proto, map.outside_port, now),
+            },
         }
         self.counters.mappings_freed += 1;
     }
@@ -800,6 +1074,7 @@ impl WorkerNat {
             self.helper_release(idx, now);
         }
         let s = self.sessions.remove(idx);
+        self.dest_nat -= u32::from(s.kind() == SessionKind::DestNat);
         if self.wants(EventKind::SessionDelete) {
             self.log_session_record(EventKind::SessionDelete, &s, now);
         }
@@ -887,6 +1162,7 @@ impl WorkerNat {
             self.wheel.next_deadline().map(Instant::from_millis),
             self.ports.next_release(),
             self.frags.next_deadline(),
+            self.blocks.as_ref().and_then(PortBlocks::next_release),
             self.helper_deadline(),
         ]
         .into_iter()
@@ -945,6 +1221,7 @@ impl WorkerNat {
         debug_assert_eq!(self.wheel.len(), self.sessions.len() as usize);
         self.counters.sessions_expired += n as u64;
         self.ports.release_due(now, budget);
+        self.release_blocks(now, budget);
         self.frags.expire(now, budget);
         self.helper_expire(now);
         n
@@ -1029,6 +1306,30 @@ impl WorkerNat {
         self.sessions.len()
     }
 
+    /// Live sessions that translate a destination (DNAT, REDIRECT): while there are
+    /// none, a packet from inside cannot belong to one by its outside key.
+    pub fn dest_nat_sessions(&self) -> u32 {
+        self.dest_nat
+    }
+
+    /// Start a new record of the sessions created (see
+    /// [`created_since`](Self::created_since)): the `nat-slowpath` stage, once per burst.
+    #[inline]
+    pub fn forget_created(&mut self) {
+        self.created = [0; 4];
+    }
+
+    /// Whether a session may have been created since
+    /// [`forget_created`](Self::forget_created) whose inside key has the index tag `tag`
+    /// ([`lookup_begin`](Self::lookup_begin) of a packet from inside). `false` is certain:
+    /// a packet from inside the fast path missed still has no session, whatever the
+    /// burst created before it — its own flow, a hairpin's session on the destination's
+    /// mapping, a helper's expected connection. `true` may be another key (256 bits).
+    #[inline]
+    pub fn created_since(&self, tag: u32) -> bool {
+        self.created[usize::from(tag as u8 >> 6)] & 1 << (tag & 63) != 0
+    }
+
     /// Live mappings (external ports in use).
     pub fn mapping_count(&self) -> u32 {
         self.mappings.len()
@@ -1047,6 +1348,69 @@ impl WorkerNat {
             i += 1;
         }
         (i < self.ports.addrs().len()).then_some(i)
+    }
+
+    /// Port block allocation: (ports per block, blocks per subscriber), or `None` when
+    /// ports are allocated one by one.
+    pub fn port_blocks(&self) -> Option<(u32, u32)> {
+        self.blocks.as_ref().map(|b| (b.size(), self.blocks_per_subscriber))
+    }
+
+    /// Port blocks held now (in use or idle; 0 without port blocks).
+    pub fn block_count(&self) -> u32 {
+        self.blocks.as_ref().map_or(0, PortBlocks::live)
+    }
+
+    /// What the block allocator did (zeros without port blocks).
+    pub fn block_counters(&self) -> BlockCounters {
+        self.blocks.as_ref().map_or(BlockCounters::default(), |b| b.counters)
+    }
+
+    /// The port blocks `query` names, from `from` on: appends as many as `out`'s spare
+    /// capacity holds (no allocation) and returns where to go on, or `None` when done.
+    /// Bounded work: a subscriber's list, one block, or at most 4096 block slots of an
+    /// address per call.
+    pub fn blocks_matching(&self, query: BlockQuery, from: u32, now: Instant, out: &mut Vec<BlockInfo>) -> Option<u32> {
+        let blocks = self.blocks.as_ref()?;
+        let addrs = self.ports.addrs();
+        match query {
+            BlockQuery::Subscriber(a) => {
+                let mut b = self.subscribers.first_block(a);
+                let mut i = 0;
+                while b != blocks::NONE {
+                    if i >= from {
+                        if out.len() == out.capacity() {
+                            return Some(i);
+                        }
+                        out.push(blocks.info(b, addrs, now));
+                    }
+                    i += 1;
+                    b = blocks.next_of_sub(b);
+                }
+                None
+            }
+            BlockQuery::Outside(a, port) => {
+                let ix = self.ports.addr_index(a)?;
+                if let Some(p) = port {
+                    if let Some(b) = blocks.block_of(ix, p) {
+                        if out.len() < out.capacity() {
+                            out.push(blocks.info(b, addrs, now));
+                        }
+                    }
+                    return None;
+                }
+                let end = blocks.per_addr().min(from.saturating_add(4096));
+                for k in from..end {
+                    if let Some(b) = blocks.at(ix, k) {
+                        if out.len() == out.capacity() {
+                            return Some(k);
+                        }
+                        out.push(blocks.info(b, addrs, now));
+                    }
+                }
+                (end < blocks.per_addr()).then_some(end)
+            }
+        }
     }
 
     /// A subscriber's accounting.
@@ -1098,7 +1462,9 @@ impl WorkerNat {
             mappings: self.mappings.memory_bytes(),
             filter: self.filter.as_ref().map_or(0, AddrFilter::memory_bytes),
             subscribers: self.subscribers.memory_bytes(),
-            ports: self.ports.memory_bytes() + self.det_ports.memory_bytes(),
+            ports: self.ports.memory_bytes()
+                + self.det_ports.memory_bytes()
+                + self.blocks.as_ref().map_or(0, PortBlocks::memory_bytes),
             fragments: self.frags.memory_bytes(),
             helpers: self.helpers.memory_bytes(),
             max_sessions: self.sessions.capacity(),

@@ -311,8 +311,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// True when the header checksum verifies (RFC 1071: the sum over the header,
     /// checksum included, is all ones).
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(self.header()) == !0
+        let header = self.header();
+        match <&[u8; HEADER_LEN]>::try_from(header) {
+            Ok(h) => checksum::header20(h) == !0,
+            Err(_) => checksum::data(header) == !0,
+        }
     }
 }
 

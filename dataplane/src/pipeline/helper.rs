@@ -19,6 +19,7 @@ use crate::worker::Worker;
 impl<Io: PacketIo> Worker<Io> {
     /// `helper`: each step's helper sees the packet (it may rewrite it, change its
     /// length, open expectations, move sequence numbers); then `nat-rewrite`.
+    #[inline(never)]
     pub(crate) fn helper_stage(&mut self, now: Instant) {
         let Some(nat) = self.nat.as_mut() else { return };
         for k in 0..self.vec.queued(Stage::Helper) {

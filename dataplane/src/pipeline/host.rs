@@ -18,6 +18,7 @@ impl<Io: PacketIo> Worker<Io> {
     /// is: its ARP requests; IPv4 after one validation pass, through `nat-rewrite` if a
     /// session claims it ([`crate::nat::NatPath::host_egress`]). Its ARP replies stay
     /// home (`host_arp_reply`): masqd answers ARP for its addresses itself.
+    #[inline(never)]
     pub(crate) fn host_input(&mut self) {
         let n = self.vec.queued(Stage::HostInput);
         self.counters.host_from_kernel.add(n as u64);
@@ -68,6 +69,7 @@ impl<Io: PacketIo> Worker<Io> {
     /// nothing in masqd) to the kernel by its arrival port's host interface, within the
     /// worker's punt limit (`host_punt_limited` beyond it). The frame goes as it arrived,
     /// translated if a REDIRECT claimed it; the host ring takes it at the next flush.
+    #[inline(never)]
     pub(crate) fn host_punt(&mut self, now: Instant) {
         for k in 0..self.vec.queued(Stage::HostPunt) {
             let i = self.vec.at(Stage::HostPunt, k);

@@ -15,6 +15,7 @@ use crate::worker::Worker;
 impl<Io: PacketIo> Worker<Io> {
     /// `ip4-input`: validate the IPv4 header once ([`crate::l3::router::Router::ip4_input`]),
     /// cut Ethernet padding, note the destination; then the NAT, or straight to routing.
+    #[inline(never)]
     pub(crate) fn ip4_input(&mut self) {
         let next = if self.nat.is_some() { Stage::NatClassify } else { Stage::Ip4Forward };
         for k in 0..self.vec.queued(Stage::Ip4Input) {
@@ -37,6 +38,7 @@ impl<Io: PacketIo> Worker<Io> {
     /// translated); anything else is routed toward its destination (after translation),
     /// its TTL and MTU checked against the packet as it arrived and its TTL decremented,
     /// then translated (`nat-rewrite`) or sent (`l2-output`).
+    #[inline(never)]
     pub(crate) fn ip4_forward(&mut self, now: Instant) {
         let mut forwarded = 0;
         for k in 0..self.vec.queued(Stage::Ip4Forward) {
@@ -106,6 +108,7 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// `ip4-local`: answer echo requests to the router's addresses in place; a reply to a
     /// request that was translated on its way in (REDIRECT, hairpin) is translated back.
+    #[inline(never)]
     pub(crate) fn ip4_local(&mut self, now: Instant) {
         for k in 0..self.vec.queued(Stage::Ip4Local) {
             let i = self.vec.at(Stage::Ip4Local, k);

@@ -13,6 +13,7 @@ impl<Io: PacketIo> Worker<Io> {
     /// `l2-input`: multi-segment frames and frames not for us are dropped; IPv4 goes on
     /// to `ip4-input`; ARP is handled here, a reply built in place going to `l2-output`
     /// (and a copy of ARP for a port's own address to its host interface, if it has one).
+    #[inline(never)]
     pub(crate) fn l2_input(&mut self, now: Instant) {
         // With host interfaces: the kernel gets a copy of ARP for its addresses first
         // (answering a request overwrites the frame).
@@ -61,7 +62,10 @@ impl<Io: PacketIo> Worker<Io> {
     /// `l2-output`: the frame's final length, then its MACs — written already (ARP
     /// replies), or the next hop's from the neighbour table — and TX staging; a next hop
     /// not yet resolved parks the frame in the hold queue and asks for it.
+    #[inline(never)]
     pub(crate) fn l2_output(&mut self, now: Instant) {
+        // Most of a burst goes to one next hop (the gateway): look each up once per burst.
+        let mut last: Option<(u16, std::net::Ipv4Addr, [u8; 6])> = None;
         for k in 0..self.vec.queued(Stage::L2Output) {
             let i = self.vec.at(Stage::L2Output, k);
             let meta = *self.vec.meta(i);
@@ -76,7 +80,15 @@ impl<Io: PacketIo> Worker<Io> {
                 self.io.tx(meta.out_port, frame);
                 continue;
             }
-            match self.l3.neighbor(meta.out_port, meta.via, now) {
+            let mac = match last {
+                Some((port, via, mac)) if port == meta.out_port && via == meta.via => Some(mac),
+                _ => {
+                    let mac = self.l3.neighbor(meta.out_port, meta.via, now);
+                    last = mac.map(|m| (meta.out_port, meta.via, m));
+                    mac
+                }
+            };
+            match mac {
                 Some(mac) => {
                     self.l3.fill_l2(meta.out_port, mac, frame.room_mut());
                     self.io.tx(meta.out_port, frame);
@@ -87,6 +99,7 @@ impl<Io: PacketIo> Worker<Io> {
     }
 
     /// `drop`: count each frame's reason (if it has one left to count) and free it.
+    #[inline(never)]
     pub(crate) fn drop_stage(&mut self) {
         for k in 0..self.vec.queued(Stage::Drop) {
             let i = self.vec.at(Stage::Drop, k);

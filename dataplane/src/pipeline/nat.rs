@@ -2,12 +2,12 @@
 //! `nat-rewrite`, and `handoff` (frames another worker owns leave here), plus
 //! [`publish_nat`]: the NAT's counters into the worker's, once per millisecond.
 
-use super::{Meta, Stage, F_HAIRPIN, F_HAIRPIN_OUT, F_HANDED, F_HELPER, F_LOCAL, HANDOFF_HAIRPIN};
+use super::{Meta, Stage, F_HAIRPIN, F_HAIRPIN_OUT, F_HANDED, F_HELPER, F_LOCAL, F_MISSED, HANDOFF_HAIRPIN};
 use crate::counters::WorkerCounters;
 use crate::io::{Frame, PacketIo};
 use crate::l3::router::IcmpErrorReq;
-use crate::nat::classify::{classify, Frag, L4};
-use crate::nat::{CreateError, Decision, NatPath};
+use crate::nat::classify::{classify_into, Frag, L4};
+use crate::nat::{CreateError, Decision, Lookup, NatPath, SlowHints};
 use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
 use crate::packet::icmp::Icmpv4Message;
 use crate::stats::DropReason;
@@ -19,19 +19,17 @@ impl<Io: PacketIo> Worker<Io> {
     /// metadata for every later stage; a TTL about to run out answered before any state
     /// is created (RFC 1812 §5.3.1); the owning worker found (several workers); whole
     /// TCP/UDP/ICMP-query packets to the fast path, the rest to the slow path.
+    #[inline(never)]
     pub(crate) fn nat_classify(&mut self, now: Instant) {
         let Some(nat) = self.nat.as_mut() else { return };
         for k in 0..self.vec.queued(Stage::NatClassify) {
             let i = self.vec.at(Stage::NatClassify, k);
             let (Some(frame), meta) = self.vec.frame_meta_mut(i) else { continue };
-            let pkt = match classify(&frame.bytes()[ETH_LEN..usize::from(meta.len)]) {
-                Ok(p) => p,
-                Err(reason) => {
-                    self.vec.drop(i, Some(reason));
-                    continue;
-                }
-            };
-            meta.pkt = pkt;
+            if let Err(reason) = classify_into(&frame.bytes()[ETH_LEN..usize::from(meta.len)], &mut meta.pkt) {
+                self.vec.drop(i, Some(reason));
+                continue;
+            }
+            let pkt = &meta.pkt;
             meta.dst = pkt.dst;
             let next = if meta.flags & F_HAIRPIN != 0 {
                 // The second half of a hairpin: its first half checked the TTL.
@@ -44,8 +42,7 @@ impl<Io: PacketIo> Worker<Io> {
                     rest: 0,
                 });
                 Stage::Ip4Forward
-            } else if let Some(owner) = (meta.flags & F_HANDED == 0).then(|| nat.owner(meta.port, &pkt, now)).flatten()
-            {
+            } else if let Some(owner) = (meta.flags & F_HANDED == 0).then(|| nat.owner(meta.port, pkt, now)).flatten() {
                 meta.owner = owner;
                 Stage::Handoff
             } else if pkt.frag == Frag::Whole && matches!(pkt.l4, L4::Flow(_)) {
@@ -61,6 +58,7 @@ impl<Io: PacketIo> Worker<Io> {
     /// waits overlap: hash each packet's key once and prefetch its index slot; prefetch
     /// the session records the slots point to; then look up. A hit goes to routing with
     /// its session and destination; everything else to the slow path.
+    #[inline(never)]
     pub(crate) fn nat_lookup(&mut self) {
         let Some(nat) = self.nat.as_ref() else { return };
         let n = self.vec.queued(Stage::NatLookup);
@@ -78,12 +76,12 @@ impl<Io: PacketIo> Worker<Io> {
         for k in 0..n {
             let i = self.vec.at(Stage::NatLookup, k);
             let meta = self.vec.meta_mut(i);
-            let hit = match meta.pkt.l4 {
+            let found = match meta.pkt.l4 {
                 L4::Flow(f) => nat.lookup(meta.port, &f, meta.tag),
-                _ => None,
+                _ => Lookup::Slow,
             };
-            match hit {
-                Some(hit) => {
+            match found {
+                Lookup::Hit(hit) => {
                     meta.steps[0] = Some((hit.id, hit.dir));
                     meta.dst = hit.dst;
                     if hit.helper {
@@ -91,7 +89,11 @@ impl<Io: PacketIo> Worker<Io> {
                     }
                     self.vec.send(i, Stage::Ip4Forward);
                 }
-                None => self.vec.send(i, Stage::NatSlowpath),
+                Lookup::Miss => {
+                    meta.flags |= F_MISSED;
+                    self.vec.send(i, Stage::NatSlowpath);
+                }
+                Lookup::Slow => self.vec.send(i, Stage::NatSlowpath),
             }
         }
     }
@@ -100,14 +102,21 @@ impl<Io: PacketIo> Worker<Io> {
     /// ([`NatPath::slow_path`]): policy, allocation, session creation, hairpinning,
     /// DNAT, ICMP errors, fragments. A later fragment that came before its first is
     /// parked, unmodified, and offered again after later bursts.
+    #[inline(never)]
     pub(crate) fn nat_slowpath(&mut self, now: Instant) {
+        // What the sessions this call creates may shadow: a packet the fast path missed
+        // still has no session unless one with its inside key was created since.
+        if let Some(nat) = self.nat.as_mut() {
+            nat.nat_mut().forget_created();
+        }
         for k in 0..self.vec.queued(Stage::NatSlowpath) {
             let i = self.vec.at(Stage::NatSlowpath, k);
             let Some(nat) = self.nat.as_mut() else { return };
             let (Some(frame), meta) = self.vec.frame_meta_mut(i) else { continue };
             let ip = &frame.bytes()[ETH_LEN..usize::from(meta.len)];
-            let hairpin = meta.flags & F_HAIRPIN != 0;
-            let next = match nat.slow_path(meta.port, ip, meta.pkt, self.l3.routes(), hairpin, now) {
+            let no_session = meta.flags & F_MISSED != 0 && !nat.nat().created_since(meta.tag);
+            let hints = SlowHints { hairpin: meta.flags & F_HAIRPIN != 0, no_session };
+            let next = match nat.slow_path(meta.port, ip, meta.pkt, self.l3.routes(), hints, now) {
                 Decision::Forward(plan) | Decision::Local(plan) => {
                     meta.steps = plan.steps;
                     meta.dst = plan.dst;
@@ -153,6 +162,7 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// `nat-rewrite`: apply the sessions' stored deltas in place and refresh them; then
     /// the router's own handling, the other worker's half of a hairpin, or out.
+    #[inline(never)]
     pub(crate) fn nat_rewrite(&mut self, now: Instant) {
         let Some(nat) = self.nat.as_mut() else { return };
         for k in 0..self.vec.queued(Stage::NatRewrite) {
@@ -174,6 +184,7 @@ impl<Io: PacketIo> Worker<Io> {
     /// `handoff`: give each frame to the worker that owns it, with its arrival port (and
     /// whether it is a hairpin's second half) for that worker's pipeline. A full ring
     /// is a counted drop (`handoff_full`).
+    #[inline(never)]
     pub(crate) fn handoff(&mut self) {
         for k in 0..self.vec.queued(Stage::Handoff) {
             let i = self.vec.at(Stage::Handoff, k);
@@ -208,6 +219,10 @@ pub fn publish_nat(path: &NatPath, c: &WorkerCounters) {
     c.nat_create_failed_rate_limited.set(n.create_failed[CreateError::RateLimited as usize]);
     c.nat_create_failed_ports_exhausted.set(n.create_failed[CreateError::PortsExhausted as usize]);
     c.nat_create_failed_tuple_in_use.set(n.create_failed[CreateError::TupleInUse as usize]);
+    let b = nat.block_counters();
+    c.nat_blocks.set(u64::from(nat.block_count()));
+    c.nat_blocks_allocated.set(b.allocated);
+    c.nat_blocks_released.set(b.released);
     let p = path.counters();
     c.nat_hairpinned.set(p.hairpinned);
     c.nat_icmp_errors_translated.set(p.icmp_errors);

@@ -233,6 +233,8 @@ pub struct MasqdConfig {
     pub neighbors: Vec<NeighborSpec>,
     /// `[workers] cores`; starts as `[1]` (core 0 is the main lcore).
     pub cores: Vec<u32>,
+    /// `[workers] burst`, if set.
+    pub burst: Option<usize>,
     /// Written to a file and passed as `--rules FILE` (iptables-save format).
     pub rules: Option<String>,
     /// Appended verbatim to the TOML, for sections the builder does not know.
@@ -252,6 +254,7 @@ impl MasqdConfig {
             ports: Vec::new(),
             neighbors: Vec::new(),
             cores: vec![1],
+            burst: None,
             rules: None,
             extra_toml: String::new(),
         }
@@ -324,6 +327,12 @@ impl MasqdConfig {
         self
     }
 
+    /// `[workers] burst`: frames per RX burst.
+    pub fn burst(mut self, frames: usize) -> Self {
+        self.burst = Some(frames);
+        self
+    }
+
     pub fn rules(mut self, text: &str) -> Self {
         self.rules = Some(text.into());
         self
@@ -368,6 +377,9 @@ impl MasqdConfig {
         }
         let cores: Vec<String> = self.cores.iter().map(u32::to_string).collect();
         t.push_str(&format!("\n[workers]\ncores = [{}]\n", cores.join(", ")));
+        if let Some(b) = self.burst {
+            t.push_str(&format!("burst = {b}\n"));
+        }
         for n in &self.neighbors {
             t.push_str(&format!(
                 "\n[[neighbor]]\nport = {}\naddress = {}\nmac = {}\n",

@@ -12,6 +12,10 @@
 //! Throughput is measured by draining batches: the generator writes a batch of frames
 //! (untimed), enqueues it at once and times until the worker has sent or dropped every
 //! frame, so the worker never waits for the generator and the rate is the worker's own.
+//! A share of every throughput batch (`--return-share`, default half) is return traffic:
+//! replies from the server to established sessions, enqueued on the outside port's RX
+//! ring and sent out of the inside port (translated back, in the NAT lane), as a CGN
+//! carries both directions.
 //! Latency is measured with a paced generator (a TSC stamp in each payload, hdrhistogram)
 //! at fractions of the NAT rate. See perf/README.md.
 
@@ -35,12 +39,14 @@ use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
 use dataplane::l3::router::Router;
 use dataplane::nat::{self, NatPath};
+use dataplane::pipeline::StageFigures;
 use dataplane::setup;
 use dataplane::worker::Worker;
 use dpdk::{Burst, Eal, Mbuf, MbufRing, MbufRingConsumer, MbufRingProducer, Mempool, Port, PortConfig};
-use perf::flows::{stamp_elapsed, FlowSpace, FrameWriter, L4};
-use perf::results::{gbps, median, LatencyPoint, LoggingPoint, Point, Report};
-use perf::topology::{config_text, GATEWAY_MAC, GEN_MAC, LAN_MAC, RULES, SERVER, WAN_MAC};
+use perf::check::{self, Expect};
+use perf::flows::{stamp_elapsed, FlowSpace, FrameWriter, ReturnFlows, L4};
+use perf::results::{gbps, median, LatencyPoint, LoggingPoint, Point, Report, StageCycles};
+use perf::topology::{add_inside_hosts, config_text, GATEWAY_MAC, GEN_MAC, LAN_MAC, OUTSIDE, RULES, SERVER, WAN_MAC};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ProtoArg {
@@ -78,6 +84,10 @@ struct Args {
     /// Frames per drained batch.
     #[arg(long, default_value_t = 8192)]
     batch: usize,
+    /// Share of the throughput runs' frames that are return traffic (server to inside
+    /// host, on established sessions), 0..=1.
+    #[arg(long, default_value_t = 0.5)]
+    return_share: f64,
     /// Offered loads for latency, as fractions of the measured NAT rate.
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.5,0.9")]
     loads: Vec<f64>,
@@ -96,6 +106,10 @@ struct Args {
     /// EAL memory in MB (mbufs only; the NAT's tables are ordinary heap memory).
     #[arg(long, default_value_t = 512)]
     mem: u32,
+    /// Do not time the pipeline's stages (to measure what the always-on runtime
+    /// counting costs: compare with a run without this flag).
+    #[arg(long)]
+    no_runtime: bool,
     /// Main lcore (generator and sink) and worker lcore.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     cores: Vec<u32>,
@@ -116,15 +130,23 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// The router for the bench topology and, when `nat` is Some((capacity, ports per
-/// subscriber)), the NAT beside it.
-fn make_router(counters: &Arc<WorkerCounters>, nat: Option<(u64, u32)>) -> Result<(Router, Option<NatPath>)> {
+/// The router for the bench topology (the subscribers of `hosts` static neighbours of
+/// the inside port) and, when `nat` is Some((capacity, ports per subscriber)), the NAT
+/// beside it.
+fn make_router(
+    counters: &Arc<WorkerCounters>,
+    nat: Option<(u64, u32)>,
+    hosts: Option<&FlowSpace>,
+) -> Result<(Router, Option<NatPath>)> {
     let (cap, pps) = nat.unwrap_or((16, 1));
     let config = Config::parse(&config_text(cap, pps)).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
     let routes = Arc::new(RouteTable::from_config(&config));
-    let neighbors = Arc::new(NeighborTable::new(64));
+    let neighbors = Arc::new(NeighborTable::new(64 + hosts.map_or(0, |h| h.subscribers() as usize)));
     for n in &config.neighbors {
         neighbors.add_static(n.port as u16, n.address, n.mac).map_err(|_| anyhow::anyhow!("neighbour table full"))?;
+    }
+    if let Some(h) = hosts {
+        add_inside_hosts(&neighbors, h).map_err(|_| anyhow::anyhow!("neighbour table full"))?;
     }
     let router = Router::new(routes, neighbors, vec![LAN_MAC, WAN_MAC], counters.clone());
     if nat.is_none() {
@@ -138,8 +160,13 @@ fn make_router(counters: &Arc<WorkerCounters>, nat: Option<(u64, u32)>) -> Resul
 }
 
 /// Give `worker` a fresh router and NAT (see [`make_router`]).
-fn reset_nat(worker: &mut Worker<DpdkIo>, counters: &Arc<WorkerCounters>, nat: Option<(u64, u32)>) -> Result<()> {
-    let (router, path) = make_router(counters, nat)?;
+fn reset_nat(
+    worker: &mut Worker<DpdkIo>,
+    counters: &Arc<WorkerCounters>,
+    nat: Option<(u64, u32)>,
+    hosts: Option<&FlowSpace>,
+) -> Result<()> {
+    let (router, path) = make_router(counters, nat, hosts)?;
     *worker.router_mut() = router;
     worker.set_nat(path);
     Ok(())
@@ -187,17 +214,19 @@ struct Lane {
     counters: Arc<WorkerCounters>,
     gen: MbufRingProducer,
     sink: MbufRingConsumer,
-    /// What the worker sends back inside (nothing, normally); drained and freed.
+    /// The outside port's RX ring: return traffic goes in here.
+    wan_gen: MbufRingProducer,
+    /// What the worker sends out of the inside port: the return traffic.
     back: MbufRingConsumer,
+    /// Where this lane's return traffic is addressed (set once the sessions exist).
+    returns: ReturnFlows,
     /// Frames owned by the generator between batches.
     stash: Vec<Mbuf>,
     /// Whether this lane's router has the NAT (MASQUERADE to the outside address).
     nat: bool,
-    /// Check the frames of the next drained batch (see [`check_output`]).
+    /// Check the frames of the next drained batch (`perf::check`, both directions).
     check_next: bool,
     _ports: Vec<Port>,
-    /// Keeps the outside port's (unused) RX ring producer end alive.
-    _wan_rx: MbufRingProducer,
 }
 
 impl Lane {
@@ -207,8 +236,8 @@ impl Lane {
                 .with_context(|| format!("creating ring {name}_{suffix} (try more --mem)"))
         };
         let (lan_rx_p, lan_rx_c) = ring("lrx", batch + 1024)?.split();
-        let (lan_tx_p, lan_tx_c) = ring("ltx", 1024)?.split();
-        let (wan_rx_p, wan_rx_c) = ring("wrx", 1024)?.split();
+        let (lan_tx_p, lan_tx_c) = ring("ltx", batch + 1024)?.split();
+        let (wan_rx_p, wan_rx_c) = ring("wrx", batch + 1024)?.split();
         let (wan_tx_p, wan_tx_c) = ring("wtx", batch + 1024)?.split();
         let pcfg = PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, rss: None, mtu: None };
         let mut lan = Port::from_rings(&format!("{name}_lan"), lan_rx_c, lan_tx_p, dpdk::SOCKET_ID_ANY)
@@ -225,19 +254,20 @@ impl Lane {
             vec![lan.tx_queue(0)?, wan.tx_queue(0)?],
             pool.clone(),
         );
-        let worker = Worker::new(io, make_router(&counters, None)?.0, counters.clone());
+        let worker = Worker::new(io, make_router(&counters, None, None)?.0, counters.clone());
         Ok(Lane {
             name,
             worker: Some(worker),
             counters,
             gen: lan_rx_p,
             sink: wan_tx_c,
+            wan_gen: wan_rx_p,
             back: lan_tx_c,
+            returns: ReturnFlows::untranslated(),
             stash: Vec::with_capacity(batch + 64),
             nat,
             check_next: false,
             _ports: vec![lan, wan],
-            _wan_rx: wan_rx_p,
         })
     }
 
@@ -290,40 +320,22 @@ impl Drop for Running<'_> {
     }
 }
 
-/// What the worker must have sent: routed (TTL 63, the gateway's MAC), checksums valid,
-/// and from the NAT lane the source MASQUERADEd to the outside address, from the
-/// forwarding lane untouched. Checked on the first batch of every throughput phase, so a
-/// broken path is an error rather than a fast figure.
-fn check_output(frames: &[Mbuf], nat: bool, tcp: bool) -> Result<()> {
-    use dataplane::testkit::{parse_ipv4, PROTO_TCP, PROTO_UDP};
-    ensure!(!frames.is_empty(), "no frame came out");
-    let outside = Ipv4Addr::new(198, 18, 0, 1);
-    let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
-    for (i, m) in frames.iter().enumerate() {
-        // The shared test parser, which verifies every checksum independently of masq's code.
-        let Some(p) = parse_ipv4(m.data()) else { anyhow::bail!("frame {i}: not an IPv4 frame") };
-        ensure!(p.dst_mac == GATEWAY_MAC, "frame {i}: not sent to the gateway's MAC");
-        ensure!(p.ip_checksum_ok, "frame {i}: bad IPv4 checksum");
-        ensure!(p.ttl == 63, "frame {i}: TTL {} (expected 63)", p.ttl);
-        ensure!(p.proto == proto, "frame {i}: protocol {} (expected {proto})", p.proto);
-        let src = p.src;
-        if nat {
-            ensure!(src == outside, "frame {i}: source {src} not translated to {outside}");
-        } else {
-            ensure!(src.octets()[0] == 100 && src.octets()[1] & 0xc0 == 64, "frame {i}: source {src} changed");
-        }
-        ensure!(p.l4_checksum_ok, "frame {i}: bad {} checksum", if tcp { "TCP" } else { "UDP" });
-    }
-    Ok(())
-}
-
 /// Traffic shared by every phase of one point.
 struct Traffic {
     writer: FrameWriter,
+    /// Return traffic: from the server to each flow's [`ReturnFlows`] address.
+    ret_writer: FrameWriter,
     flows: FlowSpace,
     tcp: bool,
     hz: u64,
     batch: usize,
+    /// Share of each throughput batch that is return traffic.
+    return_share: f64,
+}
+
+/// The worker's drop counters that are not zero, by reason.
+fn nonzero_drops(c: &WorkerCounters) -> Vec<(&'static str, u64)> {
+    dataplane::stats::DropReason::ALL.iter().map(|r| (r.name(), c.drops_for(*r))).filter(|(_, n)| *n > 0).collect()
 }
 
 fn spin_us(hz: u64, us: u64) {
@@ -386,8 +398,34 @@ impl Traffic {
         }
     }
 
-    /// One drained batch: enqueue the whole stash, wait until the worker has handled all
-    /// of it, take back what it sent. Returns (TSC ticks, frames, frames not delivered).
+    /// Write the server's replies to flows `next()` (to `returns`) into `frames`; with
+    /// `expect`, note where each must arrive (inside host, port, server port).
+    #[allow(clippy::too_many_arguments)]
+    fn write_returns(
+        &self,
+        space: &FlowSpace,
+        returns: &ReturnFlows,
+        frames: &mut [Mbuf],
+        fresh: &[bool],
+        mut next: impl FnMut() -> u64,
+        mut expect: Option<&mut Vec<(Ipv4Addr, u16, u16)>>,
+    ) {
+        let stamp = dpdk::cycles::rdtsc();
+        for (i, m) in frames.iter_mut().enumerate() {
+            let g = next();
+            let flow = returns.flow(space, g);
+            let _ = m.set_len(self.ret_writer.len());
+            self.ret_writer.write(m.data_mut(), fresh.get(i).copied().unwrap_or(true), flow, stamp, false);
+            if let Some(v) = expect.as_deref_mut() {
+                let (host, port) = returns.inside(space, g);
+                v.push((host, port, flow.1));
+            }
+        }
+    }
+
+    /// One drained batch: enqueue the whole stash (`share` of it as return traffic on the
+    /// outside port), wait until the worker has handled all of it, take back what it
+    /// sent. Returns (TSC ticks, frames, frames not delivered).
     #[allow(clippy::too_many_arguments)]
     fn batch(
         &self,
@@ -395,19 +433,27 @@ impl Traffic {
         pool: &Mempool,
         space: &FlowSpace,
         n: usize,
-        next: impl FnMut() -> u64,
+        mut next: impl FnMut() -> u64,
         syn: bool,
+        share: f64,
     ) -> Result<(u64, u64, u64)> {
         let fresh = self.fill(lane, pool, n)?;
         let mut stash = std::mem::take(&mut lane.stash);
         // Exactly `n` frames go; the rest of the stash waits for the next batch.
         let spare = stash.split_off(n.min(stash.len()));
-        self.write(space, &mut stash, &fresh, next, syn);
         let k = stash.len();
+        let k_ret = ((k as f64 * share).round() as usize).min(k);
+        let mut returns = stash.split_off(k - k_ret);
+        self.write(space, &mut stash, &fresh, &mut next, syn);
+        let mut expected = lane.check_next.then(Vec::new);
+        let ret_fresh = fresh.get(k - k_ret..).unwrap_or(&[]);
+        self.write_returns(space, &lane.returns, &mut returns, ret_fresh, &mut next, expected.as_mut());
         let c = lane.counters.clone();
         let rx0 = c.rx_packets.get();
         let t0 = dpdk::cycles::rdtsc();
         enqueue_all(&mut lane.gen, &mut stash, self.hz)?;
+        returns.reverse(); // enqueue_all takes from the back: keep the written order
+        enqueue_all(&mut lane.wan_gen, &mut returns, self.hz)?;
         let deadline = t0 + 5 * self.hz;
         // Done when the worker has received every frame and finished the pass that did
         // (its poll counter moved on twice). Poll at most every microsecond: reading the
@@ -423,19 +469,34 @@ impl Traffic {
         }
         let t1 = dpdk::cycles::rdtsc();
         let mut b = Burst::<32>::new();
-        let mut delivered = 0u64;
+        let mut out = 0usize;
         while lane.sink.dequeue_burst(&mut b) > 0 {
-            delivered += b.len() as u64;
+            out += b.len();
             stash.extend(b.drain());
         }
-        if lane.check_next {
-            lane.check_next = false;
-            check_output(&stash[..delivered as usize], lane.nat, self.tcp).with_context(|| {
-                format!("{} lane: the worker's output is wrong, so its rate means nothing", lane.name)
-            })?;
-        }
+        let mut back = 0usize;
         while lane.back.dequeue_burst(&mut b) > 0 {
-            b.clear();
+            back += b.len();
+            stash.extend(b.drain());
+        }
+        let delivered = (out + back) as u64;
+        if let Some(expected) = expected {
+            lane.check_next = false;
+            let e = Expect { nat: lane.nat, tcp: self.tcp };
+            let what = || format!("{} lane: the worker's output is wrong, so its rate means nothing", lane.name);
+            ensure!(
+                out == k - k_ret && back == k_ret,
+                "{}: of {} outbound and {k_ret} return frames, {out} and {back} came out (drops: {:?})",
+                what(),
+                k - k_ret,
+                nonzero_drops(&c)
+            );
+            for (i, m) in stash[..out].iter().enumerate() {
+                check::outbound(i, m.data(), e).with_context(what)?;
+            }
+            for (i, (m, want)) in stash[out..out + back].iter().zip(&expected).enumerate() {
+                check::inbound(i, m.data(), e, Some(*want)).with_context(|| format!("{} (return traffic)", what()))?;
+            }
         }
         // Frames the worker dropped went back to the pool; count them by what arrived.
         let drops = (k as u64).saturating_sub(delivered);
@@ -460,6 +521,7 @@ impl Traffic {
                     g
                 },
                 false,
+                self.return_share,
             )?;
             *start = g;
             ticks += t;
@@ -557,6 +619,7 @@ struct Plan {
     runs: usize,
     batch: usize,
     loads: Vec<f64>,
+    return_share: f64,
     logging: bool,
 }
 
@@ -584,6 +647,7 @@ fn plan(args: &Args) -> Result<Plan> {
         ensure!((16..=1 << 27).contains(&n), "--sweep {n}: session counts must be 16..=134217728");
     }
     ensure!(args.batch >= 32 && args.batch <= 1 << 16, "--batch {}: must be 32..=65536", args.batch);
+    ensure!((0.0..=1.0).contains(&args.return_share), "--return-share {}: a fraction in 0..=1", args.return_share);
     for &l in &args.loads {
         ensure!(l > 0.0 && l <= 1.0, "--loads {l}: loads are fractions in (0, 1]");
     }
@@ -610,6 +674,7 @@ fn plan(args: &Args) -> Result<Plan> {
         runs,
         batch: if args.quick { args.batch.min(4096) } else { args.batch },
         loads: args.loads.clone(),
+        return_share: args.return_share,
         logging: args.logging,
     })
 }
@@ -637,7 +702,9 @@ fn measure_point(
     let flows = FlowSpace::new(subs, per_sub, max_sports)?;
     let n = flows.len();
     let writer = FrameWriter::new(p.l4, p.frame_size, GEN_MAC, LAN_MAC, SERVER)?;
-    let tr = Traffic { writer, flows, tcp: p.l4 == L4::Tcp, hz, batch: p.batch };
+    let ret_writer = FrameWriter::inbound(p.l4, p.frame_size, GATEWAY_MAC, WAN_MAC, SERVER)?;
+    let tr =
+        Traffic { writer, ret_writer, flows, tcp: p.l4 == L4::Tcp, hz, batch: p.batch, return_share: p.return_share };
     progress(
         t0,
         &format!(
@@ -649,9 +716,12 @@ fn measure_point(
 
     // Memory baseline without any NAT, then the NAT sized to exactly n sessions.
     let counters = nat_lane.counters.clone();
-    reset_nat(nat_lane.worker_mut(), &counters, None)?;
+    reset_nat(nat_lane.worker_mut(), &counters, None, None)?;
     let rss0 = rss_bytes();
-    reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))))?;
+    reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))), Some(&tr.flows))?;
+    let fwd_counters = fwd_lane.counters.clone();
+    reset_nat(fwd_lane.worker_mut(), &fwd_counters, None, Some(&tr.flows))?;
+    fwd_lane.returns = ReturnFlows::untranslated();
 
     // 0. With --logging: connection establishment with session logging to a local
     // IPFIX socket, on a fresh table, then a fresh table again for what follows.
@@ -689,6 +759,7 @@ fn measure_point(
                     v
                 },
                 true,
+                0.0,
             )?;
             g = next;
             lticks += t;
@@ -710,7 +781,7 @@ fn measure_point(
                 log.dropped
             ),
         );
-        reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))))?;
+        reset_nat(nat_lane.worker_mut(), &counters, Some((n, tr.flows.sport_count().max(1))), Some(&tr.flows))?;
         Some(LoggingPoint {
             new_sessions_per_sec: rate,
             events: log.events,
@@ -740,6 +811,7 @@ fn measure_point(
                 v
             },
             true,
+            0.0,
         )?;
         g = next;
         ticks += t;
@@ -763,6 +835,7 @@ fn measure_point(
             beyond
         },
         true,
+        0.0,
     )?;
     run.stop(nat_lane)?;
     let new_per_sec = created as f64 * hz as f64 / ticks.max(1) as f64;
@@ -770,6 +843,11 @@ fn measure_point(
     let capacity = u64::from(nat.count());
     let mem = nat.memory();
     let rss1 = rss_bytes();
+    // Return traffic goes to the external endpoints the NAT just mapped the flows to.
+    let proto = if tr.tcp { nat::Proto::Tcp } else { nat::Proto::Udp };
+    let returns = ReturnFlows::translated(&tr.flows, OUTSIDE, |a, port| {
+        nat.mapping_of(nat::Endpoint::new(a, port), proto).map(|m| m.outside.port)
+    })?;
     let bytes_per_session = rss1.saturating_sub(rss0) as f64 / capacity.max(1) as f64;
     let table_bytes = mem.total() as f64 / f64::from(mem.max_sessions.max(1));
     progress(
@@ -781,14 +859,22 @@ fn measure_point(
         ),
     );
 
-    // 2. Throughput with every session active, NAT and forwarding interleaved.
+    nat_lane.returns = returns;
+
+    // 2. Throughput with every session active, NAT and forwarding interleaved, both
+    //    directions (`--return-share` of the frames are the server's replies).
     let mut start = 0u64;
     let (mut nat_runs, mut fwd_runs, mut nat_drops) = (vec![], vec![], 0u64);
+    let mut stages_before = nat_lane.worker_mut().runtime().figures();
     for r in 0..=p.runs {
         // run 0 warms caches and is not counted
         let secs = if r == 0 { p.duration.min(0.3) } else { p.duration };
         nat_lane.check_next = r == 0;
         fwd_lane.check_next = r == 0;
+        if r == 1 {
+            // The warm-up run is not counted in the stage table either.
+            stages_before = nat_lane.worker_mut().runtime().figures();
+        }
         let run = launch(eal, lcore, nat_lane, clock)?;
         let (pps, d) = tr.throughput(nat_lane, pool, secs, &mut start)?;
         run.stop(nat_lane)?;
@@ -804,6 +890,13 @@ fn measure_point(
     }
     let nat_mpps = median(&nat_runs);
     let fwd_mpps = median(&fwd_runs);
+    let nat_stage_cycles = stage_cycles(&stages_before, &nat_lane.worker_mut().runtime().figures());
+    if !nat_stage_cycles.is_empty() {
+        progress(t0, "  NAT worker per stage over the runs (packets/call, cycles/packet):");
+        for s in &nat_stage_cycles {
+            progress(t0, &format!("    {:<14} {:>6.1} {:>8.1}", s.stage, s.packets_per_call, s.cycles_per_packet));
+        }
+    }
 
     // 3. Latency at fractions of the NAT rate.
     let mut latency = vec![];
@@ -838,7 +931,7 @@ fn measure_point(
     }
     let teardown = (before - u64::from(nat.count())) as f64 / f0.elapsed().as_secs_f64().max(1e-9);
     // Free the NAT's tables before the next point.
-    reset_nat(nat_lane.worker_mut(), &counters, None)?;
+    reset_nat(nat_lane.worker_mut(), &counters, None, None)?;
 
     if let Some(l) = &logging {
         progress(
@@ -873,7 +966,26 @@ fn measure_point(
         bytes_per_session,
         nat_table_bytes_per_session: table_bytes,
         latency,
+        nat_stage_cycles,
     })
+}
+
+/// Each stage that ran between two snapshots of a worker's runtime table: packets per
+/// call and cycles per packet.
+fn stage_cycles(before: &[StageFigures], after: &[StageFigures]) -> Vec<StageCycles> {
+    after
+        .iter()
+        .zip(before)
+        .filter(|(a, b)| a.calls > b.calls && a.packets > b.packets)
+        .map(|(a, b)| {
+            let (calls, packets, cycles) = (a.calls - b.calls, a.packets - b.packets, a.cycles - b.cycles);
+            StageCycles {
+                stage: a.stage.name().to_string(),
+                packets_per_call: packets as f64 / calls as f64,
+                cycles_per_packet: cycles as f64 / packets as f64,
+            }
+        })
+        .collect()
 }
 
 fn main() -> std::process::ExitCode {
@@ -935,11 +1047,15 @@ fn run(args: &Args) -> Result<()> {
     let clock = TscClock::new();
     let mut nat_lane = Lane::new("nat", true, &pool, p.batch)?;
     let mut fwd_lane = Lane::new("fwd", false, &pool, p.batch)?;
+    for lane in [&mut nat_lane, &mut fwd_lane] {
+        lane.worker_mut().set_runtime_counting(!args.no_runtime);
+    }
     progress(t0, &format!("EAL up, worker on lcore {lcore}, {mbufs} mbufs; measuring {:?} sessions", p.sweep));
 
     let mut report = Report {
         frame_size: p.frame_size,
         proto: format!("{:?}", p.l4).to_lowercase(),
+        return_share: p.return_share,
         tsc_hz: dpdk::cycles::tsc_hz(),
         runs: p.runs,
         duration_s: p.duration,

@@ -595,9 +595,7 @@ impl WorkerNat {
         let (m, fresh) = match self.mappings.find_inside(inside, proto) {
             Some(m) => (m, false),
             None => {
-                let sub = self.subscribers.get(inside.addr);
-                let target = SnatTarget { addrs: (ext_addr, ext_addr), ports: None };
-                let m = self.new_mapping(inside, proto, sub, Some(target), now).map_err(|_| HelperCounter::NoPort)?;
+                let m = self.new_mapping_on(inside, proto, ext_addr, now).map_err(|_| HelperCounter::NoPort)?;
                 (m, true)
             }
         };

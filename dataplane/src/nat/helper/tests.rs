@@ -1,6 +1,7 @@
 //! The helpers inside a [`WorkerNat`]: real IPv4/TCP/UDP packets through
 //! `helper_packet`, expectations through `create_expected`, the life of data sessions.
 
+use super::super::blocks::{BlockInfo, BlockQuery};
 use super::super::tcp::{ACK, SYN};
 use super::super::*;
 use super::*;
@@ -426,4 +427,148 @@ fn helper_ports_parse() {
     assert!(HelperPort::parse("ftp:x").is_err());
     assert_eq!(HelperPort::new(HelperKind::Ftp, 2121).to_string(), "ftp:2121");
     assert_eq!(HelperPort::new(HelperKind::Tftp, 69).to_string(), "tftp");
+}
+
+// ----- with port blocks and deterministic NAT -----
+
+/// The subscriber's port blocks (newest first).
+fn blocks_of(nat: &WorkerNat, sub: Ipv4Addr) -> Vec<BlockInfo> {
+    let mut out = Vec::with_capacity(16);
+    assert_eq!(nat.blocks_matching(BlockQuery::Subscriber(sub), 0, T0, &mut out), None);
+    out
+}
+
+#[test]
+fn data_connections_take_their_port_from_the_subscribers_block() {
+    use crate::logging::{ring, EventKind, EventMask};
+    let mut nat = nat_with(|c| {
+        c.port_block_size = 64;
+        c.port_blocks_per_subscriber = 1;
+    });
+    let (sink, mut drain) = ring(1024, 0, EventMask::BLOCKS);
+    nat.set_log(sink);
+    let mut events = move || {
+        let mut v = Vec::new();
+        drain.drain(usize::MAX, |e| v.push(*e));
+        v
+    };
+    let (id, c, s, ext) = active_ftp(&mut nat);
+    let held = blocks_of(&nat, client());
+    assert_eq!(held.len(), 1);
+    let block = held[0].ports;
+    assert_eq!((held[0].outside, held[0].mappings), (EXT, 1));
+    assert!(block.contains(ext.port), "the control session's port {ext:?} in {block:?}");
+
+    // PORT: the data endpoint's mapping takes a port of the same block, not a new one.
+    let port = b"PORT 100,64,0,2,156,64\r\n";
+    let out = helper(&mut nat, id, Dir::In2Out, &tcp_pkt(c, s, 1000, 5000, ACK | 0x08, &[], port), 64, T0);
+    let exp = nat.helpers.expects.iter().next().map(|(_, e)| *e).expect("an expectation");
+    let [p1, p2] = exp.dst.port.to_be_bytes();
+    assert_eq!(payload(&out), format!("PORT 192,0,2,1,{p1},{p2}\r\n").as_bytes());
+    assert_eq!(exp.dst.addr, EXT);
+    assert!(block.contains(exp.dst.port), "data port {} in {block:?}", exp.dst.port);
+    assert_eq!(blocks_of(&nat, client())[0].mappings, 2);
+    // The server's data connection lands on it; the block answers a lookup of its port.
+    let data = Tuple::new(Endpoint::new(server(), 20), exp.dst, Proto::Tcp);
+    let did = nat.create_expected(&data, Dir::Out2In, SYN, T0).unwrap().unwrap();
+    assert_eq!(nat.session(did).unwrap().inside(), Endpoint::new(client(), 40000));
+    assert_eq!(nat.session(did).unwrap().outside(), exp.dst);
+    let mut found = Vec::with_capacity(4);
+    nat.blocks_matching(BlockQuery::Outside(EXT, Some(exp.dst.port)), 0, T0, &mut found);
+    assert_eq!((found.len(), found[0].subscriber, found[0].ports), (1, client(), block));
+    assert_eq!(nat.block_count(), 1);
+    let v = events();
+    assert_eq!(v.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::BlockAllocate], "one block, no sessions");
+    assert_eq!((v[0].inside().addr, v[0].outside_port, v[0].block), (client(), block.lo, 64));
+
+    // The block's other TCP ports taken: the next PORT finds no port (the subscriber is
+    // at its one block) and passes unmodified; no second block, no expectation.
+    for sp in 0..62 {
+        let t = Tuple::new(Endpoint::new(client(), 50000 + sp), Endpoint::new(server(), 80), Proto::Tcp);
+        let o = nat.create(&t, NatAction::Masquerade, SYN, T0).unwrap();
+        assert!(block.contains(nat.session(o).unwrap().outside().port));
+    }
+    let port = b"PORT 100,64,0,2,156,65\r\n";
+    let out = helper(&mut nat, id, Dir::In2Out, &tcp_pkt(c, s, 1024, 5000, ACK | 0x08, &[], port), 64, T0);
+    assert_eq!(payload(&out), port);
+    assert_eq!(nat.helper_counters()[HelperCounter::NoPort as usize], 1);
+    assert_eq!((nat.expectation_count(), nat.block_count()), (0, 1));
+    assert!(events().is_empty());
+
+    // Everything ends: the block is released a hold later, logged with the same range.
+    while nat.count() > 0 {
+        nat.flush(T0, 64, |_| {});
+    }
+    let idle = blocks_of(&nat, client());
+    assert_eq!(idle[0].mappings, 0);
+    let release = T0 + idle[0].release_in.expect("idle");
+    nat.expire(release, usize::MAX, |_| {});
+    let v = events();
+    assert_eq!(v.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::BlockRelease]);
+    assert_eq!((v[0].inside().addr, v[0].outside_port, v[0].block), (client(), block.lo, 64));
+    assert_eq!(nat.block_count(), 0);
+}
+
+#[test]
+fn a_passive_ftp_server_behind_dnat_gets_a_block_on_the_forwarded_address() {
+    let mut nat = nat_with(|c| {
+        c.external_addrs = vec![EXT, Ipv4Addr::new(192, 0, 2, 9)];
+        c.port_block_size = 64;
+    });
+    let srv = Endpoint::new(client(), 21);
+    let fwd = Endpoint::new(EXT, 21);
+    let cl = Endpoint::new(server(), 51000);
+    let id =
+        nat.create(&Tuple::new(cl, fwd, Proto::Tcp), NatAction::Dnat { to: srv, from_inside: false }, SYN, T0).unwrap();
+    assert!(nat.attach_helper(id, HelperKind::Ftp));
+    assert!(blocks_of(&nat, client()).is_empty(), "a forwarded session takes no port");
+    helper(&mut nat, id, Dir::In2Out, &tcp_pkt(srv, cl, 7000, 0, SYN | ACK, &[], b""), 0, T0);
+    let reply = b"229 Entering Extended Passive Mode (|||30000|)\r\n";
+    let out = helper(&mut nat, id, Dir::In2Out, &tcp_pkt(srv, cl, 7001, 1, ACK, &[], reply), 64, T0);
+    let e = nat.helpers.expects.iter().next().map(|(_, e)| *e).unwrap();
+    assert_eq!(payload(&out), format!("229 Entering Extended Passive Mode (|||{}|)\r\n", e.dst.port).as_bytes());
+    // EPSV names no address: the client connects to the control connection's, so the
+    // block is there, whichever address a hash of the server would have picked.
+    let held = blocks_of(&nat, client());
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].outside, e.dst.addr), (EXT, EXT));
+    assert!(held[0].ports.contains(e.dst.port), "{} in {:?}", e.dst.port, held[0].ports);
+    let data = Tuple::new(Endpoint::new(server(), 51001), e.dst, Proto::Tcp);
+    let did = nat.create_expected(&data, Dir::Out2In, SYN, T0).unwrap().unwrap();
+    assert_eq!(nat.session(did).unwrap().inside(), Endpoint::new(client(), 30000));
+}
+
+#[test]
+fn a_deterministic_subscribers_data_connection_stays_in_its_range() {
+    use super::super::deterministic::{DetTable, DetTables};
+    const DET: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+    let tables =
+        || DetTables::new(vec![DetTable::new((Ipv4Addr::new(100, 64, 0, 0), 24), (DET, 32)).unwrap()]).unwrap();
+    for blocks in [0, 64] {
+        let mut nat = nat_with(|c| {
+            c.deterministic = tables();
+            c.port_block_size = blocks;
+        });
+        let range = tables().map(client()).unwrap().ports;
+        let (id, c, s, ext) = active_ftp(&mut nat);
+        assert_eq!(ext.addr, DET);
+        assert!(range.contains(ext.port));
+        let port = b"PORT 100,64,0,2,156,64\r\n";
+        let out = helper(&mut nat, id, Dir::In2Out, &tcp_pkt(c, s, 1000, 5000, ACK | 0x08, &[], port), 64, T0);
+        let exp = nat.helpers.expects.iter().next().map(|(_, e)| *e).expect("an expectation");
+        let [p1, p2] = exp.dst.port.to_be_bytes();
+        assert_eq!(payload(&out), format!("PORT 192,0,2,200,{p1},{p2}\r\n").as_bytes(), "blocks {blocks}");
+        // On its fixed address, in its fixed range: the table alone still answers who
+        // had that port.
+        assert_eq!(exp.dst.addr, DET);
+        assert!(range.contains(exp.dst.port), "{} in {range:?}", exp.dst.port);
+        assert_eq!(nat.deterministic().owner_host(DET, exp.dst.port), Some(client()));
+        assert_eq!(nat.block_count(), 0, "deterministic subscribers take no blocks");
+        let data = Tuple::new(Endpoint::new(server(), 20), exp.dst, Proto::Tcp);
+        let did = nat.create_expected(&data, Dir::Out2In, SYN, T0).unwrap().unwrap();
+        assert_eq!(nat.session(did).unwrap().inside(), Endpoint::new(client(), 40000));
+        // Gone with the expectation's end: the port is the range's again.
+        nat.remove(did, T0);
+        assert_eq!(nat.mapping_count(), 1);
+    }
 }

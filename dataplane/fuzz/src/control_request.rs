@@ -19,6 +19,7 @@ use dataplane::control_plane::mailbox::channel;
 use dataplane::control_plane::{config_json, HandlerParts, LatencyHistogram, MasqdHandler, WorkerHandle};
 use dataplane::counters::WorkerCounters;
 use dataplane::nat::{self, Endpoint, NatConfig, Proto, TimeoutValues, Tuple};
+use dataplane::pipeline::WorkerRuntime;
 use dataplane::policy::{CompiledRules, RuleSet};
 use serde_json::Value;
 
@@ -76,7 +77,9 @@ fn fixture() -> &'static Fixture {
         }
         let latency = Arc::new(LatencyHistogram::default());
         latency.record(1500, 10);
-        let worker = WorkerHandle { index: 0, lcore: 1, counters: Arc::new(WorkerCounters::default()), latency, link };
+        let runtime = Arc::new(WorkerRuntime::default());
+        let worker =
+            WorkerHandle { index: 0, lcore: 1, counters: Arc::new(WorkerCounters::default()), latency, link, runtime };
         let handler = MasqdHandler::new(HandlerParts {
             rules: RuleSet::new(),
             port_names: vec!["lan".into(), "wan".into()],
@@ -90,6 +93,7 @@ fn fixture() -> &'static Fixture {
             external_addrs: vec![Ipv4Addr::new(203, 0, 113, 1)],
             host: None,
             deterministic: Default::default(),
+            tsc_hz: 2_000_000_000,
         })
         .expect("fixture handler");
         Fixture { handler, timeouts, _stop: stop }

@@ -19,7 +19,7 @@ use crate::host::HostPorts;
 use crate::io::{Frame, PacketIo, TxReport};
 use crate::l3::router::Router;
 use crate::nat::NatPath;
-use crate::pipeline::{Meta, Stage, Vector, WorkerRuntime, F_HAIRPIN, F_HANDED, HANDOFF_HAIRPIN};
+use crate::pipeline::{Meta, Stage, Vector, WorkerRuntime, F_HAIRPIN, F_HANDED, HANDOFF_HAIRPIN, HANDOFF_RAW};
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 
@@ -87,6 +87,8 @@ pub struct Worker<Io: PacketIo> {
     runtime: Arc<WorkerRuntime>,
     /// Whether the stages are timed (see [`Worker::set_runtime_counting`]).
     timing: bool,
+    /// Whether frames from the ports meet `steer` first (see [`Worker::set_early_steer`]).
+    early_steer: bool,
     hold: HoldQueue<Io::Frame>,
     /// Out-of-order fragments waiting for their first fragment (fixed capacity), and an
     /// equally sized spare that retries swap with, so nothing allocates after `new`.
@@ -109,6 +111,7 @@ impl<Io: PacketIo> Worker<Io> {
             counters,
             runtime: Arc::new(WorkerRuntime::default()),
             timing: true,
+            early_steer: true,
             hold: HoldQueue::with_capacity(HOLD_CAPACITY),
             deferred: Vec::with_capacity(DEFER_CAPACITY),
             deferred_spare: Vec::with_capacity(DEFER_CAPACITY),
@@ -167,6 +170,15 @@ impl<Io: PacketIo> Worker<Io> {
     /// measuring what counting costs (`masq-bench --no-runtime`).
     pub fn set_runtime_counting(&mut self, on: bool) {
         self.timing = on;
+    }
+
+    /// Steer frames from the ports before `l2-input` (on by default; it matters only
+    /// with several workers). Off, every frame takes the whole pipeline to
+    /// `nat-classify` before a worker it does not belong to hands it over: only for
+    /// tests that compare the two and for measuring what the early steer saves
+    /// (`perf/examples/handoff-ops`).
+    pub fn set_early_steer(&mut self, on: bool) {
+        self.early_steer = on;
     }
 
     pub fn router(&self) -> &Router {
@@ -242,6 +254,11 @@ impl<Io: PacketIo> Worker<Io> {
         } else {
             self.io.port_count() as u16
         };
+        // With several workers, frames from the ports meet `steer` first.
+        let rx_first = match &self.nat {
+            Some(nat) if self.early_steer && nat.steering().is_some() => Stage::Steer,
+            _ => Stage::L2Input,
+        };
         for port in 0..rx_ports {
             if self.io.rx_burst(port) == 0 {
                 continue;
@@ -259,7 +276,7 @@ impl<Io: PacketIo> Worker<Io> {
                 n += 1;
                 bytes += frame.len() as u64;
                 let meta = Meta::new(port, frame_len(&frame), 0);
-                self.vec.push(frame, meta, Stage::L2Input);
+                self.vec.push(frame, meta, rx_first);
             }
             received += n;
             self.counters.rx_packets.add(n as u64);
@@ -284,8 +301,9 @@ impl<Io: PacketIo> Worker<Io> {
                 }
                 n += 1;
                 let flags = F_HANDED | if tag & HANDOFF_HAIRPIN != 0 { F_HAIRPIN } else { 0 };
-                let meta = Meta::new(tag & !HANDOFF_HAIRPIN, frame_len(&frame), flags);
-                self.vec.push(frame, meta, first);
+                let meta = Meta::new(tag & !(HANDOFF_HAIRPIN | HANDOFF_RAW), frame_len(&frame), flags);
+                // As it arrived on the other worker (`steer`): the whole pipeline.
+                self.vec.push(frame, meta, if tag & HANDOFF_RAW != 0 { Stage::L2Input } else { first });
             }
             received += n;
             self.counters.handoff_in.add(n as u64);
@@ -369,6 +387,7 @@ impl<Io: PacketIo> Worker<Io> {
             Stage::Ip4Local => self.ip4_local(now),
             Stage::HostPunt => self.host_punt(now),
             Stage::HostInput => self.host_input(),
+            Stage::Steer => self.steer(),
             Stage::Handoff => self.handoff(),
             Stage::L2Output => self.l2_output(now),
             Stage::Drop => self.drop_stage(),

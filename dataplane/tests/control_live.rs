@@ -992,8 +992,9 @@ fn multiqueue_pcap(index: u32, dir: &TempDir, name: &str, queues: usize) -> Stri
 
 /// The per-stage runtime table of a live masqd (`stats.get`, `masqctl stats --runtime`):
 /// traffic that takes every stage — ARP, new flows and hits, a flow of the other worker's
-/// subscriber (handed over), a TFTP request (helper), a ping to the router, a bad
-/// checksum, sessions expiring —
+/// subscriber (handed over by `steer`), a TFTP request (helper), a ping to the router
+/// from inside and one from outside on the other worker's queue (only `nat-classify`
+/// can tell its owner: handed over by `handoff`), a bad checksum, sessions expiring —
 /// through two workers, then every stage shows packets, calls and cycles. Also
 /// `[workers] burst`: the whole capture arrives as one burst of 64.
 #[test]
@@ -1014,7 +1015,11 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
     let mut bad = udp(host0, 40002);
     bad[14 + 10] ^= 0xff; // IPv4 header checksum
     lan0.push(bad);
-    for (name, q, frames) in [("lan", 0, &lan0), ("lan", 1, &vec![]), ("wan", 0, &vec![]), ("wan", 1, &vec![])] {
+    // A ping to the router's outside address whose identifier is in worker 0's slice of
+    // the ports (1024-33279), on worker 1's queue.
+    let wan1 =
+        vec![icmp_echo_frame(mac(GW_MAC), mac(WAN_MAC), ip4("198.51.100.7"), ip4("203.0.113.1"), 64, 1500, 1, b"p")];
+    for (name, q, frames) in [("lan", 0, &lan0), ("lan", 1, &vec![]), ("wan", 0, &vec![]), ("wan", 1, &wan1)] {
         write_pcap(&dir.join(format!("{name}_in{q}.pcap")), frames);
     }
     let cfg = MasqdConfig::new()
@@ -1065,6 +1070,7 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
             "handoff-rx",
             "host-rx",
             "host-input",
+            "steer",
             "l2-input",
             "ip4-input",
             "nat-classify",
@@ -1092,16 +1098,18 @@ fn the_runtime_table_shows_every_stage_of_a_live_masqd() {
             "{stage}: {calls} calls, {packets} packets, {cycles} cycles"
         );
     }
-    // What went in, stage by stage: 45 frames received — in one burst of up to 64
-    // (`[workers] burst`; 32 would take two) — one handed over, one dropped.
+    // What went in, stage by stage: 45 frames received on worker 0's queue — in one burst
+    // of up to 64 (`[workers] burst`; 32 would take two) — and one on worker 1's; two
+    // handed over (one by `steer`, one by `handoff`), one dropped.
     let rx0 = &stats.workers[0].runtime[0];
     assert_eq!((rx0.stage.as_str(), rx0.calls, rx0.packets), ("port-rx", 1, lan0.len() as u64));
-    assert_eq!(t["port-rx"].1, lan0.len() as u64);
-    assert_eq!((t["handoff"].1, t["handoff-rx"].1), (1, 1));
-    assert_eq!(t["l2-input"].1, lan0.len() as u64);
-    assert_eq!(t["ip4-input"].1, lan0.len() as u64 - 1, "all but the ARP request");
+    let received = lan0.len() as u64 + 1;
+    assert_eq!((t["port-rx"].1, t["steer"].1), (received, received));
+    assert_eq!((t["handoff"].1, t["handoff-rx"].1), (1, 2));
+    assert_eq!(t["l2-input"].1, received, "once each, the frame steer handed over on its owner");
+    assert_eq!(t["ip4-input"].1, received - 1, "all but the ARP request");
     assert_eq!(t["drop"].1, 1, "the bad checksum");
-    assert_eq!(t["ip4-local"].1, 1, "the ping");
+    assert_eq!(t["ip4-local"].1, 2, "the pings");
     assert_eq!(t["helper"].1, 1, "the TFTP request");
     assert_eq!(stats.drops["ipv4_bad_checksum"], 1);
 

@@ -99,6 +99,17 @@ fn frame(src: Ipv4Addr, sp: u16, dst: Ipv4Addr, dp: u16) -> super::classify::Nat
     super::classify::classify(&v).unwrap()
 }
 
+/// The same datagram as an Ethernet frame, as the `steer` stage sees it.
+fn udp_frame(src: Ipv4Addr, sp: u16, dst: Ipv4Addr, dp: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src.octets(), dst.octets(), 64)
+        .udp(sp, dp)
+        .write(&mut v, b"x")
+        .unwrap();
+    v
+}
+
 #[test]
 fn two_workers_each_serve_their_own_hosts_and_replies_find_them() {
     let workers = 2;
@@ -119,6 +130,8 @@ fn two_workers_each_serve_their_own_hosts_and_replies_find_them() {
         // A reply, received by either worker, is steered to the host's worker...
         for s in steer.iter_mut() {
             assert_eq!(s.owner(true, &frame(remote, 53, out.addr, out.port), &[POOL], T0), owner, "{host}");
+            // Decided as early, from the frame's header (the `steer` stage).
+            assert_eq!(s.frame_owner(true, &udp_frame(remote, 53, out.addr, out.port), &[POOL]), Some(owner));
         }
         // ...which finds the session; the other worker knows nothing of it.
         let reply = Tuple::new(Endpoint::new(remote, 53), out, Proto::Udp);
@@ -129,4 +142,5 @@ fn two_workers_each_serve_their_own_hosts_and_replies_find_them() {
     assert!(checked[0] > 50 && checked[1] > 50, "both workers own hosts: {checked:?}");
     // A deterministic address's port no host owns stays where it arrived.
     assert_eq!(steer[1].owner(true, &frame(remote, 53, DET, 80), &[POOL], T0), 1);
+    assert_eq!(steer[1].frame_owner(true, &udp_frame(remote, 53, DET, 80), &[POOL]), Some(1));
 }

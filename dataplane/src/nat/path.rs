@@ -4,6 +4,7 @@
 //!
 //! | stage          | call                                                                  |
 //! |----------------|-----------------------------------------------------------------------|
+//! | `steer`        | [`NatPath::frame_owner`]: which worker owns a frame, from its header alone (several workers) |
 //! | `nat-classify` | [`classify`] (the stage), then [`NatPath::owner`]: which worker owns it |
 //! | `nat-lookup`   | [`NatPath::lookup_begin`], [`NatPath::lookup_prefetch`], [`NatPath::lookup`]: the fast path, three passes over the vector, one hash per packet |
 //! | `nat-slowpath` | [`NatPath::slow_path`] (in [`super::slowpath`]): everything else      |
@@ -268,6 +269,15 @@ impl NatPath {
         let s = self.steering.as_mut()?;
         let owner = s.owner(outside, pkt, self.nat.external_addrs(), now);
         (owner != s.me()).then_some(owner)
+    }
+
+    /// The worker that owns a frame as it arrived (Ethernet onward, on `in_port`),
+    /// decided from a few header bytes before anything validates it
+    /// ([`Steering::frame_owner`]; this worker included): `None` with one worker and for
+    /// frames only `nat-classify` can steer.
+    #[inline]
+    pub fn frame_owner(&self, in_port: u16, frame: &[u8]) -> Option<u16> {
+        self.steering.as_ref()?.frame_owner(self.is_outside(in_port), frame, self.nat.external_addrs())
     }
 
     // ----- nat-lookup: the fast path -----

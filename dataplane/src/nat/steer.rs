@@ -243,6 +243,59 @@ impl Steering {
         owner
     }
 
+    /// The owner of a frame as it arrived (Ethernet onward, on a port that faces
+    /// outside if `outside`), from the few header bytes steering needs and nothing
+    /// else checked: the owner validates the frame in full. This is what the `steer`
+    /// stage asks before `l2-input` (see `crate::pipeline`, "Steering early"). Where it
+    /// decides, it decides what [`Steering::owner`] decides for the same packet (a
+    /// valid one; an invalid one is dropped, and counted, by whichever worker it
+    /// reaches):
+    ///
+    /// - an address-only protocol (GRE, ESP, ...): [`addr_only_owner`] of the remote;
+    /// - from inside: the source's worker;
+    /// - from outside, to an address not ours: the destination's worker;
+    /// - from outside, to one of ours (external or deterministic): by the destination
+    ///   port of a whole TCP or UDP packet.
+    ///
+    /// `None` when those bytes do not decide it cheaply and the full pipeline must
+    /// (`nat-classify` then steers the packet with [`Steering::owner`]): not IPv4 (ARP
+    /// stays where it arrives), a runt, or to one of our addresses and not a whole TCP or
+    /// UDP packet (ICMP, whose errors name their owner in the quote; fragments, which
+    /// [`Steering::owner`] remembers).
+    #[inline]
+    pub fn frame_owner(&self, outside: bool, frame: &[u8], external: &[Ipv4Addr]) -> Option<u16> {
+        const ETH: usize = crate::packet::ethernet::HEADER_LEN;
+        let ip = frame.get(ETH..)?;
+        if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 {
+            return None;
+        }
+        let addr = |at: usize| Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+        if let Some(Proto::Other(n)) = Proto::from_ip(ip[9]) {
+            // Every fragment alike, either way (classify makes each one a flow).
+            return Some(addr_only_owner(addr(if outside { 12 } else { 16 }), n, self.workers));
+        }
+        if !outside {
+            return Some(subscriber_owner(addr(12), self.workers));
+        }
+        let dst = addr(16);
+        let det = !self.det.is_empty() && self.det.is_outside(dst);
+        if !det && external.binary_search(&dst).is_err() {
+            return Some(subscriber_owner(dst, self.workers));
+        }
+        // To one of our addresses: the destination port of a whole TCP or UDP packet.
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let whole = ip[6] & 0x3f == 0 && ip[7] == 0;
+        if !matches!(ip[9], 6 | 17) || !whole || ihl < 20 || ip.len() < ihl + 4 {
+            return None;
+        }
+        let port = u16::from_be_bytes([ip[ihl + 2], ip[ihl + 3]]);
+        Some(if det {
+            self.det.owner_host(dst, port).map_or(self.me, |h| subscriber_owner(h, self.workers))
+        } else {
+            self.partition.owner_of(port).unwrap_or(self.me)
+        })
+    }
+
     fn slot(key: &FragKey) -> usize {
         let h =
             u32::from(key.src) ^ u32::from(key.dst).rotate_left(16) ^ u32::from(key.id) ^ u32::from(key.proto) << 24;
@@ -268,7 +321,7 @@ impl Steering {
 mod tests {
     use super::*;
     use crate::nat::ports::PortRange;
-    use crate::testkit::{fragments, ipv4, TcpSeg};
+    use crate::testkit::{ethernet, fragments, ipv4, set_header_checksum, TcpSeg};
 
     fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
         ipv4(src, dst).udp(sp, dp, payload)
@@ -427,6 +480,56 @@ mod tests {
         assert!(seen.iter().all(|&c| c > 96), "{seen:?}");
     }
 
+    fn eth(ip: &[u8]) -> Vec<u8> {
+        ethernet([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], ip)
+    }
+
+    /// `ip` with its protocol number set to `proto` (header checksum fixed).
+    fn with_proto(mut ip: Vec<u8>, proto: u8) -> Vec<u8> {
+        ip[9] = proto;
+        set_header_checksum(&mut ip);
+        ip
+    }
+
+    #[test]
+    fn frame_owner_decides_from_the_header_or_leaves_it_to_the_pipeline() {
+        let host = Ipv4Addr::new(100, 64, 0, 2);
+        let server = Ipv4Addr::new(198, 51, 100, 7);
+        let owner = subscriber_owner(host, 2);
+        let s = steering(0);
+        // Inside: the source's worker, whatever it is (an invalid packet too: its owner
+        // drops it).
+        assert_eq!(s.frame_owner(false, &eth(&udp_packet(host, server, 40000, 53, b"q")), &[EXT]), Some(owner));
+        let mut bad = udp_packet(host, server, 40000, 53, b"q");
+        bad[10] ^= 0xff; // header checksum
+        assert_eq!(s.frame_owner(false, &eth(&bad), &[EXT]), Some(owner));
+        // From outside: by destination port, or by destination address if not ours.
+        assert_eq!(s.frame_owner(true, &eth(&udp_packet(server, EXT, 53, 65535, b"r")), &[EXT]), Some(1));
+        assert_eq!(s.frame_owner(true, &eth(&tcp_packet(server, EXT, 80, 1024)), &[EXT]), Some(0));
+        assert_eq!(s.frame_owner(true, &eth(&udp_packet(server, host, 53, 40000, b"r")), &[EXT]), Some(owner));
+        // Privileged ports have their own slices; port 0, in none, stays where it arrives.
+        assert_eq!(s.frame_owner(true, &eth(&tcp_packet(server, EXT, 80, 1023)), &[EXT]), Some(1));
+        assert_eq!(steering(1).frame_owner(true, &eth(&tcp_packet(server, EXT, 80, 0)), &[EXT]), Some(1));
+        // GRE, either way and whatever the inside host: the remote's worker.
+        let gre = addr_only_owner(server, 47, 2);
+        let out = with_proto(udp_packet(host, server, 1, 2, b"gre"), 47);
+        assert_eq!(s.frame_owner(false, &eth(&out), &[EXT]), Some(gre));
+        let back = with_proto(udp_packet(server, EXT, 1, 2, b"gre"), 47);
+        assert_eq!(s.frame_owner(true, &eth(&back), &[EXT]), Some(gre));
+        // Left to the pipeline: ICMP and fragments to our addresses, ARP, runts.
+        assert_eq!(s.frame_owner(true, &eth(&icmp_echo_reply(server, EXT, 40000)), &[EXT]), None);
+        let (first, later) = fragments(&udp_packet(server, EXT, 53, 50000, &[7u8; 64]), 0x1234, 32);
+        assert_eq!(s.frame_owner(true, &eth(&first), &[EXT]), None);
+        assert_eq!(s.frame_owner(true, &eth(&later), &[EXT]), None);
+        let mut arp = eth(&udp_packet(host, server, 40000, 53, b"q"));
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(s.frame_owner(false, &arp, &[EXT]), None);
+        assert_eq!(s.frame_owner(false, &arp[..30], &[EXT]), None);
+        assert_eq!(s.frame_owner(false, &[0u8; 10], &[EXT]), None);
+        let short = eth(&udp_packet(server, EXT, 53, 65535, b""));
+        assert_eq!(s.frame_owner(true, &short[..14 + 21], &[EXT]), None);
+    }
+
     proptest::proptest! {
         /// Every worker computes the same owner for the same packet (so a handed-off
         /// packet is never handed on), a reply to a port from worker w's slice is owned
@@ -451,6 +554,50 @@ mod tests {
                 proptest::prop_assert_eq!(owners[0], subscriber_owner(src, n));
             } else if let Some(w) = partition.owner_of(dport) {
                 proptest::prop_assert_eq!(owners[0], w);
+            }
+        }
+    }
+    proptest::proptest! {
+        /// Wherever [`Steering::frame_owner`] decides, it names the worker
+        /// [`Steering::owner`] names for the same packet, on every worker; it decides
+        /// everything but ICMP and fragments to our addresses (and protocols that are
+        /// not translated, there).
+        #[test]
+        fn frame_owner_agrees_with_the_pipelines_owner(
+            n in 2u16..=8, src in proptest::prelude::any::<u32>(), dst in proptest::prelude::any::<u32>(),
+            sport in 1u16.., dport in 1u16.., outside in proptest::prelude::any::<bool>(),
+            kind in 0u8..9, ours in proptest::prelude::any::<bool>(),
+        ) {
+            let partition = PortPartition::new(n, PortRange::new(1024, 65535)).unwrap();
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let whole = match kind {
+                0 | 3 | 4 => udp_packet(src, dst, sport, dport, &[9u8; 64]),
+                1 => tcp_packet(src, dst, sport, dport),
+                2 => icmp_echo_reply(src, dst, dport),
+                5 | 6 => with_proto(udp_packet(src, dst, sport, dport, &[9u8; 64]), 47),
+                7 => with_proto(udp_packet(src, dst, sport, dport, &[9u8; 64]), 50),
+                _ => with_proto(udp_packet(src, dst, sport, dport, &[9u8; 64]), 33),
+            };
+            let ip = match kind {
+                3 => fragments(&whole, 7, 32).0,
+                4 | 6 => fragments(&whole, 7, 32).1,
+                _ => whole,
+            };
+            let mut external = if ours { vec![dst, EXT] } else { vec![EXT] };
+            external.sort();
+            external.dedup();
+            let pkt = frame(ip.clone());
+            let now = Instant::from_millis(1);
+            let may_defer = outside && ours && matches!(kind, 2 | 3 | 4 | 8);
+            for me in 0..n {
+                let mut s = Steering::new(me, partition);
+                let early = s.frame_owner(outside, &eth(&ip), &external);
+                if !may_defer {
+                    proptest::prop_assert!(early.is_some(), "kind {} outside {} ours {}", kind, outside, ours);
+                }
+                if let Some(o) = early {
+                    proptest::prop_assert_eq!(o, s.owner(outside, &pkt, &external, now));
+                }
             }
         }
     }

@@ -15,12 +15,16 @@
 //!  host-rx                         frames the kernel sent on host interfaces (crate::host)
 //!   ─▶ host-input    the kernel's frames: ARP requests and IPv4 out by their port as
 //!                    they are (─▶ l2-output), or translated first (─▶ nat-rewrite)
+//!   ─▶ steer         several workers, frames from the ports: the owner told from a few
+//!                    header bytes; another worker's frames handed to it as they came
+//!                    (its l2-input validates them), this worker's marked as steered
 //!   ─▶ l2-input      ours? (MAC), EtherType; ARP answered in place (─▶ l2-output);
 //!                    multi-segment and bad frames dropped
 //!   ─▶ ip4-input     one validation pass through the IPv4 view: lengths, IHL, version,
 //!                    checksum, martians; Ethernet padding trimmed
 //!   ─▶ nat-classify  the NAT's summary (tuple, ICMP quote, fragment), computed once;
-//!                    TTL 1 answered before any state; the owning worker (─▶ handoff)
+//!                    TTL 1 answered before any state; the owning worker, for what
+//!                    `steer` could not tell (─▶ handoff)
 //!   ─▶ nat-lookup    whole TCP/UDP/ICMP-query packets: hash once, prefetch index slot
 //!                    then session for the whole vector, hit ─▶ session + destination
 //!   ─▶ nat-slowpath  everything else (misses, hairpins, ICMP errors, fragments): policy,
@@ -56,6 +60,24 @@
 //! stages in between. Per-stage figures (`masqctl stats --runtime`) are in
 //! `docs/pipeline.md` and `BENCHMARKS.md`.
 //!
+//! ## Steering early
+//!
+//! With several workers on one receive queue (no RSS, or a NIC that places traffic
+//! elsewhere), the worker that receives a frame another one owns would validate and
+//! classify it (`l2-input`, `ip4-input` with the header checksum, `nat-classify`) only to
+//! learn the owner, which then does it all again. `steer` learns the owner from the
+//! bytes steering needs ([`crate::nat::steer::Steering::frame_owner`]: the remote of an
+//! address-only protocol such as GRE; the source address of a frame from inside; from
+//! outside the destination address, or the destination port of a whole TCP/UDP packet
+//! to one of our addresses) and hands the frame over as it came ([`HANDOFF_RAW`]): the
+//! owner runs it from `l2-input`, so it also counts whatever is wrong with it (and
+//! answers a TTL that runs out). What those bytes cannot decide (not IPv4, ICMP and
+//! fragments to our addresses) takes the full path and is steered by `nat-classify`, as
+//! before; ARP stays with the worker that receives it. Whichever way, a frame ends on the
+//! worker `nat-classify` would choose ([`crate::nat::steer::Steering::owner`]).
+//! Frames handed over (either way) and those `steer` found to be this worker's are
+//! marked [`F_HANDED`] and never steered again.
+//!
 //! ## Adding a stage
 //!
 //! 1. a [`Stage`] variant, in the place of the order where it runs, with its name
@@ -79,6 +101,7 @@ mod ip4;
 mod l2;
 mod nat;
 pub mod runtime;
+mod steer;
 #[cfg(test)]
 mod tests;
 
@@ -137,6 +160,9 @@ stages! {
     HostRx = "host-rx",
     /// The kernel's frames: out by their port, translated if a session claims them.
     HostInput = "host-input",
+    /// Several workers: frames another worker owns, told from their headers alone, are
+    /// handed to it as they came (the owner validates them).
+    Steer = "steer",
     L2Input = "l2-input",
     Ip4Input = "ip4-input",
     NatClassify = "nat-classify",
@@ -160,8 +186,9 @@ stages! {
 
 impl Stage {
     /// The stages that run over the vector, in order (the others are poll-loop steps).
-    pub const PIPELINE: [Stage; 14] = [
+    pub const PIPELINE: [Stage; 15] = [
         Stage::HostInput,
+        Stage::Steer,
         Stage::L2Input,
         Stage::Ip4Input,
         Stage::NatClassify,
@@ -183,8 +210,8 @@ impl Stage {
     }
 }
 
-/// [`Meta::flags`]: the frame came from another worker, or was parked here (never
-/// steered again).
+/// [`Meta::flags`]: never steered again: the frame came from another worker, `steer`
+/// found it is this worker's, or it was parked here.
 pub const F_HANDED: u8 = 1;
 /// The second half of a hairpinned packet whose first half another worker applied.
 pub const F_HAIRPIN: u8 = 2;
@@ -204,6 +231,9 @@ pub const F_MISSED: u8 = 64;
 /// The top bit of the `port` value a frame travels with over a handoff ring: the frame
 /// is the second half of a hairpin (the rest is its arrival port).
 pub const HANDOFF_HAIRPIN: u16 = 0x8000;
+/// The next bit of that value: the frame is as it arrived, not yet validated (handed
+/// over by `steer`); the receiver starts it at `l2-input`, not `nat-classify`.
+pub const HANDOFF_RAW: u16 = 0x4000;
 
 /// What the stages know about one frame. `Copy` and fixed size: a vector holds
 /// [`MAX_BURST`] of them, allocated once.

@@ -1116,7 +1116,7 @@ fn gre_takes_the_next_snat_address_and_fragments_follow() {
 mod two_workers {
     use super::*;
     use crate::io::mem;
-    use crate::nat::steer::subscriber_owner;
+    use crate::nat::steer::{addr_only_owner, subscriber_owner};
 
     struct Pair {
         w: Vec<Worker<MemIo>>,
@@ -1125,6 +1125,11 @@ mod two_workers {
     }
 
     fn pair(rules: &str) -> Pair {
+        pair_with(rules, false)
+    }
+
+    /// Two workers; with `host`, the WAN port has a host interface.
+    fn pair_with(rules: &str, host: bool) -> Pair {
         let config = Config::parse(CONFIG).unwrap();
         let (set, compiled) = load_rules(rules, &config).unwrap_or_else(|e| panic!("{e}"));
         let shared: SharedRules = Arc::new(ArcSwap::from_pointee(compiled));
@@ -1142,7 +1147,12 @@ mod two_workers {
             let counters = Arc::new(WorkerCounters::default());
             let router = Router::new(routes.clone(), neighbors.clone(), vec![MAC_LAN, MAC_WAN], counters.clone());
             let io = MemIo::new(2).with_handoff(i, rings.clone());
-            w.push(Worker::new(io, router, counters.clone()).with_nat(nat));
+            let mut worker = Worker::new(io, router, counters.clone()).with_nat(nat);
+            if host {
+                worker.io_mut().host = true;
+                worker = worker.with_host(crate::host::HostPorts::new(vec![false, true], 100_000));
+            }
+            w.push(worker);
             c.push(counters);
         }
         Pair { w, c, now: Instant::from_secs(1) }
@@ -1209,6 +1219,210 @@ mod two_workers {
         assert_eq!((p.sessions(owner), p.sessions(other)), (2, 0));
     }
 
+    /// Both workers poll until quiet.
+    fn poll_all(p: &mut Pair) {
+        for _ in 0..4 {
+            for w in &mut p.w {
+                w.poll(p.now);
+            }
+        }
+    }
+
+    #[test]
+    fn frames_another_worker_owns_leave_before_any_validation_and_their_owner_runs_them() {
+        use crate::pipeline::Stage;
+        let mut p = pair(MASQ);
+        let owner = usize::from(subscriber_owner(H[0].into(), 2));
+        let other = 1 - owner;
+        // From the subscriber, on the other worker's queue: a good packet, one with a bad
+        // header checksum, one whose TTL runs out here.
+        let good = host_udp(0, 40000, SERVER, 53);
+        let mut bad_sum = good.clone();
+        bad_sum[24] ^= 0x55;
+        let ttl1 = testkit::ethernet(HMAC[0], MAC_LAN, &testkit::ipv4(H[0], SERVER).ttl(1).udp(40001, 53, b"x"));
+        for f in [&good, &bad_sum, &ttl1] {
+            p.w[other].io_mut().inject(LAN, f);
+        }
+        poll_all(&mut p);
+        // The owner did all of it: translated the first, counted the second, answered
+        // the third; the receiving worker only looked at the source address.
+        let wan = p.w[owner].io_mut().take_output(WAN);
+        assert_eq!(wan.len(), 1);
+        let s = check(&wan[0], GW);
+        assert_eq!((s.src, s.dst), (EXT, SERVER));
+        let lan = p.w[owner].io_mut().take_output(LAN);
+        assert_eq!(lan.len(), 1);
+        assert_eq!(check(&lan[0], lan_to(0)).icmp, (11, 0));
+        assert_eq!(p.c[owner].drops_for(DropReason::Ipv4BadChecksum), 1);
+        assert_eq!(drops(&p.c[other]), vec![]);
+        for port in [LAN, WAN] {
+            assert!(p.w[other].io_mut().take_output(port).is_empty());
+        }
+        let seen = |p: &Pair, w: usize, s: Stage| p.w[w].runtime().stage(s).packets;
+        assert_eq!((seen(&p, other, Stage::Steer), seen(&p, other, Stage::Handoff)), (3, 0));
+        for st in [Stage::L2Input, Stage::Ip4Input, Stage::NatClassify] {
+            assert_eq!(seen(&p, other, st), 0, "{}", st.name());
+        }
+        assert_eq!(seen(&p, owner, Stage::L2Input), 3);
+        assert_eq!((p.c[other].handoff_out.get(), p.c[owner].handoff_in.get()), (3, 3));
+        // The reply to the owner's port, on the other queue: steered by its destination
+        // port, as it came.
+        p.w[other].io_mut().inject(WAN, &wan_udp(SERVER, 53, EXT, s.sport));
+        poll_all(&mut p);
+        let back = p.w[owner].io_mut().take_output(LAN);
+        assert_eq!(back.len(), 1);
+        assert_eq!(check(&back[0], lan_to(0)).dst, H[0]);
+        assert_eq!((seen(&p, other, Stage::Steer), seen(&p, other, Stage::L2Input)), (4, 0));
+        // An ICMP error about the flow needs the whole classification: the other worker
+        // runs it up to nat-classify, which hands it over.
+        let err = icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, &wan[0][14..]);
+        p.w[other].io_mut().inject(WAN, &err);
+        poll_all(&mut p);
+        let e = p.w[owner].io_mut().take_output(LAN);
+        assert_eq!(e.len(), 1);
+        assert_eq!(check(&e[0], lan_to(0)).icmp, (3, 3));
+        assert_eq!((seen(&p, other, Stage::NatClassify), seen(&p, other, Stage::Handoff)), (1, 1));
+        // ARP stays where it arrives: the other worker answers for the inside address.
+        let arp = testkit::arp_request(HMAC[0], H[0].into(), LAN_ADDR.into());
+        p.w[other].io_mut().inject(LAN, &arp);
+        poll_all(&mut p);
+        let r = p.w[other].io_mut().take_output(LAN);
+        assert_eq!(r.len(), 1);
+        assert_eq!((&r[0][20..22], &r[0][22..28]), (&[0u8, 2][..], &MAC_LAN[..]));
+        assert_eq!(drops(&p.c[other]), vec![]);
+        assert_eq!(drops(&p.c[owner]), vec![("ipv4_bad_checksum", 1), ("ttl_exceeded", 1)]);
+    }
+
+    /// What two workers do with one traffic mix of every kind — TCP, UDP and ICMP from
+    /// inside and their replies, an ICMP error, fragments both ways, a port forward and
+    /// its replies, GRE both ways, a hairpin across workers, ARP, an echo request to the
+    /// router, frames for the router's host interface, routed traffic — each frame on
+    /// either worker's queue: per step, every frame each worker sent (port, bytes), what
+    /// it gave its host interface, and the drops it counted so far.
+    fn every_kind(early: bool) -> (Vec<String>, u64, u64) {
+        let rules = "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.3:22\n\
+                     -A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n";
+        let mut p = pair_with(rules, true);
+        for w in &mut p.w {
+            w.set_early_steer(early);
+        }
+        let owner = usize::from(subscriber_owner(H[0].into(), 2));
+        let other = 1 - owner;
+        assert_ne!(owner, usize::from(subscriber_owner(H[1].into(), 2)));
+        let mut log = Vec::new();
+        let mut step = |p: &mut Pair, what: &str, on: usize, port: u16, frame: &[u8]| -> Vec<Vec<u8>> {
+            p.w[on].io_mut().inject(port, frame);
+            poll_all(p);
+            let mut sent = Vec::new();
+            for w in 0..2 {
+                for out in [LAN, WAN] {
+                    for f in p.w[w].io_mut().take_output(out) {
+                        log.push(format!("{what} (queue {on}): worker {w} sent on {out}: {f:02x?}"));
+                        sent.push(f);
+                    }
+                }
+                for f in p.w[w].io_mut().take_host_output(WAN) {
+                    log.push(format!("{what} (queue {on}): worker {w} punted: {f:02x?}"));
+                    sent.push(f);
+                }
+                log.push(format!("{what} (queue {on}): worker {w} drops {:?}", drops(&p.c[w])));
+            }
+            sent
+        };
+        let one = |v: Vec<Vec<u8>>| -> Vec<u8> {
+            assert_eq!(v.len(), 1, "one frame out");
+            v.into_iter().next().unwrap()
+        };
+        // From inside, on either queue, and the replies.
+        let mut udp_out = Vec::new();
+        for on in [0, 1] {
+            udp_out.push(one(step(&mut p, "udp out", on, LAN, &host_udp(0, 40000 + on as u16, SERVER, 53))));
+        }
+        let tcp_out = check(&one(step(&mut p, "tcp out", other, LAN, &host_tcp(0, 41000, SERVER, 80, "S"))), GW);
+        let ping =
+            check(&one(step(&mut p, "ping out", other, LAN, &echo(HMAC[0], MAC_LAN, H[0], SERVER, 7, true))), GW);
+        for on in [0, 1] {
+            let s = check(&udp_out[on], GW);
+            one(step(&mut p, "udp back", on, WAN, &wan_udp(SERVER, 53, EXT, s.sport)));
+            one(step(&mut p, "tcp back", on, WAN, &wan_tcp(SERVER, 80, EXT, tcp_out.sport, "SA")));
+            one(step(&mut p, "pong", on, WAN, &echo(GW, MAC_WAN, SERVER, EXT, ping.ident(), false)));
+            let err = icmp_error(GW, MAC_WAN, SERVER, EXT, 3, 3, &udp_out[0][14..]);
+            one(step(&mut p, "icmp error", on, WAN, &err));
+            // Fragments of a reply and of a datagram from inside.
+            let big = udp(GW, MAC_WAN, SERVER, 53, EXT, s.sport, &[9u8; 200]);
+            let (first, later) = fragments(&big, 96, 0x4242 + on as u16);
+            one(step(&mut p, "fragment in 1", on, WAN, &first));
+            one(step(&mut p, "fragment in 2", on, WAN, &later));
+            let big = udp(HMAC[0], MAC_LAN, H[0], 40000, SERVER, 53, &[8u8; 200]);
+            let (first, later) = fragments(&big, 96, 0x2121 + on as u16);
+            one(step(&mut p, "fragment out 1", on, LAN, &first));
+            one(step(&mut p, "fragment out 2", on, LAN, &later));
+        }
+        // A port forward to H[1], its answer, on either queue.
+        let client = [192, 0, 2, 50];
+        for on in [0, 1] {
+            let sp = 50000 + on as u16;
+            one(step(&mut p, "dnat in", on, WAN, &wan_tcp(client, sp, EXT, 2222, "S")));
+            for reply_on in [0, 1] {
+                one(step(&mut p, "dnat back", reply_on, LAN, &host_tcp(1, 22, client, sp, "SA")));
+            }
+        }
+        // GRE from both hosts (to two remotes: one external address), each remote's
+        // worker not its host's, and back.
+        for h in 0..2 {
+            let remote = (8..=255u8)
+                .map(|x| [198, 51, 100, x])
+                .find(|&r| addr_only_owner(r.into(), 47, 2) != subscriber_owner(H[h].into(), 2))
+                .unwrap();
+            for on in [0, 1] {
+                let out = one(step(&mut p, "gre out", on, LAN, &host_raw(h, 47, remote, GRE)));
+                let (ext, ..) = check_raw(&out, GW);
+                one(step(&mut p, "gre back", 1 - on, WAN, &wan_raw(remote, 47, ext, b"back")));
+            }
+        }
+        // A hairpin: H[1] opens a mapping, H[0] reaches it through its external endpoint.
+        let b = check(&one(step(&mut p, "hairpin setup", 0, LAN, &host_udp(1, 6000, SERVER, 3478))), GW);
+        for on in [0, 1] {
+            one(step(&mut p, "hairpin", on, LAN, &host_udp(0, 7000, EXT, b.sport)));
+        }
+        for on in [0, 1] {
+            // ARP for the router's inside address: answered where it arrives.
+            let arp = testkit::arp_request(HMAC[0], H[0].into(), LAN_ADDR.into());
+            one(step(&mut p, "arp", on, LAN, &arp));
+            // The router's own addresses: a ping answered, TCP to its host interface
+            // (port 22: in a slice of the privileged ports; 60000: worker 1's; no
+            // session either).
+            one(step(&mut p, "ping router", on, LAN, &echo(HMAC[0], MAC_LAN, H[0], LAN_ADDR, 9, true)));
+            one(step(&mut p, "ping router outside", on, WAN, &echo(GW, MAC_WAN, SERVER, EXT, 300 + on as u16, true)));
+            one(step(&mut p, "host 22", on, WAN, &wan_tcp(client, 40000, EXT, 22, "S")));
+            one(step(&mut p, "host 60000", on, WAN, &wan_tcp(client, 40000, EXT, 60000, "S")));
+            // Routed from outside to an inside address, untranslated.
+            step(&mut p, "routed in", on, WAN, &wan_udp(STRANGER, 5, H[0], 6));
+        }
+        let handed = p.c.iter().map(|c| c.handoff_out.get()).sum();
+        let late = p.w.iter().map(|w| w.runtime().stage(crate::pipeline::Stage::Handoff).packets).sum();
+        (log, handed, late)
+    }
+
+    /// The early steer (`steer`, before `l2-input`) ends every frame on the worker the
+    /// late one (`nat-classify`) chooses, with the same result, kind by kind; and it is
+    /// the one that hands frames over.
+    #[test]
+    fn steering_early_changes_no_frames_owner_or_outcome() {
+        let (late, handed, by_handoff) = every_kind(false);
+        let (early, early_handed, early_by_handoff) = every_kind(true);
+        assert_eq!(late.len(), early.len());
+        for (l, e) in late.iter().zip(&early) {
+            assert_eq!(l, e);
+        }
+        // As many frames handed over either way; without the early steer all of them
+        // left by `handoff`, with it most left by `steer`, as they came (`handoff` keeps
+        // ICMP and fragments to our addresses, the port forward and the hairpin).
+        assert!(handed > 20, "{handed}");
+        assert_eq!((early_handed, by_handoff), (handed, handed));
+        assert!(early_by_handoff < handed / 2, "{early_by_handoff} of {handed}");
+    }
+
     #[test]
     fn a_port_forward_lives_with_its_inside_host() {
         let rules = "*nat\n-A PREROUTING -i wan -p tcp --dport 2222 -j DNAT --to-destination 100.64.0.3:22\n\
@@ -1253,7 +1467,7 @@ mod two_workers {
         let mut p = pair(rules);
         // Two hosts of different workers.
         assert_ne!(subscriber_owner(H[0].into(), 2), subscriber_owner(H[1].into(), 2));
-        let owner = usize::from(crate::nat::steer::addr_only_owner(SERVER.into(), 47, 2));
+        let owner = usize::from(addr_only_owner(SERVER.into(), 47, 2));
         let mut ext = Vec::new();
         for h in 0..2 {
             for on in [0, 1] {

@@ -145,6 +145,17 @@ impl Router {
 
     // ----- l2-input -----
 
+    /// Whether `frame`, arrived on `in_port`, is sent to the port's own MAC (not
+    /// broadcast): the frames the `steer` stage may hand to another worker before
+    /// `l2-input` looks at them (the rest stay, and a frame not for us is dropped here).
+    #[inline]
+    pub fn to_port_mac(&self, in_port: u16, frame: &[u8]) -> bool {
+        match (frame.get(..6), self.macs.get(usize::from(in_port))) {
+            (Some(dst), Some(mac)) => dst == mac.as_bytes(),
+            _ => false,
+        }
+    }
+
     /// Whether `frame`, arrived on `in_port`, is ours (our MAC or broadcast) and what it
     /// carries.
     #[inline]

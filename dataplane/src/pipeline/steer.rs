@@ -8,9 +8,9 @@ use crate::stats::DropReason;
 use crate::worker::Worker;
 
 impl<Io: PacketIo> Worker<Io> {
-    /// `steer`: a frame another worker owns, as far as a few header bytes tell, is handed
-    /// to it as it arrived ([`HANDOFF_RAW`]: its owner runs it from `l2-input`); the
-    /// rest go to `l2-input`, those the bytes showed to be this worker's marked
+    /// `steer`: a frame to our MAC that another worker owns, as far as a few header bytes
+    /// tell, is handed to it as it arrived ([`HANDOFF_RAW`]: its owner runs it from
+    /// `l2-input`); the rest go to `l2-input`, those the bytes showed to be this worker's marked
     /// [`F_HANDED`] so `nat-classify` does not steer them again. What a busy worker's
     /// ring cannot take yet waits in the I/O's stage, as in `handoff`.
     #[inline(never)]
@@ -28,7 +28,11 @@ impl<Io: PacketIo> Worker<Io> {
         for k in 0..n {
             let i = self.vec.at(Stage::Steer, k);
             let (Some(frame), meta) = self.vec.frame_meta_mut(i) else { continue };
-            match nat.frame_owner(meta.port, frame.bytes()) {
+            // Only frames sent to us: a stray frame (flooded to our port, another MAC)
+            // is dropped here by `l2-input`, not handed on.
+            let bytes = frame.bytes();
+            let owner = if self.l3.to_port_mac(meta.port, bytes) { nat.frame_owner(meta.port, bytes) } else { None };
+            match owner {
                 Some(owner) if owner != me => {
                     let port = meta.port;
                     let Some(frame) = self.vec.take(i) else { continue };

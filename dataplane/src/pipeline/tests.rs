@@ -1296,7 +1296,8 @@ mod two_workers {
     /// What two workers do with one traffic mix of every kind — TCP, UDP and ICMP from
     /// inside and their replies, an ICMP error, fragments both ways, a port forward and
     /// its replies, GRE both ways, a hairpin across workers, ARP, an echo request to the
-    /// router, frames for the router's host interface, routed traffic — each frame on
+    /// router, frames for the router's host interface, routed traffic, a frame for
+    /// another MAC — each frame on
     /// either worker's queue: per step, every frame each worker sent (port, bytes), what
     /// it gave its host interface, and the drops it counted so far.
     fn every_kind(early: bool) -> (Vec<String>, u64, u64) {
@@ -1398,6 +1399,10 @@ mod two_workers {
             one(step(&mut p, "host 60000", on, WAN, &wan_tcp(client, 40000, EXT, 60000, "S")));
             // Routed from outside to an inside address, untranslated.
             step(&mut p, "routed in", on, WAN, &wan_udp(STRANGER, 5, H[0], 6));
+            // A frame for another MAC on our link: dropped by the worker that got it.
+            let mut stray = host_udp(0, 40000, SERVER, 53);
+            stray[..6].copy_from_slice(&[2, 0, 0, 0, 9, 9]);
+            assert!(step(&mut p, "stray", on, LAN, &stray).is_empty());
         }
         let handed = p.c.iter().map(|c| c.handoff_out.get()).sum();
         let late = p.w.iter().map(|w| w.runtime().stage(crate::pipeline::Stage::Handoff).packets).sum();

@@ -12,8 +12,12 @@
 //!
 //! Every poll of the one worker goes through `poll_single`, worker 0's (which receives
 //! everything and hands half over) through `poll_receiver`, worker 1's through
-//! `poll_owner`; the sessions are opened before, outside them. Divide each function's
-//! inclusive instructions by the frames of the timed traffic (printed). With one queue
+//! `poll_owner`; the sessions are opened before, outside them. The pair runs twice: with
+//! the `steer` stage (frames another worker owns handed over before `l2-input`, the
+//! default) and with it off (`Worker::set_early_steer(false)`: every frame through the
+//! pipeline to `nat-classify` first, as before the early steer), the latter through
+//! `poll_receiver_late` and `poll_owner_late`. Divide each function's inclusive
+//! instructions by the frames of the timed traffic (printed). With one queue
 //! the pair runs at the pace of the busier worker, so the best the pair can scale to is
 //! `single / max(receiver, owner)` — the I/O (MemIo's queues here, mbufs and rings on
 //! DPDK) aside.
@@ -98,6 +102,20 @@ fn poll_owner(w: &mut Worker<MemIo>, now: Instant) -> usize {
     w.poll(now)
 }
 
+#[inline(never)]
+fn poll_receiver_late(w: &mut Worker<MemIo>, now: Instant) -> usize {
+    // (a distinct body, so the linker does not fold the four into one symbol)
+    std::hint::black_box(4);
+    w.poll(now)
+}
+
+#[inline(never)]
+fn poll_owner_late(w: &mut Worker<MemIo>, now: Instant) -> usize {
+    // (a distinct body, so the linker does not fold the four into one symbol)
+    std::hint::black_box(5);
+    w.poll(now)
+}
+
 /// Poll every worker (worker 0 with `first`, the others with `rest`) until none receives
 /// anything; returns the frames sent out of either port and dropped.
 fn drain(
@@ -134,8 +152,17 @@ fn main() -> Result<()> {
     let now = Instant::from_secs(1);
     let mut buf = vec![0u8; out_w.len()];
     let mut report = Vec::new();
-    for n in [1u16, 2] {
+    // (workers, steer early)
+    for (n, early) in [(1u16, true), (2, false), (2, true)] {
         let mut ws = workers(n, &flows)?;
+        for w in &mut ws {
+            w.set_early_steer(early);
+        }
+        let label = match (n, early) {
+            (1, _) => "1 worker",
+            (_, false) => "2 workers, steered at nat-classify",
+            _ => "2 workers, steered before l2-input",
+        };
         // Open every session: all traffic on worker 0's queue, as in the timed part.
         for g in 0..flows.len() {
             out_w.write(&mut buf, true, flows.flow(g), 0, false);
@@ -153,6 +180,7 @@ fn main() -> Result<()> {
             nats[owner].mapping_of(nat::Endpoint::new(a, p), nat::Proto::Udp).map(|m| m.outside.port)
         })?;
         let handed0: u64 = ws.iter().map(|w| w.counters().handoff_out.get()).sum();
+        let stages0: Vec<_> = ws.iter().map(|w| w.runtime().figures()).collect();
         // The timed traffic, on worker 0's queues.
         let mut returned = 0u64;
         for j in 0..FRAMES {
@@ -166,21 +194,34 @@ fn main() -> Result<()> {
                 ws[0].io_mut().inject(LAN, &buf);
             }
         }
-        let (sent, dropped) = if n == 1 {
-            drain(&mut ws, now, poll_single, poll_single)
-        } else {
-            drain(&mut ws, now, poll_receiver, poll_owner)
+        let (sent, dropped) = match (n, early) {
+            (1, _) => drain(&mut ws, now, poll_single, poll_single),
+            (_, false) => drain(&mut ws, now, poll_receiver_late, poll_owner_late),
+            _ => drain(&mut ws, now, poll_receiver, poll_owner),
         };
-        ensure!(sent == FRAMES && dropped == 0, "{n} worker(s): {sent} of {FRAMES} frames out, {dropped} dropped");
+        ensure!(sent == FRAMES && dropped == 0, "{label}: {sent} of {FRAMES} frames out, {dropped} dropped");
         let handed: u64 = ws.iter().map(|w| w.counters().handoff_out.get()).sum();
         report.push(format!(
-            "{n} worker(s): {FRAMES} timed frames ({returned} return traffic) all out, {} handed over",
+            "{label}: {FRAMES} timed frames ({returned} return traffic) all out, {} handed over",
             handed - handed0
         ));
+        // Which stages each worker ran the timed frames through (packets).
+        for (w, (worker, before)) in ws.iter().zip(&stages0).enumerate() {
+            let after = worker.runtime().figures();
+            let seen: Vec<String> = after
+                .iter()
+                .zip(before)
+                .filter(|(a, b)| a.packets > b.packets)
+                .map(|(a, b)| format!("{} {}", a.stage.name(), a.packets - b.packets))
+                .collect();
+            report.push(format!("  worker {w}: {}", seen.join(", ")));
+        }
     }
     for line in report {
         println!("{line}");
     }
-    println!("instructions per frame: poll_single / {FRAMES}; poll_receiver / {FRAMES} and poll_owner / {FRAMES}");
+    println!(
+        "instructions per frame: poll_single / {FRAMES}; poll_receiver[_late] / {FRAMES} and poll_owner[_late] / {FRAMES}"
+    );
     Ok(())
 }

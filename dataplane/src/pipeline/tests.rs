@@ -1400,10 +1400,10 @@ mod two_workers {
         }
         // GRE from both hosts (to two remotes: one external address), each remote's
         // worker not its host's, and back.
-        for h in 0..2 {
+        for (h, &host) in H.iter().enumerate().take(2) {
             let remote = (8..=255u8)
                 .map(|x| [198, 51, 100, x])
-                .find(|&r| addr_only_owner(r.into(), 47, 2) != subscriber_owner(H[h].into(), 2))
+                .find(|&r| addr_only_owner(r.into(), 47, 2) != subscriber_owner(host.into(), 2))
                 .unwrap();
             for on in [0, 1] {
                 let out = one(step(&mut p, "gre out", on, LAN, &host_raw(h, 47, remote, GRE)));

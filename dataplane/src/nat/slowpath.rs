@@ -50,10 +50,12 @@
 //! to the session of the datagram it quotes and translated with it.
 //!
 //! Fragments: the first fragment of a datagram records its ports and whether it was
-//! translated; later fragments, in any order after it, are translated by address
-//! alone. A later fragment that overtakes its first is parked by the worker and offered
-//! again (`Decision::Drop(FragmentNoState)`), and dropped as `fragment_no_state` if its
-//! first fragment never comes.
+//! translated ([`super::frag`]); later fragments, in any order after it, are translated
+//! by address alone. A later fragment that overtakes its first leaves no state here
+//! (`Decision::Drop(FragmentNoState)`): the worker keeps it, and runs it again only
+//! when the first fragment of its datagram has been handled
+//! (`crate::pipeline::fragwait`); if that does not happen within `FRAG_WAIT` it is
+//! dropped as `fragment_no_state`.
 //!
 //! The pieces that do not depend on where the packet is:
 //!

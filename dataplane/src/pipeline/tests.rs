@@ -941,6 +941,22 @@ fn out_of_order_fragments_of_real_datagrams() {
     assert_eq!(l.out(WAN).len(), 1 + FRAG_WAIT_PER_DATAGRAM);
 }
 
+/// ICMP the NAT cannot translate (issue 11 item 11: `icmp_unsupported` was documented
+/// and never counted): a router advertisement, and an error about an ICMP error, from
+/// inside through MASQUERADE are dropped as `icmp_unsupported`, not `l4_unsupported`.
+#[test]
+fn icmp_the_nat_cannot_translate_is_counted_as_icmp_unsupported() {
+    let mut l = lab(MASQ);
+    let (sm, dm, src) = from_host(0);
+    l.dropped(LAN, &icmp_error(sm, dm, src, SERVER, 9, 0, &[0; 8]));
+    assert_eq!(l.drop_count(DropReason::IcmpUnsupported), 1);
+    let inner = testkit::ipv4(SERVER, src).icmp_error(3, 1, &[0x45; 28]);
+    l.dropped(LAN, &icmp_error(sm, dm, src, SERVER, 3, 3, &inner));
+    assert_eq!(l.drops(), vec![("icmp_unsupported", 2)]);
+    // An echo request is a query: translated.
+    l.through(LAN, &echo(sm, dm, src, SERVER, 9, true), WAN);
+}
+
 #[test]
 fn forward_drop_policy_with_accept_rule() {
     let rules = "*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n\

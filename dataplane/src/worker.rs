@@ -373,10 +373,16 @@ impl<Io: PacketIo> Worker<Io> {
             self.io.free(frame);
             return;
         }
-        self.counters.fragments_waited.inc();
-        if let Some((frame, reason)) = self.frag_wait.park(frame, key, port, flags & (F_HANDED | F_HAIRPIN), now) {
-            self.counters.count_drop(reason);
-            self.io.free(frame);
+        match self.frag_wait.park(frame, key, port, flags & (F_HANDED | F_HAIRPIN), now) {
+            None => self.counters.fragments_waited.inc(),
+            Some((frame, reason)) => {
+                if reason != DropReason::FragmentDatagramLimit {
+                    // The oldest made room: this one waits.
+                    self.counters.fragments_waited.inc();
+                }
+                self.counters.count_drop(reason);
+                self.io.free(frame);
+            }
         }
         self.counters.fragments_waiting.set(self.frag_wait.len() as u64);
     }

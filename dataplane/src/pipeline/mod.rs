@@ -88,7 +88,7 @@ use std::net::Ipv4Addr;
 
 pub use fragwait::{FRAG_WAIT, FRAG_WAIT_CAPACITY, FRAG_WAIT_PER_DATAGRAM};
 pub use nat::publish_nat;
-pub use runtime::{StageFigures, WorkerRuntime};
+pub use runtime::{PassFigures, StageFigures, WorkerRuntime};
 
 use crate::l3::router::IcmpErrorReq;
 use crate::nat::classify::NatPacket;

@@ -144,6 +144,9 @@ pub struct SlowHints {
     /// whichever key the packet that created it had): the slow path need not look
     /// again (a packet from inside).
     pub no_session: bool,
+    /// The session-index tag of that key ([`WorkerNat::lookup_begin`]), with
+    /// `no_session`: creating the flow's session does not hash the key again.
+    pub tag: u32,
 }
 
 /// Counters of the packet path (the NAT core counts sessions itself).
@@ -507,7 +510,7 @@ mod tests {
     }
 
     fn slow(p: &mut NatPath, port: u16, ip: &[u8], hairpin: bool) -> Decision {
-        let hints = SlowHints { hairpin, no_session: false };
+        let hints = SlowHints { hairpin, no_session: false, tag: 0 };
         p.slow_path(port, ip, classify(ip).unwrap(), &Routes, hints, Instant::from_secs(1))
     }
 

@@ -112,6 +112,7 @@ impl NatPath {
             outside_in: self.outside.get(usize::from(in_port)).copied().unwrap_or(false),
             hairpin_in: hairpin,
             no_session: hints.no_session,
+            tag: hints.tag,
             now,
             bytes: ip.len(),
             host_in: self.host.get(usize::from(in_port)).copied().unwrap_or(false),
@@ -158,8 +159,10 @@ struct Ctx<'a> {
     outside_in: bool,
     /// The second half of a packet another worker hairpinned.
     hairpin_in: bool,
-    /// The fast path found no session for the packet's (inside) key.
+    /// The fast path found no session for the packet's (inside) key ...
     no_session: bool,
+    /// ... whose session-index tag is this.
+    tag: u32,
     now: Instant,
     /// The packet's IPv4 length: what a rule it matches counts in bytes.
     bytes: usize,
@@ -183,7 +186,19 @@ impl Ctx<'_> {
     /// Create a session with its deltas ([`create`]) and give it its protocol helper:
     /// a raw rule's, else the one `[nat] helpers` names for its server port.
     fn create(&mut self, t: &Tuple, action: NatAction, tcp_flags: u8) -> Result<SessionId, CreateError> {
-        let id = self::create(self.nat, t, action, tcp_flags, self.now)?;
+        self.create_known(t, action, tcp_flags, None)
+    }
+
+    /// [`create`](Self::create) with what the fast path knows of `t`'s inside key
+    /// ([`WorkerNat::create_known`]).
+    fn create_known(
+        &mut self,
+        t: &Tuple,
+        action: NatAction,
+        tcp_flags: u8,
+        absent: Option<u32>,
+    ) -> Result<SessionId, CreateError> {
+        let id = nat_create(self.nat, t, action, tcp_flags, absent, self.now)?;
         let s = self.session(id);
         if let Some(kind) = self.raw_helper.or_else(|| self.nat.helper_for(&s)) {
             self.nat.attach_helper(id, kind);
@@ -470,7 +485,10 @@ impl Ctx<'_> {
         let mut plan = Plan::new(pkt);
         let mut t2 = t;
         if let Some(a) = action {
-            match self.create(&t, a, f.tcp_flags) {
+            // The fast path's miss stands for `t`'s inside key, which this creates (its
+            // source from inside; address-only flows look their keys up themselves).
+            let absent = (self.no_session && !t.proto.is_addr_only()).then_some(self.tag);
+            match self.create_known(&t, a, f.tcp_flags, absent) {
                 Ok(id) => {
                     plan.push(id, Dir::In2Out);
                     t2 = translated(t, &self.session(id), Dir::In2Out);
@@ -826,7 +844,19 @@ pub fn create(
     tcp_flags: u8,
     now: Instant,
 ) -> Result<SessionId, CreateError> {
-    let id = nat.create(t, action, tcp_flags, now)?;
+    nat_create(nat, t, action, tcp_flags, None, now)
+}
+
+/// [`create`] through [`WorkerNat::create_known`].
+fn nat_create(
+    nat: &mut WorkerNat,
+    t: &Tuple,
+    action: NatAction,
+    tcp_flags: u8,
+    absent: Option<u32>,
+    now: Instant,
+) -> Result<SessionId, CreateError> {
+    let id = nat.create_known(t, action, tcp_flags, absent, now)?;
     let s = *nat.session(id).expect("just created").session;
     nat.set_csum_deltas(id, csum_deltas(&s));
     Ok(id)

@@ -172,6 +172,8 @@ pub(super) fn icmp_ok(f: &Flow, s: &Session, dir: Dir) -> bool {
 pub struct NatPath {
     pub(super) nat: WorkerNat,
     pub(super) rules: SharedRules,
+    /// The rule set in force, re-read only when the control plane swaps it.
+    pub(super) rules_cache: arc_swap::Cache<SharedRules, Arc<CompiledRules>>,
     pub(super) outside: Box<[bool]>,
     pub(super) counters: PathCounters,
     last_tick: Instant,
@@ -200,6 +202,7 @@ impl NatPath {
         };
         let mut path = NatPath {
             nat,
+            rules_cache: arc_swap::Cache::new(rules.clone()),
             rules,
             outside: outside.into(),
             counters: PathCounters::default(),

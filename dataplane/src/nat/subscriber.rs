@@ -48,16 +48,8 @@ pub(crate) struct SubSlot {
 }
 
 impl Slot for SubSlot {
-    const EMPTY: Self = SubSlot {
-        tag: 0,
-        ports: 0,
-        sessions: 0,
-        block: blocks::NONE,
-        tokens: 0,
-        refilled: 0,
-        ext: 0,
-        live: false,
-    };
+    const EMPTY: Self =
+        SubSlot { tag: 0, ports: 0, sessions: 0, block: blocks::NONE, tokens: 0, refilled: 0, ext: 0, live: false };
     fn is_empty(&self) -> bool {
         !self.live
     }

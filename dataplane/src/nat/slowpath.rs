@@ -445,11 +445,11 @@ impl Ctx<'_> {
         }
         let rules = self.rules;
         let mut fm = Self::flow_match(self.in_port, &t, &pkt);
-        self.raw(&rules, &fm);
+        self.raw(rules, &fm);
         let hairpin = self.is_external(pkt.dst);
         // To the router's own outside address from inside, claimed by no mapping and no
         // rule: for the kernel, untranslated (Linux delivers it locally, no SNAT).
-        if hairpin && self.host_for_kernel(&rules, &t, &fm) {
+        if hairpin && self.host_for_kernel(rules, &t, &fm) {
             return Decision::Local(Plan::new(pkt));
         }
         // To one of our external addresses: hairpinning; PREROUTING is evaluated on the
@@ -464,7 +464,7 @@ impl Ctx<'_> {
             }
             rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
             if let Some(to) = target {
-                return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
+                return self.dnat(rules, Plan::new(pkt), f, t, fm, to);
             }
             if self.is_local(pkt.dst) {
                 return Decision::Local(Plan::new(pkt));
@@ -474,15 +474,15 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop);
-        if !self.forward(&rules, &fm) {
+        if !self.forward(rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         let action = if self.is_outside(hop) {
-            source_action(self.postrouting(&rules, &fm), self.routes.port_address(hop))
+            source_action(self.postrouting(rules, &fm), self.routes.port_address(hop))
         } else {
             None
         };
-        let action = action.or_else(|| tracks_untranslated(&rules, &fm).then_some(NatAction::NoNat));
+        let action = action.or_else(|| tracks_untranslated(rules, &fm).then_some(NatAction::NoNat));
         let mut plan = Plan::new(pkt);
         let mut t2 = t;
         if let Some(a) = action {
@@ -603,7 +603,7 @@ impl Ctx<'_> {
         let rules = self.rules;
         let mut fm = Self::flow_match(arrival, &t, &pkt);
         if from_outside {
-            self.raw(&rules, &fm);
+            self.raw(rules, &fm);
         }
         let inbound_addr = self.routes.port_address(arrival);
         let pre = rules.prerouting(&fm);
@@ -619,7 +619,7 @@ impl Ctx<'_> {
         }
         rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
         if let Some(to) = target {
-            return self.dnat(&rules, plan, f, t, fm, to);
+            return self.dnat(rules, plan, f, t, fm, to);
         }
         // The router answers pings; anything else for an external address needed a
         // session or a forward — or goes to the kernel, if it is the router's own address
@@ -641,10 +641,10 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop);
-        if !self.forward(&rules, &fm) {
+        if !self.forward(rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
-        if tracks_untranslated(&rules, &fm) {
+        if tracks_untranslated(rules, &fm) {
             match self.create(&t, NatAction::NoNatInbound, f.tcp_flags) {
                 Ok(id) => plan.push(id, Dir::Out2In),
                 Err(e) => return Decision::Drop(e.drop_reason()),
@@ -791,12 +791,12 @@ impl Ctx<'_> {
             dst_port: dp,
             icmp_type: pkt.icmp_type,
         };
-        if !self.forward(&rules, &fm) {
+        if !self.forward(rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         if refuse_snat
             && self.is_outside(hop)
-            && source_action(self.postrouting(&rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
+            && source_action(self.postrouting(rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
         {
             return Decision::Drop(DropReason::L4Unsupported);
         }

@@ -73,7 +73,7 @@ pub(crate) struct AddrTag {
 
 impl AddrTag {
     pub fn new(hasher: &FlowHasher) -> Self {
-        let k = hasher.hash2(0x7375_6273, 0x6b65_79);
+        let k = hasher.hash2(0x7375_6273, 0x006b_6579);
         AddrTag { k0: k as u32, k1: (k >> 32) as u32 }
     }
 

@@ -69,8 +69,9 @@ pub enum Decision {
     Forward(Plan),
     /// For the router itself (after `apply`): an echo request to answer.
     Local(Plan),
-    /// Drop, counting the reason. `FragmentNoState`: park the packet and try again
-    /// when its first fragment may have come (RFC 4787 REQ-14).
+    /// Drop, counting the reason. `FragmentNoState` for a later fragment whose first
+    /// fragment has not been seen: the worker keeps it and runs it again when that
+    /// first fragment comes (RFC 4787 REQ-14; `crate::pipeline::fragwait`).
     Drop(DropReason),
     /// Drop, counting the reason, and send this ICMP error back to the source.
     Error { reason: DropReason, msg: Icmpv4Message, code: u8 },

@@ -50,10 +50,12 @@
 //! to the session of the datagram it quotes and translated with it.
 //!
 //! Fragments: the first fragment of a datagram records its ports and whether it was
-//! translated; later fragments, in any order after it, are translated by address
-//! alone. A later fragment that overtakes its first is parked by the worker and offered
-//! again (`Decision::Drop(FragmentNoState)`), and dropped as `fragment_no_state` if its
-//! first fragment never comes.
+//! translated ([`super::frag`]); later fragments, in any order after it, are translated
+//! by address alone. A later fragment that overtakes its first leaves no state here
+//! (`Decision::Drop(FragmentNoState)`): the worker keeps it, and runs it again only
+//! when the first fragment of its datagram has been handled
+//! (`crate::pipeline::fragwait`); if that does not happen within `FRAG_WAIT` it is
+//! dropped as `fragment_no_state`.
 //!
 //! The pieces that do not depend on where the packet is:
 //!
@@ -768,13 +770,14 @@ impl Ctx<'_> {
             return Decision::Local(Plan::new(pkt));
         }
         if self.is_external(pkt.dst) {
-            return Decision::Drop(DropReason::L4Unsupported);
+            return Decision::Drop(unsupported(&pkt));
         }
         self.untranslated(pkt, !self.outside_in)
     }
 
     /// Route untranslated if FORWARD allows, statelessly. `refuse_snat`: drop
-    /// (`l4_unsupported`) when POSTROUTING would translate what we cannot.
+    /// (`l4_unsupported`, or `icmp_unsupported` for ICMP) when POSTROUTING would
+    /// translate what we cannot.
     fn untranslated(&mut self, pkt: NatPacket, refuse_snat: bool) -> Decision {
         let Some(hop) = self.routes.egress(pkt.dst) else {
             return Self::no_route();
@@ -798,9 +801,21 @@ impl Ctx<'_> {
             && self.is_outside(hop)
             && source_action(self.postrouting(rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
         {
-            return Decision::Drop(DropReason::L4Unsupported);
+            return Decision::Drop(unsupported(&pkt));
         }
         Decision::Forward(Plan::new(pkt))
+    }
+}
+
+/// Why a packet the NAT cannot translate is dropped: an ICMP message that is neither a
+/// query nor an error about a flow it tracks (a router advertisement, an error inside
+/// a fragment or about an error, ...) is `icmp_unsupported`; anything else
+/// `l4_unsupported`.
+fn unsupported(pkt: &NatPacket) -> DropReason {
+    if pkt.ip_proto == 1 {
+        DropReason::IcmpUnsupported
+    } else {
+        DropReason::L4Unsupported
     }
 }
 

@@ -696,7 +696,9 @@ fn no_allocation_after_construction() {
             if let Ok(id) = masq(&mut n, &t, now) {
                 n.refresh(id, Dir::Out2In, 0, RefreshMode::Default, now);
             }
-            let _ = n.fragments().later_fragment(&FragKey { src: t.src.addr, dst: t.dst.addr, proto: 17, id: i }, now);
+            let k = FragKey { src: t.src.addr, dst: t.dst.addr, proto: 17, id: i };
+            let _ = n.fragments().first_fragment(&k, FragInfo { src_port: 1, dst_port: 2, verdict: 0 }, now);
+            let _ = n.fragments().later_fragment(&k, now);
         }
         now = now + Duration::from_secs(200);
         n.expire(now, usize::MAX, |_| {});

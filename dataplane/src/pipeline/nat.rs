@@ -12,7 +12,7 @@ use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
 use crate::packet::icmp::Icmpv4Message;
 use crate::stats::DropReason;
 use crate::time::Instant;
-use crate::worker::{Deferred, Worker, DEFER_TIMEOUT};
+use crate::worker::Worker;
 
 impl<Io: PacketIo> Worker<Io> {
     /// `nat-classify`: the NAT's summary of the packet, computed once and kept in the
@@ -44,6 +44,10 @@ impl<Io: PacketIo> Worker<Io> {
                 Stage::Ip4Forward
             } else if let Some(owner) = (meta.flags & F_HANDED == 0).then(|| nat.owner(meta.port, pkt, now)).flatten() {
                 meta.owner = owner;
+                if pkt.frag == Frag::First && !self.frag_wait.is_empty() {
+                    // Later fragments that overtook it here follow it to its owner.
+                    self.frag_wait.wake(&pkt.frag_key());
+                }
                 Stage::Handoff
             } else if pkt.frag == Frag::Whole && matches!(pkt.l4, L4::Flow(_)) {
                 Stage::NatLookup
@@ -100,8 +104,9 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// `nat-slowpath`: the NAT's whole decision for what the fast path did not take
     /// ([`NatPath::slow_path`]): policy, allocation, session creation, hairpinning,
-    /// DNAT, ICMP errors, fragments. A later fragment that came before its first is
-    /// parked, unmodified, and offered again after later bursts.
+    /// DNAT, ICMP errors, fragments. A later fragment that came before its first
+    /// waits, unmodified ([`super::fragwait`]); a first fragment handled here wakes the
+    /// fragments of its datagram that wait.
     #[inline(never)]
     pub(crate) fn nat_slowpath(&mut self, now: Instant) {
         // What the sessions this call creates may shadow: a packet the fast path missed
@@ -144,10 +149,9 @@ impl<Io: PacketIo> Worker<Io> {
                     }
                 }
                 Decision::Drop(DropReason::FragmentNoState) => {
-                    let (port, flags, until) = (meta.port, meta.flags, meta.parked_until);
+                    let (port, flags, key) = (meta.port, meta.flags, meta.pkt.frag_key());
                     if let Some(frame) = self.vec.take(i) {
-                        let deadline = if until == Instant::ZERO { now + DEFER_TIMEOUT } else { until };
-                        self.park(Deferred { frame, port, flags: flags & F_HAIRPIN, deadline });
+                        self.park_fragment(frame, key, port, flags, now);
                     }
                     continue;
                 }
@@ -156,6 +160,10 @@ impl<Io: PacketIo> Worker<Io> {
                     continue;
                 }
             };
+            if meta.pkt.frag == Frag::First {
+                let key = meta.pkt.frag_key();
+                self.wake_fragments(&key);
+            }
             self.vec.send(i, next);
         }
     }

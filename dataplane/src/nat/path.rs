@@ -146,6 +146,9 @@ pub struct SlowHints {
     /// whichever key the packet that created it had): the slow path need not look
     /// again (a packet from inside).
     pub no_session: bool,
+    /// The session-index tag of that key ([`WorkerNat::lookup_begin`]), with
+    /// `no_session`: creating the flow's session does not hash the key again.
+    pub tag: u32,
 }
 
 /// Counters of the packet path (the NAT core counts sessions itself).
@@ -171,6 +174,8 @@ pub(super) fn icmp_ok(f: &Flow, s: &Session, dir: Dir) -> bool {
 pub struct NatPath {
     pub(super) nat: WorkerNat,
     pub(super) rules: SharedRules,
+    /// The rule set in force, re-read only when the control plane swaps it.
+    pub(super) rules_cache: arc_swap::Cache<SharedRules, Arc<CompiledRules>>,
     pub(super) outside: Box<[bool]>,
     pub(super) counters: PathCounters,
     last_tick: Instant,
@@ -199,6 +204,7 @@ impl NatPath {
         };
         let mut path = NatPath {
             nat,
+            rules_cache: arc_swap::Cache::new(rules.clone()),
             rules,
             outside: outside.into(),
             counters: PathCounters::default(),
@@ -518,7 +524,7 @@ mod tests {
     }
 
     fn slow(p: &mut NatPath, port: u16, ip: &[u8], hairpin: bool) -> Decision {
-        let hints = SlowHints { hairpin, no_session: false };
+        let hints = SlowHints { hairpin, no_session: false, tag: 0 };
         p.slow_path(port, ip, classify(ip).unwrap(), &Routes, hints, Instant::from_secs(1))
     }
 

@@ -120,7 +120,7 @@ impl<Io: PacketIo> Worker<Io> {
             let (Some(frame), meta) = self.vec.frame_meta_mut(i) else { continue };
             let ip = &frame.bytes()[ETH_LEN..usize::from(meta.len)];
             let no_session = meta.flags & F_MISSED != 0 && !nat.nat().created_since(meta.tag);
-            let hints = SlowHints { hairpin: meta.flags & F_HAIRPIN != 0, no_session };
+            let hints = SlowHints { hairpin: meta.flags & F_HAIRPIN != 0, no_session, tag: meta.tag };
             let next = match nat.slow_path(meta.port, ip, meta.pkt, self.l3.routes(), hints, now) {
                 Decision::Forward(plan) | Decision::Local(plan) => {
                     meta.steps = plan.steps;

@@ -126,6 +126,10 @@ pub struct PortConfig {
     /// The kernel interface masqd creates for this port (the host's own services run
     /// on it; see `docs/host-interface.md`); `None`: no host interface.
     pub host_interface: Option<String>,
+    /// Inside ports only: the source prefixes accepted on this port (RFC 2827 / BCP 38
+    /// ingress filtering); anything else is dropped as `source_not_allowed`. Empty: any
+    /// source (the default).
+    pub allowed_sources: Vec<Ipv4Cidr>,
 }
 
 impl PortConfig {
@@ -584,6 +588,7 @@ struct RawPort {
     mtu: Option<u16>,
     mac: Option<String>,
     host_interface: Option<String>,
+    allowed_sources: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -755,6 +760,51 @@ fn is_pci_address(s: &str) -> bool {
     ok_head && func.len() == 1 && func.chars().all(|c| c.is_digit(8))
 }
 
+/// The most prefixes one port's `allowed_sources` may list: the check is a linear scan
+/// per packet.
+pub const MAX_ALLOWED_SOURCES: usize = 64;
+
+/// Validate an inside port's `allowed_sources`: network prefixes (no host bits), at
+/// least one, at most [`MAX_ALLOWED_SOURCES`], none listed twice.
+fn allowed_sources(field: &str, role: Role, list: &[String]) -> Result<Vec<Ipv4Cidr>, ConfigError> {
+    if role == Role::Outside {
+        return Err(ConfigError::new(
+            field,
+            "only inside ports validate sources (RFC 2827 ingress filtering of subscribers); \
+             an outside port receives from the whole Internet: remove the key",
+        ));
+    }
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            "empty: every packet on the port would be dropped (remove the key to accept any source)",
+        ));
+    }
+    if list.len() > MAX_ALLOWED_SOURCES {
+        return Err(ConfigError::new(
+            field,
+            format!("{} prefixes, at most {MAX_ALLOWED_SOURCES} (aggregate them)", list.len()),
+        ));
+    }
+    let mut out: Vec<Ipv4Cidr> = Vec::with_capacity(list.len());
+    for (j, s) in list.iter().enumerate() {
+        let fj = format!("{field}[{j}]");
+        let c: Ipv4Cidr = s.parse().map_err(|m| ConfigError::new(&fj, m))?;
+        let network = Ipv4Addr::from(u32::from(c.address) & c.mask());
+        if network != c.address {
+            return Err(ConfigError::new(
+                fj,
+                format!("{c} has host bits set (did you mean {network}/{}?)", c.prefix_len),
+            ));
+        }
+        if let Some(k) = out.iter().position(|o| *o == c) {
+            return Err(ConfigError::new(fj, format!("{c} is listed twice (also at [{k}])")));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
 fn check_device(field: &str, device: &str) -> Result<(), ConfigError> {
     if is_pci_address(device) {
         return Ok(());
@@ -855,7 +905,11 @@ impl RawConfig {
                 None => None,
                 Some(h) => Some(check_host_interface(&f("host_interface"), h)?),
             };
-            ports.push(PortConfig { name, role, device, address, gateway, mtu, mac, host_interface });
+            let allowed_sources = match &p.allowed_sources {
+                None => Vec::new(),
+                Some(list) => allowed_sources(&f("allowed_sources"), role, list)?,
+            };
+            ports.push(PortConfig { name, role, device, address, gateway, mtu, mac, host_interface, allowed_sources });
         }
         for role in [Role::Inside, Role::Outside] {
             if !ports.iter().any(|p| p.role == role) {
@@ -1315,6 +1369,45 @@ mac = "02:00:00:00:02:01"
             assert_eq!(e.field, "control.max_rules");
             assert_eq!(e.message, format!("{bad} is outside 1..=1000000"));
         }
+    }
+
+    #[test]
+    fn allowed_sources_on_inside_ports() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert!(c.ports[0].allowed_sources.is_empty(), "any source by default");
+        let lan = "address = \"100.64.0.1/10\"";
+        let with = |list: &str| replace(lan, &format!("{lan}\nallowed_sources = {list}"));
+        let c = Config::parse(&with(r#"["100.64.0.0/10", "192.0.2.128/25", "198.51.100.7/32"]"#)).unwrap();
+        assert_eq!(
+            c.ports[0].allowed_sources.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            ["100.64.0.0/10", "192.0.2.128/25", "198.51.100.7/32"]
+        );
+
+        let e = err(&with(r#"["100.64.0.1/10"]"#));
+        assert_eq!(
+            e.to_string(),
+            "port[0].allowed_sources[0]: 100.64.0.1/10 has host bits set (did you mean 100.64.0.0/10?)"
+        );
+        let e = err(&with(r#"["100.64.0.0/10", "10.0.0.0"]"#));
+        assert_eq!(e.field, "port[0].allowed_sources[1]");
+        assert!(e.message.contains("no prefix length"), "{e}");
+        let e = err(&with(r#"["10.0.0.0/33"]"#));
+        assert!(e.message.contains("between 1 and 32"), "{e}");
+        let e = err(&with(r#"["10.0.0.0/8", "10.0.0.0/8"]"#));
+        assert_eq!(e.to_string(), "port[0].allowed_sources[1]: 10.0.0.0/8 is listed twice (also at [0])");
+        let e = err(&with("[]"));
+        assert_eq!(e.field, "port[0].allowed_sources");
+        assert!(e.message.contains("every packet on the port would be dropped"), "{e}");
+        let many: Vec<String> = (0..=MAX_ALLOWED_SOURCES).map(|i| format!("\"10.0.{i}.0/24\"")).collect();
+        let e = err(&with(&format!("[{}]", many.join(", "))));
+        assert_eq!(e.to_string(), "port[0].allowed_sources: 65 prefixes, at most 64 (aggregate them)");
+        let e = err(&with("\"100.64.0.0/10\""));
+        assert_eq!(e.field, "line 10", "a string, not a list: a TOML type error");
+
+        let wan = "gateway = \"203.0.113.254\"";
+        let e = err(&replace(wan, &format!("{wan}\nallowed_sources = [\"0.0.0.0/1\"]")));
+        assert_eq!(e.field, "port[1].allowed_sources");
+        assert!(e.message.contains("only inside ports"), "{e}");
     }
 
     #[test]

@@ -74,6 +74,9 @@ drop_reasons! {
     Ipv4BadChecksum = "ipv4_bad_checksum", "IPv4 header checksum wrong";
     /// Source or destination address that must never be routed (0/8, 127/8, multicast, broadcast).
     Ipv4BadAddress = "ipv4_bad_address", "IPv4 martian source or destination";
+    /// Source outside the arrival port's `allowed_sources` (RFC 2827 / BCP 38 ingress
+    /// filtering on inside ports).
+    SourceNotAllowed = "source_not_allowed", "source address not in the inside port's allowed_sources";
     /// TTL ran out; an ICMP time exceeded was sent back instead.
     TtlExceeded = "ttl_exceeded", "TTL expired in transit (ICMP time exceeded sent)";
     /// No port's prefix covers the destination and no gateway is configured.

@@ -672,6 +672,7 @@ pub fn config_json(config: &Config, worker_lcores: &[u32], rules_file: Option<&P
                 "mtu": p.mtu,
                 "mac": p.mac.map(|m| crate::packet::EthernetAddress(m).to_string()),
                 "host_interface": p.host_interface,
+                "allowed_sources": p.allowed_sources.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             })
         })
         .collect();

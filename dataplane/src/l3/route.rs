@@ -42,6 +42,9 @@ pub struct RouteTable {
     /// "is it ours?" checks), as integers.
     addresses: Vec<u32>,
     broadcasts: Vec<u32>,
+    /// Per port, the `(network, mask)` of every prefix in its `allowed_sources`; empty:
+    /// any source.
+    sources: Vec<Box<[(u32, u32)]>>,
 }
 
 impl RouteTable {
@@ -65,7 +68,22 @@ impl RouteTable {
             config.ports.iter().enumerate().find_map(|(i, p)| p.gateway.map(|via| NextHop { port: i as u16, via }));
         let addresses = ports.iter().map(|p| u32::from(p.address)).collect();
         let broadcasts = ports.iter().filter_map(|p| p.prefix.broadcast()).map(u32::from).collect();
-        RouteTable { connected, default, ports, addresses, broadcasts }
+        let sources = config
+            .ports
+            .iter()
+            .map(|p| p.allowed_sources.iter().map(|c| (u32::from(c.address) & c.mask(), c.mask())).collect())
+            .collect();
+        RouteTable { connected, default, ports, addresses, broadcasts, sources }
+    }
+
+    /// Whether a packet from `src` may arrive on `port` (RFC 2827 ingress filtering): the
+    /// port lists no `allowed_sources`, or one of them covers `src`. A linear scan over
+    /// at most [`crate::config::MAX_ALLOWED_SOURCES`] prefixes; nothing allocates.
+    #[inline]
+    pub fn source_allowed(&self, port: u16, src: Ipv4Addr) -> bool {
+        let Some(list) = self.sources.get(usize::from(port)) else { return true };
+        let s = u32::from(src);
+        list.is_empty() || list.iter().any(|&(network, mask)| s & mask == network)
     }
 
     /// The next hop toward `dst`, or `None` when no prefix covers it and there is no gateway.
@@ -194,6 +212,29 @@ cores = [1]
         assert!(t.is_directed_broadcast(ip(192, 0, 2, 15)));
         assert!(!t.is_directed_broadcast(ip(192, 0, 2, 14)));
         assert_eq!(t.port(2).mtu, 1400);
+    }
+
+    #[test]
+    fn sources_are_checked_per_port_against_its_list() {
+        let cfg = Config::parse(
+            "[[port]]\nname='a'\nrole='inside'\ndevice='net_null0'\naddress='100.64.0.1/10'\n\
+             allowed_sources=['100.64.0.0/10', '192.0.2.0/31']\n\
+             [[port]]\nname='b'\nrole='outside'\ndevice='net_null1'\naddress='198.51.100.1/24'\n\
+             [[port]]\nname='c'\nrole='inside'\ndevice='net_null2'\naddress='10.0.0.1/8'\n\
+             [workers]\ncores=[1]\n",
+        )
+        .unwrap();
+        let t = RouteTable::from_config(&cfg);
+        let ip = Ipv4Addr::new;
+        for ok in [ip(100, 64, 0, 2), ip(100, 127, 255, 255), ip(192, 0, 2, 0), ip(192, 0, 2, 1)] {
+            assert!(t.source_allowed(0, ok), "{ok}");
+        }
+        for bad in [ip(100, 128, 0, 0), ip(100, 63, 255, 255), ip(192, 0, 2, 2), ip(10, 0, 0, 2), ip(8, 8, 8, 8)] {
+            assert!(!t.source_allowed(0, bad), "{bad}");
+        }
+        // Ports without a list take any source.
+        assert!(t.source_allowed(1, ip(8, 8, 8, 8)));
+        assert!(t.source_allowed(2, ip(100, 128, 0, 0)));
     }
 
     #[test]

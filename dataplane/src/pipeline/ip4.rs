@@ -14,7 +14,9 @@ use crate::worker::Worker;
 
 impl<Io: PacketIo> Worker<Io> {
     /// `ip4-input`: validate the IPv4 header once ([`crate::l3::router::Router::ip4_input`]),
-    /// cut Ethernet padding, note the destination; then the NAT, or straight to routing.
+    /// check the source against the arrival port's `allowed_sources` (RFC 2827; inside
+    /// ports that list some), cut Ethernet padding, note the destination; then the NAT,
+    /// or straight to routing.
     #[inline(never)]
     pub(crate) fn ip4_input(&mut self) {
         let next = if self.nat.is_some() { Stage::NatClassify } else { Stage::Ip4Forward };
@@ -24,8 +26,13 @@ impl<Io: PacketIo> Worker<Io> {
             let ip = &frame.bytes()[ETH_LEN..];
             match self.l3.ip4_input(ip) {
                 Ok(total_len) => {
+                    let p = Ipv4Packet::new_unchecked(ip);
+                    if !self.l3.routes().source_allowed(meta.port, p.src_addr()) {
+                        self.vec.drop(i, Some(DropReason::SourceNotAllowed));
+                        continue;
+                    }
                     meta.len = (ETH_LEN + total_len) as u16;
-                    meta.dst = Ipv4Packet::new_unchecked(ip).dst_addr();
+                    meta.dst = p.dst_addr();
                     self.vec.send(i, next);
                 }
                 Err(reason) => self.vec.drop(i, Some(reason)),

@@ -264,6 +264,36 @@ fn masquerade_udp_out_and_back() {
     assert_eq!(l.c.drops_total(), 0);
 }
 
+/// `allowed_sources` on the inside port (RFC 2827): listed sources go through, any other
+/// source on that port is dropped at ip4-input as `source_not_allowed` before the NAT
+/// sees it (no session, no subscriber), and the outside port is not filtered.
+#[test]
+fn inside_sources_outside_allowed_sources_are_dropped_and_counted() {
+    let mut l = lab_with(MASQ, |c| c.ports[0].allowed_sources = vec!["100.64.0.2/31".parse().unwrap()]);
+    // H[0] (.2) and H[1] (.3) are in 100.64.0.2/31; H[2] (.4) is not.
+    for h in [0, 1] {
+        let s = check(&l.through(LAN, &host_udp(h, 40000, SERVER, 53), WAN), GW);
+        assert_eq!((s.src, s.dst), (EXT, SERVER));
+    }
+    l.dropped(LAN, &host_udp(2, 40000, SERVER, 53));
+    l.dropped(LAN, &host_tcp(2, 40001, SERVER, 80, "S"));
+    l.dropped(LAN, &echo(HMAC[2], MAC_LAN, H[2], LAN_ADDR, 7, true));
+    // A spoofed source from nowhere near the subscribers' prefix, and one of the
+    // outside's addresses sent from the inside.
+    l.dropped(LAN, &udp(HMAC[0], MAC_LAN, [10, 9, 9, 9], 1234, SERVER, 53, b"spoof"));
+    l.dropped(LAN, &udp(HMAC[0], MAC_LAN, SERVER, 1234, STRANGER, 53, b"spoof"));
+    assert_eq!(l.drop_count(DropReason::SourceNotAllowed), 5);
+    assert_eq!(l.drops(), [("source_not_allowed", 5)], "nothing else dropped");
+    assert_eq!(l.nat().count(), 2, "no session for a refused source");
+    // The outside port takes any source: the reply comes back.
+    let r = check(&l.through(WAN, &wan_udp(SERVER, 53, EXT, 40000), LAN), lan_to(0));
+    assert_eq!(r.dst, H[0]);
+    // Without the list, the same frame goes through.
+    let mut open = lab(MASQ);
+    open.through(LAN, &host_udp(2, 40000, SERVER, 53), WAN);
+    assert_eq!(open.drop_count(DropReason::SourceNotAllowed), 0);
+}
+
 /// Every stage counts the packets that reached it, one call per burst, and the cycles
 /// between the counter reads before and after it (MemIo's fake counter advances 100 per
 /// read: one read per stage call).

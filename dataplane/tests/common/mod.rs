@@ -224,6 +224,8 @@ pub struct PortSpec {
     pub mac: Option<String>,
     /// The kernel interface masqd creates for the port (`host_interface = ...`).
     pub host_interface: Option<String>,
+    /// `allowed_sources = [...]` (inside ports); empty: the key is not written.
+    pub allowed_sources: Vec<String>,
 }
 
 /// One `[[neighbor]]` (static ARP entry).
@@ -286,6 +288,7 @@ impl MasqdConfig {
             mtu: None,
             mac: None,
             host_interface: None,
+            allowed_sources: Vec::new(),
         })
     }
 
@@ -300,6 +303,7 @@ impl MasqdConfig {
             mtu: None,
             mac: None,
             host_interface: None,
+            allowed_sources: Vec::new(),
         })
     }
 
@@ -315,6 +319,14 @@ impl MasqdConfig {
     pub fn with_host_interface(mut self, name: &str) -> Self {
         if let Some(p) = self.ports.last_mut() {
             p.host_interface = Some(name.into());
+        }
+        self
+    }
+
+    /// `allowed_sources` of the port added last.
+    pub fn with_allowed_sources(mut self, prefixes: &[&str]) -> Self {
+        if let Some(p) = self.ports.last_mut() {
+            p.allowed_sources = prefixes.iter().map(|s| s.to_string()).collect();
         }
         self
     }
@@ -383,6 +395,10 @@ impl MasqdConfig {
             }
             if let Some(h) = &p.host_interface {
                 t.push_str(&format!("host_interface = {}\n", q(h)));
+            }
+            if !p.allowed_sources.is_empty() {
+                let list: Vec<String> = p.allowed_sources.iter().map(|s| q(s)).collect();
+                t.push_str(&format!("allowed_sources = [{}]\n", list.join(", ")));
             }
         }
         let cores: Vec<String> = self.cores.iter().map(u32::to_string).collect();

@@ -534,36 +534,48 @@ pub fn stats(s: &Stats) -> String {
 }
 
 /// Every worker's runtime table, as VPP's `show runtime`: per pipeline stage, calls,
-/// packets, packets per call (the vector size) and TSC cycles per packet, since start.
+/// packets, packets per call (the vector size), TSC cycles per packet, the longest call
+/// (µs) and the calls over 1 ms, since start; per worker, its longest poll-loop pass and
+/// the passes over 1 ms.
 pub fn runtime(s: &Stats) -> String {
     let mut out = String::new();
     let ghz = s.tsc_hz as f64 / 1e9;
     let _ = writeln!(out, "Runtime per stage since start (TSC {ghz:.2} GHz; cycles per packet of each stage):");
     let ratio = |a: u64, b: u64| if b == 0 { "-".to_string() } else { format!("{:.1}", a as f64 / b as f64) };
+    let micros =
+        |c: u64| if s.tsc_hz == 0 { "-".to_string() } else { format!("{:.1}", c as f64 * 1e6 / s.tsc_hz as f64) };
     for w in &s.workers {
         let received: u64 = w.runtime.iter().filter(|r| r.stage.ends_with("-rx")).map(|r| r.packets).sum();
         let cycles: u64 = w.runtime.iter().map(|r| r.cycles).sum();
         let _ = writeln!(
             out,
-            "\nworker {} (lcore {}): {received} packets in, {} cycles per packet over all stages",
+            "\nworker {} (lcore {}): {received} packets in, {} cycles per packet over all stages; \
+             longest pass {} us, {} passes over 1 ms",
             w.worker,
             w.lcore,
-            ratio(cycles, received)
+            ratio(cycles, received),
+            micros(w.max_pass_cycles),
+            w.slow_passes
         );
         push_line(
             &mut out,
-            &format!("  {:<14} {:>12} {:>14} {:>10} {:>11}", "stage", "calls", "packets", "pkts/call", "cycles/pkt"),
+            &format!(
+                "  {:<14} {:>12} {:>14} {:>10} {:>11} {:>10} {:>8}",
+                "stage", "calls", "packets", "pkts/call", "cycles/pkt", "max us", ">1 ms"
+            ),
         );
         for r in &w.runtime {
             push_line(
                 &mut out,
                 &format!(
-                    "  {:<14} {:>12} {:>14} {:>10} {:>11}",
+                    "  {:<14} {:>12} {:>14} {:>10} {:>11} {:>10} {:>8}",
                     r.stage,
                     r.calls,
                     r.packets,
                     ratio(r.packets, r.calls),
-                    ratio(r.cycles, r.packets)
+                    ratio(r.cycles, r.packets),
+                    micros(r.max_cycles),
+                    r.slow_calls
                 ),
             );
         }
@@ -826,7 +838,13 @@ num   pkts bytes target     prot opt in     out     source               destina
 
     #[test]
     fn runtime_tables_per_worker_with_vector_size_and_cycles_per_packet() {
-        let stage = |stage: &str, calls, packets, cycles| StageRuntime { stage: stage.into(), calls, packets, cycles };
+        let stage = |stage: &str, calls, packets, cycles| StageRuntime {
+            stage: stage.into(),
+            calls,
+            packets,
+            cycles,
+            ..Default::default()
+        };
         let s = Stats {
             workers: vec![WorkerStats {
                 worker: 1,
@@ -835,7 +853,10 @@ num   pkts bytes target     prot opt in     out     source               destina
                     stage("port-rx", 10, 320, 6400),
                     stage("nat-lookup", 10, 320, 32000),
                     stage("nat-slowpath", 0, 0, 0),
+                    StageRuntime { max_cycles: 3_900_000, slow_calls: 2, ..stage("nat-expire", 5, 0, 4_000_000) },
                 ],
+                max_pass_cycles: 5_200_000,
+                slow_passes: 3,
                 ..Default::default()
             }],
             tsc_hz: 2_600_000_000,
@@ -844,12 +865,19 @@ num   pkts bytes target     prot opt in     out     source               destina
         let text = runtime(&s);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].contains("TSC 2.60 GHz"), "{text}");
-        assert!(text.contains("worker 1 (lcore 3): 320 packets in, 120.0 cycles per packet over all stages"), "{text}");
+        assert!(
+            text.contains(
+                "worker 1 (lcore 3): 320 packets in, 12620.0 cycles per packet over all stages; \
+                 longest pass 2000.0 us, 3 passes over 1 ms"
+            ),
+            "{text}"
+        );
         let row = |name: &str| lines.iter().find(|l| l.trim_start().starts_with(name)).copied().unwrap();
         let cols = |name: &str| row(name).split_whitespace().map(String::from).collect::<Vec<_>>();
-        assert_eq!(cols("nat-lookup"), ["nat-lookup", "10", "320", "32.0", "100.0"]);
-        assert_eq!(cols("port-rx"), ["port-rx", "10", "320", "32.0", "20.0"]);
-        assert_eq!(cols("nat-slowpath"), ["nat-slowpath", "0", "0", "-", "-"], "never called: no ratio");
+        assert_eq!(cols("nat-lookup"), ["nat-lookup", "10", "320", "32.0", "100.0", "0.0", "0"]);
+        assert_eq!(cols("port-rx"), ["port-rx", "10", "320", "32.0", "20.0", "0.0", "0"]);
+        assert_eq!(cols("nat-slowpath"), ["nat-slowpath", "0", "0", "-", "-", "0.0", "0"], "never called: no ratio");
+        assert_eq!(cols("nat-expire"), ["nat-expire", "5", "0", "0.0", "-", "1500.0", "2"], "longest call, slow calls");
         assert!(render(View::Runtime, serde_json::to_value(&s).unwrap()).unwrap() == text);
     }
 

@@ -193,7 +193,7 @@ fn stats_version_config_and_raw_json() {
     let runtime = ok(s, "stats --runtime");
     assert!(runtime.contains("worker 0 (lcore 2): 990 packets in"), "{runtime}");
     let lookup = runtime.lines().find(|l| l.trim_start().starts_with("nat-lookup")).unwrap();
-    assert_eq!(lookup.split_whitespace().collect::<Vec<_>>(), ["nat-lookup", "40", "980", "24.5", "100.0"]);
+    assert_eq!(lookup.split_whitespace().collect::<Vec<_>>(), ["nat-lookup", "40", "980", "24.5", "100.0", "0.0", "0"]);
 
     let version = ok(s, "version");
     assert!(version.starts_with("masqctl ") && version.contains("\nmasqd ") && version.contains("control protocol 1"));

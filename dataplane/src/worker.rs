@@ -233,7 +233,8 @@ impl<Io: PacketIo> Worker<Io> {
     /// One pass over every port. Returns the number of frames received.
     pub fn poll(&mut self, now: Instant) -> usize {
         let mut received = 0;
-        let mut t = self.cycles();
+        let start = self.cycles();
+        let mut t = start;
         // Back-pressure: while a handoff stage to a busy worker is backlogged, new frames
         // wait in the NIC's queues (see `PacketIo::rx_paused`).
         let rx_ports = if self.io.rx_paused() {
@@ -324,7 +325,7 @@ impl<Io: PacketIo> Worker<Io> {
         }
         let report = self.io.flush_due();
         if report.packets + report.refused > 0 {
-            self.record(Stage::PortTx, report.packets as usize, t);
+            t = self.record(Stage::PortTx, report.packets as usize, t);
         }
         self.account(report);
         self.counters.polls.inc();
@@ -332,8 +333,13 @@ impl<Io: PacketIo> Worker<Io> {
         if received > 0 {
             self.control.burst_end(received);
         }
-        if self.control.mailbox_due(now) {
+        let served = self.control.mailbox_due(now);
+        if served {
             self.control.serve_mailbox(self.nat.as_mut().map(NatPath::nat_mut), now);
+        }
+        // The whole pass, if it did anything (idle passes cost no extra counter read).
+        if self.timing && (t != start || served) {
+            self.runtime.record_pass(self.io.cycles().wrapping_sub(start));
         }
         received
     }

@@ -75,6 +75,10 @@ pub struct StageFigures {
     pub calls: u64,
     pub packets: u64,
     pub cycles: u64,
+    #[serde(default)]
+    pub max_cycles: u64,
+    #[serde(default)]
+    pub slow_calls: u64,
 }
 
 /// Encode a snapshot as Prometheus text.
@@ -253,6 +257,18 @@ impl Collector for Collected {
             s.workers.iter().map(|w| (worker(w), w.handoff_in)),
         )?;
         f.counters(
+            "worker_slow_passes",
+            "Poll-loop passes that took longer than 1 ms (wall clock)",
+            None,
+            s.workers.iter().map(|w| (worker(w), w.slow_passes)),
+        )?;
+        f.gauges(
+            "worker_max_pass_cycles",
+            "The longest poll-loop pass since start, in TSC cycles (masq_tsc_hertz per second)",
+            None,
+            s.workers.iter().map(|w| (worker(w), w.max_pass_cycles as i64)),
+        )?;
+        f.counters(
             "worker_dropped_packets",
             "Packets the worker dropped, every reason",
             None,
@@ -403,6 +419,18 @@ impl Collector for Collected {
                 None,
                 stages().map(|(l, st)| (l, st.cycles)),
             )?;
+            f.counters(
+                "stage_slow_calls",
+                "Calls of a pipeline stage that took longer than 1 ms (wall clock), per worker",
+                None,
+                stages().map(|(l, st)| (l, st.slow_calls)),
+            )?;
+            f.gauges(
+                "stage_max_cycles",
+                "The longest single call of a pipeline stage since start, in TSC cycles, per worker",
+                None,
+                stages().map(|(l, st)| (l, st.max_cycles as i64)),
+            )?;
             if rt.tsc_hz > 0 {
                 let hz = rt.tsc_hz as f64;
                 {
@@ -460,6 +488,8 @@ mod tests {
                 handoff_in: 4,
                 drops: 1,
                 sessions_active: 2,
+                max_pass_cycles: 70000,
+                slow_passes: 5,
                 ..Default::default()
             }],
             drops: [("no_route".to_string(), 1), ("ttl_exceeded".to_string(), 0)].into(),
@@ -528,6 +558,8 @@ mod tests {
             line_of(&text, "masq_worker_handoff_in_packets_total{"),
             r#"masq_worker_handoff_in_packets_total{worker="0"} 4"#
         );
+        assert_eq!(line_of(&text, "masq_worker_slow_passes_total{"), r#"masq_worker_slow_passes_total{worker="0"} 5"#);
+        assert_eq!(line_of(&text, "masq_worker_max_pass_cycles{"), r#"masq_worker_max_pass_cycles{worker="0"} 70000"#);
         assert_eq!(line_of(&text, "masq_worker_sessions{"), r#"masq_worker_sessions{worker="0"} 2"#);
         assert_eq!(line_of(&text, "# TYPE masq_worker_sessions "), "# TYPE masq_worker_sessions gauge");
         assert_eq!(
@@ -630,15 +662,22 @@ mod tests {
         result["tsc_hz"] = serde_json::json!(2_000_000_000u64);
         result["workers"][0]["runtime"] = serde_json::json!([
             {"stage": "l2-input", "calls": 10, "packets": 300, "cycles": 6000},
-            {"stage": "nat-lookup", "calls": 9, "packets": 250, "cycles": 20000}
+            {"stage": "nat-lookup", "calls": 9, "packets": 250, "cycles": 20000, "max_cycles": 4000, "slow_calls": 1}
         ]);
         let snapshot = Snapshot::from_result(&result).unwrap();
         // `Stats` carries the stage figures itself too.
         let mut expected = stats();
         expected.tsc_hz = 2_000_000_000;
         expected.workers[0].runtime = vec![
-            StageRuntime { stage: "l2-input".into(), calls: 10, packets: 300, cycles: 6000 },
-            StageRuntime { stage: "nat-lookup".into(), calls: 9, packets: 250, cycles: 20000 },
+            StageRuntime { stage: "l2-input".into(), calls: 10, packets: 300, cycles: 6000, ..Default::default() },
+            StageRuntime {
+                stage: "nat-lookup".into(),
+                calls: 9,
+                packets: 250,
+                cycles: 20000,
+                max_cycles: 4000,
+                slow_calls: 1,
+            },
         ];
         assert_eq!(snapshot.stats, expected, "the rest of the snapshot reads the same");
         let text = render(&snapshot, &BuildInfo { version: "0".into() });
@@ -647,6 +686,9 @@ mod tests {
             r#"masq_stage_packets_total{worker="0",stage="nat-lookup"} 250"#,
             r#"masq_stage_cycles_total{worker="0",stage="nat-lookup"} 20000"#,
             r#"masq_stage_cpu_seconds_total{worker="0",stage="l2-input"} 0.000003"#,
+            r#"masq_stage_max_cycles{worker="0",stage="nat-lookup"} 4000"#,
+            r#"masq_stage_slow_calls_total{worker="0",stage="nat-lookup"} 1"#,
+            r#"masq_stage_slow_calls_total{worker="0",stage="l2-input"} 0"#,
             "masq_tsc_hertz 2000000000",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");

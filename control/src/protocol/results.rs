@@ -420,6 +420,14 @@ pub struct WorkerStats {
     /// Per pipeline stage, in pipeline order, since start: VPP's `show runtime`.
     #[serde(default)]
     pub runtime: Vec<StageRuntime>,
+    /// The longest pass of this worker's poll loop since start, in TSC cycles (see
+    /// [`Stats::tsc_hz`]): receive, stages, timers, transmit and the control plane's
+    /// mailbox. Wall-clock: time the kernel took the core away counts too.
+    #[serde(default)]
+    pub max_pass_cycles: u64,
+    /// Passes that took longer than 1 ms, since start.
+    #[serde(default)]
+    pub slow_passes: u64,
 }
 
 /// One pipeline stage of one worker, since start (see docs/pipeline.md).
@@ -433,6 +441,12 @@ pub struct StageRuntime {
     pub packets: u64,
     /// TSC cycles it took (see [`Stats::tsc_hz`]).
     pub cycles: u64,
+    /// Its longest single call since start, in TSC cycles.
+    #[serde(default)]
+    pub max_cycles: u64,
+    /// Its calls that took longer than 1 ms, since start.
+    #[serde(default)]
+    pub slow_calls: u64,
 }
 
 /// One protocol's sessions, all workers.

@@ -285,8 +285,20 @@ pub fn canned_stats(sessions: usize) -> Stats {
                 tx_packets: 995,
                 sessions_active: 13,
                 runtime: vec![
-                    StageRuntime { stage: "port-rx".into(), calls: 40, packets: 990, cycles: 49500 },
-                    StageRuntime { stage: "nat-lookup".into(), calls: 40, packets: 980, cycles: 98000 },
+                    StageRuntime {
+                        stage: "port-rx".into(),
+                        calls: 40,
+                        packets: 990,
+                        cycles: 49500,
+                        ..Default::default()
+                    },
+                    StageRuntime {
+                        stage: "nat-lookup".into(),
+                        calls: 40,
+                        packets: 980,
+                        cycles: 98000,
+                        ..Default::default()
+                    },
                 ],
                 ..Default::default()
             },

@@ -598,6 +598,8 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
         if let Some(host) = host {
             worker = worker.with_host(host);
         }
+        // Stage calls and poll passes longer than 1 ms count as slow (stats.get).
+        worker.runtime().set_slow_threshold(dpdk::cycles::tsc_hz() / 1000);
         control_workers.push(WorkerHandle {
             index: w as u32,
             lcore: *lcore,

@@ -130,6 +130,8 @@ pub fn worker_stats(
         handoff_out: c.handoff_out.get(),
         handoff_in: c.handoff_in.get(),
         runtime: stage_runtime(runtime),
+        max_pass_cycles: runtime.passes().max_cycles,
+        slow_passes: runtime.passes().slow,
         counters: c.scalars().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
     }
 }
@@ -171,6 +173,8 @@ pub fn stage_runtime(runtime: &WorkerRuntime) -> Vec<StageRuntime> {
             calls: f.calls,
             packets: f.packets,
             cycles: f.cycles,
+            max_cycles: f.max_cycles,
+            slow_calls: f.slow_calls,
         })
         .collect()
 }

@@ -85,7 +85,7 @@ mod tests;
 use std::net::Ipv4Addr;
 
 pub use nat::publish_nat;
-pub use runtime::{StageFigures, WorkerRuntime};
+pub use runtime::{PassFigures, StageFigures, WorkerRuntime};
 
 use crate::l3::router::IcmpErrorReq;
 use crate::nat::classify::NatPacket;

@@ -346,6 +346,41 @@ fn the_runtime_table_counts_each_stage_once_per_burst() {
     assert_eq!(l.out(WAN).len(), 2, "still forwarded");
 }
 
+/// The longest pass of the poll loop and the slow ones: a pass that did something is
+/// timed from its first counter read to one after the mailbox (MemIo's fake counter:
+/// 100 per read), an idle pass is not timed at all.
+#[test]
+fn the_longest_pass_and_slow_passes_are_counted_idle_passes_cost_nothing() {
+    use super::Stage;
+    let mut l = lab(MASQ);
+    let r = l.w.runtime().clone();
+    // Threshold 0: every timed pass counts as slow.
+    r.set_slow_threshold(0);
+    l.w.poll(l.now); // the first pass runs the timers and the mailbox: timed
+    assert_eq!(r.passes().slow, 1);
+    let first = r.passes().max_cycles;
+    l.w.poll(l.now);
+    l.w.poll(l.now);
+    assert_eq!(r.passes().slow, 1, "idle passes are not timed");
+    r.set_slow_threshold(1000);
+    l.w.io_mut().inject(LAN, &host_udp(0, 40000, SERVER, 53));
+    l.w.poll(l.now);
+    assert_eq!(l.out(WAN).len(), 1);
+    // Every stage that ran in this pass was charged 100 (one read after it); the pass is
+    // those reads plus the one at its end.
+    let staged: u64 = r.figures().iter().map(|f| f.cycles).sum::<u64>() - (first - 100);
+    assert_eq!(r.passes().max_cycles, staged + 100);
+    assert_eq!(staged, 1000, "ten stages ran");
+    assert_eq!(r.passes().slow, 2, "longer than the threshold");
+    // A fast-path packet: a shorter pass; the maximum stays, nothing more is slow.
+    r.set_slow_threshold(u64::MAX);
+    l.w.io_mut().inject(LAN, &host_udp(0, 40000, SERVER, 53));
+    l.w.poll(l.now);
+    assert_eq!(r.passes().max_cycles, staged + 100);
+    assert_eq!(r.passes().slow, 2);
+    assert_eq!(r.stage(Stage::NatLookup).max_cycles, 100);
+}
+
 /// Several packets of one new flow in one burst: all miss in nat-lookup, the first
 /// creates the session in nat-slowpath, the others find it there (not a second one).
 #[test]

@@ -133,6 +133,12 @@ pub struct PortConfig {
 }
 
 impl PortConfig {
+    /// The longest Ethernet frame this port's MTU makes: the MTU, the Ethernet header and
+    /// one VLAN tag (the frame check sequence never reaches an mbuf).
+    pub fn max_frame(&self) -> u16 {
+        self.mtu + 14 + 4
+    }
+
     /// Whether the device string names a virtual device (as opposed to a PCI address).
     pub fn is_vdev(&self) -> bool {
         self.device.starts_with("net_")

@@ -134,6 +134,14 @@ worker_counters! {
     nat_icmp_errors_translated,
     /// Non-first fragments translated.
     nat_fragments_translated,
+    /// Later fragments that came before their first fragment and were kept to wait
+    /// for it (see `pipeline::fragwait`).
+    fragments_waited,
+    /// Waiting fragments run through the pipeline again because their first fragment
+    /// came (each at most once).
+    fragments_retried,
+    /// Later fragments waiting for their first fragment now.
+    fragments_waiting,
     /// Packets this worker received but another owns, handed to it over a ring.
     handoff_out,
     /// Packets other workers handed to this one.

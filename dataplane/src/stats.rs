@@ -118,8 +118,15 @@ drop_reasons! {
     AddrOnlyInUse = "addr_only_in_use", "no external address free for this remote and protocol (GRE, ESP...)";
     /// Session table full (ICMP host unreachable sent).
     SessionTableFull = "session_table_full", "session table full";
-    /// Non-first fragment with no state from its first fragment.
-    FragmentNoState = "fragment_no_state", "fragment whose first fragment was not seen";
+    /// Non-first fragment whose first fragment did not come while it waited
+    /// (`pipeline::FRAG_WAIT`), or came and left no state for it.
+    FragmentNoState = "fragment_no_state", "later fragment whose first fragment did not come in time";
+    /// The oldest later fragment waiting for its first, dropped to make room for a newer
+    /// one (`pipeline::FRAG_WAIT_CAPACITY` per worker).
+    FragmentWaitFull = "fragment_wait_full", "later fragment waiting for its first pushed out by a newer one";
+    /// A later fragment of a datagram that already has `pipeline::FRAG_WAIT_PER_DATAGRAM`
+    /// fragments waiting for their first.
+    FragmentDatagramLimit = "fragment_datagram_limit", "too many fragments of one datagram waiting for its first";
     /// Fragment state table full.
     FragmentTableFull = "fragment_table_full", "fragment tracking table full";
     /// Handoff ring to the owning worker was full.

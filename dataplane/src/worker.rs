@@ -4,10 +4,11 @@
 //! side, and the vector the pipeline runs on. Each pass receives a burst from every port
 //! and runs it through the stages ([`crate::pipeline`]: the stages themselves are
 //! methods of [`Worker`] in that module's files), then the frames other workers handed
-//! it, then the parked fragments; then it sends ARP refreshes, lets the NAT expire what
+//! it, then the later fragments whose first fragment came during the pass
+//! ([`crate::pipeline::fragwait`]); then it sends ARP refreshes, lets the NAT expire what
 //! is due (at most once per millisecond, bounded work), releases frames whose next hop
 //! got resolved, and flushes. Nothing here allocates after construction: the vector,
-//! the hold queue and the parking lot have fixed capacities.
+//! the hold queue and the fragments' waiting area have fixed capacities.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +19,10 @@ use crate::counters::WorkerCounters;
 use crate::host::HostPorts;
 use crate::io::{Frame, PacketIo, TxReport};
 use crate::l3::router::Router;
+use crate::nat::FragKey;
 use crate::nat::NatPath;
-use crate::pipeline::{Meta, Stage, Vector, WorkerRuntime, F_HAIRPIN, F_HANDED, HANDOFF_HAIRPIN};
+use crate::pipeline::fragwait::FragWait;
+use crate::pipeline::{Meta, Stage, Vector, WorkerRuntime, F_HAIRPIN, F_HANDED, F_RETRIED, HANDOFF_HAIRPIN};
 use crate::stats::DropReason;
 use crate::time::{Duration, Instant};
 
@@ -29,19 +32,6 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_millis(3000);
 pub const ARP_RETRY: Duration = Duration::from_millis(1000);
 /// Frames one worker holds at most while resolving next hops.
 pub const HOLD_CAPACITY: usize = 256;
-/// Fragments one worker parks at most while waiting for their first fragment.
-pub const DEFER_CAPACITY: usize = 64;
-/// How long a fragment waits for its first fragment (the NAT's fragment state lifetime).
-pub const DEFER_TIMEOUT: Duration = Duration::from_millis(2000);
-
-/// A frame the slow path could not handle yet: a later fragment whose first fragment
-/// has not come. Parked unmodified and offered again.
-pub(crate) struct Deferred<F> {
-    pub frame: F,
-    pub port: u16,
-    pub flags: u8,
-    pub deadline: Instant,
-}
 
 struct Held<F> {
     frame: F,
@@ -88,10 +78,8 @@ pub struct Worker<Io: PacketIo> {
     /// Whether the stages are timed (see [`Worker::set_runtime_counting`]).
     timing: bool,
     hold: HoldQueue<Io::Frame>,
-    /// Out-of-order fragments waiting for their first fragment (fixed capacity), and an
-    /// equally sized spare that retries swap with, so nothing allocates after `new`.
-    pub(crate) deferred: Vec<Deferred<Io::Frame>>,
-    deferred_spare: Vec<Deferred<Io::Frame>>,
+    /// Later fragments waiting for their first fragment (fixed capacity).
+    pub(crate) frag_wait: FragWait<Io::Frame>,
     last_hold_service: Instant,
     /// control plane: mailbox and latency probe (see `with_control`).
     control: WorkerControl,
@@ -110,8 +98,7 @@ impl<Io: PacketIo> Worker<Io> {
             runtime: Arc::new(WorkerRuntime::default()),
             timing: true,
             hold: HoldQueue::with_capacity(HOLD_CAPACITY),
-            deferred: Vec::with_capacity(DEFER_CAPACITY),
-            deferred_spare: Vec::with_capacity(DEFER_CAPACITY),
+            frag_wait: FragWait::new(),
             last_hold_service: Instant::ZERO,
             control: WorkerControl::default(),
             host: None,
@@ -195,9 +182,9 @@ impl<Io: PacketIo> Worker<Io> {
         self.hold.held.len()
     }
 
-    /// Fragments currently parked waiting for their first fragment.
+    /// Later fragments waiting for their first fragment now.
     pub fn deferred(&self) -> usize {
-        self.deferred.len()
+        self.frag_wait.len()
     }
 
     /// Poll until `stop` is set, reading the time from `clock` once per pass.
@@ -308,8 +295,8 @@ impl<Io: PacketIo> Worker<Io> {
             t = self.record(Stage::HostRx, n, t);
             t = self.run_vector(now, t);
         }
-        if !self.deferred.is_empty() {
-            t = self.retry_deferred(received > 0, now, t);
+        if !self.frag_wait.is_empty() {
+            t = self.service_frag_wait(now, t);
         }
         self.send_refreshes(now);
         // NAT expiry, amortised: at most once per millisecond, bounded work.
@@ -383,42 +370,61 @@ impl<Io: PacketIo> Worker<Io> {
         }
     }
 
-    /// Park a later fragment that came before its first (fixed capacity; full: dropped
-    /// as `fragment_no_state`).
-    pub(crate) fn park(&mut self, d: Deferred<Io::Frame>) {
-        if self.deferred.len() < self.deferred.capacity() {
-            self.deferred.push(d);
-        } else {
+    /// Keep a later fragment that came before its first fragment until that first
+    /// fragment comes (see [`crate::pipeline::fragwait`]). A fragment already run again
+    /// once is dropped instead (`fragment_no_state`). Every refusal is a counted drop.
+    pub(crate) fn park_fragment(&mut self, frame: Io::Frame, key: FragKey, port: u16, flags: u8, now: Instant) {
+        if flags & F_RETRIED != 0 {
             self.counters.count_drop(DropReason::FragmentNoState);
-            self.io.free(d.frame);
+            self.io.free(frame);
+            return;
+        }
+        match self.frag_wait.park(frame, key, port, flags & (F_HANDED | F_HAIRPIN), now) {
+            None => self.counters.fragments_waited.inc(),
+            Some((frame, reason)) => {
+                if reason != DropReason::FragmentDatagramLimit {
+                    // The oldest made room: this one waits.
+                    self.counters.fragments_waited.inc();
+                }
+                self.counters.count_drop(reason);
+                self.io.free(frame);
+            }
+        }
+        self.counters.fragments_waiting.set(self.frag_wait.len() as u64);
+    }
+
+    /// The first fragment of datagram `key` was handled (recorded here, or sent to the
+    /// worker that owns it): its waiting fragments run again at the end of this pass.
+    #[inline]
+    pub(crate) fn wake_fragments(&mut self, key: &FragKey) {
+        if !self.frag_wait.is_empty() {
+            self.frag_wait.wake(key);
         }
     }
 
-    /// Parked fragments: run through the pipeline again after a pass that received
-    /// frames (their first fragment may have come), dropped as `fragment_no_state` when
-    /// their time is up. Order is kept.
-    fn retry_deferred(&mut self, received: bool, now: Instant, t: u64) -> u64 {
-        let mut pending = std::mem::take(&mut self.deferred);
-        std::mem::swap(&mut self.deferred, &mut self.deferred_spare);
-        for d in pending.drain(..) {
-            if now >= d.deadline {
-                self.counters.count_drop(DropReason::FragmentNoState);
-                self.io.free(d.frame);
-            } else if !received {
-                self.park(d);
-            } else {
-                // Already steered (or handed here): never steered again.
-                let mut meta = Meta::new(d.port, frame_len(&d.frame), d.flags | F_HANDED);
-                meta.parked_until = d.deadline;
-                // At most DEFER_CAPACITY (64) frames: the vector holds them all.
-                self.vec.push(d.frame, meta, Stage::NatClassify);
-            }
+    /// Waiting fragments: those whose wait is over are dropped (`fragment_no_state`);
+    /// those woken during the pass run through the pipeline again, from `nat-classify`
+    /// (so a fragment whose first was sent to another worker follows it), once.
+    fn service_frag_wait(&mut self, now: Instant, mut t: u64) -> u64 {
+        while let Some(frame) = self.frag_wait.expired(now) {
+            self.counters.count_drop(DropReason::FragmentNoState);
+            self.io.free(frame);
         }
-        self.deferred_spare = pending;
-        if self.vec.is_empty() {
-            return t;
+        if self.frag_wait.has_woken() {
+            let mut retried = 0;
+            let (wait, vec) = (&mut self.frag_wait, &mut self.vec);
+            wait.take_woken(|w| {
+                // FRAG_WAIT_CAPACITY (64) is below the vector's capacity: they all fit.
+                debug_assert!(!vec.is_full());
+                let meta = Meta::new(w.port, frame_len(&w.frame), w.flags | F_RETRIED);
+                vec.push(w.frame, meta, Stage::NatClassify);
+                retried += 1;
+            });
+            self.counters.fragments_retried.add(retried);
+            t = self.run_vector(now, t);
         }
-        self.run_vector(now, t)
+        self.counters.fragments_waiting.set(self.frag_wait.len() as u64);
+        t
     }
 
     pub(crate) fn hold_frame(&mut self, frame: Io::Frame, port: u16, via: Ipv4Addr, now: Instant) {
@@ -483,10 +489,11 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// Free everything still held and send what is staged. Called when the loop stops.
     pub fn shutdown(&mut self) {
-        for d in self.deferred.drain(..) {
+        for frame in self.frag_wait.drain() {
             self.counters.count_drop(DropReason::FragmentNoState);
-            self.io.free(d.frame);
+            self.io.free(frame);
         }
+        self.counters.fragments_waiting.set(0);
         if let Some(nat) = self.nat.as_ref() {
             crate::pipeline::publish_nat(nat, &self.counters);
         }

@@ -208,3 +208,58 @@ fn icmp_error_frame(
     set_ipv4_checksum(&mut f);
     f
 }
+
+/// `mtu = 9000` on both ports: an 8000-byte UDP datagram goes out translated and its
+/// 8000-byte reply comes back, each in one frame (the packet buffers hold a whole jumbo
+/// frame); with the default MTU the same frame is dropped and counted, not passed on.
+#[test]
+fn jumbo_frames_up_to_the_port_mtu_are_translated_both_ways() {
+    let big: Vec<u8> = (0..8000u32).map(|i| (i % 251) as u8).collect();
+    let run_mtu = |mtu: Option<u16>| {
+        let dir = TempDir::new("capture-jumbo");
+        let p = |n: &str| dir.join(n);
+        write_pcap(&p("lan_in.pcap"), &[out_udp(HOST, 40010, &big)]);
+        write_pcap(&p("wan_in.pcap"), &[in_udp(40010, &big)]);
+        let mut cfg = MasqdConfig::new()
+            .inside("lan", &pcap_device(0, &p("lan_in.pcap"), &p("lan_out.pcap")), "100.64.0.1/10")
+            .with_mac(LAN_MAC);
+        if let Some(m) = mtu {
+            cfg = cfg.with_mtu(m);
+        }
+        cfg = cfg
+            .outside(
+                "wan",
+                &pcap_device(1, &p("wan_in.pcap"), &p("wan_out.pcap")),
+                "203.0.113.1/24",
+                Some("203.0.113.254"),
+            )
+            .with_mac(WAN_MAC);
+        if let Some(m) = mtu {
+            cfg = cfg.with_mtu(m);
+        }
+        let cfg = cfg.neighbor("wan", "203.0.113.254", GW_MAC).neighbor("lan", HOST, HOST_MAC).rules(RULES);
+        let mut masqd = Masqd::start(&cfg);
+        masqd.expect_ready(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(700));
+        let stopped = masqd.stop(Duration::from_secs(10));
+        stopped.assert_clean();
+        Run { lan_out: read_pcap(&p("lan_out.pcap")), wan_out: read_pcap(&p("wan_out.pcap")), stopped }
+    };
+    let r = run_mtu(Some(9000));
+    assert_eq!(r.wan_out.len(), 1, "{}", r.stopped.log);
+    assert_eq!(r.wan_out[0].len(), 14 + 20 + 8 + 8000);
+    let o = parse_ipv4(&r.wan_out[0]).unwrap();
+    assert_eq!((o.src, o.dst, o.sport, o.dport), (ip4(EXT), ip4(SERVER), Some(40010), Some(53)));
+    assert!(o.checksums_ok, "{o:?}");
+    assert_eq!(o.payload, big);
+    assert_eq!(r.lan_out.len(), 1, "{}", r.stopped.log);
+    let i = parse_ipv4(&r.lan_out[0]).unwrap();
+    assert_eq!((i.src, i.dst, i.sport, i.dport), (ip4(SERVER), ip4(HOST), Some(53), Some(40010)));
+    assert!(i.checksums_ok, "{i:?}");
+    assert_eq!(i.payload, big);
+    assert_eq!(drop_count(&r.stopped.log, "multi_segment"), Some(0));
+
+    let r = run_mtu(None);
+    assert!(r.wan_out.is_empty() && r.lan_out.is_empty(), "{}", r.stopped.log);
+    assert_eq!(drop_count(&r.stopped.log, "multi_segment"), Some(2), "{}", r.stopped.log);
+}

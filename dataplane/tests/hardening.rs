@@ -469,3 +469,58 @@ fn a_port_forward_of_64512_ports_added_live_stalls_no_worker() {
     assert!(masqd.is_running());
     masqd.stop(STOP).assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 11: `[[port]] mtu` on the device
+// ---------------------------------------------------------------------------------------
+
+/// The MTU of a kernel interface (`ip -o link show DEV`).
+fn link_mtu(dev: &str) -> u32 {
+    let out = std::process::Command::new("ip").args(["-o", "link", "show", dev]).output().expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "mtu").and_then(|_| words.next()).and_then(|m| m.parse().ok()).unwrap_or(0)
+}
+
+/// `mtu = 1400` on the inside port is set on the device (net_af_packet: its kernel
+/// interface), and a packet of exactly 1400 bytes with DF crosses masqd; `mtu = 9000` on
+/// net_af_packet, which receives frames of 1518 bytes at most, is refused at start with
+/// a message that says why and what to do.
+#[test]
+fn the_port_mtu_is_set_on_the_device_or_refused_with_the_reason() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let _serial = af_packet_serial();
+    let topo = LanWan::new();
+    assert_eq!(link_mtu(&topo.lan_if), 1500);
+    let cfg = |mtu: u16| {
+        MasqdConfig::new()
+            .inside("lan", &format!("net_af_packet0,iface={}", topo.lan_if), addr::LAN_ROUTER_CIDR)
+            .with_mtu(mtu)
+            .outside("wan", &format!("net_af_packet1,iface={}", topo.wan_if), addr::WAN_ROUTER_CIDR, Some(addr::SERVER))
+            .rules("*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n")
+    };
+    let mut masqd = Masqd::start(&cfg(1400));
+    masqd.expect_ready(READY);
+    assert_eq!(link_mtu(&topo.lan_if), 1400, "the inside device's MTU\n{}", masqd.log());
+    assert_eq!(link_mtu(&topo.wan_if), 1500, "the outside port keeps the default");
+    // 1372 bytes of ICMP data + 8 + 20 = 1400, don't fragment.
+    let out = topo.lan(
+        Duration::from_secs(10),
+        &["ping", "-n", "-q", "-c", "2", "-W", "2", "-M", "do", "-s", "1372", addr::SERVER],
+    );
+    assert!(out.status.success(), "a 1400-byte ping: {}\n{}", String::from_utf8_lossy(&out.stdout), masqd.log());
+    masqd.stop(STOP).assert_clean();
+
+    let stopped = Masqd::start(&cfg(9000)).wait_exit(Duration::from_secs(20));
+    assert!(!stopped.status.success(), "mtu 9000 on net_af_packet was accepted:\n{}", stopped.log);
+    assert!(
+        stopped.log.contains(
+            "port \"lan\": mtu 9000 needs frames of 9018 bytes, but device net_af_packet0 (driver net_af_packet) \
+             receives at most 1518 (an MTU of 1500)"
+        ),
+        "{}",
+        stopped.log
+    );
+}

@@ -498,6 +498,25 @@ impl Port {
         Ok(())
     }
 
+    /// Set the MTU (`rte_eth_dev_set_mtu`): the largest IP packet the port receives and
+    /// sends, on the device itself (a kernel-backed PMD such as `net_af_packet` or
+    /// `net_tap` sets its interface's MTU). Call it on a configured port. `ENOTSUP`: the
+    /// driver has no MTU to set (`net_null`, `net_pcap`, `net_ring`); `EINVAL`: out of
+    /// the device's range.
+    pub fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        // SAFETY: plain call on a port id we own; DPDK validates the port and value.
+        check("rte_eth_dev_set_mtu", unsafe { sys::rte_eth_dev_set_mtu(self.id(), mtu) })?;
+        Ok(())
+    }
+
+    /// The MTU the device has now (`rte_eth_dev_get_mtu`).
+    pub fn mtu(&self) -> Result<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: valid out-pointer to a u16 for the duration of the call.
+        check("rte_eth_dev_get_mtu", unsafe { sys::rte_eth_dev_get_mtu(self.id(), &mut mtu) })?;
+        Ok(mtu)
+    }
+
     /// Link state, without waiting for autonegotiation.
     pub fn link(&self) -> Result<Link> {
         let mut link = sys::rte_eth_link::default();

@@ -433,8 +433,13 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
 
     let n_workers = config.workers.cores.len() as u16;
     let mbufs = pool_size(config);
-    let pool = Mempool::new("masq_pkts", mbufs, 256, dpdk::DEFAULT_DATA_ROOM, dpdk::SOCKET_ID_ANY)
-        .with_context(|| format!("creating a pool of {mbufs} mbufs (try more memory: -m in dpdk.args)"))?;
+    // Every frame up to the largest port MTU in one mbuf: masq takes single-segment
+    // frames only (`multi_segment`), so jumbo MTUs make every buffer bigger.
+    let largest = config.ports.iter().map(|p| p.max_frame()).max().unwrap_or(0);
+    let data_room = dpdk::DEFAULT_DATA_ROOM.max(dpdk::HEADROOM + largest);
+    let pool = Mempool::new("masq_pkts", mbufs, 256, data_room, dpdk::SOCKET_ID_ANY).with_context(|| {
+        format!("creating a pool of {mbufs} mbufs of {data_room} bytes (try more memory: -m in dpdk.args)")
+    })?;
 
     let mut ports = Vec::with_capacity(config.ports.len());
     for (i, pc) in config.ports.iter().enumerate() {
@@ -468,15 +473,40 @@ fn run(config: &Config, nats: Nats, rules_file: Option<&Path>, signals: &Signals
                 dpdk::RssConfig { key: None, hash_fields: dpdk::rss::IP | dpdk::rss::UDP | dpdk::rss::TCP }
             }
         });
+        // The MTU: refused here when the device cannot receive such frames (ethdev's own
+        // check, said plainly), then set on the device, which for net_af_packet and
+        // net_tap is their kernel interface's MTU.
+        let frame = u32::from(pc.mtu) + 18;
+        if frame > info.max_rx_pktlen {
+            bail!(
+                "port \"{}\": mtu {} needs frames of {frame} bytes, but device {} (driver {}) receives at \
+                 most {} (an MTU of {}); lower [[port]] mtu, or use a device that carries larger frames \
+                 (a NIC that takes jumbo frames, net_tap)",
+                pc.name,
+                pc.mtu,
+                pc.device_name(),
+                info.driver_name,
+                info.max_rx_pktlen,
+                info.max_rx_pktlen.saturating_sub(18)
+            );
+        }
         let pcfg = PortConfig {
             rx_queues: n_workers,
             tx_queues: n_workers,
             rx_desc: config.dpdk.rx_desc,
             tx_desc: config.dpdk.tx_desc,
             rss,
-            mtu: None,
+            mtu: Some(pc.mtu),
         };
         port.configure(&pcfg, &pool).with_context(|| format!("configuring port \"{}\"", pc.name))?;
+        match port.set_mtu(pc.mtu) {
+            Ok(()) => {}
+            // No MTU on the device (net_null, net_pcap, net_ring): masqd's own limit only.
+            Err(e) if e.errno() == Some(libc::ENOTSUP) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("port \"{}\": setting mtu {} on the device", pc.name, pc.mtu))
+            }
+        }
         if let Some(mac) = pc.mac {
             if let Err(e) = port.set_mac_addr(mac) {
                 // The device keeps its own address; masq answers for the configured one in

@@ -5,16 +5,18 @@
 //! IP identification), the first fragment's ports and an opaque verdict, so the later
 //! fragments, in any order among themselves, are translated the same way.
 //!
-//! This table does no buffering: a non-first fragment that arrives before its first
-//! fragment is recorded as "ports unknown yet" and refused (`FragError::NoState`). The
-//! worker then parks that frame, unmodified, and offers it again after later passes
-//! (`worker::DEFER_CAPACITY`, `worker::DEFER_TIMEOUT`), so once the first fragment has
-//! been seen it is translated too (RFC 4787 REQ-14); one that waits too long is dropped
-//! as `DropReason::FragmentNoState`. Entries live `timeout` (2 s by default) from their
-//! first sighting. All entries share one lifetime, so insertion
-//! order is expiry order: entries sit in a FIFO ring (expiry pops the head, no sweep)
-//! with a hash index on top. When the ring is full and nothing has expired, new
-//! datagrams are refused and counted (`DropReason::FragmentTableFull`).
+//! Only first fragments create entries: a later fragment whose first fragment has not
+//! been seen is refused (`FragError::NoState`) and leaves no trace here, so a flood of
+//! later fragments with made-up IP IDs can neither fill the table nor push out a real
+//! datagram's entry. The worker keeps such a fragment, unmodified, in a small bounded
+//! waiting area (`crate::pipeline::FragWait`) and runs it again only when the first
+//! fragment of its datagram comes (RFC 4787 REQ-14); one whose first fragment does not
+//! come in time is dropped as `DropReason::FragmentNoState`.
+//!
+//! Entries live `timeout` (2 s by default) from the first fragment. All entries share
+//! one lifetime, so insertion order is expiry order: entries sit in a FIFO ring (expiry
+//! pops the head, no sweep) with a hash index on top. When the ring is full and nothing
+//! has expired, new datagrams are refused and counted (`DropReason::FragmentTableFull`).
 //!
 //! The verdict is whatever the caller needs to treat the later fragments (a policy
 //! decision, say). A [`SessionId`](super::SessionId) is only stable until the next
@@ -68,7 +70,7 @@ pub struct FragCounters {
     pub recorded: u64,
     /// Later fragments that found their first fragment's ports.
     pub hits: u64,
-    /// Later fragments refused for lack of state.
+    /// Later fragments refused for lack of state (their first fragment not seen).
     pub no_state: u64,
     /// Datagrams not recorded because the table was full.
     pub table_full: u64,
@@ -86,7 +88,6 @@ struct Entry {
     src_port: u16,
     dst_port: u16,
     proto: u8,
-    known: bool,
 }
 
 const _: () = assert!(core::mem::size_of::<Entry>() == 32);
@@ -114,8 +115,7 @@ pub struct FragTable {
 impl FragTable {
     pub fn new(capacity: usize, timeout: Duration, hasher: FlowHasher) -> Self {
         let capacity = capacity.max(1);
-        let empty =
-            Entry { created: 0, src: 0, dst: 0, verdict: 0, id: 0, src_port: 0, dst_port: 0, proto: 0, known: false };
+        let empty = Entry { created: 0, src: 0, dst: 0, verdict: 0, id: 0, src_port: 0, dst_port: 0, proto: 0 };
         FragTable {
             ring: vec![empty; capacity].into_boxed_slice(),
             head: 0,
@@ -150,13 +150,12 @@ impl FragTable {
         Some(self.index.get(pos).val as usize)
     }
 
-    fn push(&mut self, k: &FragKey, info: Option<FragInfo>, now: Instant) -> Result<(), FragError> {
+    fn push(&mut self, k: &FragKey, i: FragInfo, now: Instant) -> Result<(), FragError> {
         if self.len == self.ring.len() {
             self.counters.table_full += 1;
             return Err(FragError::TableFull);
         }
         let pos = (self.head + self.len) % self.ring.len();
-        let i = info.unwrap_or(FragInfo { src_port: 0, dst_port: 0, verdict: 0 });
         self.ring[pos] = Entry {
             created: now.as_millis(),
             src: u32::from(k.src),
@@ -166,7 +165,6 @@ impl FragTable {
             src_port: i.src_port,
             dst_port: i.dst_port,
             proto: k.proto,
-            known: info.is_some(),
         };
         let r = self.index.insert(IdxSlot { tag: self.tag(k), val: pos as u32 });
         debug_assert!(r.is_ok());
@@ -178,37 +176,30 @@ impl FragTable {
     pub fn first_fragment(&mut self, k: &FragKey, info: FragInfo, now: Instant) -> Result<(), FragError> {
         self.expire(now, usize::MAX);
         if let Some(pos) = self.find(k) {
-            // Siblings got here first (recorded as unknown), or a duplicate first.
+            // A duplicate first fragment: the latest decision holds.
             let e = &mut self.ring[pos];
             e.src_port = info.src_port;
             e.dst_port = info.dst_port;
             e.verdict = info.verdict;
-            e.known = true;
             self.counters.recorded += 1;
             return Ok(());
         }
-        self.push(k, Some(info), now)?;
+        self.push(k, info, now)?;
         self.counters.recorded += 1;
         Ok(())
     }
 
     /// A non-first fragment: the first fragment's ports and verdict, or `NoState`
-    /// (then the datagram is remembered as "ports unknown yet" if there is room).
+    /// (nothing is recorded for a fragment whose first has not been seen).
     pub fn later_fragment(&mut self, k: &FragKey, now: Instant) -> Result<FragInfo, FragError> {
         self.expire(now, usize::MAX);
         match self.find(k) {
-            Some(pos) if self.ring[pos].known => {
+            Some(pos) => {
                 let e = &self.ring[pos];
                 self.counters.hits += 1;
                 Ok(FragInfo { src_port: e.src_port, dst_port: e.dst_port, verdict: e.verdict })
             }
-            Some(_) => {
-                self.counters.no_state += 1;
-                Err(FragError::NoState)
-            }
             None => {
-                // Full: counted in `push`; the fragment is refused either way.
-                let _ = self.push(k, None, now);
                 self.counters.no_state += 1;
                 Err(FragError::NoState)
             }
@@ -269,16 +260,31 @@ mod tests {
     }
 
     #[test]
-    fn out_of_order_is_refused_until_the_first_arrives() {
+    fn out_of_order_is_refused_until_the_first_arrives_and_leaves_no_entry() {
         let mut t = table(8);
         let now = Instant::from_secs(1);
         assert_eq!(t.later_fragment(&key(3), now), Err(FragError::NoState));
-        assert_eq!(t.len(), 1, "remembered as unknown");
+        assert_eq!(t.len(), 0, "nothing recorded for a fragment without its first");
         assert_eq!(t.later_fragment(&key(3), now), Err(FragError::NoState));
         t.first_fragment(&key(3), info(5000), now).unwrap();
         assert_eq!(t.later_fragment(&key(3), now), Ok(info(5000)));
         assert_eq!(t.len(), 1);
         assert_eq!(t.counters.no_state, 2);
+    }
+
+    #[test]
+    fn a_flood_of_unknown_later_fragments_does_not_crowd_out_first_fragments() {
+        let mut t = table(4);
+        let now = Instant::from_secs(1);
+        for id in 100..10_000u16 {
+            assert_eq!(t.later_fragment(&key(id), now), Err(FragError::NoState));
+        }
+        assert!(t.is_empty());
+        for id in 0..4u16 {
+            t.first_fragment(&key(id), info(id), now).unwrap();
+        }
+        assert_eq!(t.later_fragment(&key(2), now), Ok(info(2)));
+        assert_eq!(t.counters.table_full, 0);
     }
 
     #[test]
@@ -303,7 +309,7 @@ mod tests {
         assert_eq!(t.first_fragment(&key(3), info(3), now), Err(FragError::TableFull));
         assert_eq!(FragError::TableFull.drop_reason(), DropReason::FragmentTableFull);
         assert_eq!(t.later_fragment(&key(4), now), Err(FragError::NoState));
-        assert_eq!(t.counters.table_full, 2);
+        assert_eq!(t.counters.table_full, 1);
         let later = now + DEFAULT_FRAG_TIMEOUT;
         t.first_fragment(&key(3), info(3), later).unwrap();
         assert_eq!(t.later_fragment(&key(3), later), Ok(info(3)));

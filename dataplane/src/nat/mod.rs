@@ -79,14 +79,18 @@
 //!   Session record                                   48 B
 //!   session index: 2 entries × 8 B at load ≤ 0.8     20 B
 //!   Mapping record                                   16 B
-//!   mapping index: 2 entries × 8 B at load ≤ 0.8     20 B
+//!   mapping index: 2 entries × 8 B at load ≤ 0.9     17.8 B
 //!   ─────────────────────────────────────────────────────
-//!   endpoint-independent / address+port-dependent   104 B
-//!   + address-dependent filter entry 16 B / 0.8      20 B  → 124 B
+//!   endpoint-independent / address+port-dependent   101.8 B
+//!   + address-dependent filter entry 16 B / 0.8      20 B  → 121.8 B
 //! ```
 //!
-//! Sized separately (see [`MemoryReport`]): subscribers (24 B / 0.8 each; default
-//! `max_sessions / 4` of them, ≈ 7.5 B per session), the port quarantine (8 B per entry,
+//! (The mapping and subscriber indexes are sized for a worst case they seldom reach —
+//! a mapping per session, four sessions per subscriber — so they are filled to 0.9
+//! rather than 0.8 at their limit; see `index.rs`.)
+//!
+//! Sized separately (see [`MemoryReport`]): subscribers (28 B / 0.9 each; default
+//! `max_sessions / 4` of them, ≈ 7.8 B per session), the port quarantine (8 B per entry,
 //! at most `2 × max_sessions` by default; one entry with port blocks), port bitmaps (one
 //! bit per external port this worker owns, per protocol), port blocks (40 B per block a
 //! subscriber can hold, 4 B per block of the pool), fragments (≈ 42 B per entry), wheel

@@ -69,8 +69,9 @@ pub enum Decision {
     Forward(Plan),
     /// For the router itself (after `apply`): an echo request to answer.
     Local(Plan),
-    /// Drop, counting the reason. `FragmentNoState`: park the packet and try again
-    /// when its first fragment may have come (RFC 4787 REQ-14).
+    /// Drop, counting the reason. `FragmentNoState` for a later fragment whose first
+    /// fragment has not been seen: the worker keeps it and runs it again when that
+    /// first fragment comes (RFC 4787 REQ-14; `crate::pipeline::fragwait`).
     Drop(DropReason),
     /// Drop, counting the reason, and send this ICMP error back to the source.
     Error { reason: DropReason, msg: Icmpv4Message, code: u8 },
@@ -144,6 +145,9 @@ pub struct SlowHints {
     /// whichever key the packet that created it had): the slow path need not look
     /// again (a packet from inside).
     pub no_session: bool,
+    /// The session-index tag of that key ([`WorkerNat::lookup_begin`]), with
+    /// `no_session`: creating the flow's session does not hash the key again.
+    pub tag: u32,
 }
 
 /// Counters of the packet path (the NAT core counts sessions itself).
@@ -169,6 +173,8 @@ pub(super) fn icmp_ok(f: &Flow, s: &Session, dir: Dir) -> bool {
 pub struct NatPath {
     pub(super) nat: WorkerNat,
     pub(super) rules: SharedRules,
+    /// The rule set in force, re-read only when the control plane swaps it.
+    pub(super) rules_cache: arc_swap::Cache<SharedRules, Arc<CompiledRules>>,
     pub(super) outside: Box<[bool]>,
     pub(super) counters: PathCounters,
     last_tick: Instant,
@@ -197,6 +203,7 @@ impl NatPath {
         };
         let mut path = NatPath {
             nat,
+            rules_cache: arc_swap::Cache::new(rules.clone()),
             rules,
             outside: outside.into(),
             counters: PathCounters::default(),
@@ -507,7 +514,7 @@ mod tests {
     }
 
     fn slow(p: &mut NatPath, port: u16, ip: &[u8], hairpin: bool) -> Decision {
-        let hints = SlowHints { hairpin, no_session: false };
+        let hints = SlowHints { hairpin, no_session: false, tag: 0 };
         p.slow_path(port, ip, classify(ip).unwrap(), &Routes, hints, Instant::from_secs(1))
     }
 

@@ -50,10 +50,12 @@
 //! to the session of the datagram it quotes and translated with it.
 //!
 //! Fragments: the first fragment of a datagram records its ports and whether it was
-//! translated; later fragments, in any order after it, are translated by address
-//! alone. A later fragment that overtakes its first is parked by the worker and offered
-//! again (`Decision::Drop(FragmentNoState)`), and dropped as `fragment_no_state` if its
-//! first fragment never comes.
+//! translated ([`super::frag`]); later fragments, in any order after it, are translated
+//! by address alone. A later fragment that overtakes its first leaves no state here
+//! (`Decision::Drop(FragmentNoState)`): the worker keeps it, and runs it again only
+//! when the first fragment of its datagram has been handled
+//! (`crate::pipeline::fragwait`); if that does not happen within `FRAG_WAIT` it is
+//! dropped as `fragment_no_state`.
 //!
 //! The pieces that do not depend on where the packet is:
 //!
@@ -68,8 +70,6 @@
 //! change, is [`super::static_ports`].
 
 use std::net::Ipv4Addr;
-
-use arc_swap::ArcSwap;
 
 use super::classify::{verify_l4, Flow, Frag, NatPacket, L4};
 use super::fastpath::translated;
@@ -105,13 +105,16 @@ impl NatPath {
         let hairpin = hints.hairpin;
         let mut c = Ctx {
             nat: &mut self.nat,
-            rules: &self.rules,
+            // One atomic load when the rule set has not changed (the cache's check),
+            // where `ArcSwap::load` costs about a hundred instructions.
+            rules: self.rules_cache.load(),
             outside: &self.outside,
             routes,
             in_port,
             outside_in: self.outside.get(usize::from(in_port)).copied().unwrap_or(false),
             hairpin_in: hairpin,
             no_session: hints.no_session,
+            tag: hints.tag,
             now,
             bytes: ip.len(),
             host_in: self.host.get(usize::from(in_port)).copied().unwrap_or(false),
@@ -151,15 +154,18 @@ impl NatPath {
 /// One decision's context: disjoint borrows of the path's parts.
 struct Ctx<'a> {
     nat: &'a mut WorkerNat,
-    rules: &'a ArcSwap<CompiledRules>,
+    /// The rule set in force, as of this packet.
+    rules: &'a CompiledRules,
     outside: &'a [bool],
     routes: &'a dyn Routing,
     in_port: u16,
     outside_in: bool,
     /// The second half of a packet another worker hairpinned.
     hairpin_in: bool,
-    /// The fast path found no session for the packet's (inside) key.
+    /// The fast path found no session for the packet's (inside) key ...
     no_session: bool,
+    /// ... whose session-index tag is this.
+    tag: u32,
     now: Instant,
     /// The packet's IPv4 length: what a rule it matches counts in bytes.
     bytes: usize,
@@ -183,7 +189,19 @@ impl Ctx<'_> {
     /// Create a session with its deltas ([`create`]) and give it its protocol helper:
     /// a raw rule's, else the one `[nat] helpers` names for its server port.
     fn create(&mut self, t: &Tuple, action: NatAction, tcp_flags: u8) -> Result<SessionId, CreateError> {
-        let id = self::create(self.nat, t, action, tcp_flags, self.now)?;
+        self.create_known(t, action, tcp_flags, None)
+    }
+
+    /// [`create`](Self::create) with what the fast path knows of `t`'s inside key
+    /// ([`WorkerNat::create_known`]).
+    fn create_known(
+        &mut self,
+        t: &Tuple,
+        action: NatAction,
+        tcp_flags: u8,
+        absent: Option<u32>,
+    ) -> Result<SessionId, CreateError> {
+        let id = nat_create(self.nat, t, action, tcp_flags, absent, self.now)?;
         let s = self.session(id);
         if let Some(kind) = self.raw_helper.or_else(|| self.nat.helper_for(&s)) {
             self.nat.attach_helper(id, kind);
@@ -427,13 +445,13 @@ impl Ctx<'_> {
                 };
             }
         }
-        let rules = self.rules.load();
+        let rules = self.rules;
         let mut fm = Self::flow_match(self.in_port, &t, &pkt);
-        self.raw(&rules, &fm);
+        self.raw(rules, &fm);
         let hairpin = self.is_external(pkt.dst);
         // To the router's own outside address from inside, claimed by no mapping and no
         // rule: for the kernel, untranslated (Linux delivers it locally, no SNAT).
-        if hairpin && self.host_for_kernel(&rules, &t, &fm) {
+        if hairpin && self.host_for_kernel(rules, &t, &fm) {
             return Decision::Local(Plan::new(pkt));
         }
         // To one of our external addresses: hairpinning; PREROUTING is evaluated on the
@@ -448,7 +466,7 @@ impl Ctx<'_> {
             }
             rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
             if let Some(to) = target {
-                return self.dnat(&rules, Plan::new(pkt), f, t, fm, to);
+                return self.dnat(rules, Plan::new(pkt), f, t, fm, to);
             }
             if self.is_local(pkt.dst) {
                 return Decision::Local(Plan::new(pkt));
@@ -458,19 +476,22 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop);
-        if !self.forward(&rules, &fm) {
+        if !self.forward(rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         let action = if self.is_outside(hop) {
-            source_action(self.postrouting(&rules, &fm), self.routes.port_address(hop))
+            source_action(self.postrouting(rules, &fm), self.routes.port_address(hop))
         } else {
             None
         };
-        let action = action.or_else(|| tracks_untranslated(&rules, &fm).then_some(NatAction::NoNat));
+        let action = action.or_else(|| tracks_untranslated(rules, &fm).then_some(NatAction::NoNat));
         let mut plan = Plan::new(pkt);
         let mut t2 = t;
         if let Some(a) = action {
-            match self.create(&t, a, f.tcp_flags) {
+            // The fast path's miss stands for `t`'s inside key, which this creates (its
+            // source from inside; address-only flows look their keys up themselves).
+            let absent = (self.no_session && !t.proto.is_addr_only()).then_some(self.tag);
+            match self.create_known(&t, a, f.tcp_flags, absent) {
                 Ok(id) => {
                     plan.push(id, Dir::In2Out);
                     t2 = translated(t, &self.session(id), Dir::In2Out);
@@ -581,10 +602,10 @@ impl Ctx<'_> {
         if !verify_l4(ip, &pkt) {
             return Decision::Drop(DropReason::L4BadChecksum);
         }
-        let rules = self.rules.load();
+        let rules = self.rules;
         let mut fm = Self::flow_match(arrival, &t, &pkt);
         if from_outside {
-            self.raw(&rules, &fm);
+            self.raw(rules, &fm);
         }
         let inbound_addr = self.routes.port_address(arrival);
         let pre = rules.prerouting(&fm);
@@ -600,7 +621,7 @@ impl Ctx<'_> {
         }
         rules.count(self.nat.worker(), Chain::Prerouting, pre.rule, self.bytes);
         if let Some(to) = target {
-            return self.dnat(&rules, plan, f, t, fm, to);
+            return self.dnat(rules, plan, f, t, fm, to);
         }
         // The router answers pings; anything else for an external address needed a
         // session or a forward — or goes to the kernel, if it is the router's own address
@@ -622,10 +643,10 @@ impl Ctx<'_> {
             return Self::no_route();
         };
         fm.out_port = Some(hop);
-        if !self.forward(&rules, &fm) {
+        if !self.forward(rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
-        if tracks_untranslated(&rules, &fm) {
+        if tracks_untranslated(rules, &fm) {
             match self.create(&t, NatAction::NoNatInbound, f.tcp_flags) {
                 Ok(id) => plan.push(id, Dir::Out2In),
                 Err(e) => return Decision::Drop(e.drop_reason()),
@@ -749,18 +770,19 @@ impl Ctx<'_> {
             return Decision::Local(Plan::new(pkt));
         }
         if self.is_external(pkt.dst) {
-            return Decision::Drop(DropReason::L4Unsupported);
+            return Decision::Drop(unsupported(&pkt));
         }
         self.untranslated(pkt, !self.outside_in)
     }
 
     /// Route untranslated if FORWARD allows, statelessly. `refuse_snat`: drop
-    /// (`l4_unsupported`) when POSTROUTING would translate what we cannot.
+    /// (`l4_unsupported`, or `icmp_unsupported` for ICMP) when POSTROUTING would
+    /// translate what we cannot.
     fn untranslated(&mut self, pkt: NatPacket, refuse_snat: bool) -> Decision {
         let Some(hop) = self.routes.egress(pkt.dst) else {
             return Self::no_route();
         };
-        let rules = self.rules.load();
+        let rules = self.rules;
         let (sp, dp) = pkt.ports();
         let fm = FlowMatch {
             in_port: self.in_port,
@@ -772,16 +794,28 @@ impl Ctx<'_> {
             dst_port: dp,
             icmp_type: pkt.icmp_type,
         };
-        if !self.forward(&rules, &fm) {
+        if !self.forward(rules, &fm) {
             return Decision::Drop(DropReason::PolicyDrop);
         }
         if refuse_snat
             && self.is_outside(hop)
-            && source_action(self.postrouting(&rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
+            && source_action(self.postrouting(rules, &fm), Ipv4Addr::UNSPECIFIED).is_some()
         {
-            return Decision::Drop(DropReason::L4Unsupported);
+            return Decision::Drop(unsupported(&pkt));
         }
         Decision::Forward(Plan::new(pkt))
+    }
+}
+
+/// Why a packet the NAT cannot translate is dropped: an ICMP message that is neither a
+/// query nor an error about a flow it tracks (a router advertisement, an error inside
+/// a fragment or about an error, ...) is `icmp_unsupported`; anything else
+/// `l4_unsupported`.
+fn unsupported(pkt: &NatPacket) -> DropReason {
+    if pkt.ip_proto == 1 {
+        DropReason::IcmpUnsupported
+    } else {
+        DropReason::L4Unsupported
     }
 }
 
@@ -826,7 +860,19 @@ pub fn create(
     tcp_flags: u8,
     now: Instant,
 ) -> Result<SessionId, CreateError> {
-    let id = nat.create(t, action, tcp_flags, now)?;
+    nat_create(nat, t, action, tcp_flags, None, now)
+}
+
+/// [`create`] through [`WorkerNat::create_known`].
+fn nat_create(
+    nat: &mut WorkerNat,
+    t: &Tuple,
+    action: NatAction,
+    tcp_flags: u8,
+    absent: Option<u32>,
+    now: Instant,
+) -> Result<SessionId, CreateError> {
+    let id = nat.create_known(t, action, tcp_flags, absent, now)?;
     let s = *nat.session(id).expect("just created").session;
     nat.set_csum_deltas(id, csum_deltas(&s));
     Ok(id)

@@ -36,8 +36,9 @@
 //! fragment to another remembers where it sent the datagram (a small fixed table,
 //! [`FRAG_OWNERS`] entries, 2 s) and sends the later fragments after it; fragments of
 //! one datagram arrive on one queue (RSS hashes fragments by address only). A later
-//! fragment that overtakes its first stays with the worker that received it and, if
-//! that is not the owner, times out there as `fragment_no_state`.
+//! fragment that overtakes its first waits on the worker that received it
+//! (`crate::pipeline::fragwait`); when the first fragment comes and is handed on, the
+//! waiting fragments are woken and follow it to its owner.
 //!
 //! DNAT is the one case the packet alone cannot decide: a new inbound flow to a port
 //! forward reaches the owner of the forwarded port, but its replies come from the

@@ -13,7 +13,11 @@
 //! subscriber opens. A record starts with a full bucket less the token of the session
 //! that creates it; a subscriber whose record went away (nothing held) starts afresh.
 //!
-//! Inline Robin Hood slots of 32 bytes; sized by `max_subscribers`.
+//! Inline Robin Hood slots of 28 bytes at load ≤ 0.9 (`RobinHood::new_dense`: the
+//! table is sized for a worst case of four sessions per subscriber); sized by
+//! `max_subscribers`. The slot keeps no address: its tag is a keyed *bijection* of the
+//! address ([`AddrTag`]), so equal tags mean equal addresses and a lookup compares tags
+//! only.
 //!
 //! Creating a session reads its subscriber ([`Subscribers::get`], limits and paired
 //! address) and then updates it ([`Subscribers::adjust`]): the position `get` found is
@@ -29,8 +33,8 @@ use std::net::Ipv4Addr;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SubSlot {
+    /// [`AddrTag::tag`] of the subscriber's address (which it stands for).
     tag: u32,
-    addr: u32,
     ports: u32,
     sessions: u32,
     /// Its first port block ([`blocks::NONE`] without).
@@ -44,17 +48,8 @@ pub(crate) struct SubSlot {
 }
 
 impl Slot for SubSlot {
-    const EMPTY: Self = SubSlot {
-        tag: 0,
-        addr: 0,
-        ports: 0,
-        sessions: 0,
-        block: blocks::NONE,
-        tokens: 0,
-        refilled: 0,
-        ext: 0,
-        live: false,
-    };
+    const EMPTY: Self =
+        SubSlot { tag: 0, ports: 0, sessions: 0, block: blocks::NONE, tokens: 0, refilled: 0, ext: 0, live: false };
     fn is_empty(&self) -> bool {
         !self.live
     }
@@ -63,7 +58,39 @@ impl Slot for SubSlot {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SubSlot>() == 32);
+const _: () = assert!(core::mem::size_of::<SubSlot>() == 28);
+
+/// A keyed permutation of the 32-bit addresses: two rounds of MurmurHash3's finalizer
+/// (xor-shifts and odd multiplies, each invertible) around xors with two secret words.
+/// Being a bijection, the tag identifies the address, so the subscriber table stores and
+/// compares tags alone; its output spreads sequential addresses like a hash (the home
+/// slot is taken from its high bits).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AddrTag {
+    k0: u32,
+    k1: u32,
+}
+
+impl AddrTag {
+    pub fn new(hasher: &FlowHasher) -> Self {
+        let k = hasher.hash2(0x7375_6273, 0x006b_6579);
+        AddrTag { k0: k as u32, k1: (k >> 32) as u32 }
+    }
+
+    #[inline]
+    fn fmix(mut x: u32) -> u32 {
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x85eb_ca6b);
+        x ^= x >> 13;
+        x = x.wrapping_mul(0xc2b2_ae35);
+        x ^ (x >> 16)
+    }
+
+    #[inline]
+    pub fn tag(&self, addr: u32) -> u32 {
+        Self::fmix(Self::fmix(addr ^ self.k0) ^ self.k1)
+    }
+}
 
 /// A subscriber's accounting, as read by the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +106,7 @@ pub struct Subscriber {
 pub(crate) struct Subscribers {
     index: RobinHood<SubSlot>,
     hasher: FlowHasher,
+    tagger: AddrTag,
     max: u32,
     /// Where the last `get` or `adjust` found its subscriber (see the module docs).
     hint: Cell<usize>,
@@ -92,7 +120,8 @@ pub(crate) struct Subscribers {
 impl Subscribers {
     pub fn new(max: u32, hasher: FlowHasher) -> Self {
         Subscribers {
-            index: RobinHood::new(max as usize),
+            index: RobinHood::new_dense(max as usize),
+            tagger: AddrTag::new(&hasher),
             hasher,
             max,
             hint: Cell::new(0),
@@ -122,7 +151,7 @@ impl Subscribers {
         if self.rate == 0 {
             return true;
         }
-        let Some(pos) = self.position(u32::from(addr)) else { return true };
+        let Some(pos) = self.position(self.tag(addr)) else { return true };
         let (rate, cap) = (u64::from(self.rate), u64::from(self.burst) * 1000);
         let s = self.index.get_mut(pos);
         let now = now_ms as u32;
@@ -139,8 +168,9 @@ impl Subscribers {
         true
     }
 
-    fn tag(&self, addr: u32) -> u32 {
-        (self.hasher.hash2(u64::from(addr), 0x5ab) >> 32) as u32
+    #[inline]
+    fn tag(&self, addr: Ipv4Addr) -> u32 {
+        self.tagger.tag(u32::from(addr))
     }
 
     pub fn len(&self) -> usize {
@@ -165,24 +195,24 @@ impl Subscribers {
         self.hasher.hash2(u64::from(u32::from(addr)), 0x9001)
     }
 
-    /// The position of `addr`'s record: the hint if it still holds `addr`, else a lookup.
+    /// The position of the record of the address whose tag is `tag`: the hint if it
+    /// still holds it, else a lookup.
     #[inline]
-    fn position(&self, a: u32) -> Option<usize> {
+    fn position(&self, tag: u32) -> Option<usize> {
         let h = self.hint.get();
         if h < self.index.capacity() {
             let s = self.index.get(h);
-            if !s.is_empty() && s.addr == a {
+            if !s.is_empty() && s.tag == tag {
                 return Some(h);
             }
         }
-        let pos = self.index.find(self.tag(a), |s| s.addr == a)?;
+        let pos = self.index.find(tag, |_| true)?;
         self.hint.set(pos);
         Some(pos)
     }
 
     pub fn get(&self, addr: Ipv4Addr) -> Option<Subscriber> {
-        let a = u32::from(addr);
-        let pos = self.position(a)?;
+        let pos = self.position(self.tag(addr))?;
         let s = self.index.get(pos);
         Some(Subscriber { ext: s.ext, ports: s.ports, sessions: s.sessions })
     }
@@ -194,16 +224,14 @@ impl Subscribers {
     /// last [`admit`](Self::admit) or [`set_clock`](Self::set_clock).
     pub fn adjust(&mut self, addr: Ipv4Addr, ext: u16, ports: i32, sessions: i32) -> Result<(), Full> {
         let now_ms = self.clock;
-        let a = u32::from(addr);
-        let pos = match self.position(a) {
+        let tag = self.tag(addr);
+        let pos = match self.position(tag) {
             Some(p) => p,
             None => {
                 debug_assert!(ports >= 0 && sessions >= 0);
-                let tag = self.tag(a);
                 let tokens = self.burst.saturating_sub(1).saturating_mul(1000);
                 let slot = SubSlot {
                     tag,
-                    addr: a,
                     ports: 0,
                     sessions: 0,
                     block: blocks::NONE,
@@ -234,13 +262,13 @@ impl Subscribers {
     /// unknown).
     #[inline]
     pub fn first_block(&self, addr: Ipv4Addr) -> u32 {
-        self.position(u32::from(addr)).map_or(blocks::NONE, |p| self.index.get(p).block)
+        self.position(self.tag(addr)).map_or(blocks::NONE, |p| self.index.get(p).block)
     }
 
     /// Make `block` the first of `addr`'s port blocks (the subscriber exists); a
     /// subscriber left with no block, port or session goes.
     pub fn set_first_block(&mut self, addr: Ipv4Addr, block: u32) {
-        let Some(pos) = self.position(u32::from(addr)) else {
+        let Some(pos) = self.position(self.tag(addr)) else {
             debug_assert!(false, "a block for an unknown subscriber");
             return;
         };
@@ -302,6 +330,27 @@ mod tests {
                 prop_assert_eq!(t.len(), model.len());
             }
         }
+    }
+
+    /// The tag is a permutation: distinct addresses (here a /16 of subscribers and a
+    /// sample of the rest) never share one, and one key's tags differ from another's.
+    #[test]
+    fn address_tags_are_a_keyed_bijection() {
+        let t = AddrTag::new(&FlowHasher::new(1));
+        let seen: std::collections::HashSet<u32> =
+            (0x6440_0000u32..0x6441_0000).chain((0..1u32 << 16).map(|i| i.wrapping_mul(0x9e37_79b9))).collect();
+        let tags: std::collections::HashSet<u32> = seen.iter().map(|&a| t.tag(a)).collect();
+        assert_eq!(tags.len(), seen.len(), "no two addresses share a tag");
+        let other = AddrTag::new(&FlowHasher::new(2));
+        let differ = (0x6440_0000u32..0x6440_0100).filter(|&a| t.tag(a) != other.tag(a)).count();
+        assert!(differ >= 250, "another key, another permutation ({differ} of 256 differ)");
+        // Sequential addresses spread over the table like a hash: each of 16 home
+        // buckets (the top 4 bits) gets close to a sixteenth of a /16.
+        let mut buckets = [0u32; 16];
+        for a in 0x6440_0000u32..0x6441_0000 {
+            buckets[(t.tag(a) >> 28) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&b| (3800..4400).contains(&b)), "{buckets:?}");
     }
 
     #[test]

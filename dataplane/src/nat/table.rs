@@ -402,20 +402,35 @@ impl SessionTable {
 
     /// Store `s` and index it under both keys. The caller has checked neither key is
     /// present. Fails only when the slab is full.
-    pub fn insert(&mut self, mut s: Session) -> Option<u32> {
+    #[cfg(test)]
+    pub fn insert(&mut self, s: Session) -> Option<u32> {
+        let proto = s.proto();
+        let tags = [
+            self.tag(Side::Inside, s.inside(), s.remote(), proto),
+            self.tag(Side::Outside, s.outside(), s.remote(), proto),
+        ];
+        self.insert_tagged(s, tags)
+    }
+
+    /// [`insert`](Self::insert) with the [`tag`](Self::tag)s of its inside and outside
+    /// keys, which the caller computed to check that neither is present.
+    pub fn insert_tagged(&mut self, mut s: Session, tags: [u32; 2]) -> Option<u32> {
         let idx = self.free_head;
         if idx == NIL {
             return None;
         }
         self.free_head = self.slab[idx as usize].next;
+        // The next insert reads that slot's link: start loading it now.
+        if let Some(next) = self.slab.get(self.free_head as usize) {
+            crate::prefetch::read(next);
+        }
         s.flags |= F_LIVE;
         s.prev = NIL;
         s.next = NIL;
-        let proto = s.proto();
-        let (inside, outside, remote) = (s.inside(), s.outside(), s.remote());
+        debug_assert_eq!(tags[0], self.tag(Side::Inside, s.inside(), s.remote(), s.proto()));
+        debug_assert_eq!(tags[1], self.tag(Side::Outside, s.outside(), s.remote(), s.proto()));
         self.slab[idx as usize] = s;
-        for (side, local) in [(Side::Inside, inside), (Side::Outside, outside)] {
-            let tag = self.hasher.tag(pack5(local, remote, proto, side));
+        for (side, tag) in [(Side::Inside, tags[0]), (Side::Outside, tags[1])] {
             // Cannot fail: the index has room for two entries per slab slot.
             let r = self.index.insert(IdxSlot { tag, val: idx << 1 | side as u32 });
             debug_assert!(r.is_ok());

@@ -328,7 +328,23 @@ impl WorkerNat {
         tcp_flags: u8,
         now: Instant,
     ) -> Result<SessionId, CreateError> {
-        match self.create_inner(t, action, tcp_flags, now) {
+        self.create_known(t, action, tcp_flags, None, now)
+    }
+
+    /// [`create`](Self::create) for a flow from inside whose inside key — `t.src`
+    /// talking to `t.dst` — the caller looked up with session-index tag `absent` (from
+    /// [`lookup_begin`](Self::lookup_begin)) and found no session for, none having been
+    /// created since ([`created_since`](Self::created_since)): that lookup is not
+    /// repeated, nor the key hashed again. `None`: nothing known, as `create`.
+    pub fn create_known(
+        &mut self,
+        t: &Tuple,
+        action: NatAction,
+        tcp_flags: u8,
+        absent: Option<u32>,
+        now: Instant,
+    ) -> Result<SessionId, CreateError> {
+        match self.create_inner(t, action, tcp_flags, absent, now) {
             Ok(idx) => {
                 self.counters.sessions_created += 1;
                 if self.log.is_some() {
@@ -479,12 +495,51 @@ impl WorkerNat {
         self.push_alert(ev, now);
     }
 
-    fn create_inner(&mut self, t: &Tuple, action: NatAction, flags: u8, now: Instant) -> Result<u32, CreateError> {
+    /// Whether the session index holds inside key (`inside`, `remote`) — looked up
+    /// unless the caller knows it absent (`absent`, its tag) — and the key's tag.
+    fn inside_key(
+        &self,
+        inside: Endpoint,
+        remote: Endpoint,
+        proto: Proto,
+        absent: Option<u32>,
+    ) -> Result<u32, CreateError> {
+        if let Some(tag) = absent {
+            debug_assert_eq!(tag, self.sessions.tag(key::Side::Inside, inside, remote, proto), "the tag of this key");
+            debug_assert!(self.sessions.find_inside(inside, remote, proto).is_none(), "known absent");
+            return Ok(tag);
+        }
+        let tag = self.sessions.tag(key::Side::Inside, inside, remote, proto);
+        match self.sessions.find_tagged(tag, key::Side::Inside, inside, remote, proto) {
+            Some(_) => Err(CreateError::TupleInUse),
+            None => Ok(tag),
+        }
+    }
+
+    /// Whether the session index holds outside key (`outside`, `remote`), and its tag.
+    fn outside_key(&self, outside: Endpoint, remote: Endpoint, proto: Proto) -> Result<u32, CreateError> {
+        let tag = self.sessions.tag(key::Side::Outside, outside, remote, proto);
+        match self.sessions.find_tagged(tag, key::Side::Outside, outside, remote, proto) {
+            Some(_) => Err(CreateError::TupleInUse),
+            None => Ok(tag),
+        }
+    }
+
+    fn create_inner(
+        &mut self,
+        t: &Tuple,
+        action: NatAction,
+        flags: u8,
+        absent: Option<u32>,
+        now: Instant,
+    ) -> Result<u32, CreateError> {
         if self.sessions.is_full() {
             return Err(CreateError::SessionTableFull);
         }
         let proto = t.proto;
         self.subscribers.set_clock(now.as_millis());
+        // The session keys' tags, where a branch computed them checking they are free.
+        let mut tags: Option<[u32; 2]> = None;
         let session = match action {
             NatAction::Masquerade | NatAction::Snat(_) if proto.is_addr_only() => {
                 let target = match action {
@@ -500,9 +555,7 @@ impl WorkerNat {
                 };
                 let inside = t.src;
                 let remote = Endpoint::new(t.dst.addr, proto.remote_port(t.dst.port));
-                if self.sessions.find_inside(inside, remote, proto).is_some() {
-                    return Err(CreateError::TupleInUse);
-                }
+                let inside_tag = self.inside_key(inside, remote, proto, absent)?;
                 let sub = self.subscribers.get(inside.addr);
                 self.check_session_limit(sub)?;
                 self.admit(inside.addr, now)?;
@@ -514,18 +567,23 @@ impl WorkerNat {
                     None => (self.new_mapping(inside, proto, sub, target, now)?, true),
                 };
                 let outside = self.mappings.outside(self.mappings.get(m));
-                if self.sessions.find_outside(outside, remote, proto).is_some() {
-                    if fresh {
-                        self.release_mapping(m, now);
+                let outside_tag = match self.outside_key(outside, remote, proto) {
+                    Ok(tag) => tag,
+                    Err(e) => {
+                        if fresh {
+                            self.release_mapping(m, now);
+                        }
+                        return Err(e);
                     }
-                    return Err(CreateError::TupleInUse);
-                }
+                };
+                tags = Some([inside_tag, outside_tag]);
                 self.bind_mapping_session(m, inside, outside, remote, proto, 0)
             }
             NatAction::NoNat => {
                 let ep = t.src;
                 let remote = Endpoint::new(t.dst.addr, proto.remote_port(t.dst.port));
-                self.check_free(ep, ep, remote, proto)?;
+                let inside_tag = self.inside_key(ep, remote, proto, absent)?;
+                tags = Some([inside_tag, self.outside_key(ep, remote, proto)?]);
                 let sub = self.subscribers.get(ep.addr);
                 self.check_session_limit(sub)?;
                 self.admit(ep.addr, now)?;
@@ -575,8 +633,15 @@ impl WorkerNat {
             }
         };
         let dest_nat = session.kind() == SessionKind::DestNat;
-        let inside_tag = self.sessions.tag(key::Side::Inside, session.inside(), session.remote(), proto);
-        let idx = self.sessions.insert(session).expect("checked not full");
+        let tags = tags.unwrap_or_else(|| {
+            let remote = session.remote();
+            [
+                self.sessions.tag(key::Side::Inside, session.inside(), remote, proto),
+                self.sessions.tag(key::Side::Outside, session.outside(), remote, proto),
+            ]
+        });
+        let inside_tag = tags[0];
+        let idx = self.sessions.insert_tagged(session, tags).expect("checked not full");
         self.dest_nat += u32::from(dest_nat);
         self.created[usize::from(inside_tag as u8 >> 6)] |= 1 << (inside_tag & 63);
         let s = self.sessions.get_mut(idx);

@@ -24,7 +24,8 @@
 //!   ─▶ nat-lookup    whole TCP/UDP/ICMP-query packets: hash once, prefetch index slot
 //!                    then session for the whole vector, hit ─▶ session + destination
 //!   ─▶ nat-slowpath  everything else (misses, hairpins, ICMP errors, fragments): policy,
-//!                    allocation, session creation; fragments early ─▶ parked
+//!                    allocation, session creation; a later fragment before its first
+//!                    ─▶ waits ([`fragwait`]) until that first fragment comes
 //!   ─▶ ip4-forward   local? (─▶ ip4-local); one route lookup, one TTL check, MTU,
 //!                    TTL−1; ICMP errors built in place
 //!   ─▶ helper        sessions with a protocol helper only (FTP, TFTP, IRC): payload
@@ -73,6 +74,7 @@
 //! Nothing in a stage allocates, locks, logs or makes a system call; the vector's arrays
 //! are allocated once, for the largest burst ([`MAX_BURST`]).
 
+pub mod fragwait;
 mod helper;
 mod host;
 mod ip4;
@@ -84,6 +86,7 @@ mod tests;
 
 use std::net::Ipv4Addr;
 
+pub use fragwait::{FRAG_WAIT, FRAG_WAIT_CAPACITY, FRAG_WAIT_PER_DATAGRAM};
 pub use nat::publish_nat;
 pub use runtime::{PassFigures, StageFigures, WorkerRuntime};
 
@@ -91,7 +94,6 @@ use crate::l3::router::IcmpErrorReq;
 use crate::nat::classify::NatPacket;
 use crate::nat::{Dir, SessionId};
 use crate::stats::DropReason;
-use crate::time::Instant;
 
 /// Frames per RX burst unless `[workers] burst` says otherwise.
 pub const DEFAULT_BURST: usize = 32;
@@ -183,8 +185,7 @@ impl Stage {
     }
 }
 
-/// [`Meta::flags`]: the frame came from another worker, or was parked here (never
-/// steered again).
+/// [`Meta::flags`]: the frame came from another worker (never steered again).
 pub const F_HANDED: u8 = 1;
 /// The second half of a hairpinned packet whose first half another worker applied.
 pub const F_HAIRPIN: u8 = 2;
@@ -200,6 +201,9 @@ pub const F_L2_DONE: u8 = 8;
 pub const F_HELPER: u8 = 32;
 /// `nat-lookup` found no session for the packet's key.
 pub const F_MISSED: u8 = 64;
+/// A later fragment that waited for its first and is run again: if it still finds no
+/// state it is dropped, never kept twice.
+pub const F_RETRIED: u8 = 128;
 
 /// The top bit of the `port` value a frame travels with over a handoff ring: the frame
 /// is the second half of a hairpin (the rest is its arrival port).
@@ -235,8 +239,6 @@ pub struct Meta {
     pub steps: [Option<(SessionId, Dir)>; 2],
     /// The ICMP error `ip4-forward` sends instead of forwarding.
     pub error: Option<IcmpErrorReq>,
-    /// A parked fragment offered again: when it gives up (`ZERO`: never parked).
-    pub parked_until: Instant,
 }
 
 impl Meta {
@@ -255,7 +257,6 @@ impl Meta {
             pkt: crate::nat::classify::NO_PACKET,
             steps: [None; 2],
             error: None,
-            parked_until: Instant::ZERO,
         }
     }
 }

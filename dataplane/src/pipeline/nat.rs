@@ -12,7 +12,7 @@ use crate::packet::ethernet::HEADER_LEN as ETH_LEN;
 use crate::packet::icmp::Icmpv4Message;
 use crate::stats::DropReason;
 use crate::time::Instant;
-use crate::worker::{Deferred, Worker, DEFER_TIMEOUT};
+use crate::worker::Worker;
 
 impl<Io: PacketIo> Worker<Io> {
     /// `nat-classify`: the NAT's summary of the packet, computed once and kept in the
@@ -44,6 +44,10 @@ impl<Io: PacketIo> Worker<Io> {
                 Stage::Ip4Forward
             } else if let Some(owner) = (meta.flags & F_HANDED == 0).then(|| nat.owner(meta.port, pkt, now)).flatten() {
                 meta.owner = owner;
+                if pkt.frag == Frag::First && !self.frag_wait.is_empty() {
+                    // Later fragments that overtook it here follow it to its owner.
+                    self.frag_wait.wake(&pkt.frag_key());
+                }
                 Stage::Handoff
             } else if pkt.frag == Frag::Whole && matches!(pkt.l4, L4::Flow(_)) {
                 Stage::NatLookup
@@ -100,8 +104,9 @@ impl<Io: PacketIo> Worker<Io> {
 
     /// `nat-slowpath`: the NAT's whole decision for what the fast path did not take
     /// ([`NatPath::slow_path`]): policy, allocation, session creation, hairpinning,
-    /// DNAT, ICMP errors, fragments. A later fragment that came before its first is
-    /// parked, unmodified, and offered again after later bursts.
+    /// DNAT, ICMP errors, fragments. A later fragment that came before its first
+    /// waits, unmodified ([`super::fragwait`]); a first fragment handled here wakes the
+    /// fragments of its datagram that wait.
     #[inline(never)]
     pub(crate) fn nat_slowpath(&mut self, now: Instant) {
         // What the sessions this call creates may shadow: a packet the fast path missed
@@ -115,7 +120,7 @@ impl<Io: PacketIo> Worker<Io> {
             let (Some(frame), meta) = self.vec.frame_meta_mut(i) else { continue };
             let ip = &frame.bytes()[ETH_LEN..usize::from(meta.len)];
             let no_session = meta.flags & F_MISSED != 0 && !nat.nat().created_since(meta.tag);
-            let hints = SlowHints { hairpin: meta.flags & F_HAIRPIN != 0, no_session };
+            let hints = SlowHints { hairpin: meta.flags & F_HAIRPIN != 0, no_session, tag: meta.tag };
             let next = match nat.slow_path(meta.port, ip, meta.pkt, self.l3.routes(), hints, now) {
                 Decision::Forward(plan) | Decision::Local(plan) => {
                     meta.steps = plan.steps;
@@ -144,10 +149,9 @@ impl<Io: PacketIo> Worker<Io> {
                     }
                 }
                 Decision::Drop(DropReason::FragmentNoState) => {
-                    let (port, flags, until) = (meta.port, meta.flags, meta.parked_until);
+                    let (port, flags, key) = (meta.port, meta.flags, meta.pkt.frag_key());
                     if let Some(frame) = self.vec.take(i) {
-                        let deadline = if until == Instant::ZERO { now + DEFER_TIMEOUT } else { until };
-                        self.park(Deferred { frame, port, flags: flags & F_HAIRPIN, deadline });
+                        self.park_fragment(frame, key, port, flags, now);
                     }
                     continue;
                 }
@@ -156,6 +160,10 @@ impl<Io: PacketIo> Worker<Io> {
                     continue;
                 }
             };
+            if meta.pkt.frag == Frag::First {
+                let key = meta.pkt.frag_key();
+                self.wake_fragments(&key);
+            }
             self.vec.send(i, next);
         }
     }

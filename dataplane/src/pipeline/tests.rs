@@ -19,6 +19,7 @@ use crate::l3::route::RouteTable;
 use crate::l3::router::Router;
 use crate::nat::{ConnState, Endpoint, NatPath, Out2In, Proto, SharedRules, TcpState, Tuple, WorkerNat};
 use crate::packet::ipv4::Ipv4Packet;
+use crate::pipeline::FRAG_WAIT;
 use crate::policy::Chain;
 use crate::setup::{load_rules, nat_path, timeouts};
 use crate::stats::DropReason;
@@ -224,7 +225,11 @@ impl Lab {
     }
 
     fn advance(&mut self, secs: u64) {
-        self.now = self.now + crate::time::Duration::from_secs(secs);
+        self.advance_ms(secs * 1000);
+    }
+
+    fn advance_ms(&mut self, ms: u64) {
+        self.now = self.now + crate::time::Duration::from_millis(ms);
         self.w.poll(self.now);
     }
 
@@ -242,6 +247,11 @@ impl Lab {
 
     fn path(&self) -> &NatPath {
         self.w.nat().unwrap()
+    }
+
+    /// Datagrams the NAT's fragment table remembers.
+    fn nat_fragment_entries(&mut self) -> usize {
+        self.w.nat_mut().unwrap().nat_mut().fragments().len()
     }
 }
 
@@ -803,11 +813,12 @@ fn fragments_first_later_and_out_of_order() {
     // An orphan whose first fragment never comes is dropped when its wait is over.
     let (_, orphan) = fragments(&whole, 48, 0x2323);
     l.send(LAN, &orphan);
-    l.advance(1);
-    assert_eq!(l.drop_count(DropReason::FragmentNoState), 0, "still waiting after 1 s");
-    l.advance(2);
-    assert_eq!(l.drop_count(DropReason::FragmentNoState), 1, "dropped after 2 s");
+    l.advance_ms(FRAG_WAIT.as_millis() - 1);
+    assert_eq!(l.drop_count(DropReason::FragmentNoState), 0, "still waiting");
+    l.advance_ms(1);
+    assert_eq!(l.drop_count(DropReason::FragmentNoState), 1, "dropped when its wait is over");
     assert!(l.out(WAN).is_empty());
+    assert_eq!((l.c.fragments_waited.get(), l.c.fragments_retried.get(), l.w.deferred()), (2, 1, 0));
 
     // Fragmented replies come back in too.
     let long = udp(GW, MAC_WAN, SERVER, 9, EXT, 4444, &[7; 64]);
@@ -816,6 +827,199 @@ fn fragments_first_later_and_out_of_order() {
     let q2 = l.through(WAN, &r2, LAN);
     assert_eq!(frag_parts(&q1).0.dst_addr(), Ipv4Addr::from(H[0]));
     assert_eq!(frag_parts(&q2).0.dst_addr(), Ipv4Addr::from(H[0]));
+}
+
+/// The fragments of `frame` (an Ethernet frame) with `size` payload bytes each, in order.
+fn fragments_n(frame: &[u8], size: usize, id: u16) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    testkit::fragments_of(ip, id, size).into_iter().map(|f| [eth, &f].concat()).collect()
+}
+
+/// Put translated fragments (any order, one datagram, each whole) back together and
+/// check the datagram: its IPv4 and transport checksums must verify.
+fn reassemble(frames: &[Vec<u8>]) -> Seen {
+    let mut parts: Vec<(usize, u16, &[u8])> = frames
+        .iter()
+        .map(|f| {
+            let (p, data) = frag_parts(f);
+            (usize::from(p.frag_offset()), p.ident(), data)
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let mut datagram =
+        frames.iter().find(|f| frag_parts(f).0.frag_offset() == 0).expect("first fragment")[14..34].to_vec();
+    for (offset, id, data) in &parts {
+        assert_eq!(*offset, datagram.len() - 20, "fragments contiguous");
+        assert_eq!(*id, parts[0].1, "one datagram");
+        datagram.extend_from_slice(data);
+    }
+    let len = datagram.len() as u16;
+    let mut ip = Ipv4Packet::new_unchecked(&mut datagram[..]);
+    ip.set_total_len(len);
+    ip.clear_flags();
+    ip.set_frag_offset(0);
+    ip.fill_checksum();
+    check_ip(&datagram)
+}
+
+/// Later fragments with made-up IP IDs, `n` at a time on each port: from a spoofing
+/// inside host to a server, and from a stranger to our external address. Each pass
+/// (32 frames a port) one millisecond apart. Returns how many were sent.
+fn spray_bogus_fragments(l: &mut Lab, n: usize, seed: &mut u32) -> u64 {
+    let (sm, dm, src) = from_host(2);
+    let inside = udp(sm, dm, src, 5000, SERVER, 9, &[0xee; 64]);
+    let outside = udp(GW, MAC_WAN, STRANGER, 5000, EXT, 9, &[0xee; 64]);
+    for _ in 0..n {
+        *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let id = (*seed >> 16) as u16;
+        l.w.io_mut().inject(LAN, &fragments(&inside, 32, id).1);
+        l.w.io_mut().inject(WAN, &fragments(&outside, 32, id ^ 0x5555).1);
+    }
+    while !l.w.io().input.iter().all(|q| q.is_empty()) {
+        l.now = l.now + crate::time::Duration::from_millis(1);
+        l.w.poll(l.now);
+    }
+    2 * n as u64
+}
+
+/// Issue 11 item 4: later fragments nobody sent a first fragment for (made-up IP IDs, a
+/// flood) take neither the fragment table nor the waiting area from real datagrams, and
+/// each costs one slow-path visit: nothing is retried until its first fragment comes.
+#[test]
+fn a_flood_of_bogus_later_fragments_does_not_stop_real_fragmented_datagrams() {
+    use crate::pipeline::{Stage, FRAG_WAIT_CAPACITY};
+    let mut l = lab(MASQ);
+    let slow = |l: &Lab| l.w.runtime().stage(Stage::NatSlowpath).packets;
+    let mut seed = 7;
+    let mut bogus = spray_bogus_fragments(&mut l, 1500, &mut seed);
+    // Each bogus fragment went through the slow path once; none was run again.
+    assert_eq!(slow(&l), bogus, "slow-path visits");
+    assert_eq!(l.c.fragments_retried.get(), 0);
+    assert_eq!(l.w.deferred(), FRAG_WAIT_CAPACITY);
+    assert!(l.nat_fragment_entries() == 0, "no entry for a fragment without its first");
+    // More passes, a little real traffic: the waiting fragments are not looked at.
+    let before = slow(&l);
+    for sp in 0..20 {
+        l.through(LAN, &host_udp(0, 41000 + sp, SERVER, 53), WAN);
+    }
+    assert_eq!(slow(&l) - before, 20, "one slow-path visit per new flow, nothing more");
+
+    // A real datagram, first fragment first, after the flood: 4 fragments, whole.
+    let (sm, dm, src) = from_host(0);
+    let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    let whole = udp(sm, dm, src, 4444, SERVER, 9, &payload);
+    let parts = fragments_n(&whole, 1000, 0x1234);
+    assert_eq!(parts.len(), 4);
+    for f in &parts {
+        l.w.io_mut().inject(LAN, f);
+    }
+    l.w.poll(l.now);
+    let out = l.out(WAN);
+    assert_eq!(out.len(), 4, "drops: {:?}", l.drops());
+    let s = reassemble(&out);
+    assert_eq!((s.src, s.sport, s.dst, s.dport), (EXT, 4444, SERVER, 9));
+    assert_eq!(s.payload, payload);
+    assert_eq!(l.drop_count(DropReason::FragmentTableFull), 0);
+
+    // A real datagram whose first fragment comes last, amid the flood: its later
+    // fragments wait (pushing out the oldest bogus ones), the flood goes on, then the
+    // first fragment comes and all four leave, translated.
+    let parts = fragments_n(&whole, 1000, 0x4321);
+    for f in parts[1..].iter().rev() {
+        l.w.io_mut().inject(LAN, f);
+    }
+    l.w.poll(l.now);
+    bogus += spray_bogus_fragments(&mut l, 20, &mut seed);
+    assert!(l.out(WAN).is_empty());
+    let visits = slow(&l);
+    l.send(LAN, &parts[0]);
+    let out = l.out(WAN);
+    assert_eq!(out.len(), 4, "drops: {:?}", l.drops());
+    assert_eq!(frag_parts(&out[0]).0.frag_offset(), 0, "the first fragment leaves first");
+    let s = reassemble(&out);
+    assert_eq!((s.src, s.sport, s.payload.len()), (EXT, 4444, payload.len()));
+    assert_eq!(l.c.fragments_retried.get(), 3, "the three woken fragments, once each");
+    assert_eq!(slow(&l) - visits, 4);
+
+    // Every bogus fragment is a counted drop: pushed out of the waiting area, or its
+    // wait over. Nothing is left waiting.
+    l.advance_ms(FRAG_WAIT.as_millis());
+    let (full, no_state) = (l.drop_count(DropReason::FragmentWaitFull), l.drop_count(DropReason::FragmentNoState));
+    assert_eq!(full + no_state, bogus, "drops: {:?}", l.drops());
+    assert_eq!(no_state, FRAG_WAIT_CAPACITY as u64 - 3, "the bogus ones that still waited");
+    assert_eq!(l.w.deferred(), 0);
+    assert_eq!(l.c.fragments_waiting.get(), 0);
+    assert_eq!(l.c.fragments_waited.get(), bogus + 3);
+}
+
+/// Real datagrams whose fragments come in any order, the last first, are translated
+/// whole, both ways; more fragments of one datagram than may wait are counted drops.
+#[test]
+fn out_of_order_fragments_of_real_datagrams() {
+    use crate::pipeline::FRAG_WAIT_PER_DATAGRAM;
+    let mut l = lab(MASQ);
+    let (sm, dm, src) = from_host(1);
+    let payload: Vec<u8> = (0..2400u32).map(|i| (i * 7) as u8).collect();
+    let whole = udp(sm, dm, src, 5555, SERVER, 9, &payload);
+    // Last to first, one pass each.
+    let parts = fragments_n(&whole, 800, 0x0a0a);
+    assert_eq!(parts.len(), 4);
+    for f in parts.iter().rev() {
+        l.send(LAN, f);
+    }
+    let out = l.out(WAN);
+    assert_eq!(out.len(), 4, "drops: {:?}", l.drops());
+    let s = reassemble(&out);
+    assert_eq!((s.src, s.sport, s.dst), (EXT, 5555, SERVER));
+    assert_eq!(s.payload, payload);
+    // Scrambled, all in one burst.
+    let parts = fragments_n(&whole, 800, 0x0b0b);
+    for i in [2, 0, 3, 1] {
+        l.w.io_mut().inject(LAN, &parts[i]);
+    }
+    l.w.poll(l.now);
+    let out = l.out(WAN);
+    assert_eq!(out.len(), 4, "drops: {:?}", l.drops());
+    assert_eq!(reassemble(&out).payload, payload);
+    // The reply, fragmented and last fragment first, comes back in whole.
+    let back: Vec<u8> = (0..1500u32).map(|i| (i * 3) as u8).collect();
+    let reply = udp(GW, MAC_WAN, SERVER, 9, EXT, 5555, &back);
+    let parts = fragments_n(&reply, 504, 0x0c0c);
+    for f in parts.iter().rev() {
+        l.send(WAN, f);
+    }
+    let out = l.out(LAN);
+    assert_eq!(out.len(), parts.len(), "drops: {:?}", l.drops());
+    let s = reassemble(&out);
+    assert_eq!((s.dst, s.dport, s.payload), (H[1], 5555, back));
+    assert_eq!(l.drops(), vec![]);
+    // A datagram cut in 40 pieces, its first last: no more than FRAG_WAIT_PER_DATAGRAM
+    // of its later fragments wait; the rest are counted, and the first goes through.
+    let big = udp(sm, dm, src, 5555, SERVER, 9, &[1u8; 320]);
+    let parts = fragments_n(&big, 8, 0x0d0d);
+    for f in parts[1..].iter() {
+        l.send(LAN, f);
+    }
+    let limited = (parts.len() - 1 - FRAG_WAIT_PER_DATAGRAM) as u64;
+    assert_eq!(l.drop_count(DropReason::FragmentDatagramLimit), limited);
+    l.send(LAN, &parts[0]);
+    assert_eq!(l.out(WAN).len(), 1 + FRAG_WAIT_PER_DATAGRAM);
+}
+
+/// ICMP the NAT cannot translate (issue 11 item 11: `icmp_unsupported` was documented
+/// and never counted): a router advertisement, and an error about an ICMP error, from
+/// inside through MASQUERADE are dropped as `icmp_unsupported`, not `l4_unsupported`.
+#[test]
+fn icmp_the_nat_cannot_translate_is_counted_as_icmp_unsupported() {
+    let mut l = lab(MASQ);
+    let (sm, dm, src) = from_host(0);
+    l.dropped(LAN, &icmp_error(sm, dm, src, SERVER, 9, 0, &[0; 8]));
+    assert_eq!(l.drop_count(DropReason::IcmpUnsupported), 1);
+    let inner = testkit::ipv4(SERVER, src).icmp_error(3, 1, &[0x45; 28]);
+    l.dropped(LAN, &icmp_error(sm, dm, src, SERVER, 3, 3, &inner));
+    assert_eq!(l.drops(), vec![("icmp_unsupported", 2)]);
+    // An echo request is a query: translated.
+    l.through(LAN, &echo(sm, dm, src, SERVER, 9, true), WAN);
 }
 
 #[test]
@@ -1440,6 +1644,17 @@ mod two_workers {
         assert_eq!(&l[0..6], &lan_to(0));
         let steer = p.w[1 - owner].nat().unwrap().steering().unwrap();
         assert_eq!(steer.fragments_followed, 1);
+        // The later fragment first, both on the other queue: it waits there, and
+        // follows its first fragment to the owner when that comes.
+        let (first, later) = fragments(&whole, 96, 0x4343);
+        assert!(p.send(1 - owner, WAN, &later, LAN).is_empty());
+        assert_eq!(p.w[1 - owner].deferred(), 1);
+        let out = p.send(1 - owner, WAN, &first, LAN);
+        assert_eq!(out.len(), 2, "drops: {:?} / {:?}", drops(&p.c[0]), drops(&p.c[1]));
+        assert!(out.iter().all(|(by, f)| *by == owner && f[0..6] == lan_to(0)));
+        assert_eq!(p.c[1 - owner].fragments_retried.get(), 1);
+        assert_eq!(p.w[1 - owner].deferred(), 0);
+        assert_eq!((drops(&p.c[0]), drops(&p.c[1])), (vec![], vec![]));
     }
 }
 

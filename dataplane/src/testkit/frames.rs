@@ -302,6 +302,29 @@ pub fn fragments(packet: &[u8], id: u16, at: usize) -> (Vec<u8>, Vec<u8>) {
     (part(&payload[..at], 0, true), part(&payload[at..], at, false))
 }
 
+/// Split an IPv4 packet into fragments of `size` payload bytes (a multiple of 8; the
+/// last one shorter), with identification `id`, in order.
+pub fn fragments_of(packet: &[u8], id: u16, size: usize) -> Vec<Vec<u8>> {
+    assert!(size > 0 && size & 7 == 0, "fragment sizes are multiples of 8, not {size}");
+    let ihl = usize::from(packet[0] & 0x0f) * 4;
+    let (header, payload) = packet.split_at(ihl);
+    let chunks = payload.chunks(size).count();
+    payload
+        .chunks(size)
+        .enumerate()
+        .map(|(i, data)| {
+            let mut p = header.to_vec();
+            p[2..4].copy_from_slice(&((ihl + data.len()) as u16).to_be_bytes());
+            p[4..6].copy_from_slice(&id.to_be_bytes());
+            let flags = if i + 1 < chunks { 0x2000 } else { 0 } | (i * size / 8) as u16;
+            p[6..8].copy_from_slice(&flags.to_be_bytes());
+            p.extend_from_slice(data);
+            set_header_checksum(&mut p);
+            p
+        })
+        .collect()
+}
+
 /// RFC 1071 Internet checksum of `data` (the value to store in a checksum field).
 pub fn internet_checksum(data: &[u8]) -> u16 {
     !fold(sum16(0, data))

@@ -446,7 +446,8 @@ static UMASK: Mutex<()> = Mutex::new(());
 
 /// Bind `path` with the umask set so that the socket is created with `mode` (no wider
 /// mode ever exists), then restore the umask. masqd binds before it starts other threads;
-/// in tests, binds of this crate take turns.
+/// in tests, binds of this crate take turns, and a file another thread creates meanwhile
+/// gets the narrow umask too (test fixtures set their directories' modes explicitly).
 fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
     use rustix::fs::Mode;
     let _turn = UMASK.lock().unwrap_or_else(|e| e.into_inner());

@@ -763,7 +763,7 @@ fn rules_changed_live_apply_to_new_flows_while_old_sessions_keep_their_translati
     let script = workspace_root().join("dataplane/tests/tools/peer.py").display().to_string();
     let srv = topo.srv_ns.clone();
     topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &script, "udp-echo", "0.0.0.0", "7"], None);
-    std::thread::sleep(Duration::from_millis(400));
+    topo.net.wait_listening(&srv, "udp", "7");
     let ask = |port: &str| peer(&topo, &topo.lan_ns, &["udp-ask", addr::LAN_HOST, port, addr::SERVER, "7"]);
 
     let udp_in_use = |live: &Live| {
@@ -884,7 +884,7 @@ fn udp_testbed(topo: &mut LanWan) -> Live {
     let script = workspace_root().join("dataplane/tests/tools/peer.py").display().to_string();
     let srv = topo.srv_ns.clone();
     topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &script, "udp-echo", "0.0.0.0", "7"], None);
-    std::thread::sleep(Duration::from_millis(400));
+    topo.net.wait_listening(&srv, "udp", "7");
     live
 }
 
@@ -899,7 +899,7 @@ fn a_port_forward_added_live_reserves_its_port_and_deleting_it_releases_the_port
     let script = workspace_root().join("dataplane/tests/tools/peer.py").display().to_string();
     let lan = topo.lan_ns.clone();
     topo.net.spawn(&lan, Duration::from_secs(60), &["python3", &script, "udp-echo", addr::LAN_HOST, "7"], None);
-    std::thread::sleep(Duration::from_millis(300));
+    topo.net.wait_listening(&lan, "udp", "7");
     let port_of = |seen: &str| seen.split_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(0);
 
     let out = live.masqctl(&[

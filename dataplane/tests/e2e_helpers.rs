@@ -93,17 +93,7 @@ impl Helpers {
             &[PY, "-m", "pyftpdlib", "-i", addr, "-p", &port, "-d", &dir],
             Some(&self.files.join(format!("ftpd-{addr}-{port}.log"))),
         );
-        self.wait_listening(ns, "-ltn", &port);
-    }
-
-    /// Wait (bounded) until something listens on `port` in `ns` (`ss -ltn` / `-lun`).
-    fn wait_listening(&self, ns: &str, flags: &str, port: &str) {
-        let filter = format!("sport = :{port}");
-        let up = wait_until(Duration::from_secs(15), || {
-            let o = self.topo.net.exec(ns, Duration::from_secs(5), &["ss", "-H", flags, &filter]);
-            !String::from_utf8_lossy(&o.stdout).trim().is_empty()
-        });
-        assert!(up, "nothing listens on port {port} in {ns}");
+        self.topo.net.wait_listening(ns, "tcp", &port);
     }
 
     /// curl in `ns`, downloading `url` to `out`: (exit code, stderr).
@@ -325,7 +315,7 @@ fn tftp_get_through_masquerade(cores: &[u32]) {
     let log = t.files.join("tftpd.log");
     let script = tool("tftp_server.py");
     t.topo.net.spawn(&srv, Duration::from_secs(120), &[PY, &script, SERVER, &dir, &log.display().to_string()], None);
-    t.wait_listening(&srv, "-lun", "69");
+    t.topo.net.wait_listening(&srv, "udp", "69");
     let got = t.files.join("tftp-got");
     let g = got.display().to_string();
     let r = t.topo.net.exec(&lan, Duration::from_secs(60), &["tftp", "-m", "binary", SERVER, "-c", "get", "blob", &g]);

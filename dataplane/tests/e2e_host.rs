@@ -117,18 +117,23 @@ impl Lab {
         (rc, out)
     }
 
-    /// A long-running program in `ns`, given time to bind.
-    fn daemon(&mut self, ns: &str, argv: &[&str], log: Option<&Path>) {
-        let ns = ns.to_string();
-        self.net.spawn(&ns, Duration::from_secs(90), argv, log);
-        std::thread::sleep(Duration::from_millis(500));
+    /// A long-running program in `ns` (stopped after 90 s at the latest): its pid. The
+    /// caller waits for it to be ready (`Netns::wait_listening`, `wait_http`).
+    fn daemon(&mut self, ns: &str, argv: &[&str], log: Option<&Path>) -> u32 {
+        self.net.spawn(ns, Duration::from_secs(90), argv, log)
     }
 
-    fn peer_daemon(&mut self, ns: &str, args: &[&str], log: Option<&Path>) {
+    /// peer.py in the background: its pid; a server command is waited for until it has
+    /// bound its port (bounded).
+    fn peer_daemon(&mut self, ns: &str, args: &[&str], log: Option<&Path>) -> u32 {
         let p = peer();
         let mut argv = vec!["python3", p.as_str()];
         argv.extend_from_slice(args);
-        self.daemon(ns, &argv, log);
+        let pid = self.daemon(ns, &argv, log);
+        if let Some((proto, port)) = peer_binds(args) {
+            self.net.wait_listening(ns, proto, port);
+        }
+        pid
     }
 
     /// Wait (bounded) until `url` answers from inside `ns`: a server has bound.
@@ -192,6 +197,7 @@ fn resolver_on_the_router_answers_the_lan_and_caches(cores: &[u32]) {
         ],
         None,
     );
+    t.net.wait_listening(&srv, "udp", "53");
     // The caching resolver on the router's inside address; its upstream queries leave
     // from the host ports, which the NAT never hands out.
     let rtr = t.rtr.clone();
@@ -216,6 +222,7 @@ fn resolver_on_the_router_answers_the_lan_and_caches(cores: &[u32]) {
         ],
         None,
     );
+    t.net.wait_listening(&rtr, "udp", "53");
     let lan = t.lan.clone();
     for round in 0..2 {
         let (rc, out, err) =
@@ -351,19 +358,26 @@ fn a_flood_at_the_punt_path_is_limited_and_transit_carries_on(cores: &[u32]) {
     let lan = t.lan.clone();
     // The same download through the NAT, timed by curl: `%{time_total}` seconds.
     let download = |t: &Lab, what: &str| -> f64 {
-        let (rc, out, err) = t.exec(
+        // Bounded generously: a loaded machine may be slow, but a stalled transit fails.
+        let o = t.net.exec(
             &lan,
+            Duration::from_secs(25),
             &[
                 "curl",
                 "-sS",
                 "--max-time",
-                "7",
+                "20",
                 "-o",
                 "/dev/null",
                 "-w",
                 "%{http_code} %{size_download} %{time_total}",
                 &format!("http://{SERVER}:8000/blob"),
             ],
+        );
+        let (rc, out, err) = (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            String::from_utf8_lossy(&o.stderr).trim().to_string(),
         );
         let (status, secs) = out.rsplit_once(' ').unwrap_or((out.as_str(), ""));
         assert_eq!((rc, status), (0, "200 4194304"), "transit {what}: {err}\n{}", t.log());
@@ -373,39 +387,55 @@ fn a_flood_at_the_punt_path_is_limited_and_transit_carries_on(cores: &[u32]) {
     download(&t, "before the flood");
     let quiet = download(&t, "before the flood");
     // Flood the router's inside address (nothing listens: every datagram is for the
-    // kernel) for 5 s at 20 times the punt limit, while the LAN host downloads through
-    // the NAT. (Not at line rate: on af_packet a flood at line rate fills the port's
-    // receive ring, which transit shares, whatever happens to the flood after it.)
+    // kernel) at 20 times the punt limit, while the LAN host downloads through the NAT.
+    // (Not at line rate: on af_packet a flood at line rate fills the port's receive ring,
+    // which transit shares, whatever happens to the flood after it.) The flood runs until
+    // it is stopped, so it covers the whole download however long a loaded machine takes;
+    // the limiter is seen dropping before the download starts and still after it ends.
     let flood_log = dir.join("flood.log");
     let started = Instant::now();
-    t.peer_daemon(&lan, &["udp-flood", LAN_ROUTER, "9", "5", "20000"], Some(&flood_log));
-    std::thread::sleep(Duration::from_millis(300));
-    let flooded = download(&t, "during the flood");
-    assert!(started.elapsed() < Duration::from_secs(5), "the download outlasted the flood: {flooded:.3} s");
-    // Transit is not slowed by the punt path: the worker drops the excess in its limiter
-    // and never waits for the kernel. The bound is loose on purpose: the flood's sender
-    // competes for the same CPUs as curl and the server, which is not masqd's doing.
-    eprintln!("download: {quiet:.3} s quiet, {flooded:.3} s during the flood");
+    let flood = t.peer_daemon(&lan, &["udp-flood", LAN_ROUTER, "9", "80", "20000"], Some(&flood_log));
+    let limited_now = |t: &Lab| t.stats().drops.get("host_punt_limited").copied().unwrap_or(0);
+    let mut before = 0;
     assert!(
-        flooded <= 3.0 * quiet + 0.5,
-        "the flood slowed transit: {flooded:.3} s against {quiet:.3} s without it\n{}",
+        wait_until(Duration::from_secs(20), || {
+            before = limited_now(&t);
+            before > 0
+        }),
+        "the flood never reached the limiter\n{}",
         t.log()
     );
+    let flooded = download(&t, "during the flood");
+    let after = limited_now(&t);
+    assert!(after > before, "the flood went on for the whole download ({before} then {after} limited)");
     assert!(t.net.exec(&lan, STEP, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", SERVER]).status.success());
-    // Let the flood end.
-    while started.elapsed() < Duration::from_secs(6) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let sent: u64 = std::fs::read_to_string(&flood_log).unwrap_or_default().trim().parse().unwrap_or(0);
+    // Transit carried on: the download completed whole during the flood, and the worker
+    // dropped the excess in its limiter rather than waiting for the kernel. How much the
+    // flood slows transit is not asserted here: the flood's sender shares the CPUs with
+    // curl and the server, so on a loaded machine wall-clock times say nothing about
+    // masqd (perf's masq-bench-host measures what the punt path costs a worker).
+    eprintln!("download: {quiet:.3} s quiet, {flooded:.3} s during the flood");
+    // Stop the flood (it prints how many it sent), then masqd.
+    let _ = std::process::Command::new("kill").args(["-s", "TERM", &flood.to_string()]).status();
+    let mut sent = 0u64;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            sent = std::fs::read_to_string(&flood_log).unwrap_or_default().trim().parse().unwrap_or(0);
+            sent > 0
+        }),
+        "the flood did not report what it sent"
+    );
     let stopped = t.finish();
+    // Every frame masqd could have punted arrived between the flood's start and now.
+    let elapsed = started.elapsed().as_secs() + 1;
     let punted = stopped.expect_counter("host:lan0 rx_packets");
     let limited = stopped.expect_counter("drop host_punt_limited");
-    eprintln!("flood: {sent} sent, {punted} to the kernel, {limited} limited");
-    assert!(sent > 40_000, "the flood sent {sent}");
+    eprintln!("flood: {sent} sent in {elapsed} s, {punted} to the kernel, {limited} limited");
     assert!(limited > 0, "the limiter dropped some of {sent}:\n{}", stopped.log);
-    // At most max_pps per worker per second plus one burst each (the flood ran < 6 s).
-    let bound = cores.len() as u64 * (6 * 1000 + 100) + 100;
-    assert!(punted <= bound, "{punted} frames reached the kernel, more than {bound}:\n{}", stopped.log);
+    // At most max_pps per worker per second plus one burst each, over the whole time the
+    // flood and masqd ran together.
+    let bound = cores.len() as u64 * (elapsed * 1000 + 100) + 100;
+    assert!(punted <= bound, "{punted} frames reached the kernel in {elapsed} s, more than {bound}:\n{}", stopped.log);
 }
 
 fn host_interfaces_come_and_go_with_masqd(cores: &[u32]) {
@@ -480,8 +510,8 @@ one_and_two_workers! {
 }
 
 // One worker only: two workers busy-poll both of a 2-core machine's cores, and the
-// flood's sender, curl and the server would then time the CPUs, not the punt path (the
-// per-worker bound is covered by the limiter's unit tests and the bound below).
+// flood's sender, curl and the server would then wait for the CPUs (the per-worker bound
+// is covered by the limiter's unit tests and the bound below).
 #[test]
 fn punt_flood_1w() {
     a_flood_at_the_punt_path_is_limited_and_transit_carries_on(&[1]);

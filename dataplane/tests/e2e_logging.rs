@@ -216,7 +216,7 @@ fn sessions_are_logged_to_nfcapd_and_syslog(cores: &[u32]) {
     let srv = run.topo.srv_ns.clone();
     let p = peer();
     run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
-    std::thread::sleep(Duration::from_millis(400));
+    run.topo.net.wait_listening(&srv, "udp", "7");
     let masqd = run.masqd.as_ref().unwrap();
 
     // A: expires on its 2 s UDP timer. B: flushed through the control socket at once.
@@ -310,7 +310,7 @@ fn deterministic_nat_is_logged_once_and_looked_up(cores: &[u32]) {
     let srv = run.topo.srv_ns.clone();
     let p = peer();
     run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
-    std::thread::sleep(Duration::from_millis(400));
+    run.topo.net.wait_listening(&srv, "udp", "7");
     let masqd = run.masqd.as_ref().unwrap();
     assert!(masqd.log().contains("deterministic NAT: 1 hosts"), "{}", masqd.log());
 
@@ -429,7 +429,7 @@ fn port_blocks_are_logged_and_looked_up(cores: &[u32]) {
     let srv = run.topo.srv_ns.clone();
     let p = peer();
     run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
-    std::thread::sleep(Duration::from_millis(400));
+    run.topo.net.wait_listening(&srv, "udp", "7");
     let masqd = run.masqd.as_ref().unwrap();
     assert!(masqd.log().contains("port blocks of 64 ports, at most 4 per subscriber"), "{}", masqd.log());
 
@@ -550,4 +550,95 @@ fn port_blocks_are_logged_and_looked_up_one_worker() {
 #[test]
 fn port_blocks_are_logged_and_looked_up_two_workers() {
     port_blocks_are_logged_and_looked_up(&[0, 1]);
+}
+
+/// Address-only sessions (GRE) with port blocks on and `events` at its default (blocks):
+/// no block covers an address used without ports, so each GRE session is logged as a
+/// NAT44 session create and delete (protocol 47, ports 0) beside the subscriber's UDP
+/// block records, and no UDP session record appears.
+fn address_only_sessions_are_logged_beside_port_blocks(cores: &[u32]) {
+    if !require_root_and_tools() {
+        return;
+    }
+    if !have("nfcapd") || !have("nfdump") {
+        if std::env::var_os("CI").is_some() {
+            panic!("nfcapd/nfdump missing: scripts/setup.sh installs nfdump");
+        }
+        skip("nfcapd/nfdump not installed (scripts/setup.sh installs nfdump)");
+        return;
+    }
+    let collector = Nfcapd::start();
+    let serial = af_packet_serial();
+    let topo = LanWan::new();
+    let cfg = topo.masqd_config().rules(RULES).cores(cores).extra_toml(&format!(
+        "[nat]\nport_block_size = 64\nport_hold = 2\n\n[timeouts]\nudp = 2\nother = 2\n\n\
+         [logging]\nipfix = [\"127.0.0.1:{}\"]\n",
+        collector.port
+    ));
+    let mut masqd = Masqd::start(&cfg);
+    masqd.expect_ready(Duration::from_secs(20));
+    let mut run = Run { topo, masqd: Some(masqd), _serial: serial };
+    let srv = run.topo.srv_ns.clone();
+    let p = peer();
+    let raw = workspace_root().join("dataplane/tests/tools/rawproto.py").display().to_string();
+    run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
+    run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &raw, "echo", "47", SERVER, "50"], None);
+    run.topo.net.wait_listening(&srv, "udp", "7");
+    let masqd = run.masqd.as_ref().unwrap();
+
+    // GRE: asked again until the raw echo socket (not visible to `ss -l`) answers; each
+    // try is the same session.
+    let mut answer = String::new();
+    let answered = wait_until(Duration::from_secs(20), || {
+        let o = run.topo.lan(STEP, &["python3", &raw, "ask", "47", HOST_A, SERVER, "gre-logged", "1"]);
+        answer = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        o.status.success()
+    });
+    assert!(answered, "no GRE answer\n{}", masqd.log());
+    assert_eq!(answer, format!("seen {EXTERNAL} gre-logged"), "{}", masqd.log());
+    let seen_udp = run.ask(HOST_A, "30000");
+    assert!(seen_udp.starts_with(&format!("{EXTERNAL}:")), "{seen_udp}\n{}", masqd.log());
+    // Both end on their 2 s timers, the block a 2 s hold later (bounded wait).
+    let socket = masqd.socket().to_path_buf();
+    let held = || {
+        let r = control(&socket, "nat.lookup", serde_json::json!({"inside": HOST_A}));
+        r["matches"].as_array().is_some_and(|m| !m.is_empty())
+    };
+    assert!(wait_until(Duration::from_secs(30), || !held()), "still translated\n{}", masqd.log());
+    // The exporter's flush (at most a second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped = run.masqd.take().unwrap().stop(Duration::from_secs(10));
+    stopped.assert_clean();
+    let records = collector.stop_and_dump();
+
+    let nat: Vec<&Value> = records.iter().filter(|r| r.get("nat_event_id").is_some()).collect();
+    let gre: Vec<(&str, &str, &str, &str)> = nat
+        .iter()
+        .filter(|r| r["proto"] == 47)
+        .map(|r| (str_of(r, "nat_event_id"), str_of(r, "src4_addr"), str_of(r, "src4_xlt_ip"), str_of(r, "dst4_addr")))
+        .collect();
+    assert_eq!(
+        gre,
+        [("4", HOST_A, EXTERNAL, SERVER), ("5", HOST_A, EXTERNAL, SERVER)],
+        "GRE's create and delete in\n{records:#?}"
+    );
+    // (nfdump prints some ports as numbers, some as strings; absent is no port either.)
+    let port = |p: &Value| p.as_u64().or_else(|| p.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+    let ports = |r: &&&Value| port(&r["src_port"]) + port(&r["src_xlt_port"]);
+    assert!(nat.iter().filter(|r| r["proto"] == 47).all(|r| ports(&r) == 0), "no ports: {records:#?}");
+    let others: Vec<&str> = nat.iter().filter(|r| r["proto"] != 47).map(|r| str_of(r, "nat_event_id")).collect();
+    assert_eq!(others, ["16", "17"], "UDP: its block only, no session record, in\n{records:#?}");
+    let sum =
+        |name: &str| -> u64 { (0..cores.len()).map(|w| stopped.expect_counter(&format!("worker:{w} {name}"))).sum() };
+    assert_eq!((sum("log_events"), sum("log_events_dropped")), (4, 0), "{}", stopped.log);
+}
+
+#[test]
+fn address_only_sessions_are_logged_beside_port_blocks_one_worker() {
+    address_only_sessions_are_logged_beside_port_blocks(&[0]);
+}
+
+#[test]
+fn address_only_sessions_are_logged_beside_port_blocks_two_workers() {
+    address_only_sessions_are_logged_beside_port_blocks(&[0, 1]);
 }

@@ -76,13 +76,14 @@ impl Nat {
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    /// Start a long-running peer in a namespace and give it time to bind.
+    /// Start a long-running peer server in a namespace and wait (bounded) until it has bound.
     fn daemon(&mut self, ns: &str, args: &[&str], log: Option<&std::path::Path>) {
         let p = peer();
         let mut argv = vec!["python3", p.as_str()];
         argv.extend_from_slice(args);
         self.topo.net.spawn(ns, Duration::from_secs(60), &argv, log);
-        std::thread::sleep(Duration::from_millis(400));
+        let (proto, port) = peer_binds(args).expect("a peer.py server command");
+        self.topo.net.wait_listening(ns, proto, port);
     }
 
     fn finish(mut self) -> Stopped {
@@ -135,7 +136,7 @@ fn ping_and_a_tcp_download_with_curl_cross_the_nat(cores: &[u32]) {
         None,
     );
     t.daemon(&srv, &["tcp-echo-peer", "0.0.0.0", "9000"], None);
-    std::thread::sleep(Duration::from_millis(600));
+    t.topo.net.wait_listening(&srv, "tcp", "8000");
     assert!(t.topo.ping_from_lan(SERVER, 2), "ping through NAT failed:\n{}", t.log());
     let out = t.topo.lan(
         Duration::from_secs(20),

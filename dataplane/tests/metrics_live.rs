@@ -193,6 +193,17 @@ fn scrapes_of_a_live_masqd_move_with_traffic_and_pass_promtool() {
             assert!(third.contains_key(&key), "stats.get has {record} but the exporter has no {key}");
         }
     }
+    // The packet-buffer pool: stats.get's `mempool` record, every field as a gauge.
+    let pool = result["mempool"].as_object().unwrap_or_else(|| panic!("stats.get has no mempool: {result}"));
+    for (field, metric) in [("size", "masq_mempool_buffers"), ("in_use", "masq_mempool_buffers_in_use")] {
+        assert!(pool.contains_key(field), "{pool:?}");
+        assert!(third.contains_key(metric), "stats.get has mempool.{field} but the exporter has no {metric}");
+    }
+    assert_eq!(pool.len(), 2, "a mempool field the exporter does not know: {pool:?}");
+    let size = pool["size"].as_f64().unwrap();
+    assert_eq!(value(&third, "masq_mempool_buffers"), size);
+    let in_use = value(&third, "masq_mempool_buffers_in_use");
+    assert!(size > 0.0 && in_use <= size, "buffers in use {in_use} of {size}");
 
     // The exporter thread runs on the main lcore's CPU (core 0 here), never the worker's.
     let pid = t.masqd.as_ref().expect("running").pid();

@@ -350,6 +350,19 @@ impl Collector for Collected {
             }
         }
 
+        // ----- packet buffers (when the daemon reports its pool) -----
+        if let Some(pool) = &s.mempool {
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            f.gauges("mempool_buffers", "Packet buffers (mbufs) in the pool", None, [(Vec::new(), gauge(pool.size))])?;
+            f.gauges(
+                "mempool_buffers_in_use",
+                "Packet buffers allocated now (device queues, rings, frames held for ARP or a first \
+                 fragment); back to its idle level when no traffic is in flight, a steady rise is a leak",
+                None,
+                [(Vec::new(), gauge(pool.in_use))],
+            )?;
+        }
+
         // ----- latency -----
         {
             let h = &s.latency_histogram;
@@ -603,6 +616,19 @@ mod tests {
             line_of(&text, "masq_host_interface_tx_unsupported_total{"),
             r#"masq_host_interface_tx_unsupported_total{interface="wan0",port="wan"} 2"#
         );
+    }
+
+    #[test]
+    fn the_packet_buffer_pool_is_two_gauges_when_reported() {
+        let text = render(&stats().into(), &BuildInfo { version: "0".into() });
+        assert!(!text.contains("masq_mempool"), "no pool reported, no families");
+        let mut s = stats();
+        s.mempool = Some(crate::protocol::MempoolStats { size: 8191, in_use: 1536 });
+        let text = render(&s.into(), &BuildInfo { version: "0".into() });
+        assert_eq!(line_of(&text, "# TYPE masq_mempool_buffers "), "# TYPE masq_mempool_buffers gauge");
+        assert_eq!(line_of(&text, "masq_mempool_buffers "), "masq_mempool_buffers 8191");
+        assert_eq!(line_of(&text, "# TYPE masq_mempool_buffers_in_use "), "# TYPE masq_mempool_buffers_in_use gauge");
+        assert_eq!(line_of(&text, "masq_mempool_buffers_in_use "), "masq_mempool_buffers_in_use 1536");
     }
 
     #[test]

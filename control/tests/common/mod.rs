@@ -25,6 +25,10 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!("masq-ctl-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // Its mode set, not left to the umask: a server binding on another test's thread
+        // narrows the process-wide umask for that moment (see `control::server`), and a
+        // directory created then would be born 0660 — refused as group-writable.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         TempDir(dir)
     }
 

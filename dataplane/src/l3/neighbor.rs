@@ -513,32 +513,49 @@ mod tests {
     /// Readers never see one key with another key's MAC while writers reuse slots.
     #[test]
     fn readers_never_see_a_torn_entry() {
-        use std::sync::atomic::AtomicBool;
+        use std::sync::atomic::{AtomicBool, AtomicU64};
         let t = std::sync::Arc::new(NeighborTable::new(8));
         let stop = std::sync::Arc::new(AtomicBool::new(false));
+        // Full passes of the writer over its 64 addresses (16 slots: every pass replaces).
+        let passes = std::sync::Arc::new(AtomicU64::new(0));
         // The MAC encodes the address, so a mismatch is visible.
         let mac_of = |ip: u32| [2, 0, (ip >> 24) as u8, (ip >> 16) as u8, (ip >> 8) as u8, ip as u8];
         let writer = {
-            let (t, stop) = (t.clone(), stop.clone());
+            let (t, stop, passes) = (t.clone(), stop.clone(), passes.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     for ip in 0..64u32 {
                         let _ = t.insert(0, Ipv4Addr::from(ip), mac_of(ip), at(1), Evict::Oldest);
                     }
+                    passes.fetch_add(1, Ordering::Release);
                 }
             })
         };
-        let mut hits = 0;
-        for _ in 0..20_000 {
+        // Read only once the table is full, and until the writer has kept replacing
+        // entries for many passes while we read: on a loaded machine the writer thread may
+        // not even have started within a fixed number of reads. Bounded by a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let waited = |what: &str| assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+        while passes.load(Ordering::Acquire) == 0 {
+            waited("the writer's first pass");
+            std::thread::yield_now();
+        }
+        let first = passes.load(Ordering::Acquire);
+        let (mut hits, mut rounds) = (0u64, 0u64);
+        while rounds < 20_000 || passes.load(Ordering::Acquire) < first + 2_000 {
+            if rounds % 1024 == 0 {
+                waited("2000 writer passes during the reads");
+            }
             for ip in 0..64u32 {
                 if let Neighbor::Fresh(mac) | Neighbor::Stale(mac) = t.lookup(0, Ipv4Addr::from(ip), at(1)) {
                     assert_eq!(mac, mac_of(ip), "address {ip} read with another's MAC");
                     hits += 1;
                 }
             }
+            rounds += 1;
         }
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
-        assert!(hits > 0);
+        assert!(hits > 0, "a full table read {rounds} times without one hit");
     }
 }

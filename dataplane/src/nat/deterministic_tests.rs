@@ -130,3 +130,23 @@ fn two_workers_each_serve_their_own_hosts_and_replies_find_them() {
     // A deterministic address's port no host owns stays where it arrived.
     assert_eq!(steer[1].owner(true, &frame(remote, 53, DET, 80), &[POOL], T0), 1);
 }
+
+#[test]
+fn a_deterministic_hosts_address_only_sessions_are_logged() {
+    // Its address is shared with the other hosts of its table (each with its own port
+    // range): a GRE session, which has no port, is named only by its session record.
+    let mut n = nat(0, 1);
+    let (sink, mut drain) = ring(64, 0, EventMask::SESSIONS);
+    n.set_log(sink);
+    let host = Ipv4Addr::new(100, 64, 0, 3);
+    let remote = Endpoint::new(Ipv4Addr::new(198, 51, 100, 7), 47);
+    let t = Tuple::new(Endpoint::new(host, 47), remote, Proto::GRE);
+    let id = n.create(&t, NatAction::Masquerade, 0, T0).unwrap();
+    assert_eq!(n.session(id).unwrap().outside().addr, DET);
+    n.create(&udp(host, 2000), NatAction::Masquerade, 0, T0).unwrap();
+    n.expire(T0 + Duration::from_secs(700), usize::MAX, |_| {});
+    let mut seen = Vec::new();
+    drain.drain(usize::MAX, |e| seen.push((e.kind, e.proto, e.inside().addr, e.outside().addr)));
+    use crate::logging::EventKind::{SessionCreate, SessionDelete};
+    assert_eq!(seen, vec![(SessionCreate, 47, host, DET), (SessionDelete, 47, host, DET)], "the UDP session is not");
+}

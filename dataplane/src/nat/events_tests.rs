@@ -183,3 +183,51 @@ fn without_a_sink_nothing_is_counted() {
     n.create(&udp(2, 1, 1), NatAction::Masquerade, 0, T0).unwrap();
     assert_eq!(n.log_counters(), LogCounters::default());
 }
+
+/// GRE from `s` to remote `r`: the protocol number in both ports, as classify gives it.
+fn gre(s: u8, r: u8) -> Tuple {
+    Tuple::new(Endpoint::new(sub(s), 47), Endpoint::new(Ipv4Addr::new(198, 51, 100, r), 47), Proto::GRE)
+}
+
+#[test]
+fn address_only_sessions_are_logged_whatever_events_says() {
+    // No block, mapping or deterministic range covers an external address used without
+    // ports: the session record (protocol, remote, ports 0) is logged in every mode.
+    let blocks = |c: &mut NatConfig| c.port_block_size = 64;
+    for (mask, tune) in [
+        (EventMask::BLOCKS, blocks as fn(&mut NatConfig)),
+        (EventMask::MAPPINGS, |_: &mut NatConfig| {}),
+        (EventMask::SESSIONS, |_: &mut NatConfig| {}),
+    ] {
+        let (mut n, mut d) = nat_logging(mask, tune);
+        let id = n.create(&gre(2, 7), NatAction::Masquerade, 0, T0).unwrap();
+        let out = n.session(id).unwrap().outside();
+        assert!(POOL.contains(&out.addr));
+        // A UDP flow of the same subscriber is logged as `events` says (with blocks: a
+        // block allocation, no session record).
+        n.create(&udp(2, 5000, 7), NatAction::Masquerade, 0, T0).unwrap();
+        let v = events(&mut d);
+        let gre_events: Vec<_> = v.iter().filter(|e| e.proto == 47).collect();
+        assert_eq!(gre_events.len(), 1, "{mask:?}: {v:?}");
+        let e = gre_events[0];
+        assert_eq!(e.kind, EventKind::SessionCreate, "{mask:?}");
+        // Logged without ports (the protocol number the NAT keys them by is not a port).
+        let no_port = |e: Endpoint| Endpoint::new(e.addr, 0);
+        assert_eq!(
+            (e.inside(), e.outside(), e.remote()),
+            (no_port(gre(2, 7).src), no_port(out), no_port(gre(2, 7).dst))
+        );
+        let udp_kinds: Vec<_> = v.iter().filter(|e| e.proto != 47).map(|e| e.kind).collect();
+        let expected = match mask {
+            EventMask::BLOCKS => vec![EventKind::BlockAllocate],
+            EventMask::MAPPINGS => vec![EventKind::MappingCreate],
+            _ => vec![EventKind::SessionCreate],
+        };
+        assert_eq!(udp_kinds, expected, "{mask:?}");
+        // Its delete too, at expiry ([timeouts] other: 600 s).
+        n.expire(T0 + Duration::from_secs(700), usize::MAX, |_| {});
+        let v = events(&mut d);
+        let deleted: Vec<_> = v.iter().filter(|e| e.proto == 47).map(|e| (e.kind, e.outside().addr)).collect();
+        assert_eq!(deleted, vec![(EventKind::SessionDelete, out.addr)], "{mask:?}: {v:?}");
+    }
+}

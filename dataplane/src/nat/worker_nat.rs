@@ -404,18 +404,29 @@ impl WorkerNat {
         }
     }
 
+    /// Whether a session create or delete of `proto` is logged. Address-only sessions
+    /// (GRE, ESP, any protocol without ports) are logged whenever logging is on, whatever
+    /// `events` says: no port block, mapping or deterministic range names the subscriber
+    /// behind an external address used without ports, only the session record (with its
+    /// remote and protocol) does.
+    #[inline]
+    fn wants_session(&self, kind: EventKind, proto: Proto) -> bool {
+        self.log.as_ref().is_some_and(|l| l.sink.wants(kind) || proto.is_addr_only())
+    }
+
     /// Session create or delete of a translated session (identity sessions, which
     /// translate nothing, are not logged).
     fn log_session(&mut self, kind: EventKind, idx: u32, now: Instant) {
-        if !self.wants(kind) {
-            return;
-        }
         let s = *self.sessions.get(idx);
-        self.log_session_record(kind, &s, now);
+        if self.wants_session(kind, s.proto()) {
+            self.log_session_record(kind, &s, now);
+        }
     }
 
     fn log_session_record(&mut self, kind: EventKind, s: &Session, now: Instant) {
-        if self.is_deterministic(s.inside().addr) {
+        // A deterministic subscriber's ports are named by its table record; its
+        // address-only sessions are not (its address is shared with other subscribers).
+        if !s.proto().is_addr_only() && self.is_deterministic(s.inside().addr) {
             return;
         }
         let [inside, outside, remote] = s.shown_endpoints();
@@ -438,6 +449,16 @@ impl WorkerNat {
             NatAction::NoNatInbound => t.dst.addr,
             _ => t.src.addr,
         };
+        self.log_refused_for(e, subscriber, now);
+    }
+
+    /// The quota alert (natEvent 13) for creation error `e` of `subscriber`, if `e` is a
+    /// quota: the slow path's refusals and a protocol helper's data endpoint refused
+    /// alike. Exhaustion (3, 12) is reported where the allocator fails.
+    pub(super) fn log_refused_for(&mut self, e: CreateError, subscriber: Ipv4Addr, now: Instant) {
+        if self.log.is_none() {
+            return;
+        }
         let ms = now.as_millis();
         let ev = match e {
             CreateError::SessionTableFull if self.sessions.is_full() => {
@@ -1140,7 +1161,7 @@ impl WorkerNat {
         }
         let s = self.sessions.remove(idx);
         self.dest_nat -= u32::from(s.kind() == SessionKind::DestNat);
-        if self.wants(EventKind::SessionDelete) {
+        if self.wants_session(EventKind::SessionDelete, s.proto()) {
             self.log_session_record(EventKind::SessionDelete, &s, now);
         }
         self.counters.ended_by_proto[s.proto().code()] += 1;

@@ -134,6 +134,16 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The (protocol, local port) a peer.py server command (`udp-echo`, `udp-listen`,
+/// `tcp-echo-peer`) binds, to wait for with [`Netns::wait_listening`].
+pub fn peer_binds<'a>(args: &[&'a str]) -> Option<(&'static str, &'a str)> {
+    match args {
+        ["udp-echo" | "udp-listen", _, port, ..] => Some(("udp", port)),
+        ["tcp-echo-peer", _, port, ..] => Some(("tcp", port)),
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // EAL memory mode
 // ---------------------------------------------------------------------------------------
@@ -1090,6 +1100,24 @@ impl Netns {
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {argv:?} in {ns}: {e}"))
+    }
+
+    /// Wait (bounded, 15 s) until a socket in `ns` is bound to local `port`: listening for
+    /// `"tcp"`, bound for `"udp"` (`ss -l`). A server just started with [`Netns::spawn`]
+    /// is ready then, however long a loaded machine took to start it (a fixed sleep is not
+    /// enough there: the first request would find nothing and be refused).
+    pub fn wait_listening(&self, ns: &str, proto: &str, port: &str) {
+        let flags = match proto {
+            "tcp" => "-Hltn",
+            "udp" => "-Hlun",
+            other => panic!("wait_listening: protocol {other:?}"),
+        };
+        let filter = format!("sport = :{port}");
+        let up = wait_until(Duration::from_secs(15), || {
+            let o = self.exec(ns, Duration::from_secs(5), &["ss", flags, &filter]);
+            !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+        });
+        assert!(up, "nothing bound to {proto} port {port} in {ns} within 15 s");
     }
 
     /// Start `argv` in the background inside `ns` (a server, a capture); it is stopped

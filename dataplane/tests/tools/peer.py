@@ -20,9 +20,10 @@
       The same from a given source address and port.
   peer.py udp-flood DST_IP DST_PORT SECONDS [PPS]
       Send small datagrams to DST for SECONDS, at about PPS per second (default: as
-      fast as possible); print how many.
+      fast as possible); print how many. SIGTERM stops it early (still printing).
 """
 import ipaddress
+import signal
 import socket
 import struct
 import sys
@@ -136,7 +137,10 @@ def udp_flood(dst_ip, dst_port, seconds, pps="0"):
     end = start + float(seconds)
     rate = float(pps)
     sent = 0
-    while True:
+    stopped = []
+    # SIGTERM ends the flood early, still printing the count.
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+    while not stopped:
         now = time.monotonic()
         if now >= end:
             break

@@ -595,7 +595,15 @@ impl WorkerNat {
         let (m, fresh) = match self.mappings.find_inside(inside, proto) {
             Some(m) => (m, false),
             None => {
-                let m = self.new_mapping_on(inside, proto, ext_addr, now).map_err(|_| HelperCounter::NoPort)?;
+                let m = match self.new_mapping_on(inside, proto, ext_addr, now) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Logged as the slow path logs a refused flow: a quota alert
+                        // (13) here, exhaustion (3, 12) by the allocator.
+                        self.log_refused_for(e, inside.addr, now);
+                        return Err(HelperCounter::NoPort);
+                    }
+                };
                 (m, true)
             }
         };

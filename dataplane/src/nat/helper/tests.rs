@@ -493,7 +493,14 @@ fn data_connections_take_their_port_from_the_subscribers_block() {
     assert_eq!(payload(&out), port);
     assert_eq!(nat.helper_counters()[HelperCounter::NoPort as usize], 1);
     assert_eq!((nat.expectation_count(), nat.block_count()), (0, 1));
-    assert!(events().is_empty());
+    // Logged as the slow path logs a subscriber out of blocks: quota exceeded (13), max
+    // entries per user, the ports its blocks hold.
+    let v = events();
+    assert_eq!(v.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::QuotaExceeded], "{v:?}");
+    assert_eq!(
+        (v[0].quota, v[0].limit, v[0].inside().addr),
+        (crate::logging::QuotaKind::MaxEntriesPerUser, 64, client())
+    );
 
     // Everything ends: the block is released a hold later, logged with the same range.
     while nat.count() > 0 {

@@ -43,6 +43,21 @@ fn have(tool: &str) -> bool {
     Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
+/// Root, the namespace tools, nfcapd and nfdump: else SKIP (a failure under CI).
+fn collector_tools() -> bool {
+    if !require_root_and_tools() {
+        return false;
+    }
+    if !have("nfcapd") || !have("nfdump") {
+        if std::env::var_os("CI").is_some() {
+            panic!("nfcapd/nfdump missing: scripts/setup.sh installs nfdump");
+        }
+        skip("nfcapd/nfdump not installed (scripts/setup.sh installs nfdump)");
+        return false;
+    }
+    true
+}
+
 /// A free UDP port on 127.0.0.1 (bound then released).
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -163,6 +178,23 @@ struct Run {
 }
 
 impl Run {
+    /// masqd with `extra_toml` (its `[logging]` section among it) on `cores`, between a
+    /// LAN namespace holding HOST_A and HOST_B and a server answering UDP on port 7.
+    fn start(cores: &[u32], extra_toml: &str) -> Run {
+        let serial = af_packet_serial();
+        let topo = LanWan::new();
+        topo.net.add_addr(&topo.lan_ns, "eth0", &format!("{HOST_B}/10"));
+        let cfg = topo.masqd_config().rules(RULES).cores(cores).extra_toml(extra_toml);
+        let mut masqd = Masqd::start(&cfg);
+        masqd.expect_ready(Duration::from_secs(20));
+        let mut run = Run { topo, masqd: Some(masqd), _serial: serial };
+        let srv = run.topo.srv_ns.clone();
+        let p = peer();
+        run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
+        run.topo.net.wait_listening(&srv, "udp", "7");
+        run
+    }
+
     fn ask(&self, src: &str, sport: &str) -> String {
         let p = peer();
         let out = self.topo.lan(STEP, &["python3", &p, "udp-ask", src, sport, SERVER, "7"]);
@@ -190,33 +222,19 @@ fn nat_records(records: &[Value], inside: &str, port: u16) -> Vec<(String, Strin
 }
 
 fn sessions_are_logged_to_nfcapd_and_syslog(cores: &[u32]) {
-    if !require_root_and_tools() {
-        return;
-    }
-    if !have("nfcapd") || !have("nfdump") {
-        if std::env::var_os("CI").is_some() {
-            panic!("nfcapd/nfdump missing: scripts/setup.sh installs nfdump");
-        }
-        skip("nfcapd/nfdump not installed (scripts/setup.sh installs nfdump)");
+    if !collector_tools() {
         return;
     }
     let collector = Nfcapd::start();
     let (syslog_port, syslog, syslog_stop) = syslog_listener();
-    let serial = af_packet_serial();
-    let topo = LanWan::new();
-    topo.net.add_addr(&topo.lan_ns, "eth0", &format!("{HOST_B}/10"));
-    let cfg = topo.masqd_config().rules(RULES).cores(cores).extra_toml(&format!(
-        "[timeouts]\nudp = 2\n\n[logging]\nipfix = [\"127.0.0.1:{}\"]\nsyslog = \"127.0.0.1:{syslog_port}\"\n\
+    let mut run = Run::start(
+        cores,
+        &format!(
+            "[timeouts]\nudp = 2\n\n[logging]\nipfix = [\"127.0.0.1:{}\"]\nsyslog = \"127.0.0.1:{syslog_port}\"\n\
          observation_domain = 77\nsyslog_hostname = \"cgn-test\"\n",
-        collector.port
-    ));
-    let mut masqd = Masqd::start(&cfg);
-    masqd.expect_ready(Duration::from_secs(20));
-    let mut run = Run { topo, masqd: Some(masqd), _serial: serial };
-    let srv = run.topo.srv_ns.clone();
-    let p = peer();
-    run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
-    run.topo.net.wait_listening(&srv, "udp", "7");
+            collector.port
+        ),
+    );
     let masqd = run.masqd.as_ref().unwrap();
 
     // A: expires on its 2 s UDP timer. B: flushed through the control socket at once.
@@ -283,34 +301,20 @@ fn sessions_are_logged_to_nfcapd_and_syslog_two_workers() {
 /// deterministic one's whole mapping is logged once at start and none of its sessions;
 /// `nat.lookup` answers both ways for both.
 fn deterministic_nat_is_logged_once_and_looked_up(cores: &[u32]) {
-    if !require_root_and_tools() {
-        return;
-    }
-    if !have("nfcapd") || !have("nfdump") {
-        if std::env::var_os("CI").is_some() {
-            panic!("nfcapd/nfdump missing: scripts/setup.sh installs nfdump");
-        }
-        skip("nfcapd/nfdump not installed (scripts/setup.sh installs nfdump)");
+    if !collector_tools() {
         return;
     }
     const DET: &str = "203.0.113.2";
     let collector = Nfcapd::start();
-    let serial = af_packet_serial();
-    let topo = LanWan::new();
-    topo.net.add_addr(&topo.lan_ns, "eth0", &format!("{HOST_B}/10"));
     // HOST_B (100.64.0.3) is the only host of the table: the whole range 1024-65535.
-    let cfg = topo.masqd_config().rules(RULES).cores(cores).extra_toml(&format!(
-        "[[nat.deterministic]]\ninside = \"{HOST_B}/32\"\noutside = \"{DET}/32\"\n\n\
+    let mut run = Run::start(
+        cores,
+        &format!(
+            "[[nat.deterministic]]\ninside = \"{HOST_B}/32\"\noutside = \"{DET}/32\"\n\n\
          [logging]\nipfix = [\"127.0.0.1:{}\"]\n",
-        collector.port
-    ));
-    let mut masqd = Masqd::start(&cfg);
-    masqd.expect_ready(Duration::from_secs(20));
-    let mut run = Run { topo, masqd: Some(masqd), _serial: serial };
-    let srv = run.topo.srv_ns.clone();
-    let p = peer();
-    run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
-    run.topo.net.wait_listening(&srv, "udp", "7");
+            collector.port
+        ),
+    );
     let masqd = run.masqd.as_ref().unwrap();
     assert!(masqd.log().contains("deterministic NAT: 1 hosts"), "{}", masqd.log());
 
@@ -402,34 +406,20 @@ fn masqctl(socket: &std::path::Path, args: &[&str]) -> String {
 /// workers when there are two), one with two sessions in one block. The sessions start
 /// on the default timer, so slow peers cannot end them before they are looked up.
 fn port_blocks_are_logged_and_looked_up(cores: &[u32]) {
-    if !require_root_and_tools() {
-        return;
-    }
-    if !have("nfcapd") || !have("nfdump") {
-        if std::env::var_os("CI").is_some() {
-            panic!("nfcapd/nfdump missing: scripts/setup.sh installs nfdump");
-        }
-        skip("nfcapd/nfdump not installed (scripts/setup.sh installs nfdump)");
+    if !collector_tools() {
         return;
     }
     let collector = Nfcapd::start();
     let (syslog_port, syslog, syslog_stop) = syslog_listener();
     let (ipfix_port, ipfix, ipfix_stop) = ipfix_listener();
-    let serial = af_packet_serial();
-    let topo = LanWan::new();
-    topo.net.add_addr(&topo.lan_ns, "eth0", &format!("{HOST_B}/10"));
-    let cfg = topo.masqd_config().rules(RULES).cores(cores).extra_toml(&format!(
-        "[nat]\nport_block_size = 64\nport_blocks_per_subscriber = 4\nport_hold = 2\n\n\
+    let mut run = Run::start(
+        cores,
+        &format!(
+            "[nat]\nport_block_size = 64\nport_blocks_per_subscriber = 4\nport_hold = 2\n\n\
          [logging]\nipfix = [\"127.0.0.1:{}\", \"127.0.0.1:{ipfix_port}\"]\nsyslog = \"127.0.0.1:{syslog_port}\"\n",
-        collector.port
-    ));
-    let mut masqd = Masqd::start(&cfg);
-    masqd.expect_ready(Duration::from_secs(20));
-    let mut run = Run { topo, masqd: Some(masqd), _serial: serial };
-    let srv = run.topo.srv_ns.clone();
-    let p = peer();
-    run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
-    run.topo.net.wait_listening(&srv, "udp", "7");
+            collector.port
+        ),
+    );
     let masqd = run.masqd.as_ref().unwrap();
     assert!(masqd.log().contains("port blocks of 64 ports, at most 4 per subscriber"), "{}", masqd.log());
 
@@ -557,33 +547,21 @@ fn port_blocks_are_logged_and_looked_up_two_workers() {
 /// NAT44 session create and delete (protocol 47, ports 0) beside the subscriber's UDP
 /// block records, and no UDP session record appears.
 fn address_only_sessions_are_logged_beside_port_blocks(cores: &[u32]) {
-    if !require_root_and_tools() {
-        return;
-    }
-    if !have("nfcapd") || !have("nfdump") {
-        if std::env::var_os("CI").is_some() {
-            panic!("nfcapd/nfdump missing: scripts/setup.sh installs nfdump");
-        }
-        skip("nfcapd/nfdump not installed (scripts/setup.sh installs nfdump)");
+    if !collector_tools() {
         return;
     }
     let collector = Nfcapd::start();
-    let serial = af_packet_serial();
-    let topo = LanWan::new();
-    let cfg = topo.masqd_config().rules(RULES).cores(cores).extra_toml(&format!(
-        "[nat]\nport_block_size = 64\nport_hold = 2\n\n[timeouts]\nudp = 2\nother = 2\n\n\
+    let mut run = Run::start(
+        cores,
+        &format!(
+            "[nat]\nport_block_size = 64\nport_hold = 2\n\n[timeouts]\nudp = 2\nother = 2\n\n\
          [logging]\nipfix = [\"127.0.0.1:{}\"]\n",
-        collector.port
-    ));
-    let mut masqd = Masqd::start(&cfg);
-    masqd.expect_ready(Duration::from_secs(20));
-    let mut run = Run { topo, masqd: Some(masqd), _serial: serial };
+            collector.port
+        ),
+    );
     let srv = run.topo.srv_ns.clone();
-    let p = peer();
     let raw = workspace_root().join("dataplane/tests/tools/rawproto.py").display().to_string();
-    run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &p, "udp-echo", "0.0.0.0", "7"], None);
     run.topo.net.spawn(&srv, Duration::from_secs(60), &["python3", &raw, "echo", "47", SERVER, "50"], None);
-    run.topo.net.wait_listening(&srv, "udp", "7");
     let masqd = run.masqd.as_ref().unwrap();
 
     // GRE: asked again until the raw echo socket (not visible to `ss -l`) answers; each

@@ -3,10 +3,11 @@
 //! and the log volume per 1 000 sessions with and without blocks.
 
 use super::blocks::BlockQuery;
+use super::events_tests::{events, kinds, sub, udp};
 use super::tcp::SYN;
 use super::*;
 use crate::logging::ipfix::IpfixEncoder;
-use crate::logging::{ring, EventKind, EventMask, LogDrain, NatEvent, QuotaKind};
+use crate::logging::{ring, EventKind, EventMask, LogDrain, QuotaKind};
 use crate::time::{Duration, Instant};
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -32,24 +33,6 @@ fn nat(mask: EventMask, tune: impl FnOnce(&mut NatConfig)) -> (WorkerNat, LogDra
     let (sink, drain) = ring(1 << 16, 0, mask);
     n.set_log(sink);
     (n, drain)
-}
-
-fn events(d: &mut LogDrain) -> Vec<NatEvent> {
-    let mut v = Vec::new();
-    d.drain(usize::MAX, |e| v.push(*e));
-    v
-}
-
-fn kinds(v: &[NatEvent]) -> Vec<EventKind> {
-    v.iter().map(|e| e.kind).collect()
-}
-
-fn sub(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(100, 64, 0, n)
-}
-
-fn udp(s: u8, sp: u16, r: u8) -> Tuple {
-    Tuple::new(Endpoint::new(sub(s), sp), Endpoint::new(Ipv4Addr::new(198, 51, 100, r), 53), Proto::Udp)
 }
 
 fn blocks_of(n: &WorkerNat, s: Ipv4Addr, now: Instant) -> Vec<BlockInfo> {

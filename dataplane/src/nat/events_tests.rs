@@ -24,21 +24,21 @@ fn nat_logging(mask: EventMask, tune: impl FnOnce(&mut NatConfig)) -> (WorkerNat
     (n, drain)
 }
 
-fn events(d: &mut LogDrain) -> Vec<NatEvent> {
+pub(super) fn events(d: &mut LogDrain) -> Vec<NatEvent> {
     let mut v = Vec::new();
     d.drain(usize::MAX, |e| v.push(*e));
     v
 }
 
-fn kinds(v: &[NatEvent]) -> Vec<EventKind> {
+pub(super) fn kinds(v: &[NatEvent]) -> Vec<EventKind> {
     v.iter().map(|e| e.kind).collect()
 }
 
-fn sub(n: u8) -> Ipv4Addr {
+pub(super) fn sub(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(100, 64, 0, n)
 }
 
-fn udp(s: u8, sp: u16, r: u8) -> Tuple {
+pub(super) fn udp(s: u8, sp: u16, r: u8) -> Tuple {
     Tuple::new(Endpoint::new(sub(s), sp), Endpoint::new(Ipv4Addr::new(198, 51, 100, r), 53), Proto::Udp)
 }
 

@@ -33,6 +33,7 @@ use clap::{Parser, ValueEnum};
 
 use dataplane::config::Config;
 use dataplane::counters::WorkerCounters;
+use dataplane::io::mem::MemFrame;
 use dataplane::io::{Frame, PacketIo, TxReport};
 use dataplane::l3::neighbor::NeighborTable;
 use dataplane::l3::route::RouteTable;
@@ -78,37 +79,12 @@ struct Args {
     no_runtime: bool,
 }
 
-/// A frame in a recycled buffer.
-struct BenchFrame {
-    buf: Box<[u8]>,
-    len: usize,
-}
-
-impl Frame for BenchFrame {
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-    fn room_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
-    }
-    fn set_len(&mut self, len: usize) -> bool {
-        if len > self.buf.len() {
-            return false;
-        }
-        self.len = len;
-        true
-    }
-    fn is_contiguous(&self) -> bool {
-        true
-    }
-}
-
 /// What the next bursts carry: flow numbers from a generator.
 struct BenchIo {
     writer: FrameWriter,
     flows: FlowSpace,
-    free: Vec<BenchFrame>,
-    rx: VecDeque<BenchFrame>,
+    free: Vec<MemFrame>,
+    rx: VecDeque<MemFrame>,
     burst: usize,
     /// Flow numbers of the frames to generate: uniform over `0..span` from `next`
     /// (a xorshift), or sequential from `next` (`sequential`).
@@ -139,7 +115,7 @@ impl BenchIo {
 }
 
 impl PacketIo for BenchIo {
-    type Frame = BenchFrame;
+    type Frame = MemFrame;
 
     fn port_count(&self) -> usize {
         2
@@ -154,20 +130,20 @@ impl PacketIo for BenchIo {
             let Some(mut f) = self.free.pop() else { break };
             let g = self.flow_number();
             let flow = self.flows.flow(g);
-            self.writer.write(&mut f.buf, false, flow, 0, false);
-            f.len = self.writer.len();
+            self.writer.write(f.room_mut(), false, flow, 0, false);
+            f.set_len(self.writer.len());
             self.rx.push_back(f);
         }
         self.rx.len()
     }
 
-    fn next_rx(&mut self) -> Option<BenchFrame> {
+    fn next_rx(&mut self) -> Option<MemFrame> {
         self.rx.pop_front()
     }
 
-    fn tx(&mut self, _port: u16, frame: BenchFrame) {
+    fn tx(&mut self, _port: u16, frame: MemFrame) {
         self.report.packets += 1;
-        self.report.bytes += frame.len as u64;
+        self.report.bytes += frame.len() as u64;
         self.free.push(frame);
     }
 
@@ -175,11 +151,11 @@ impl PacketIo for BenchIo {
         std::mem::take(&mut self.report)
     }
 
-    fn free(&mut self, frame: BenchFrame) {
+    fn free(&mut self, frame: MemFrame) {
         self.free.push(frame);
     }
 
-    fn alloc(&mut self) -> Option<BenchFrame> {
+    fn alloc(&mut self) -> Option<MemFrame> {
         self.free.pop()
     }
 
@@ -208,7 +184,7 @@ fn worker(args: &Args, capacity: u64, flows: &FlowSpace, nat: bool) -> Result<Wo
     }
     let router = Router::new(routes, neighbors, vec![LAN_MAC, WAN_MAC], counters.clone());
     let writer = FrameWriter::new(L4::Udp, 64, GEN_MAC, LAN_MAC, SERVER)?;
-    let free = (0..args.burst * 2).map(|_| BenchFrame { buf: vec![0u8; 2048].into_boxed_slice(), len: 0 }).collect();
+    let free = (0..args.burst * 2).map(|_| MemFrame::from_bytes(&[])).collect();
     let io = BenchIo {
         writer,
         flows: flows.clone(),
